@@ -1,0 +1,294 @@
+"""The booking snapshot: a Checkfront booking, its lines and its payments, read exactly.
+
+Input is the shape of Checkfront's booking webhook (API 3.0, JSON) with a top-level
+`transactions` list shaped like the "New Payment/Refund" webhook's `transaction` object.
+The engine does not care whether it came from a webhook or from the API.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from services.money import MoneyError, normalize_currency, to_decimal, to_minor
+
+STRIPE_PREFIXES = ("pi_", "ch_")
+
+
+class SnapshotError(ValueError):
+    """A booking snapshot that lacks what a quote needs, or holds an unreadable value."""
+
+
+@dataclass(frozen=True)
+class BookingLine:
+    line_id: str
+    item_id: str
+    sku: str
+    name: str
+    start: datetime
+    total: int  # minor units, tax included (as Checkfront sends it)
+    tax: int
+    qty: int
+    status: str
+
+    @property
+    def amount_excl_tax(self) -> int:
+        return self.total - self.tax
+
+
+@dataclass(frozen=True)
+class Transaction:
+    id: str
+    date: datetime
+    status: str  # PAID | REFUND | anything else Checkfront sends (ignored for money)
+    amount: int  # minor units, positive for refunds too
+    gateway: str
+    original_id: str | None = None
+
+    @property
+    def is_stripe(self) -> bool:
+        return self.gateway.strip().casefold() == "stripe" and self.id.startswith(STRIPE_PREFIXES)
+
+
+@dataclass(frozen=True)
+class Payment:
+    """A PAID transaction with what is left of it after the refunds that reduce it."""
+
+    transaction: Transaction
+    unrefunded: int
+
+    @property
+    def refundable_via_stripe(self) -> bool:
+        return self.transaction.is_stripe
+
+
+@dataclass(frozen=True)
+class BookingSnapshot:
+    booking_id: str
+    code: str
+    status: str
+    currency: str
+    created_at: datetime | None
+    customer_name: str
+    customer_email: str
+    order_total: int
+    paid_total: int
+    lines: tuple[BookingLine, ...]
+    transactions: tuple[Transaction, ...] | None  # None: Checkfront told us nothing about payments
+    fingerprint: str
+
+    @property
+    def customer_first_name(self) -> str:
+        return self.customer_name.split()[0] if self.customer_name.strip() else ""
+
+    @property
+    def paid(self) -> int:
+        if self.transactions is None:
+            return self.paid_total
+        return sum(t.amount for t in self.transactions if t.status == "PAID")
+
+    @property
+    def already_refunded(self) -> int:
+        if self.transactions is None:
+            return 0
+        return sum(t.amount for t in self.transactions if t.status == "REFUND")
+
+    @property
+    def net_paid(self) -> int:
+        return self.paid - self.already_refunded
+
+    def payments(self) -> list[Payment]:
+        """PAID transactions, newest first, each less the refunds that reduce it.
+
+        A refund naming its payment in `original_transaction_id` reduces that one; the others
+        reduce the newest payments first.
+        """
+        if self.transactions is None:
+            return []
+        paid = sorted(
+            (t for t in self.transactions if t.status == "PAID"),
+            key=lambda t: (t.date, t.id),
+            reverse=True,
+        )
+        left = {t.id: t.amount for t in paid}
+        unattributed = 0
+        for refund in (t for t in self.transactions if t.status == "REFUND"):
+            if refund.original_id in left:
+                taken = min(left[refund.original_id], refund.amount)
+                left[refund.original_id] -= taken
+                unattributed += refund.amount - taken
+            else:
+                unattributed += refund.amount
+        for t in paid:
+            taken = min(left[t.id], unattributed)
+            left[t.id] -= taken
+            unattributed -= taken
+        return [Payment(transaction=t, unrefunded=left[t.id]) for t in paid]
+
+
+def parse_snapshot(data: Mapping[str, Any], default_currency: str | None = None) -> BookingSnapshot:
+    """Read a snapshot dict; raise SnapshotError naming the first missing or bad field."""
+    if not isinstance(data, Mapping):
+        raise SnapshotError("booking snapshot must be a JSON object")
+    booking = _require_mapping(data, "booking", "booking")
+    order = _require_mapping(booking, "order", "booking.order")
+    attributes = booking.get("@attributes") or {}
+    booking_id = str(attributes.get("booking_id") or booking.get("booking_id") or "").strip()
+    code = str(booking.get("code") or "").strip()
+    if not booking_id and not code:
+        raise SnapshotError("booking has neither @attributes.booking_id nor code")
+    currency_raw = (order.get("@attributes") or {}).get("currency_id") or default_currency
+    if not currency_raw:
+        raise SnapshotError("booking.order.@attributes.currency_id is missing and no default set")
+    try:
+        currency = normalize_currency(str(currency_raw))
+    except MoneyError as exc:
+        raise SnapshotError(f"booking.order.@attributes.currency_id: {exc}") from exc
+    customer = booking.get("customer") or {}
+    lines = tuple(
+        _parse_line(item, index, currency) for index, item in enumerate(_items(order))
+    )
+    if not lines:
+        raise SnapshotError("booking.order.items has no item")
+    transactions_raw = data.get("transactions")
+    transactions: tuple[Transaction, ...] | None = None
+    if transactions_raw is not None:
+        if not isinstance(transactions_raw, Sequence) or isinstance(transactions_raw, str):
+            raise SnapshotError("transactions must be a list")
+        transactions = tuple(
+            _parse_transaction(t, index, currency) for index, t in enumerate(transactions_raw)
+        )
+    created = booking.get("created_date")
+    created_at = _timestamp(created, "booking.created_date") if created not in (None, "") else None
+    return BookingSnapshot(
+        booking_id=booking_id or code,
+        code=code or booking_id,
+        status=str(booking.get("status") or booking.get("status_id") or "").strip().upper(),
+        currency=currency,
+        created_at=created_at,
+        customer_name=str(customer.get("name") or "") if isinstance(customer, Mapping) else "",
+        customer_email=str(customer.get("email") or "") if isinstance(customer, Mapping) else "",
+        order_total=_amount(order, "total", "booking.order.total", currency),
+        paid_total=_amount(order, "paid_total", "booking.order.paid_total", currency)
+        if order.get("paid_total") not in (None, "")
+        else 0,
+        lines=lines,
+        transactions=transactions,
+        fingerprint=_fingerprint(booking, order, lines, transactions),
+    )
+
+
+def _items(order: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    items = order.get("items")
+    if isinstance(items, Mapping):
+        items = items.get("item")
+    if items is None:
+        raise SnapshotError("booking.order.items is missing")
+    if isinstance(items, Mapping):  # XML-converted payloads send one item as an object
+        return [items]
+    if isinstance(items, Sequence) and not isinstance(items, str):
+        return list(items)
+    raise SnapshotError("booking.order.items.item must be an object or a list")
+
+
+def _parse_line(item: Any, index: int, currency: str) -> BookingLine:
+    where = f"booking.order.items[{index}]"
+    if not isinstance(item, Mapping):
+        raise SnapshotError(f"{where} must be an object")
+    attributes = item.get("@attributes") or {}
+    line_id = str(attributes.get("line_id") or item.get("line_id") or index + 1)
+    if item.get("start_date") in (None, ""):
+        raise SnapshotError(f"{where}.start_date is missing")
+    total = _amount(item, "total", f"{where}.total", currency)
+    tax = _amount(item, "tax_total", f"{where}.tax_total", currency) if item.get(
+        "tax_total"
+    ) not in (None, "") else 0
+    if tax > total:
+        raise SnapshotError(f"{where}: tax_total exceeds total (total includes tax)")
+    sku = str(item.get("sku") or "").strip()
+    qty_raw = item.get("qty", 1)
+    try:
+        qty = int(to_decimal(qty_raw or 1))
+    except MoneyError as exc:
+        raise SnapshotError(f"{where}.qty: {exc}") from exc
+    return BookingLine(
+        line_id=line_id,
+        item_id=str(attributes.get("item_id") or item.get("item_id") or "").strip(),
+        sku=sku,
+        name=str(item.get("name") or sku or f"line {line_id}"),
+        start=_timestamp(item["start_date"], f"{where}.start_date"),
+        total=total,
+        tax=tax,
+        qty=qty,
+        status=str(item.get("status") or "").upper(),
+    )
+
+
+def _parse_transaction(raw: Any, index: int, currency: str) -> Transaction:
+    where = f"transactions[{index}]"
+    if not isinstance(raw, Mapping):
+        raise SnapshotError(f"{where} must be an object")
+    tid = str(raw.get("transaction_id") or "").strip()
+    if not tid:
+        raise SnapshotError(f"{where}.transaction_id is missing")
+    if raw.get("date") in (None, ""):
+        raise SnapshotError(f"{where}.date is missing")
+    amount = _amount(raw, "amount", f"{where}.amount", currency)
+    original = raw.get("original_transaction_id")
+    return Transaction(
+        id=tid,
+        date=_timestamp(raw["date"], f"{where}.date"),
+        status=str(raw.get("status") or "").strip().upper(),
+        amount=abs(amount),
+        gateway=str(raw.get("gateway_id") or ""),
+        original_id=str(original).strip() if original not in (None, "") else None,
+    )
+
+
+def _require_mapping(data: Mapping[str, Any], key: str, where: str) -> Mapping[str, Any]:
+    value = data.get(key)
+    if not isinstance(value, Mapping):
+        raise SnapshotError(f"{where} is missing or not an object")
+    return value
+
+
+def _amount(data: Mapping[str, Any], key: str, where: str, currency: str) -> int:
+    if data.get(key) in (None, ""):
+        raise SnapshotError(f"{where} is missing")
+    try:
+        return to_minor(data[key], currency)
+    except MoneyError as exc:
+        raise SnapshotError(f"{where}: {exc}") from exc
+
+
+def _timestamp(value: Any, where: str) -> datetime:
+    try:
+        seconds = to_decimal(value)
+    except MoneyError as exc:
+        raise SnapshotError(f"{where}: not a unix timestamp: {value!r}") from exc
+    return datetime.fromtimestamp(int(seconds), tz=UTC)
+
+
+def _fingerprint(
+    booking: Mapping[str, Any],
+    order: Mapping[str, Any],
+    lines: tuple[BookingLine, ...],
+    transactions: tuple[Transaction, ...] | None,
+) -> str:
+    """What a quote depends on; a different fingerprint means the booking changed."""
+    material = {
+        "status": str(booking.get("status") or ""),
+        "total": str(order.get("total")),
+        "paid_total": str(order.get("paid_total")),
+        "lines": [(ln.line_id, ln.sku, ln.item_id, ln.start.isoformat(), ln.total, ln.tax)
+                  for ln in lines],
+        "transactions": None if transactions is None else sorted(
+            (t.id, t.status, t.amount, t.original_id or "") for t in transactions
+        ),
+    }
+    blob = json.dumps(material, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]

@@ -1,0 +1,86 @@
+"""Money as integer minor units with ISO-4217 exponents. Never float.
+
+Amounts enter as strings, ints or JSON floats (Checkfront types them float); they are read
+through `Decimal(str(value))` and refused when they carry more decimals than the currency has.
+"""
+
+from __future__ import annotations
+
+from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
+
+ZERO_DECIMAL = frozenset(
+    {"BIF", "CLP", "DJF", "GNF", "ISK", "JPY", "KMF", "KRW", "MGA", "PYG", "RWF", "UGX",
+     "UYI", "VND", "VUV", "XAF", "XOF", "XPF"}
+)
+THREE_DECIMAL = frozenset({"BHD", "IQD", "JOD", "KWD", "LYD", "OMR", "TND"})
+
+
+class MoneyError(ValueError):
+    """An amount or currency that cannot be represented exactly."""
+
+
+def normalize_currency(currency: str) -> str:
+    code = (currency or "").strip().upper()
+    if len(code) != 3 or not code.isalpha():
+        raise MoneyError(f"not an ISO-4217 currency code: {currency!r}")
+    return code
+
+
+def exponent(currency: str) -> int:
+    """Number of minor-unit digits: JPY 0, USD 2, KWD 3."""
+    code = normalize_currency(currency)
+    if code in ZERO_DECIMAL:
+        return 0
+    if code in THREE_DECIMAL:
+        return 3
+    return 2
+
+
+def to_decimal(value: str | int | float | Decimal) -> Decimal:
+    """Read a number without passing through binary floating point arithmetic."""
+    if isinstance(value, bool):
+        raise MoneyError(f"not an amount: {value!r}")
+    try:
+        number = value if isinstance(value, Decimal) else Decimal(str(value).strip())
+    except (InvalidOperation, ValueError) as exc:
+        raise MoneyError(f"not an amount: {value!r}") from exc
+    if not number.is_finite():
+        raise MoneyError(f"not an amount: {value!r}")
+    return number
+
+
+def to_minor(value: str | int | float | Decimal, currency: str) -> int:
+    """Major units to minor units, exactly. "12.345" USD raises; "12.3" USD is 1230."""
+    number = to_decimal(value)
+    scaled = number.scaleb(exponent(currency))
+    if scaled != scaled.to_integral_value():
+        raise MoneyError(
+            f"{value!s} has more decimals than {normalize_currency(currency)} allows "
+            f"({exponent(currency)})"
+        )
+    return int(scaled)
+
+
+def format_minor(minor: int, currency: str) -> str:
+    """Minor units to a decimal string with the currency's exponent: 7500 USD -> "75.00"."""
+    places = exponent(currency)
+    if places == 0:
+        return str(minor)
+    sign = "-" if minor < 0 else ""
+    whole, frac = divmod(abs(minor), 10**places)
+    return f"{sign}{whole}.{frac:0{places}d}"
+
+
+def display(minor: int, currency: str) -> str:
+    """Human form with thousands separators and the code: "1,234.50 USD"."""
+    text = format_minor(minor, currency)
+    sign = "-" if text.startswith("-") else ""
+    whole, _, frac = text.lstrip("-").partition(".")
+    grouped = f"{int(whole):,}"
+    return f"{sign}{grouped}{'.' + frac if frac else ''} {normalize_currency(currency)}"
+
+
+def percent_of(minor: int, percent: Decimal | int) -> int:
+    """round_half_up(minor × percent / 100) to a whole minor unit."""
+    share = Decimal(minor) * Decimal(percent) / Decimal(100)
+    return int(share.quantize(Decimal(1), rounding=ROUND_HALF_UP))

@@ -1,0 +1,189 @@
+"""Cancellation policies, read from a YAML file the business edits.
+
+Validation happens at load: a bad file is refused with a message naming the file, the
+policy id and the field, never half-applied.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from services.money import MoneyError, normalize_currency, to_minor
+
+
+class PolicyError(ValueError):
+    """A policy file that cannot be used."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Tier(_Strict):
+    min_notice_hours: Decimal = Field(ge=0)
+    refund_percent: Decimal = Field(ge=0, le=100)
+
+
+class Match(_Strict):
+    skus: tuple[str, ...] = ()
+    item_ids: tuple[str, ...] = ()
+
+    @field_validator("item_ids", mode="before")
+    @classmethod
+    def _ids_as_text(cls, value: Any) -> Any:
+        if isinstance(value, list | tuple):
+            return tuple(str(v) for v in value)
+        return value
+
+
+class Policy(_Strict):
+    id: str = Field(min_length=1)
+    text: str = Field(min_length=1)
+    default: bool = False
+    match: Match = Match()
+    tiers: tuple[Tier, ...] = Field(min_length=1)
+    non_refundable_skus: tuple[str, ...] = ()
+    cancellation_fee: Decimal = Decimal(0)
+    refund_tax: bool = True
+    waivers: dict[str, Decimal] = {}
+
+    @field_validator("cancellation_fee", mode="before")
+    @classmethod
+    def _fee_is_text(cls, value: Any) -> Any:
+        return _amount_text(value)
+
+    @field_validator("waivers")
+    @classmethod
+    def _waivers(cls, value: dict[str, Decimal]) -> dict[str, Decimal]:
+        for code, percent in value.items():
+            if not 0 <= percent <= 100:
+                raise ValueError(f"waiver {code}: percent must be between 0 and 100")
+        return {code.strip().upper(): percent for code, percent in value.items()}
+
+    @model_validator(mode="after")
+    def _tiers_cover_zero(self) -> Policy:
+        if not any(t.min_notice_hours == 0 for t in self.tiers):
+            raise ValueError("tiers must include one with min_notice_hours: 0")
+        if len({t.min_notice_hours for t in self.tiers}) != len(self.tiers):
+            raise ValueError("tiers: two tiers share the same min_notice_hours")
+        return self
+
+    def tier_for(self, notice_hours: Decimal) -> Tier:
+        """The tier with the largest min_notice_hours not above the notice."""
+        eligible = [t for t in self.tiers if t.min_notice_hours <= notice_hours]
+        return max(eligible, key=lambda t: t.min_notice_hours)
+
+    def applies_to(self, sku: str, item_id: str) -> bool:
+        return (bool(sku) and sku in self.match.skus) or (
+            bool(item_id) and item_id in self.match.item_ids
+        )
+
+
+class PolicyBook(_Strict):
+    currency: str
+    auto_approve_max: Decimal
+    escalate_over: Decimal
+    policies: tuple[Policy, ...] = Field(min_length=1)
+    source: str = ""
+    digest: str = ""
+
+    @field_validator("currency")
+    @classmethod
+    def _currency(cls, value: str) -> str:
+        return normalize_currency(value)
+
+    @field_validator("auto_approve_max", "escalate_over", mode="before")
+    @classmethod
+    def _limits_are_text(cls, value: Any) -> Any:
+        return _amount_text(value)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> PolicyBook:
+        ids = [p.id for p in self.policies]
+        duplicates = sorted({i for i in ids if ids.count(i) > 1})
+        if duplicates:
+            raise ValueError(f"policies: duplicate id {duplicates[0]}")
+        if sum(p.default for p in self.policies) > 1:
+            raise ValueError("policies: more than one policy has default: true")
+        for field in ("auto_approve_max", "escalate_over"):
+            _check_amount(getattr(self, field), self.currency, field)
+        for policy in self.policies:
+            _check_amount(policy.cancellation_fee, self.currency, f"{policy.id}.cancellation_fee")
+        if self.auto_approve_max > self.escalate_over:
+            raise ValueError("auto_approve_max must not exceed escalate_over")
+        return self
+
+    def policy_for(self, sku: str, item_id: str) -> Policy | None:
+        for policy in self.policies:
+            if policy.applies_to(sku, item_id):
+                return policy
+        return next((p for p in self.policies if p.default), None)
+
+    def by_id(self, policy_id: str) -> Policy:
+        return next(p for p in self.policies if p.id == policy_id)
+
+
+def _amount_text(value: Any) -> Any:
+    """Amounts are written as strings; a YAML float would have lost its exactness already."""
+    if isinstance(value, float):
+        raise ValueError("write amounts as quoted strings, e.g. \"10.00\"")
+    return value
+
+
+def _check_amount(value: Decimal, currency: str, field: str) -> None:
+    if value < 0:
+        raise ValueError(f"{field}: must not be negative")
+    try:
+        to_minor(value, currency)
+    except MoneyError as exc:
+        raise ValueError(f"{field}: {exc}") from exc
+
+
+def parse_policies(data: Any, source: str = "<policies>") -> PolicyBook:
+    if not isinstance(data, dict):
+        raise PolicyError(f"{source}: the policy file must be a mapping")
+    try:
+        book = PolicyBook.model_validate(data)
+    except ValidationError as exc:
+        raise PolicyError(_describe(exc, data, source)) from None
+    except MoneyError as exc:
+        raise PolicyError(f"{source}: {exc}") from None
+    digest = hashlib.sha256(yaml.safe_dump(data, sort_keys=True).encode()).hexdigest()[:12]
+    return book.model_copy(update={"source": source, "digest": digest})
+
+
+def load_policies(path: str | Path) -> PolicyBook:
+    source = str(path)
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise PolicyError(f"{source}: cannot read policy file ({exc.strerror})") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise PolicyError(f"{source}: not valid YAML ({exc.__class__.__name__})") from None
+    return parse_policies(data, source)
+
+
+def _describe(exc: ValidationError, data: dict[str, Any], source: str) -> str:
+    """One line: file, policy id (when the error is inside a policy), field, reason."""
+    error = exc.errors()[0]
+    loc = list(error["loc"])
+    where = ""
+    if len(loc) >= 2 and loc[0] == "policies" and isinstance(loc[1], int):
+        policies = data.get("policies") or []
+        raw = policies[loc[1]] if loc[1] < len(policies) else {}
+        policy_id = raw.get("id", f"#{loc[1] + 1}") if isinstance(raw, dict) else f"#{loc[1] + 1}"
+        where = f" policy {policy_id}:"
+        loc = loc[2:]
+    field = ".".join(str(part) for part in loc) or "(policy)"
+    message = str(error["msg"]).removeprefix("Value error, ")
+    if error["type"] == "extra_forbidden":
+        message = "unknown key"
+    return f"{source}:{where} {field}: {message}"
