@@ -1,0 +1,104 @@
+"""App assembly: settings → services → worker → aiohttp application (webhooks, health,
+and Slack when configured)."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from aiohttp import web
+
+from bot.settings import Settings
+from bot.worker import Worker
+from handlers import checkfront_webhook, stripe_webhook
+from handlers.context import CONTEXT_KEY, AppContext
+from services.checkfront import CheckfrontClient
+from services.flows import Services, automation_state
+from services.policy import load_policies
+from services.store import Store
+from services.stripe_gateway import StripeGateway
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Bot:
+    settings: Settings
+    svc: Services
+    worker: Worker
+    web: web.Application
+
+    @classmethod
+    async def create(cls, settings: Settings) -> Bot:
+        book = load_policies(settings.policy_file)
+        store = await Store(settings.database_path).open()
+        svc = Services(
+            store=store,
+            book=book,
+            config=settings.refund_config(),
+            checkfront=CheckfrontClient(
+                settings.checkfront_base_url,
+                settings.checkfront_api_key.get_secret_value(),
+                settings.checkfront_api_secret.get_secret_value(),
+            ),
+            stripe=StripeGateway(
+                settings.stripe_secret_key.get_secret_value(),
+                api_base=settings.stripe_api_base,
+                max_network_retries=settings.stripe_max_network_retries,
+            ),
+        )
+        worker = Worker(svc)
+        app = web.Application(client_max_size=settings.max_body_bytes)
+        app[CONTEXT_KEY] = AppContext(
+            svc=svc,
+            worker=worker,
+            checkfront_webhook_secret=settings.checkfront_webhook_secret.get_secret_value(),
+            checkfront_webhook_auth=settings.checkfront_webhook_auth,
+            stripe_webhook_secret=settings.stripe_webhook_secret.get_secret_value(),
+            max_body_bytes=settings.max_body_bytes,
+        )
+        if settings.checkfront_webhook_auth == "path":
+            app.router.add_post("/webhooks/checkfront/{token}", checkfront_webhook.receive)
+        else:
+            app.router.add_post("/webhooks/checkfront", checkfront_webhook.receive)
+        app.router.add_post("/webhooks/stripe", stripe_webhook.receive)
+        app.router.add_get("/healthz", healthz)
+        bot = cls(settings=settings, svc=svc, worker=worker, web=app)
+        app.on_startup.append(bot._on_startup)
+        app.on_cleanup.append(bot._on_cleanup)
+        return bot
+
+    async def _on_startup(self, _app: web.Application) -> None:
+        await self.worker.start()
+
+    async def _on_cleanup(self, _app: web.Application) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        await self.worker.stop()
+        if self.svc.checkfront is not None:
+            await self.svc.checkfront.aclose()
+        if self.svc.stripe is not None:
+            await self.svc.stripe.close()
+        await self.svc.store.close()
+
+
+async def healthz(request: web.Request) -> web.Response:
+    ctx = AppContext.of(request.app)
+    automation = await automation_state(ctx.svc.store)
+    version = await ctx.svc.store.schema_version()
+    return web.json_response({"ok": True, "schema": version, "paused": automation.paused})
+
+
+def serve(settings: Settings) -> None:
+    """Run until interrupted (blocking)."""
+    logging.basicConfig(level=settings.log_level,
+                        format="%(asctime)s %(levelname)s %(name)s %(message)s")
+
+    async def application() -> web.Application:
+        bot = await Bot.create(settings)
+        log.info("refund bot on http://%s:%s (mode %s)", settings.host, settings.port,
+                 settings.mode)
+        return bot.web
+
+    web.run_app(application(), host=settings.host, port=settings.port, print=None)

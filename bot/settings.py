@@ -1,0 +1,85 @@
+"""Settings from the environment (and an optional `.env`), validated at start-up.
+
+Secrets are `SecretStr`: they never print in logs, reprs or error messages.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from services.config import Mode, RefundConfig
+
+
+class SettingsError(Exception):
+    """A missing or invalid setting; the message names it (never its value)."""
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore", case_sensitive=False)
+
+    database_path: Path = Path("var/refunds.db")
+    policy_file: Path
+    mode: Mode = Mode.ASSISTED
+    host: str = "127.0.0.1"
+    port: int = 8080
+    log_level: str = "INFO"
+    max_body_bytes: int = 256 * 1024
+
+    checkfront_host: str  # acme.checkfront.com, or a full http(s):// base URL
+    checkfront_api_key: SecretStr
+    checkfront_api_secret: SecretStr
+    checkfront_webhook_secret: SecretStr
+    checkfront_webhook_auth: Literal["path", "basic"] = "path"
+    cancelled_statuses: Annotated[list[str], NoDecode] = ["STOP", "VOID"]
+    status_after_refund: str = "STOP"
+    notify_customer: bool = False
+    quote_max_age_hours: float = Field(default=24, gt=0)
+
+    stripe_secret_key: SecretStr
+    stripe_webhook_secret: SecretStr
+    stripe_api_base: str | None = None  # only for a local Stripe stand-in
+    stripe_max_network_retries: int = 2
+
+    customer_hash_salt: SecretStr = SecretStr("refund-bot")
+
+    @field_validator("cancelled_statuses", mode="before")
+    @classmethod
+    def _comma_separated(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    def refund_config(self) -> RefundConfig:
+        return RefundConfig(
+            mode=self.mode,
+            quote_max_age=timedelta(hours=self.quote_max_age_hours),
+            cancelled_statuses=frozenset(s.strip().upper() for s in self.cancelled_statuses),
+            status_after_refund=self.status_after_refund.upper(),
+            notify_customer=self.notify_customer,
+            customer_hash_salt=self.customer_hash_salt.get_secret_value(),
+        )
+
+    @property
+    def checkfront_base_url(self) -> str:
+        host = self.checkfront_host.strip().rstrip("/")
+        return host if host.startswith(("http://", "https://")) else f"https://{host}"
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Read settings; a missing or bad one raises SettingsError naming the variable."""
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        problems = []
+        for error in exc.errors():
+            name = str(error["loc"][0]).upper() if error["loc"] else "?"
+            if error["type"] == "missing":
+                problems.append(f"missing setting {name}")
+            else:
+                problems.append(f"invalid setting {name}: {error['msg']}")
+        raise SettingsError("; ".join(problems)) from None

@@ -1,0 +1,79 @@
+"""The background worker: applies stored webhook events in order and runs tracked tasks.
+
+Nothing is fire-and-forget: every task is kept until it ends, its failure is logged, and
+`drain()` waits for all of it (tests and shutdown use that).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from services.events import StoredEvent, process, unprocessed
+from services.execution import resume_all
+from services.flows import Services
+
+log = logging.getLogger(__name__)
+
+
+class Worker:
+    def __init__(self, svc: Services) -> None:
+        self.svc = svc
+        self._queue: asyncio.Queue[StoredEvent] = asyncio.Queue()
+        self._consumer: asyncio.Task[None] | None = None
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self.failures: list[str] = []
+
+    async def start(self) -> None:
+        """Resume interrupted executions, re-queue events stored but not processed, consume."""
+        await resume_all(self.svc)
+        for event in await unprocessed(self.svc.store):
+            self._queue.put_nowait(event)
+        self._consumer = asyncio.create_task(self._consume(), name="event-worker")
+
+    def submit(self, event: StoredEvent) -> None:
+        self._queue.put_nowait(event)
+
+    def spawn(self, work: Callable[[], Awaitable[Any]], name: str) -> asyncio.Task[Any]:
+        """Run `work` in the background, tracked until it ends."""
+        task = asyncio.create_task(self._guard(work, name), name=name)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    async def drain(self) -> None:
+        """Wait until every queued event and tracked task has finished."""
+        while True:
+            await self._queue.join()
+            pending = [t for t in self._tasks if not t.done()]
+            if not pending and self._queue.empty():
+                return
+            await asyncio.gather(*pending, return_exceptions=True)
+
+    async def stop(self) -> None:
+        await self.drain()
+        if self._consumer is not None:
+            self._consumer.cancel()
+            await asyncio.gather(self._consumer, return_exceptions=True)
+
+    async def _consume(self) -> None:
+        while True:
+            event = await self._queue.get()
+            try:
+                outcome = await process(self.svc, event)
+                log.info("event %s/%s %s: %s", event.source, event.kind, event.row_id, outcome)
+            except Exception:
+                log.exception("event %s/%s %s failed", event.source, event.kind, event.row_id)
+                self.failures.append(f"event {event.row_id}")
+            finally:
+                self._queue.task_done()
+
+    async def _guard(self, work: Callable[[], Awaitable[Any]], name: str) -> Any:
+        try:
+            return await work()
+        except Exception:
+            log.exception("background task %s failed", name)
+            self.failures.append(name)
+            return None
