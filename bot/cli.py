@@ -8,12 +8,16 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
 
+from bot import ops
+from bot.settings import SettingsError
 from bot.text import quote_table
 from services.booking import SnapshotError, parse_snapshot
+from services.cases import CaseError
+from services.money import MoneyError
 from services.policy import PolicyError, load_policies
 from services.quote import QuoteError, build_quote
 
@@ -62,15 +66,12 @@ def build_parser() -> argparse.ArgumentParser:
     quote.add_argument("--json", action="store_true", help="print one JSON object")
     quote.set_defaults(handler=cmd_quote)
 
-    for register in EXTRA_COMMANDS:
-        register(commands)
+    ops.register(commands)
     return parser
 
 
-# Other modules add their sub-commands here (keeps this file about parsing, not features).
-EXTRA_COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = []
-
-INPUT_ERRORS = (UsageError, PolicyError, SnapshotError, QuoteError)
+INPUT_ERRORS = (UsageError, PolicyError, SnapshotError, QuoteError, SettingsError, CaseError,
+                MoneyError)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

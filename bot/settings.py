@@ -7,22 +7,29 @@ from __future__ import annotations
 
 from datetime import timedelta
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Literal, TypeVar
 
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from services.config import Mode, RefundConfig
 
+_S = TypeVar("_S", bound=BaseSettings)
+
 
 class SettingsError(Exception):
     """A missing or invalid setting; the message names it (never its value)."""
 
 
-class Settings(BaseSettings):
+class StoreSettings(BaseSettings):
+    """Enough to open the store (for read-only commands such as `audit verify`)."""
+
     model_config = SettingsConfigDict(env_file=".env", extra="ignore", case_sensitive=False)
 
     database_path: Path = Path("var/refunds.db")
+
+
+class Settings(StoreSettings):
     policy_file: Path
     mode: Mode = Mode.ASSISTED
     host: str = "127.0.0.1"
@@ -72,8 +79,16 @@ class Settings(BaseSettings):
 
 def load_settings(**overrides: object) -> Settings:
     """Read settings; a missing or bad one raises SettingsError naming the variable."""
+    return _load(Settings, overrides)
+
+
+def load_store_settings() -> StoreSettings:
+    return _load(StoreSettings, {})
+
+
+def _load(kind: type[_S], overrides: dict[str, object]) -> _S:
     try:
-        return Settings(**overrides)  # type: ignore[arg-type]
+        return kind(**overrides)
     except ValidationError as exc:
         problems = []
         for error in exc.errors():

@@ -14,7 +14,6 @@ A crash anywhere leaves the case `executing`; `resume_all` picks it up with the 
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -301,8 +300,7 @@ async def _finish(svc: Services, case: Case, status: Status, reason: str, actor:
 async def apply_refund_event(svc: Services, refund: dict[str, Any], event_type: str) -> Case | None:
     """A Stripe refund event: update our execution row; a refund that failed fails its case."""
     refund_id = str(refund.get("id") or "")
-    row = await svc.store.fetch_one("SELECT * FROM executions WHERE stripe_refund_id = ?",
-                                    (refund_id,))
+    row = await _execution_for(svc, refund)
     if row is None:
         await audit.record(svc.store, actor="stripe", action="stripe.external_refund",
                            detail={"event": event_type, "refund_id": refund_id,
@@ -329,5 +327,23 @@ async def apply_refund_event(svc: Services, refund: dict[str, Any], event_type: 
     return case
 
 
-def describe_executions(rows: list[Row]) -> list[dict[str, Any]]:
-    return [json.loads(dumps(dict(r))) for r in rows]
+async def _execution_for(svc: Services, refund: dict[str, Any]) -> Row | None:
+    """Our execution row for a Stripe refund: by refund id, or (when the event overtook the
+    answer to our own call) by the case id in its metadata, its payment and its amount."""
+    row = await svc.store.fetch_one("SELECT * FROM executions WHERE stripe_refund_id = ?",
+                                    (str(refund.get("id") or ""),))
+    case_id = str((refund.get("metadata") or {}).get("case_id") or "")
+    if row is not None or not case_id.isdigit():
+        return row
+    refs = [r for r in (refund.get("payment_intent"), refund.get("charge")) if r]
+    for ref in refs:
+        row = await svc.store.fetch_one(
+            "SELECT * FROM executions WHERE case_id = ? AND payment_ref = ? AND amount = ? "
+            "AND stripe_refund_id IS NULL AND called_at IS NOT NULL ORDER BY id DESC LIMIT 1",
+            (int(case_id), ref, refund.get("amount")))
+        if row is not None:
+            async with svc.store.transaction() as tx:
+                await tx.execute("UPDATE executions SET stripe_refund_id = ? WHERE id = ?",
+                                 (refund.get("id"), row["id"]))
+            return row
+    return None

@@ -1,0 +1,19 @@
+"""Shared fixtures: a whole local world (Checkfront and Stripe stand-ins and the bot)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from sandbox.world import World
+
+
+@pytest.fixture
+async def world(tmp_path: Path) -> AsyncIterator[World]:
+    w = await World.start(tmp_path)
+    try:
+        yield w
+    finally:
+        await w.stop()
