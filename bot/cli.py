@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
 
-from bot import ops
+from bot import demo, ops
 from bot.settings import SettingsError
 from bot.text import quote_table
 from services.booking import SnapshotError, parse_snapshot
@@ -50,7 +50,7 @@ def cmd_quote(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(quote.to_dict(), indent=2))
     else:
-        print(quote_table(quote))
+        print(quote_table(quote.to_dict()))
     return 0
 
 
@@ -67,6 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
     quote.set_defaults(handler=cmd_quote)
 
     ops.register(commands)
+    demo.register(commands)
     return parser
 
 

@@ -89,7 +89,7 @@ class World:
                    for n, i in enumerate(items)],
             transactions=[], paid_total="0",
         )
-        for n, amount in enumerate(payments or [str(total)]):
+        for n, amount in enumerate([str(total)] if payments is None else payments):
             intent = self.stripe.add_payment(to_minor(amount, currency), currency,
                                              metadata={"booking": code})
             self.checkfront.add_transaction(code, amount=amount, transaction_id=intent.id,

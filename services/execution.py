@@ -94,7 +94,7 @@ async def _run(svc: Services, case: Case, actor: str) -> Case:
     if problems:
         return await _finish(svc, case, Status.FAILED, "; ".join(problems), actor)
 
-    await _write_back(svc, case, actor)
+    await _write_back(svc, case, actor, manual)
     if manual > 0:
         return await _finish(svc, case, Status.PARTIALLY_REFUNDED,
                              f"{display(manual, case.currency)} must be refunded by hand "
@@ -251,7 +251,7 @@ async def _reject_rows(svc: Services, case_id: int, plan: list[Planned], why: st
                            case_id=case_id, detail={"why": why})
 
 
-async def _write_back(svc: Services, case: Case, actor: str) -> None:
+async def _write_back(svc: Services, case: Case, actor: str, manual: int) -> None:
     """Tell Checkfront: booking status (if not already cancelled) and a note with the refund."""
     if svc.checkfront is None:
         return
@@ -262,11 +262,15 @@ async def _write_back(svc: Services, case: Case, actor: str) -> None:
     decided = await cases.last_decision(svc.store, case.id)
     total = sum(r["amount"] for r in refunds)
     clauses = "; ".join(f"[{k}] {v}" for k, v in quote.get("clauses", {}).items())
-    note = (
-        f"Refund {display(total, case.currency)} via Stripe "
-        f"({', '.join(r['stripe_refund_id'] for r in refunds)}). Case {case.id}. "
-        f"Decided by {decided['decided_by'] if decided else actor}. Policy: {clauses}"
-    )
+    parts = []
+    if total:
+        ids = ", ".join(r["stripe_refund_id"] for r in refunds)
+        parts.append(f"Refund {display(total, case.currency)} via Stripe ({ids}).")
+    if manual:
+        parts.append(f"{display(manual, case.currency)} to be refunded by hand "
+                     "(not paid through Stripe).")
+    note = " ".join([*parts, f"Case {case.id}. Decided by "
+                     f"{decided['decided_by'] if decided else actor}. Policy: {clauses}"])
     detail: dict[str, Any] = {"note": note}
     try:
         booking = (await svc.checkfront.get_booking_snapshot(case.booking_id))["booking"]
