@@ -1,0 +1,396 @@
+"""The only module that speaks Stripe: refunds, refund look-ups and listings, webhook signatures.
+
+Amounts cross this boundary in the project's minor units (`services.money` exponents, ISO 4217);
+Stripe's own amount rules stay here (`to_stripe_amount`, `from_stripe_amount`).
+
+Retries: the official client retries connection errors, timeouts, 409 and 5xx itself
+(`max_network_retries`, same idempotency key each time). It does not retry 429, so this module
+does, honouring `Retry-After`, with the same key. A 5xx Stripe stored under a key is replayed on
+every retry: such a failure is reported as `unavailable` with `maybe_applied=True`, meaning the
+refund may exist; look for it (`refunds_for`, by metadata) before deciding anything.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from functools import partial
+from typing import Any, Literal, TypeVar
+
+import stripe
+
+from services.money import MoneyError, exponent, format_minor, normalize_currency
+
+ErrorKind = Literal[
+    "over_refund", "invalid", "rate_limited", "unavailable", "idempotency", "auth", "not_found"
+]
+REFUND_REASON = "requested_by_customer"
+# Stripe's three-decimal currencies: amounts must end in 0 at Stripe.
+STRIPE_THREE_DECIMAL = frozenset({"BHD", "JOD", "KWD", "OMR", "TND"})
+# Where Stripe's API exponent differs from ISO 4217: ISK is two-decimal at Stripe
+# (100 = 1 krona) and takes whole kronur only.
+STRIPE_EXPONENT_OVERRIDES = {"ISK": 2}
+_OVER_REFUND_CODES = frozenset({"charge_already_refunded", "amount_too_large"})
+
+T = TypeVar("T")
+
+
+class StripeGatewayError(Exception):
+    """A Stripe failure in the project's terms.
+
+    maybe_applied: the request may have been executed although no answer said so (timeouts,
+    connection errors, 5xx on a write). Check before treating the refund as not made.
+    """
+
+    def __init__(
+        self,
+        kind: ErrorKind,
+        message: str,
+        *,
+        code: str | None = None,
+        http_status: int | None = None,
+        request_id: str | None = None,
+        maybe_applied: bool = False,
+    ) -> None:
+        super().__init__(message)
+        self.kind: ErrorKind = kind
+        self.message = message
+        self.code = code
+        self.http_status = http_status
+        self.request_id = request_id
+        self.maybe_applied = maybe_applied
+
+    def __repr__(self) -> str:
+        return (
+            f"StripeGatewayError(kind={self.kind!r}, message={self.message!r}, "
+            f"code={self.code!r}, http_status={self.http_status!r})"
+        )
+
+
+class InvalidStripeSignature(ValueError):
+    """A webhook body whose Stripe-Signature does not check out (or is stale)."""
+
+
+@dataclass(frozen=True)
+class StripeRefund:
+    id: str
+    amount: int  # project minor units
+    currency: str  # upper case
+    status: str  # pending | requires_action | succeeded | failed | canceled
+    payment_intent: str | None
+    charge: str | None
+    failure_reason: str | None
+    metadata: dict[str, str] = field(hash=False)
+    created: int
+
+
+def _currency(currency: str) -> str:
+    try:
+        return normalize_currency(currency)
+    except MoneyError as exc:
+        raise StripeGatewayError("invalid", str(exc)) from None
+
+
+def _scale(code: str) -> int:
+    """Power of ten between project minor units and Stripe's units for `code`."""
+    stripe_exponent = STRIPE_EXPONENT_OVERRIDES.get(code)
+    return 0 if stripe_exponent is None else stripe_exponent - exponent(code)
+
+
+def to_stripe_amount(minor: int, currency: str) -> int:
+    """Project minor units to the `amount` Stripe expects; refuses what Stripe would refuse."""
+    code = _currency(currency)
+    if isinstance(minor, bool) or not isinstance(minor, int):
+        raise StripeGatewayError("invalid", f"amount must be an integer, got {minor!r}")
+    if minor <= 0:
+        raise StripeGatewayError("invalid", f"amount must be positive, got {minor}")
+    amount = minor * 10 ** _scale(code)
+    if code in STRIPE_THREE_DECIMAL and amount % 10:
+        raise StripeGatewayError(
+            "invalid",
+            f"Stripe accepts {code} amounts only in multiples of 0.010 (last digit 0); "
+            f"{format_minor(minor, code)} {code} is not one",
+        )
+    return amount
+
+
+def from_stripe_amount(amount: int, currency: str) -> int:
+    """Stripe's `amount` to project minor units (whole units for ISK, rounding down)."""
+    return int(amount) // 10 ** _scale(_currency(currency))
+
+
+def verify_event(
+    payload: bytes, sig_header: str, secret: str, tolerance: int = 300
+) -> dict[str, Any]:
+    """Check a webhook's `Stripe-Signature` over the raw body and return the event as a dict."""
+    try:
+        text = payload.decode("utf-8")
+        stripe.WebhookSignature.verify_header(text, sig_header, secret, tolerance)
+    except stripe.SignatureVerificationError as exc:
+        raise InvalidStripeSignature(exc.user_message or "invalid signature") from None
+    except UnicodeDecodeError:
+        raise InvalidStripeSignature("webhook body is not UTF-8") from None
+    try:
+        event = json.loads(text)
+    except ValueError:
+        raise InvalidStripeSignature("signed body is not JSON") from None
+    if not isinstance(event, dict) or not event.get("id") or not event.get("type"):
+        raise InvalidStripeSignature("signed body is not a Stripe event")
+    return event
+
+
+class StripeGateway:
+    """Refund operations against Stripe (or a stand-in at `api_base`).
+
+    send_reason: send `reason=requested_by_customer` with each refund. Stripe accepts it;
+    localstripe rejects any parameter it does not know, `reason` included, so turn it off there.
+    """
+
+    def __init__(
+        self,
+        api_key: str,
+        *,
+        api_base: str | None = None,
+        max_network_retries: int = 2,
+        timeout: float = 20.0,
+        rate_limit_retries: int = 3,
+        backoff_base: float = 0.5,
+        send_reason: bool = True,
+        max_retry_after: float = 60.0,
+    ) -> None:
+        if not api_key:
+            raise ValueError("a Stripe API key is required")
+        self._http = stripe.HTTPXClient(timeout=timeout)
+        self._client = stripe.StripeClient(
+            api_key,
+            http_client=self._http,
+            base_addresses={"api": api_base.rstrip("/")} if api_base else None,
+            max_network_retries=max_network_retries,
+        )
+        self._rate_limit_retries = rate_limit_retries
+        self._backoff_base = backoff_base
+        self._send_reason = send_reason
+        self._max_retry_after = max_retry_after
+
+    async def close(self) -> None:
+        await self._http.close_async()
+
+    async def unrefunded_amount(self, payment_ref: str) -> tuple[int, str]:
+        """What is still refundable on a payment (`pi_...` or `ch_...`): minor units, currency."""
+        charge = await self._charge_of(payment_ref)
+        currency = str(charge["currency"]).upper()
+        if charge.get("status") != "succeeded":
+            raise StripeGatewayError(
+                "invalid", f"payment {payment_ref} has no successful charge to refund"
+            )
+        remaining = int(charge["amount"]) - int(charge.get("amount_refunded") or 0)
+        return from_stripe_amount(max(remaining, 0), currency), currency
+
+    async def create_refund(
+        self,
+        *,
+        payment_ref: str,
+        amount: int,
+        currency: str,
+        idempotency_key: str,
+        metadata: Mapping[str, str],
+    ) -> StripeRefund:
+        """Refund `amount` (minor units of `currency`) of a payment, exactly once per key.
+
+        The payment's currency is checked first: an amount is never sent in the wrong currency.
+        """
+        ref_field = _ref_field(payment_ref)
+        code = _currency(currency)
+        stripe_amount = to_stripe_amount(amount, code)
+        if not idempotency_key or len(idempotency_key) > 255:
+            raise StripeGatewayError("invalid", "idempotency key must be 1..255 characters")
+        paid_in = await self._payment_currency(payment_ref)
+        if paid_in != code:
+            raise StripeGatewayError(
+                "invalid", f"payment {payment_ref} is in {paid_in}, not {code}"
+            )
+        params: dict[str, Any] = {
+            ref_field: payment_ref,
+            "amount": stripe_amount,
+            "metadata": {str(k): str(v) for k, v in metadata.items()},
+        }
+        if self._send_reason:
+            params["reason"] = REFUND_REASON
+        options: stripe.RequestOptions = {"idempotency_key": idempotency_key}
+        refund = await self._call(
+            lambda: self._client.v1.refunds.create_async(params, options), writes=True
+        )
+        return _refund_from(refund)
+
+    async def get_refund(self, refund_id: str) -> StripeRefund:
+        if not refund_id:
+            raise StripeGatewayError("invalid", "refund id is empty")
+        refund = await self._call(
+            lambda: self._client.v1.refunds.retrieve_async(refund_id), writes=False
+        )
+        return _refund_from(refund)
+
+    async def iter_refunds(
+        self, *, created_gte: int, created_lt: int, page_size: int = 100
+    ) -> AsyncIterator[StripeRefund]:
+        """Refunds created in [created_gte, created_lt), newest first, fetched page by page."""
+        if not 1 <= page_size <= 100:
+            raise StripeGatewayError("invalid", "page_size must be 1..100")
+        params: dict[str, Any] = {
+            "created": {"gte": created_gte, "lt": created_lt},
+            "limit": page_size,
+        }
+        while True:
+            page = await self._call(
+                partial(self._client.v1.refunds.list_async, dict(params)), writes=False
+            )
+            for item in page.data:
+                yield _refund_from(item)
+            if not page.has_more or not page.data:
+                return
+            params["starting_after"] = page.data[-1].id
+
+    async def refunds_for(self, payment_ref: str) -> list[StripeRefund]:
+        """Every refund of one payment, newest first: how to settle a `maybe_applied` doubt."""
+        params: dict[str, Any] = {_ref_field(payment_ref): payment_ref, "limit": 100}
+        found: list[StripeRefund] = []
+        while True:
+            page = await self._call(
+                partial(self._client.v1.refunds.list_async, dict(params)), writes=False
+            )
+            found.extend(_refund_from(item) for item in page.data)
+            if not page.has_more or not page.data:
+                return found
+            params["starting_after"] = page.data[-1].id
+
+    # ---- internals ---------------------------------------------------------------------------
+
+    async def _payment_currency(self, payment_ref: str) -> str:
+        if payment_ref.startswith("pi_"):
+            pi = await self._call(
+                lambda: self._client.v1.payment_intents.retrieve_async(payment_ref),
+                writes=False,
+            )
+            return str(pi.to_dict()["currency"]).upper()
+        charge = await self._charge_of(payment_ref)
+        return str(charge["currency"]).upper()
+
+    async def _charge_of(self, payment_ref: str) -> dict[str, Any]:
+        if _ref_field(payment_ref) == "payment_intent":
+            pi = (
+                await self._call(
+                    lambda: self._client.v1.payment_intents.retrieve_async(payment_ref),
+                    writes=False,
+                )
+            ).to_dict()
+            charge_id = _ref_id(pi.get("latest_charge"))
+            if not charge_id:
+                raise StripeGatewayError(
+                    "invalid",
+                    f"payment {payment_ref} has no charge (status {pi.get('status')})",
+                )
+        else:
+            charge_id = payment_ref
+        charge = await self._call(
+            lambda: self._client.v1.charges.retrieve_async(charge_id), writes=False
+        )
+        return charge.to_dict()
+
+    async def _call(self, op: Callable[[], Awaitable[T]], *, writes: bool) -> T:
+        attempt = 0
+        while True:
+            try:
+                return await op()
+            except stripe.RateLimitError as exc:
+                if attempt >= self._rate_limit_retries:
+                    raise _gateway_error(exc, writes=writes) from exc
+                await asyncio.sleep(self._retry_delay(exc, attempt))
+                attempt += 1
+            except stripe.StripeError as exc:
+                raise _gateway_error(exc, writes=writes) from exc
+
+    def _retry_delay(self, exc: stripe.StripeError, attempt: int) -> float:
+        retry_after = _header(exc, "retry-after")
+        if retry_after is not None:
+            try:
+                return min(max(float(retry_after), 0.0), self._max_retry_after)
+            except ValueError:
+                pass  # an HTTP date: fall back to our own backoff
+        return min(self._backoff_base * 2**attempt, self._max_retry_after)
+
+
+def _ref_field(payment_ref: str) -> str:
+    if payment_ref.startswith("pi_"):
+        return "payment_intent"
+    if payment_ref.startswith(("ch_", "py_")):
+        return "charge"
+    raise StripeGatewayError(
+        "invalid", f"not a Stripe payment reference (pi_... or ch_...): {payment_ref!r}"
+    )
+
+
+def _ref_id(value: Any) -> str | None:
+    if isinstance(value, str):
+        return value or None
+    if isinstance(value, dict):
+        inner = value.get("id")
+        return str(inner) if inner else None
+    return None
+
+
+def _refund_from(obj: Any) -> StripeRefund:
+    data: dict[str, Any] = obj.to_dict() if hasattr(obj, "to_dict") else dict(obj)
+    currency = str(data["currency"]).upper()
+    metadata = data.get("metadata") or {}
+    return StripeRefund(
+        id=str(data["id"]),
+        amount=from_stripe_amount(int(data["amount"]), currency),
+        currency=currency,
+        status=str(data.get("status") or "pending"),
+        payment_intent=_ref_id(data.get("payment_intent")),
+        charge=_ref_id(data.get("charge")),
+        failure_reason=data.get("failure_reason"),
+        metadata={str(k): str(v) for k, v in metadata.items()},
+        created=int(data["created"]),
+    )
+
+
+def _header(exc: stripe.StripeError, name: str) -> str | None:
+    headers = exc.headers or {}
+    for key, value in headers.items():
+        if key.lower() == name:
+            return str(value)
+    return None
+
+
+def _gateway_error(exc: stripe.StripeError, *, writes: bool) -> StripeGatewayError:
+    status = exc.http_status
+    message = exc.user_message or type(exc).__name__
+    code = exc.code
+
+    def error(kind: ErrorKind, maybe_applied: bool = False) -> StripeGatewayError:
+        return StripeGatewayError(
+            kind, message, code=code, http_status=status, request_id=exc.request_id,
+            maybe_applied=maybe_applied,
+        )
+
+    if isinstance(exc, stripe.AuthenticationError | stripe.PermissionError):
+        return error("auth")
+    if isinstance(exc, stripe.IdempotencyError):
+        return error("idempotency")
+    if isinstance(exc, stripe.RateLimitError):
+        return error("rate_limited")
+    if isinstance(exc, stripe.InvalidRequestError):
+        if status == 404 or code == "resource_missing":
+            return error("not_found")
+        if code in _OVER_REFUND_CODES or (
+            message.startswith("Refund amount") and "is greater than" in message
+        ):
+            return error("over_refund")
+        return error("invalid")
+    if isinstance(exc, stripe.CardError):
+        return error("invalid")
+    # Connection errors, timeouts, 409 and 5xx: the write may or may not have happened.
+    return error("unavailable", maybe_applied=writes)
