@@ -45,6 +45,7 @@ class Bot:
                 settings.stripe_secret_key.get_secret_value(),
                 api_base=settings.stripe_api_base,
                 max_network_retries=settings.stripe_max_network_retries,
+                timeout=settings.stripe_timeout_seconds,
             ),
         )
         worker = Worker(svc)

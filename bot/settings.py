@@ -51,6 +51,7 @@ class Settings(StoreSettings):
     stripe_webhook_secret: SecretStr
     stripe_api_base: str | None = None  # only for a local Stripe stand-in
     stripe_max_network_retries: int = 2
+    stripe_timeout_seconds: float = Field(default=20.0, gt=0)
 
     customer_hash_salt: SecretStr = SecretStr("refund-bot")
 

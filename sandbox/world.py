@@ -60,6 +60,7 @@ class World:
             "stripe_secret_key": "sk_test_sandbox",
             "stripe_webhook_secret": STRIPE_WEBHOOK_SECRET,
             "stripe_api_base": stripe_server.url,
+            "stripe_timeout_seconds": 1.0,
             **settings,
         }
         bot = await Bot.create(load_settings(**values))

@@ -25,7 +25,7 @@ from services.checkfront import CheckfrontError
 from services.flows import Services, assemble_snapshot, quote_snapshot
 from services.money import display
 from services.store import Row, dumps, now_iso, utcnow
-from services.stripe_gateway import StripeGatewayError
+from services.stripe_gateway import StripeGatewayError, StripeRefund
 
 SETTLED = ("pending", "succeeded")  # money that has left (or is leaving) the merchant
 RETRYABLE_KINDS = ("unavailable", "rate_limited")
@@ -214,18 +214,44 @@ async def _call_stripe(svc: Services, case: Case, item: Planned) -> list[str]:
             payment_ref=item.payment_ref, amount=item.amount, currency=case.currency,
             idempotency_key=item.key, metadata=metadata)
     except StripeGatewayError as exc:
-        final = exc.kind not in RETRYABLE_KINDS
-        async with svc.store.transaction() as tx:
-            if final:
-                await tx.execute(
-                    "UPDATE executions SET status = 'rejected', failure_reason = ?, "
-                    "updated_at = ? WHERE id = ?", (exc.message, now_iso(), item.row_id))
-            await audit.append(tx, actor="stripe", action="stripe.refund_error", case_id=case.id,
-                               detail={"payment": item.payment_ref, "amount": case.money(
-                                   item.amount), "idempotency_key": item.key, "kind": exc.kind,
-                                   "error": exc.message, "will_reuse_key": not final})
-        hint = "" if final else " (a retry reuses the same idempotency key)"
-        return [f"Stripe refused {item.payment_ref}: {exc.message}{hint}"]
+        found = await _made_anyway(svc, case, item) if exc.maybe_applied else None
+        if found is None:
+            return await _stripe_error(svc, case, item, exc)
+        refund = found
+    return await _record_refund(svc, case, item, refund)
+
+
+async def _made_anyway(svc: Services, case: Case, item: Planned) -> StripeRefund | None:
+    """After an answer that may hide a refund (a replayed 500, a timeout), look for it."""
+    assert svc.stripe is not None
+    try:
+        made = await svc.stripe.refunds_for(item.payment_ref)
+    except StripeGatewayError:
+        return None
+    taken = {r["stripe_refund_id"] for r in await svc.store.fetch_all(
+        "SELECT stripe_refund_id FROM executions WHERE stripe_refund_id IS NOT NULL")}
+    return next((r for r in made if r.metadata.get("case_id") == str(case.id)
+                 and r.amount == item.amount and r.id not in taken), None)
+
+
+async def _stripe_error(svc: Services, case: Case, item: Planned,
+                        exc: StripeGatewayError) -> list[str]:
+    final = exc.kind not in RETRYABLE_KINDS
+    async with svc.store.transaction() as tx:
+        if final:
+            await tx.execute(
+                "UPDATE executions SET status = 'rejected', failure_reason = ?, "
+                "updated_at = ? WHERE id = ?", (exc.message, now_iso(), item.row_id))
+        await audit.append(tx, actor="stripe", action="stripe.refund_error", case_id=case.id,
+                           detail={"payment": item.payment_ref, "amount": case.money(
+                               item.amount), "idempotency_key": item.key, "kind": exc.kind,
+                               "error": exc.message, "will_reuse_key": not final})
+    hint = "" if final else " (a retry reuses the same idempotency key)"
+    return [f"Stripe refused {item.payment_ref}: {exc.message}{hint}"]
+
+
+async def _record_refund(svc: Services, case: Case, item: Planned,
+                         refund: StripeRefund) -> list[str]:
     status = "failed" if refund.status in ("failed", "canceled") else (
         "succeeded" if refund.status == "succeeded" else "pending")
     async with svc.store.transaction() as tx:

@@ -186,7 +186,11 @@ async def test_stripe_faults_are_retried_with_the_same_key(world: World, fault: 
     assert case.status == Status.REFUNDED, case.status_reason
     assert len(world.stripe.refunds) == 1
     posts = [r for r in world.stripe.requests if r.path == "/v1/refunds" and r.method == "POST"]
-    assert len(posts) >= 2 and len({r.idempotency_key for r in posts}) == 1
+    assert len({r.idempotency_key for r in posts}) == 1
+    if fault == "timeout":  # the first call is still held by the stand-in; the retry replayed
+        assert posts[-1].replayed
+    else:
+        assert len(posts) >= 2
 
 
 async def test_refund_that_later_fails_moves_the_case_to_failed(world: World) -> None:
@@ -241,5 +245,7 @@ async def test_booking_changed_since_quote_is_requoted_before_execution(world: W
 
     assert case.status == Status.PENDING_APPROVAL
     assert "changed" in (case.status_reason or "")
-    assert case.refund_amount == 62000 - 10000 - 1000 + 1000 - 1000  # 620 - 100 paid back
+    # entitlement 620.00 (630.00 less the 10.00 fee); paid 630.00 less 100.00 refunded in cash
+    # = 530.00 net; retained 10.00; so 520.00 is left to refund
+    assert case.refund_amount == 52000
     assert world.stripe.refunds == []
