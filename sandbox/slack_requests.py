@@ -1,0 +1,101 @@
+"""Signed requests as Slack sends them: slash commands, button clicks and modal submissions.
+
+Used by the tests and the benchmark to drive the real Bolt app over real HTTP.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+from urllib.parse import urlencode
+
+import httpx
+from slack_sdk.signature import SignatureVerifier
+
+TEAM = {"id": "T0SANDBOX", "domain": "sandbox"}
+
+
+class SlackSender:
+    def __init__(self, url: str, signing_secret: str, client: httpx.AsyncClient | None = None,
+                 response_url_base: str = "") -> None:
+        self.url = url
+        self.signer = SignatureVerifier(signing_secret)
+        self.client = client or httpx.AsyncClient(timeout=10)
+        self.response_url_base = response_url_base
+        self._seq = 0
+
+    async def aclose(self) -> None:
+        await self.client.aclose()
+
+    def signed(self, body: str, *, timestamp: int | None = None,
+               secret_override: str | None = None) -> dict[str, str]:
+        ts = str(timestamp if timestamp is not None else int(time.time()))
+        signer = SignatureVerifier(secret_override) if secret_override else self.signer
+        return {
+            "X-Slack-Request-Timestamp": ts,
+            "X-Slack-Signature": signer.generate_signature(timestamp=ts, body=body),
+            "Content-Type": "application/x-www-form-urlencoded",
+        }
+
+    async def post(self, body: str, **signing: Any) -> httpx.Response:
+        return await self.client.post(self.url, content=body.encode(),
+                                      headers=self.signed(body, **signing))
+
+    def _response_url(self) -> str:
+        self._seq += 1
+        return f"{self.response_url_base}/response/{self._seq}" if self.response_url_base else ""
+
+    def command_body(self, text: str, user: str, command: str = "/refund",
+                     channel: str = "C0APPROVE") -> str:
+        return urlencode({
+            "token": "legacy-unused", "team_id": TEAM["id"], "team_domain": TEAM["domain"],
+            "channel_id": channel, "channel_name": "refunds", "user_id": user,
+            "user_name": user.lower(), "command": command, "text": text,
+            "api_app_id": "A0SANDBOX", "response_url": self._response_url(),
+            "trigger_id": f"trigger.{time.time_ns()}",
+        })
+
+    async def command(self, text: str, user: str, **kwargs: Any) -> httpx.Response:
+        return await self.post(self.command_body(text, user, **kwargs))
+
+    def click_body(self, action_id: str, value: str, user: str, *, channel: str = "C0APPROVE",
+                   message_ts: str = "1700000000.000100") -> str:
+        payload = {
+            "type": "block_actions",
+            "team": TEAM,
+            "user": {"id": user, "username": user.lower(), "team_id": TEAM["id"]},
+            "api_app_id": "A0SANDBOX",
+            "trigger_id": f"trigger.{time.time_ns()}",
+            "container": {"type": "message", "message_ts": message_ts, "channel_id": channel},
+            "channel": {"id": channel, "name": "refunds"},
+            "message": {"ts": message_ts, "type": "message"},
+            "response_url": self._response_url(),
+            "actions": [{"action_id": action_id, "block_id": "actions", "value": value,
+                         "type": "button", "action_ts": str(time.time())}],
+        }
+        return urlencode({"payload": json.dumps(payload)})
+
+    async def click(self, action_id: str, value: str, user: str, **kwargs: Any) -> httpx.Response:
+        return await self.post(self.click_body(action_id, value, user, **kwargs))
+
+    def view_body(self, callback_id: str, values: dict[str, dict[str, str]], user: str,
+                  private_metadata: str) -> str:
+        state = {block: {action: {"type": "plain_text_input", "value": value}
+                         for action, value in actions.items()}
+                 for block, actions in values.items()}
+        payload = {
+            "type": "view_submission",
+            "team": TEAM,
+            "user": {"id": user, "username": user.lower(), "team_id": TEAM["id"]},
+            "api_app_id": "A0SANDBOX",
+            "trigger_id": f"trigger.{time.time_ns()}",
+            "view": {"id": "V0SANDBOX", "type": "modal", "callback_id": callback_id,
+                     "private_metadata": private_metadata, "state": {"values": state},
+                     "hash": "1", "team_id": TEAM["id"]},
+        }
+        return urlencode({"payload": json.dumps(payload)})
+
+    async def submit_view(self, callback_id: str, values: dict[str, dict[str, str]], user: str,
+                          private_metadata: str) -> httpx.Response:
+        return await self.post(self.view_body(callback_id, values, user, private_metadata))
