@@ -1,0 +1,256 @@
+"""Block Kit primitives for `bot.blocks`: Slack's size limits, text safety and small builders.
+
+Every builder here clips its text to the limit Slack documents for that field, so a message
+built from them is never refused for length. Free text from people or bookings goes through
+`esc` (mrkdwn entities) and `scrub` (anything shaped like an email, phone or card number).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from services.money import display, to_minor
+
+# Documented Block Kit limits (characters unless noted).
+HEADER_TEXT = 150
+SECTION_TEXT = 3000
+FIELD_TEXT = 2000
+MAX_FIELDS = 10
+MAX_CONTEXT_ELEMENTS = 10
+BUTTON_TEXT = 75
+BUTTON_VALUE = 2000
+MAX_ACTION_ELEMENTS = 25
+CONFIRM_TITLE = 100
+CONFIRM_TEXT = 300
+CONFIRM_BUTTON = 30
+MODAL_TITLE = 24
+MODAL_BUTTON = 24
+PRIVATE_METADATA = 3000
+INPUT_LABEL = 2000
+INPUT_HINT = 2000
+PLACEHOLDER = 150
+MESSAGE_BLOCKS = 50
+MODAL_BLOCKS = 100
+FALLBACK_TEXT = 300  # notification text: Slack allows far more, people read far less
+
+_EMAIL = re.compile(r"(?<![\w.+-])[\w.+-]+@[\w-]+(?:\.[\w-]+)+")  # lookbehind: linear time
+_PHONE = re.compile(r"\+\d[\d\s().-]{6,}\d")
+_CARD = re.compile(r"\b(?:\d[ -]?){12,18}\d\b")
+_SLACK_USER = re.compile(r"[UW][A-Z0-9]{2,}")
+
+
+@dataclass(frozen=True)
+class Message:
+    text: str  # notification fallback text, no PII
+    blocks: list[dict[str, Any]]
+
+
+# --- text ---------------------------------------------------------------------------------
+
+def clip(text: str, limit: int) -> str:
+    """At most `limit` characters; a cut ends with an ellipsis."""
+    return text if len(text) <= limit else text[: max(limit - 1, 0)].rstrip() + "…"
+
+
+def scrub(text: str) -> str:
+    """Mask what looks like contact or card data in free text."""
+    if "@" in text:
+        text = _EMAIL.sub("[email hidden]", text)
+    text = _CARD.sub("[number hidden]", text)
+    return _PHONE.sub("[phone hidden]", text)
+
+
+def esc(text: object, limit: int = 500) -> str:
+    """Free text made safe for mrkdwn: scrubbed, clipped, `&<>` escaped."""
+    plain = clip(scrub(clip(" ".join(str(text).split()), 2 * limit + 100)), limit)
+    return plain.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def plain(text: object, limit: int) -> str:
+    """Free text for a plain_text object: scrubbed and clipped, no escaping."""
+    return clip(scrub(clip(" ".join(str(text).split()), 2 * limit + 100)), limit)
+
+
+def who(actor: str | None) -> str:
+    """A Slack user id as a mention, anything else ("policy", "maria") as text."""
+    if not actor:
+        return "someone"
+    return f"<@{actor}>" if _SLACK_USER.fullmatch(actor) else esc(actor, 80)
+
+
+def parse_time(iso: str | None) -> datetime | None:
+    if not iso:
+        return None
+    try:
+        moment = datetime.fromisoformat(iso.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def date_token(iso: str | None) -> str:
+    """A Slack date that each reader sees in their own timezone, UTC text as the fallback."""
+    moment = parse_time(iso)
+    if moment is None:
+        return esc(iso or "unknown", 40)
+    utc = moment.astimezone(UTC)
+    fallback = utc.strftime("%Y-%m-%d %H:%M UTC")
+    return f"<!date^{int(utc.timestamp())}^{{date_short_pretty}} {{time}}|{fallback}>"
+
+
+def clock(iso: str | None) -> str:
+    """"14:05 UTC" for a decision time."""
+    moment = parse_time(iso)
+    return moment.astimezone(UTC).strftime("%H:%M UTC") if moment else "an unknown time"
+
+
+def utc_text(iso: str | None) -> str:
+    moment = parse_time(iso)
+    return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC") if moment else "unknown"
+
+
+# --- money ----------------------------------------------------------------------------------
+
+def money(minor: int, currency: str) -> str:
+    """"1,525.00 USD"."""
+    return display(minor, currency)
+
+
+def number(minor: int, currency: str) -> str:
+    """"1,525.00" (no code), for lists where the currency is already stated."""
+    return display(minor, currency).rsplit(" ", 1)[0]
+
+
+def minor_of(text: str | int, currency: str) -> int:
+    """A quote amount (decimal string in major units) in minor units."""
+    return to_minor(text, currency)
+
+
+# --- blocks -------------------------------------------------------------------------------
+
+def mrkdwn(text: str, limit: int = SECTION_TEXT) -> dict[str, Any]:
+    return {"type": "mrkdwn", "text": clip(text, limit)}
+
+
+def plain_text(text: str, limit: int) -> dict[str, Any]:
+    return {"type": "plain_text", "text": clip(text, limit), "emoji": True}
+
+
+def header(text: str) -> dict[str, Any]:
+    return {"type": "header", "text": plain_text(text, HEADER_TEXT)}
+
+
+def section(text: str) -> dict[str, Any]:
+    return {"type": "section", "text": mrkdwn(text)}
+
+
+def fields(pairs: Iterable[tuple[str, str]]) -> dict[str, Any]:
+    """Label/value pairs side by side (at most ten)."""
+    items = [mrkdwn(f"*{label}*\n{value}", FIELD_TEXT) for label, value in pairs]
+    return {"type": "section", "fields": items[:MAX_FIELDS]}
+
+
+def context(*texts: str) -> dict[str, Any]:
+    return {"type": "context",
+            "elements": [mrkdwn(t) for t in texts[:MAX_CONTEXT_ELEMENTS]]}
+
+
+def divider() -> dict[str, Any]:
+    return {"type": "divider"}
+
+
+def actions(*elements: dict[str, Any], block_id: str | None = None) -> dict[str, Any]:
+    block: dict[str, Any] = {"type": "actions", "elements": list(elements[:MAX_ACTION_ELEMENTS])}
+    if block_id:
+        block["block_id"] = block_id
+    return block
+
+
+def confirm(title: str, text: str, yes: str, no: str = "Cancel",
+            style: str | None = None) -> dict[str, Any]:
+    dialog: dict[str, Any] = {
+        "title": plain_text(title, CONFIRM_TITLE),
+        "text": plain_text(text, CONFIRM_TEXT),
+        "confirm": plain_text(yes, CONFIRM_BUTTON),
+        "deny": plain_text(no, CONFIRM_BUTTON),
+    }
+    if style:
+        dialog["style"] = style
+    return dialog
+
+
+def button(text: str, action_id: str, value: str, *, style: str | None = None,
+           confirm_dialog: dict[str, Any] | None = None) -> dict[str, Any]:
+    if len(value) > BUTTON_VALUE:
+        raise ValueError(f"button value is {len(value)} characters; Slack allows {BUTTON_VALUE}")
+    element: dict[str, Any] = {"type": "button", "text": plain_text(text, BUTTON_TEXT),
+                               "action_id": action_id, "value": value}
+    if style:
+        element["style"] = style
+    if confirm_dialog:
+        element["confirm"] = confirm_dialog
+    return element
+
+
+def text_input(block_id: str, action_id: str, label: str, *, multiline: bool = False,
+               initial: str | None = None, hint: str | None = None,
+               placeholder: str | None = None, max_length: int | None = None) -> dict[str, Any]:
+    """A required input block holding one plain_text_input."""
+    element: dict[str, Any] = {"type": "plain_text_input", "action_id": action_id,
+                               "multiline": multiline}
+    if initial is not None:
+        element["initial_value"] = initial
+    if placeholder:
+        element["placeholder"] = plain_text(placeholder, PLACEHOLDER)
+    if max_length:
+        element["max_length"] = max_length
+    block: dict[str, Any] = {"type": "input", "block_id": block_id, "optional": False,
+                             "label": plain_text(label, INPUT_LABEL), "element": element}
+    if hint:
+        block["hint"] = plain_text(hint, INPUT_HINT)
+    return block
+
+
+def modal(callback_id: str, title: str, blocks: list[dict[str, Any]], *, submit: str,
+          close: str, private_metadata: str) -> dict[str, Any]:
+    if len(private_metadata) > PRIVATE_METADATA:
+        raise ValueError("private_metadata is longer than Slack allows")
+    return {"type": "modal", "callback_id": callback_id,
+            "title": plain_text(title, MODAL_TITLE), "submit": plain_text(submit, MODAL_BUTTON),
+            "close": plain_text(close, MODAL_BUTTON), "private_metadata": private_metadata,
+            "blocks": blocks[:MODAL_BLOCKS]}
+
+
+def line_sections(lines: Sequence[str], *, title: str | None = None,
+                  max_sections: int = 2) -> list[dict[str, Any]]:
+    """Lines packed into as few sections as fit; whole lines only, "…and N more" when cut."""
+    if not lines:
+        return []
+    chunks: list[list[str]] = [[f"*{title}*"]] if title else [[]]
+    sizes = [len(chunks[0][0]) if title else 0]
+    shown = 0
+    budget = SECTION_TEXT - 40  # room for the "…and N more" line
+    for line in lines:
+        line = clip(line, budget)
+        extra = len(line) + (1 if chunks[-1] else 0)
+        if sizes[-1] + extra > budget:
+            if len(chunks) == max_sections:
+                break
+            chunks.append([])
+            sizes.append(0)
+            extra = len(line)
+        chunks[-1].append(line)
+        sizes[-1] += extra
+        shown += 1
+    if shown < len(lines):
+        chunks[-1].append(f"_…and {len(lines) - shown} more_")
+    return [section("\n".join(chunk)) for chunk in chunks if chunk]
+
+
+def fallback(text: str) -> str:
+    """Notification text: one line, no markup beyond what Slack shows plainly."""
+    return clip(" ".join(text.split()), FALLBACK_TEXT)
