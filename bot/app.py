@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from aiohttp import web
 
 from bot.settings import Settings
+from bot.slack_app import SlackSide
 from bot.worker import Worker
 from handlers import checkfront_webhook, stripe_webhook
 from handlers.context import CONTEXT_KEY, AppContext
@@ -27,6 +28,7 @@ class Bot:
     svc: Services
     worker: Worker
     web: web.Application
+    slack: SlackSide | None = None
 
     @classmethod
     async def create(cls, settings: Settings) -> Bot:
@@ -64,12 +66,17 @@ class Bot:
             app.router.add_post("/webhooks/checkfront", checkfront_webhook.receive)
         app.router.add_post("/webhooks/stripe", stripe_webhook.receive)
         app.router.add_get("/healthz", healthz)
-        bot = cls(settings=settings, svc=svc, worker=worker, web=app)
+        slack = SlackSide.build(settings, svc, worker) if settings.slack_bot_token else None
+        if slack is not None:
+            slack.mount(app)
+        bot = cls(settings=settings, svc=svc, worker=worker, web=app, slack=slack)
         app.on_startup.append(bot._on_startup)
         app.on_cleanup.append(bot._on_cleanup)
         return bot
 
     async def _on_startup(self, _app: web.Application) -> None:
+        if self.slack is not None:
+            await self.slack.start()
         await self.worker.start()
 
     async def _on_cleanup(self, _app: web.Application) -> None:
@@ -77,6 +84,8 @@ class Bot:
 
     async def close(self) -> None:
         await self.worker.stop()
+        if self.slack is not None:
+            await self.slack.stop()
         if self.svc.checkfront is not None:
             await self.svc.checkfront.aclose()
         if self.svc.stripe is not None:

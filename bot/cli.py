@@ -45,6 +45,8 @@ def cmd_quote(args: argparse.Namespace) -> int:
         raise UsageError(f"{args.booking}: cannot read booking file ({exc.strerror})") from None
     except json.JSONDecodeError as exc:
         raise UsageError(f"{args.booking}: not valid JSON (line {exc.lineno})") from None
+    except UnicodeDecodeError:
+        raise UsageError(f"{args.booking}: not a UTF-8 text file") from None
     snapshot = parse_snapshot(raw, default_currency=book.currency)
     quote = build_quote(snapshot, book, cancelled_at, waiver=args.waiver)
     if args.json:

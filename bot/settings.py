@@ -9,7 +9,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Literal, TypeVar
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from services.config import Mode, RefundConfig
@@ -55,6 +55,34 @@ class Settings(StoreSettings):
 
     customer_hash_salt: SecretStr = SecretStr("refund-bot")
 
+    # Slack: on when SLACK_BOT_TOKEN is set; Socket Mode when SLACK_APP_TOKEN is set too
+    slack_bot_token: SecretStr | None = None
+    slack_signing_secret: SecretStr | None = None
+    slack_app_token: SecretStr | None = None
+    slack_api_base: str | None = None  # only for a local Slack stand-in
+    slack_approvals_channel: str = ""
+    slack_digest_channel: str = ""
+    slack_approvers: str = ""  # "U123:500.00,U456" (U456: no limit)
+    slack_approver_group: str = ""  # a user group id whose members approve
+    slack_approver_group_max: str = ""
+    slack_finance_leads: str = ""  # may approve any amount
+    slack_no_self_approval: bool = False
+    slack_post_interval_seconds: float = Field(default=1.0, ge=0)
+
+    @model_validator(mode="after")
+    def _slack_complete(self) -> Settings:
+        if self.slack_bot_token is None:
+            return self
+        missing = []
+        if self.slack_app_token is None and self.slack_signing_secret is None:
+            missing.append("SLACK_SIGNING_SECRET")
+        if not self.slack_approvals_channel:
+            missing.append("SLACK_APPROVALS_CHANNEL")
+        if missing:
+            raise ValueError("Slack is on (SLACK_BOT_TOKEN) but missing setting "
+                             + ", ".join(missing))
+        return self
+
     @field_validator("cancelled_statuses", mode="before")
     @classmethod
     def _comma_separated(cls, value: object) -> object:
@@ -96,6 +124,8 @@ def _load(kind: type[_S], overrides: dict[str, object]) -> _S:
             name = str(error["loc"][0]).upper() if error["loc"] else "?"
             if error["type"] == "missing":
                 problems.append(f"missing setting {name}")
+            elif not error["loc"]:
+                problems.append(str(error["msg"]).removeprefix("Value error, "))
             else:
                 problems.append(f"invalid setting {name}: {error['msg']}")
         raise SettingsError("; ".join(problems)) from None

@@ -259,6 +259,7 @@ async def card_context(svc: Services, case: Case) -> dict[str, Any]:
         "customer_first_name": name[0] if name else "",
         "decided_by": last["decided_by"] if last else None,
         "decided_at": last["decided_at"] if last else None,
+        "decision_reason": last["reason"] if last else None,
         "refunds": [dict(r) for r in refunds],
         "automation": await automation_state(svc.store),
     }
@@ -272,7 +273,8 @@ async def render_card(svc: Services, case: Case) -> blocks.Message:
                                     automation=ctx["automation"])
     return blocks.outcome_card(case, ctx["quote"], customer_first_name=ctx["customer_first_name"],
                                decided_by=ctx["decided_by"], decided_at=ctx["decided_at"],
-                               refunds=ctx["refunds"], automation=ctx["automation"])
+                               refunds=ctx["refunds"], automation=ctx["automation"],
+                               decision_reason=ctx["decision_reason"])
 
 
 async def thread_details(svc: Services, case: Case) -> str:

@@ -16,6 +16,8 @@ from bot.app import Bot
 from bot.settings import load_settings
 from sandbox.checkfront_server import CheckfrontSandbox
 from sandbox.http import RunningServer, start
+from sandbox.slack_requests import SlackSender
+from sandbox.slack_server import SlackSandbox
 from sandbox.stripe_server import StripeSandbox
 from services.money import to_minor
 
@@ -23,6 +25,11 @@ REPO = Path(__file__).resolve().parent.parent
 EXAMPLE_POLICIES = REPO / "examples" / "policies.yml"
 WEBHOOK_TOKEN = "cf-webhook-token-sandbox"
 STRIPE_WEBHOOK_SECRET = "whsec_sandbox_secret"
+SLACK_SIGNING_SECRET = "slack-signing-secret-sandbox"
+APPROVALS = "C0APPROVE"
+DIGEST = "C0DIGEST"
+# maria approves up to 1,000.00, joe up to 300.00, fiona (finance lead) anything; sam is staff
+MARIA, JOE, FIONA, SAM = "U0MARIA", "U0JOE", "U0FIONA", "U0SAM"
 
 
 @dataclass
@@ -42,14 +49,34 @@ class World:
     bot: Bot
     servers: list[RunningServer] = field(default_factory=list)
     bot_url: str = ""
+    slack: SlackSandbox | None = None
+    sender: SlackSender | None = None
 
     @classmethod
     async def start(cls, folder: Path, *, policy_file: Path = EXAMPLE_POLICIES,
-                    **settings: Any) -> World:
+                    slack: bool = False, **settings: Any) -> World:
         checkfront, stripe = CheckfrontSandbox(), StripeSandbox(timeout_delay=1.5)
         cf_server = await start(checkfront.app())
         stripe_server = await start(stripe.app())
-        values: dict[str, Any] = {
+        servers = [stripe_server, cf_server]
+        slack_sandbox = None
+        values: dict[str, Any] = {}
+        if slack:
+            slack_sandbox = SlackSandbox()
+            for user, name in ((MARIA, "maria"), (JOE, "joe"), (FIONA, "fiona"), (SAM, "sam")):
+                slack_sandbox.add_user(user, name)
+            servers.append(await slack_sandbox.serve())
+            values.update({
+                "slack_bot_token": "xoxb-sandbox-token",
+                "slack_signing_secret": SLACK_SIGNING_SECRET,
+                "slack_api_base": slack_sandbox.api_url,
+                "slack_approvals_channel": APPROVALS,
+                "slack_digest_channel": DIGEST,
+                "slack_approvers": f"{MARIA}:1000.00,{JOE}:300.00",
+                "slack_finance_leads": FIONA,
+                "slack_post_interval_seconds": 0.05,
+            })
+        values.update({
             "_env_file": None,
             "database_path": folder / "refunds.db",
             "policy_file": policy_file,
@@ -62,14 +89,20 @@ class World:
             "stripe_api_base": stripe_server.url,
             "stripe_timeout_seconds": 1.0,
             **settings,
-        }
+        })
         bot = await Bot.create(load_settings(**values))
         bot_server = await start(bot.web)
         stripe.configure_webhook(f"{bot_server.url}/webhooks/stripe", STRIPE_WEBHOOK_SECRET)
-        return cls(checkfront, stripe, bot, [bot_server, stripe_server, cf_server],
-                   bot_server.url)
+        sender = None
+        if slack_sandbox is not None:
+            sender = SlackSender(f"{bot_server.url}/slack/events", SLACK_SIGNING_SECRET,
+                                 response_url_base=slack_sandbox.url)
+        return cls(checkfront, stripe, bot, [bot_server, *servers], bot_server.url,
+                   slack_sandbox, sender)
 
     async def stop(self) -> None:
+        if self.sender is not None:
+            await self.sender.aclose()
         for server in self.servers:
             await server.stop()
 
@@ -110,8 +143,10 @@ class World:
             return await client.post(self.webhook_url(), json=self.checkfront.webhook_body(code))
 
     async def settle(self) -> None:
-        """Wait for the bot's worker and Stripe's webhook deliveries to go quiet."""
+        """Wait for the bot's worker, Stripe's webhook deliveries and Slack posts to go quiet."""
         for _ in range(3):
             await self.bot.worker.drain()
             await self.stripe.drain_webhooks()
+            if self.bot.slack is not None:
+                await self.bot.slack.deps.outbox.drain()
         await self.bot.worker.drain()

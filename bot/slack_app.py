@@ -1,0 +1,133 @@
+"""The Slack side: a Bolt AsyncApp in the same aiohttp process (HTTP mode, `/slack/events`),
+or over Socket Mode when SLACK_APP_TOKEN is set, with the same listeners either way.
+
+`process_before_response=True`: Bolt answers Slack when the listener returns, and every
+listener only acks and hands its work to the worker, so the answer leaves in well under a
+millisecond of our own time instead of Bolt's default ack polling.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from aiohttp import web
+from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
+from slack_bolt.async_app import AsyncApp
+from slack_sdk.http_retry.builtin_async_handlers import (
+    AsyncConnectionErrorRetryHandler,
+    AsyncRateLimitErrorRetryHandler,
+    AsyncServerErrorRetryHandler,
+)
+from slack_sdk.web.async_client import AsyncWebClient
+
+from bot.settings import Settings
+from bot.slack_outbox import Channels, Outbox, SlackNotifier
+from bot.worker import Worker
+from handlers import slack_actions, slack_commands, slack_views
+from handlers.slack_context import GroupMembers, SlackDeps
+from services.flows import Services
+from services.permissions import ApproverRules
+
+log = logging.getLogger(__name__)
+GROUP_REFRESH_SECONDS = 300
+
+
+def web_client(token: str, base_url: str | None = None) -> AsyncWebClient:
+    """The Web API client with retries on 429 (honouring Retry-After), 5xx and lost links."""
+    client = AsyncWebClient(token=token, base_url=base_url or AsyncWebClient.BASE_URL)
+    client.retry_handlers.extend([
+        AsyncRateLimitErrorRetryHandler(max_retry_count=3),
+        AsyncServerErrorRetryHandler(max_retry_count=2),
+    ])
+    if not any(isinstance(h, AsyncConnectionErrorRetryHandler) for h in client.retry_handlers):
+        client.retry_handlers.append(AsyncConnectionErrorRetryHandler())
+    return client
+
+
+@dataclass
+class SlackSide:
+    app: AsyncApp
+    deps: SlackDeps
+    socket_mode_token: str | None
+    _tasks: list[asyncio.Task[Any]]
+    _socket: Any = None
+
+    @classmethod
+    def build(cls, settings: Settings, svc: Services, worker: Worker) -> SlackSide:
+        assert settings.slack_bot_token is not None
+        base = settings.slack_api_base
+        client = web_client(settings.slack_bot_token.get_secret_value(),
+                            base.rstrip("/") + "/" if base else None)
+        signing = settings.slack_signing_secret.get_secret_value() \
+            if settings.slack_signing_secret else None
+        app = AsyncApp(
+            client=client,
+            signing_secret=signing,
+            process_before_response=True,
+            token_verification_enabled=False,  # no auth.test call at start-up
+            request_verification_enabled=signing is not None,
+        )
+        outbox = Outbox(svc, client, per_channel_interval=settings.slack_post_interval_seconds)
+        channels = Channels(approvals=settings.slack_approvals_channel,
+                            digest=settings.slack_digest_channel or
+                            settings.slack_approvals_channel)
+        notifier = SlackNotifier(svc.store, channels, outbox)
+        svc.notifier = notifier
+        rules = ApproverRules.parse(
+            approvers=settings.slack_approvers, group_id=settings.slack_approver_group,
+            group_max=settings.slack_approver_group_max,
+            finance_leads=settings.slack_finance_leads,
+            no_self_approval=settings.slack_no_self_approval)
+        deps = SlackDeps(svc=svc, worker=worker, client=client, rules=rules,
+                         groups=GroupMembers(rules.group_id), notifier=notifier, outbox=outbox)
+        app.middleware(_skip_slack_retries)
+        slack_actions.register(app, deps)
+        slack_views.register(app, deps)
+        slack_commands.register(app, deps)
+        token = settings.slack_app_token.get_secret_value() if settings.slack_app_token else None
+        return cls(app=app, deps=deps, socket_mode_token=token, _tasks=[])
+
+    def mount(self, web_app: web.Application, path: str = "/slack/events") -> None:
+        if self.socket_mode_token is None:
+            web_app.router.add_post(path, self.handle)
+
+    async def handle(self, request: web.Request) -> web.Response:
+        bolt_response = await self.app.async_dispatch(await to_bolt_request(request))
+        return await to_aiohttp_response(bolt_response)
+
+    async def start(self) -> None:
+        self.deps.outbox.start()
+        self._tasks.append(asyncio.create_task(self._refresh_groups(), name="slack-groups"))
+        if self.socket_mode_token is not None:
+            from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
+
+            self._socket = AsyncSocketModeHandler(self.app, self.socket_mode_token)
+            await self._socket.connect_async()
+
+    async def stop(self) -> None:
+        if self._socket is not None:
+            await self._socket.close_async()
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(self.deps.outbox.drain(), timeout=5)
+        await self.deps.outbox.stop()
+
+    async def _refresh_groups(self) -> None:
+        while True:
+            await self.deps.groups.refresh(self.deps.client)
+            await asyncio.sleep(GROUP_REFRESH_SECONDS)
+
+
+async def _skip_slack_retries(req: Any, resp: Any, next: Any) -> Any:
+    """Slack re-sends a request it thinks timed out; the first one is already handled."""
+    if req.headers.get("x-slack-retry-num"):
+        resp.status = 200
+        resp.body = ""
+        return resp
+    return await next()

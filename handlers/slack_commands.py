@@ -1,0 +1,130 @@
+"""`/refund quote|status|pause|resume|help`: ack at once, answer ephemerally after.
+
+Unknown subcommands, unknown bookings and Checkfront being down each get a helpful answer,
+never a stack trace or silence.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from slack_bolt.async_app import AsyncApp
+
+from bot import blocks
+from bot.text import case_history
+from handlers.slack_context import SlackDeps
+from services import audit, cases
+from services.booking import SnapshotError
+from services.checkfront import BookingNotFound, CheckfrontError, CheckfrontUnavailable
+from services.flows import assemble_snapshot, automation_state, quote_snapshot, set_automation
+from services.quote import QuoteError
+from services.store import utcnow
+
+log = logging.getLogger(__name__)
+Body = dict[str, Any]
+
+
+def register(app: AsyncApp, deps: SlackDeps, command: str = "/refund") -> None:
+    async def listener(ack: Any, body: Body, respond: Any) -> None:
+        await ack()
+        words = str(body.get("text") or "").split()
+        sub = words[0].lower() if words else "help"
+        user = body["user_id"]
+        deps.later(f"command:{sub}", lambda: _run(deps, sub, words[1:], user, respond))
+
+    app.command(command)(listener)
+
+
+async def _run(deps: SlackDeps, sub: str, args: list[str], user: str, respond: Any) -> None:
+    await audit.record(deps.svc.store, actor=user, action="slack.command",
+                       detail={"command": sub, "args": args[:4]})
+    handler = COMMANDS.get(sub)
+    if handler is None:
+        message = blocks.help_message()
+        await respond(text=f"I don't know `{sub}`. " + message.text,
+                      blocks=[blocks.error_message(f"I don't know `{sub}`.").blocks[0],
+                              *message.blocks],
+                      response_type="ephemeral")
+        return
+    try:
+        await handler(deps, args, user, respond)
+    except BookingNotFound:
+        await _error(respond, f"Checkfront has no booking `{args[0] if args else ''}`. "
+                     "Check the booking code (e.g. `KMVQ-060314`) or id.")
+    except CheckfrontUnavailable:
+        await _error(respond, "Checkfront isn't answering right now. Try again in a minute; "
+                     "nothing was changed.")
+    except CheckfrontError as exc:
+        await _error(respond, f"Checkfront refused the request: {exc}")
+    except (SnapshotError, QuoteError) as exc:
+        await _error(respond, f"I can't quote this booking: {exc}")
+
+
+async def _error(respond: Any, text: str) -> None:
+    message = blocks.error_message(text)
+    await respond(text=message.text, blocks=message.blocks, response_type="ephemeral")
+
+
+async def quote(deps: SlackDeps, args: list[str], user: str, respond: Any) -> None:
+    if not args:
+        await _error(respond, "Which booking? `/refund quote KMVQ-060314 [waiver WEATHER]`")
+        return
+    booking = args[0]
+    waiver = None
+    if len(args) >= 3 and args[1].lower() == "waiver":
+        waiver = args[2].upper()
+    elif len(args) > 1:
+        await _error(respond, "Usage: `/refund quote <booking> [waiver CODE]`")
+        return
+    raw = await assemble_snapshot(deps.svc, booking)
+    snapshot, q = await quote_snapshot(deps.svc, raw, utcnow(), waiver)
+    existing = await cases.find_open(deps.svc.store, snapshot.booking_id)
+    message = blocks.quote_message(
+        q.to_dict(), booking_ref=snapshot.booking_id, waiver=waiver,
+        open_case={"id": existing.id, "status": existing.status.value} if existing else None)
+    await respond(text=message.text, blocks=message.blocks, response_type="ephemeral")
+
+
+async def status(deps: SlackDeps, args: list[str], user: str, respond: Any) -> None:
+    if not args:
+        await _error(respond, "Which booking? `/refund status KMVQ-060314`")
+        return
+    case = await cases.latest_for_booking(deps.svc.store, args[0])
+    lines: list[str] = []
+    if case is not None:
+        lines = case_history(case, await audit.history(deps.svc.store, case.id)).splitlines()
+    message = blocks.status_message(case, lines)
+    await respond(text=message.text, blocks=message.blocks, response_type="ephemeral")
+
+
+async def pause(deps: SlackDeps, args: list[str], user: str, respond: Any) -> None:
+    await _toggle(deps, user, respond, paused=True, reason=" ".join(args) or "paused from Slack")
+
+
+async def resume(deps: SlackDeps, args: list[str], user: str, respond: Any) -> None:
+    await _toggle(deps, user, respond, paused=False, reason="resumed from Slack")
+
+
+async def _toggle(deps: SlackDeps, user: str, respond: Any, *, paused: bool, reason: str) -> None:
+    word = "pause" if paused else "resume"
+    if not deps.is_approver(user):
+        await deps.audit_refusal(user, f"command:{word}", None, "not an approver")
+        await _error(respond, f"Only refund approvers can {word} automation.")
+        return
+    current = await automation_state(deps.svc.store)
+    if current.paused == paused:
+        await _error(respond, f"Automation is already {'paused' if paused else 'running'}.")
+        return
+    await set_automation(deps.svc, paused=paused, reason=reason, by=user)
+    text = ("Automation paused: every new refund now waits for a person." if paused
+            else "Automation resumed: policy-clear refunds are approved automatically again.")
+    await respond(text=text, response_type="ephemeral")
+
+
+async def help_(deps: SlackDeps, args: list[str], user: str, respond: Any) -> None:
+    message = blocks.help_message()
+    await respond(text=message.text, blocks=message.blocks, response_type="ephemeral")
+
+
+COMMANDS = {"quote": quote, "status": status, "pause": pause, "resume": resume, "help": help_}
