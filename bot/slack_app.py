@@ -17,6 +17,7 @@ from typing import Any
 from aiohttp import web
 from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
 from slack_bolt.async_app import AsyncApp
+from slack_bolt.authorization import AuthorizeResult
 from slack_sdk.http_retry.builtin_async_handlers import (
     AsyncConnectionErrorRetryHandler,
     AsyncRateLimitErrorRetryHandler,
@@ -64,11 +65,18 @@ class SlackSide:
                             base.rstrip("/") + "/" if base else None)
         signing = settings.slack_signing_secret.get_secret_value() \
             if settings.slack_signing_secret else None
+        token = settings.slack_bot_token.get_secret_value()
+
+        async def authorize(enterprise_id: str | None, team_id: str | None,
+                            **_: Any) -> AuthorizeResult:
+            # one workspace, one bot token: no auth.test call on any request's path
+            return AuthorizeResult(enterprise_id=enterprise_id, team_id=team_id, bot_token=token)
+
         app = AsyncApp(
             client=client,
+            authorize=authorize,
             signing_secret=signing,
             process_before_response=True,
-            token_verification_enabled=False,  # no auth.test call at start-up
             request_verification_enabled=signing is not None,
         )
         outbox = Outbox(svc, client, per_channel_interval=settings.slack_post_interval_seconds)
@@ -88,8 +96,9 @@ class SlackSide:
         slack_actions.register(app, deps)
         slack_views.register(app, deps)
         slack_commands.register(app, deps)
-        token = settings.slack_app_token.get_secret_value() if settings.slack_app_token else None
-        return cls(app=app, deps=deps, socket_mode_token=token, _tasks=[])
+        app_token = settings.slack_app_token.get_secret_value() \
+            if settings.slack_app_token else None
+        return cls(app=app, deps=deps, socket_mode_token=app_token, _tasks=[])
 
     def mount(self, web_app: web.Application, path: str = "/slack/events") -> None:
         if self.socket_mode_token is None:

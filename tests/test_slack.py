@@ -1,0 +1,326 @@
+"""The Slack bot over real HTTP: signed requests into the real Bolt app, its Web API client
+pointed at the local Slack stand-in, Stripe and Checkfront stand-ins behind it."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bot import blocks, slack_ids
+from sandbox.world import APPROVALS, FIONA, JOE, MARIA, SAM, Item, World
+from services import audit, cases
+from services.cases import Status
+from services.flows import automation_state
+
+
+@pytest.fixture
+async def sworld(tmp_path: Path) -> AsyncIterator[World]:
+    w = await World.start(tmp_path, slack=True)
+    try:
+        yield w
+    finally:
+        await w.stop()
+
+
+def all_text(message: dict[str, Any]) -> str:
+    return json.dumps(message.get("blocks") or []) + str(message.get("text") or "")
+
+
+def buttons(message: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    found = {}
+    for block in message.get("blocks") or []:
+        for element in block.get("elements", []) if block.get("type") == "actions" else []:
+            found[element["action_id"]] = element
+    return found
+
+
+async def pending_card(world: World, code: str, total: str = "840.00", tax: str = "40.00",
+                       hours: float = 96) -> tuple[cases.Case, dict[str, Any]]:
+    """A high-value cancellation whose approval card is in the approvals channel."""
+    world.paid_booking(code, [Item("kayak-tour", total, tax, hours_ahead=hours)])
+    await world.cancel(code)
+    await world.settle()
+    case = (await cases.list_cases(world.bot.svc.store))[0]
+    assert case.status == Status.PENDING_APPROVAL
+    assert world.slack is not None
+    card = world.slack.messages_in(APPROVALS)[-1]
+    return case, card
+
+
+def responses(world: World) -> list[str]:
+    assert world.slack is not None
+    return [str(c.params.get("text") or "") for c in world.slack.calls_to("response_url")]
+
+
+async def test_pending_case_posts_a_card_with_the_quote_and_three_buttons(sworld: World) -> None:
+    case, card = await pending_card(sworld, "CARD-1")
+
+    text = all_text(card)
+    assert "CARD-1" in text and "830.00" in text
+    assert "standard-48h" in text and "Full refund 48+ hours" in text
+    assert "@example.test" not in text  # no customer email anywhere
+    found = buttons(card)
+    assert set(found) == {slack_ids.APPROVE, slack_ids.DENY, slack_ids.ADJUST}
+    assert found[slack_ids.APPROVE]["style"] == "primary"
+    assert found[slack_ids.DENY]["style"] == "danger"
+    assert blocks.parse_button_value(found[slack_ids.APPROVE]["value"]) == (
+        case.id, case.quote_version)
+    assert case.money(case.refund_amount) in json.dumps(found[slack_ids.APPROVE]["confirm"])
+
+
+async def test_approve_click_refunds_once_and_updates_the_card(sworld: World) -> None:
+    case, card = await pending_card(sworld, "APPR-1")
+    value = buttons(card)[slack_ids.APPROVE]["value"]
+    assert sworld.sender is not None and sworld.slack is not None
+
+    answer = await sworld.sender.click(slack_ids.APPROVE, value, MARIA, message_ts=card["ts"])
+    await sworld.settle()
+
+    assert answer.status_code == 200
+    assert len(sworld.stripe.refunds) == 1
+    refund = sworld.stripe.refunds[0]
+    assert refund.amount == case.refund_amount
+    updated = sworld.slack.message(APPROVALS, card["ts"])
+    assert slack_ids.APPROVE not in buttons(updated)
+    assert refund.id in all_text(updated) and MARIA in all_text(updated)
+    thread = sworld.slack.replies(APPROVALS, card["ts"])
+    assert thread and refund.id in thread[-1]["text"]
+    assert (await cases.get(sworld.bot.svc.store, case.id)).status == Status.REFUNDED
+
+
+async def test_deny_opens_a_modal_and_the_reason_is_recorded(sworld: World) -> None:
+    case, card = await pending_card(sworld, "DENY-1")
+    value = buttons(card)[slack_ids.DENY]["value"]
+    assert sworld.sender is not None and sworld.slack is not None
+
+    await sworld.sender.click(slack_ids.DENY, value, MARIA, message_ts=card["ts"])
+    await sworld.settle()
+    opened = sworld.slack.calls_to("views.open")
+    assert len(opened) == 1
+    view = opened[0].params["view"]
+    assert view["callback_id"] == slack_ids.DENY_VIEW
+
+    empty = await sworld.sender.submit_view(slack_ids.DENY_VIEW, {slack_ids.REASON_BLOCK: {
+        slack_ids.REASON_INPUT: "  "}}, MARIA, view["private_metadata"])
+    assert empty.json()["response_action"] == "errors"
+    done = await sworld.sender.submit_view(slack_ids.DENY_VIEW, {slack_ids.REASON_BLOCK: {
+        slack_ids.REASON_INPUT: "booked under a non-refundable promo"}}, MARIA,
+        view["private_metadata"])
+    await sworld.settle()
+
+    assert done.status_code == 200 and not done.content
+    case = await cases.get(sworld.bot.svc.store, case.id)
+    assert case.status == Status.DENIED
+    assert case.status_reason == "booked under a non-refundable promo"
+    assert sworld.stripe.refunds == []
+    assert "non-refundable promo" in all_text(sworld.slack.message(APPROVALS, card["ts"]))
+
+
+async def test_adjust_validates_in_the_modal_then_refunds_the_adjusted_amount(
+    sworld: World,
+) -> None:
+    case, card = await pending_card(sworld, "ADJ-1")
+    assert sworld.sender is not None and sworld.slack is not None
+    await sworld.sender.click(slack_ids.ADJUST, buttons(card)[slack_ids.ADJUST]["value"], MARIA,
+                              message_ts=card["ts"])
+    await sworld.settle()
+    view = sworld.slack.calls_to("views.open")[-1].params["view"]
+    meta = view["private_metadata"]
+
+    def values(amount: str, reason: str) -> dict[str, dict[str, str]]:
+        return {slack_ids.AMOUNT_BLOCK: {slack_ids.AMOUNT_INPUT: amount},
+                slack_ids.REASON_BLOCK: {slack_ids.REASON_INPUT: reason}}
+
+    for bad in ("12.345", "-5", "99999.00", "abc"):
+        answer = await sworld.sender.submit_view(slack_ids.ADJUST_VIEW, values(bad, "x"),
+                                                 MARIA, meta)
+        assert answer.json()["response_action"] == "errors", bad
+        assert slack_ids.AMOUNT_BLOCK in answer.json()["errors"]
+    no_reason = await sworld.sender.submit_view(slack_ids.ADJUST_VIEW, values("500.00", ""),
+                                                MARIA, meta)
+    assert slack_ids.REASON_BLOCK in no_reason.json()["errors"]
+    assert sworld.stripe.refunds == []
+
+    ok = await sworld.sender.submit_view(slack_ids.ADJUST_VIEW,
+                                         values("500.00", "guest rebooked a cheaper tour"),
+                                         MARIA, meta)
+    await sworld.settle()
+
+    assert ok.status_code == 200
+    assert [r.amount for r in sworld.stripe.refunds] == [50000]
+    case = await cases.get(sworld.bot.svc.store, case.id)
+    assert case.status == Status.REFUNDED and case.approved_amount == 50000
+
+
+async def test_non_approver_click_is_refused_audited_and_changes_nothing(sworld: World) -> None:
+    case, card = await pending_card(sworld, "NOPE-1")
+    assert sworld.sender is not None and sworld.slack is not None
+
+    answer = await sworld.sender.click(slack_ids.APPROVE, buttons(card)[slack_ids.APPROVE][
+        "value"], SAM, message_ts=card["ts"])
+    await sworld.settle()
+
+    assert answer.status_code == 200
+    assert any("Only refund approvers" in t for t in responses(sworld))
+    assert (await cases.get(sworld.bot.svc.store, case.id)).status == Status.PENDING_APPROVAL
+    assert sworld.stripe.refunds == []
+    assert sworld.slack.calls_to("chat.update") == []
+    refusals = [e for e in await audit.history(sworld.bot.svc.store, case.id)
+                if e.action == "slack.refused"]
+    assert refusals and refusals[0].actor == SAM
+
+
+async def test_amount_above_the_approvers_limit_needs_a_finance_lead(sworld: World) -> None:
+    _, card = await pending_card(sworld, "LIMIT-1")  # 830.00, joe's limit is 300.00
+    assert sworld.sender is not None
+    value = buttons(card)[slack_ids.APPROVE]["value"]
+
+    await sworld.sender.click(slack_ids.APPROVE, value, JOE, message_ts=card["ts"])
+    await sworld.settle()
+    assert any("can't approve refunds over 300.00 USD" in t for t in responses(sworld))
+    assert sworld.stripe.refunds == []
+
+    await sworld.sender.click(slack_ids.APPROVE, value, FIONA, message_ts=card["ts"])
+    await sworld.settle()
+    assert len(sworld.stripe.refunds) == 1
+
+
+async def test_two_approvers_clicking_at_once_make_one_refund(sworld: World) -> None:
+    _, card = await pending_card(sworld, "BOTH-1")
+    assert sworld.sender is not None
+    value = buttons(card)[slack_ids.APPROVE]["value"]
+
+    answers = await asyncio.gather(
+        sworld.sender.click(slack_ids.APPROVE, value, MARIA, message_ts=card["ts"]),
+        sworld.sender.click(slack_ids.APPROVE, value, FIONA, message_ts=card["ts"]))
+    await sworld.settle()
+
+    assert [a.status_code for a in answers] == [200, 200]
+    assert len(sworld.stripe.refunds) == 1
+    told = [t for t in responses(sworld) if "Already approved by" in t]
+    assert len(told) == 1 and "UTC" in told[0]
+
+
+async def test_click_on_a_stale_card_requotes_and_reposts_instead_of_refunding(
+    sworld: World,
+) -> None:
+    case, card = await pending_card(sworld, "STALE-1")
+    assert sworld.sender is not None and sworld.slack is not None
+    old_value = buttons(card)[slack_ids.APPROVE]["value"]
+    # a cash refund is recorded in Checkfront after the card went out; fiona approves,
+    # the booking is re-quoted before anything is paid and the card shows the new quote
+    sworld.checkfront.add_transaction("STALE-1", amount="100.00", status="REFUND",
+                                      transaction_id="cash-1", gateway_id="Cash")
+    await sworld.sender.click(slack_ids.APPROVE, old_value, FIONA, message_ts=card["ts"])
+    await sworld.settle()
+
+    case = await cases.get(sworld.bot.svc.store, case.id)
+    assert case.status == Status.PENDING_APPROVAL and "changed" in (case.status_reason or "")
+    assert sworld.stripe.refunds == []
+    fresh = sworld.slack.message(APPROVALS, card["ts"])
+    new_value = buttons(fresh)[slack_ids.APPROVE]["value"]
+    assert new_value != old_value and case.quote_version in new_value
+
+    await sworld.sender.click(slack_ids.APPROVE, old_value, FIONA, message_ts=card["ts"])
+    await sworld.settle()
+    assert any("out of date" in t for t in responses(sworld))
+    assert sworld.stripe.refunds == []
+
+
+async def test_pause_makes_every_case_wait_and_resume_needs_an_approver(sworld: World) -> None:
+    assert sworld.sender is not None
+    await sworld.sender.command("pause storm front, checking manually", SAM)
+    await sworld.settle()
+    assert not (await automation_state(sworld.bot.svc.store)).paused
+    assert any("Only refund approvers" in t for t in responses(sworld))
+
+    await sworld.sender.command("pause storm front, checking manually", MARIA)
+    await sworld.settle()
+    assert (await automation_state(sworld.bot.svc.store)).paused
+    sworld.paid_booking("PAUSE-1", [Item("bike-tour", "52.50", "2.50", hours_ahead=60)])
+    await sworld.cancel("PAUSE-1")
+    await sworld.settle()
+    case = (await cases.list_cases(sworld.bot.svc.store))[0]
+    assert case.status == Status.PENDING_APPROVAL
+    assert "automation paused" in (case.status_reason or "")
+    assert sworld.stripe.refunds == []
+
+    await sworld.sender.command("resume", MARIA)
+    await sworld.settle()
+    assert not (await automation_state(sworld.bot.svc.store)).paused
+
+
+async def test_quote_command_answers_privately_and_unknown_bookings_get_help(
+    sworld: World,
+) -> None:
+    assert sworld.sender is not None and sworld.slack is not None
+    sworld.paid_booking("QUOT-1", [Item("kayak-tour", "105.00", "5.00", hours_ahead=72)])
+
+    ok = await sworld.sender.command("quote QUOT-1", SAM)
+    missing = await sworld.sender.command("quote NOPE-404", SAM)
+    unknown = await sworld.sender.command("frobnicate", SAM)
+    await sworld.settle()
+
+    assert ok.status_code == missing.status_code == unknown.status_code == 200
+    posted = [c.params for c in sworld.slack.calls_to("response_url")]
+    quote = next(p for p in posted if "QUOT-1" in json.dumps(p))
+    assert quote["response_type"] == "ephemeral"
+    assert "95.00" in json.dumps(quote)
+    assert any("no booking" in str(p.get("text")).lower() for p in posted)
+    assert any("frobnicate" in str(p.get("text")) for p in posted)
+    assert await cases.list_cases(sworld.bot.svc.store) == []
+
+
+async def test_request_refund_button_opens_a_case(sworld: World) -> None:
+    assert sworld.sender is not None
+    sworld.paid_booking("REQ-1", [Item("kayak-tour", "105.00", "5.00", hours_ahead=72)])
+    booking_id = str(sworld.checkfront.booking("REQ-1").booking_id)
+
+    await sworld.sender.click(slack_ids.REQUEST, json.dumps({"b": booking_id, "w": None}), SAM)
+    await sworld.settle()
+
+    case = (await cases.list_cases(sworld.bot.svc.store))[0]
+    assert case.requested_by == SAM and case.source == "slack"
+    assert case.status == Status.REFUNDED  # 95.00 is within the auto-approve limit
+    assert len(sworld.stripe.refunds) == 1
+
+
+@pytest.mark.parametrize("problem", ["bad signature", "old timestamp"])
+async def test_unsigned_or_replayed_requests_get_401_and_do_nothing(
+    sworld: World, problem: str,
+) -> None:
+    case, card = await pending_card(sworld, "SIGN-1")
+    assert sworld.sender is not None and sworld.slack is not None
+    body = sworld.sender.click_body(slack_ids.APPROVE, buttons(card)[slack_ids.APPROVE]["value"],
+                                    FIONA, message_ts=card["ts"])
+    signing = ({"secret_override": "not-the-secret"} if problem == "bad signature"
+               else {"timestamp": int(time.time()) - 6 * 60})
+
+    answer = await sworld.sender.post(body, **signing)
+    await sworld.settle()
+
+    assert answer.status_code == 401
+    assert sworld.stripe.refunds == []
+    assert (await cases.get(sworld.bot.svc.store, case.id)).status == Status.PENDING_APPROVAL
+
+
+async def test_slack_429_is_retried_after_retry_after_and_the_card_is_not_lost(
+    sworld: World,
+) -> None:
+    assert sworld.slack is not None
+    sworld.slack.inject("chat.postMessage", status=429, retry_after=1)
+    started = time.monotonic()
+
+    _, card = await pending_card(sworld, "RATE-1")
+
+    posts = sworld.slack.calls_to("chat.postMessage")
+    assert [p.faulted for p in posts] == [True, False]
+    assert posts[1].at - posts[0].at >= 1.0
+    assert time.monotonic() - started >= 1.0
+    assert "RATE-1" in all_text(card)
