@@ -136,12 +136,12 @@ def parse_snapshot(data: Mapping[str, Any], default_currency: str | None = None)
         raise SnapshotError("booking snapshot must be a JSON object")
     booking = _require_mapping(data, "booking", "booking")
     order = _require_mapping(booking, "order", "booking.order")
-    attributes = booking.get("@attributes") or {}
+    attributes = _attributes(booking, "booking")
     booking_id = str(attributes.get("booking_id") or booking.get("booking_id") or "").strip()
     code = str(booking.get("code") or "").strip()
     if not booking_id and not code:
         raise SnapshotError("booking has neither @attributes.booking_id nor code")
-    currency_raw = (order.get("@attributes") or {}).get("currency_id") or default_currency
+    currency_raw = _attributes(order, "booking.order").get("currency_id") or default_currency
     if not currency_raw:
         raise SnapshotError("booking.order.@attributes.currency_id is missing and no default set")
     try:
@@ -199,7 +199,7 @@ def _parse_line(item: Any, index: int, currency: str) -> BookingLine:
     where = f"booking.order.items[{index}]"
     if not isinstance(item, Mapping):
         raise SnapshotError(f"{where} must be an object")
-    attributes = item.get("@attributes") or {}
+    attributes = _attributes(item, where)
     line_id = str(attributes.get("line_id") or item.get("line_id") or index + 1)
     if item.get("start_date") in (None, ""):
         raise SnapshotError(f"{where}.start_date is missing")
@@ -249,6 +249,16 @@ def _parse_transaction(raw: Any, index: int, currency: str) -> Transaction:
     )
 
 
+def _attributes(data: Mapping[str, Any], where: str) -> Mapping[str, Any]:
+    """The XML-style `@attributes` object, or an empty one when absent."""
+    value = data.get("@attributes")
+    if value in (None, ""):
+        return {}
+    if not isinstance(value, Mapping):
+        raise SnapshotError(f"{where}.@attributes must be an object")
+    return value
+
+
 def _require_mapping(data: Mapping[str, Any], key: str, where: str) -> Mapping[str, Any]:
     value = data.get(key)
     if not isinstance(value, Mapping):
@@ -270,7 +280,10 @@ def _timestamp(value: Any, where: str) -> datetime:
         seconds = to_decimal(value)
     except MoneyError as exc:
         raise SnapshotError(f"{where}: not a unix timestamp: {value!r}") from exc
-    return datetime.fromtimestamp(int(seconds), tz=UTC)
+    try:
+        return datetime.fromtimestamp(int(seconds), tz=UTC)
+    except (OverflowError, OSError, ValueError) as exc:
+        raise SnapshotError(f"{where}: unix timestamp out of range: {value!r}") from exc
 
 
 def _fingerprint(

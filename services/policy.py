@@ -66,13 +66,14 @@ class Policy(_Strict):
                 raise ValueError(f"waiver {code}: percent must be between 0 and 100")
         return {code.strip().upper(): percent for code, percent in value.items()}
 
-    @model_validator(mode="after")
-    def _tiers_cover_zero(self) -> Policy:
-        if not any(t.min_notice_hours == 0 for t in self.tiers):
-            raise ValueError("tiers must include one with min_notice_hours: 0")
-        if len({t.min_notice_hours for t in self.tiers}) != len(self.tiers):
-            raise ValueError("tiers: two tiers share the same min_notice_hours")
-        return self
+    @field_validator("tiers")
+    @classmethod
+    def _tiers_cover_zero(cls, value: tuple[Tier, ...]) -> tuple[Tier, ...]:
+        if not any(t.min_notice_hours == 0 for t in value):
+            raise ValueError("must include one with min_notice_hours: 0")
+        if len({t.min_notice_hours for t in value}) != len(value):
+            raise ValueError("two tiers share the same min_notice_hours")
+        return value
 
     def tier_for(self, notice_hours: Decimal) -> Tier:
         """The tier with the largest min_notice_hours not above the notice."""
@@ -105,18 +106,22 @@ class PolicyBook(_Strict):
 
     @model_validator(mode="after")
     def _consistent(self) -> PolicyBook:
+        """Book-level checks; each message starts with "policy <id>: <field>:" or "<field>:"."""
         ids = [p.id for p in self.policies]
         duplicates = sorted({i for i in ids if ids.count(i) > 1})
         if duplicates:
-            raise ValueError(f"policies: duplicate id {duplicates[0]}")
-        if sum(p.default for p in self.policies) > 1:
-            raise ValueError("policies: more than one policy has default: true")
+            raise ValueError(f"policy {duplicates[0]}: id: used by more than one policy")
+        defaults = [p.id for p in self.policies if p.default]
+        if len(defaults) > 1:
+            raise ValueError(f"policy {defaults[1]}: default: more than one policy has "
+                             "default: true")
         for field in ("auto_approve_max", "escalate_over"):
             _check_amount(getattr(self, field), self.currency, field)
         for policy in self.policies:
-            _check_amount(policy.cancellation_fee, self.currency, f"{policy.id}.cancellation_fee")
+            _check_amount(policy.cancellation_fee, self.currency,
+                          f"policy {policy.id}: cancellation_fee")
         if self.auto_approve_max > self.escalate_over:
-            raise ValueError("auto_approve_max must not exceed escalate_over")
+            raise ValueError("auto_approve_max: must not exceed escalate_over")
         return self
 
     def policy_for(self, sku: str, item_id: str) -> Policy | None:
@@ -164,6 +169,8 @@ def load_policies(path: str | Path) -> PolicyBook:
         text = Path(path).read_text(encoding="utf-8")
     except OSError as exc:
         raise PolicyError(f"{source}: cannot read policy file ({exc.strerror})") from None
+    except UnicodeDecodeError:
+        raise PolicyError(f"{source}: not a UTF-8 text file") from None
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
@@ -182,8 +189,10 @@ def _describe(exc: ValidationError, data: dict[str, Any], source: str) -> str:
         policy_id = raw.get("id", f"#{loc[1] + 1}") if isinstance(raw, dict) else f"#{loc[1] + 1}"
         where = f" policy {policy_id}:"
         loc = loc[2:]
-    field = ".".join(str(part) for part in loc) or "(policy)"
     message = str(error["msg"]).removeprefix("Value error, ")
     if error["type"] == "extra_forbidden":
         message = "unknown key"
+    if not loc and not where:  # a book-level check: its message names policy and field
+        return f"{source}: {message}"
+    field = ".".join(str(part) for part in loc) or "(policy)"
     return f"{source}:{where} {field}: {message}"

@@ -9,8 +9,8 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import asdict, dataclass, field
-from datetime import datetime
-from decimal import Decimal
+from datetime import datetime, timedelta
+from decimal import ROUND_FLOOR, Decimal
 from enum import StrEnum
 from typing import Any
 
@@ -180,8 +180,7 @@ def build_quote(
 def _quote_line(
     line: BookingLine, policy: Policy, cancelled_at: datetime, waiver: str | None
 ) -> QuoteLine:
-    seconds = Decimal((line.start - cancelled_at).total_seconds())
-    notice = seconds / Decimal(3600)  # rule 2
+    notice = _hours(line.start - cancelled_at)  # rule 2
     if waiver and waiver in policy.waivers:  # rule 4
         percent, reason = policy.waivers[waiver], f"waiver {waiver}"
     elif line.sku and line.sku in policy.non_refundable_skus:  # rule 3
@@ -199,7 +198,7 @@ def _quote_line(
         sku=line.sku,
         name=line.name,
         start=line.start.isoformat(),
-        notice_hours=str(notice.quantize(Decimal("0.01"))),
+        notice_hours=str(notice.quantize(Decimal("0.01"), rounding=ROUND_FLOOR)),
         policy_id=policy.id,
         percent=_plain(percent),
         amount=line.amount_excl_tax,
@@ -275,6 +274,12 @@ def _minor(value: Decimal, currency: str, field_name: str) -> int:
         return to_minor(value, currency)
     except MoneyError as exc:
         raise QuoteError(f"policy {field_name}: {exc}") from exc
+
+
+def _hours(delta: timedelta) -> Decimal:
+    """A time difference in hours, exactly (timedelta.total_seconds() is a float)."""
+    microseconds = (delta.days * 86400 + delta.seconds) * 1_000_000 + delta.microseconds
+    return Decimal(microseconds) / Decimal(3_600_000_000)
 
 
 def _plain(number: Decimal) -> str:
