@@ -9,17 +9,19 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import logging
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import httpx
 
-from bot.text import case_history, quote_table
-from sandbox.world import Item, World
+from bot import slack_ids
+from bot.text import case_history, quote_table, slack_message_text
+from sandbox.world import APPROVALS, FIONA, MARIA, SAM, Item, World
 from services import audit, cases
 from services.cases import Status
-from services.execution import execute
 
 
 def register(commands: argparse._SubParsersAction) -> None:
@@ -32,7 +34,7 @@ async def run(keep: str | None = None) -> int:
     logging.basicConfig(level=logging.WARNING)
     folder = Path(keep) if keep else Path(tempfile.mkdtemp(prefix="refund-demo-"))
     folder.mkdir(parents=True, exist_ok=True)
-    world = await World.start(folder)
+    world = await World.start(folder, slack=True)
     try:
         return await _story(world)
     finally:
@@ -72,19 +74,7 @@ async def _story(world: World) -> int:
         _say(f"Case #{case.id} {case.booking_code}: {case.status.value}")
         print(quote_table(stored.quote))
 
-    pending = await cases.list_cases(store, Status.PENDING_APPROVAL)
-    for case in pending:
-        _say(f"A manager decides case #{case.id} ({case.status_reason})")
-        if case.booking_code == "HBR-1002":
-            amount = case.refund_amount - 5000
-            await cases.approve(store, case.id, by="maria (manager)", amount=amount,
-                                reason="goodwill adjustment agreed with the guest")
-            print(f"  approved with an adjusted amount: {case.money(amount)} {case.currency}")
-        else:
-            await cases.approve(store, case.id, by="maria (manager)")
-            print(f"  approved at the quoted {case.money(case.refund_amount)} {case.currency}")
-        done = await execute(world.bot.svc, case.id, actor="maria (manager)")
-        print(f"  → {done.status.value}: {done.status_reason}")
+    await _slack_part(world)
     await world.settle()
 
     _say("Outcome")
@@ -106,6 +96,60 @@ async def _story(world: World) -> int:
     _say("Audit chain")
     print(f"  {'intact' if result.ok else 'BROKEN'}: {result.rows} rows")
     return 0 if result.ok else 1
+
+
+async def _slack_part(world: World) -> None:
+    """Managers decide in Slack: signed clicks into the real Bolt app, cards in the stand-in."""
+    assert world.slack is not None and world.sender is not None
+    store = world.bot.svc.store
+    _say("Slack #refund-approvals (the local Slack stand-in)")
+    for message in world.slack.messages_in(APPROVALS):
+        print(slack_message_text(message), "\n")
+
+    cards = {m["ts"]: m for m in world.slack.messages_in(APPROVALS) if _buttons(m)}
+    for case in reversed(await cases.list_cases(store, Status.PENDING_APPROVAL)):
+        card = next(m for m in cards.values() if case.booking_code in json.dumps(m))
+        value = _buttons(card)[slack_ids.APPROVE]
+        if case.booking_code == "HBR-1002":
+            _say(f"Maria (limit 1,000.00) clicks Approve on {case.booking_code}")
+            await world.sender.click(slack_ids.APPROVE, value, MARIA, message_ts=card["ts"])
+            await world.settle()
+            print(f"  Slack tells her privately: {_last_response(world)}")
+            _say(f"Fiona (finance lead) adjusts {case.booking_code} by 50.00 and approves")
+            await world.sender.click(slack_ids.ADJUST, _buttons(card)[slack_ids.ADJUST], FIONA,
+                                     message_ts=card["ts"])
+            await world.settle()
+            view = world.slack.calls_to("views.open")[-1].params["view"]
+            amount = case.money(case.refund_amount - 5000)
+            await world.sender.submit_view(slack_ids.ADJUST_VIEW, {
+                slack_ids.AMOUNT_BLOCK: {slack_ids.AMOUNT_INPUT: amount},
+                slack_ids.REASON_BLOCK: {slack_ids.REASON_INPUT: "goodwill: agreed by phone"}},
+                FIONA, view["private_metadata"])
+        else:
+            _say(f"Maria clicks Approve on {case.booking_code}")
+            await world.sender.click(slack_ids.APPROVE, value, MARIA, message_ts=card["ts"])
+        await world.settle()
+        updated = world.slack.message(APPROVALS, card["ts"])
+        print("  the card, updated in place:")
+        print(slack_message_text(updated))
+        for reply in world.slack.replies(APPROVALS, card["ts"]):
+            print("  thread reply:\n    " + reply["text"].replace("\n", "\n    "))
+
+    _say("Staff ask for a quote: /refund quote HBR-1001")
+    await world.sender.command("quote HBR-1001", SAM)
+    await world.settle()
+    print(f"  (answered privately) {_last_response(world)}")
+
+
+def _buttons(message: dict[str, Any]) -> dict[str, str]:
+    return {e["action_id"]: e["value"] for b in message.get("blocks") or []
+            if b.get("type") == "actions" for e in b.get("elements", [])}
+
+
+def _last_response(world: World) -> str:
+    assert world.slack is not None
+    calls = world.slack.calls_to("response_url")
+    return str(calls[-1].params.get("text")) if calls else "(nothing)"
 
 
 def _codes() -> list[str]:

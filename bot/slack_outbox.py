@@ -58,8 +58,8 @@ class SlackNotifier:
         elif case.status in FINAL and card is None:
             await self.outbox.add(self.channels.approvals, "compact", case.id)
         if case.status in FINAL and has_card:
-            await self.outbox.add(self.channels.approvals, "thread", case.id,
-                                  {"status": str(case.status)})
+            await self.outbox.add_once(self.channels.approvals, "thread", case.id,
+                                       {"status": str(case.status)})
 
     async def automation_changed(self, paused: bool, reason: str, by: str) -> None:
         message = blocks.automation_alert(paused, reason, by, [])
@@ -102,6 +102,15 @@ class Outbox:
                 (channel, kind, case_id, dumps(payload or {}), now_iso(), now_iso()))
         self._idle.clear()
         self._wake.set()
+
+    async def add_once(self, channel: str, kind: str, case_id: int,
+                       payload: dict[str, Any]) -> None:
+        """Add unless the same row was added before (one thread reply per outcome)."""
+        seen = await self.svc.store.fetch_one(
+            "SELECT 1 FROM slack_outbox WHERE kind = ? AND case_id = ? AND payload = ?",
+            (kind, case_id, dumps(payload)))
+        if seen is None:
+            await self.add(channel, kind, case_id, payload)
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="slack-outbox")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from services.audit import AuditEntry
@@ -87,3 +88,30 @@ def _entry_lines(entry: AuditEntry) -> list[str]:
         return [f"source {detail.get('source')}, waiver {detail.get('waiver') or '-'}"]
     shown = {k: v for k, v in detail.items() if k not in ("snapshot",) and v not in (None, "")}
     return [", ".join(f"{k}={v}" for k, v in shown.items())] if shown else []
+
+
+_SLACK_DATE = re.compile(r"<!date\^\d+\^[^|>]*\|([^>]*)>")
+
+
+def slack_message_text(message: dict[str, Any]) -> str:
+    """A Slack message's blocks as plain lines, for the terminal (the demo shows cards so)."""
+    lines: list[str] = []
+    for block in message.get("blocks") or []:
+        kind = block.get("type")
+        if kind == "header":
+            lines.append(f"┃ {block['text']['text']}")
+        elif kind == "section":
+            if block.get("text"):
+                lines += [f"┃ {row}" for row in block["text"]["text"].splitlines()]
+            for item in block.get("fields") or []:
+                lines += [f"┃   {row}" for row in item["text"].splitlines()]
+        elif kind == "context":
+            lines += [f"┃ · {e.get('text', '')}" for e in block.get("elements", [])]
+        elif kind == "actions":
+            labels = [f"[{e['text']['text']}]" for e in block.get("elements", [])
+                      if e.get("type") == "button"]
+            lines.append("┃ " + "  ".join(labels))
+        elif kind == "divider":
+            lines.append("┃ " + "─" * 40)
+    text = "\n".join(lines) if lines else f"┃ {message.get('text', '')}"
+    return _SLACK_DATE.sub(r"\1", text)

@@ -349,11 +349,13 @@ async def apply_refund_event(svc: Services, refund: dict[str, Any], event_type: 
         await audit.append(tx, actor="stripe", action="stripe.refund_event", case_id=case.id,
                            detail={"event": event_type, "refund_id": refund_id,
                                    "status": status, "failure_reason": reason})
-        if mapped == "failed" and Status.FAILED in cases.TRANSITIONS[case.status]:
+        changed = mapped == "failed" and Status.FAILED in cases.TRANSITIONS[case.status]
+        if changed:
             case = await cases.transition(
                 tx, case, Status.FAILED, actor="stripe",
                 reason=f"Stripe refund {refund_id} {status}: {reason or 'no reason given'}")
-    await svc.notifier.case_updated(case)
+    if changed or mapped != row["status"]:
+        await svc.notifier.case_updated(case)
     return case
 
 

@@ -1,0 +1,211 @@
+"""The scheduled side: the daily reconciliation and digest, and the anomaly check.
+
+APScheduler 3 (`AsyncIOScheduler`, in-memory job store). Every job has `coalesce=True`,
+`max_instances=1` and a `misfire_grace_time`, so a late wake-up runs a job once and a job never
+overlaps itself. The memory job store forgets everything on restart, so the last business day
+the daily job reconciled is kept in the `state` table; `catch_up` (and the scheduler itself at
+start-up, with `run_missed_on_start`) runs a missed daily job once. An in-process lock per store
+and that state make a second run of the same day a no-op, whoever starts it.
+
+A daily run reconciles every business day after the last reconciled one up to the day its
+schedule is due for (at most `MAX_CATCH_UP_DAYS`), checks anomalies, then calls `on_digest`
+once with the newest run: one digest however many days were caught up.
+
+Schedules are "HH:MM" or a five-field crontab in the business's timezone. APScheduler 3 counts
+crontab weekdays from Monday = 0; write weekdays by name (mon-fri) to avoid the difference.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import weakref
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from apscheduler.triggers.cron import CronTrigger
+
+from services.anomaly import (
+    DEFAULT,
+    Anomaly,
+    AnomalyConfig,
+    check,
+    record,
+    seen_between,
+    trip_if_needed,
+)
+from services.flows import Services
+from services.reconcile import ReconRun, day_window, reconcile_day
+from services.store import Store, now_iso, set_state, utcnow
+
+log = logging.getLogger(__name__)
+
+DAILY_JOB = "daily-reconcile"
+ANOMALY_JOB = "anomaly-check"
+DAILY_STATE = "scheduler.daily"
+ANOMALY_STATE = "scheduler.anomaly"
+DEFAULT_DAILY_AT = "07:00"
+DEFAULT_ANOMALY_EVERY = "*/15 * * * *"
+DEFAULT_MISFIRE_GRACE = 3600     # seconds a late daily run may still start
+ANOMALY_MISFIRE_GRACE = 300
+MAX_CATCH_UP_DAYS = 7
+_HH_MM = re.compile(r"^([01]?\d|2[0-3]):([0-5]\d)$")
+
+OnDigest = Callable[[ReconRun, list[Anomaly]], Awaitable[None]]
+
+_locks: weakref.WeakKeyDictionary[Store, dict[str, asyncio.Lock]] = weakref.WeakKeyDictionary()
+
+
+def _lock(store: Store, job: str) -> asyncio.Lock:
+    return _locks.setdefault(store, {}).setdefault(job, asyncio.Lock())
+
+
+def parse_schedule(spec: str, tz: ZoneInfo) -> CronTrigger:
+    """A schedule: "07:00" (every day at that local time) or a crontab "m h dom mon dow"."""
+    text = spec.strip()
+    match = _HH_MM.match(text)
+    if match:
+        return CronTrigger(hour=int(match[1]), minute=int(match[2]), timezone=tz)
+    try:
+        return CronTrigger.from_crontab(text, timezone=tz)
+    except ValueError as exc:
+        raise ValueError(f"not a schedule (HH:MM or a crontab line): {spec!r}: {exc}") from None
+
+
+def last_fire(trigger: CronTrigger, now: datetime, lookback: timedelta = timedelta(days=35)
+              ) -> datetime | None:
+    """The most recent time the schedule fired at or before `now` (within `lookback`)."""
+    moment = trigger.get_next_fire_time(None, now - lookback)
+    last = None
+    for _ in range(100_000):
+        if moment is None or moment > now:
+            break
+        last = moment
+        moment = trigger.get_next_fire_time(moment, moment + timedelta(seconds=1))
+    return last
+
+
+def due_day(trigger: CronTrigger, now: datetime, tz: ZoneInfo) -> date | None:
+    """The business day the latest scheduled run at or before `now` reconciles (the day
+    before that run)."""
+    fired = last_fire(trigger, now)
+    return fired.astimezone(tz).date() - timedelta(days=1) if fired else None
+
+
+@dataclass
+class Jobs:
+    """The job bodies; the scheduler, `catch_up` and the command line all call these."""
+
+    svc: Services
+    tz: ZoneInfo
+    daily_at: str = DEFAULT_DAILY_AT
+    on_digest: OnDigest | None = None
+    anomaly_config: AnomalyConfig = DEFAULT
+    check_checkfront: bool = True
+
+    def __post_init__(self) -> None:
+        self.trigger = parse_schedule(self.daily_at, self.tz)
+
+    async def daily(self, now: datetime | None = None) -> ReconRun | None:
+        """Reconcile the days not yet reconciled up to the due one, then digest; None when
+        there was nothing to do."""
+        async with _lock(self.svc.store, "daily"):
+            now = now or utcnow()
+            target = due_day(self.trigger, now, self.tz)
+            if target is None:
+                return None
+            state = await self.svc.store.get_state(DAILY_STATE) or {}
+            last = date.fromisoformat(state["day"]) if state.get("day") else None
+            if last is not None and last >= target:
+                return None
+            first = target - timedelta(days=MAX_CATCH_UP_DAYS - 1)
+            if last is not None:
+                first = max(first, last + timedelta(days=1))
+            run: ReconRun | None = None
+            day = first
+            while day <= target:
+                run = await reconcile_day(self.svc, day, self.tz, now=now,
+                                          check_checkfront=self.check_checkfront)
+                log.info("reconciled %s: %s", day, run.counts)
+                day += timedelta(days=1)
+            assert run is not None
+            anomalies = await self._anomalies(now, target)
+            if self.on_digest is not None:
+                await self.on_digest(run, anomalies)
+            async with self.svc.store.transaction() as tx:
+                await set_state(tx, DAILY_STATE, {
+                    "day": target.isoformat(), "at": now_iso(),
+                    "days": (target - first).days + 1})
+            return run
+
+    async def _anomalies(self, now: datetime, day: date) -> list[Anomaly]:
+        """What the detector sees now, plus what it recorded during the reconciled day."""
+        current = await self._check(now)
+        start, end = day_window(day, self.tz)
+        earlier = await seen_between(self.svc.store, start, end)
+        keys = {a.key for a in current}
+        return current + [a for a in earlier if a.key not in keys]
+
+    async def anomaly(self, now: datetime | None = None) -> list[Anomaly]:
+        """One anomaly check; skipped (empty) while another is still running."""
+        lock = _lock(self.svc.store, "anomaly")
+        if lock.locked():
+            return []
+        async with lock:
+            found = await self._check(now or utcnow())
+            async with self.svc.store.transaction() as tx:
+                await set_state(tx, ANOMALY_STATE, {"at": now_iso(), "found": len(found)})
+            return found
+
+    async def _check(self, now: datetime) -> list[Anomaly]:
+        found = await check(self.svc, now, tz=self.tz, config=self.anomaly_config)
+        await record(self.svc.store, found, now)
+        if await trip_if_needed(self.svc, found):
+            log.warning("automation paused by the anomaly detector: %s",
+                        "; ".join(a.kind for a in found if a.blocking))
+        return found
+
+
+def build_scheduler(
+    svc: Services,
+    *,
+    tz: ZoneInfo,
+    daily_at: str = DEFAULT_DAILY_AT,
+    on_digest: OnDigest | None = None,
+    anomaly_every: str = DEFAULT_ANOMALY_EVERY,
+    misfire_grace_time: int = DEFAULT_MISFIRE_GRACE,
+    run_missed_on_start: bool = True,
+    anomaly_config: AnomalyConfig = DEFAULT,
+) -> AsyncIOScheduler:
+    """The scheduler with its two jobs, not started (`start()` it inside the event loop).
+
+    With `run_missed_on_start`, the daily job's first run is at start-up: it does the work of
+    `catch_up` (nothing when the due day is already reconciled), then follows its schedule.
+    """
+    jobs = Jobs(svc, tz, daily_at, on_digest, anomaly_config)
+    scheduler = AsyncIOScheduler(timezone=tz, job_defaults={
+        "coalesce": True, "max_instances": 1, "misfire_grace_time": misfire_grace_time})
+    extra = {"next_run_time": datetime.now(tz)} if run_missed_on_start else {}
+    scheduler.add_job(jobs.daily, trigger=jobs.trigger, id=DAILY_JOB,
+                      name="daily reconciliation and digest", replace_existing=True, **extra)
+    scheduler.add_job(jobs.anomaly, trigger=parse_schedule(anomaly_every, tz), id=ANOMALY_JOB,
+                      name="anomaly check", replace_existing=True,
+                      misfire_grace_time=min(misfire_grace_time, ANOMALY_MISFIRE_GRACE))
+    return scheduler
+
+
+async def catch_up(
+    svc: Services,
+    *,
+    tz: ZoneInfo,
+    daily_at: str = DEFAULT_DAILY_AT,
+    on_digest: OnDigest | None = None,
+    now: datetime | None = None,
+    anomaly_config: AnomalyConfig = DEFAULT,
+) -> ReconRun | None:
+    """At start-up: run the daily job once if its last due run was missed; None otherwise."""
+    return await Jobs(svc, tz, daily_at, on_digest, anomaly_config).daily(now)
