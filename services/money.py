@@ -13,6 +13,7 @@ ZERO_DECIMAL = frozenset(
      "UYI", "VND", "VUV", "XAF", "XOF", "XPF"}
 )
 THREE_DECIMAL = frozenset({"BHD", "IQD", "JOD", "KWD", "LYD", "OMR", "TND"})
+MAX_DIGITS = 24  # integer digits in major units; anything longer is not a booking amount
 
 
 class MoneyError(ValueError):
@@ -52,13 +53,28 @@ def to_decimal(value: str | int | float | Decimal) -> Decimal:
 def to_minor(value: str | int | float | Decimal, currency: str) -> int:
     """Major units to minor units, exactly. "12.345" USD raises; "12.3" USD is 1230."""
     number = to_decimal(value)
-    scaled = number.scaleb(exponent(currency))
-    if scaled != scaled.to_integral_value():
+    places = exponent(currency)
+    # Exact work on the digits: Decimal arithmetic rounds to the context's 28 significant
+    # digits and would turn "1.00000000000000000000000000001" into 1.
+    sign, digit_tuple, exp = number.as_tuple()
+    if not isinstance(exp, int):  # NaN and infinities are refused by to_decimal already
+        raise MoneyError(f"not an amount: {value!r}")
+    digits = list(digit_tuple)
+    if not any(digits):
+        return 0
+    if number.adjusted() >= MAX_DIGITS:
+        raise MoneyError(f"amount too large: {value!s}")
+    while digits[-1] == 0:  # trailing zeros carry no value: "12.300" is 12.3
+        digits.pop()
+        exp += 1
+    shift = exp + places
+    if shift < 0:
         raise MoneyError(
             f"{value!s} has more decimals than {normalize_currency(currency)} allows "
-            f"({exponent(currency)})"
+            f"({places})"
         )
-    return int(scaled)
+    minor = int("".join(map(str, digits))) * 10**shift
+    return -minor if sign else minor
 
 
 def format_minor(minor: int, currency: str) -> str:

@@ -76,6 +76,29 @@ def test_to_minor_refuses_extra_decimals_instead_of_rounding(value: Any, currenc
         to_minor(value, currency)
 
 
+@pytest.mark.parametrize(
+    ("value", "currency"),
+    [
+        ("1.00000000000000000000000000001", "USD"),  # beyond Decimal's 28-digit context
+        ("1953124.9999999999999999999995009", "JPY"),
+        ("0." + "0" * 5000 + "1", "KWD"),
+        ("1e-999999999", "USD"),
+    ],
+)
+def test_to_minor_never_rounds_long_decimals_away(value: str, currency: str) -> None:
+    with pytest.raises(MoneyError, match="more decimals"):
+        to_minor(value, currency)
+
+
+def test_to_minor_keeps_long_trailing_zeros_and_refuses_absurd_magnitudes() -> None:
+    assert to_minor("12." + "0" * 5000, "USD") == 1200
+    assert to_minor("0E+999999999", "USD") == 0
+    with pytest.raises(MoneyError, match="too large"):
+        to_minor("1e999999999", "USD")  # would otherwise build a billion-digit integer
+    with pytest.raises(MoneyError, match="too large"):
+        to_minor(1e300, "USD")
+
+
 @pytest.mark.parametrize("value", ["", "abc", "1,000.00", "NaN", "Infinity", "-inf", True, None])
 def test_to_minor_refuses_what_is_not_an_amount(value: Any) -> None:
     with pytest.raises(MoneyError):
