@@ -262,6 +262,8 @@ def _decide(
                        f"limit {format_minor(auto_max, currency)}")
     manual = sum(a.amount for a in allocations if a.method == "manual")
     if manual:
+        if decision == Decision.AUTO_APPROVE:  # "within the limit" no longer explains anything
+            reasons.clear()
         decision = Decision.NEEDS_APPROVAL
         known = "unknown" if snapshot.transactions is None else "not refundable through Stripe"
         reasons.append(f"{format_minor(manual, currency)} must be refunded by hand "

@@ -474,6 +474,7 @@ def test_rule9_cash_payment_goes_to_a_manual_allocation_and_needs_approval() -> 
         ("pi_card", 4000, "stripe"), ("manual", 6000, "manual")]
     assert q.decision is Decision.NEEDS_APPROVAL  # 100.00 is under auto_approve_max
     assert any("60.00 must be refunded by hand" in reason for reason in q.reasons)
+    assert not any("within the auto-approve limit" in reason for reason in q.reasons)
 
 
 @pytest.mark.parametrize(
