@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from services import audit
+from services import audit, cases
 from services.booking import SnapshotError
 from services.cases import CaseError, Status
 from services.checkfront import CheckfrontError
@@ -104,6 +104,11 @@ async def _checkfront(svc: Services, event: StoredEvent) -> str:
     if status not in svc.config.cancelled_statuses:
         return f"ignored: status {status or '-'}"
     code = str(booking.get("code") or (booking.get("@attributes") or {}).get("booking_id"))
+    earlier = await cases.latest_for_booking(svc.store, code)
+    if earlier is not None and earlier.status not in cases.OPEN:
+        # one cancellation, one case: later notices (our own note or status write-back
+        # included) do not reopen it; a person can still open one with /refund quote
+        return f"ignored: booking already has case {earlier.id} ({earlier.status})"
     raw = await assemble_snapshot(svc, code, booking=booking)
     cancelled_at = datetime.fromisoformat(event.received_at)
     opened = await open_case(svc, raw, cancelled_at=cancelled_at, source="checkfront_webhook")

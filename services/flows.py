@@ -16,7 +16,7 @@ from services import audit, cases
 from services.booking import BookingSnapshot, parse_snapshot
 from services.cases import Case, Status
 from services.config import Mode, RefundConfig
-from services.money import to_minor
+from services.money import format_minor, to_minor
 from services.notify import Notifier, NullNotifier
 from services.policy import PolicyBook
 from services.quote import Decision, Quote, build_quote
@@ -98,13 +98,28 @@ async def assemble_snapshot(
     snapshot: dict[str, Any] = {"booking": booking if booking is not None else fetched["booking"]}
     code = str(snapshot["booking"].get("code") or booking_ref)
     known: dict[tuple[str, str], dict[str, Any]] = {}
-    for source in (fetched.get("transactions") or [], await stored_payments(svc.store, code)):
+    for source in (fetched.get("transactions") or [], await stored_payments(svc.store, code),
+                   await our_refunds(svc.store, code)):
         for t in source:
             key = (str(t.get("transaction_id")), str(t.get("status", "")).upper())
             known.setdefault(key, t)
     if known or "transactions" in fetched:
         snapshot["transactions"] = list(known.values())
     return snapshot
+
+
+async def our_refunds(store: Store, booking_code: str) -> list[dict[str, Any]]:
+    """Refunds this bot made for the booking, as Checkfront REFUND transactions: Checkfront has
+    no API to record them, so without this a later quote would offer the money again."""
+    rows = await store.fetch_all(
+        "SELECT e.stripe_refund_id, e.payment_ref, e.amount, e.currency, e.created_at "
+        "FROM executions e JOIN cases c ON c.id = e.case_id WHERE c.booking_code = ? "
+        "AND e.status IN ('pending', 'succeeded') AND e.stripe_refund_id IS NOT NULL",
+        (booking_code,))
+    return [{"transaction_id": r["stripe_refund_id"], "status": "REFUND",
+             "amount": format_minor(r["amount"], r["currency"]), "gateway_id": "Stripe",
+             "original_transaction_id": r["payment_ref"], "booking_id": booking_code,
+             "date": int(datetime.fromisoformat(r["created_at"]).timestamp())} for r in rows]
 
 
 # --- quoting and opening cases -----------------------------------------------------------

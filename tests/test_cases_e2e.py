@@ -249,3 +249,40 @@ async def test_booking_changed_since_quote_is_requoted_before_execution(world: W
     # = 530.00 net; retained 10.00; so 520.00 is left to refund
     assert case.refund_amount == 52000
     assert world.stripe.refunds == []
+
+
+async def test_later_notices_for_a_refunded_booking_open_no_second_case(world: World) -> None:
+    world.paid_booking("AGAIN-1", [Item("kayak-tour", "105.00", "5.00", hours_ahead=72)])
+    await world.cancel("AGAIN-1")
+    await world.settle()
+    # Checkfront notifies again (our note changed the booking); then it is voided as well
+    await world.cancel("AGAIN-1", status="STOP")
+    answer = await world.cancel("AGAIN-1", status="VOID")
+    await world.settle()
+
+    assert answer.status_code == 200
+    assert len(await cases.list_cases(world.bot.svc.store)) == 1
+    assert len(world.stripe.refunds) == 1
+    outcomes = await world.bot.svc.store.fetch_all(
+        "SELECT outcome FROM webhook_events WHERE source = 'checkfront' ORDER BY id")
+    assert "ignored: booking already has case 1 (refunded)" in [r["outcome"] for r in outcomes]
+
+
+async def test_a_new_case_nets_the_refunds_this_bot_already_made(world: World) -> None:
+    from services.flows import assemble_snapshot, open_case
+    from services.store import utcnow
+
+    world.paid_booking("NET-1", [Item("kayak-tour", "105.00", "5.00", hours_ahead=30)])
+    await world.cancel("NET-1")
+    await world.settle()
+    assert [r.amount for r in world.stripe.refunds] == [4250]  # 50 % tier less the fee
+    booking_id = str(world.checkfront.booking("NET-1").booking_id)
+
+    raw = await assemble_snapshot(world.bot.svc, booking_id)
+    opened = await open_case(world.bot.svc, raw, cancelled_at=utcnow(), source="slack",
+                             requested_by="U0SAM")
+
+    assert opened.quote.already_refunded == 4250
+    assert opened.quote.total_refund == 0
+    assert opened.case.status == cases.Status.DENIED
+    assert len(world.stripe.refunds) == 1
