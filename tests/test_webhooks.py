@@ -1,0 +1,192 @@
+"""Webhook endpoints refuse bad input with the right status, store nothing but an audit
+entry, and change nothing."""
+
+from __future__ import annotations
+
+import base64
+import json
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from bot.app import Bot
+from bot.settings import load_settings
+from sandbox.http import start
+from sandbox.stripe_webhooks import sign
+from sandbox.world import STRIPE_WEBHOOK_SECRET, WEBHOOK_TOKEN, Item, World
+from services import audit, cases
+
+
+async def stored_events(world: World) -> int:
+    row = await world.bot.svc.store.fetch_one("SELECT COUNT(*) AS n FROM webhook_events")
+    assert row is not None
+    return int(row["n"])
+
+
+async def rejections(world: World) -> list[str]:
+    rows = await world.bot.svc.store.fetch_all(
+        "SELECT detail FROM audit_log WHERE action = 'webhook.rejected' ORDER BY id")
+    return [json.loads(r["detail"])["why"] for r in rows]
+
+
+async def test_checkfront_webhook_with_a_wrong_token_is_401(world: World) -> None:
+    world.paid_booking("BAD-1", [Item("kayak-tour", "105.00", "5.00")])
+    async with httpx.AsyncClient() as client:
+        answer = await client.post(f"{world.bot_url}/webhooks/checkfront/not-the-token",
+                                   json=world.checkfront.webhook_body("BAD-1"))
+    await world.settle()
+
+    assert answer.status_code == 401
+    assert await stored_events(world) == 0
+    assert await cases.list_cases(world.bot.svc.store) == []
+    assert await rejections(world) == ["bad webhook secret"]
+
+
+@pytest.mark.parametrize(("body", "content_type", "status", "why"), [
+    (b"{not json", "application/json", 400, "malformed body: invalid JSON"),
+    (b"[1, 2]", "application/json", 400, "malformed body: JSON body must be an object"),
+    (b"", "application/json", 400, "malformed body: empty body"),
+    (b"\xff\xfe", "application/json", 400, "malformed body: not UTF-8"),
+    (b"x" * (300 * 1024), "application/json", 413, "body larger than"),
+])
+async def test_checkfront_webhook_rejects_malformed_and_oversized_bodies(
+    world: World, body: bytes, content_type: str, status: int, why: str,
+) -> None:
+    async with httpx.AsyncClient() as client:
+        answer = await client.post(world.webhook_url(), content=body,
+                                   headers={"Content-Type": content_type})
+
+    assert answer.status_code == status
+    assert await stored_events(world) == 0
+    assert (await rejections(world))[0].startswith(why)
+    assert (await audit.verify(world.bot.svc.store)).ok
+
+
+async def test_checkfront_form_encoded_webhooks_are_accepted(world: World) -> None:
+    world.paid_booking("FORM-1", [Item("bike-tour", "52.50", "2.50", hours_ahead=60)])
+    world.checkfront.booking("FORM-1").status = "STOP"
+    body = world.checkfront.webhook_body("FORM-1")["booking"]
+    items = body["order"]["items"]["item"]
+    item = items if isinstance(items, dict) else items[0]
+    form = {
+        "booking[@attributes][booking_id]": body["@attributes"]["booking_id"],
+        "booking[status]": "STOP", "booking[code]": "FORM-1",
+        "booking[created_date]": body["created_date"],
+        "booking[customer][name]": "Ana Silva",
+        "booking[order][@attributes][currency_id]": "USD",
+        "booking[order][total]": body["order"]["total"],
+        "booking[order][paid_total]": body["order"]["paid_total"],
+        "booking[order][items][item][@attributes][line_id]": "1",
+        "booking[order][items][item][@attributes][item_id]": "1",
+        "booking[order][items][item][sku]": item["sku"],
+        "booking[order][items][item][start_date]": item["start_date"],
+        "booking[order][items][item][total]": item["total"],
+        "booking[order][items][item][tax_total]": item["tax_total"],
+    }
+    async with httpx.AsyncClient() as client:
+        answer = await client.post(world.webhook_url(), data=form)
+    await world.settle()
+
+    assert answer.status_code == 200
+    case = (await cases.list_cases(world.bot.svc.store))[0]
+    assert case.booking_code == "FORM-1" and case.status == cases.Status.REFUNDED
+
+
+async def test_basic_auth_mode_checks_the_password(tmp_path: Path) -> None:
+    world = await World.start(tmp_path, checkfront_webhook_auth="basic")
+    try:
+        world.paid_booking("BASIC-1", [Item("bike-tour", "52.50", "2.50", hours_ahead=60)])
+        body = world.checkfront.webhook_body("BASIC-1")
+        url = f"{world.bot_url}/webhooks/checkfront"
+        good = base64.b64encode(f"checkfront:{WEBHOOK_TOKEN}".encode()).decode()
+        bad = base64.b64encode(b"checkfront:guess").decode()
+        async with httpx.AsyncClient() as client:
+            refused = await client.post(url, json=body, headers={"Authorization": f"Basic {bad}"})
+            accepted = await client.post(url, json=body,
+                                         headers={"Authorization": f"Basic {good}"})
+        assert (refused.status_code, accepted.status_code) == (401, 200)
+    finally:
+        await world.stop()
+
+
+def stripe_event(refund_id: str = "re_unknown") -> bytes:
+    return json.dumps({"id": "evt_test_1", "type": "refund.updated", "object": "event",
+                       "data": {"object": {"id": refund_id, "object": "refund",
+                                           "status": "succeeded", "amount": 100,
+                                           "currency": "usd"}}}).encode()
+
+
+@pytest.mark.parametrize(("problem", "header"), [
+    ("bad signature", lambda body: sign(body, "whsec_wrong", int(time.time()))),
+    ("stale timestamp", lambda body: sign(body, STRIPE_WEBHOOK_SECRET, int(time.time()) - 301)),
+    ("no signature", lambda body: ""),
+])
+async def test_stripe_webhook_rejects_bad_signatures(world: World, problem: str,
+                                                     header: object) -> None:
+    body = stripe_event()
+    async with httpx.AsyncClient() as client:
+        answer = await client.post(f"{world.bot_url}/webhooks/stripe", content=body,
+                                   headers={"Stripe-Signature": header(body),  # type: ignore
+                                            "Content-Type": "application/json"})
+
+    assert answer.status_code == 400
+    assert await stored_events(world) == 0
+    assert len(await rejections(world)) == 1
+
+
+async def test_stripe_events_are_deduplicated_by_id(world: World) -> None:
+    body = stripe_event()
+    headers = {"Stripe-Signature": sign(body, STRIPE_WEBHOOK_SECRET, int(time.time())),
+               "Content-Type": "application/json"}
+    async with httpx.AsyncClient() as client:
+        first = await client.post(f"{world.bot_url}/webhooks/stripe", content=body,
+                                  headers=headers)
+        second = await client.post(f"{world.bot_url}/webhooks/stripe", content=body,
+                                   headers=headers)
+    await world.settle()
+
+    assert first.json() == {"ok": True}
+    assert second.json() == {"ok": True, "duplicate": True}
+    assert await stored_events(world) == 1
+
+
+async def test_missing_required_settings_stop_start_up_naming_them(tmp_path: Path) -> None:
+    from bot.settings import SettingsError
+
+    with pytest.raises(SettingsError) as caught:
+        load_settings(_env_file=None, policy_file=tmp_path / "p.yml", checkfront_host="x",
+                      checkfront_api_key="k", checkfront_api_secret="s",
+                      checkfront_webhook_secret="w")
+    assert "STRIPE_SECRET_KEY" in str(caught.value)
+    assert "STRIPE_WEBHOOK_SECRET" in str(caught.value)
+
+
+async def test_healthz_reports_schema_and_automation(world: World) -> None:
+    async with httpx.AsyncClient() as client:
+        answer = await client.get(f"{world.bot_url}/healthz")
+    data = answer.json()
+    assert data["ok"] is True and data["paused"] is False and data["schema"] >= 2
+
+
+async def test_events_stored_before_a_crash_are_processed_at_start_up(world: World) -> None:
+    world.paid_booking("LATER-1", [Item("bike-tour", "52.50", "2.50", hours_ahead=60)])
+    world.checkfront.booking("LATER-1").status = "STOP"
+    from services.events import body_hash, store_event
+
+    payload = world.checkfront.webhook_body("LATER-1")
+    await store_event(world.bot.svc.store, source="checkfront",
+                      event_id=body_hash(json.dumps(payload).encode()), kind="booking",
+                      payload=payload)  # stored, then the process died before the worker ran
+    await world.bot.close()
+
+    restarted = await Bot.create(world.bot.settings)
+    server = await start(restarted.web)
+    try:
+        await restarted.worker.drain()
+        case = (await cases.list_cases(restarted.svc.store))[0]
+        assert case.status == cases.Status.REFUNDED
+        assert len(world.stripe.refunds) == 1
+    finally:
+        await server.stop()
