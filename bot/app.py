@@ -7,7 +7,10 @@ import logging
 from dataclasses import dataclass
 
 from aiohttp import web
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
+from bot.digest import DigestPoster
+from bot.scheduler import build_scheduler
 from bot.settings import Settings
 from bot.slack_app import SlackSide
 from bot.worker import Worker
@@ -29,6 +32,7 @@ class Bot:
     worker: Worker
     web: web.Application
     slack: SlackSide | None = None
+    scheduler: AsyncIOScheduler | None = None
 
     @classmethod
     async def create(cls, settings: Settings) -> Bot:
@@ -69,7 +73,17 @@ class Bot:
         slack = SlackSide.build(settings, svc, worker) if settings.slack_bot_token else None
         if slack is not None:
             slack.mount(app)
-        bot = cls(settings=settings, svc=svc, worker=worker, web=app, slack=slack)
+        scheduler = None
+        if settings.scheduler_enabled:
+            poster = DigestPoster(svc, settings.zone, chart=settings.digest_chart,
+                                  outbox=slack.deps.outbox if slack else None,
+                                  channels=slack.deps.notifier.channels if slack else None)
+            scheduler = build_scheduler(
+                svc, tz=settings.zone, daily_at=settings.digest_at, on_digest=poster,
+                anomaly_every=settings.anomaly_check_at,
+                misfire_grace_time=settings.scheduler_misfire_grace_seconds)
+        bot = cls(settings=settings, svc=svc, worker=worker, web=app, slack=slack,
+                  scheduler=scheduler)
         app.on_startup.append(bot._on_startup)
         app.on_cleanup.append(bot._on_cleanup)
         return bot
@@ -78,11 +92,15 @@ class Bot:
         if self.slack is not None:
             await self.slack.start()
         await self.worker.start()
+        if self.scheduler is not None:
+            self.scheduler.start()
 
     async def _on_cleanup(self, _app: web.Application) -> None:
         await self.close()
 
     async def close(self) -> None:
+        if self.scheduler is not None and self.scheduler.running:
+            self.scheduler.shutdown(wait=False)
         await self.worker.stop()
         if self.slack is not None:
             await self.slack.stop()

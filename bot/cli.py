@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
 
-from bot import demo, ops
+from bot import demo, ops, reports
 from bot.settings import SettingsError
 from bot.text import quote_table
 from services.booking import SnapshotError, parse_snapshot
@@ -20,6 +20,7 @@ from services.cases import CaseError
 from services.money import MoneyError
 from services.policy import PolicyError, load_policies
 from services.quote import QuoteError, build_quote
+from services.reconcile import ReconcileError
 
 
 class UsageError(Exception):
@@ -70,11 +71,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     ops.register(commands)
     demo.register(commands)
+    reports.register(commands)
     return parser
 
 
 INPUT_ERRORS = (UsageError, PolicyError, SnapshotError, QuoteError, SettingsError, CaseError,
-                MoneyError)
+                MoneyError, ReconcileError)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -65,7 +65,7 @@ async def _bot_and_zone(args: argparse.Namespace) -> tuple[Any, ZoneInfo]:
     from bot.app import Bot
 
     settings = load_settings()
-    zone = args.tz or ZoneInfo(str(getattr(settings, "business_timezone", None) or "UTC"))
+    zone = args.tz or settings.zone
     return await Bot.create(settings), zone
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Literal, TypeVar
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -55,6 +56,14 @@ class Settings(StoreSettings):
 
     customer_hash_salt: SecretStr = SecretStr("refund-bot")
 
+    # the daily reconciliation and digest, and the anomaly checks
+    business_timezone: str = "UTC"
+    scheduler_enabled: bool = True
+    digest_at: str = "07:00"  # HH:MM in the business timezone, or a crontab line
+    anomaly_check_at: str = "*/15 * * * *"
+    scheduler_misfire_grace_seconds: int = Field(default=3600, gt=0)
+    digest_chart: bool = True  # attach a PNG chart (needs the files:write scope)
+
     # Slack: on when SLACK_BOT_TOKEN is set; Socket Mode when SLACK_APP_TOKEN is set too
     slack_bot_token: SecretStr | None = None
     slack_signing_secret: SecretStr | None = None
@@ -68,6 +77,19 @@ class Settings(StoreSettings):
     slack_finance_leads: str = ""  # may approve any amount
     slack_no_self_approval: bool = False
     slack_post_interval_seconds: float = Field(default=1.0, ge=0)
+
+    @field_validator("business_timezone")
+    @classmethod
+    def _zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"not a timezone name: {value!r}") from None
+        return value
+
+    @property
+    def zone(self) -> ZoneInfo:
+        return ZoneInfo(self.business_timezone)
 
     @model_validator(mode="after")
     def _slack_complete(self) -> Settings:

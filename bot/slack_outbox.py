@@ -9,6 +9,7 @@ is sent, so several queued refreshes of one card collapse into one call.
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import json
 import logging
@@ -193,6 +194,12 @@ class Outbox:
         if kind == "thread":
             return await self._send_thread(row)
         payload = json.loads(row["payload"])
+        if kind == "file":
+            await self.client.files_upload_v2(
+                channel=row["channel"], filename=payload["filename"], title=payload["title"],
+                content=base64.b64decode(payload["content_b64"]),
+                initial_comment=payload.get("text"))
+            return await self._mark_sent([row["id"]])
         await self.client.chat_postMessage(channel=row["channel"], text=payload["text"],
                                            blocks=payload.get("blocks"))
         return await self._mark_sent([row["id"]])

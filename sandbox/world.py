@@ -88,6 +88,7 @@ class World:
             "stripe_webhook_secret": STRIPE_WEBHOOK_SECRET,
             "stripe_api_base": stripe_server.url,
             "stripe_timeout_seconds": 1.0,
+            "scheduler_enabled": False,  # tests and the demo run the jobs by hand
             **settings,
         })
         bot = await Bot.create(load_settings(**values))

@@ -1,0 +1,70 @@
+"""The digest channel: the scheduled job posts the day's refunds, the reconciliation,
+anomalies and automation state, with a chart; a run missed while down happens at start-up."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from datetime import timedelta
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+from bot.digest import DigestPoster
+from bot.scheduler import DAILY_STATE, catch_up
+from sandbox.world import DIGEST, Item, World
+from services.flows import set_automation
+from services.store import utcnow
+
+
+async def test_digest_posts_sections_and_a_chart_to_the_digest_channel(tmp_path: Path) -> None:
+    world = await World.start(tmp_path, slack=True)
+    try:
+        assert world.slack is not None and world.bot.slack is not None
+        world.paid_booking("DIG-1", [Item("kayak-tour", "105.00", "5.00", hours_ahead=72)])
+        world.paid_booking("DIG-2", [Item("kayak-tour", "840.00", "40.00", hours_ahead=96)])
+        for code in ("DIG-1", "DIG-2"):
+            await world.cancel(code)
+        await world.settle()
+        await set_automation(world.bot.svc, paused=True, reason="storm week", by="U0MARIA")
+        tz = ZoneInfo("UTC")
+        poster = DigestPoster(world.bot.svc, tz, world.bot.slack.deps.outbox,
+                              world.bot.slack.deps.notifier.channels)
+        tomorrow = utcnow() + timedelta(days=1)
+
+        run = await catch_up(world.bot.svc, tz=tz, daily_at="00:01", on_digest=poster,
+                             now=tomorrow.replace(hour=8))
+        await world.settle()
+
+        assert run is not None and run.day == utcnow().date()
+        digest = [m for m in world.slack.messages_in(DIGEST) if "digest" in m.get("text", "")]
+        assert len(digest) == 1
+        text = json.dumps(digest[0]["blocks"])
+        for expected in ("Refunds", "95.00 USD", "1 automatic", "Reconciliation", "matched",
+                         "Anomalies", "Automation paused", "storm week"):
+            assert expected in text, expected
+        files = [f for f in world.slack.files.values() if f.completed]
+        assert len(files) == 1 and files[0].content is not None
+        assert files[0].content.startswith(b"\x89PNG") and files[0].channel == DIGEST
+    finally:
+        await world.stop()
+
+
+async def test_a_missed_daily_run_happens_once_at_start_up(tmp_path: Path) -> None:
+    world = await World.start(tmp_path, slack=True, scheduler_enabled=True,
+                              digest_at="00:00", digest_chart=False)
+    try:
+        assert world.slack is not None
+        for _ in range(100):  # the job runs in the scheduler right after start-up
+            if await world.bot.svc.store.get_state(DAILY_STATE):
+                break
+            await asyncio.sleep(0.05)
+        await world.settle()
+        state = await world.bot.svc.store.get_state(DAILY_STATE)
+        assert state is not None
+        digests = [m for m in world.slack.messages_in(DIGEST) if "digest" in m.get("text", "")]
+        assert len(digests) == 1
+
+        again = await catch_up(world.bot.svc, tz=ZoneInfo("UTC"), daily_at="00:00")
+        assert again is None  # already done for that day: not twice
+    finally:
+        await world.stop()
