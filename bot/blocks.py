@@ -66,6 +66,9 @@ HELP_COMMANDS: tuple[tuple[str, str, str], ...] = (
      "Stop automatic refunds; every new case waits for a person.",
      "/refund pause Stripe dispute spike"),
     ("/refund resume", "Let automatic refunds run again.", "/refund resume"),
+    ("/refund report <from> <to>",
+     "Refund figures for a date range (only you see them), and a CSV of every refund posted "
+     "to this channel.", "/refund report 2026-11-01 2026-11-30"),
     ("/refund help", "This list.", "/refund help"),
 )
 APPROVED_PATH = (Status.APPROVED, Status.AUTO_APPROVED, Status.EXECUTING, Status.REFUNDED,

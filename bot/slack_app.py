@@ -91,7 +91,8 @@ class SlackSide:
             finance_leads=settings.slack_finance_leads,
             no_self_approval=settings.slack_no_self_approval)
         deps = SlackDeps(svc=svc, worker=worker, client=client, rules=rules,
-                         groups=GroupMembers(rules.group_id), notifier=notifier, outbox=outbox)
+                         groups=GroupMembers(rules.group_id), notifier=notifier, outbox=outbox,
+                         zone=settings.zone)
         app.middleware(_skip_slack_retries)
         slack_actions.register(app, deps)
         slack_views.register(app, deps)

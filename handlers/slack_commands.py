@@ -7,6 +7,7 @@ never a stack trace or silence.
 from __future__ import annotations
 
 import logging
+from datetime import date
 from typing import Any
 
 from slack_bolt.async_app import AsyncApp
@@ -18,7 +19,9 @@ from services import audit, cases
 from services.booking import SnapshotError
 from services.checkfront import BookingNotFound, CheckfrontError, CheckfrontUnavailable
 from services.flows import assemble_snapshot, automation_state, quote_snapshot, set_automation
+from services.money import display
 from services.quote import QuoteError
+from services.report import ReportError, range_report
 from services.store import utcnow
 
 log = logging.getLogger(__name__)
@@ -30,13 +33,15 @@ def register(app: AsyncApp, deps: SlackDeps, command: str = "/refund") -> None:
         await ack()
         words = str(body.get("text") or "").split()
         sub = words[0].lower() if words else "help"
-        user = body["user_id"]
-        deps.later(f"command:{sub}", lambda: _run(deps, sub, words[1:], user, respond))
+        user, channel = body["user_id"], str(body.get("channel_id") or "")
+        deps.later(f"command:{sub}",
+                   lambda: _run(deps, sub, words[1:], user, channel, respond))
 
     app.command(command)(listener)
 
 
-async def _run(deps: SlackDeps, sub: str, args: list[str], user: str, respond: Any) -> None:
+async def _run(deps: SlackDeps, sub: str, args: list[str], user: str, channel: str,
+               respond: Any) -> None:
     await audit.record(deps.svc.store, actor=user, action="slack.command",
                        detail={"command": sub, "args": args[:4]})
     handler = COMMANDS.get(sub)
@@ -48,7 +53,7 @@ async def _run(deps: SlackDeps, sub: str, args: list[str], user: str, respond: A
                       response_type="ephemeral")
         return
     try:
-        await handler(deps, args, user, respond)
+        await handler(deps, args, user, channel, respond)
     except BookingNotFound:
         await _error(respond, f"Checkfront has no booking `{args[0] if args else ''}`. "
                      "Check the booking code (e.g. `KMVQ-060314`) or id.")
@@ -59,6 +64,8 @@ async def _run(deps: SlackDeps, sub: str, args: list[str], user: str, respond: A
         await _error(respond, f"Checkfront refused the request: {exc}")
     except (SnapshotError, QuoteError) as exc:
         await _error(respond, f"I can't quote this booking: {exc}")
+    except ReportError as exc:
+        await _error(respond, f"{exc}. Usage: `/refund report 2026-11-01 2026-11-30`")
 
 
 async def _error(respond: Any, text: str) -> None:
@@ -66,7 +73,8 @@ async def _error(respond: Any, text: str) -> None:
     await respond(text=message.text, blocks=message.blocks, response_type="ephemeral")
 
 
-async def quote(deps: SlackDeps, args: list[str], user: str, respond: Any) -> None:
+async def quote(deps: SlackDeps, args: list[str], user: str, channel: str,
+        respond: Any) -> None:
     if not args:
         await _error(respond, "Which booking? `/refund quote KMVQ-060314 [waiver WEATHER]`")
         return
@@ -86,7 +94,8 @@ async def quote(deps: SlackDeps, args: list[str], user: str, respond: Any) -> No
     await respond(text=message.text, blocks=message.blocks, response_type="ephemeral")
 
 
-async def status(deps: SlackDeps, args: list[str], user: str, respond: Any) -> None:
+async def status(deps: SlackDeps, args: list[str], user: str, channel: str,
+        respond: Any) -> None:
     if not args:
         await _error(respond, "Which booking? `/refund status KMVQ-060314`")
         return
@@ -98,11 +107,13 @@ async def status(deps: SlackDeps, args: list[str], user: str, respond: Any) -> N
     await respond(text=message.text, blocks=message.blocks, response_type="ephemeral")
 
 
-async def pause(deps: SlackDeps, args: list[str], user: str, respond: Any) -> None:
+async def pause(deps: SlackDeps, args: list[str], user: str, channel: str,
+        respond: Any) -> None:
     await _toggle(deps, user, respond, paused=True, reason=" ".join(args) or "paused from Slack")
 
 
-async def resume(deps: SlackDeps, args: list[str], user: str, respond: Any) -> None:
+async def resume(deps: SlackDeps, args: list[str], user: str, channel: str,
+        respond: Any) -> None:
     await _toggle(deps, user, respond, paused=False, reason="resumed from Slack")
 
 
@@ -122,9 +133,33 @@ async def _toggle(deps: SlackDeps, user: str, respond: Any, *, paused: bool, rea
     await respond(text=text, response_type="ephemeral")
 
 
-async def help_(deps: SlackDeps, args: list[str], user: str, respond: Any) -> None:
+async def help_(deps: SlackDeps, args: list[str], user: str, channel: str,
+        respond: Any) -> None:
     message = blocks.help_message()
     await respond(text=message.text, blocks=message.blocks, response_type="ephemeral")
 
 
-COMMANDS = {"quote": quote, "status": status, "pause": pause, "resume": resume, "help": help_}
+async def report(deps: SlackDeps, args: list[str], user: str, channel: str,
+                 respond: Any) -> None:
+    """Figures for a date range privately, and a CSV of every refund in the channel."""
+    try:
+        first, last = (date.fromisoformat(a) for a in args[:2])
+    except ValueError:
+        raise ReportError("dates are YYYY-MM-DD") from None
+    if len(args) != 2:
+        raise ReportError("give a start and an end date")
+    found = await range_report(deps.svc.store, first, last, deps.zone)
+    lines = [f"*Refunds {first} → {last}*"]
+    lines += [f"• {cur}: {n} refund(s), {display(total, cur)}"
+              for cur, (n, total) in found.totals.items()] or ["• none"]
+    lines += [f"• {decision.replace('_', ' ')}: {n}" for decision, n in found.decisions.items()]
+    if found.rows and channel:
+        await deps.client.files_upload_v2(
+            channel=channel, filename=f"refunds-{first}-{last}.csv", content=found.csv(),
+            title=f"Refunds {first} to {last}", initial_comment=f"<@{user}> asked for this")
+        lines.append("The CSV of every refund is in this channel.")
+    await respond(text="\n".join(lines), response_type="ephemeral")
+
+
+COMMANDS = {"quote": quote, "status": status, "pause": pause, "resume": resume, "help": help_,
+            "report": report}

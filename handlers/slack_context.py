@@ -6,6 +6,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
@@ -46,6 +47,7 @@ class SlackDeps:
     groups: GroupMembers
     notifier: SlackNotifier
     outbox: Outbox
+    zone: ZoneInfo
 
     def is_approver(self, user: str) -> bool:
         return self.rules.is_approver(user, self.groups.members)

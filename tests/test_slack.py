@@ -16,7 +16,7 @@ from bot import blocks, slack_ids
 from sandbox.world import APPROVALS, FIONA, JOE, MARIA, SAM, Item, World
 from services import audit, cases
 from services.cases import Status
-from services.flows import automation_state
+from services.flows import automation_state, set_automation
 
 
 @pytest.fixture
@@ -324,3 +324,45 @@ async def test_slack_429_is_retried_after_retry_after_and_the_card_is_not_lost(
     assert posts[1].at - posts[0].at >= 1.0
     assert time.monotonic() - started >= 1.0
     assert "RATE-1" in all_text(card)
+
+
+async def test_report_command_gives_figures_and_a_csv_of_every_refund(sworld: World) -> None:
+    assert sworld.sender is not None and sworld.slack is not None
+    for code in ("REP-1", "REP-2"):
+        sworld.paid_booking(code, [Item("kayak-tour", "105.00", "5.00", hours_ahead=72)])
+        await sworld.cancel(code)
+    await sworld.settle()
+    today = time.strftime("%Y-%m-%d", time.gmtime())
+
+    await sworld.sender.command(f"report {today} {today}", FIONA)
+    await sworld.sender.command("report yesterday", FIONA)
+    await sworld.settle()
+
+    texts = responses(sworld)
+    assert any("USD: 2 refund(s), 190.00 USD" in t for t in texts)
+    assert any("dates are YYYY-MM-DD" in t for t in texts)
+    files = [f for f in sworld.slack.files.values() if f.completed]
+    assert len(files) == 1 and files[0].content is not None
+    lines = files[0].content.decode().splitlines()
+    assert lines[0].startswith("refunded_at,booking,case,currency,quoted,refunded,policies")
+    assert len(lines) == 3 and "REP-1" in lines[1] + lines[2]
+    assert all("standard-48h" in line and "auto_approve" in line and "re_" in line
+               for line in lines[1:])
+
+
+async def test_breaker_alert_has_a_resume_button_only_approvers_can_use(sworld: World) -> None:
+    assert sworld.sender is not None and sworld.slack is not None
+    await set_automation(sworld.bot.svc, paused=True, by="anomaly-detector",
+                         reason="14 refunds in the last hour; usually 0.6 at this hour")
+    await sworld.settle()
+    alert = sworld.slack.messages_in(APPROVALS)[-1]
+    assert "14 refunds in the last hour" in all_text(alert)
+    resume_value = buttons(alert)[slack_ids.RESUME]["value"]
+
+    await sworld.sender.click(slack_ids.RESUME, resume_value, SAM, message_ts=alert["ts"])
+    await sworld.settle()
+    assert (await automation_state(sworld.bot.svc.store)).paused
+
+    await sworld.sender.click(slack_ids.RESUME, resume_value, MARIA, message_ts=alert["ts"])
+    await sworld.settle()
+    assert not (await automation_state(sworld.bot.svc.store)).paused
