@@ -3,15 +3,21 @@
 from __future__ import annotations
 
 import hashlib
+import json
+import statistics
 from datetime import datetime, timedelta
 
 from services.booking import BookingSnapshot
+from services.money import format_minor, to_minor
 from services.quote import RiskFlag
 from services.store import Store
 
 REPEAT_WINDOW = timedelta(days=30)
 REPEAT_THRESHOLD = 2          # earlier refunded cases for the same customer within the window
 LAST_MINUTE_BOOKING = timedelta(hours=2)  # booked this shortly before cancelling
+VALUE_OUTLIER_FACTOR = 3      # booking value this many times the product's usual
+VALUE_MIN_SAMPLES = 5         # earlier cases of the product needed to know its "usual"
+VALUE_LOOKBACK = 200          # most recent quotes read for that
 
 
 def customer_hash(email: str, salt: str) -> str | None:
@@ -47,4 +53,30 @@ async def assess(
             "booked_just_before_cancel",
             f"booked only {minutes} minutes before it was cancelled",
         ))
+    flag = await _value_outlier(store, snapshot)
+    if flag is not None:
+        flags.append(flag)
     return tuple(flags)
+
+
+async def _value_outlier(store: Store, snapshot: BookingSnapshot) -> RiskFlag | None:
+    """The booking is worth far more than the usual booking of its main product."""
+    main = max(snapshot.lines, key=lambda line: line.total)
+    rows = await store.fetch_all(
+        "SELECT q.quote FROM quotes q JOIN cases c ON c.id = q.case_id "
+        "WHERE c.booking_id != ? AND q.version = c.quote_version AND c.currency = ? "
+        "ORDER BY q.id DESC LIMIT ?", (snapshot.booking_id, snapshot.currency, VALUE_LOOKBACK))
+    values = []
+    for row in rows:
+        quote = json.loads(row["quote"])
+        if any(line.get("sku") == main.sku for line in quote.get("lines", [])):
+            values.append(to_minor(quote["order_total"], snapshot.currency))
+    if len(values) < VALUE_MIN_SAMPLES:
+        return None
+    usual = statistics.median(values)
+    if usual > 0 and snapshot.order_total > VALUE_OUTLIER_FACTOR * usual:
+        return RiskFlag("value_outlier", (
+            f"worth {format_minor(snapshot.order_total, snapshot.currency)}, over "
+            f"{VALUE_OUTLIER_FACTOR}x the usual {format_minor(int(usual), snapshot.currency)} "
+            f"for {main.sku or main.name}"))
+    return None
