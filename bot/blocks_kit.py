@@ -39,7 +39,8 @@ FALLBACK_TEXT = 300  # notification text: Slack allows far more, people read far
 
 _EMAIL = re.compile(r"(?<![\w.+-])[\w.+-]+@[\w-]+(?:\.[\w-]+)+")  # lookbehind: linear time
 _PHONE = re.compile(r"\+\d[\d\s().-]{6,}\d")
-_CARD = re.compile(r"\b(?:\d[ -]?){12,18}\d\b")
+# card numbers: 13-19 digits together, in groups of four, or Amex's 4-6-5 (not date ranges)
+_CARD = re.compile(r"\b(?:\d{13,19}|(?:\d{4}[ -]){3}\d{1,7}|\d{4}[ -]\d{6}[ -]\d{5})\b")
 _SLACK_USER = re.compile(r"[UW][A-Z0-9]{2,}")
 
 
