@@ -121,6 +121,8 @@ async def _checkfront(svc: Services, event: StoredEvent) -> str:
 
 
 async def _stripe(svc: Services, event: StoredEvent) -> str:
+    from services import disputes  # disputes and failed payments live in their own module
+
     obj = (event.payload.get("data") or {}).get("object") or {}
     if event.kind.startswith("refund."):
         case = await apply_refund_event(svc, obj, event.kind)
@@ -129,4 +131,10 @@ async def _stripe(svc: Services, event: StoredEvent) -> str:
         refunds = ((obj.get("refunds") or {}).get("data")) or []
         touched = [await apply_refund_event(svc, r, event.kind) for r in refunds]
         return f"{len(touched)} refund(s) applied"
+    if event.kind == "charge.dispute.created":
+        return await disputes.dispute_created(svc, obj, event.event_id)
+    if event.kind in ("charge.dispute.updated", "charge.dispute.closed"):
+        return await disputes.dispute_changed(svc, obj, event.kind)
+    if event.kind == "payment_intent.payment_failed":
+        return await disputes.payment_failed(svc, obj, event.event_id)
     return f"recorded: {event.kind}"

@@ -107,7 +107,7 @@ async def _fresh_snapshot(svc: Services, case: Case) -> BookingSnapshot | None:
     stored = await cases.current_quote(svc.store, case)
     raw = stored.snapshot
     if svc.checkfront is not None:
-        raw = await assemble_snapshot(svc, case.booking_id)
+        raw = await assemble_snapshot(svc, case.booking_id, exclude_case=case.id)
     snapshot = parse_snapshot(raw, default_currency=svc.book.currency)
     age = utcnow() - datetime.fromisoformat(stored.created_at)
     changed = snapshot.fingerprint != stored.quote.get("booking_fingerprint")

@@ -87,9 +87,12 @@ async def record_payment(store: Store, transaction: dict[str, Any], actor: str) 
 
 
 async def assemble_snapshot(
-    svc: Services, booking_ref: str, booking: dict[str, Any] | None = None
+    svc: Services, booking_ref: str, booking: dict[str, Any] | None = None,
+    *, exclude_case: int | None = None,
 ) -> dict[str, Any]:
-    """The booking (from the webhook, else Checkfront's API) plus every payment we know of."""
+    """The booking (from the webhook, else Checkfront's API) plus every payment we know of,
+    and the refunds this bot made for it (but those of `exclude_case`: its executor counts
+    its own)."""
     fetched: dict[str, Any] = {}
     if booking is None or svc.checkfront is not None:
         if svc.checkfront is None:
@@ -99,7 +102,7 @@ async def assemble_snapshot(
     code = str(snapshot["booking"].get("code") or booking_ref)
     known: dict[tuple[str, str], dict[str, Any]] = {}
     for source in (fetched.get("transactions") or [], await stored_payments(svc.store, code),
-                   await our_refunds(svc.store, code)):
+                   await our_refunds(svc.store, code, exclude_case)):
         for t in source:
             key = (str(t.get("transaction_id")), str(t.get("status", "")).upper())
             known.setdefault(key, t)
@@ -108,14 +111,15 @@ async def assemble_snapshot(
     return snapshot
 
 
-async def our_refunds(store: Store, booking_code: str) -> list[dict[str, Any]]:
+async def our_refunds(store: Store, booking_code: str,
+                      exclude_case: int | None = None) -> list[dict[str, Any]]:
     """Refunds this bot made for the booking, as Checkfront REFUND transactions: Checkfront has
     no API to record them, so without this a later quote would offer the money again."""
     rows = await store.fetch_all(
         "SELECT e.stripe_refund_id, e.payment_ref, e.amount, e.currency, e.created_at "
         "FROM executions e JOIN cases c ON c.id = e.case_id WHERE c.booking_code = ? "
-        "AND e.status IN ('pending', 'succeeded') AND e.stripe_refund_id IS NOT NULL",
-        (booking_code,))
+        "AND e.status IN ('pending', 'succeeded') AND e.stripe_refund_id IS NOT NULL "
+        "AND c.id != ?", (booking_code, exclude_case or 0))
     return [{"transaction_id": r["stripe_refund_id"], "status": "REFUND",
              "amount": format_minor(r["amount"], r["currency"]), "gateway_id": "Stripe",
              "original_transaction_id": r["payment_ref"], "booking_id": booking_code,

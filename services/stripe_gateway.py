@@ -1,4 +1,5 @@
-"""The only module that speaks Stripe: refunds, refund look-ups and listings, webhook signatures.
+"""The only module that speaks Stripe: refunds, refund look-ups and listings, webhook signatures,
+and what disputes and failed payments need (evidence, closing, re-confirming, payment links).
 
 Amounts cross this boundary in the project's minor units (`services.money` exponents, ISO 4217);
 Stripe's own amount rules stay here (`to_stripe_amount`, `from_stripe_amount`).
@@ -33,6 +34,15 @@ STRIPE_THREE_DECIMAL = frozenset({"BHD", "JOD", "KWD", "OMR", "TND"})
 # (100 = 1 krona) and takes whole kronur only.
 STRIPE_EXPONENT_OVERRIDES = {"ISK": 2}
 _OVER_REFUND_CODES = frozenset({"charge_already_refunded", "amount_too_large"})
+# Text evidence a dispute accepts (file evidence takes upload ids and is not sent from here).
+DISPUTE_TEXT_EVIDENCE = frozenset({
+    "access_activity_log", "billing_address", "cancellation_policy_disclosure",
+    "cancellation_rebuttal", "customer_email_address", "customer_name", "customer_purchase_ip",
+    "duplicate_charge_explanation", "duplicate_charge_id", "product_description",
+    "refund_policy_disclosure", "refund_refusal_explanation", "service_date", "shipping_address",
+    "shipping_carrier", "shipping_date", "shipping_tracking_number", "uncategorized_text",
+})
+EVIDENCE_TEXT_LIMIT = 150_000  # Stripe: combined characters of all text evidence
 
 T = TypeVar("T")
 
@@ -84,6 +94,43 @@ class StripeRefund:
     failure_reason: str | None
     metadata: dict[str, str] = field(hash=False)
     created: int
+
+
+@dataclass(frozen=True)
+class StripeDispute:
+    id: str
+    amount: int  # project minor units
+    currency: str  # upper case
+    status: str  # needs_response | under_review | won | lost | warning_* ...
+    reason: str
+    charge: str | None
+    payment_intent: str | None
+    due_by: int | None  # evidence deadline, Unix seconds
+    submission_count: int
+    evidence: dict[str, str] = field(hash=False)  # text evidence Stripe holds
+
+
+@dataclass(frozen=True)
+class StripePayment:
+    """A PaymentIntent as the bot needs it: `error` is the last payment error's message,
+    `payment_method` the one attached now, `failed_payment_method` the one that failed."""
+
+    id: str
+    amount: int  # project minor units
+    currency: str
+    status: str
+    metadata: dict[str, str] = field(hash=False)
+    error: str | None = None
+    decline_code: str | None = None
+    payment_method: str | None = None
+    failed_payment_method: str | None = None
+
+
+@dataclass(frozen=True)
+class StripePaymentLink:
+    id: str
+    url: str
+    active: bool
 
 
 def _currency(currency: str) -> str:
@@ -265,6 +312,124 @@ class StripeGateway:
                 return found
             params["starting_after"] = page.data[-1].id
 
+    # ---- disputes ------------------------------------------------------------------------
+
+    async def get_dispute(self, dispute_id: str) -> StripeDispute:
+        if not dispute_id:
+            raise StripeGatewayError("invalid", "dispute id is empty")
+        dispute = await self._call(
+            lambda: self._client.v1.disputes.retrieve_async(dispute_id), writes=False
+        )
+        return _dispute_from(dispute)
+
+    async def submit_dispute_evidence(
+        self,
+        dispute_id: str,
+        evidence: Mapping[str, str],
+        *,
+        idempotency_key: str,
+        submit: bool = True,
+    ) -> StripeDispute:
+        """Send text evidence; `submit=False` only stages it on the dispute."""
+        unknown = sorted(set(evidence) - DISPUTE_TEXT_EVIDENCE)
+        if unknown:
+            raise StripeGatewayError("invalid", f"not text evidence fields: {', '.join(unknown)}")
+        text = {k: str(v) for k, v in evidence.items() if str(v).strip()}
+        size = sum(len(v) for v in text.values())
+        if size > EVIDENCE_TEXT_LIMIT:
+            raise StripeGatewayError(
+                "invalid", f"evidence is {size} characters; Stripe takes {EVIDENCE_TEXT_LIMIT}"
+            )
+        params: dict[str, Any] = {"evidence": text, "submit": submit}
+        options: stripe.RequestOptions = {"idempotency_key": _key(idempotency_key)}
+        dispute = await self._call(
+            lambda: self._client.v1.disputes.update_async(dispute_id, params, options),
+            writes=True,
+        )
+        return _dispute_from(dispute)
+
+    async def close_dispute(self, dispute_id: str, *, idempotency_key: str) -> StripeDispute:
+        """Accept the dispute: Stripe closes it as lost. Irreversible."""
+        options: stripe.RequestOptions = {"idempotency_key": _key(idempotency_key)}
+        dispute = await self._call(
+            lambda: self._client.v1.disputes.close_async(dispute_id, None, options), writes=True
+        )
+        return _dispute_from(dispute)
+
+    # ---- payments ------------------------------------------------------------------------
+
+    async def payment_metadata(self, payment_ref: str) -> dict[str, str]:
+        """The metadata of a PaymentIntent or charge (where a booking code may be kept)."""
+        if _ref_field(payment_ref) == "payment_intent":
+            return (await self.get_payment(payment_ref)).metadata
+        charge = await self._charge_of(payment_ref)
+        return {str(k): str(v) for k, v in (charge.get("metadata") or {}).items()}
+
+    async def get_payment(self, payment_intent: str) -> StripePayment:
+        pi = await self._call(
+            lambda: self._client.v1.payment_intents.retrieve_async(payment_intent), writes=False
+        )
+        return _payment_from(pi.to_dict())
+
+    async def confirm_payment(
+        self, payment_intent: str, *, idempotency_key: str, payment_method: str | None = None
+    ) -> StripePayment:
+        """Confirm (retry) a PaymentIntent. A declined card is an answer, not an error: the
+        result then carries `error` and the status Stripe left the intent in."""
+        params: dict[str, Any] = {}
+        if payment_method:
+            params["payment_method"] = payment_method
+        options: stripe.RequestOptions = {"idempotency_key": _key(idempotency_key)}
+        try:
+            pi = await self._call(
+                lambda: self._client.v1.payment_intents.confirm_async(
+                    payment_intent, params, options),
+                writes=True,
+            )
+        except StripeGatewayError as exc:
+            cause = exc.__cause__
+            if isinstance(cause, stripe.CardError):
+                body = (cause.json_body or {}).get("error") or {}
+                intent = body.get("payment_intent")
+                if isinstance(intent, dict):
+                    return _payment_from(intent)
+                current = await self.get_payment(payment_intent)
+                return StripePayment(
+                    current.id, current.amount, current.currency, current.status,
+                    current.metadata, exc.message, body.get("decline_code"),
+                    current.payment_method, current.failed_payment_method)
+            raise
+        return _payment_from(pi.to_dict())
+
+    async def create_payment_link(
+        self,
+        *,
+        amount: int,
+        currency: str,
+        name: str,
+        idempotency_key: str,
+        metadata: Mapping[str, str],
+    ) -> StripePaymentLink:
+        """A one-time Payment Link for `amount` (minor units), paid at most once."""
+        code = _currency(currency)
+        meta = {str(k): str(v) for k, v in metadata.items()}
+        params: dict[str, Any] = {
+            "line_items": [{
+                "price_data": {"currency": code.lower(), "unit_amount": to_stripe_amount(
+                    amount, code), "product_data": {"name": name[:250] or "Booking"}},
+                "quantity": 1,
+            }],
+            "metadata": meta,
+            "payment_intent_data": {"metadata": meta},
+            "restrictions": {"completed_sessions": {"limit": 1}},
+        }
+        options: stripe.RequestOptions = {"idempotency_key": _key(idempotency_key)}
+        link = await self._call(
+            lambda: self._client.v1.payment_links.create_async(params, options), writes=True
+        )
+        data = link.to_dict()
+        return StripePaymentLink(str(data["id"]), str(data["url"]), bool(data.get("active")))
+
     # ---- internals ---------------------------------------------------------------------------
 
     async def _payment_currency(self, payment_ref: str) -> str:
@@ -338,6 +503,49 @@ def _ref_id(value: Any) -> str | None:
         inner = value.get("id")
         return str(inner) if inner else None
     return None
+
+
+def _key(idempotency_key: str) -> str:
+    if not idempotency_key or len(idempotency_key) > 255:
+        raise StripeGatewayError("invalid", "idempotency key must be 1..255 characters")
+    return idempotency_key
+
+
+def _dispute_from(obj: Any) -> StripeDispute:
+    data: dict[str, Any] = obj.to_dict() if hasattr(obj, "to_dict") else dict(obj)
+    currency = str(data["currency"]).upper()
+    details = data.get("evidence_details") or {}
+    evidence = {str(k): str(v) for k, v in (data.get("evidence") or {}).items()
+                if isinstance(v, str) and v}
+    due = details.get("due_by")
+    return StripeDispute(
+        id=str(data["id"]),
+        amount=from_stripe_amount(int(data["amount"]), currency),
+        currency=currency,
+        status=str(data.get("status") or ""),
+        reason=str(data.get("reason") or "general"),
+        charge=_ref_id(data.get("charge")),
+        payment_intent=_ref_id(data.get("payment_intent")),
+        due_by=int(due) if due is not None else None,
+        submission_count=int(details.get("submission_count") or 0),
+        evidence=evidence,
+    )
+
+
+def _payment_from(data: dict[str, Any]) -> StripePayment:
+    currency = str(data["currency"]).upper()
+    error = data.get("last_payment_error") or {}
+    return StripePayment(
+        id=str(data["id"]),
+        amount=from_stripe_amount(int(data["amount"]), currency),
+        currency=currency,
+        status=str(data.get("status") or ""),
+        metadata={str(k): str(v) for k, v in (data.get("metadata") or {}).items()},
+        error=error.get("message"),
+        decline_code=error.get("decline_code") or error.get("code"),
+        payment_method=_ref_id(data.get("payment_method")),
+        failed_payment_method=_ref_id(error.get("payment_method")),
+    )
 
 
 def _refund_from(obj: Any) -> StripeRefund:

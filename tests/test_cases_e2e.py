@@ -286,3 +286,31 @@ async def test_a_new_case_nets_the_refunds_this_bot_already_made(world: World) -
     assert opened.quote.total_refund == 0
     assert opened.case.status == cases.Status.DENIED
     assert len(world.stripe.refunds) == 1
+
+
+async def test_retry_after_a_failed_refund_refunds_only_what_is_missing(world: World) -> None:
+    world.stripe.set_refund_mode("pending")
+    world.paid_booking("RETRY-1", [Item("kayak-tour", "630.00", "30.00", hours_ahead=96)],
+                       payments=["200.00", "430.00"])
+    await world.cancel("RETRY-1")
+    await world.settle()
+    case = await only_case(world)
+    await cases.approve(world.bot.svc.store, case.id, by="maria")
+    case = await execute(world.bot.svc, case.id, actor="maria")
+    assert case.status == Status.REFUNDED
+    assert sorted(r.amount for r in world.stripe.refunds) == [19000, 43000]
+    failed = next(r for r in world.stripe.refunds if r.amount == 43000)
+    world.stripe.settle_refund(failed.id, "failed", failure_reason="lost_or_stolen_card")
+    await world.settle()
+    assert (await cases.get(world.bot.svc.store, case.id)).status == Status.FAILED
+
+    case = await execute(world.bot.svc, case.id, actor="maria")  # the Retry button
+
+    assert case.status == Status.REFUNDED
+    live = [r for r in world.stripe.refunds if r.status != "failed"]
+    assert sum(r.amount for r in live) == 62000 and len(world.stripe.refunds) == 3
+    newest = world.stripe.refunds[-1]
+    assert newest.payment_intent == failed.payment_intent and newest.amount == 43000
+    keys = [r.idempotency_key for r in world.stripe.requests
+            if r.path == "/v1/refunds" and r.method == "POST"]
+    assert keys[-1].endswith(":plan-2")
