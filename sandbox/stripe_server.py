@@ -16,7 +16,11 @@ semantics where refunds depend on them:
 - Faults (`inject`) for the next matching requests: 500 before or after processing, 429 with
   Retry-After, timeouts, connection resets. See `sandbox.stripe_faults.Fault`.
 - Events for refund.created/updated/failed, charge.refunded, charge.refund.updated,
-  charge.dispute.created and payment_intent.payment_failed, delivered signed to one endpoint.
+  charge.dispute.created/updated/closed and payment_intent.payment_failed, delivered signed to
+  one endpoint.
+- Disputes take evidence (`POST /v1/disputes/{id}`, staged or submitted) and can be closed
+  (`POST /v1/disputes/{id}/close`, the dispute is then lost); payment links
+  (`POST /v1/payment_links`) with inline `price_data`, one URL each.
 
 Setting up payments (`add_payment`, `POST /v1/payment_intents`) emits no events.
 """
@@ -72,6 +76,20 @@ REFUND_FAILURE_REASONS = (
     "merchant_request",
     "unknown",
 )
+DISPUTE_TEXT_EVIDENCE = frozenset({
+    "access_activity_log", "billing_address", "cancellation_policy_disclosure",
+    "cancellation_rebuttal", "customer_email_address", "customer_name", "customer_purchase_ip",
+    "duplicate_charge_explanation", "duplicate_charge_id", "product_description",
+    "refund_policy_disclosure", "refund_refusal_explanation", "service_date", "shipping_address",
+    "shipping_carrier", "shipping_date", "shipping_tracking_number", "uncategorized_text",
+})
+DISPUTE_FILE_EVIDENCE = frozenset({
+    "cancellation_policy", "customer_communication", "customer_signature",
+    "duplicate_charge_documentation", "receipt", "refund_policy", "service_documentation",
+    "shipping_documentation", "uncategorized_file",
+})
+EVIDENCE_TEXT_LIMIT = 150_000
+DISPUTE_CLOSED = frozenset({"won", "lost", "warning_closed", "prevented"})
 DECLINING_PAYMENT_METHODS = frozenset(
     {"pm_card_chargeDeclined", "pm_card_visa_chargeDeclined",
      "pm_card_chargeDeclinedInsufficientFunds"}
@@ -145,6 +163,9 @@ class StripeSandbox:
         self.payment_intents: dict[str, PaymentIntent] = {}
         self.charges: dict[str, Charge] = {}
         self.disputes: dict[str, Dispute] = {}
+        self.dispute_evidence: dict[str, dict[str, str]] = {}
+        self.dispute_submissions: dict[str, int] = {}
+        self.payment_links: dict[str, dict[str, Any]] = {}
         self._refunds: dict[str, Refund] = {}
         self._events: dict[str, Event] = {}
         self.requests: list[RequestRecord] = []
@@ -302,6 +323,10 @@ class StripeSandbox:
             ("GET", "/v1/events", self._list_events),
             ("GET", "/v1/events/{id}", self._get_event),
             ("GET", "/v1/disputes/{id}", self._get_dispute),
+            ("POST", "/v1/disputes/{id}", self._update_dispute),
+            ("POST", "/v1/disputes/{id}/close", self._close_dispute),
+            ("POST", "/v1/payment_links", self._create_payment_link),
+            ("GET", "/v1/payment_links/{id}", self._get_payment_link),
         ]
         for method, path, handler in routes:
             app.router.add_route(method, path, handler)
@@ -588,6 +613,8 @@ class StripeSandbox:
             "code": "card_declined",
             "decline_code": decline_code,
             "message": "Your card was declined.",
+            "payment_method": {"id": pi.payment_method, "object": "payment_method",
+                               "type": "card"},
             "type": "card_error",
         }
         self._emit("payment_intent.payment_failed", pi.to_json())
@@ -765,11 +792,149 @@ class StripeSandbox:
         return _ok(event.to_json())
 
     async def _get_dispute(self, request: web.Request) -> web.Response:
-        dispute_id = request.match_info["id"]
+        return _ok(self.dispute_json(self._dispute(request.match_info["id"])))
+
+    async def _update_dispute(self, request: web.Request) -> web.Response:
+        p = _current().params
+        allow(p, {"evidence", "metadata", "submit", "expand"})
+        evidence = p.get("evidence") or {}
+        if not isinstance(evidence, dict):
+            raise invalid("Invalid object", "evidence")
+        for name, value in evidence.items():
+            if name not in DISPUTE_TEXT_EVIDENCE | DISPUTE_FILE_EVIDENCE:
+                raise invalid(f"Received unknown parameter: evidence[{name}]",
+                              f"evidence[{name}]", "parameter_unknown")
+            if not isinstance(value, str):
+                raise invalid(f"Invalid string: {value!r}", f"evidence[{name}]")
+            if name in DISPUTE_FILE_EVIDENCE and value and not value.startswith("file_"):
+                raise invalid(f"No such file upload: '{value}'", f"evidence[{name}]",
+                              "resource_missing")
+        text = sum(len(v) for k, v in evidence.items() if k in DISPUTE_TEXT_EVIDENCE)
+        if text > EVIDENCE_TEXT_LIMIT:
+            raise invalid(f"The combined character count of all evidence fields is limited "
+                          f"to {EVIDENCE_TEXT_LIMIT}.", "evidence")
+        metadata = metadata_param(p)
+        submit = True if p.get("submit") is None else flag(p, "submit")
+        dispute = self._dispute(request.match_info["id"])
+        if dispute.status not in ("needs_response", "warning_needs_response"):
+            raise ApiError(
+                400, f"This dispute is {dispute.status}; its evidence can no longer be changed.",
+                code="dispute_already_submitted" if dispute.status not in DISPUTE_CLOSED
+                else "dispute_closed")
+        before = self.dispute_json(dispute)
+        stored = self.dispute_evidence.setdefault(dispute.id, {})
+        for name, value in evidence.items():
+            if value:
+                stored[name] = value
+            else:
+                stored.pop(name, None)
+        dispute.metadata.update(metadata)
+        previous: dict[str, Any] = {"evidence": before["evidence"]}
+        if submit:
+            previous["status"] = dispute.status
+            dispute.status = "under_review" if dispute.status == "needs_response" \
+                else "warning_under_review"
+            self.dispute_submissions[dispute.id] = self.dispute_submissions.get(dispute.id, 0) + 1
+        snapshot = self.dispute_json(dispute)
+        self._emit("charge.dispute.updated", snapshot, previous=previous)
+        return _ok(snapshot)
+
+    async def _close_dispute(self, request: web.Request) -> web.Response:
+        allow(_current().params, {"expand"})
+        dispute = self._dispute(request.match_info["id"])
+        if dispute.status in DISPUTE_CLOSED:
+            raise ApiError(400, f"This dispute is already closed ({dispute.status}).",
+                           code="dispute_closed")
+        previous = {"status": dispute.status}
+        dispute.status = "warning_closed" if dispute.status.startswith("warning_") else "lost"
+        snapshot = self.dispute_json(dispute)
+        self._emit("charge.dispute.closed", snapshot, previous=previous)
+        return _ok(snapshot)
+
+    def dispute_json(self, dispute: Dispute) -> dict[str, Any]:
+        """The dispute with the evidence it holds (every evidence field, null when unset)."""
+        data = dispute.to_json()
+        held = self.dispute_evidence.get(dispute.id, {})
+        fields = sorted(DISPUTE_TEXT_EVIDENCE | DISPUTE_FILE_EVIDENCE)
+        data["evidence"] = {name: held.get(name) for name in fields}
+        data["evidence_details"]["has_evidence"] = bool(held)
+        data["evidence_details"]["submission_count"] = self.dispute_submissions.get(dispute.id, 0)
+        return data
+
+    def _dispute(self, dispute_id: str) -> Dispute:
         dispute = self.disputes.get(dispute_id)
         if dispute is None:
             raise missing("dispute", dispute_id, "dispute")
-        return _ok(dispute.to_json())
+        return dispute
+
+    # ---- Payment links -----------------------------------------------------------------------
+
+    async def _create_payment_link(self, request: web.Request) -> web.Response:
+        p = _current().params
+        allow(p, {"line_items", "metadata", "payment_intent_data", "restrictions", "currency",
+                   "after_completion", "expand", "inactive_message"})
+        items = p.get("line_items")
+        if not isinstance(items, list) or not items:
+            raise invalid("Missing required param: line_items.", "line_items", "parameter_missing")
+        currency: str | None = None
+        for n, item in enumerate(items):
+            where = f"line_items[{n}]"
+            if not isinstance(item, dict):
+                raise invalid("Invalid object", where)
+            allow(item, {"price", "price_data", "quantity", "adjustable_quantity"})
+            required_int(item, "quantity")
+            if item.get("price"):
+                raise ApiError(400, f"No such price: '{item['price']}'", code="resource_missing",
+                               param=f"{where}[price]", stored=False)
+            data = item.get("price_data")
+            if not isinstance(data, dict):
+                raise invalid("One of `price` or `price_data` is required.", where)
+            code = str(data.get("currency") or "").lower()
+            if not _CURRENCY.match(code):
+                raise invalid("Missing required param: currency.",
+                              f"{where}[price_data][currency]", "parameter_missing")
+            if currency not in (None, code):
+                raise invalid("All prices on a payment link must share a currency.", where)
+            currency = code
+            unit = required_int(data, "unit_amount")
+            rule = amount_rule_violation(unit, code)
+            if rule:
+                raise invalid(rule, f"{where}[price_data][unit_amount]")
+            product = data.get("product_data")
+            if not isinstance(product, dict) or not opt_str(product, "name"):
+                raise invalid("Missing required param: name.",
+                              f"{where}[price_data][product_data][name]", "parameter_missing")
+        metadata = metadata_param(p)
+        intent_data = p.get("payment_intent_data") or {}
+        restrictions = None
+        limits = (p.get("restrictions") or {}).get("completed_sessions") \
+            if isinstance(p.get("restrictions"), dict) else None
+        if isinstance(limits, dict):
+            limit = required_int(limits, "limit")
+            restrictions = {"completed_sessions": {"count": 0, "limit": limit}}
+        link_id = new_id("plink_")
+        link: dict[str, Any] = {
+            "id": link_id,
+            "object": "payment_link",
+            "active": True,
+            "allow_promotion_codes": False,
+            "currency": currency,
+            "livemode": False,
+            "metadata": metadata,
+            "payment_intent_data": intent_data if isinstance(intent_data, dict) else None,
+            "restrictions": restrictions,
+            "url": f"https://buy.stripe.com/test_{link_id[len('plink_'):]}",
+            "line_items_sandbox": items,
+        }
+        self.payment_links[link_id] = link
+        return _ok(_public_link(link))
+
+    async def _get_payment_link(self, request: web.Request) -> web.Response:
+        link_id = request.match_info["id"]
+        link = self.payment_links.get(link_id)
+        if link is None:
+            raise missing("payment_link", link_id, "id")
+        return _ok(_public_link(link))
 
     def _emit(
         self,
@@ -909,6 +1074,11 @@ def _in_progress(key: str) -> ApiError:
         f"{key}. Please try again later.",
         stored=False,
     )
+
+
+def _public_link(link: dict[str, Any]) -> dict[str, Any]:
+    """A payment link as the API shows it (line items are a separate, expandable list)."""
+    return {k: v for k, v in link.items() if k != "line_items_sandbox"}
 
 
 def _check_setup_amount(amount: int, currency: str) -> str:

@@ -383,8 +383,13 @@ async def dispute_created(svc: Services, dispute: dict[str, Any], event_id: str)
         except StripeGatewayError as exc:
             log.info("payment metadata unavailable: %s", exc.kind)
     reason = str(dispute.get("reason") or "general")
-    pack = await build_evidence(svc, link, dispute_id=dispute_id, amount=amount,
-                                currency=currency, reason=reason)
+    try:
+        pack = await build_evidence(svc, link, dispute_id=dispute_id, amount=amount,
+                                    currency=currency, reason=reason)
+    except Exception as exc:  # the card matters more than the pack: post it regardless
+        log.exception("evidence pack for dispute %s failed", dispute_id)
+        pack = EvidencePack({}, [f"The evidence pack could not be assembled "
+                                 f"({exc.__class__.__name__}); Submit evidence retries it."])
     due = (dispute.get("evidence_details") or {}).get("due_by")
     due_by = datetime.fromtimestamp(int(due), UTC).isoformat() if due else None
     detail = {"evidence": pack.fields, "facts": pack.facts, "found_by": link.found_by}
