@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from services import audit, cases
+from services import audit, cases, disputes
 from services.booking import SnapshotError
 from services.cases import CaseError, Status
 from services.checkfront import CheckfrontError
@@ -121,8 +121,6 @@ async def _checkfront(svc: Services, event: StoredEvent) -> str:
 
 
 async def _stripe(svc: Services, event: StoredEvent) -> str:
-    from services import disputes  # disputes and failed payments live in their own module
-
     obj = (event.payload.get("data") or {}).get("object") or {}
     if event.kind.startswith("refund."):
         case = await apply_refund_event(svc, obj, event.kind)
