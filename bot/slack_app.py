@@ -37,7 +37,7 @@ log = logging.getLogger(__name__)
 GROUP_REFRESH_SECONDS = 300
 
 
-def web_client(token: str, base_url: str | None = None) -> AsyncWebClient:
+def web_client(token: str | None, base_url: str | None = None) -> AsyncWebClient:
     """The Web API client with retries on 429 (honouring Retry-After), 5xx and lost links."""
     client = AsyncWebClient(token=token, base_url=base_url or AsyncWebClient.BASE_URL)
     client.retry_handlers.extend([
@@ -61,8 +61,8 @@ class SlackSide:
     def build(cls, settings: Settings, svc: Services, worker: Worker) -> SlackSide:
         assert settings.slack_bot_token is not None
         base = settings.slack_api_base
-        client = web_client(settings.slack_bot_token.get_secret_value(),
-                            base.rstrip("/") + "/" if base else None)
+        base_url = base.rstrip("/") + "/" if base else None
+        client = web_client(settings.slack_bot_token.get_secret_value(), base_url)
         signing = settings.slack_signing_secret.get_secret_value() \
             if settings.slack_signing_secret else None
         token = settings.slack_bot_token.get_secret_value()
@@ -73,7 +73,7 @@ class SlackSide:
             return AuthorizeResult(enterprise_id=enterprise_id, team_id=team_id, bot_token=token)
 
         app = AsyncApp(
-            client=client,
+            client=web_client(None, base_url),  # a template; `authorize` gives the token
             authorize=authorize,
             signing_secret=signing,
             process_before_response=True,
@@ -111,7 +111,7 @@ class SlackSide:
         return await to_aiohttp_response(bolt_response)
 
     async def start(self) -> None:
-        self.deps.outbox.start()
+        await self.deps.outbox.start()
         self._tasks.append(asyncio.create_task(self._refresh_groups(), name="slack-groups"))
         if self.socket_mode_token is not None:
             from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler

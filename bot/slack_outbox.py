@@ -113,7 +113,12 @@ class Outbox:
         if seen is None:
             await self.add(channel, kind, case_id, payload)
 
-    def start(self) -> None:
+    async def start(self) -> None:
+        """Send what a previous run left waiting right away, then keep sending."""
+        async with self.svc.store.transaction() as tx:
+            await tx.execute("UPDATE slack_outbox SET next_at = ? WHERE sent_at IS NULL",
+                             (now_iso(),))
+        self._idle.clear()  # the loop sets it again once nothing is due
         self._task = asyncio.create_task(self._run(), name="slack-outbox")
 
     async def stop(self) -> None:
@@ -162,13 +167,15 @@ class Outbox:
             except Exception as exc:  # keep the row, try again later
                 log.warning("slack post failed: %s", exc.__class__.__name__)
                 await self._failed(row, exc.__class__.__name__)
+            finally:
+                self._last_post[row["channel"]] = time.monotonic()
         return bool(rows)
 
     async def _pace(self, channel: str) -> None:
+        """Wait until `interval` has passed since the last call to this channel ended."""
         wait = self._last_post.get(channel, 0.0) + self.interval - time.monotonic()
         if wait > 0:
             await asyncio.sleep(wait)
-        self._last_post[channel] = time.monotonic()
 
     async def _failed(self, row: Row, error: str) -> None:
         async with self.svc.store.transaction() as tx:

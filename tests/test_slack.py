@@ -4,6 +4,7 @@ pointed at the local Slack stand-in, Stripe and Checkfront stand-ins behind it."
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import time
 from collections.abc import AsyncIterator
@@ -366,3 +367,43 @@ async def test_breaker_alert_has_a_resume_button_only_approvers_can_use(sworld: 
     await sworld.sender.click(slack_ids.RESUME, resume_value, MARIA, message_ts=alert["ts"])
     await sworld.settle()
     assert not (await automation_state(sworld.bot.svc.store)).paused
+
+
+async def test_posts_waiting_in_the_outbox_survive_a_restart(sworld: World) -> None:
+    assert sworld.slack is not None
+    sworld.slack.inject("chat.postMessage", status=500, times=50)  # Slack is down for now
+    sworld.paid_booking("DOWN-1", [Item("kayak-tour", "840.00", "40.00", hours_ahead=96)])
+    await sworld.cancel("DOWN-1")
+    await sworld.bot.worker.drain()
+    await asyncio.sleep(0.5)
+    assert [r["kind"] for r in await sworld.bot.slack.deps.outbox.pending()] == ["card"]
+    await sworld.bot.close()
+    sworld.slack.clear()  # Slack is back
+
+    from bot.app import Bot
+    from sandbox.http import start
+
+    restarted = await Bot.create(sworld.bot.settings)
+    server = await start(restarted.web)
+    try:
+        assert restarted.slack is not None
+        await restarted.slack.deps.outbox.drain()
+        cards = [m for m in sworld.slack.messages_in(APPROVALS) if "DOWN-1" in all_text(m)]
+        assert len(cards) == 1 and slack_ids.APPROVE in buttons(cards[0])
+        assert await restarted.slack.deps.outbox.pending() == []
+    finally:
+        await server.stop()
+
+
+async def test_posts_to_one_channel_are_paced(sworld: World) -> None:
+    assert sworld.slack is not None
+    for n in range(3):
+        sworld.paid_booking(f"PACE-{n}", [Item("kayak-tour", "840.00", "40.00",
+                                               hours_ahead=96)])
+        await sworld.cancel(f"PACE-{n}")
+    await sworld.settle()
+
+    posts = sworld.slack.calls_to("chat.postMessage")
+    assert len(posts) == 3
+    gaps = [b.at - a.at for a, b in itertools.pairwise(posts)]
+    assert all(gap >= 0.05 for gap in gaps), gaps  # the world paces at 0.05 s per channel
