@@ -17,3 +17,13 @@ async def world(tmp_path: Path) -> AsyncIterator[World]:
         yield w
     finally:
         await w.stop()
+
+
+@pytest.fixture
+async def sworld(tmp_path: Path) -> AsyncIterator[World]:
+    """The world with Slack: the bot's Bolt app and the Slack stand-in."""
+    w = await World.start(tmp_path, slack=True)
+    try:
+        yield w
+    finally:
+        await w.stop()

@@ -6,8 +6,6 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -27,29 +25,7 @@ from services import audit, cases, disputes
 from services.cases import Status
 from services.disputes import IssueState
 from services.stripe_gateway import StripeGateway, StripeGatewayError
-
-
-@pytest.fixture
-async def sworld(tmp_path: Path) -> AsyncIterator[World]:
-    w = await World.start(tmp_path, slack=True)
-    try:
-        yield w
-    finally:
-        await w.stop()
-
-
-def all_text(message: dict[str, Any]) -> str:
-    return json.dumps(message.get("blocks") or []) + str(message.get("text") or "")
-
-
-def buttons(message: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    return {e["action_id"]: e for b in message.get("blocks") or [] if b.get("type") == "actions"
-            for e in b.get("elements", [])}
-
-
-def responses(world: World) -> list[str]:
-    assert world.slack is not None
-    return [str(c.params.get("text") or "") for c in world.slack.calls_to("response_url")]
+from tests.slack_helpers import all_text, buttons, responses
 
 
 def intent_of(world: World, code: str) -> PaymentIntent:

@@ -7,8 +7,6 @@ import asyncio
 import itertools
 import json
 import time
-from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -18,27 +16,7 @@ from sandbox.world import APPROVALS, FIONA, JOE, MARIA, SAM, Item, World
 from services import audit, cases
 from services.cases import Status
 from services.flows import automation_state, set_automation
-
-
-@pytest.fixture
-async def sworld(tmp_path: Path) -> AsyncIterator[World]:
-    w = await World.start(tmp_path, slack=True)
-    try:
-        yield w
-    finally:
-        await w.stop()
-
-
-def all_text(message: dict[str, Any]) -> str:
-    return json.dumps(message.get("blocks") or []) + str(message.get("text") or "")
-
-
-def buttons(message: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    found = {}
-    for block in message.get("blocks") or []:
-        for element in block.get("elements", []) if block.get("type") == "actions" else []:
-            found[element["action_id"]] = element
-    return found
+from tests.slack_helpers import all_text, buttons, responses
 
 
 async def pending_card(world: World, code: str, total: str = "840.00", tax: str = "40.00",
@@ -52,11 +30,6 @@ async def pending_card(world: World, code: str, total: str = "840.00", tax: str 
     assert world.slack is not None
     card = world.slack.messages_in(APPROVALS)[-1]
     return case, card
-
-
-def responses(world: World) -> list[str]:
-    assert world.slack is not None
-    return [str(c.params.get("text") or "") for c in world.slack.calls_to("response_url")]
 
 
 async def test_pending_case_posts_a_card_with_the_quote_and_three_buttons(sworld: World) -> None:
