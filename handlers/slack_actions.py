@@ -186,7 +186,7 @@ def _mention(who: str) -> str:
 
 
 def _already(exc: AlreadyDecided) -> str:
-    if exc.decided_by:
-        verb = str(exc).split(" by ")[0].capitalize()
-        return f"{verb} by {_mention(exc.decided_by)} at {(exc.decided_at or '')[11:16]} UTC."
+    if exc.decided_by and exc.outcome:
+        return (f"Already {exc.outcome} by {_mention(exc.decided_by)} at "
+                f"{(exc.decided_at or '')[11:16]} UTC.")
     return str(exc)

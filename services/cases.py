@@ -64,10 +64,11 @@ class AlreadyDecided(CaseError):
     """Someone else decided first."""
 
     def __init__(self, message: str, decided_by: str | None = None,
-                 decided_at: str | None = None) -> None:
+                 decided_at: str | None = None, outcome: str | None = None) -> None:
         super().__init__(message)
         self.decided_by = decided_by
         self.decided_at = decided_at
+        self.outcome = outcome  # "approved" | "denied"
 
 
 class StaleQuote(CaseError):
@@ -257,7 +258,7 @@ async def _pending(store: Store, case_id: int, quote_version: str | None) -> Cas
             verb = "approved" if last["decision"] in ("approve", "auto_approve") else "denied"
             raise AlreadyDecided(
                 f"already {verb} by {last['decided_by']} at {last['decided_at'][11:16]} UTC",
-                decided_by=last["decided_by"], decided_at=last["decided_at"],
+                decided_by=last["decided_by"], decided_at=last["decided_at"], outcome=verb,
             )
         raise IllegalTransition(f"case {case_id} is {case.status}, not waiting for approval")
     if quote_version is not None and quote_version != case.quote_version:
