@@ -380,3 +380,29 @@ async def test_posts_to_one_channel_are_paced(sworld: World) -> None:
     assert len(posts) == 3
     gaps = [b.at - a.at for a, b in itertools.pairwise(posts)]
     assert all(gap >= 0.05 for gap in gaps), gaps  # the world paces at 0.05 s per channel
+
+
+async def test_status_command_shows_the_case_history(sworld: World) -> None:
+    assert sworld.sender is not None and sworld.slack is not None
+    sworld.paid_booking("STAT-1", [Item("kayak-tour", "105.00", "5.00", hours_ahead=72)])
+    await sworld.cancel("STAT-1")
+    await sworld.settle()
+
+    await sworld.sender.command("status STAT-1", SAM)
+    await sworld.settle()
+
+    answer = json.dumps(sworld.slack.calls_to("response_url")[-1].params)
+    for expected in ("STAT-1", "refunded", "quote.made", "stripe.refund"):
+        assert expected in answer, expected
+
+
+async def test_checkfront_down_gets_a_helpful_answer_and_changes_nothing(sworld: World) -> None:
+    assert sworld.sender is not None
+    sworld.paid_booking("DOWN-2", [Item("kayak-tour", "105.00", "5.00", hours_ahead=72)])
+    sworld.checkfront.down()
+
+    await sworld.sender.command("quote DOWN-2", SAM)
+    await sworld.settle()
+
+    assert any("Checkfront isn't answering right now" in t for t in responses(sworld))
+    assert await cases.list_cases(sworld.bot.svc.store) == []
