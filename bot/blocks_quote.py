@@ -14,7 +14,7 @@ from services.cases import Case
 DECISIONS = {
     "skip": "Nothing to refund",
     "deny": "No refund under the policy",
-    "auto_approve": "Refunded automatically within the limits",
+    "auto_approve": "Can be refunded automatically (within the limits)",
     "needs_approval": "Needs a person's approval",
 }
 

@@ -135,10 +135,13 @@ async def _slack_part(world: World) -> None:
         for reply in world.slack.replies(APPROVALS, card["ts"]):
             print("  thread reply:\n    " + reply["text"].replace("\n", "\n    "))
 
-    _say("Staff ask for a quote: /refund quote HBR-1001")
-    await world.sender.command("quote HBR-1001", SAM)
+    world.paid_booking("HBR-1005", [Item("bike-tour", "84.00", "4.00", 40, "E-bike tour")])
+    _say("Staff ask for a quote before a guest cancels: /refund quote HBR-1005 waiver WEATHER")
+    await world.sender.command("quote HBR-1005 waiver WEATHER", SAM)
     await world.settle()
-    print(f"  (answered privately) {_last_response(world)}")
+    answer = world.slack.calls_to("response_url")[-1].params
+    print(f"  (answered privately) {answer.get('text')}")
+    print(slack_message_text(answer))
 
 
 def _buttons(message: dict[str, Any]) -> dict[str, str]:
