@@ -22,6 +22,7 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot import blocks
+from bot.blocks_kit import who
 from services import audit, cases
 from services.cases import Case, Status
 from services.flows import Services, automation_state
@@ -315,10 +316,7 @@ async def thread_details(svc: Services, case: Case) -> str:
         elif entry.action.startswith("checkfront."):
             lines.append(f"• Checkfront: {entry.action.split('.', 1)[1]}")
         elif entry.action in ("case.approved", "case.denied"):
-            lines.append(f"• {entry.action.split('.', 1)[1]} by {_who(entry.actor)} at "
+            lines.append(f"• {entry.action.split('.', 1)[1]} by {who(entry.actor)} at "
                          f"{entry.at[11:16]} UTC" + (f": {d['reason']}" if d.get("reason") else ""))
     return "\n".join(lines)
 
-
-def _who(actor: str) -> str:
-    return f"<@{actor}>" if actor[:1] in ("U", "W") and actor.isalnum() else actor

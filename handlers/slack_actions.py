@@ -12,6 +12,7 @@ from typing import Any
 from slack_bolt.async_app import AsyncApp
 
 from bot import blocks, slack_ids
+from bot.blocks_kit import who
 from handlers.slack_context import SlackDeps
 from services import cases
 from services.cases import AlreadyDecided, CaseError, StaleQuote, Status
@@ -122,7 +123,7 @@ async def _open_modal(deps: SlackDeps, body: Body, respond: Any, build: Any) -> 
     if case.status != Status.PENDING_APPROVAL:
         last = await cases.last_decision(deps.svc.store, case_id)
         text = (f"Case #{case_id} is already {case.status.value}"
-                + (f" (by {_mention(last['decided_by'])})" if last else "") + ".")
+                + (f" (by {who(last['decided_by'])})" if last else "") + ".")
         await deps.tell(user, _channel(body), text, respond)
         return
     if version is not None and version != case.quote_version:
@@ -181,12 +182,9 @@ def _channel(body: Body) -> str | None:
         "channel_id")
 
 
-def _mention(who: str) -> str:
-    return f"<@{who}>" if who[:1] in ("U", "W") and who.isalnum() else who
-
 
 def _already(exc: AlreadyDecided) -> str:
     if exc.decided_by and exc.outcome:
-        return (f"Already {exc.outcome} by {_mention(exc.decided_by)} at "
+        return (f"Already {exc.outcome} by {who(exc.decided_by)} at "
                 f"{(exc.decided_at or '')[11:16]} UTC.")
     return str(exc)

@@ -31,6 +31,13 @@ SETTLED = ("pending", "succeeded")  # money that has left (or is leaving) the me
 RETRYABLE_KINDS = ("unavailable", "rate_limited")
 
 
+def ledger_status(stripe_status: str) -> str:
+    """Our execution status for a Stripe refund status."""
+    if stripe_status in ("failed", "canceled"):
+        return "failed"
+    return "succeeded" if stripe_status == "succeeded" else "pending"
+
+
 @dataclass(frozen=True)
 class Planned:
     row_id: int
@@ -252,8 +259,7 @@ async def _stripe_error(svc: Services, case: Case, item: Planned,
 
 async def _record_refund(svc: Services, case: Case, item: Planned,
                          refund: StripeRefund) -> list[str]:
-    status = "failed" if refund.status in ("failed", "canceled") else (
-        "succeeded" if refund.status == "succeeded" else "pending")
+    status = ledger_status(refund.status)
     async with svc.store.transaction() as tx:
         await tx.execute(
             "UPDATE executions SET status = ?, stripe_refund_id = ?, failure_reason = ?, "
@@ -339,8 +345,7 @@ async def apply_refund_event(svc: Services, refund: dict[str, Any], event_type: 
                                    "metadata": refund.get("metadata")})
         return None
     status = str(refund.get("status") or row["status"])
-    mapped = "failed" if status in ("failed", "canceled") else (
-        "succeeded" if status == "succeeded" else "pending")
+    mapped = ledger_status(status)
     reason = refund.get("failure_reason")
     case = await cases.get(svc.store, row["case_id"])
     async with svc.store.transaction() as tx:
