@@ -82,8 +82,7 @@ async def _run(svc: Services, case: Case, actor: str) -> Case:
     snapshot = await _fresh_snapshot(svc, case)
     if snapshot is None:  # re-quoted with another result: back to a person
         return await cases.get(svc.store, case.id)
-    plan = await _plan(svc, case, snapshot)
-    manual = max(0, (case.approved_amount or 0) - await _covered(svc, case.id))
+    plan, manual = await _plan(svc, case, snapshot)
 
     # over-refund guard: Stripe is the truth about what is left on each payment
     for item in (p for p in plan if not p.called):
@@ -159,16 +158,10 @@ async def _executed_rows(svc: Services, case_id: int) -> list[Row]:
         "OR called_at IS NOT NULL)", (case_id,))
 
 
-async def _covered(svc: Services, case_id: int) -> int:
-    """Money for this case that Stripe has or may have: settled rows and in-flight rows."""
-    row = await svc.store.fetch_one(
-        "SELECT COALESCE(SUM(amount), 0) AS total FROM executions WHERE case_id = ? "
-        "AND status IN ('pending', 'succeeded', 'planned')", (case_id,))
-    return int(row["total"]) if row else 0
-
-
-async def _plan(svc: Services, case: Case, snapshot: BookingSnapshot) -> list[Planned]:
-    """In-flight rows (same keys), plus new rows for whatever the approval still lacks."""
+async def _plan(svc: Services, case: Case,
+                snapshot: BookingSnapshot) -> tuple[list[Planned], int]:
+    """In-flight rows (same keys), plus new rows for whatever the approval still lacks; and
+    what no Stripe payment can cover (to be refunded by hand)."""
     target = case.approved_amount or 0
     async with svc.store.transaction() as tx:
         async with tx.execute("SELECT * FROM executions WHERE case_id = ?", (case.id,)) as cur:
@@ -205,7 +198,7 @@ async def _plan(svc: Services, case: Case, snapshot: BookingSnapshot) -> list[Pl
         ) as cur:
             planned = list(await cur.fetchall())
     return [Planned(r["id"], r["payment_ref"], r["amount"], r["idempotency_key"],
-                    r["called_at"] is not None) for r in planned]
+                    r["called_at"] is not None) for r in planned], max(0, remaining)
 
 
 async def _call_stripe(svc: Services, case: Case, item: Planned) -> list[str]:
