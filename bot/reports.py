@@ -14,7 +14,7 @@ from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from bot.settings import load_settings
-from services.anomaly import Anomaly, check, seen_between
+from services.anomaly import Anomaly, check, record, seen_between
 from services.flows import Automation, automation_state
 from services.money import display
 from services.reconcile import (
@@ -89,7 +89,8 @@ async def cmd_digest(args: argparse.Namespace) -> int:
         anomalies = await seen_between(svc.store, start, end)
         if args.date >= utcnow().astimezone(zone).date():
             seen = {a.key for a in anomalies}
-            anomalies += [a for a in await check(svc, utcnow(), tz=zone) if a.key not in seen]
+            current = await record(svc.store, await check(svc, utcnow(), tz=zone), utcnow())
+            anomalies += [a for a in current if a.key not in seen]
         automation = await automation_state(svc.store)
     finally:
         await bot.close()

@@ -162,8 +162,8 @@ class Jobs:
             return found
 
     async def _check(self, now: datetime) -> list[Anomaly]:
-        found = await check(self.svc, now, tz=self.tz, config=self.anomaly_config)
-        await record(self.svc.store, found, now)
+        found = await record(self.svc.store, await check(
+            self.svc, now, tz=self.tz, config=self.anomaly_config), now)
         if await trip_if_needed(self.svc, found):
             log.warning("automation paused by the anomaly detector: %s",
                         "; ".join(a.kind for a in found if a.blocking))

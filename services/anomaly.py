@@ -34,7 +34,7 @@ import json
 import math
 import statistics
 import weakref
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -147,19 +147,39 @@ async def trip_if_needed(svc: Services, anomalies: list[Anomaly]) -> bool:
         return True
 
 
-async def record(store: Store, anomalies: list[Anomaly], now: datetime) -> None:
-    """Keep what was seen (one row per episode) so the digest can list the day's anomalies."""
+EPISODE_GAP = timedelta(hours=1)
+
+
+async def record(store: Store, anomalies: list[Anomaly], now: datetime) -> list[Anomaly]:
+    """Keep what was seen, one row per episode, so the digest can list the day's anomalies.
+
+    A key is `subject:label` (label: the hour or day it was seen). An anomaly whose subject was
+    last seen within EPISODE_GAP continues that episode even when the label has moved on (a
+    spike at 14:50 is still the same spike at 15:05). Returns the anomalies with their episode
+    keys.
+    """
     if not anomalies:
-        return
+        return []
     at = _iso(now)
+    recent = _iso(now - EPISODE_GAP)
+    kept: list[Anomaly] = []
     async with store.transaction() as tx:
         for a in anomalies:
+            prefix = a.key.rsplit(":", 1)[0] + ":"
+            cursor = await tx.execute(
+                "SELECT key FROM anomalies WHERE substr(key, 1, length(?1)) = ?1 "
+                "AND instr(substr(key, length(?1) + 1), ':') = 0 AND last_seen >= ?2 "
+                "ORDER BY last_seen DESC LIMIT 1", (prefix, recent))
+            row = await cursor.fetchone()
+            episode = replace(a, key=row[0]) if row else a
             await tx.execute(
                 "INSERT INTO anomalies (key, kind, blocking, reason, numbers, first_seen, "
                 "last_seen) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (key) DO UPDATE SET "
                 "reason = excluded.reason, numbers = excluded.numbers, "
                 "blocking = excluded.blocking, last_seen = excluded.last_seen",
-                (a.key, a.kind, int(a.blocking), a.reason, dumps(a.numbers), at, at))
+                (episode.key, a.kind, int(a.blocking), a.reason, dumps(a.numbers), at, at))
+            kept.append(episode)
+    return kept
 
 
 async def seen_between(store: Store, start: datetime, end: datetime) -> list[Anomaly]:

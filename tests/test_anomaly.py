@@ -21,6 +21,7 @@ from services.anomaly import (
     SKU_SPIKE,
     SOURCE_SPIKE,
     STRIPE_FAILURES,
+    Anomaly,
     check,
     poisson_tail,
     record,
@@ -198,6 +199,28 @@ async def test_recorded_anomalies_are_listed_for_the_day(svc: Services) -> None:
 
     assert sorted(a.key for a in listed) == sorted(a.key for a in found)  # same episode
     assert await seen_between(svc.store, day_start - timedelta(days=1), day_start) == []
+
+
+async def test_an_episode_continues_across_the_hour_and_ends_after_a_gap(svc: Services) -> None:
+    def spike(at: datetime, observed: int) -> Anomaly:
+        return Anomaly(REFUND_COUNT, f"{REFUND_COUNT}:{at.strftime('%Y-%m-%dT%H')}", True,
+                       f"{observed} refunds in the last hour", {"observed": observed})
+
+    first = datetime(2026, 3, 10, 14, 50, tzinfo=TZ)
+    then = first + timedelta(minutes=15)              # 15:05, another hour label
+    much_later = then + timedelta(hours=2)
+
+    assert [a.key for a in await record(svc.store, [spike(first, 30)], first)] == [
+        "refund_count:2026-03-10T14"]
+    assert [a.key for a in await record(svc.store, [spike(then, 34)], then)] == [
+        "refund_count:2026-03-10T14"]
+    assert [a.key for a in await record(svc.store, [spike(much_later, 9)], much_later)] == [
+        "refund_count:2026-03-10T17"]
+
+    day = await seen_between(svc.store, first.replace(hour=0, minute=0),
+                             first.replace(hour=23, minute=59))
+    assert [(a.key, a.numbers["observed"]) for a in day] == [
+        ("refund_count:2026-03-10T14", 34), ("refund_count:2026-03-10T17", 9)]
 
 
 def test_poisson_tail_matches_the_closed_form() -> None:
