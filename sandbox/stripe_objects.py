@@ -193,6 +193,7 @@ class Dispute:
     due_by: int
     created: int
     status: str = "needs_response"
+    charge_refundable: bool = False   # Stripe's is_charge_refundable
     metadata: dict[str, str] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
@@ -210,7 +211,7 @@ class Dispute:
                 "past_due": False,
                 "submission_count": 0,
             },
-            "is_charge_refundable": False,
+            "is_charge_refundable": self.charge_refundable,
             "livemode": False,
             "metadata": dict(self.metadata),
             "payment_intent": self.payment_intent,

@@ -231,8 +231,10 @@ class StripeSandbox:
         amount: int | None = None,
         reason: str = "fraudulent",
         due_by: int | None = None,
+        charge_refundable: bool = False,
     ) -> Dispute:
-        """Open a dispute on a charge; emits charge.dispute.created."""
+        """Open a dispute on a charge; emits charge.dispute.created. A `charge_refundable`
+        dispute (an inquiry, say) still lets the charge be refunded."""
         charge = self.charges[charge_id]
         now = self._now()
         dispute = Dispute(
@@ -244,10 +246,19 @@ class StripeSandbox:
             reason=reason,
             due_by=due_by if due_by is not None else now + 14 * 86400,
             created=now,
+            charge_refundable=charge_refundable,
         )
         self.disputes[dispute.id] = dispute
         charge.disputed = True
         self._emit("charge.dispute.created", dispute.to_json())
+        return dispute
+
+    def decide_dispute(self, dispute_id: str, status: Literal["won", "lost"]) -> Dispute:
+        """The card network's verdict; emits charge.dispute.closed."""
+        dispute = self.disputes[dispute_id]
+        previous = {"status": dispute.status}
+        dispute.status = status
+        self._emit("charge.dispute.closed", self.dispute_json(dispute), previous=previous)
         return dispute
 
     def set_refund_mode(self, mode: Literal["succeeded", "pending"]) -> None:
@@ -710,12 +721,18 @@ class StripeSandbox:
         if charge.status != "succeeded":
             raise ApiError(400, f"Charge {charge.id} has not succeeded; nothing to refund.",
                            param="charge")
-        if charge.disputed:
+        if self._refund_blocked_by_dispute(charge):
             raise ApiError(
                 400, f"Charge {charge.id} has been charged back; cannot issue a refund.",
                 code="charge_disputed",
             )
         return charge
+
+    def _refund_blocked_by_dispute(self, charge: Charge) -> bool:
+        """A dispute still open and not refundable, or lost: no refund (a won one frees it)."""
+        return any(d.charge == charge.id and d.status != "won" and not (
+            d.charge_refundable and d.status not in DISPUTE_CLOSED)
+            for d in self.disputes.values())
 
     async def _get_refund(self, request: web.Request) -> web.Response:
         refund = self._refund(request.match_info["id"])

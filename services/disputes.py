@@ -392,7 +392,8 @@ async def dispute_created(svc: Services, dispute: dict[str, Any], event_id: str)
                                  f"({exc.__class__.__name__}); Submit evidence retries it."])
     due = (dispute.get("evidence_details") or {}).get("due_by")
     due_by = datetime.fromtimestamp(int(due), UTC).isoformat() if due else None
-    detail = {"evidence": pack.fields, "facts": pack.facts, "found_by": link.found_by}
+    detail = {"evidence": pack.fields, "facts": pack.facts, "found_by": link.found_by,
+              "charge_refundable": bool(dispute.get("is_charge_refundable"))}
     issue = await _insert(svc.store, kind=DISPUTE, stripe_id=dispute_id, event_id=event_id,
                           payment_intent=pi, charge=charge, link=link, amount=amount,
                           currency=currency, reason=reason, due_by=due_by, detail=detail,
@@ -410,11 +411,13 @@ async def dispute_changed(svc: Services, dispute: dict[str, Any], kind: str) -> 
     if issue is None:
         return f"recorded: {kind} for an unknown dispute"
     status = str(dispute.get("status") or "")
-    if status == issue.stripe_status:
+    refundable = bool(dispute.get("is_charge_refundable"))
+    if status == issue.stripe_status and refundable == issue.detail.get("charge_refundable"):
         return f"dispute {issue.stripe_id} still {status}"
     async with svc.store.transaction() as tx:
-        await tx.execute("UPDATE payment_issues SET stripe_status = ?, updated_at = ? "
-                         "WHERE id = ?", (status, now_iso(), issue.id))
+        await tx.execute("UPDATE payment_issues SET stripe_status = ?, updated_at = ?, "
+                         "detail = json_set(detail, '$.charge_refundable', json(?)) "
+                         "WHERE id = ?", (status, now_iso(), dumps(refundable), issue.id))
         await audit.append(tx, actor="stripe", action="dispute.status", case_id=issue.case_id,
                            detail={"dispute": issue.stripe_id, "event": kind,
                                    "from": issue.stripe_status, "to": status})

@@ -22,6 +22,7 @@ from services import audit, cases
 from services.booking import BookingSnapshot, parse_snapshot
 from services.cases import Case, CaseError, Status
 from services.checkfront import CheckfrontError
+from services.dispute_holds import holds_on
 from services.flows import Services, assemble_snapshot, quote_snapshot
 from services.money import display
 from services.store import Row, dumps, now_iso, utcnow
@@ -83,6 +84,15 @@ async def _run(svc: Services, case: Case, actor: str) -> Case:
     if snapshot is None:  # re-quoted with another result: back to a person
         return await cases.get(svc.store, case.id)
     plan, manual = await _plan(svc, case, snapshot)
+
+    # a disputed payment is not refunded: Stripe refuses, or the cardholder already has it back
+    holds = [hold for hold in await holds_on(svc.store, [p.payment_ref for p in plan
+                                                         if not p.called]) if hold.blocks_refund]
+    if holds:
+        why = "; ".join(hold.reason for hold in holds)
+        await _reject_rows(svc, case.id, [p for p in plan if not p.called], why,
+                           action="execution.dispute_blocked")
+        return await _to_person(svc, case, actor, why)
 
     # over-refund guard: Stripe is the truth about what is left on each payment
     for item in (p for p in plan if not p.called):
@@ -266,14 +276,15 @@ async def _record_refund(svc: Services, case: Case, item: Planned,
     return []
 
 
-async def _reject_rows(svc: Services, case_id: int, plan: list[Planned], why: str) -> None:
+async def _reject_rows(svc: Services, case_id: int, plan: list[Planned], why: str, *,
+                       action: str = "execution.over_refund_blocked") -> None:
     async with svc.store.transaction() as tx:
         for item in plan:
             await tx.execute(
                 "UPDATE executions SET status = 'rejected', failure_reason = ?, updated_at = ? "
                 "WHERE id = ? AND status = 'planned'", (why, now_iso(), item.row_id))
-        await audit.append(tx, actor="worker", action="execution.over_refund_blocked",
-                           case_id=case_id, detail={"why": why})
+        await audit.append(tx, actor="worker", action=action, case_id=case_id,
+                           detail={"why": why})
 
 
 async def _write_back(svc: Services, case: Case, actor: str, manual: int) -> None:

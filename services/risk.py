@@ -8,6 +8,7 @@ import statistics
 from datetime import datetime, timedelta
 
 from services.booking import BookingSnapshot
+from services.dispute_holds import holds_on
 from services.money import format_minor, to_minor
 from services.quote import RiskFlag
 from services.store import Store
@@ -56,6 +57,8 @@ async def assess(
     flag = await _value_outlier(store, snapshot)
     if flag is not None:
         flags.append(flag)
+    refs = [payment.transaction.id for payment in snapshot.payments()]
+    flags += [RiskFlag("payment_disputed", hold.reason) for hold in await holds_on(store, refs)]
     return tuple(flags)
 
 

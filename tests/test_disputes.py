@@ -24,6 +24,7 @@ from sandbox.world import APPROVALS, FIONA, JOE, MARIA, SAM, Item, World
 from services import audit, cases, disputes
 from services.cases import Status
 from services.disputes import IssueState
+from services.execution import execute
 from services.stripe_gateway import StripeGateway, StripeGatewayError
 from tests.slack_helpers import all_text, buttons, responses
 
@@ -378,3 +379,97 @@ def test_cards_are_valid_block_kit_in_every_state(kind: str, state: IssueState) 
     assert bool(buttons(message.__dict__)) == (state == IssueState.OPEN)
     if state != IssueState.OPEN:
         assert MARIA in text and "11:05 UTC" in text
+
+
+# --- a dispute holds the refund of its payment ---------------------------------------------
+
+async def disputed_booking(world: World, code: str, total: str, tax: str, *,
+                           charge_refundable: bool = False) -> Dispute:
+    """A paid booking whose charge is disputed before anyone cancels it."""
+    world.paid_booking(code, [Item("kayak-tour", total, tax, hours_ahead=96)])
+    charge = intent_of(world, code).latest_charge
+    assert charge is not None
+    dispute = world.stripe.create_dispute(charge, reason="product_not_received",
+                                          charge_refundable=charge_refundable)
+    await world.settle()
+    return dispute
+
+
+async def test_a_disputed_payment_is_never_refunded_automatically(world: World) -> None:
+    dispute = await disputed_booking(world, "HOLD-1", "105.00", "5.00")  # 95.00: auto-sized
+
+    await world.cancel("HOLD-1")
+    await world.settle()
+
+    [case] = await cases.list_cases(world.bot.svc.store)
+    assert case.status == Status.PENDING_APPROVAL
+    quote = (await cases.current_quote(world.bot.svc.store, case)).quote
+    assert [flag["code"] for flag in quote["risk_flags"]] == ["payment_disputed"]
+    assert dispute.id in quote["risk_flags"][0]["reason"]
+    assert world.stripe.refunds == []
+
+
+async def test_a_dispute_after_approval_stops_the_refund_before_stripe(world: World) -> None:
+    world.paid_booking("HOLD-2", [Item("kayak-tour", "840.00", "40.00", hours_ahead=96)])
+    await world.cancel("HOLD-2")
+    await world.settle()
+    [case] = await cases.list_cases(world.bot.svc.store)
+    await cases.approve(world.bot.svc.store, case.id, by="maria")
+    charge = intent_of(world, "HOLD-2").latest_charge
+    assert charge is not None
+    dispute = world.stripe.create_dispute(charge)
+    await world.settle()
+    calls_before = len(world.stripe.requests)
+
+    held = await execute(world.bot.svc, case.id, actor="maria")
+
+    assert held.status == Status.PENDING_APPROVAL and held.approved_amount is None
+    assert dispute.id in (held.status_reason or "")
+    assert "will not refund it until the dispute is answered" in (held.status_reason or "")
+    assert world.stripe.refunds == []
+    assert not any(r.path == "/v1/refunds" and r.method == "POST"
+                   for r in world.stripe.requests[calls_before:])
+    rows = await world.bot.svc.store.fetch_all(
+        "SELECT status FROM executions WHERE case_id = ?", (case.id,))
+    assert [r["status"] for r in rows] == ["rejected"]
+    actions = [e.action for e in await audit.history(world.bot.svc.store, case.id)]
+    assert "execution.dispute_blocked" in actions
+
+
+@pytest.mark.parametrize(("verdict", "refunded"), [("won", True), ("lost", False)])
+async def test_the_verdict_decides_whether_the_payment_can_be_refunded(
+    world: World, verdict: str, refunded: bool,
+) -> None:
+    dispute = await disputed_booking(world, f"HOLD-{verdict}", "105.00", "5.00")
+    world.stripe.decide_dispute(dispute.id, "won" if verdict == "won" else "lost")
+    await world.settle()
+    await world.cancel(f"HOLD-{verdict}")
+    await world.settle()
+    [case] = await cases.list_cases(world.bot.svc.store)
+
+    if refunded:   # a won dispute holds nothing: the ordinary automatic refund goes out
+        assert case.status == Status.REFUNDED
+        assert [r.amount for r in world.stripe.refunds] == [9500]
+        return
+    assert case.status == Status.PENDING_APPROVAL
+    await cases.approve(world.bot.svc.store, case.id, by="maria")
+    held = await execute(world.bot.svc, case.id, actor="maria")
+    assert held.status == Status.PENDING_APPROVAL
+    assert "already has 105.00 USD back" in (held.status_reason or "")
+    assert world.stripe.refunds == []
+
+
+async def test_a_refundable_inquiry_asks_a_person_but_lets_the_refund_go(world: World) -> None:
+    await disputed_booking(world, "HOLD-3", "105.00", "5.00", charge_refundable=True)
+    await world.cancel("HOLD-3")
+    await world.settle()
+    [case] = await cases.list_cases(world.bot.svc.store)
+    assert case.status == Status.PENDING_APPROVAL
+    quote = (await cases.current_quote(world.bot.svc.store, case)).quote
+    assert "a refund would settle the dispute" in quote["risk_flags"][0]["reason"]
+
+    await cases.approve(world.bot.svc.store, case.id, by="maria")
+    done = await execute(world.bot.svc, case.id, actor="maria")
+
+    assert done.status == Status.REFUNDED
+    assert [r.amount for r in world.stripe.refunds] == [9500]
