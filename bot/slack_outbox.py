@@ -22,8 +22,9 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot import blocks
+from bot.blocks_disputes import issue_card
 from bot.blocks_kit import who
-from services import audit, cases
+from services import audit, cases, disputes
 from services.cases import Case, Status
 from services.flows import Services, automation_state
 from services.quote import Quote
@@ -201,6 +202,8 @@ class Outbox:
             return await self._send_compact(row)
         if kind == "thread":
             return await self._send_thread(row)
+        if kind == "issue":
+            return await self._send_issue(row)
         payload = json.loads(row["payload"])
         if kind == "file":
             await self.client.files_upload_v2(
@@ -233,6 +236,25 @@ class Outbox:
             "SELECT id FROM slack_outbox WHERE sent_at IS NULL AND kind = 'card' AND case_id = ?",
             (case.id,))
         return await self._mark_sent([r["id"] for r in same])
+
+    async def _send_issue(self, row: Row) -> set[int]:
+        """A dispute or failed-payment card, drawn as the issue stands when it goes out; where
+        it went is kept so that later changes update it in place."""
+        store = self.svc.store
+        issue = await disputes.get_issue(store, int(json.loads(row["payload"])["issue_id"]))
+        message = issue_card(issue)
+        if issue.slack_channel and issue.slack_ts:
+            await self.client.chat_update(channel=issue.slack_channel, ts=issue.slack_ts,
+                                          text=message.text, blocks=message.blocks)
+            return await self._mark_sent([row["id"]])
+        answer = await self.client.chat_postMessage(channel=row["channel"], text=message.text,
+                                                    blocks=message.blocks)
+        await disputes.remember_card(store, issue.id, answer["channel"], answer["ts"])
+        latest = issue_card(await disputes.get_issue(store, issue.id))
+        if latest.blocks != message.blocks:  # it changed while the post was on its way
+            await self.client.chat_update(channel=answer["channel"], ts=answer["ts"],
+                                          text=latest.text, blocks=latest.blocks)
+        return await self._mark_sent([row["id"]])
 
     async def _send_compact(self, row: Row) -> set[int]:
         """Every compact line waiting for this channel goes out as one message."""

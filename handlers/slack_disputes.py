@@ -5,8 +5,8 @@ check runs first) and hands the work to the worker; a click from someone who may
 is audited and answered ephemerally, and the card does not change. The approver's amount limit
 applies to the amount at stake (the dispute, or the payment).
 
-Cards are posted through the outbox (paced, kept across restarts); the card's channel and
-timestamp are learnt from the first click on it, and later changes update it in place.
+Cards are posted through the outbox (paced, kept across restarts), which keeps the card's
+channel and timestamp; later changes (a click, a Stripe verdict) update it in place.
 """
 
 from __future__ import annotations
@@ -45,9 +45,8 @@ class IssueCards:
         self._locks: dict[int, asyncio.Lock] = {}
 
     async def issue_opened(self, issue: PaymentIssue) -> None:
-        message = issue_card(issue)
-        await self.deps.outbox.add(self.deps.notifier.channels.approvals, "alert", None,
-                                   {"text": message.text, "blocks": message.blocks})
+        await self.deps.outbox.add(self.deps.notifier.channels.approvals, "issue", None,
+                                   {"issue_id": issue.id})
 
     async def issue_updated(self, issue: PaymentIssue) -> None:
         """Re-render the card from the issue's current state (one refresh at a time)."""
@@ -55,7 +54,7 @@ class IssueCards:
         async with lock:
             current = await disputes.get_issue(self.deps.svc.store, issue.id)
             if not current.slack_channel or not current.slack_ts:
-                return  # nobody clicked it yet: the posted card is where it stands
+                return  # not posted yet: the outbox draws it as it stands when it goes out
             message = issue_card(current)
             await self.deps.client.chat_update(channel=current.slack_channel,
                                                ts=current.slack_ts, text=message.text,

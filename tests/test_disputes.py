@@ -94,6 +94,20 @@ async def test_dispute_on_a_refunded_booking_posts_a_card_with_the_evidence_prev
     assert "already known" in again
 
 
+async def test_a_verdict_from_stripe_updates_the_card_nobody_clicked(sworld: World) -> None:
+    dispute, card = await refunded_then_disputed(sworld, "DSP-W")
+    assert sworld.slack is not None
+    issue = await disputes.find_issue(sworld.bot.svc.store, disputes.DISPUTE, dispute.id)
+    assert issue is not None and (issue.slack_channel, issue.slack_ts) == (APPROVALS, card["ts"])
+
+    sworld.stripe.decide_dispute(dispute.id, "won")
+    await sworld.settle()
+
+    updated = sworld.slack.message(APPROVALS, card["ts"])
+    assert "won" in all_text(updated) and "needs_response" not in all_text(updated)
+    assert sum("Dispute" in m["text"] for m in sworld.slack.messages_in(APPROVALS)) == 1
+
+
 async def test_submit_evidence_sends_the_pack_to_stripe_and_updates_the_card(
     sworld: World,
 ) -> None:
