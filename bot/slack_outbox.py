@@ -26,6 +26,7 @@ from bot.blocks_disputes import issue_card
 from bot.blocks_kit import who
 from services import audit, cases, disputes
 from services.cases import Case, Status
+from services.dispute_holds import flags_now
 from services.flows import Services, automation_state
 from services.quote import Quote
 from services.store import Row, Store, dumps, now_iso, utcnow
@@ -314,7 +315,8 @@ async def card_context(svc: Services, case: Case) -> dict[str, Any]:
 async def render_card(svc: Services, case: Case) -> blocks.Message:
     ctx = await card_context(svc, case)
     if case.status == Status.PENDING_APPROVAL:
-        return blocks.approval_card(case, ctx["quote"],
+        quote = {**ctx["quote"], "risk_flags": await flags_now(svc.store, ctx["quote"])}
+        return blocks.approval_card(case, quote,
                                     customer_first_name=ctx["customer_first_name"],
                                     automation=ctx["automation"])
     return blocks.outcome_card(case, ctx["quote"], customer_first_name=ctx["customer_first_name"],

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
 from services.money import display
 from services.store import Store
@@ -65,3 +66,15 @@ async def holds_on(store: Store, refs: Iterable[str]) -> list[DisputeHold]:
         holds.append(DisputeHold(r["stripe_id"], ref, status, int(r["amount"]), r["currency"],
                                  bool(r["charge_refundable"])))
     return holds
+
+
+async def flags_now(store: Store, quote: dict[str, Any]) -> list[dict[str, Any]]:
+    """A stored quote's risk flags plus any dispute hold on its payments that came after it,
+    so a card drawn again shows a dispute the quote did not know of."""
+    flags = list(quote.get("risk_flags") or [])
+    known = {flag.get("reason") for flag in flags}
+    refs = [a["payment"] for a in quote.get("allocations") or [] if a.get("method") == "stripe"]
+    for hold in await holds_on(store, refs):
+        if hold.reason not in known:
+            flags.append({"code": "payment_disputed", "reason": hold.reason})
+    return flags

@@ -26,7 +26,7 @@ from typing import Any, Protocol
 
 from services import audit, cases
 from services.booking import SnapshotError, parse_snapshot
-from services.cases import Case
+from services.cases import Case, Status
 from services.checkfront import CheckfrontError
 from services.flows import Services
 from services.money import display, to_minor
@@ -402,6 +402,7 @@ async def dispute_created(svc: Services, dispute: dict[str, Any], event_id: str)
     if issue is None:
         return f"dispute {dispute_id} already known"
     await _notify(svc.store, issue, opened=True)
+    await _redraw_waiting_case(svc, issue)
     return f"dispute {dispute_id} recorded (issue {issue.id}, booking {link.booking_code or '-'})"
 
 
@@ -422,7 +423,17 @@ async def dispute_changed(svc: Services, dispute: dict[str, Any], kind: str) -> 
                            detail={"dispute": issue.stripe_id, "event": kind,
                                    "from": issue.stripe_status, "to": status})
     await _notify(svc.store, await get_issue(svc.store, issue.id))
+    await _redraw_waiting_case(svc, issue)
     return f"dispute {issue.stripe_id} {status}"
+
+
+async def _redraw_waiting_case(svc: Services, issue: PaymentIssue) -> None:
+    """A refund case waiting for a person on this booking shows the dispute on its card."""
+    if issue.case_id is None:
+        return
+    case = await cases.get(svc.store, issue.case_id)
+    if case.status == Status.PENDING_APPROVAL:
+        await svc.notifier.case_updated(case)
 
 
 async def payment_failed(svc: Services, intent: dict[str, Any], event_id: str) -> str:

@@ -487,3 +487,21 @@ async def test_a_refundable_inquiry_asks_a_person_but_lets_the_refund_go(world: 
 
     assert done.status == Status.REFUNDED
     assert [r.amount for r in world.stripe.refunds] == [9500]
+
+
+async def test_a_dispute_on_a_waiting_case_shows_on_its_card(sworld: World) -> None:
+    assert sworld.slack is not None
+    sworld.paid_booking("HOLD-4", [Item("kayak-tour", "840.00", "40.00", hours_ahead=96)])
+    await sworld.cancel("HOLD-4")
+    await sworld.settle()
+    [card] = [m for m in sworld.slack.messages_in(APPROVALS) if "HOLD-4" in all_text(m)]
+    assert "payment_disputed" not in all_text(card)
+    charge = intent_of(sworld, "HOLD-4").latest_charge
+    assert charge is not None
+
+    dispute = sworld.stripe.create_dispute(charge)
+    await sworld.settle()
+
+    redrawn = sworld.slack.message(APPROVALS, card["ts"])
+    assert "payment_disputed" in all_text(redrawn) and dispute.id in all_text(redrawn)
+    assert set(buttons(redrawn)) == set(buttons(card))   # still a person's decision
