@@ -18,6 +18,7 @@ from aiohttp import web
 from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
 from slack_bolt.async_app import AsyncApp
 from slack_bolt.authorization import AuthorizeResult
+from slack_bolt.response import BoltResponse
 from slack_sdk.http_retry.builtin_async_handlers import (
     AsyncConnectionErrorRetryHandler,
     AsyncRateLimitErrorRetryHandler,
@@ -136,9 +137,11 @@ class SlackSide:
 
 
 async def _skip_slack_retries(req: Any, resp: Any, next: Any) -> Any:
-    """Slack re-sends a request it thinks timed out; the first one is already handled."""
-    if req.headers.get("x-slack-retry-num"):
-        resp.status = 200
-        resp.body = ""
-        return resp
+    """Slack re-sends a request it thinks timed out; the first one is already handled.
+
+    Over Socket Mode every envelope carries a retry number, 0 for the first delivery.
+    """
+    retry = req.headers.get("x-slack-retry-num")
+    if retry and retry[0].strip() not in ("", "0"):
+        return BoltResponse(status=200, body="")
     return await next()

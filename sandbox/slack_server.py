@@ -14,6 +14,8 @@ client sends, and what this server therefore accepts on `/api/{method}`:
   server; the client POSTs the raw bytes there (no token) and gets `OK - <length>` as text/plain;
   files.completeUploadExternal then shares the files.
 - Bolt's `respond()` POSTs JSON to a response_url; `response_url(id)` builds one on this server.
+- Socket Mode: `apps.connections.open` (app-level `xapp-` token) hands out a WebSocket URL on
+  this server; `socket` (sandbox.slack_socket.SocketHub) delivers envelopes and keeps the acks.
 
 Faults (`inject`) answer the next matching calls with 429 + Retry-After, a 5xx, or an `ok: false`
 error, optionally after a delay. The SDK's rate-limit handler reads only the first character of
@@ -38,6 +40,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from aiohttp import web
 
 from sandbox.http import RunningServer, start
+from sandbox.slack_socket import SocketHub
 
 UPLOAD = "file_upload"
 RESPONSE_URL = "response_url"
@@ -115,6 +118,7 @@ class SlackSandbox:
     files: dict[str, SlackFile] = field(default_factory=dict)
     responses: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     faults: list[SlackFault] = field(default_factory=list)
+    socket: SocketHub = field(default_factory=SocketHub)
 
     def __post_init__(self) -> None:
         self._ts = itertools.count(1_700_000_000_000_100, 100)  # microseconds
@@ -228,6 +232,8 @@ class SlackSandbox:
         app.router.add_route("*", "/api/{method}", self._h_api)
         app.router.add_post("/upload/{file_id}", self._h_upload)
         app.router.add_post("/response/{response_id}", self._h_response)
+        app.router.add_get("/link/", self.socket.handle)
+        app.on_shutdown.append(lambda _app: self.socket.close())
         return app
 
     @web.middleware
@@ -249,6 +255,11 @@ class SlackSandbox:
         if fault is not None:
             return self._fault_answer(request, method, params, arrived, fault)
         try:
+            if method == "apps.connections.open":  # the one method taking the app-level token
+                if not (token or "").startswith("xapp-"):
+                    raise SlackError("not_allowed_token_type" if token else "not_authed")
+                body = {"ok": True, "url": self.socket.new_url(self.url)}
+                return self._answer(request, method, params, arrived, body)
             self._check_token(token)
             handler = self._handlers().get(method)
             if handler is None:

@@ -18,6 +18,7 @@ from sandbox.checkfront_server import CheckfrontSandbox
 from sandbox.http import RunningServer, start
 from sandbox.slack_requests import SlackSender
 from sandbox.slack_server import SlackSandbox
+from sandbox.slack_socket import SocketSender
 from sandbox.stripe_server import StripeSandbox
 from services.money import to_minor
 
@@ -51,10 +52,11 @@ class World:
     bot_url: str = ""
     slack: SlackSandbox | None = None
     sender: SlackSender | None = None
+    socket: SocketSender | None = None   # with socket_mode=True, instead of `sender`
 
     @classmethod
     async def start(cls, folder: Path, *, policy_file: Path = EXAMPLE_POLICIES,
-                    slack: bool = False, **settings: Any) -> World:
+                    slack: bool = False, socket_mode: bool = False, **settings: Any) -> World:
         checkfront, stripe = CheckfrontSandbox(), StripeSandbox(timeout_delay=1.5)
         cf_server = await start(checkfront.app())
         stripe_server = await start(stripe.app())
@@ -76,6 +78,9 @@ class World:
                 "slack_finance_leads": FIONA,
                 "slack_post_interval_seconds": 0.05,
             })
+            if socket_mode:
+                values["slack_app_token"] = "xapp-sandbox-token"
+                values["slack_signing_secret"] = None
         values.update({
             "_env_file": None,
             "database_path": folder / "refunds.db",
@@ -94,16 +99,20 @@ class World:
         bot = await Bot.create(load_settings(**values))
         bot_server = await start(bot.web)
         stripe.configure_webhook(f"{bot_server.url}/webhooks/stripe", STRIPE_WEBHOOK_SECRET)
-        sender = None
-        if slack_sandbox is not None:
+        sender = socket = None
+        if slack_sandbox is not None and socket_mode:
+            socket = SocketSender(slack_sandbox.socket, response_url_base=slack_sandbox.url)
+            await slack_sandbox.socket.connected()
+        elif slack_sandbox is not None:
             sender = SlackSender(f"{bot_server.url}/slack/events", SLACK_SIGNING_SECRET,
                                  response_url_base=slack_sandbox.url)
         return cls(checkfront, stripe, bot, [bot_server, *servers], bot_server.url,
-                   slack_sandbox, sender)
+                   slack_sandbox, sender, socket)
 
     async def stop(self) -> None:
-        if self.sender is not None:
-            await self.sender.aclose()
+        for client in (self.sender, self.socket):
+            if client is not None:
+                await client.aclose()
         for server in self.servers:
             await server.stop()
 

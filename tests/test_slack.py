@@ -406,3 +406,19 @@ async def test_checkfront_down_gets_a_helpful_answer_and_changes_nothing(sworld:
 
     assert any("Checkfront isn't answering right now" in t for t in responses(sworld))
     assert await cases.list_cases(sworld.bot.svc.store) == []
+
+
+async def test_a_request_slack_retries_is_acked_and_not_handled_twice(sworld: World) -> None:
+    case, card = await pending_card(sworld, "RETRY-HDR")
+    assert sworld.sender is not None
+    body = sworld.sender.click_body(slack_ids.APPROVE, buttons(card)[slack_ids.APPROVE]["value"],
+                                    MARIA, message_ts=card["ts"])
+
+    retried = await sworld.sender.client.post(sworld.sender.url, content=body.encode(), headers={
+        **sworld.sender.signed(body), "X-Slack-Retry-Num": "1",
+        "X-Slack-Retry-Reason": "http_timeout"})
+    await sworld.settle()
+
+    assert retried.status_code == 200 and retried.text == ""
+    assert sworld.stripe.refunds == []
+    assert (await cases.get(sworld.bot.svc.store, case.id)).status == Status.PENDING_APPROVAL
