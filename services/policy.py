@@ -7,6 +7,7 @@ policy id and the field, never half-applied.
 from __future__ import annotations
 
 import hashlib
+import itertools
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -73,6 +74,13 @@ class Policy(_Strict):
             raise ValueError("must include one with min_notice_hours: 0")
         if len({t.min_notice_hours for t in value}) != len(value):
             raise ValueError("two tiers share the same min_notice_hours")
+        by_notice = sorted(value, key=lambda t: t.min_notice_hours)
+        for shorter, longer in itertools.pairwise(by_notice):
+            if longer.refund_percent < shorter.refund_percent:  # almost surely a typo
+                raise ValueError(
+                    f"{longer.min_notice_hours}h notice refunds {longer.refund_percent}% but "
+                    f"{shorter.min_notice_hours}h refunds {shorter.refund_percent}%: more notice "
+                    "must not refund less")
         return value
 
     def tier_for(self, notice_hours: Decimal) -> Tier:

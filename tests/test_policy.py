@@ -240,3 +240,10 @@ def test_parse_policies_names_its_source() -> None:
     data["surprise"] = 1
     with pytest.raises(PolicyError, match=r"^settings\.yml: surprise: unknown key$"):
         parse_policies(data, "settings.yml")
+
+
+def test_tiers_refunding_less_for_more_notice_are_refused(tmp_path: Path) -> None:
+    message = refused(tmp_path, lambda d: d["policies"][0]["tiers"][1].update(
+        refund_percent=100) or d["policies"][0]["tiers"][0].update(refund_percent=50))
+    assert "policy standard-48h: tiers:" in message
+    assert "48h notice refunds 50% but 24h refunds 100%" in message
