@@ -1,8 +1,9 @@
 """`python -m bot demo`: the whole refund path on this machine, no credentials, no network.
 
-Starts the Checkfront and Stripe stand-ins and the bot on 127.0.0.1, makes a few paid
-bookings, cancels them through signed webhooks, lets a manager decide the ones that need a
-person, and prints every case's quote, decision, Stripe refund and audit trail.
+Starts the Checkfront, Stripe and Slack stand-ins and the bot on 127.0.0.1, makes a few paid
+bookings, cancels them through signed webhooks, lets managers decide in Slack the ones that
+need a person, shows a dispute card with its evidence pack, and prints every case's quote,
+decision, Stripe refund and audit trail.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from typing import Any
 import httpx
 
 from bot import slack_ids
+from bot.blocks_disputes import SUBMIT_EVIDENCE
 from bot.text import case_history, quote_table, slack_message_text
 from sandbox.world import APPROVALS, FIONA, MARIA, SAM, Item, World
 from services import audit, cases
@@ -76,6 +78,7 @@ async def _story(world: World) -> int:
 
     await _slack_part(world)
     await world.settle()
+    await _dispute_part(world)
 
     _say("Outcome")
     for case in reversed(await cases.list_cases(store)):
@@ -142,6 +145,24 @@ async def _slack_part(world: World) -> None:
     answer = world.slack.calls_to("response_url")[-1].params
     print(f"  (answered privately) {answer.get('text')}")
     print(slack_message_text(answer))
+
+
+async def _dispute_part(world: World) -> None:
+    """A cardholder disputes a refunded charge: the card with the evidence pack, then Submit."""
+    assert world.slack is not None and world.sender is not None
+    intent = next(pi for pi in world.stripe.payment_intents.values()
+                  if pi.metadata.get("booking") == "HBR-1001")
+    assert intent.latest_charge is not None
+    _say("The guest of HBR-1001 disputes the charge anyway (charge.dispute.created)")
+    world.stripe.create_dispute(intent.latest_charge, reason="credit_not_processed")
+    await world.settle()
+    card = world.slack.messages_in(APPROVALS)[-1]
+    print(slack_message_text(card))
+    _say("Maria clicks Submit evidence")
+    await world.sender.click(SUBMIT_EVIDENCE, _buttons(card)[SUBMIT_EVIDENCE],
+                             MARIA, message_ts=card["ts"])
+    await world.settle()
+    print(slack_message_text(world.slack.message(APPROVALS, card["ts"])))
 
 
 def _buttons(message: dict[str, Any]) -> dict[str, str]:

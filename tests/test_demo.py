@@ -1,0 +1,21 @@
+"""`make demo` is the main job: its story runs end to end and ends with an intact audit chain."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from bot.demo import run
+
+
+async def test_the_demo_runs_to_an_intact_audit_chain(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert await run(str(tmp_path)) == 0
+
+    out = capsys.readouterr().out
+    for section in ("Customers cancel", "clicks Approve on HBR-1002", "/refund quote HBR-1005",
+                    "disputes the charge", "Evidence submitted", "Outcome"):
+        assert section in out, section
+    assert "intact:" in out and "BROKEN" not in out
