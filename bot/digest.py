@@ -1,20 +1,32 @@
 """The daily digest in Slack: yesterday's refunds, the reconciliation, anomalies, whether
-automation is paused, cases waiting too long (with links to their cards), and a small chart
-of refunds per day over the last two weeks."""
+automation is paused, cases waiting too long and disputes still open (with links to their
+cards), and a small chart of refunds per day over the last two weeks."""
 
 from __future__ import annotations
 
 import base64
 import io
 import logging
+from collections.abc import Sequence
 from datetime import date, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from bot.blocks_kit import Message, clip, context, divider, header, line_sections, section
+from bot.blocks_kit import (
+    Message,
+    clip,
+    context,
+    date_token,
+    divider,
+    esc,
+    header,
+    line_sections,
+    section,
+)
 from bot.reports import digest_text
 from bot.slack_outbox import Channels, Outbox
 from services.anomaly import Anomaly
+from services.disputes import PaymentIssue, open_disputes
 from services.flows import Automation, Services, automation_state
 from services.money import display
 from services.reconcile import DayStats, ReconRun, day_stats, day_window
@@ -24,7 +36,9 @@ CHART_DAYS = 14
 
 
 def digest_message(run: ReconRun, stats: DayStats, anomalies: list[Anomaly],
-                   automation: Automation, card_links: dict[int, str]) -> Message:
+                   automation: Automation, card_links: dict[int, str],
+                   disputes: Sequence[PaymentIssue] = (),
+                   dispute_links: dict[int, str] | None = None) -> Message:
     day = run.day.isoformat()
     refunds = [f"• {cur}: {n} refund(s), *{display(total, cur)}*"
                for cur, (n, total) in stats.refunds.items()] or ["• none"]
@@ -49,6 +63,8 @@ def digest_message(run: ReconRun, stats: DayStats, anomalies: list[Anomaly],
     waiting = [f"• <{card_links[i]}|case #{i}> {code} waiting since {since[:16]} UTC"
                if i in card_links else f"• case #{i} {code} waiting since {since[:16]} UTC"
                for i, code, since in stats.waiting]
+    open_disputes = [_dispute_line(issue, (dispute_links or {}).get(issue.id))
+                     for issue in disputes]
     blocks: list[dict[str, Any]] = [header(f"Refund digest · {day}")]
     blocks += line_sections(refunds, title="*Refunds*")
     blocks.append(divider())
@@ -59,12 +75,22 @@ def digest_message(run: ReconRun, stats: DayStats, anomalies: list[Anomaly],
     blocks.append(section(state))
     if waiting:
         blocks += line_sections(waiting, title="*Waiting for approval over 24 h*")
+    if open_disputes:
+        blocks += line_sections(open_disputes, title="*Open disputes*")
     blocks.append(context(f"{run.tz} day · {run.stripe_count} Stripe refunds read · "
                           f"ran {run.ran_at[:16]} UTC"))
     text = clip(f"Refund digest {day}: {len(run.open_errors)} open discrepancies, "
                 f"{len(anomalies)} anomalies" + (", automation paused" if automation.paused
                                                  else ""), 300)
     return Message(text=text, blocks=blocks[:50])
+
+
+def _dispute_line(issue: PaymentIssue, link: str | None) -> str:
+    name = f"<{link}|{esc(issue.stripe_id, 60)}>" if link else f"`{esc(issue.stripe_id, 60)}`"
+    due = date_token(issue.due_by) if issue.due_by else "unknown"
+    return (f"• {name} · {esc(issue.booking_code or 'booking not found', 60)} · "
+            f"{display(issue.amount, issue.currency)} · {esc(issue.reason or 'general', 40)} · "
+            f"{esc(issue.stripe_status or 'open', 40)} · evidence due {due}")
 
 
 async def refunds_per_day(svc: Services, last_day: date, tz: ZoneInfo,
@@ -102,6 +128,11 @@ def chart_png(series: list[tuple[date, int]]) -> bytes | None:
     return buffer.getvalue()
 
 
+def archive_link(channel: str, ts: str) -> str:
+    """A link to one Slack message, as Slack's "Copy link" makes it."""
+    return f"https://slack.com/archives/{channel}/p{ts.replace('.', '')}"
+
+
 class DigestPoster:
     """The scheduler's `on_digest`: the digest goes to the digest channel (or the log)."""
 
@@ -113,16 +144,20 @@ class DigestPoster:
         stats = await day_stats(self.svc.store, run.day, self.tz)
         automation = await automation_state(self.svc.store)
         if self.outbox is None or self.channels is None:
-            log.info("%s", digest_text(run, stats, anomalies, automation))
+            log.info("%s", digest_text(run, stats, anomalies, automation,
+                                       await open_disputes(self.svc.store)))
             return
         links = {}
         for case_id, _, _ in stats.waiting:
             row = await self.svc.store.fetch_one(
                 "SELECT channel, ts FROM slack_messages WHERE case_id = ?", (case_id,))
             if row is not None:
-                links[case_id] = (f"https://slack.com/archives/{row['channel']}/"
-                                  f"p{row['ts'].replace('.', '')}")
-        message = digest_message(run, stats, anomalies, automation, links)
+                links[case_id] = archive_link(row["channel"], row["ts"])
+        disputes = await open_disputes(self.svc.store)
+        dispute_links = {d.id: archive_link(d.slack_channel, d.slack_ts) for d in disputes
+                         if d.slack_channel and d.slack_ts}
+        message = digest_message(run, stats, anomalies, automation, links, disputes,
+                                 dispute_links)
         await self.outbox.add(self.channels.digest, "alert", None,
                               {"text": message.text, "blocks": message.blocks})
         if self.chart:

@@ -9,12 +9,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+from collections.abc import Sequence
 from datetime import date
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from bot.settings import load_settings
 from services.anomaly import Anomaly, check, record, seen_between
+from services.disputes import PaymentIssue, open_disputes
 from services.flows import Automation, automation_state
 from services.money import display
 from services.reconcile import (
@@ -92,19 +94,25 @@ async def cmd_digest(args: argparse.Namespace) -> int:
             current = await record(svc.store, await check(svc, utcnow(), tz=zone), utcnow())
             anomalies += [a for a in current if a.key not in seen]
         automation = await automation_state(svc.store)
+        disputes = await open_disputes(svc.store)
     finally:
         await bot.close()
     if args.json:
         print(json.dumps({"reconciliation": run.to_dict(), "stats": stats.to_dict(),
                           "anomalies": [a.to_dict() for a in anomalies],
-                          "automation": automation.__dict__}, indent=2))
+                          "automation": automation.__dict__,
+                          "open_disputes": [{
+                              "dispute": d.stripe_id, "booking_code": d.booking_code,
+                              "amount": display(d.amount, d.currency), "reason": d.reason,
+                              "status": d.stripe_status, "due_by": d.due_by}
+                              for d in disputes]}, indent=2))
     else:
-        print(digest_text(run, stats, anomalies, automation))
+        print(digest_text(run, stats, anomalies, automation, disputes))
     return 0
 
 
 def digest_text(run: ReconRun, stats: DayStats, anomalies: list[Anomaly],
-                automation: Automation) -> str:
+                automation: Automation, disputes: Sequence[PaymentIssue] = ()) -> str:
     """The daily digest as plain text (the Slack digest carries the same sections)."""
     lines = [f"Daily digest for {run.day.isoformat()} ({run.tz})", "", "Refunds:"]
     if not stats.refunds:
@@ -125,6 +133,11 @@ def digest_text(run: ReconRun, stats: DayStats, anomalies: list[Anomaly],
     lines += ["", "Cases waiting for approval for more than 24 hours:"]
     lines += [f"  - case {case_id} ({code}) since {since[:16]}"
               for case_id, code, since in stats.waiting] or ["  none"]
+    lines += ["", "Open disputes:"]
+    lines += [f"  - {d.stripe_id} {d.booking_code or '(booking not found)'} "
+              f"{display(d.amount, d.currency)} {d.reason or 'general'}, "
+              f"{d.stripe_status or 'open'}, evidence due {(d.due_by or 'unknown')[:16]}"
+              for d in disputes] or ["  none"]
     return "\n".join(lines)
 
 

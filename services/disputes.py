@@ -150,6 +150,19 @@ async def find_issue(store: Store, kind: str, stripe_id: str) -> PaymentIssue | 
     return PaymentIssue.from_row(row) if row else None
 
 
+DECIDED_STATUSES = ("won", "lost", "warning_closed", "prevented")
+
+
+async def open_disputes(store: Store) -> list[PaymentIssue]:
+    """Disputes Stripe has not decided yet (and we did not accept), soonest deadline first."""
+    marks = ", ".join("?" for _ in DECIDED_STATUSES)
+    rows = await store.fetch_all(
+        f"SELECT * FROM payment_issues WHERE kind = ? AND state != ? AND "
+        f"COALESCE(stripe_status, '') NOT IN ({marks}) ORDER BY due_by IS NULL, due_by, id",
+        (DISPUTE, IssueState.ACCEPTED.value, *DECIDED_STATUSES))
+    return [PaymentIssue.from_row(r) for r in rows]
+
+
 async def remember_card(store: Store, issue_id: int, channel: str | None, ts: str | None) -> None:
     """Keep where the issue's card is (learnt from the first click on it)."""
     if not channel or not ts:

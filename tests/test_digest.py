@@ -26,6 +26,13 @@ async def test_digest_posts_sections_and_a_chart_to_the_digest_channel(tmp_path:
             await world.cancel(code)
         await world.settle()
         await set_automation(world.bot.svc, paused=True, reason="storm week", by="U0MARIA")
+        charges = {pi.metadata["booking"]: pi.latest_charge
+                   for pi in world.stripe.payment_intents.values()}
+        open_one = world.stripe.create_dispute(charges["DIG-1"], reason="credit_not_processed")
+        won = world.stripe.create_dispute(charges["DIG-2"])
+        await world.settle()
+        world.stripe.decide_dispute(won.id, "won")
+        await world.settle()
         tz = ZoneInfo("UTC")
         poster = DigestPoster(world.bot.svc, tz, world.bot.slack.deps.outbox,
                               world.bot.slack.deps.notifier.channels)
@@ -40,8 +47,11 @@ async def test_digest_posts_sections_and_a_chart_to_the_digest_channel(tmp_path:
         assert len(digest) == 1
         text = json.dumps(digest[0]["blocks"])
         for expected in ("Refunds", "95.00 USD", "1 automatic", "Reconciliation", "matched",
-                         "Anomalies", "Automation paused", "storm week"):
+                         "Anomalies", "Automation paused", "storm week", "Open disputes",
+                         open_one.id, "DIG-1", "105.00 USD",
+                         "credit_not_processed", "https://slack.com/archives/"):
             assert expected in text, expected
+        assert won.id not in text   # decided: no longer open
         files = [f for f in world.slack.files.values() if f.completed]
         assert len(files) == 1 and files[0].content is not None
         assert files[0].content.startswith(b"\x89PNG") and files[0].channel == DIGEST
