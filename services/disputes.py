@@ -25,6 +25,7 @@ from typing import Any, Protocol
 from services import audit, cases
 from services.cases import Status
 from services.checkfront import CheckfrontError
+from services.dispute_holds import LOST_STATUSES, NO_HOLD_STATUSES
 from services.evidence import BookingLink, EvidencePack, build_evidence, find_booking
 from services.flows import Services
 from services.money import display
@@ -150,7 +151,7 @@ async def find_issue(store: Store, kind: str, stripe_id: str) -> PaymentIssue | 
     return PaymentIssue.from_row(row) if row else None
 
 
-DECIDED_STATUSES = ("won", "lost", "warning_closed", "prevented")
+DECIDED_STATUSES = NO_HOLD_STATUSES + LOST_STATUSES  # Stripe has ruled, one way or the other
 
 
 async def open_disputes(store: Store) -> list[PaymentIssue]:
@@ -164,7 +165,7 @@ async def open_disputes(store: Store) -> list[PaymentIssue]:
 
 
 async def remember_card(store: Store, issue_id: int, channel: str | None, ts: str | None) -> None:
-    """Keep where the issue's card is (learnt from the first click on it)."""
+    """Keep where the issue's card is (from its post, or from a click on an older card)."""
     if not channel or not ts:
         return
     async with store.transaction() as tx:
