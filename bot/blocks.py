@@ -47,6 +47,7 @@ from bot.blocks_kit import (
 from bot.blocks_quote import DECISIONS, notice_text, quote_blocks, quote_money, reason_lines
 from services.cases import Case, Status
 from services.flows import Automation
+from services.writeback import PendingWriteback
 
 __all__ = [
     "HELP_COMMANDS", "Message", "adjust_modal", "approval_card", "automation_alert",
@@ -192,7 +193,8 @@ def _outcome(case: Case, decided_by: str | None, decided_at: str | None,
 
 def outcome_card(case: Case, quote: dict[str, Any], *, customer_first_name: str,
                  decided_by: str | None, decided_at: str | None, refunds: list[dict[str, Any]],
-                 automation: Automation, decision_reason: str | None = None) -> Message:
+                 automation: Automation, decision_reason: str | None = None,
+                 checkfront_pending: PendingWriteback | None = None) -> Message:
     """The card after a decision: the summary, and the outcome where the buttons were."""
     c = case.currency
     amount = money(_amount(case), c)
@@ -212,6 +214,11 @@ def outcome_card(case: Case, quote: dict[str, Any], *, customer_first_name: str,
     blocks = _summary(case, quote, customer_first_name, automation, title, "Reasons",
                       pending=False)
     lines = _outcome(case, decided_by, decided_at, refunds, decision_reason)
+    if checkfront_pending is not None:
+        lines.append(f":warning: *Checkfront not updated yet:* the booking may still show as "
+                     f"paid. Attempt {checkfront_pending.attempts} failed "
+                     f"({esc(checkfront_pending.last_error, 200)}); retrying "
+                     f"{date_token(checkfront_pending.next_at)}.")
     tail = line_sections(lines, max_sections=1)
     if case.status == Status.FAILED:
         tail.append(actions(button(

@@ -1,4 +1,5 @@
-"""The scheduled side: the daily reconciliation and digest, and the anomaly check.
+"""The scheduled side: the daily reconciliation and digest, the anomaly check, and retries of
+Checkfront write-backs that failed (every five minutes).
 
 APScheduler 3 (`AsyncIOScheduler`, in-memory job store). Every job has `coalesce=True`,
 `max_instances=1` and a `misfire_grace_time`, so a late wake-up runs a job once and a job never
@@ -41,11 +42,14 @@ from services.anomaly import (
 from services.flows import Services
 from services.reconcile import ReconRun, day_window, reconcile_day
 from services.store import Store, now_iso, set_state, utcnow
+from services.writeback import retry_due
 
 log = logging.getLogger(__name__)
 
 DAILY_JOB = "daily-reconcile"
 ANOMALY_JOB = "anomaly-check"
+WRITEBACK_JOB = "checkfront-writebacks"
+WRITEBACK_EVERY = "*/5 * * * *"
 DAILY_STATE = "scheduler.daily"
 ANOMALY_STATE = "scheduler.anomaly"
 DEFAULT_DAILY_AT = "07:00"
@@ -150,6 +154,10 @@ class Jobs:
         keys = {a.key for a in current}
         return current + [a for a in earlier if a.key not in keys]
 
+    async def writebacks(self, now: datetime | None = None) -> list[int]:
+        """Checkfront write-backs that failed and are due again."""
+        return await retry_due(self.svc, now)
+
     async def anomaly(self, now: datetime | None = None) -> list[Anomaly]:
         """One anomaly check; skipped (empty) while another is still running."""
         lock = _lock(self.svc.store, "anomaly")
@@ -181,7 +189,7 @@ def build_scheduler(
     run_missed_on_start: bool = True,
     anomaly_config: AnomalyConfig = DEFAULT,
 ) -> AsyncIOScheduler:
-    """The scheduler with its two jobs, not started (`start()` it inside the event loop).
+    """The scheduler with its jobs, not started (`start()` it inside the event loop).
 
     With `run_missed_on_start`, the daily job's first run is at start-up: it does the work of
     `catch_up` (nothing when the due day is already reconciled), then follows its schedule.
@@ -194,6 +202,10 @@ def build_scheduler(
                       name="daily reconciliation and digest", replace_existing=True, **extra)
     scheduler.add_job(jobs.anomaly, trigger=parse_schedule(anomaly_every, tz), id=ANOMALY_JOB,
                       name="anomaly check", replace_existing=True,
+                      misfire_grace_time=min(misfire_grace_time, ANOMALY_MISFIRE_GRACE))
+    scheduler.add_job(jobs.writebacks, trigger=parse_schedule(WRITEBACK_EVERY, tz),
+                      id=WRITEBACK_JOB, name="Checkfront write-back retries",
+                      replace_existing=True,
                       misfire_grace_time=min(misfire_grace_time, ANOMALY_MISFIRE_GRACE))
     return scheduler
 

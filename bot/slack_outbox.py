@@ -24,7 +24,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from bot import blocks
 from bot.blocks_disputes import issue_card
 from bot.blocks_kit import who
-from services import audit, cases, disputes
+from services import audit, cases, disputes, writeback
 from services.cases import Case, Status
 from services.dispute_holds import flags_now
 from services.flows import Services, automation_state
@@ -309,6 +309,7 @@ async def card_context(svc: Services, case: Case) -> dict[str, Any]:
         "decision_reason": last["reason"] if last else None,
         "refunds": [dict(r) for r in refunds],
         "automation": await automation_state(svc.store),
+        "checkfront_pending": await writeback.pending(svc, case.id),
     }
 
 
@@ -322,7 +323,8 @@ async def render_card(svc: Services, case: Case) -> blocks.Message:
     return blocks.outcome_card(case, ctx["quote"], customer_first_name=ctx["customer_first_name"],
                                decided_by=ctx["decided_by"], decided_at=ctx["decided_at"],
                                refunds=ctx["refunds"], automation=ctx["automation"],
-                               decision_reason=ctx["decision_reason"])
+                               decision_reason=ctx["decision_reason"],
+                               checkfront_pending=ctx["checkfront_pending"])
 
 
 async def thread_details(svc: Services, case: Case) -> str:

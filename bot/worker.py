@@ -14,6 +14,7 @@ from typing import Any
 from services.events import StoredEvent, process, unprocessed
 from services.execution import resume_all
 from services.flows import Services
+from services.writeback import retry_due
 
 log = logging.getLogger(__name__)
 
@@ -27,11 +28,13 @@ class Worker:
         self.failures: list[str] = []
 
     async def start(self) -> None:
-        """Resume interrupted executions, re-queue events stored but not processed, consume."""
+        """Resume interrupted executions, re-queue events stored but not processed, consume;
+        retry the Checkfront write-backs that are due in the background."""
         await resume_all(self.svc)
         for event in await unprocessed(self.svc.store):
             self._queue.put_nowait(event)
         self._consumer = asyncio.create_task(self._consume(), name="event-worker")
+        self.spawn(lambda: retry_due(self.svc), "checkfront-writebacks")
 
     def submit(self, event: StoredEvent) -> None:
         self._queue.put_nowait(event)

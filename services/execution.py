@@ -21,12 +21,12 @@ from typing import Any
 from services import audit, cases
 from services.booking import BookingSnapshot, parse_snapshot
 from services.cases import Case, CaseError, Status
-from services.checkfront import CheckfrontError
 from services.dispute_holds import holds_on
 from services.flows import Services, assemble_snapshot, quote_snapshot
 from services.money import display
 from services.store import Row, dumps, now_iso, utcnow
 from services.stripe_gateway import StripeGatewayError, StripeRefund
+from services.writeback import write_back
 
 SETTLED = ("pending", "succeeded")  # money that has left (or is leaving) the merchant
 RETRYABLE_KINDS = ("unavailable", "rate_limited")
@@ -110,7 +110,7 @@ async def _run(svc: Services, case: Case, actor: str) -> Case:
     if problems:
         return await _finish(svc, case, Status.FAILED, "; ".join(problems), actor)
 
-    await _write_back(svc, case, actor, manual)
+    await write_back(svc, case, actor, manual)
     if manual > 0:
         return await _finish(svc, case, Status.PARTIALLY_REFUNDED,
                              f"{display(manual, case.currency)} must be refunded by hand "
@@ -285,43 +285,6 @@ async def _reject_rows(svc: Services, case_id: int, plan: list[Planned], why: st
                 "WHERE id = ? AND status = 'planned'", (why, now_iso(), item.row_id))
         await audit.append(tx, actor="worker", action=action, case_id=case_id,
                            detail={"why": why})
-
-
-async def _write_back(svc: Services, case: Case, actor: str, manual: int) -> None:
-    """Tell Checkfront: booking status (if not already cancelled) and a note with the refund."""
-    if svc.checkfront is None:
-        return
-    refunds = await svc.store.fetch_all(
-        "SELECT stripe_refund_id, amount, payment_ref FROM executions WHERE case_id = ? "
-        "AND status IN ('pending', 'succeeded') ORDER BY id", (case.id,))
-    quote = (await cases.current_quote(svc.store, case)).quote
-    decided = await cases.last_decision(svc.store, case.id)
-    total = sum(r["amount"] for r in refunds)
-    clauses = "; ".join(f"[{k}] {v}" for k, v in quote.get("clauses", {}).items())
-    parts = []
-    if total:
-        ids = ", ".join(r["stripe_refund_id"] for r in refunds)
-        parts.append(f"Refund {display(total, case.currency)} via Stripe ({ids}).")
-    if manual:
-        parts.append(f"{display(manual, case.currency)} to be refunded by hand "
-                     "(not paid through Stripe).")
-    note = " ".join([*parts, f"Case {case.id}. Decided by "
-                     f"{decided['decided_by'] if decided else actor}. Policy: {clauses}"])
-    detail: dict[str, Any] = {"note": note}
-    try:
-        booking = (await svc.checkfront.get_booking_snapshot(case.booking_id))["booking"]
-        status_now = str(booking.get("status") or booking.get("status_id") or "").upper()
-        if status_now not in svc.config.cancelled_statuses:
-            await svc.checkfront.update_status(case.booking_id, svc.config.status_after_refund,
-                                               notify=svc.config.notify_customer)
-            detail["status"] = {"from": status_now, "to": svc.config.status_after_refund}
-        await svc.checkfront.add_note(case.booking_id, note)
-    except CheckfrontError as exc:
-        await audit.record(svc.store, actor="checkfront", action="checkfront.writeback_failed",
-                           case_id=case.id, detail={"error": str(exc), **detail})
-        return
-    await audit.record(svc.store, actor="checkfront", action="checkfront.written",
-                       case_id=case.id, detail=detail)
 
 
 async def _to_person(svc: Services, case: Case, actor: str, reason: str) -> Case:
