@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import bisect
+import math
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Collection
 from typing import Any, Protocol
 
 
@@ -124,30 +126,31 @@ def metadata_param(params: dict[str, Any]) -> dict[str, str]:
     return out
 
 
-def _created_filter(params: dict[str, Any]) -> Callable[[int], bool]:
+def _created_range(params: dict[str, Any]) -> tuple[int | None, int | None]:
+    """`created` (an integer, or gt/gte/lt/lte/eq bounds) as an inclusive [low, high] range."""
     raw = params.get("created")
     if raw is None:
-        return lambda _created: True
+        return None, None
     if isinstance(raw, str):
         raw = {"eq": raw}
     if not isinstance(raw, dict):
         raise invalid("Invalid created filter", "created")
-    bounds: dict[str, int] = {}
+    low: int | None = None
+    high: int | None = None
     for op, value in raw.items():
         if op not in ("gt", "gte", "lt", "lte", "eq"):
             raise invalid(f"Received unknown parameter: created[{op}]", f"created[{op}]")
         if not isinstance(value, str) or not re.fullmatch(r"-?\d+", value):
             param = "created" if op == "eq" else f"created[{op}]"
             raise invalid(f"Invalid integer: {value}", param)
-        bounds[op] = int(value)
-    checks = {
-        "gt": lambda c, v: c > v,
-        "gte": lambda c, v: c >= v,
-        "lt": lambda c, v: c < v,
-        "lte": lambda c, v: c <= v,
-        "eq": lambda c, v: c == v,
-    }
-    return lambda created: all(checks[op](created, v) for op, v in bounds.items())
+        v = int(value)
+        if op in ("gt", "gte", "eq"):
+            floor = v + 1 if op == "gt" else v
+            low = floor if low is None else max(low, floor)
+        if op in ("lt", "lte", "eq"):
+            ceiling = v - 1 if op == "lt" else v
+            high = ceiling if high is None else min(high, ceiling)
+    return low, high
 
 
 def _limit(params: dict[str, Any]) -> int:
@@ -164,24 +167,48 @@ def _limit(params: dict[str, Any]) -> int:
     return value
 
 
+class Ordered:
+    """Items oldest first by (created, seq), sorted again only when the set changed: its size,
+    or a `generation` the owner bumps when it moves an item in time."""
+
+    def __init__(self) -> None:
+        self._stamp: tuple[int, int] | None = None
+        self.rows: list[Listable] = []
+        self.keys: list[tuple[int, int]] = []
+
+    def of(self, items: Collection[Listable], generation: int = 0) -> Ordered:
+        stamp = (len(items), generation)
+        if stamp != self._stamp:
+            self.rows = sorted(items, key=lambda i: (i.created, i.seq))
+            self.keys = [(i.created, i.seq) for i in self.rows]
+            self._stamp = stamp
+        return self
+
+    @classmethod
+    def fresh(cls, items: Collection[Listable]) -> Ordered:
+        return cls().of(items)
+
+
 def list_page(
-    items: Sequence[Listable],
+    ordered: Ordered,
     everything: dict[str, Any],
     params: dict[str, Any],
     url: str,
     kind: str,
 ) -> dict[str, Any]:
-    """One page, newest first, cursor-paginated like Stripe's list endpoints."""
+    """One page, newest first, cursor-paginated like Stripe's list endpoints: a few binary
+    searches over the ordered items, so walking all pages of a large list stays linear."""
     limit = _limit(params)
-    keep = _created_filter(params)
+    low, high = _created_range(params)
     after = opt_str(params, "starting_after")
     before = opt_str(params, "ending_before")
     if after and before:
         raise invalid(
             "You may only specify one of these parameters: ending_before, starting_after."
         )
-    rows = sorted((i for i in items if keep(i.created)), key=lambda i: (i.created, i.seq),
-                  reverse=True)
+    keys, rows = ordered.keys, ordered.rows
+    start = 0 if low is None else bisect.bisect_left(keys, (low, -math.inf))
+    end = len(keys) if high is None else bisect.bisect_right(keys, (high, math.inf))
     cursor_id = after or before
     if cursor_id:
         cursor = everything.get(cursor_id)
@@ -191,17 +218,15 @@ def list_page(
                 param="starting_after" if after else "ending_before", stored=False,
             )
         mark = (cursor.created, cursor.seq)
-        if after:
-            rows = [r for r in rows if (r.created, r.seq) < mark]
-            data, has_more = rows[:limit], len(rows) > limit
-        else:
-            rows = [r for r in rows if (r.created, r.seq) > mark]
-            data, has_more = rows[-limit:], len(rows) > limit
-    else:
-        data, has_more = rows[:limit], len(rows) > limit
+        if after:   # older than the cursor: the newest `limit` of those
+            end = min(end, bisect.bisect_left(keys, mark))
+        else:       # newer than the cursor: the `limit` closest to it
+            start = max(start, bisect.bisect_right(keys, mark))
+    count = max(0, end - start)
+    page = rows[start:min(end, start + limit)] if before else rows[max(start, end - limit):end]
     return {
         "object": "list",
-        "data": [r.to_json() for r in data],
-        "has_more": has_more,
+        "data": [r.to_json() for r in reversed(page)],
+        "has_more": count > limit,
         "url": url,
     }

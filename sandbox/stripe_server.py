@@ -54,6 +54,7 @@ from sandbox.stripe_objects import (
 )
 from sandbox.stripe_params import (
     ApiError,
+    Ordered,
     allow,
     flag,
     invalid,
@@ -168,6 +169,9 @@ class StripeSandbox:
         self.payment_links: dict[str, dict[str, Any]] = {}
         self._refunds: dict[str, Refund] = {}
         self._events: dict[str, Event] = {}
+        self._refund_order = Ordered()   # refund lists page through this
+        self._refund_moves = 0           # bumped when a refund moves in time (backdate)
+        self._event_order = Ordered()
         self.requests: list[RequestRecord] = []
         self.faults = FaultQueue()
         self.webhooks = WebhookSender(clock=clock, timeout=webhook_timeout)
@@ -193,6 +197,13 @@ class StripeSandbox:
 
     def refund(self, refund_id: str) -> Refund:
         return self._refunds[refund_id]
+
+    def backdate(self, refund_id: str, created: int) -> Refund:
+        """Move a refund in time (tests of day windows); list pages see it at once."""
+        refund = self._refunds[refund_id]
+        refund.created = created
+        self._refund_moves += 1
+        return refund
 
     def add_payment(
         self,
@@ -755,16 +766,18 @@ class StripeSandbox:
         p = _current().params
         allow(p, {"charge", "payment_intent", "created", "limit", "starting_after",
                    "ending_before", "expand"})
-        items: list[Refund] = list(self._refunds.values())
         charge_id = opt_str(p, "charge")
         pi_id = opt_str(p, "payment_intent")
-        if charge_id:
-            self._charge(charge_id, "charge")
-            items = [r for r in items if r.charge == charge_id]
-        if pi_id:
-            self._payment_intent(pi_id, "payment_intent")
-            items = [r for r in items if r.payment_intent == pi_id]
-        return _ok(list_page(items, self._refunds, p, "/v1/refunds", "refund"))
+        ordered = self._refund_order.of(self._refunds.values(), self._refund_moves)
+        if charge_id or pi_id:
+            if charge_id:
+                self._charge(charge_id, "charge")
+            if pi_id:
+                self._payment_intent(pi_id, "payment_intent")
+            ordered = Ordered.fresh([r for r in ordered.rows
+                                     if (not charge_id or r.charge == charge_id)
+                                     and (not pi_id or r.payment_intent == pi_id)])
+        return _ok(list_page(ordered, self._refunds, p, "/v1/refunds", "refund"))
 
     def _change_refund_status(
         self, refund: Refund, status: str, failure_reason: str | None
@@ -791,15 +804,16 @@ class StripeSandbox:
         p = _current().params
         allow(p, {"type", "types", "created", "limit", "starting_after", "ending_before",
                    "expand", "delivery_success"})
-        items = list(self._events.values())
+        ordered = self._event_order.of(self._events.values())
         wanted = opt_str(p, "type")
-        if wanted:
-            pattern = re.compile("^" + re.escape(wanted).replace(r"\*", ".*") + "$")
-            items = [e for e in items if pattern.match(e.type)]
         types = p.get("types")
-        if isinstance(types, list):
-            items = [e for e in items if e.type in types]
-        return _ok(list_page(items, self._events, p, "/v1/events", "event"))
+        if wanted or isinstance(types, list):
+            pattern = re.compile("^" + re.escape(wanted).replace(r"\*", ".*") + "$") \
+                if wanted else None
+            ordered = Ordered.fresh([
+                e for e in ordered.rows if (pattern is None or pattern.match(e.type))
+                and (not isinstance(types, list) or e.type in types)])
+        return _ok(list_page(ordered, self._events, p, "/v1/events", "event"))
 
     async def _get_event(self, request: web.Request) -> web.Response:
         event_id = request.match_info["id"]

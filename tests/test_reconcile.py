@@ -66,7 +66,7 @@ async def bot_refund(world: World, code: str, when: datetime) -> str:
 
 
 async def date_refund(world: World, refund_id: str, when: datetime) -> None:
-    world.stripe.refund(refund_id).created = int(when.timestamp())
+    world.stripe.backdate(refund_id, int(when.timestamp()))
     async with world.bot.svc.store.transaction() as tx:
         await tx.execute("UPDATE executions SET created_at = ?, called_at = ? "
                          "WHERE stripe_refund_id = ?", (iso(when), iso(when), refund_id))
@@ -85,7 +85,7 @@ async def outside_refund(world: World, amount: int, when: datetime, *,
     refund = await svc.stripe.create_refund(
         payment_ref=pi, amount=amount, currency="USD",
         idempotency_key=f"dashboard-{next(_keys)}", metadata=metadata or {})
-    world.stripe.refund(refund.id).created = int(when.timestamp())
+    world.stripe.backdate(refund.id, int(when.timestamp()))
     return refund.id, pi
 
 

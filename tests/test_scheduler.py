@@ -68,7 +68,7 @@ async def test_a_missed_daily_run_executes_once_at_start_up(world: World) -> Non
     pi = world.stripe.add_payment(5_000, "USD").id
     refund = await svc.stripe.create_refund(payment_ref=pi, amount=1_000, currency="USD",
                                             idempotency_key="by-hand-1", metadata={})
-    world.stripe.refund(refund.id).created = int(local(today - timedelta(days=2), 15).timestamp())
+    world.stripe.backdate(refund.id, int(local(today - timedelta(days=2), 15).timestamp()))
     digests = Digests()
 
     first = await catch_up(svc, tz=TZ, on_digest=digests, now=local(today, 9))
