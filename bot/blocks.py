@@ -215,10 +215,7 @@ def outcome_card(case: Case, quote: dict[str, Any], *, customer_first_name: str,
                       pending=False)
     lines = _outcome(case, decided_by, decided_at, refunds, decision_reason)
     if checkfront_pending is not None:
-        lines.append(f":warning: *Checkfront not updated yet:* the booking may still show as "
-                     f"paid. Attempt {checkfront_pending.attempts} failed "
-                     f"({esc(checkfront_pending.last_error, 200)}); retrying "
-                     f"{date_token(checkfront_pending.next_at)}.")
+        lines.append(_checkfront_pending_line(checkfront_pending))
     tail = line_sections(lines, max_sections=1)
     if case.status == Status.FAILED:
         tail.append(actions(button(
@@ -348,6 +345,21 @@ def automation_alert(paused: bool, reason: str, by: str, details: list[str]) -> 
               *line_sections([f"• {esc(d, 400)}" for d in details], max_sections=3),
               actions(resume)]
     return Message(fallback(f"Automation paused: {plain(reason, 200)}"), blocks)
+
+
+def _checkfront_pending_line(kept: PendingWriteback) -> str:
+    return (f":warning: *Checkfront not updated yet:* the booking may still show as paid. "
+            f"Attempt {kept.attempts} failed ({esc(kept.last_error, 200)}); retrying "
+            f"{date_token(kept.next_at)}.")
+
+
+def writeback_alert(case: Case, kept: PendingWriteback) -> Message:
+    """For a refund shown only as a compact line: Checkfront was not told yet."""
+    code = plain(case.booking_code, 60)
+    return Message(
+        fallback(f"Checkfront not updated for booking {code}"),
+        [section(f"Case #{case.id} · `{esc(case.booking_code, 60)}` · refunded through Stripe "
+                 f"{money(_amount(case), case.currency)}\n{_checkfront_pending_line(kept)}")])
 
 
 def error_message(text: str) -> Message:

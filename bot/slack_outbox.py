@@ -59,8 +59,14 @@ class SlackNotifier:
         has_card = card is not None and card["kind"] == "card"
         if has_card or await self._needs_person(case):
             await self.outbox.add(self.channels.approvals, "card", case.id)
-        elif case.status in FINAL and card is None:
-            await self.outbox.add(self.channels.approvals, "compact", case.id)
+        elif case.status in FINAL:
+            if card is None:
+                await self.outbox.add(self.channels.approvals, "compact", case.id)
+            kept = await writeback.pending(self.store, case.id)
+            if kept is not None:   # a compact line cannot say it: one alert of its own
+                message = blocks.writeback_alert(case, kept)
+                await self.outbox.add_once(self.channels.approvals, "alert", case.id,
+                                           {"text": message.text, "blocks": message.blocks})
         if case.status in FINAL and has_card:
             await self.outbox.add_once(self.channels.approvals, "thread", case.id,
                                        {"status": str(case.status)})
@@ -309,7 +315,7 @@ async def card_context(svc: Services, case: Case) -> dict[str, Any]:
         "decision_reason": last["reason"] if last else None,
         "refunds": [dict(r) for r in refunds],
         "automation": await automation_state(svc.store),
-        "checkfront_pending": await writeback.pending(svc, case.id),
+        "checkfront_pending": await writeback.pending(svc.store, case.id),
     }
 
 

@@ -22,7 +22,7 @@ from services.cases import Case
 from services.checkfront import CheckfrontError
 from services.flows import Services
 from services.money import display
-from services.store import now_iso, utcnow
+from services.store import Store, now_iso, utcnow
 
 RETRY_FIRST = timedelta(minutes=2)
 RETRY_MAX = timedelta(hours=6)
@@ -83,9 +83,9 @@ async def retry_due(svc: Services, now: datetime | None = None) -> list[int]:
     return taken
 
 
-async def pending(svc: Services, case_id: int) -> PendingWriteback | None:
+async def pending(store: Store, case_id: int) -> PendingWriteback | None:
     """The write-back Checkfront has not taken yet for this case, if any."""
-    row = await svc.store.fetch_one(
+    row = await store.fetch_one(
         "SELECT case_id, attempts, last_error, next_at FROM checkfront_writebacks "
         "WHERE case_id = ? AND done_at IS NULL", (case_id,))
     return PendingWriteback(row["case_id"], row["attempts"], row["last_error"],

@@ -35,7 +35,7 @@ async def test_a_failed_write_back_is_kept_and_retried_until_checkfront_takes_it
 ) -> None:
     case = await refunded_with_checkfront_failing(world, "WB-1")
     svc = world.bot.svc
-    kept = await pending(svc, case.id)
+    kept = await pending(svc.store, case.id)
     assert kept is not None and kept.attempts == 1 and "500" in kept.last_error
     assert world.checkfront.notes("WB-1") == []
     retry_at = datetime.fromisoformat(kept.next_at)
@@ -45,7 +45,7 @@ async def test_a_failed_write_back_is_kept_and_retried_until_checkfront_takes_it
     assert world.checkfront.notes("WB-1") == []
 
     assert await retry_due(svc, retry_at + timedelta(seconds=1)) == [case.id]
-    assert await pending(svc, case.id) is None
+    assert await pending(svc.store, case.id) is None
     [note] = world.checkfront.notes("WB-1")
     refund = world.stripe.refunds[0]
     assert refund.id in note.body and f"Case {case.id}." in note.body
@@ -59,14 +59,14 @@ async def test_a_failed_write_back_is_kept_and_retried_until_checkfront_takes_it
 async def test_each_failed_retry_waits_longer(world: World) -> None:
     case = await refunded_with_checkfront_failing(world, "WB-2")
     svc = world.bot.svc
-    first = await pending(svc, case.id)
+    first = await pending(svc.store, case.id)
     assert first is not None
     fail_notes(world, "WB-2")
 
     later = datetime.fromisoformat(first.next_at) + timedelta(seconds=1)
     assert await retry_due(svc, later) == []
 
-    second = await pending(svc, case.id)
+    second = await pending(svc.store, case.id)
     assert second is not None and second.attempts == 2
     wait = datetime.fromisoformat(second.next_at) - utcnow()
     assert RETRY_FIRST * 2 - timedelta(seconds=30) < wait <= RETRY_FIRST * 2
@@ -75,7 +75,7 @@ async def test_each_failed_retry_waits_longer(world: World) -> None:
 async def test_two_retries_at_once_write_one_note(world: World) -> None:
     case = await refunded_with_checkfront_failing(world, "WB-3")
     svc = world.bot.svc
-    kept = await pending(svc, case.id)
+    kept = await pending(svc.store, case.id)
     assert kept is not None
     due = datetime.fromisoformat(kept.next_at) + timedelta(seconds=1)
 
@@ -101,7 +101,7 @@ async def test_the_card_says_checkfront_is_not_updated_until_the_retry_works(
 
     warned = sworld.slack.message(APPROVALS, card["ts"])
     assert "Checkfront not updated yet" in all_text(warned)
-    kept = await pending(sworld.bot.svc, case.id)
+    kept = await pending(sworld.bot.svc.store, case.id)
     assert kept is not None
 
     await retry_due(sworld.bot.svc, datetime.fromisoformat(kept.next_at) + timedelta(seconds=1))
@@ -110,3 +110,16 @@ async def test_the_card_says_checkfront_is_not_updated_until_the_retry_works(
     fixed = sworld.slack.message(APPROVALS, card["ts"])
     assert "Checkfront not updated yet" not in all_text(fixed)
     assert "Refunded" in all_text(fixed)
+
+
+async def test_an_automatic_refund_gets_an_alert_when_checkfront_is_not_updated(
+    sworld: World,
+) -> None:
+    assert sworld.slack is not None
+    await refunded_with_checkfront_failing(sworld, "WB-5")   # 95.00: automatic, compact line
+    await sworld.settle()
+
+    alerts = [m for m in sworld.slack.messages_in(APPROVALS)
+              if "Checkfront not updated" in all_text(m)]
+    assert len(alerts) == 1
+    assert "WB-5" in all_text(alerts[0]) and "95.00 USD" in all_text(alerts[0])
