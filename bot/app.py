@@ -111,11 +111,30 @@ class Bot:
         await self.svc.store.close()
 
 
+BACKLOG = {  # what is waiting, by name: a growing number here is worth a look
+    "events_unprocessed": "SELECT COUNT(*) FROM webhook_events WHERE processed_at IS NULL",
+    "cases_waiting": "SELECT COUNT(*) FROM cases WHERE status = 'pending_approval'",
+    "cases_executing": "SELECT COUNT(*) FROM cases WHERE status = 'executing'",
+    "checkfront_writebacks": "SELECT COUNT(*) FROM checkfront_writebacks WHERE done_at IS NULL",
+    "slack_unsent": "SELECT COUNT(*) FROM slack_outbox WHERE sent_at IS NULL",
+}
+
+
 async def healthz(request: web.Request) -> web.Response:
+    """Liveness and what is waiting; 503 when the store cannot be read."""
     ctx = AppContext.of(request.app)
-    automation = await automation_state(ctx.svc.store)
-    version = await ctx.svc.store.schema_version()
-    return web.json_response({"ok": True, "schema": version, "paused": automation.paused})
+    try:
+        automation = await automation_state(ctx.svc.store)
+        version = await ctx.svc.store.schema_version()
+        backlog = {}
+        for name, sql in BACKLOG.items():
+            row = await ctx.svc.store.fetch_one(sql)
+            backlog[name] = int(row[0]) if row else 0
+    except Exception as exc:  # the answer must say "not ok", not fail
+        log.exception("health check failed")
+        return web.json_response({"ok": False, "error": exc.__class__.__name__}, status=503)
+    return web.json_response({"ok": True, "schema": version, "paused": automation.paused,
+                              "backlog": backlog})
 
 
 def serve(settings: Settings) -> None:

@@ -167,7 +167,26 @@ async def test_healthz_reports_schema_and_automation(world: World) -> None:
     async with httpx.AsyncClient() as client:
         answer = await client.get(f"{world.bot_url}/healthz")
     data = answer.json()
-    assert data["ok"] is True and data["paused"] is False and data["schema"] >= 2
+    assert data["ok"] is True and data["paused"] is False and data["schema"] >= 5
+    assert data["backlog"] == {"events_unprocessed": 0, "cases_waiting": 0,
+                               "cases_executing": 0, "checkfront_writebacks": 0,
+                               "slack_unsent": 0}
+
+
+async def test_healthz_counts_what_is_waiting(world: World) -> None:
+    world.paid_booking("HEALTH-1", [Item("kayak-tour", "840.00", "40.00", hours_ahead=96)])
+    await world.cancel("HEALTH-1")
+    await world.settle()
+    async with httpx.AsyncClient() as client:
+        answer = await client.get(f"{world.bot_url}/healthz")
+    assert answer.status_code == 200 and answer.json()["backlog"]["cases_waiting"] == 1
+
+
+async def test_healthz_says_not_ok_when_the_store_is_gone(world: World) -> None:
+    await world.bot.svc.store.close()
+    async with httpx.AsyncClient() as client:
+        answer = await client.get(f"{world.bot_url}/healthz")
+    assert answer.status_code == 503 and answer.json()["ok"] is False
 
 
 async def test_events_stored_before_a_crash_are_processed_at_start_up(world: World) -> None:
