@@ -31,6 +31,7 @@ from bot.blocks_kit import (
     who,
 )
 from services.disputes import DISPUTE, IssueState, PaymentIssue
+from services.money import display
 
 # buttons (action ids)
 SUBMIT_EVIDENCE = "dispute_submit_evidence"
@@ -180,3 +181,12 @@ def failed_payment_card(issue: PaymentIssue) -> Message:
     return Message(fallback(f"Payment failed: {amount} for booking "
                             f"{plain(issue.booking_code or 'unknown', 60)}"),
                    _fit(blocks, len(tail) + 1))
+
+
+def dispute_line(issue: PaymentIssue, link: str | None) -> str:
+    """One line for a list of disputes (digest, home tab), linked to its card when known."""
+    name = f"<{link}|{esc(issue.stripe_id, 60)}>" if link else f"`{esc(issue.stripe_id, 60)}`"
+    due = date_token(issue.due_by) if issue.due_by else "unknown"
+    return (f"• {name} · {esc(issue.booking_code or 'booking not found', 60)} · "
+            f"{display(issue.amount, issue.currency)} · {esc(issue.reason or 'general', 40)} · "
+            f"{esc(issue.stripe_status or 'open', 40)} · evidence due {due}")

@@ -255,3 +255,8 @@ def line_sections(lines: Sequence[str], *, title: str | None = None,
 def fallback(text: str) -> str:
     """Notification text: one line, no markup beyond what Slack shows plainly."""
     return clip(" ".join(text.split()), FALLBACK_TEXT)
+
+
+def archive_link(channel: str, ts: str) -> str:
+    """A link to one Slack message, as Slack's "Copy link" makes it."""
+    return f"https://slack.com/archives/{channel}/p{ts.replace('.', '')}"

@@ -12,13 +12,13 @@ from datetime import date, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from bot.blocks_disputes import dispute_line
 from bot.blocks_kit import (
     Message,
+    archive_link,
     clip,
     context,
-    date_token,
     divider,
-    esc,
     header,
     line_sections,
     section,
@@ -63,7 +63,7 @@ def digest_message(run: ReconRun, stats: DayStats, anomalies: list[Anomaly],
     waiting = [f"• <{card_links[i]}|case #{i}> {code} waiting since {since[:16]} UTC"
                if i in card_links else f"• case #{i} {code} waiting since {since[:16]} UTC"
                for i, code, since in stats.waiting]
-    open_disputes = [_dispute_line(issue, (dispute_links or {}).get(issue.id))
+    open_disputes = [dispute_line(issue, (dispute_links or {}).get(issue.id))
                      for issue in disputes]
     blocks: list[dict[str, Any]] = [header(f"Refund digest · {day}")]
     blocks += line_sections(refunds, title="*Refunds*")
@@ -83,14 +83,6 @@ def digest_message(run: ReconRun, stats: DayStats, anomalies: list[Anomaly],
                 f"{len(anomalies)} anomalies" + (", automation paused" if automation.paused
                                                  else ""), 300)
     return Message(text=text, blocks=blocks[:50])
-
-
-def _dispute_line(issue: PaymentIssue, link: str | None) -> str:
-    name = f"<{link}|{esc(issue.stripe_id, 60)}>" if link else f"`{esc(issue.stripe_id, 60)}`"
-    due = date_token(issue.due_by) if issue.due_by else "unknown"
-    return (f"• {name} · {esc(issue.booking_code or 'booking not found', 60)} · "
-            f"{display(issue.amount, issue.currency)} · {esc(issue.reason or 'general', 40)} · "
-            f"{esc(issue.stripe_status or 'open', 40)} · evidence due {due}")
 
 
 async def refunds_per_day(svc: Services, last_day: date, tz: ZoneInfo,
@@ -126,11 +118,6 @@ def chart_png(series: list[tuple[date, int]]) -> bytes | None:
     figure.savefig(buffer, format="png")
     pyplot.close(figure)
     return buffer.getvalue()
-
-
-def archive_link(channel: str, ts: str) -> str:
-    """A link to one Slack message, as Slack's "Copy link" makes it."""
-    return f"https://slack.com/archives/{channel}/p{ts.replace('.', '')}"
 
 
 class DigestPoster:
