@@ -29,7 +29,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from bot.settings import Settings
 from bot.slack_outbox import Channels, Outbox, SlackNotifier
 from bot.worker import Worker
-from handlers import slack_actions, slack_commands, slack_disputes, slack_views
+from handlers import slack_actions, slack_commands, slack_disputes, slack_home, slack_views
 from handlers.slack_context import GroupMembers, SlackDeps
 from services.flows import Services
 from services.permissions import ApproverRules
@@ -99,6 +99,7 @@ class SlackSide:
         slack_views.register(app, deps)
         slack_commands.register(app, deps)
         slack_disputes.register(app, deps)
+        slack_home.register(app, deps)
         app_token = settings.slack_app_token.get_secret_value() \
             if settings.slack_app_token else None
         return cls(app=app, deps=deps, socket_mode_token=app_token, _tasks=[])

@@ -9,6 +9,7 @@ ADJUST = "refund_adjust"
 RETRY = "refund_retry"
 REQUEST = "refund_request"          # on an ephemeral quote: open a case
 RESUME = "automation_resume"        # on a pause alert
+HOME_RESUME = "home_resume"         # on the Home tab: resume, then draw the tab again
 
 # modals
 DENY_VIEW = "refund_deny_view"

@@ -38,9 +38,30 @@ class SlackSender:
             "Content-Type": "application/x-www-form-urlencoded",
         }
 
-    async def post(self, body: str, **signing: Any) -> httpx.Response:
-        return await self.client.post(self.url, content=body.encode(),
-                                      headers=self.signed(body, **signing))
+    async def post(self, body: str, *, content_type: str | None = None,
+                   **signing: Any) -> httpx.Response:
+        headers = self.signed(body, **signing)
+        if content_type:
+            headers["Content-Type"] = content_type
+        return await self.client.post(self.url, content=body.encode(), headers=headers)
+
+    def event_body(self, event: dict[str, Any]) -> str:
+        """An Events API callback, JSON as Slack posts it."""
+        self._seq += 1
+        return json.dumps({
+            "token": "legacy-unused", "team_id": TEAM["id"], "api_app_id": "A0SANDBOX",
+            "event": {**event, "event_ts": f"{time.time():.6f}"}, "type": "event_callback",
+            "event_id": f"Ev{self._seq:08d}", "event_time": int(time.time()),
+            "authorizations": [{"team_id": TEAM["id"], "user_id": "U0SANDBOXBOT",
+                                "is_bot": True}],
+        })
+
+    async def event(self, event: dict[str, Any]) -> httpx.Response:
+        return await self.post(self.event_body(event), content_type="application/json")
+
+    async def home_opened(self, user: str) -> httpx.Response:
+        return await self.event({"type": "app_home_opened", "user": user,
+                                 "channel": f"D{user[1:]}", "tab": "home"})
 
     def _response_url(self) -> str:
         self._seq += 1

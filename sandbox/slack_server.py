@@ -115,6 +115,7 @@ class SlackSandbox:
     calls: list[SlackCall] = field(default_factory=list)
     messages: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
     views: dict[str, dict[str, Any]] = field(default_factory=dict)
+    home_views: dict[str, dict[str, Any]] = field(default_factory=dict)  # by user id
     files: dict[str, SlackFile] = field(default_factory=dict)
     responses: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     faults: list[SlackFault] = field(default_factory=list)
@@ -360,6 +361,7 @@ class SlackSandbox:
             "views.open": self._views_open,
             "views.push": self._views_open,
             "views.update": self._views_update,
+            "views.publish": self._views_publish,
             "usergroups.users.list": self._usergroup_users,
             "users.info": self._users_info,
             "conversations.info": self._conversations_info,
@@ -434,6 +436,19 @@ class SlackSandbox:
                   "bot_id": self.bot_id, "state": {"values": {}}, "hash": self._next_hash(),
                   "root_view_id": view_id, "previous_view_id": None}
         self.views[view_id] = stored
+        return {"view": dict(stored)}
+
+    def _views_publish(self, p: dict[str, Any]) -> dict[str, Any]:
+        """A user's Home tab: kept in `home_views` by user id (the last one published)."""
+        user = _required(p, "user_id", "invalid_arguments")
+        view = p.get("view")
+        if not isinstance(view, dict) or view.get("type") != "home":
+            raise SlackError("invalid_arguments")
+        if user not in self.users:
+            raise SlackError("user_not_found")
+        stored = {**view, "id": self._next_id("V"), "team_id": self.team_id,
+                  "app_id": self.app_id, "bot_id": self.bot_id, "hash": self._next_hash()}
+        self.home_views[user] = stored
         return {"view": dict(stored)}
 
     def _views_update(self, p: dict[str, Any]) -> dict[str, Any]:

@@ -92,6 +92,15 @@ async def pending(store: Store, case_id: int) -> PendingWriteback | None:
                             row["next_at"]) if row else None
 
 
+async def all_pending(store: Store) -> list[PendingWriteback]:
+    """Every write-back Checkfront has not taken yet, the oldest case first."""
+    rows = await store.fetch_all(
+        "SELECT case_id, attempts, last_error, next_at FROM checkfront_writebacks "
+        "WHERE done_at IS NULL ORDER BY case_id")
+    return [PendingWriteback(r["case_id"], r["attempts"], r["last_error"], r["next_at"])
+            for r in rows]
+
+
 async def _note(svc: Services, case: Case, actor: str, manual: int) -> str:
     refunds = await svc.store.fetch_all(
         "SELECT stripe_refund_id, amount FROM executions WHERE case_id = ? "

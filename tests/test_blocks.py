@@ -17,11 +17,13 @@ from slack_sdk.models.views import View
 
 from bot import blocks
 from bot import slack_ids as ids
+from bot.blocks_home import HOME_ROWS, HomeFacts, home_view
 from services.booking import parse_snapshot
 from services.cases import Case, Status
 from services.flows import Automation
 from services.policy import load_policies
 from services.quote import RiskFlag, build_quote
+from services.writeback import PendingWriteback
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 RAW = json.loads((EXAMPLES / "booking.json").read_text())
@@ -608,3 +610,33 @@ def test_huge_quotes_stay_within_limits(risky: dict[str, Any]) -> None:
     card = blocks.approval_card(case, quote, customer_first_name="Ana", automation=PAUSED)
     assert card.blocks[-1]["type"] == "actions"
     assert re.search(r"…and \d+ more", all_text(card))
+
+
+# --- the Home tab and the write-back alert ----------------------------------------------------
+
+def test_home_view_within_limits_with_long_lists(risky: dict[str, Any]) -> None:
+    waiting = [(make_case(risky, id=n, booking_code=f"HBR-{n:04d}"),
+                f"https://slack.com/archives/C0A/p{n}") for n in range(1, 40)]
+    kept = [(PendingWriteback(n, 3, "Checkfront answered 503 " * 20,
+                              "2026-11-20T10:30:00+00:00"), waiting[n][0]) for n in range(12)]
+    facts = HomeFacts(automation=PAUSED, waiting=waiting, disputes=[], writebacks=kept,
+                      drawn_at="2026-11-20T10:00:00+00:00")
+
+    for approver in (True, False):
+        view = home_view(facts, approver=approver)
+        assert view["type"] == "home" and len(view["blocks"]) <= 100
+        for block in view["blocks"]:
+            check_block(block)
+        assert View(**view).to_dict() == view
+        text = json.dumps(view, ensure_ascii=False)
+        assert f"…and {39 - HOME_ROWS} more" in text and "Waiting for approval (39)" in text
+        assert "no dispute waiting on Stripe" in text
+        assert (ids.HOME_RESUME in text) == approver
+
+
+def test_writeback_alert_within_limits(risky: dict[str, Any]) -> None:
+    case = make_case(risky, status=Status.REFUNDED, approved_amount=9500)
+    message = blocks.writeback_alert(case, PendingWriteback(
+        case.id, 1, "x" * 5000, "2026-11-20T10:30:00+00:00"))
+    check_message(message)
+    assert "Checkfront not updated yet" in all_text(message)

@@ -1,0 +1,70 @@
+"""The Home tab: drawn when someone opens it (`app_home_opened`), and its Resume button.
+
+The event is acked at once; reading the store and `views.publish` run after, tracked by the
+worker. Resume is for approvers only (a refusal is audited) and draws the tab again.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from slack_bolt.async_app import AsyncApp
+
+from bot import slack_ids
+from bot.blocks_home import HomeFacts, home_view
+from bot.blocks_kit import archive_link
+from handlers.slack_context import SlackDeps
+from services import cases, disputes, writeback
+from services.cases import Status
+from services.flows import automation_state, set_automation
+from services.store import now_iso
+
+Body = dict[str, Any]
+
+
+def register(app: AsyncApp, deps: SlackDeps) -> None:
+    @app.event("app_home_opened")
+    async def opened(event: Body) -> None:
+        if event.get("tab") == "home":
+            user = str(event["user"])
+            deps.later(f"home:{user}", lambda: publish(deps, user))
+
+    @app.action(slack_ids.HOME_RESUME)
+    async def resume(ack: Any, body: Body) -> None:
+        await ack()
+        user = body["user"]["id"]
+        deps.later(f"home-resume:{user}", lambda: _resume(deps, user))
+
+
+async def publish(deps: SlackDeps, user: str) -> None:
+    facts = await home_facts(deps)
+    await deps.client.views_publish(user_id=user,
+                                    view=home_view(facts, approver=deps.is_approver(user)))
+
+
+async def home_facts(deps: SlackDeps) -> HomeFacts:
+    store = deps.svc.store
+    waiting = sorted(await cases.list_cases(store, Status.PENDING_APPROVAL),
+                     key=lambda case: case.created_at)
+    cards = {row["case_id"]: archive_link(row["channel"], row["ts"])
+             for row in await store.fetch_all(
+                 "SELECT case_id, channel, ts FROM slack_messages WHERE kind = 'card'")}
+    open_disputes = await disputes.open_disputes(store)
+    kept = await writeback.all_pending(store)
+    return HomeFacts(
+        automation=await automation_state(store),
+        waiting=[(case, cards.get(case.id)) for case in waiting],
+        disputes=[(issue, archive_link(issue.slack_channel, issue.slack_ts)
+                   if issue.slack_channel and issue.slack_ts else None)
+                  for issue in open_disputes],
+        writebacks=[(k, await cases.get(store, k.case_id)) for k in kept],
+        drawn_at=now_iso())
+
+
+async def _resume(deps: SlackDeps, user: str) -> None:
+    if not deps.is_approver(user):
+        await deps.audit_refusal(user, slack_ids.HOME_RESUME, None, "not an approver")
+    elif (await automation_state(deps.svc.store)).paused:
+        await set_automation(deps.svc, paused=False, reason="resumed from the Home tab",
+                             by=user)
+    await publish(deps, user)
