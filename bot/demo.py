@@ -146,6 +146,15 @@ async def _slack_part(world: World) -> None:
     print(f"  (answered privately) {answer.get('text')}")
     print(slack_message_text(answer))
 
+    world.paid_booking("HBR-1006", [Item("kayak-tour", "630.00", "30.00", 96,
+                                         "Sunset kayak, group of six")])
+    await world.cancel("HBR-1006")
+    await world.settle()
+    _say("Maria opens the bot's Home tab (a new cancellation waits for her)")
+    await world.sender.home_opened(MARIA)
+    await world.settle()
+    print(slack_message_text(world.slack.home_views[MARIA]))
+
 
 async def _dispute_part(world: World) -> None:
     """A cardholder disputes a refunded charge: the card with the evidence pack, then Submit."""

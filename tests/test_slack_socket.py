@@ -101,3 +101,17 @@ async def test_connections_open_wants_the_app_level_token() -> None:
     assert bot_token.json() == {"ok": False, "error": "not_allowed_token_type"}
     assert app_token.json()["url"].startswith("ws://127.0.0.1:")
     assert forged.status_code == 401
+
+
+async def test_the_home_tab_is_drawn_from_an_events_api_envelope(socket_world: World) -> None:
+    assert socket_world.slack is not None
+
+    ack = await socket_world.slack.socket.deliver("events_api", {
+        "type": "event_callback", "team_id": "T0SANDBOX", "api_app_id": "A0SANDBOX",
+        "event": {"type": "app_home_opened", "user": MARIA, "tab": "home",
+                  "channel": "D0MARIA", "event_ts": "1.0"},
+        "event_id": "Ev0001", "event_time": 1})
+    await socket_world.settle()
+
+    assert ack["envelope_id"]
+    assert "Automation running" in all_text(socket_world.slack.home_views[MARIA])
