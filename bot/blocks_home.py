@@ -37,7 +37,8 @@ HOME_ROWS = 10  # rows per list; the rest is counted
 @dataclass(frozen=True)
 class HomeFacts:
     automation: Automation
-    waiting: list[tuple[Case, str | None]]            # case, link to its card
+    waiting: list[tuple[Case, str | None]]            # the oldest few, link to its card
+    waiting_total: int
     disputes: list[tuple[PaymentIssue, str | None]]   # dispute, link to its card
     writebacks: list[tuple[PendingWriteback, Case]]
     drawn_at: str                                      # UTC ISO-8601
@@ -51,7 +52,7 @@ def home_view(facts: HomeFacts, *, approver: bool) -> dict[str, Any]:
         f"• {_linked(f'case #{case.id}', link)} `{esc(case.booking_code, 60)}` · "
         f"{money(case.refund_amount, case.currency)} · waiting since "
         f"{date_token(case.created_at)}" for case, link in facts.waiting],
-        "nothing is waiting for a person")
+        "nothing is waiting for a person", total=facts.waiting_total)
     blocks += _listed("Open disputes", [dispute_line(issue, link)
                                         for issue, link in facts.disputes],
                       "no dispute waiting on Stripe")
@@ -83,11 +84,13 @@ def _automation(automation: Automation, approver: bool) -> list[dict[str, Any]]:
     return blocks
 
 
-def _listed(title: str, lines: list[str], empty: str) -> list[dict[str, Any]]:
+def _listed(title: str, lines: list[str], empty: str,
+            total: int | None = None) -> list[dict[str, Any]]:
+    total = len(lines) if total is None else total
     shown = lines[:HOME_ROWS]
-    if len(lines) > HOME_ROWS:
-        shown.append(f"…and {len(lines) - HOME_ROWS} more")
-    return line_sections(shown or [f"_{empty}_"], title=f"{title} ({len(lines)})",
+    if total > len(shown):
+        shown.append(f"…and {total - len(shown)} more")
+    return line_sections(shown or [f"_{empty}_"], title=f"{title} ({total})",
                          max_sections=3)
 
 

@@ -11,11 +11,11 @@ from typing import Any
 from slack_bolt.async_app import AsyncApp
 
 from bot import slack_ids
-from bot.blocks_home import HomeFacts, home_view
+from bot.blocks_home import HOME_ROWS, HomeFacts, home_view
 from bot.blocks_kit import archive_link
 from handlers.slack_context import SlackDeps
 from services import cases, disputes, writeback
-from services.cases import Status
+from services.cases import Case, Status
 from services.flows import automation_state, set_automation
 from services.store import now_iso
 
@@ -44,16 +44,22 @@ async def publish(deps: SlackDeps, user: str) -> None:
 
 async def home_facts(deps: SlackDeps) -> HomeFacts:
     store = deps.svc.store
-    waiting = sorted(await cases.list_cases(store, Status.PENDING_APPROVAL),
-                     key=lambda case: case.created_at)
+    waiting = [Case.from_row(row) for row in await store.fetch_all(
+        "SELECT * FROM cases WHERE status = ? ORDER BY created_at, id LIMIT ?",
+        (Status.PENDING_APPROVAL.value, HOME_ROWS))]
+    count = await store.fetch_one("SELECT COUNT(*) FROM cases WHERE status = ?",
+                                  (Status.PENDING_APPROVAL.value,))
+    marks = ", ".join("?" for _ in waiting)
     cards = {row["case_id"]: archive_link(row["channel"], row["ts"])
              for row in await store.fetch_all(
-                 "SELECT case_id, channel, ts FROM slack_messages WHERE kind = 'card'")}
+                 f"SELECT case_id, channel, ts FROM slack_messages WHERE kind = 'card' "
+                 f"AND case_id IN ({marks})", [case.id for case in waiting])} if waiting else {}
     open_disputes = await disputes.open_disputes(store)
     kept = await writeback.all_pending(store)
     return HomeFacts(
         automation=await automation_state(store),
         waiting=[(case, cards.get(case.id)) for case in waiting],
+        waiting_total=int(count[0]) if count else len(waiting),
         disputes=[(issue, archive_link(issue.slack_channel, issue.slack_ts)
                    if issue.slack_channel and issue.slack_ts else None)
                   for issue in open_disputes],

@@ -619,8 +619,8 @@ def test_home_view_within_limits_with_long_lists(risky: dict[str, Any]) -> None:
                 f"https://slack.com/archives/C0A/p{n}") for n in range(1, 40)]
     kept = [(PendingWriteback(n, 3, "Checkfront answered 503 " * 20,
                               "2026-11-20T10:30:00+00:00"), waiting[n][0]) for n in range(12)]
-    facts = HomeFacts(automation=PAUSED, waiting=waiting, disputes=[], writebacks=kept,
-                      drawn_at="2026-11-20T10:00:00+00:00")
+    facts = HomeFacts(automation=PAUSED, waiting=waiting[:HOME_ROWS], waiting_total=39,
+                      disputes=[], writebacks=kept, drawn_at="2026-11-20T10:00:00+00:00")
 
     for approver in (True, False):
         view = home_view(facts, approver=approver)
