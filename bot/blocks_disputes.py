@@ -14,6 +14,7 @@ from bot.blocks_kit import (
     MESSAGE_BLOCKS,
     Message,
     actions,
+    archive_link,
     button,
     clock,
     confirm,
@@ -183,8 +184,10 @@ def failed_payment_card(issue: PaymentIssue) -> Message:
                    _fit(blocks, len(tail) + 1))
 
 
-def dispute_line(issue: PaymentIssue, link: str | None) -> str:
+def dispute_line(issue: PaymentIssue) -> str:
     """One line for a list of disputes (digest, home tab), linked to its card when known."""
+    link = archive_link(issue.slack_channel, issue.slack_ts) \
+        if issue.slack_channel and issue.slack_ts else None
     name = f"<{link}|{esc(issue.stripe_id, 60)}>" if link else f"`{esc(issue.stripe_id, 60)}`"
     due = date_token(issue.due_by) if issue.due_by else "unknown"
     return (f"• {name} · {esc(issue.booking_code or 'booking not found', 60)} · "

@@ -39,7 +39,7 @@ class HomeFacts:
     automation: Automation
     waiting: list[tuple[Case, str | None]]            # the oldest few, link to its card
     waiting_total: int
-    disputes: list[tuple[PaymentIssue, str | None]]   # dispute, link to its card
+    disputes: list[PaymentIssue]
     writebacks: list[tuple[PendingWriteback, Case]]
     drawn_at: str                                      # UTC ISO-8601
 
@@ -53,8 +53,7 @@ def home_view(facts: HomeFacts, *, approver: bool) -> dict[str, Any]:
         f"{money(case.refund_amount, case.currency)} · waiting since "
         f"{date_token(case.created_at)}" for case, link in facts.waiting],
         "nothing is waiting for a person", total=facts.waiting_total)
-    blocks += _listed("Open disputes", [dispute_line(issue, link)
-                                        for issue, link in facts.disputes],
+    blocks += _listed("Open disputes", [dispute_line(issue) for issue in facts.disputes],
                       "no dispute waiting on Stripe")
     if facts.writebacks:
         blocks += _listed("Checkfront not updated yet", [

@@ -15,7 +15,6 @@ from zoneinfo import ZoneInfo
 from bot.blocks_disputes import dispute_line
 from bot.blocks_kit import (
     Message,
-    archive_link,
     clip,
     context,
     divider,
@@ -24,7 +23,7 @@ from bot.blocks_kit import (
     section,
 )
 from bot.reports import digest_text
-from bot.slack_outbox import Channels, Outbox
+from bot.slack_outbox import Channels, Outbox, card_links
 from services.anomaly import Anomaly
 from services.disputes import PaymentIssue, open_disputes
 from services.flows import Automation, Services, automation_state
@@ -37,8 +36,7 @@ CHART_DAYS = 14
 
 def digest_message(run: ReconRun, stats: DayStats, anomalies: list[Anomaly],
                    automation: Automation, card_links: dict[int, str],
-                   disputes: Sequence[PaymentIssue] = (),
-                   dispute_links: dict[int, str] | None = None) -> Message:
+                   disputes: Sequence[PaymentIssue] = ()) -> Message:
     day = run.day.isoformat()
     refunds = [f"• {cur}: {n} refund(s), *{display(total, cur)}*"
                for cur, (n, total) in stats.refunds.items()] or ["• none"]
@@ -63,8 +61,7 @@ def digest_message(run: ReconRun, stats: DayStats, anomalies: list[Anomaly],
     waiting = [f"• <{card_links[i]}|case #{i}> {code} waiting since {since[:16]} UTC"
                if i in card_links else f"• case #{i} {code} waiting since {since[:16]} UTC"
                for i, code, since in stats.waiting]
-    open_disputes = [dispute_line(issue, (dispute_links or {}).get(issue.id))
-                     for issue in disputes]
+    open_disputes = [dispute_line(issue) for issue in disputes]
     blocks: list[dict[str, Any]] = [header(f"Refund digest · {day}")]
     blocks += line_sections(refunds, title="*Refunds*")
     blocks.append(divider())
@@ -134,17 +131,9 @@ class DigestPoster:
             log.info("%s", digest_text(run, stats, anomalies, automation,
                                        await open_disputes(self.svc.store)))
             return
-        links = {}
-        for case_id, _, _ in stats.waiting:
-            row = await self.svc.store.fetch_one(
-                "SELECT channel, ts FROM slack_messages WHERE case_id = ?", (case_id,))
-            if row is not None:
-                links[case_id] = archive_link(row["channel"], row["ts"])
-        disputes = await open_disputes(self.svc.store)
-        dispute_links = {d.id: archive_link(d.slack_channel, d.slack_ts) for d in disputes
-                         if d.slack_channel and d.slack_ts}
-        message = digest_message(run, stats, anomalies, automation, links, disputes,
-                                 dispute_links)
+        links = await card_links(self.svc.store, [case_id for case_id, _, _ in stats.waiting])
+        message = digest_message(run, stats, anomalies, automation, links,
+                                 await open_disputes(self.svc.store))
         await self.outbox.add(self.channels.digest, "alert", None,
                               {"text": message.text, "blocks": message.blocks})
         if self.chart:

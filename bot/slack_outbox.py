@@ -14,6 +14,7 @@ import contextlib
 import json
 import logging
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -23,7 +24,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from bot import blocks
 from bot.blocks_disputes import issue_card
-from bot.blocks_kit import who
+from bot.blocks_kit import archive_link, who
 from services import audit, cases, disputes, writeback
 from services.cases import Case, Status
 from services.dispute_holds import flags_now
@@ -296,6 +297,17 @@ class Outbox:
         await self.client.chat_postMessage(channel=card["channel"], thread_ts=card["ts"],
                                            text=text)
         return await self._mark_sent([row["id"]])
+
+
+async def card_links(store: Store, case_ids: Sequence[int]) -> dict[int, str]:
+    """Links to the messages that show these cases (those posted so far)."""
+    if not case_ids:
+        return {}
+    marks = ", ".join("?" for _ in case_ids)
+    rows = await store.fetch_all(
+        f"SELECT case_id, channel, ts FROM slack_messages WHERE case_id IN ({marks})",
+        list(case_ids))
+    return {r["case_id"]: archive_link(r["channel"], r["ts"]) for r in rows}
 
 
 async def card_context(svc: Services, case: Case) -> dict[str, Any]:

@@ -12,7 +12,7 @@ from slack_bolt.async_app import AsyncApp
 
 from bot import slack_ids
 from bot.blocks_home import HOME_ROWS, HomeFacts, home_view
-from bot.blocks_kit import archive_link
+from bot.slack_outbox import card_links
 from handlers.slack_context import SlackDeps
 from services import cases, disputes, writeback
 from services.cases import Case, Status
@@ -49,20 +49,14 @@ async def home_facts(deps: SlackDeps) -> HomeFacts:
         (Status.PENDING_APPROVAL.value, HOME_ROWS))]
     count = await store.fetch_one("SELECT COUNT(*) FROM cases WHERE status = ?",
                                   (Status.PENDING_APPROVAL.value,))
-    marks = ", ".join("?" for _ in waiting)
-    cards = {row["case_id"]: archive_link(row["channel"], row["ts"])
-             for row in await store.fetch_all(
-                 f"SELECT case_id, channel, ts FROM slack_messages WHERE kind = 'card' "
-                 f"AND case_id IN ({marks})", [case.id for case in waiting])} if waiting else {}
+    cards = await card_links(store, [case.id for case in waiting])
     open_disputes = await disputes.open_disputes(store)
     kept = await writeback.all_pending(store)
     return HomeFacts(
         automation=await automation_state(store),
         waiting=[(case, cards.get(case.id)) for case in waiting],
         waiting_total=int(count[0]) if count else len(waiting),
-        disputes=[(issue, archive_link(issue.slack_channel, issue.slack_ts)
-                   if issue.slack_channel and issue.slack_ts else None)
-                  for issue in open_disputes],
+        disputes=open_disputes,
         writebacks=[(k, await cases.get(store, k.case_id)) for k in kept],
         drawn_at=now_iso())
 
