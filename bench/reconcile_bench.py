@@ -36,11 +36,11 @@ from zoneinfo import ZoneInfo
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from services.flows import Services  # noqa: E402
-from services.policy import load_policies  # noqa: E402
-from services.reconcile import day_window, reconcile_day  # noqa: E402
-from services.store import Store  # noqa: E402
-from services.stripe_gateway import StripeGateway, StripeGatewayError, StripeRefund  # noqa: E402
+from services.clients.stripe_gateway import StripeGateway, StripeGatewayError, StripeRefund  # noqa: E402
+from services.finance.reconcile import day_window, reconcile_day  # noqa: E402
+from services.quoting.policy import load_policies  # noqa: E402
+from services.refunds.flows import Services  # noqa: E402
+from services.store.db import Store  # noqa: E402
 
 DAY = date(2026, 1, 15)
 TZ = ZoneInfo("Europe/Lisbon")

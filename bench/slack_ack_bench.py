@@ -23,8 +23,8 @@ from typing import Any
 
 import httpx
 
+from bot.cli.world import MARIA, SLACK_SIGNING_SECRET
 from sandbox.slack_requests import SlackSender
-from sandbox.world import MARIA, SLACK_SIGNING_SECRET
 
 BARE_ACTION = "ack_only"
 
@@ -34,9 +34,9 @@ def _serve_bot(ready: Any) -> None:
         import logging
 
         logging.disable(logging.WARNING)
-        from bot import blocks
-        from sandbox.world import Item, World
-        from services import cases
+        from bot.cli.world import Item, World
+        from bot.slack.ui import cards
+        from services.refunds import cases
 
         world = await World.start(Path(tempfile.mkdtemp(prefix="ack-bench-")), slack=True)
         world.paid_booking("BENCH-1", [Item("kayak-tour", "840.00", "40.00", hours_ahead=96)])
@@ -44,7 +44,7 @@ def _serve_bot(ready: Any) -> None:
         await world.settle()
         case = (await cases.list_cases(world.bot.svc.store))[0]
         ready.put((f"{world.bot_url}/slack/events",
-                   blocks.button_value(case.id, case.quote_version)))
+                   cards.button_value(case.id, case.quote_version)))
         await asyncio.Event().wait()
 
     asyncio.run(main())

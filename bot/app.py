@@ -9,18 +9,18 @@ from dataclasses import dataclass
 from aiohttp import web
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
-from bot.digest import DigestPoster
 from bot.scheduler import build_scheduler
 from bot.settings import Settings
-from bot.slack_app import SlackSide
+from bot.slack.digest import DigestPoster
+from bot.slack.runtime import SlackSide
 from bot.worker import Worker
-from handlers import checkfront_webhook, stripe_webhook
-from handlers.context import CONTEXT_KEY, AppContext
-from services.checkfront import CheckfrontClient
-from services.flows import Services, automation_state
-from services.policy import load_policies
-from services.store import Store
-from services.stripe_gateway import StripeGateway
+from handlers.http import checkfront_webhook, stripe_webhook
+from handlers.http.context import CONTEXT_KEY, AppContext
+from services.clients.checkfront import CheckfrontClient
+from services.clients.stripe_gateway import StripeGateway
+from services.quoting.policy import load_policies
+from services.refunds.flows import Services, automation_state
+from services.store.db import Store
 
 log = logging.getLogger(__name__)
 

@@ -30,7 +30,7 @@ from zoneinfo import ZoneInfo
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.cron import CronTrigger
 
-from services.anomaly import (
+from services.finance.anomaly import (
     DEFAULT,
     Anomaly,
     AnomalyConfig,
@@ -39,10 +39,10 @@ from services.anomaly import (
     seen_between,
     trip_if_needed,
 )
-from services.flows import Services
-from services.reconcile import ReconRun, day_window, reconcile_day
-from services.store import Store, now_iso, set_state, utcnow
-from services.writeback import retry_due
+from services.finance.reconcile import ReconRun, day_window, reconcile_day
+from services.refunds.flows import Services
+from services.refunds.writeback import retry_due
+from services.store.db import Store, now_iso, set_state, utcnow
 
 log = logging.getLogger(__name__)
 

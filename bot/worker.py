@@ -11,10 +11,10 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from services.events import StoredEvent, process, unprocessed
-from services.execution import resume_all
-from services.flows import Services
-from services.writeback import retry_due
+from services.intake.events import StoredEvent, process, unprocessed
+from services.refunds.execution import resume_all
+from services.refunds.flows import Services
+from services.refunds.writeback import retry_due
 
 log = logging.getLogger(__name__)
 

@@ -7,8 +7,8 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from services.cases import Case
-from services.quote import Quote
+from services.quoting.quote import Quote
+from services.refunds.cases import Case
 
 
 class Notifier(Protocol):

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from sandbox.world import World
+from bot.cli.world import World
 
 
 @pytest.fixture

@@ -11,9 +11,9 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from services.booking import parse_snapshot
-from services.policy import parse_policies
-from services.quote import Quote, RiskFlag, build_quote
+from services.quoting.booking import parse_snapshot
+from services.quoting.policy import parse_policies
+from services.quoting.quote import Quote, RiskFlag, build_quote
 
 CANCELLED_AT = datetime(2026, 11, 24, 10, 0, tzinfo=UTC)
 STANDARD_TIERS: tuple[tuple[int | str, int | str], ...] = ((48, 100), (24, 50), (0, 0))

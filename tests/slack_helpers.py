@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from sandbox.world import World
+from bot.cli.world import World
 
 
 def all_text(message: dict[str, Any]) -> str:

@@ -12,8 +12,8 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from sandbox.world import EXAMPLE_POLICIES
-from services.anomaly import (
+from bot.cli.world import EXAMPLE_POLICIES
+from services.finance.anomaly import (
     DETECTOR,
     REFUND_AMOUNT,
     REFUND_COUNT,
@@ -28,9 +28,9 @@ from services.anomaly import (
     seen_between,
     trip_if_needed,
 )
-from services.flows import Services, automation_state, set_automation
-from services.policy import load_policies
-from services.store import Store
+from services.quoting.policy import load_policies
+from services.refunds.flows import Services, automation_state, set_automation
+from services.store.db import Store
 
 TZ = ZoneInfo("Europe/Lisbon")
 NOW = datetime.now(TZ).replace(second=0, microsecond=0)  # a resume is stamped with real time

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from sandbox.world import Item, World
-from services import audit
-from services.store import Store
+from bot.cli.world import Item, World
+from services.store import audit
+from services.store.db import Store
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -15,15 +15,14 @@ import pytest
 from slack_sdk.models.blocks import Block
 from slack_sdk.models.views import View
 
-from bot import blocks
-from bot import slack_ids as ids
-from bot.blocks_home import HOME_ROWS, HomeFacts, home_view
-from services.booking import parse_snapshot
-from services.cases import Case, Status
-from services.flows import Automation
-from services.policy import load_policies
-from services.quote import RiskFlag, build_quote
-from services.writeback import PendingWriteback
+from bot.slack.ui import cards, ids
+from bot.slack.ui.home import HOME_ROWS, HomeFacts, home_view
+from services.quoting.booking import parse_snapshot
+from services.quoting.policy import load_policies
+from services.quoting.quote import RiskFlag, build_quote
+from services.refunds.cases import Case, Status
+from services.refunds.flows import Automation
+from services.refunds.writeback import PendingWriteback
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 RAW = json.loads((EXAMPLES / "booking.json").read_text())
@@ -106,7 +105,7 @@ def check_block(block: dict[str, Any]) -> None:
     assert Block.parse(block).to_dict() == block
 
 
-def check_message(message: blocks.Message) -> None:
+def check_message(message: cards.Message) -> None:
     assert message.text and len(message.text) <= 300 and "\n" not in message.text
     assert 1 <= len(message.blocks) <= 50
     for block in message.blocks:
@@ -124,13 +123,13 @@ def check_modal(view: dict[str, Any]) -> None:
     assert View(**view).to_dict() == view
 
 
-def all_text(message: blocks.Message | dict[str, Any]) -> str:
-    if isinstance(message, blocks.Message):
+def all_text(message: cards.Message | dict[str, Any]) -> str:
+    if isinstance(message, cards.Message):
         return message.text + json.dumps(message.blocks, ensure_ascii=False)
     return json.dumps(message, ensure_ascii=False)
 
 
-def texts(message: blocks.Message) -> str:
+def texts(message: cards.Message) -> str:
     """Every text object's text in the message, one per line."""
     found: list[str] = []
 
@@ -148,22 +147,22 @@ def texts(message: blocks.Message) -> str:
     return "\n".join(found)
 
 
-def of_type(message: blocks.Message, kind: str) -> list[dict[str, Any]]:
+def of_type(message: cards.Message, kind: str) -> list[dict[str, Any]]:
     return [b for b in message.blocks if b["type"] == kind]
 
 
-def buttons(message: blocks.Message) -> dict[str, dict[str, Any]]:
+def buttons(message: cards.Message) -> dict[str, dict[str, Any]]:
     return {el["action_id"]: el for b in of_type(message, "actions") for el in b["elements"]}
 
 
 # --- button values ----------------------------------------------------------------------------
 
 def test_button_value_round_trips() -> None:
-    value = blocks.button_value(12, "996a74698e0b")
+    value = cards.button_value(12, "996a74698e0b")
     assert value == '{"case":12,"v":"996a74698e0b"}'
-    assert blocks.parse_button_value(value) == (12, "996a74698e0b")
-    assert blocks.parse_button_value(blocks.button_value(3, None)) == (3, None)
-    assert len(blocks.button_value(10**12, "f" * 64)) < 2000
+    assert cards.parse_button_value(value) == (12, "996a74698e0b")
+    assert cards.parse_button_value(cards.button_value(3, None)) == (3, None)
+    assert len(cards.button_value(10**12, "f" * 64)) < 2000
 
 
 @pytest.mark.parametrize("value", [
@@ -173,19 +172,19 @@ def test_button_value_round_trips() -> None:
 ])
 def test_parse_button_value_refuses_malformed(value: str) -> None:
     with pytest.raises(ValueError):
-        blocks.parse_button_value(value)
+        cards.parse_button_value(value)
 
 
 def test_parse_button_value_refuses_non_strings() -> None:
     with pytest.raises(ValueError):
-        blocks.parse_button_value(None)  # type: ignore[arg-type]
+        cards.parse_button_value(None)  # type: ignore[arg-type]
 
 
 # --- approval card ----------------------------------------------------------------------------
 
 def test_approval_card_buttons_confirm_and_values(risky: dict[str, Any]) -> None:
     case = make_case(risky)
-    card = blocks.approval_card(case, risky, customer_first_name="Ana", automation=RUNNING)
+    card = cards.approval_card(case, risky, customer_first_name="Ana", automation=RUNNING)
     check_message(card)
     found = buttons(card)
     assert list(found) == [ids.APPROVE, ids.DENY, ids.ADJUST]
@@ -195,13 +194,13 @@ def test_approval_card_buttons_confirm_and_values(risky: dict[str, Any]) -> None
     dialog = found[ids.APPROVE]["confirm"]
     assert "200.00 USD" in dialog["text"]["text"] and "KMVQ-261124" in dialog["text"]["text"]
     for element in found.values():
-        assert blocks.parse_button_value(element["value"]) == (12, risky["version"])
+        assert cards.parse_button_value(element["value"]) == (12, risky["version"])
     assert of_type(card, "actions")[-1] is card.blocks[-1]
 
 
 def test_approval_card_content(risky: dict[str, Any]) -> None:
     case = make_case(risky)
-    card = blocks.approval_card(case, risky, customer_first_name="Ana", automation=RUNNING)
+    card = cards.approval_card(case, risky, customer_first_name="Ana", automation=RUNNING)
     header = card.blocks[0]
     assert header["type"] == "header"
     assert header["text"]["text"] == "Refund needs approval · 200.00 USD"
@@ -232,7 +231,7 @@ def test_approval_card_says_why_in_shadow_mode() -> None:
     quote = make_quote()
     case = make_case(quote, status_reason="shadow mode: would auto-approve; "
                                           "within the auto-approve limit 200.00")
-    card = blocks.approval_card(case, quote, customer_first_name="Ana", automation=RUNNING)
+    card = cards.approval_card(case, quote, customer_first_name="Ana", automation=RUNNING)
     check_message(card)
     why = next(b["text"]["text"] for b in of_type(card, "section")
                if b.get("text", {}).get("text", "").startswith("*Why a person is needed*"))
@@ -242,7 +241,7 @@ def test_approval_card_says_why_in_shadow_mode() -> None:
 
 def test_approval_card_banner_when_paused(risky: dict[str, Any]) -> None:
     case = make_case(risky)
-    card = blocks.approval_card(case, risky, customer_first_name="Ana", automation=PAUSED)
+    card = cards.approval_card(case, risky, customer_first_name="Ana", automation=PAUSED)
     banner = card.blocks[1]
     assert banner["type"] == "context"
     assert "Automation paused by <@U0PAUSER>: Stripe error rate" in banner["elements"][0]["text"]
@@ -254,7 +253,7 @@ def test_manual_allocation_is_flagged_for_a_person() -> None:
         t["gateway_id"] = "Cash"
     quote = make_quote(raw)
     case = make_case(quote)
-    card = blocks.approval_card(case, quote, customer_first_name="Ana", automation=RUNNING)
+    card = cards.approval_card(case, quote, customer_first_name="Ana", automation=RUNNING)
     check_message(card)
     text = all_text(card)
     assert ":warning: *Refund by hand* — 200.00 USD" in text
@@ -264,23 +263,23 @@ def test_manual_allocation_is_flagged_for_a_person() -> None:
 
 
 def test_only_the_first_name_is_shown(risky: dict[str, Any]) -> None:
-    card = blocks.approval_card(make_case(risky), risky, customer_first_name="Ana Silva",
+    card = cards.approval_card(make_case(risky), risky, customer_first_name="Ana Silva",
                                 automation=RUNNING)
     assert "Ana" in all_text(card) and "Silva" not in all_text(card)
 
 
 # --- outcome cards ------------------------------------------------------------------------------
 
-def outcome(quote: dict[str, Any], case: Case, **kwargs: Any) -> blocks.Message:
+def outcome(quote: dict[str, Any], case: Case, **kwargs: Any) -> cards.Message:
     args: dict[str, Any] = {"customer_first_name": "Ana", "decided_by": "U1ABC",
                             "decided_at": "2026-11-20T14:05:09.123456+00:00", "refunds": [],
                             "automation": RUNNING}
-    message = blocks.outcome_card(case, quote, **{**args, **kwargs})
+    message = cards.outcome_card(case, quote, **{**args, **kwargs})
     check_message(message)
     return message
 
 
-def outcome_text(message: blocks.Message) -> str:
+def outcome_text(message: cards.Message) -> str:
     return message.blocks[-1]["text"]["text"]
 
 
@@ -339,7 +338,7 @@ def test_outcome_failed_offers_retry(risky: dict[str, Any]) -> None:
         message.blocks[-2]["text"]["text"]
     found = buttons(message)
     assert list(found) == [ids.RETRY]
-    assert blocks.parse_button_value(found[ids.RETRY]["value"]) == (12, risky["version"])
+    assert cards.parse_button_value(found[ids.RETRY]["value"]) == (12, risky["version"])
     assert "200.00 USD" in found[ids.RETRY]["confirm"]["text"]["text"]
 
 
@@ -378,7 +377,7 @@ def auto_refunded(booking_code: str, amount: int, notice_hours: int) -> tuple[Ca
 
 
 def test_compact_single_line() -> None:
-    message = blocks.compact_lines([auto_refunded("HBR-1001", 9500, 80)])
+    message = cards.compact_lines([auto_refunded("HBR-1001", 9500, 80)])
     check_message(message)
     assert len(message.blocks) == 1
     assert message.blocks[0]["text"]["text"] == \
@@ -388,7 +387,7 @@ def test_compact_single_line() -> None:
 
 def test_compact_groups_several() -> None:
     items = [auto_refunded(f"HBR-100{i}", 9500 + i, 80 + i) for i in range(3)]
-    message = blocks.compact_lines(items)
+    message = cards.compact_lines(items)
     check_message(message)
     assert message.text == "3 automatic refunds"
     lines = message.blocks[0]["text"]["text"].split("\n")
@@ -401,7 +400,7 @@ def test_compact_groups_several() -> None:
 def test_compact_truncates_a_long_digest() -> None:
     case, quote = auto_refunded("HBR-1001", 9500, 80)
     items = [(replace(case, id=i, booking_code=f"HBR-{i:05d}"), quote) for i in range(3000)]
-    message = blocks.compact_lines(items)
+    message = cards.compact_lines(items)
     check_message(message)
     last = message.blocks[-1]["text"]["text"]
     assert re.search(r"…and \d+ more", last)
@@ -411,7 +410,7 @@ def test_compact_truncates_a_long_digest() -> None:
 
 def test_quote_message_offers_a_request() -> None:
     quote = make_quote(waiver="WEATHER")
-    message = blocks.quote_message(quote, booking_ref="KMVQ-261124", waiver="WEATHER",
+    message = cards.quote_message(quote, booking_ref="KMVQ-261124", waiver="WEATHER",
                                    open_case=None)
     check_message(message)
     found = buttons(message)
@@ -425,7 +424,7 @@ def test_quote_message_offers_a_request() -> None:
 
 def test_quote_message_with_an_open_case_says_so() -> None:
     quote = make_quote()
-    message = blocks.quote_message(quote, booking_ref="157", waiver=None,
+    message = cards.quote_message(quote, booking_ref="157", waiver=None,
                                    open_case={"id": 7, "status": "pending_approval"})
     check_message(message)
     assert buttons(message) == {}
@@ -435,12 +434,12 @@ def test_quote_message_with_an_open_case_says_so() -> None:
 # --- modals and adjustments ---------------------------------------------------------------------
 
 def test_deny_modal(risky: dict[str, Any]) -> None:
-    view = blocks.deny_modal(make_case(risky))
+    view = cards.deny_modal(make_case(risky))
     check_modal(view)
     assert view["callback_id"] == ids.DENY_VIEW
     assert json.loads(view["private_metadata"]) == {"case": 12, "v": risky["version"]}
-    assert blocks.parse_metadata(view["private_metadata"]) == {"case": 12, "v": risky["version"]}
-    assert blocks.parse_button_value(view["private_metadata"]) == (12, risky["version"])
+    assert cards.parse_metadata(view["private_metadata"]) == {"case": 12, "v": risky["version"]}
+    assert cards.parse_button_value(view["private_metadata"]) == (12, risky["version"])
     reason = next(b for b in view["blocks"] if b.get("block_id") == ids.REASON_BLOCK)
     assert reason["type"] == "input" and reason["optional"] is False
     assert reason["element"]["action_id"] == ids.REASON_INPUT
@@ -448,10 +447,10 @@ def test_deny_modal(risky: dict[str, Any]) -> None:
 
 
 def test_adjust_modal(risky: dict[str, Any]) -> None:
-    view = blocks.adjust_modal(make_case(risky), risky)
+    view = cards.adjust_modal(make_case(risky), risky)
     check_modal(view)
     assert view["callback_id"] == ids.ADJUST_VIEW
-    meta = blocks.parse_metadata(view["private_metadata"])
+    meta = cards.parse_metadata(view["private_metadata"])
     assert meta == {"case": 12, "v": risky["version"], "max": "252.00", "cur": "USD"}
     amount = next(b for b in view["blocks"] if b.get("block_id") == ids.AMOUNT_BLOCK)
     assert amount["element"]["action_id"] == ids.AMOUNT_INPUT
@@ -460,7 +459,7 @@ def test_adjust_modal(risky: dict[str, Any]) -> None:
     reason = next(b for b in view["blocks"] if b.get("block_id") == ids.REASON_BLOCK)
     assert reason["element"]["action_id"] == ids.REASON_INPUT and reason["optional"] is False
     # what the modal holds passes its own check
-    assert blocks.validate_adjustment(amount["element"]["initial_value"], meta["max"],
+    assert cards.validate_adjustment(amount["element"]["initial_value"], meta["max"],
                                       meta["cur"]) == (20000, None)
 
 
@@ -469,7 +468,7 @@ def test_adjust_modal(risky: dict[str, Any]) -> None:
                                       '{"case":1,"v":"a","max":"x","cur":"USD"}'])
 def test_parse_metadata_refuses_bad_adjust_data(metadata: str) -> None:
     with pytest.raises(ValueError):
-        blocks.parse_metadata(metadata)
+        cards.parse_metadata(metadata)
 
 
 @pytest.mark.parametrize(("text", "max_text", "currency", "expected"), [
@@ -492,18 +491,18 @@ def test_parse_metadata_refuses_bad_adjust_data(metadata: str) -> None:
 ])
 def test_validate_adjustment(text: str, max_text: str, currency: str,
                              expected: tuple[int | None, str | None]) -> None:
-    assert blocks.validate_adjustment(text, max_text, currency) == expected
+    assert cards.validate_adjustment(text, max_text, currency) == expected
 
 
 @pytest.mark.parametrize(("max_text", "currency"), [("None", "USD"), ("10.00", ""),
                                                     ("1.5", "JPY")])
 def test_validate_adjustment_with_a_broken_form(max_text: str, currency: str) -> None:
-    assert blocks.validate_adjustment("5", max_text, currency) == \
+    assert cards.validate_adjustment("5", max_text, currency) == \
         (None, "This form is out of date: close it and press Adjust again.")
 
 
 def test_validate_adjustment_above_net_paid() -> None:
-    minor, error = blocks.validate_adjustment("252.01", "252.00", "USD")
+    minor, error = cards.validate_adjustment("252.01", "252.00", "USD")
     assert minor is None and error is not None
     assert "252.00 USD" in error
 
@@ -513,21 +512,21 @@ def test_validate_adjustment_above_net_paid() -> None:
 def test_status_message(risky: dict[str, Any]) -> None:
     case = make_case(risky)
     history = [f"2026-11-20 10:{i % 60:02d} policy case.event number {i}" for i in range(400)]
-    message = blocks.status_message(case, history)
+    message = cards.status_message(case, history)
     check_message(message)
     text = all_text(message)
     assert "Refund case #12 · KMVQ-261124" in text and "pending approval" in text
     assert re.search(r"…and \d+ more", text)
-    missing = blocks.status_message(None, [])
+    missing = cards.status_message(None, [])
     check_message(missing)
     assert "No refund case found" in all_text(missing)
 
 
 def test_help_lists_every_command_with_an_example() -> None:
-    message = blocks.help_message()
+    message = cards.help_message()
     check_message(message)
     text = all_text(message)
-    for usage, _, example in blocks.HELP_COMMANDS:
+    for usage, _, example in cards.HELP_COMMANDS:
         assert f"`{usage.replace('<', '&lt;').replace('>', '&gt;')}`" in text
         assert f"`{example}`" in text
     assert "/refund quote KMVQ-261124 waiver WEATHER" in text
@@ -536,7 +535,7 @@ def test_help_lists_every_command_with_an_example() -> None:
 
 
 def test_automation_alerts() -> None:
-    paused = blocks.automation_alert(True, "3 Stripe failures in 10 minutes", "breaker",
+    paused = cards.automation_alert(True, "3 Stripe failures in 10 minutes", "breaker",
                                      ["failures: 3", "window: 10 minutes"])
     check_message(paused)
     assert paused.blocks[0]["text"]["text"] == "Automation paused"
@@ -544,29 +543,29 @@ def test_automation_alerts() -> None:
     assert "3 Stripe failures in 10 minutes" in text and "window: 10 minutes" in text
     resume = buttons(paused)[ids.RESUME]
     assert resume["style"] == "primary" and "confirm" in resume
-    resumed = blocks.automation_alert(False, "errors cleared", "U0PAUSER", [])
+    resumed = cards.automation_alert(False, "errors cleared", "U0PAUSER", [])
     check_message(resumed)
     assert len(resumed.blocks) == 1 and buttons(resumed) == {}
     assert "Automation resumed by <@U0PAUSER>: errors cleared" in all_text(resumed)
 
 
 def test_error_message() -> None:
-    message = blocks.error_message("Only approvers can approve refunds.")
+    message = cards.error_message("Only approvers can approve refunds.")
     check_message(message)
     assert message.blocks[0]["text"]["text"] == ":warning: Only approvers can approve refunds."
 
 
 # --- privacy and size ---------------------------------------------------------------------------
 
-def every_message(quote: dict[str, Any], case: Case) -> list[blocks.Message | dict[str, Any]]:
-    out: list[blocks.Message | dict[str, Any]] = [
-        blocks.approval_card(case, quote, customer_first_name="Ana", automation=PAUSED),
-        blocks.compact_lines([(replace(case, status=Status.REFUNDED), quote)] * 2),
-        blocks.quote_message(quote, booking_ref="KMVQ-261124", waiver=None, open_case=None),
-        blocks.status_message(case, ["case opened"]),
-        blocks.deny_modal(case), blocks.adjust_modal(case, quote),
+def every_message(quote: dict[str, Any], case: Case) -> list[cards.Message | dict[str, Any]]:
+    out: list[cards.Message | dict[str, Any]] = [
+        cards.approval_card(case, quote, customer_first_name="Ana", automation=PAUSED),
+        cards.compact_lines([(replace(case, status=Status.REFUNDED), quote)] * 2),
+        cards.quote_message(quote, booking_ref="KMVQ-261124", waiver=None, open_case=None),
+        cards.status_message(case, ["case opened"]),
+        cards.deny_modal(case), cards.adjust_modal(case, quote),
     ]
-    out += [blocks.outcome_card(replace(case, status=s, approved_amount=case.refund_amount),
+    out += [cards.outcome_card(replace(case, status=s, approved_amount=case.refund_amount),
                                 quote, customer_first_name="Ana", decided_by="U1ABC",
                                 decided_at="2026-11-20T14:05:00+00:00", refunds=[],
                                 automation=PAUSED) for s in Status]
@@ -583,9 +582,9 @@ def test_contact_details_in_free_text_are_masked(risky: dict[str, Any]) -> None:
     leaky = (f"customer {EMAIL} called from +1 (415) 555-0134 and read card "
              "4242 4242 4242 4242")
     case = make_case(risky, status_reason=leaky)
-    for message in [*every_message(risky, case), blocks.status_message(case, [leaky]),
-                    blocks.error_message(leaky),
-                    blocks.automation_alert(True, leaky, "breaker", [leaky])]:
+    for message in [*every_message(risky, case), cards.status_message(case, [leaky]),
+                    cards.error_message(leaky),
+                    cards.automation_alert(True, leaky, "breaker", [leaky])]:
         text = all_text(message)
         assert EMAIL not in text and "555-0134" not in text and "4242 4242" not in text
 
@@ -603,11 +602,11 @@ def test_huge_quotes_stay_within_limits(risky: dict[str, Any]) -> None:
     case = make_case(quote, booking_code="B" * 400, status_reason="r" * 5000,
                      waiver="W" * 300)
     for message in every_message(quote, case):
-        if isinstance(message, blocks.Message):
+        if isinstance(message, cards.Message):
             check_message(message)
         else:
             check_modal(message)
-    card = blocks.approval_card(case, quote, customer_first_name="Ana", automation=PAUSED)
+    card = cards.approval_card(case, quote, customer_first_name="Ana", automation=PAUSED)
     assert card.blocks[-1]["type"] == "actions"
     assert re.search(r"…and \d+ more", all_text(card))
 
@@ -636,7 +635,7 @@ def test_home_view_within_limits_with_long_lists(risky: dict[str, Any]) -> None:
 
 def test_writeback_alert_within_limits(risky: dict[str, Any]) -> None:
     case = make_case(risky, status=Status.REFUNDED, approved_amount=9500)
-    message = blocks.writeback_alert(case, PendingWriteback(
+    message = cards.writeback_alert(case, PendingWriteback(
         case.id, 1, "x" * 5000, "2026-11-20T10:30:00+00:00"))
     check_message(message)
     assert "Checkfront not updated yet" in all_text(message)

@@ -9,11 +9,12 @@ import httpx
 import pytest
 
 from bot.app import Bot
+from bot.cli.world import Item, World
 from sandbox.http import start
-from sandbox.world import Item, World
-from services import audit, cases
-from services.cases import AlreadyDecided, InvalidAmount, Status
-from services.execution import execute
+from services.refunds import cases
+from services.refunds.cases import AlreadyDecided, InvalidAmount, Status
+from services.refunds.execution import execute
+from services.store import audit
 
 
 async def only_case(world: World) -> cases.Case:
@@ -269,8 +270,8 @@ async def test_later_notices_for_a_refunded_booking_open_no_second_case(world: W
 
 
 async def test_a_new_case_nets_the_refunds_this_bot_already_made(world: World) -> None:
-    from services.flows import assemble_snapshot, open_case
-    from services.store import utcnow
+    from services.refunds.flows import assemble_snapshot, open_case
+    from services.store.db import utcnow
 
     world.paid_booking("NET-1", [Item("kayak-tour", "105.00", "5.00", hours_ahead=30)])
     await world.cancel("NET-1")

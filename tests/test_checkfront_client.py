@@ -13,14 +13,14 @@ import pytest
 
 from sandbox.checkfront_server import CheckfrontSandbox
 from sandbox.http import RunningServer, start
-from services.booking import parse_snapshot
-from services.checkfront import (
+from services.clients.checkfront import (
     BookingNotFound,
     CheckfrontAuthError,
     CheckfrontClient,
     CheckfrontError,
     CheckfrontUnavailable,
 )
+from services.quoting.booking import parse_snapshot
 
 KEY = "cf_test_key"
 SECRET = "cf_test_secret_do_not_log"

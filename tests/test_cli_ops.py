@@ -9,9 +9,9 @@ from pathlib import Path
 
 from pydantic import SecretStr
 
-from sandbox.world import Item, World
-from services import cases
-from services.cases import Status
+from bot.cli.world import Item, World
+from services.refunds import cases
+from services.refunds.cases import Status
 
 REPO = Path(__file__).resolve().parent.parent
 

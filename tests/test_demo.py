@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.demo import run
+from bot.cli.demo import run
 
 
 async def test_the_demo_runs_to_an_intact_audit_chain(

@@ -9,11 +9,11 @@ from datetime import timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-from bot.digest import DigestPoster
+from bot.cli.world import DIGEST, Item, World
 from bot.scheduler import DAILY_STATE, catch_up
-from sandbox.world import DIGEST, Item, World
-from services.flows import set_automation
-from services.store import utcnow
+from bot.slack.digest import DigestPoster
+from services.refunds.flows import set_automation
+from services.store.db import utcnow
 
 
 async def test_digest_posts_sections_and_a_chart_to_the_digest_channel(tmp_path: Path) -> None:

@@ -10,7 +10,8 @@ from typing import Any
 
 import pytest
 
-from bot.blocks_disputes import (
+from bot.cli.world import APPROVALS, FIONA, JOE, MARIA, SAM, Item, World
+from bot.slack.ui.disputes import (
     ACCEPT_DISPUTE,
     CANCEL_BOOKING,
     PAYMENT_LINK,
@@ -20,12 +21,13 @@ from bot.blocks_disputes import (
 from sandbox.http import serving
 from sandbox.stripe_objects import Dispute, PaymentIntent
 from sandbox.stripe_server import StripeSandbox
-from sandbox.world import APPROVALS, FIONA, JOE, MARIA, SAM, Item, World
-from services import audit, cases, disputes
-from services.cases import Status
-from services.disputes import IssueState
-from services.execution import execute
-from services.stripe_gateway import StripeGateway, StripeGatewayError
+from services.clients.stripe_gateway import StripeGateway, StripeGatewayError
+from services.disputes import issues
+from services.disputes.issues import IssueState
+from services.refunds import cases
+from services.refunds.cases import Status
+from services.refunds.execution import execute
+from services.store import audit
 from tests.slack_helpers import all_text, buttons, responses
 
 
@@ -78,7 +80,7 @@ async def test_dispute_on_a_refunded_booking_posts_a_card_with_the_evidence_prev
     found = buttons(card)
     assert set(found) == {SUBMIT_EVIDENCE, ACCEPT_DISPUTE}
     assert found[ACCEPT_DISPUTE]["style"] == "danger" and "confirm" in found[ACCEPT_DISPUTE]
-    issue = await disputes.find_issue(sworld.bot.svc.store, disputes.DISPUTE, dispute.id)
+    issue = await issues.find_issue(sworld.bot.svc.store, issues.DISPUTE, dispute.id)
     assert issue is not None and issue.booking_code == "DSP-1" and issue.case_id is not None
     opened = [e for e in await audit.history(sworld.bot.svc.store, issue.case_id)
               if e.action == "dispute.opened"]
@@ -90,14 +92,14 @@ async def test_dispute_on_a_refunded_booking_posts_a_card_with_the_evidence_prev
     await sworld.settle()
     assert sworld.slack is not None
     assert sum("Dispute" in m["text"] for m in sworld.slack.messages_in(APPROVALS)) == 1
-    again = await disputes.dispute_created(sworld.bot.svc, event.data["object"], "evt_other")
+    again = await issues.dispute_created(sworld.bot.svc, event.data["object"], "evt_other")
     assert "already known" in again
 
 
 async def test_a_verdict_from_stripe_updates_the_card_nobody_clicked(sworld: World) -> None:
     dispute, card = await refunded_then_disputed(sworld, "DSP-W")
     assert sworld.slack is not None
-    issue = await disputes.find_issue(sworld.bot.svc.store, disputes.DISPUTE, dispute.id)
+    issue = await issues.find_issue(sworld.bot.svc.store, issues.DISPUTE, dispute.id)
     assert issue is not None and (issue.slack_channel, issue.slack_ts) == (APPROVALS, card["ts"])
 
     sworld.stripe.decide_dispute(dispute.id, "won")
@@ -137,7 +139,7 @@ async def test_submit_evidence_sends_the_pack_to_stripe_and_updates_the_card(
     updated = sworld.slack.message(APPROVALS, card["ts"])
     assert buttons(updated) == {}
     assert "Evidence submitted" in all_text(updated) and MARIA in all_text(updated)
-    issue = await disputes.find_issue(sworld.bot.svc.store, disputes.DISPUTE, dispute.id)
+    issue = await issues.find_issue(sworld.bot.svc.store, issues.DISPUTE, dispute.id)
     assert issue is not None and issue.state == IssueState.SUBMITTED
     assert issue.stripe_status == "under_review"
     assert issue.case_id is not None
@@ -166,7 +168,7 @@ async def test_non_approver_is_refused_audited_and_the_dispute_is_untouched(
     assert any("Only refund approvers" in t for t in responses(sworld))
     assert sworld.stripe.disputes[dispute.id].status == "needs_response"
     assert sworld.slack.calls_to("chat.update") == []
-    issue = await disputes.find_issue(sworld.bot.svc.store, disputes.DISPUTE, dispute.id)
+    issue = await issues.find_issue(sworld.bot.svc.store, issues.DISPUTE, dispute.id)
     assert issue is not None and issue.state == IssueState.OPEN and issue.case_id is not None
     refusals = [e for e in await audit.history(sworld.bot.svc.store, issue.case_id)
                 if e.action == "slack.refused"]
@@ -188,7 +190,7 @@ async def test_accept_closes_the_dispute_at_stripe(sworld: World) -> None:
     updated = sworld.slack.message(APPROVALS, card["ts"])
     assert buttons(updated) == {}
     assert "Dispute accepted" in all_text(updated) and MARIA in all_text(updated)
-    issue = await disputes.find_issue(sworld.bot.svc.store, disputes.DISPUTE, dispute.id)
+    issue = await issues.find_issue(sworld.bot.svc.store, issues.DISPUTE, dispute.id)
     assert issue is not None and issue.state == IssueState.ACCEPTED
     assert issue.stripe_status == "lost"
     accepted = await sworld.bot.svc.store.fetch_all(
@@ -220,7 +222,7 @@ async def test_failed_payment_card_and_cancel_booking_voids_it_in_checkfront(
     assert booking.history[-1].notify is False
     updated = sworld.slack.message(APPROVALS, card["ts"])
     assert buttons(updated) == {} and "VOID" in all_text(updated) and JOE in all_text(updated)
-    issue = await disputes.find_issue(sworld.bot.svc.store, disputes.PAYMENT_FAILED, intent.id)
+    issue = await issues.find_issue(sworld.bot.svc.store, issues.PAYMENT_FAILED, intent.id)
     assert issue is not None and issue.state == IssueState.CANCELLED
     voided = await sworld.bot.svc.store.fetch_all(
         "SELECT actor FROM audit_log WHERE action = 'booking.voided'")
@@ -258,7 +260,7 @@ async def test_retry_declined_again_updates_the_same_card_then_succeeds(sworld: 
     assert sum("Payment failed" in m["text"] for m in sworld.slack.messages_in(APPROVALS)) == 1
     again = sworld.slack.message(APPROVALS, card["ts"])
     assert "Retry failed" in all_text(again) and RETRY_PAYMENT in buttons(again)
-    issue = await disputes.find_issue(sworld.bot.svc.store, disputes.PAYMENT_FAILED, intent.id)
+    issue = await issues.find_issue(sworld.bot.svc.store, issues.PAYMENT_FAILED, intent.id)
     assert issue is not None and issue.detail["failures"] == 2
 
     intent.payment_method = "pm_card_visa"  # the customer put a working card on file
@@ -353,11 +355,11 @@ async def test_failed_payment_not_linked_to_a_booking_posts_no_card(sworld: Worl
 
 # --- the cards as Block Kit, every state ---------------------------------------------------
 
-def make_issue(kind: str, state: IssueState, **changes: Any) -> disputes.PaymentIssue:
+def make_issue(kind: str, state: IssueState, **changes: Any) -> issues.PaymentIssue:
     evidence = {"cancellation_rebuttal": "Refunded re_1 on time. " * 400,
                 "uncategorized_text": "Customer wrote from ana.silva@example.test, +1 555 0100 200"}
     values: dict[str, Any] = dict(
-        id=7, kind=kind, stripe_id="dp_1" if kind == disputes.DISPUTE else "pi_1",
+        id=7, kind=kind, stripe_id="dp_1" if kind == issues.DISPUTE else "pi_1",
         event_id="evt_1", payment_intent="pi_1", charge="ch_1", booking_code="BK-<7>&",
         booking_id="7", case_id=3, amount=123456, currency="JPY", reason="fraudulent",
         due_by="2026-12-01T00:00:00+00:00",
@@ -367,15 +369,15 @@ def make_issue(kind: str, state: IssueState, **changes: Any) -> disputes.Payment
         acted_at=None, attempts=0, link_url=None, slack_channel=None, slack_ts=None,
         created_at="2026-11-20T10:00:00+00:00", updated_at="2026-11-20T10:00:00+00:00")
     values.update(changes)
-    return disputes.PaymentIssue(**values)
+    return issues.PaymentIssue(**values)
 
 
-@pytest.mark.parametrize("kind", [disputes.DISPUTE, disputes.PAYMENT_FAILED])
+@pytest.mark.parametrize("kind", [issues.DISPUTE, issues.PAYMENT_FAILED])
 @pytest.mark.parametrize("state", list(IssueState))
 def test_cards_are_valid_block_kit_in_every_state(kind: str, state: IssueState) -> None:
     from slack_sdk.models.blocks import Block
 
-    from bot.blocks_disputes import issue_card
+    from bot.slack.ui.disputes import issue_card
 
     acted = {} if state == IssueState.OPEN else {
         "acted_by": MARIA, "acted_at": "2026-11-20T11:05:00+00:00", "outcome": "done"}

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from sandbox.world import Item, World
-from services import cases
-from services.cases import Status
+from bot.cli.world import Item, World
+from services.refunds import cases
+from services.refunds.cases import Status
 
 
 async def cancel_one(tmp_path: Path, mode: str, total: str, tax: str) -> tuple[World, cases.Case]:

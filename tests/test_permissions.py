@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from services.permissions import ApproverRules, NotAllowed
+from services.refunds.permissions import ApproverRules, NotAllowed
 
 RULES = ApproverRules.parse(approvers="U1:500.00,U2", group_id="S9", group_max="150.00",
                             finance_leads="UF", no_self_approval=True)

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 import yaml
 
-from services.policy import PolicyError, load_policies, parse_policies
+from services.quoting.policy import PolicyError, load_policies, parse_policies
 from tests.quote_fixtures import policies, policy
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "policies.yml"

@@ -9,9 +9,9 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from services.booking import parse_snapshot
 from services.money import exponent, format_minor, to_minor
-from services.quote import Decision
+from services.quoting.booking import parse_snapshot
+from services.quoting.quote import Decision
 from tests.quote_fixtures import (
     CANCELLED_AT,
     booking,

@@ -11,12 +11,9 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from bot import reports
-from sandbox.world import STRIPE_WEBHOOK_SECRET, Item, World
-from services import cases
-from services.cases import Status
-from services.flows import Services
-from services.reconcile import (
+from bot.cli import report_commands
+from bot.cli.world import STRIPE_WEBHOOK_SECRET, Item, World
+from services.finance.reconcile import (
     AMOUNT_MISMATCH,
     CHECKFRONT_NOT_UPDATED,
     CURRENCY_MISMATCH,
@@ -32,7 +29,10 @@ from services.reconcile import (
     render_text,
     resolve_discrepancy,
 )
-from services.store import now_iso
+from services.refunds import cases
+from services.refunds.cases import Status
+from services.refunds.flows import Services
+from services.store.db import now_iso
 
 TZ = ZoneInfo("America/New_York")
 _keys = itertools.count(1)
@@ -309,21 +309,21 @@ async def test_reconcile_and_digest_commands_print_the_report(
     await outside_refund(world, 80_000, local(day, 11), metadata={"booking_code": "CLI-BIG"})
     await world.settle()
     parser = argparse.ArgumentParser()
-    reports.register(parser.add_subparsers(dest="command"))
+    report_commands.register(parser.add_subparsers(dest="command"))
 
-    status = await reports.cmd_reconcile(parser.parse_args(
+    status = await report_commands.cmd_reconcile(parser.parse_args(
         ["reconcile", "--date", day.isoformat(), "--tz", "America/New_York"]))
     text = capsys.readouterr().out
     assert status == 1  # an open discrepancy
     assert f"Reconciliation for {day.isoformat()} (America/New_York" in text
     assert "external: CLI-BIG 800.00 USD" in text
 
-    status = await reports.cmd_reconcile(parser.parse_args(
+    status = await report_commands.cmd_reconcile(parser.parse_args(
         ["reconcile", "--date", day.isoformat(), "--tz", "America/New_York", "--json"]))
     data = json.loads(capsys.readouterr().out)
     assert data["counts"]["matched"] == 1 and data["totals"]["USD"]["external"] == 80_000
 
-    assert await reports.cmd_digest(parser.parse_args(
+    assert await report_commands.cmd_digest(parser.parse_args(
         ["digest", "--date", day.isoformat(), "--tz", "America/New_York"])) == 0
     digest = capsys.readouterr().out
     assert "USD: 1 refund(s), 50.00 USD" in digest

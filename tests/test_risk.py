@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from sandbox.world import Item, World
-from services import cases
-from services.cases import Status
+from bot.cli.world import Item, World
+from services.refunds import cases
+from services.refunds.cases import Status
 
 
 async def latest(world: World) -> cases.Case:

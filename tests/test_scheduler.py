@@ -9,6 +9,7 @@ from zoneinfo import ZoneInfo
 
 from apscheduler.events import EVENT_JOB_EXECUTED, EVENT_JOB_MAX_INSTANCES, JobEvent
 
+from bot.cli.world import World
 from bot.scheduler import (
     ANOMALY_JOB,
     DAILY_JOB,
@@ -19,11 +20,10 @@ from bot.scheduler import (
     due_day,
     parse_schedule,
 )
-from sandbox.world import World
-from services.anomaly import Anomaly
-from services.flows import automation_state
-from services.reconcile import ReconRun, load_run
-from services.store import now_iso, set_state
+from services.finance.anomaly import Anomaly
+from services.finance.reconcile import ReconRun, load_run
+from services.refunds.flows import automation_state
+from services.store.db import now_iso, set_state
 
 TZ = ZoneInfo("America/New_York")
 

@@ -11,11 +11,12 @@ from typing import Any
 
 import pytest
 
-from bot import blocks, slack_ids
-from sandbox.world import APPROVALS, FIONA, JOE, MARIA, SAM, Item, World
-from services import audit, cases
-from services.cases import Status
-from services.flows import automation_state, set_automation
+from bot.cli.world import APPROVALS, FIONA, JOE, MARIA, SAM, Item, World
+from bot.slack.ui import cards, ids
+from services.refunds import cases
+from services.refunds.cases import Status
+from services.refunds.flows import automation_state, set_automation
+from services.store import audit
 from tests.slack_helpers import all_text, buttons, responses
 
 
@@ -40,20 +41,20 @@ async def test_pending_case_posts_a_card_with_the_quote_and_three_buttons(sworld
     assert "standard-48h" in text and "Full refund 48+ hours" in text
     assert "@example.test" not in text  # no customer email anywhere
     found = buttons(card)
-    assert set(found) == {slack_ids.APPROVE, slack_ids.DENY, slack_ids.ADJUST}
-    assert found[slack_ids.APPROVE]["style"] == "primary"
-    assert found[slack_ids.DENY]["style"] == "danger"
-    assert blocks.parse_button_value(found[slack_ids.APPROVE]["value"]) == (
+    assert set(found) == {ids.APPROVE, ids.DENY, ids.ADJUST}
+    assert found[ids.APPROVE]["style"] == "primary"
+    assert found[ids.DENY]["style"] == "danger"
+    assert cards.parse_button_value(found[ids.APPROVE]["value"]) == (
         case.id, case.quote_version)
-    assert case.money(case.refund_amount) in json.dumps(found[slack_ids.APPROVE]["confirm"])
+    assert case.money(case.refund_amount) in json.dumps(found[ids.APPROVE]["confirm"])
 
 
 async def test_approve_click_refunds_once_and_updates_the_card(sworld: World) -> None:
     case, card = await pending_card(sworld, "APPR-1")
-    value = buttons(card)[slack_ids.APPROVE]["value"]
+    value = buttons(card)[ids.APPROVE]["value"]
     assert sworld.sender is not None and sworld.slack is not None
 
-    answer = await sworld.sender.click(slack_ids.APPROVE, value, MARIA, message_ts=card["ts"])
+    answer = await sworld.sender.click(ids.APPROVE, value, MARIA, message_ts=card["ts"])
     await sworld.settle()
 
     assert answer.status_code == 200
@@ -61,7 +62,7 @@ async def test_approve_click_refunds_once_and_updates_the_card(sworld: World) ->
     refund = sworld.stripe.refunds[0]
     assert refund.amount == case.refund_amount
     updated = sworld.slack.message(APPROVALS, card["ts"])
-    assert slack_ids.APPROVE not in buttons(updated)
+    assert ids.APPROVE not in buttons(updated)
     assert refund.id in all_text(updated) and MARIA in all_text(updated)
     thread = sworld.slack.replies(APPROVALS, card["ts"])
     assert thread and refund.id in thread[-1]["text"]
@@ -70,21 +71,21 @@ async def test_approve_click_refunds_once_and_updates_the_card(sworld: World) ->
 
 async def test_deny_opens_a_modal_and_the_reason_is_recorded(sworld: World) -> None:
     case, card = await pending_card(sworld, "DENY-1")
-    value = buttons(card)[slack_ids.DENY]["value"]
+    value = buttons(card)[ids.DENY]["value"]
     assert sworld.sender is not None and sworld.slack is not None
 
-    await sworld.sender.click(slack_ids.DENY, value, MARIA, message_ts=card["ts"])
+    await sworld.sender.click(ids.DENY, value, MARIA, message_ts=card["ts"])
     await sworld.settle()
     opened = sworld.slack.calls_to("views.open")
     assert len(opened) == 1
     view = opened[0].params["view"]
-    assert view["callback_id"] == slack_ids.DENY_VIEW
+    assert view["callback_id"] == ids.DENY_VIEW
 
-    empty = await sworld.sender.submit_view(slack_ids.DENY_VIEW, {slack_ids.REASON_BLOCK: {
-        slack_ids.REASON_INPUT: "  "}}, MARIA, view["private_metadata"])
+    empty = await sworld.sender.submit_view(ids.DENY_VIEW, {ids.REASON_BLOCK: {
+        ids.REASON_INPUT: "  "}}, MARIA, view["private_metadata"])
     assert empty.json()["response_action"] == "errors"
-    done = await sworld.sender.submit_view(slack_ids.DENY_VIEW, {slack_ids.REASON_BLOCK: {
-        slack_ids.REASON_INPUT: "booked under a non-refundable promo"}}, MARIA,
+    done = await sworld.sender.submit_view(ids.DENY_VIEW, {ids.REASON_BLOCK: {
+        ids.REASON_INPUT: "booked under a non-refundable promo"}}, MARIA,
         view["private_metadata"])
     await sworld.settle()
 
@@ -101,27 +102,27 @@ async def test_adjust_validates_in_the_modal_then_refunds_the_adjusted_amount(
 ) -> None:
     case, card = await pending_card(sworld, "ADJ-1")
     assert sworld.sender is not None and sworld.slack is not None
-    await sworld.sender.click(slack_ids.ADJUST, buttons(card)[slack_ids.ADJUST]["value"], MARIA,
+    await sworld.sender.click(ids.ADJUST, buttons(card)[ids.ADJUST]["value"], MARIA,
                               message_ts=card["ts"])
     await sworld.settle()
     view = sworld.slack.calls_to("views.open")[-1].params["view"]
     meta = view["private_metadata"]
 
     def values(amount: str, reason: str) -> dict[str, dict[str, str]]:
-        return {slack_ids.AMOUNT_BLOCK: {slack_ids.AMOUNT_INPUT: amount},
-                slack_ids.REASON_BLOCK: {slack_ids.REASON_INPUT: reason}}
+        return {ids.AMOUNT_BLOCK: {ids.AMOUNT_INPUT: amount},
+                ids.REASON_BLOCK: {ids.REASON_INPUT: reason}}
 
     for bad in ("12.345", "-5", "99999.00", "abc"):
-        answer = await sworld.sender.submit_view(slack_ids.ADJUST_VIEW, values(bad, "x"),
+        answer = await sworld.sender.submit_view(ids.ADJUST_VIEW, values(bad, "x"),
                                                  MARIA, meta)
         assert answer.json()["response_action"] == "errors", bad
-        assert slack_ids.AMOUNT_BLOCK in answer.json()["errors"]
-    no_reason = await sworld.sender.submit_view(slack_ids.ADJUST_VIEW, values("500.00", ""),
+        assert ids.AMOUNT_BLOCK in answer.json()["errors"]
+    no_reason = await sworld.sender.submit_view(ids.ADJUST_VIEW, values("500.00", ""),
                                                 MARIA, meta)
-    assert slack_ids.REASON_BLOCK in no_reason.json()["errors"]
+    assert ids.REASON_BLOCK in no_reason.json()["errors"]
     assert sworld.stripe.refunds == []
 
-    ok = await sworld.sender.submit_view(slack_ids.ADJUST_VIEW,
+    ok = await sworld.sender.submit_view(ids.ADJUST_VIEW,
                                          values("500.00", "guest rebooked a cheaper tour"),
                                          MARIA, meta)
     await sworld.settle()
@@ -136,7 +137,7 @@ async def test_non_approver_click_is_refused_audited_and_changes_nothing(sworld:
     case, card = await pending_card(sworld, "NOPE-1")
     assert sworld.sender is not None and sworld.slack is not None
 
-    answer = await sworld.sender.click(slack_ids.APPROVE, buttons(card)[slack_ids.APPROVE][
+    answer = await sworld.sender.click(ids.APPROVE, buttons(card)[ids.APPROVE][
         "value"], SAM, message_ts=card["ts"])
     await sworld.settle()
 
@@ -153,14 +154,14 @@ async def test_non_approver_click_is_refused_audited_and_changes_nothing(sworld:
 async def test_amount_above_the_approvers_limit_needs_a_finance_lead(sworld: World) -> None:
     _, card = await pending_card(sworld, "LIMIT-1")  # 830.00, joe's limit is 300.00
     assert sworld.sender is not None
-    value = buttons(card)[slack_ids.APPROVE]["value"]
+    value = buttons(card)[ids.APPROVE]["value"]
 
-    await sworld.sender.click(slack_ids.APPROVE, value, JOE, message_ts=card["ts"])
+    await sworld.sender.click(ids.APPROVE, value, JOE, message_ts=card["ts"])
     await sworld.settle()
     assert any("can't approve refunds over 300.00 USD" in t for t in responses(sworld))
     assert sworld.stripe.refunds == []
 
-    await sworld.sender.click(slack_ids.APPROVE, value, FIONA, message_ts=card["ts"])
+    await sworld.sender.click(ids.APPROVE, value, FIONA, message_ts=card["ts"])
     await sworld.settle()
     assert len(sworld.stripe.refunds) == 1
 
@@ -168,11 +169,11 @@ async def test_amount_above_the_approvers_limit_needs_a_finance_lead(sworld: Wor
 async def test_two_approvers_clicking_at_once_make_one_refund(sworld: World) -> None:
     _, card = await pending_card(sworld, "BOTH-1")
     assert sworld.sender is not None
-    value = buttons(card)[slack_ids.APPROVE]["value"]
+    value = buttons(card)[ids.APPROVE]["value"]
 
     answers = await asyncio.gather(
-        sworld.sender.click(slack_ids.APPROVE, value, MARIA, message_ts=card["ts"]),
-        sworld.sender.click(slack_ids.APPROVE, value, FIONA, message_ts=card["ts"]))
+        sworld.sender.click(ids.APPROVE, value, MARIA, message_ts=card["ts"]),
+        sworld.sender.click(ids.APPROVE, value, FIONA, message_ts=card["ts"]))
     await sworld.settle()
 
     assert [a.status_code for a in answers] == [200, 200]
@@ -186,22 +187,22 @@ async def test_click_on_a_stale_card_requotes_and_reposts_instead_of_refunding(
 ) -> None:
     case, card = await pending_card(sworld, "STALE-1")
     assert sworld.sender is not None and sworld.slack is not None
-    old_value = buttons(card)[slack_ids.APPROVE]["value"]
+    old_value = buttons(card)[ids.APPROVE]["value"]
     # a cash refund is recorded in Checkfront after the card went out; fiona approves,
     # the booking is re-quoted before anything is paid and the card shows the new quote
     sworld.checkfront.add_transaction("STALE-1", amount="100.00", status="REFUND",
                                       transaction_id="cash-1", gateway_id="Cash")
-    await sworld.sender.click(slack_ids.APPROVE, old_value, FIONA, message_ts=card["ts"])
+    await sworld.sender.click(ids.APPROVE, old_value, FIONA, message_ts=card["ts"])
     await sworld.settle()
 
     case = await cases.get(sworld.bot.svc.store, case.id)
     assert case.status == Status.PENDING_APPROVAL and "changed" in (case.status_reason or "")
     assert sworld.stripe.refunds == []
     fresh = sworld.slack.message(APPROVALS, card["ts"])
-    new_value = buttons(fresh)[slack_ids.APPROVE]["value"]
+    new_value = buttons(fresh)[ids.APPROVE]["value"]
     assert new_value != old_value and case.quote_version in new_value
 
-    await sworld.sender.click(slack_ids.APPROVE, old_value, FIONA, message_ts=card["ts"])
+    await sworld.sender.click(ids.APPROVE, old_value, FIONA, message_ts=card["ts"])
     await sworld.settle()
     assert any("out of date" in t for t in responses(sworld))
     assert sworld.stripe.refunds == []
@@ -256,7 +257,7 @@ async def test_request_refund_button_opens_a_case(sworld: World) -> None:
     sworld.paid_booking("REQ-1", [Item("kayak-tour", "105.00", "5.00", hours_ahead=72)])
     booking_id = str(sworld.checkfront.booking("REQ-1").booking_id)
 
-    await sworld.sender.click(slack_ids.REQUEST, json.dumps({"b": booking_id, "w": None}), SAM)
+    await sworld.sender.click(ids.REQUEST, json.dumps({"b": booking_id, "w": None}), SAM)
     await sworld.settle()
 
     case = (await cases.list_cases(sworld.bot.svc.store))[0]
@@ -271,7 +272,7 @@ async def test_unsigned_or_replayed_requests_get_401_and_do_nothing(
 ) -> None:
     case, card = await pending_card(sworld, "SIGN-1")
     assert sworld.sender is not None and sworld.slack is not None
-    body = sworld.sender.click_body(slack_ids.APPROVE, buttons(card)[slack_ids.APPROVE]["value"],
+    body = sworld.sender.click_body(ids.APPROVE, buttons(card)[ids.APPROVE]["value"],
                                     FIONA, message_ts=card["ts"])
     signing = ({"secret_override": "not-the-secret"} if problem == "bad signature"
                else {"timestamp": int(time.time()) - 6 * 60})
@@ -331,13 +332,13 @@ async def test_breaker_alert_has_a_resume_button_only_approvers_can_use(sworld: 
     await sworld.settle()
     alert = sworld.slack.messages_in(APPROVALS)[-1]
     assert "14 refunds in the last hour" in all_text(alert)
-    resume_value = buttons(alert)[slack_ids.RESUME]["value"]
+    resume_value = buttons(alert)[ids.RESUME]["value"]
 
-    await sworld.sender.click(slack_ids.RESUME, resume_value, SAM, message_ts=alert["ts"])
+    await sworld.sender.click(ids.RESUME, resume_value, SAM, message_ts=alert["ts"])
     await sworld.settle()
     assert (await automation_state(sworld.bot.svc.store)).paused
 
-    await sworld.sender.click(slack_ids.RESUME, resume_value, MARIA, message_ts=alert["ts"])
+    await sworld.sender.click(ids.RESUME, resume_value, MARIA, message_ts=alert["ts"])
     await sworld.settle()
     assert not (await automation_state(sworld.bot.svc.store)).paused
 
@@ -362,7 +363,7 @@ async def test_posts_waiting_in_the_outbox_survive_a_restart(sworld: World) -> N
         assert restarted.slack is not None
         await restarted.slack.deps.outbox.drain()
         cards = [m for m in sworld.slack.messages_in(APPROVALS) if "DOWN-1" in all_text(m)]
-        assert len(cards) == 1 and slack_ids.APPROVE in buttons(cards[0])
+        assert len(cards) == 1 and ids.APPROVE in buttons(cards[0])
         assert await restarted.slack.deps.outbox.pending() == []
     finally:
         await server.stop()
@@ -411,7 +412,7 @@ async def test_checkfront_down_gets_a_helpful_answer_and_changes_nothing(sworld:
 async def test_a_request_slack_retries_is_acked_and_not_handled_twice(sworld: World) -> None:
     case, card = await pending_card(sworld, "RETRY-HDR")
     assert sworld.sender is not None
-    body = sworld.sender.click_body(slack_ids.APPROVE, buttons(card)[slack_ids.APPROVE]["value"],
+    body = sworld.sender.click_body(ids.APPROVE, buttons(card)[ids.APPROVE]["value"],
                                     MARIA, message_ts=card["ts"])
 
     retried = await sworld.sender.client.post(sworld.sender.url, content=body.encode(), headers={

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import json
 
-from bot import slack_ids
-from sandbox.world import APPROVALS, MARIA, SAM, Item, World
-from services.flows import automation_state, set_automation
+from bot.cli.world import APPROVALS, MARIA, SAM, Item, World
+from bot.slack.ui import ids
+from services.refunds.flows import automation_state, set_automation
 from tests.slack_helpers import buttons
 
 
@@ -48,16 +48,16 @@ async def test_resume_on_the_home_tab_is_for_approvers_only(sworld: World) -> No
     await sworld.settle()
     assert buttons(sworld.slack.home_views[SAM]) == {}
     assert "storm week" in json.dumps(sworld.slack.home_views[SAM]["blocks"])
-    assert slack_ids.HOME_RESUME in buttons(sworld.slack.home_views[MARIA])
+    assert ids.HOME_RESUME in buttons(sworld.slack.home_views[MARIA])
 
-    await sworld.sender.click(slack_ids.HOME_RESUME, "resume", SAM)
+    await sworld.sender.click(ids.HOME_RESUME, "resume", SAM)
     await sworld.settle()
     assert (await automation_state(sworld.bot.svc.store)).paused is True
     refused = await sworld.bot.svc.store.fetch_all(
         "SELECT detail FROM audit_log WHERE action = 'slack.refused' AND actor = ?", (SAM,))
-    assert [json.loads(r["detail"])["action"] for r in refused] == [slack_ids.HOME_RESUME]
+    assert [json.loads(r["detail"])["action"] for r in refused] == [ids.HOME_RESUME]
 
-    await sworld.sender.click(slack_ids.HOME_RESUME, "resume", MARIA)
+    await sworld.sender.click(ids.HOME_RESUME, "resume", MARIA)
     await sworld.settle()
     state = await automation_state(sworld.bot.svc.store)
     assert state.paused is False and state.by == MARIA

@@ -9,11 +9,11 @@ from pathlib import Path
 import httpx
 import pytest
 
-from bot import slack_ids
+from bot.cli.world import APPROVALS, MARIA, SAM, Item, World
+from bot.slack.ui import ids
 from sandbox.slack_server import SlackSandbox
-from sandbox.world import APPROVALS, MARIA, SAM, Item, World
-from services import cases
-from services.cases import Status
+from services.refunds import cases
+from services.refunds.cases import Status
 from tests.slack_helpers import all_text, buttons, responses
 
 
@@ -48,9 +48,9 @@ async def test_command_and_approve_click_over_the_socket(socket_world: World) ->
 
     help_ack = await socket_world.socket.command("help", SAM)
     refused = await socket_world.socket.click(
-        slack_ids.APPROVE, buttons(card)[slack_ids.APPROVE]["value"], SAM, message_ts=card["ts"])
+        ids.APPROVE, buttons(card)[ids.APPROVE]["value"], SAM, message_ts=card["ts"])
     approved = await socket_world.socket.click(
-        slack_ids.APPROVE, buttons(card)[slack_ids.APPROVE]["value"], MARIA,
+        ids.APPROVE, buttons(card)[ids.APPROVE]["value"], MARIA,
         message_ts=card["ts"])
     await socket_world.settle()
 
@@ -62,7 +62,7 @@ async def test_command_and_approve_click_over_the_socket(socket_world: World) ->
         "Refund bot commands"]
     assert [r.amount for r in socket_world.stripe.refunds] == [case.refund_amount]
     updated = socket_world.slack.message(APPROVALS, card["ts"])
-    assert slack_ids.APPROVE not in buttons(updated) and MARIA in all_text(updated)
+    assert ids.APPROVE not in buttons(updated) and MARIA in all_text(updated)
     assert (await cases.get(socket_world.bot.svc.store, case.id)).status == Status.REFUNDED
 
 
@@ -72,17 +72,17 @@ async def test_modal_errors_come_back_in_the_ack(socket_world: World) -> None:
     await socket_world.cancel("SOCK-2")
     await socket_world.settle()
     card = socket_world.slack.messages_in(APPROVALS)[-1]
-    await socket_world.socket.click(slack_ids.ADJUST, buttons(card)[slack_ids.ADJUST]["value"],
+    await socket_world.socket.click(ids.ADJUST, buttons(card)[ids.ADJUST]["value"],
                                     MARIA, message_ts=card["ts"])
     await socket_world.settle()
     meta = socket_world.slack.calls_to("views.open")[-1].params["view"]["private_metadata"]
 
-    ack = await socket_world.socket.submit_view(slack_ids.ADJUST_VIEW, {
-        slack_ids.AMOUNT_BLOCK: {slack_ids.AMOUNT_INPUT: "12.345"},
-        slack_ids.REASON_BLOCK: {slack_ids.REASON_INPUT: "rebooked"}}, MARIA, meta)
+    ack = await socket_world.socket.submit_view(ids.ADJUST_VIEW, {
+        ids.AMOUNT_BLOCK: {ids.AMOUNT_INPUT: "12.345"},
+        ids.REASON_BLOCK: {ids.REASON_INPUT: "rebooked"}}, MARIA, meta)
 
     assert ack["payload"]["response_action"] == "errors"
-    assert slack_ids.AMOUNT_BLOCK in ack["payload"]["errors"]
+    assert ids.AMOUNT_BLOCK in ack["payload"]["errors"]
     assert socket_world.stripe.refunds == []
 
 

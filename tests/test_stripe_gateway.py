@@ -13,7 +13,7 @@ from aiohttp import web
 from sandbox.http import serving
 from sandbox.stripe_server import StripeSandbox
 from sandbox.stripe_webhooks import sign
-from services.stripe_gateway import (
+from services.clients.stripe_gateway import (
     InvalidStripeSignature,
     StripeGateway,
     StripeGatewayError,

@@ -12,11 +12,12 @@ import httpx
 import pytest
 
 from bot.app import Bot
+from bot.cli.world import STRIPE_WEBHOOK_SECRET, WEBHOOK_TOKEN, Item, World
 from bot.settings import load_settings
 from sandbox.http import start
 from sandbox.stripe_webhooks import sign
-from sandbox.world import STRIPE_WEBHOOK_SECRET, WEBHOOK_TOKEN, Item, World
-from services import audit, cases
+from services.refunds import cases
+from services.store import audit
 
 
 async def stored_events(world: World) -> int:
@@ -192,7 +193,7 @@ async def test_healthz_says_not_ok_when_the_store_is_gone(world: World) -> None:
 async def test_events_stored_before_a_crash_are_processed_at_start_up(world: World) -> None:
     world.paid_booking("LATER-1", [Item("bike-tour", "52.50", "2.50", hours_ahead=60)])
     world.checkfront.booking("LATER-1").status = "STOP"
-    from services.events import body_hash, store_event
+    from services.intake.events import body_hash, store_event
 
     payload = world.checkfront.webhook_body("LATER-1")
     await store_event(world.bot.svc.store, source="checkfront",

@@ -6,12 +6,13 @@ from __future__ import annotations
 import asyncio
 from datetime import datetime, timedelta
 
-from sandbox.world import APPROVALS, Item, World
-from services import audit, cases
-from services.cases import Status
-from services.execution import execute
-from services.store import utcnow
-from services.writeback import RETRY_FIRST, pending, retry_due
+from bot.cli.world import APPROVALS, Item, World
+from services.refunds import cases
+from services.refunds.cases import Status
+from services.refunds.execution import execute
+from services.refunds.writeback import RETRY_FIRST, pending, retry_due
+from services.store import audit
+from services.store.db import utcnow
 from tests.slack_helpers import all_text
 
 

@@ -1,0 +1,1 @@
+"""The command line: its commands, text rendering for the terminal, and the demo."""

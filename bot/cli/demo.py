@@ -1,0 +1,194 @@
+"""`python -m bot demo`: the whole refund path on this machine, no credentials, no network.
+
+Starts the Checkfront, Stripe and Slack stand-ins and the bot on 127.0.0.1, makes a few paid
+bookings, cancels them through signed webhooks, lets managers decide in Slack the ones that
+need a person, shows a dispute card with its evidence pack, and prints every case's quote,
+decision, Stripe refund and audit trail.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from bot.cli.render import case_history, quote_table, slack_message_text
+from bot.cli.world import APPROVALS, FIONA, MARIA, SAM, Item, World
+from bot.slack.ui import ids
+from bot.slack.ui.disputes import SUBMIT_EVIDENCE
+from services.refunds import cases
+from services.refunds.cases import Status
+from services.store import audit
+
+
+def register(commands: argparse._SubParsersAction) -> None:
+    demo = commands.add_parser("demo", help="run the local end-to-end demo")
+    demo.add_argument("--keep", help="keep the demo database in this folder")
+    demo.set_defaults(handler=lambda args: asyncio.run(run(args.keep)))
+
+
+async def run(keep: str | None = None) -> int:
+    logging.basicConfig(level=logging.WARNING)
+    folder = Path(keep) if keep else Path(tempfile.mkdtemp(prefix="refund-demo-"))
+    folder.mkdir(parents=True, exist_ok=True)
+    world = await World.start(folder, slack=True)
+    try:
+        return await _story(world)
+    finally:
+        await world.stop()
+
+
+async def _story(world: World) -> int:
+    store = world.bot.svc.store
+    _say("Bookings paid through Stripe (Checkfront and Stripe stand-ins on 127.0.0.1)")
+    world.paid_booking("HBR-1001", [Item("kayak-tour", "105.00", "5.00", 80, "Sunset kayak"),
+                                    Item("photo-package", "21.00", "1.00", 80, "Photo package")])
+    world.paid_booking("HBR-1002", [Item("private-charter", "1575.00", "75.00", 200,
+                                         "Private charter")], payments=["500.00", "1075.00"])
+    world.paid_booking("HBR-1003", [Item("bike-tour", "63.00", "3.00", 10, "E-bike tour")])
+    world.paid_booking("HBR-1004", [Item("kayak-tour", "210.00", "10.00", 50, "Sunset kayak")],
+                       payments=[])
+    world.checkfront.add_transaction("HBR-1004", amount="210.00", transaction_id="POS-77",
+                                     gateway_id="Cash")
+    for code in _codes():
+        booking = world.checkfront.booking(code)
+        items = ", ".join(f"{i.name} ({i.sku}) {i.total}" for i in booking.items)
+        payments = ", ".join(f"{t.amount} {t.gateway_id}" for t in booking.transactions)
+        print(f"  {code}: {items}; paid {payments}")
+
+    _say("Customers cancel: Checkfront sends 'Booking Status Change' webhooks")
+    for code in _codes():
+        answer = await world.cancel(code)
+        print(f"  POST /webhooks/checkfront/… {code} → {answer.status_code}")
+    async with httpx.AsyncClient() as client:
+        again = await client.post(world.webhook_url(), json=world.checkfront.webhook_body(
+            "HBR-1001"))
+    print(f"  the same webhook again (a retry) → {again.status_code} {again.json()}")
+    await world.settle()
+
+    for case in reversed(await cases.list_cases(store)):
+        stored = await cases.current_quote(store, case)
+        _say(f"Case #{case.id} {case.booking_code}: {case.status.value}")
+        print(quote_table(stored.quote))
+
+    await _slack_part(world)
+    await world.settle()
+    await _dispute_part(world)
+
+    _say("Outcome")
+    for case in reversed(await cases.list_cases(store)):
+        refunds = await store.fetch_all(
+            "SELECT stripe_refund_id, amount, status FROM executions WHERE case_id = ? "
+            "AND stripe_refund_id IS NOT NULL", (case.id,))
+        ids = ", ".join(f"{r['stripe_refund_id']} ({case.money(r['amount'])}, {r['status']})"
+                        for r in refunds) or "no Stripe refund"
+        print(f"  #{case.id} {case.booking_code:<9} {case.status.value:<19} {ids}")
+    print(f"  Stripe holds {len(world.stripe.refunds)} refunds; "
+          f"Checkfront notes: {sum(len(world.checkfront.notes(c)) for c in _codes())}")
+
+    first = (await cases.list_cases(store))[-1]
+    _say(f"Audit trail of case #{first.id} (python -m bot audit show {first.id})")
+    print(case_history(first, await audit.history(store, first.id)))
+
+    result = await audit.verify(store)
+    _say("Audit chain")
+    print(f"  {'intact' if result.ok else 'BROKEN'}: {result.rows} rows")
+    return 0 if result.ok else 1
+
+
+async def _slack_part(world: World) -> None:
+    """Managers decide in Slack: signed clicks into the real Bolt app, cards in the stand-in."""
+    assert world.slack is not None and world.sender is not None
+    store = world.bot.svc.store
+    _say("Slack #refund-approvals (the local Slack stand-in)")
+    for message in world.slack.messages_in(APPROVALS):
+        print(slack_message_text(message), "\n")
+
+    cards = {m["ts"]: m for m in world.slack.messages_in(APPROVALS) if _buttons(m)}
+    for case in reversed(await cases.list_cases(store, Status.PENDING_APPROVAL)):
+        card = next(m for m in cards.values() if case.booking_code in json.dumps(m))
+        value = _buttons(card)[ids.APPROVE]
+        if case.booking_code == "HBR-1002":
+            _say(f"Maria (limit 1,000.00) clicks Approve on {case.booking_code}")
+            await world.sender.click(ids.APPROVE, value, MARIA, message_ts=card["ts"])
+            await world.settle()
+            print(f"  Slack tells her privately: {_last_response(world)}")
+            _say(f"Fiona (finance lead) adjusts {case.booking_code} by 50.00 and approves")
+            await world.sender.click(ids.ADJUST, _buttons(card)[ids.ADJUST], FIONA,
+                                     message_ts=card["ts"])
+            await world.settle()
+            view = world.slack.calls_to("views.open")[-1].params["view"]
+            amount = case.money(case.refund_amount - 5000)
+            await world.sender.submit_view(ids.ADJUST_VIEW, {
+                ids.AMOUNT_BLOCK: {ids.AMOUNT_INPUT: amount},
+                ids.REASON_BLOCK: {ids.REASON_INPUT: "goodwill: agreed by phone"}},
+                FIONA, view["private_metadata"])
+        else:
+            _say(f"Maria clicks Approve on {case.booking_code}")
+            await world.sender.click(ids.APPROVE, value, MARIA, message_ts=card["ts"])
+        await world.settle()
+        updated = world.slack.message(APPROVALS, card["ts"])
+        print("  the card, updated in place:")
+        print(slack_message_text(updated))
+        for reply in world.slack.replies(APPROVALS, card["ts"]):
+            print("  thread reply:\n    " + reply["text"].replace("\n", "\n    "))
+
+    world.paid_booking("HBR-1005", [Item("bike-tour", "84.00", "4.00", 40, "E-bike tour")])
+    _say("Staff ask for a quote before a guest cancels: /refund quote HBR-1005 waiver WEATHER")
+    await world.sender.command("quote HBR-1005 waiver WEATHER", SAM)
+    await world.settle()
+    answer = world.slack.calls_to("response_url")[-1].params
+    print(f"  (answered privately) {answer.get('text')}")
+    print(slack_message_text(answer))
+
+    world.paid_booking("HBR-1006", [Item("kayak-tour", "630.00", "30.00", 96,
+                                         "Sunset kayak, group of six")])
+    await world.cancel("HBR-1006")
+    await world.settle()
+    _say("Maria opens the bot's Home tab (a new cancellation waits for her)")
+    await world.sender.home_opened(MARIA)
+    await world.settle()
+    print(slack_message_text(world.slack.home_views[MARIA]))
+
+
+async def _dispute_part(world: World) -> None:
+    """A cardholder disputes a refunded charge: the card with the evidence pack, then Submit."""
+    assert world.slack is not None and world.sender is not None
+    intent = next(pi for pi in world.stripe.payment_intents.values()
+                  if pi.metadata.get("booking") == "HBR-1001")
+    assert intent.latest_charge is not None
+    _say("The guest of HBR-1001 disputes the charge anyway (charge.dispute.created)")
+    world.stripe.create_dispute(intent.latest_charge, reason="credit_not_processed")
+    await world.settle()
+    card = world.slack.messages_in(APPROVALS)[-1]
+    print(slack_message_text(card))
+    _say("Maria clicks Submit evidence")
+    await world.sender.click(SUBMIT_EVIDENCE, _buttons(card)[SUBMIT_EVIDENCE],
+                             MARIA, message_ts=card["ts"])
+    await world.settle()
+    print(slack_message_text(world.slack.message(APPROVALS, card["ts"])))
+
+
+def _buttons(message: dict[str, Any]) -> dict[str, str]:
+    return {e["action_id"]: e["value"] for b in message.get("blocks") or []
+            if b.get("type") == "actions" for e in b.get("elements", [])}
+
+
+def _last_response(world: World) -> str:
+    assert world.slack is not None
+    calls = world.slack.calls_to("response_url")
+    return str(calls[-1].params.get("text")) if calls else "(nothing)"
+
+
+def _codes() -> list[str]:
+    return ["HBR-1001", "HBR-1002", "HBR-1003", "HBR-1004"]
+
+
+def _say(title: str) -> None:
+    print(f"\n== {title} " + "=" * max(0, 76 - len(title)))

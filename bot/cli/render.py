@@ -1,0 +1,117 @@
+"""Plain-text renderings for the terminal (the CLI and the demo)."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from services.money import display, to_minor
+from services.refunds.cases import Case
+from services.store.audit import AuditEntry
+
+
+def quote_table(quote: dict[str, Any]) -> str:
+    """An itemised quote (its JSON form, `Quote.to_dict()`), read like an airline refund quote."""
+    c = quote["currency"]
+
+    def money(text: str) -> str:
+        return display(to_minor(text, c), c)
+
+    rows = [
+        f"Refund quote  booking {quote['booking_code']} ({quote['booking_id']})  currency {c}",
+        f"Cancelled at {quote['cancelled_at']}"
+        + (f"  waiver {quote['waiver']}" if quote.get("waiver") else ""),
+        "",
+        f"{'line':<5} {'item':<22} {'notice h':>9} {'%':>5} {'amount':>12} {'tax':>10} "
+        f"{'refund':>12} {'tax refund':>11}  why",
+    ]
+    for line in quote["lines"]:
+        rows.append(
+            f"{line['line_id']:<5} {line['name'][:22]:<22} {line['notice_hours']:>9} "
+            f"{line['percent']:>5} {line['amount']:>12} {line['tax']:>10} "
+            f"{line['refund']:>12} {line['tax_refund']:>11}  {line['reason']} "
+            f"[{line['policy_id']}]"
+        )
+    rows.append("")
+    for label, key in (("Order total", "order_total"), ("Paid", "paid"),
+                       ("Already refunded", "already_refunded"), ("Cancellation fee", "fee"),
+                       ("Entitlement", "entitlement"), ("Retained", "retained"),
+                       ("TOTAL REFUND", "total_refund")):
+        rows.append(f"{label:<24}{money(quote[key]):>20}")
+    rows += ["", "Allocation:"]
+    rows += [f"  {a['method']:<7} {a['payment']:<28} {money(a['amount']):>16}"
+             for a in quote["allocations"]] or ["  (nothing to refund)"]
+    rows += ["", f"Decision: {quote['decision']}"]
+    rows += [f"  - {reason}" for reason in quote["reasons"]]
+    rows += ["", "Policy clauses:"]
+    rows += [f"  [{pid}] {text}" for pid, text in quote["clauses"].items()]
+    return "\n".join(rows)
+
+
+def case_line(case: Case) -> str:
+    amount = case.approved_amount if case.approved_amount is not None else case.refund_amount
+    return (f"#{case.id:<5} {case.booking_code:<16} {case.status.value:<19} "
+            f"{display(amount, case.currency):>16}  {case.status_reason or ''}")
+
+
+def case_history(case: Case, entries: list[AuditEntry]) -> str:
+    """The dispute-ready report: quote, clauses, decisions and every external call, in order."""
+    rows = [
+        f"Refund case #{case.id}  booking {case.booking_code} ({case.booking_id})",
+        f"Status: {case.status.value}" + (f" — {case.status_reason}" if case.status_reason else ""),
+        f"Cancelled at {case.cancelled_at}; opened from {case.source}"
+        + (f" by {case.requested_by}" if case.requested_by else ""),
+        "",
+    ]
+    for entry in entries:
+        rows.append(f"{entry.at[:19]}Z  #{entry.id:<6} {entry.actor:<14} {entry.action}")
+        rows += [f"    {line}" for line in _entry_lines(entry)]
+    return "\n".join(rows)
+
+
+def _entry_lines(entry: AuditEntry) -> list[str]:
+    detail = entry.detail
+    if entry.action in ("quote.made", "quote.remade"):
+        q = detail.get("quote", {})
+        lines = [f"refund {q.get('total_refund')} {q.get('currency')} — decision "
+                 f"{q.get('decision')} ({'; '.join(q.get('reasons', []))})"]
+        lines += [f"line {ln['line_id']} {ln['name']}: {ln['percent']}% ({ln['reason']}, "
+                  f"policy {ln['policy_id']}) → {ln['refund']} + tax {ln['tax_refund']}"
+                  for ln in q.get("lines", [])]
+        lines.append(f"fee {q.get('fee')}, paid {q.get('paid')}, already refunded "
+                     f"{q.get('already_refunded')}, retained {q.get('retained')}")
+        lines += [f"clause [{pid}]: {text}" for pid, text in q.get("clauses", {}).items()]
+        if detail.get("why"):
+            lines.insert(0, f"re-quoted: {detail['why']}")
+        return lines
+    if entry.action == "case.opened":
+        return [f"source {detail.get('source')}, waiver {detail.get('waiver') or '-'}"]
+    shown = {k: v for k, v in detail.items() if k not in ("snapshot",) and v not in (None, "")}
+    return [", ".join(f"{k}={v}" for k, v in shown.items())] if shown else []
+
+
+_SLACK_DATE = re.compile(r"<!date\^\d+\^[^|>]*\|([^>]*)>")
+
+
+def slack_message_text(message: dict[str, Any]) -> str:
+    """A Slack message's blocks as plain lines, for the terminal (the demo shows cards so)."""
+    lines: list[str] = []
+    for block in message.get("blocks") or []:
+        kind = block.get("type")
+        if kind == "header":
+            lines.append(f"┃ {block['text']['text']}")
+        elif kind == "section":
+            if block.get("text"):
+                lines += [f"┃ {row}" for row in block["text"]["text"].splitlines()]
+            for item in block.get("fields") or []:
+                lines += [f"┃   {row}" for row in item["text"].splitlines()]
+        elif kind == "context":
+            lines += [f"┃ · {e.get('text', '')}" for e in block.get("elements", [])]
+        elif kind == "actions":
+            labels = [f"[{e['text']['text']}]" for e in block.get("elements", [])
+                      if e.get("type") == "button"]
+            lines.append("┃ " + "  ".join(labels))
+        elif kind == "divider":
+            lines.append("┃ " + "─" * 40)
+    text = "\n".join(lines) if lines else f"┃ {message.get('text', '')}"
+    return _SLACK_DATE.sub(r"\1", text)

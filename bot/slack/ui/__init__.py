@@ -1,0 +1,1 @@
+"""Block Kit rendering: imports only `services`, so handlers and the runtime can share it."""

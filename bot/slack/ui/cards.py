@@ -1,0 +1,367 @@
+"""Block Kit for the refund bot: approval cards, outcomes, digests, quotes, alerts and help.
+
+Pure functions from cases and quotes (the JSON form, `Quote.to_dict()`) to `Message`s and
+modal views; no network and no Slack client. The cards say what `bot.text.quote_table` says
+on the terminal. Contact details never reach a message: only the customer's first name is
+passed in, and free text is scrubbed of anything shaped like an email, phone or card number.
+"""
+
+from __future__ import annotations
+
+import json
+from decimal import Decimal
+from typing import Any
+
+from bot.slack.ui import ids
+from bot.slack.ui.forms import (
+    adjust_modal,
+    button_value,
+    deny_modal,
+    parse_button_value,
+    parse_metadata,
+    validate_adjustment,
+)
+from bot.slack.ui.kit import (
+    BUTTON_VALUE,
+    MESSAGE_BLOCKS,
+    Message,
+    actions,
+    button,
+    clock,
+    confirm,
+    context,
+    date_token,
+    esc,
+    fallback,
+    fields,
+    header,
+    line_sections,
+    minor_of,
+    money,
+    number,
+    plain,
+    section,
+    utc_text,
+    who,
+)
+from bot.slack.ui.quote import DECISIONS, notice_text, quote_blocks, quote_money, reason_lines
+from services.refunds.cases import Case, Status
+from services.refunds.flows import Automation
+from services.refunds.writeback import PendingWriteback
+
+__all__ = [
+    "HELP_COMMANDS", "Message", "adjust_modal", "approval_card", "automation_alert",
+    "button_value", "compact_lines", "deny_modal", "error_message", "help_message",
+    "outcome_card", "parse_button_value", "parse_metadata", "quote_message", "status_message",
+    "validate_adjustment",
+]
+
+HELP_COMMANDS: tuple[tuple[str, str, str], ...] = (
+    ("/refund quote <booking> [waiver CODE]",
+     "Quote a refund as if the booking were cancelled now (only you see it), with a button "
+     "to request it.", "/refund quote KMVQ-261124 waiver WEATHER"),
+    ("/refund status <booking>",
+     "Where the booking's latest refund case stands, with its history.",
+     "/refund status KMVQ-261124"),
+    ("/refund pause <reason>",
+     "Stop automatic refunds; every new case waits for a person.",
+     "/refund pause Stripe dispute spike"),
+    ("/refund resume", "Let automatic refunds run again.", "/refund resume"),
+    ("/refund report <from> <to>",
+     "Refund figures for a date range (only you see them), and a CSV of every refund posted "
+     "to this channel.", "/refund report 2026-11-01 2026-11-30"),
+    ("/refund help", "This list.", "/refund help"),
+)
+APPROVED_PATH = (Status.APPROVED, Status.AUTO_APPROVED, Status.EXECUTING, Status.REFUNDED,
+                 Status.PARTIALLY_REFUNDED, Status.FAILED)
+REFUND_DONE = ("pending", "succeeded")
+
+
+# --- cards ---------------------------------------------------------------------------------
+
+def _amount(case: Case) -> int:
+    return case.approved_amount if case.approved_amount is not None else case.refund_amount
+
+
+def _summary(case: Case, quote: dict[str, Any], first_name: str, automation: Automation,
+             title: str, reasons_title: str, *, pending: bool) -> list[dict[str, Any]]:
+    """Header, banner, key facts, the itemised quote and the reasons (the case's own status
+    reason only while it waits for a person; afterwards it describes the outcome)."""
+    blocks = [header(title)]
+    if automation.paused:
+        blocks.append(context(f":double_vertical_bar: Automation paused by {who(automation.by)}: "
+                              f"{esc(automation.reason or 'no reason given', 300)}"))
+    pairs = [("Booking", f"`{esc(case.booking_code, 60)}`"),
+             ("Customer", esc(first_name.split()[0], 40) if first_name.strip() else "—"),
+             ("Cancelled", date_token(case.cancelled_at)),
+             ("Refund", f"*{money(_amount(case), case.currency)}*" + (
+                 f" (quoted {number(case.refund_amount, case.currency)})"
+                 if _amount(case) != case.refund_amount else "")),
+             ("Paid (net)", quote_money(quote, "net_paid"))]
+    if case.waiver:
+        pairs.append(("Waiver", esc(case.waiver, 40)))
+    blocks.append(fields(pairs))
+    reasons = reason_lines(case if pending else None, quote)
+    blocks += quote_blocks(quote, reasons_title=reasons_title, reasons=reasons)
+    requested = f" by {who(case.requested_by)}" if case.requested_by else ""
+    blocks.append(context(f"Case #{case.id} · quote {esc(case.quote_version or '—', 40)} · "
+                          f"from {esc(case.source, 40)}{requested} · "
+                          f"updated {utc_text(case.updated_at)}"))
+    return blocks
+
+
+def _fit(blocks: list[dict[str, Any]], keep_last: int) -> list[dict[str, Any]]:
+    """At most 50 blocks, keeping the last `keep_last` (buttons, outcome)."""
+    if len(blocks) <= MESSAGE_BLOCKS:
+        return blocks
+    head = blocks[: MESSAGE_BLOCKS - keep_last]
+    return head + blocks[len(blocks) - keep_last:]
+
+
+def approval_card(case: Case, quote: dict[str, Any], *, customer_first_name: str,
+                  automation: Automation) -> Message:
+    amount = money(case.refund_amount, case.currency)
+    code = plain(case.booking_code, 60)
+    value = button_value(case.id, case.quote_version)
+    manual = sum(minor_of(a["amount"], case.currency) for a in quote["allocations"]
+                 if a["method"] == "manual")
+    by_hand = f" {money(manual, case.currency)} of it must then be refunded by hand." \
+        if manual else ""
+    approve = button("Approve", ids.APPROVE, value, style="primary", confirm_dialog=confirm(
+        "Approve this refund?",
+        f"Refund {amount} for booking {code} back to the payments it was paid with.{by_hand}",
+        "Approve", "Cancel"))
+    blocks = _summary(case, quote, customer_first_name, automation,
+                      f"Refund needs approval · {amount}", "Why a person is needed",
+                      pending=True)
+    blocks.append(actions(approve, button("Deny", ids.DENY, value, style="danger"),
+                          button("Adjust", ids.ADJUST, value)))
+    return Message(fallback(f"Refund needs approval: {amount} for booking {code}"),
+                   _fit(blocks, 2))
+
+
+def _refund_list(refunds: list[dict[str, Any]], currency: str) -> str:
+    shown = []
+    for r in refunds[:10]:
+        status = "" if r.get("status") == "succeeded" else f", {esc(r.get('status'), 20)}"
+        shown.append(f"`{esc(r.get('stripe_refund_id'), 60)}` "
+                     f"({number(int(r.get('amount') or 0), currency)}{status})")
+    more = f" …and {len(refunds) - 10} more" if len(refunds) > 10 else ""
+    return ", ".join(shown) + more
+
+
+def _outcome(case: Case, decided_by: str | None, decided_at: str | None,
+             refunds: list[dict[str, Any]], decision_reason: str | None) -> list[str]:
+    c, status = case.currency, case.status
+    final = _amount(case)
+    rows = []
+    if status in APPROVED_PATH and decided_by:
+        adjusted = ""
+        if case.approved_amount is not None and case.approved_amount != case.refund_amount:
+            why = decision_reason or (case.status_reason if status == Status.APPROVED else None)
+            adjusted = f" (adjusted from {number(case.refund_amount, c)}" + \
+                (f": {esc(why, 300)})" if why else ")")
+        rows.append(f":white_check_mark: Approved by {who(decided_by)} at {clock(decided_at)} "
+                    f"· {money(final, c)}{adjusted}")
+    done = [r for r in refunds if r.get("status") in REFUND_DONE]
+    if status == Status.DENIED:
+        by = f" by {who(decided_by)} at {clock(decided_at)}" if decided_by else ""
+        reason = decision_reason or case.status_reason or "no reason given"
+        rows.append(f":no_entry: Denied{by}: {esc(reason, 600)}")
+    elif status == Status.SKIPPED:
+        rows.append(f":heavy_minus_sign: Skipped: {esc(case.status_reason or '—', 600)}")
+    elif status == Status.EXECUTING:
+        rows.append(f":hourglass_flowing_sand: Refunding… {money(final, c)}")
+    elif status in (Status.REFUNDED, Status.PARTIALLY_REFUNDED) and refunds:
+        rows.append(f":money_with_wings: Refunded: {_refund_list(refunds, c)}")
+    elif status == Status.REFUNDED:
+        rows.append(f":money_with_wings: Refunded {money(final, c)}")
+    elif status == Status.FAILED:
+        rows.append(f":x: *Refund failed:* {esc(case.status_reason or 'no reason given', 600)}")
+        if refunds:
+            rows.append(f"Stripe refunds so far: {_refund_list(refunds, c)}")
+    elif status in (Status.PENDING_APPROVAL, Status.QUOTED):
+        rows.append(":hourglass: Waiting for a decision.")
+    if status == Status.EXECUTING and refunds:
+        rows.append(f"So far: {_refund_list(refunds, c)}")
+    if status == Status.PARTIALLY_REFUNDED:
+        left = final - sum(int(r.get("amount") or 0) for r in done)
+        rows.append(f":warning: *Still to refund by hand:* {money(max(left, 0), c)} "
+                    "(not paid through Stripe)")
+    return rows
+
+
+def outcome_card(case: Case, quote: dict[str, Any], *, customer_first_name: str,
+                 decided_by: str | None, decided_at: str | None, refunds: list[dict[str, Any]],
+                 automation: Automation, decision_reason: str | None = None,
+                 checkfront_pending: PendingWriteback | None = None) -> Message:
+    """The card after a decision: the summary, and the outcome where the buttons were."""
+    c = case.currency
+    amount = money(_amount(case), c)
+    titles = {
+        Status.APPROVED: f"Refund approved · {amount}",
+        Status.AUTO_APPROVED: f"Refund auto-approved · {amount}",
+        Status.EXECUTING: f"Refunding… · {amount}",
+        Status.REFUNDED: f"Refunded · {amount}",
+        Status.PARTIALLY_REFUNDED: f"Partly refunded · {amount}",
+        Status.FAILED: f"Refund failed · {amount}",
+        Status.DENIED: f"Refund denied · {money(case.refund_amount, c)}",
+        Status.SKIPPED: "Nothing to refund",
+        Status.PENDING_APPROVAL: f"Refund waiting for approval · {amount}",
+        Status.QUOTED: f"Refund quoted · {amount}",
+    }
+    title = titles[case.status]
+    blocks = _summary(case, quote, customer_first_name, automation, title, "Reasons",
+                      pending=False)
+    lines = _outcome(case, decided_by, decided_at, refunds, decision_reason)
+    if checkfront_pending is not None:
+        lines.append(_checkfront_pending_line(checkfront_pending))
+    tail = line_sections(lines, max_sections=1)
+    if case.status == Status.FAILED:
+        tail.append(actions(button(
+            "Retry refund", ids.RETRY, button_value(case.id, case.quote_version),
+            style="primary", confirm_dialog=confirm(
+                "Retry this refund?",
+                f"Try again to refund {amount} for booking {plain(case.booking_code, 60)}. "
+                "Refunds Stripe already made are not repeated.", "Retry", "Cancel"))))
+    blocks += tail
+    return Message(fallback(f"{title} for booking {plain(case.booking_code, 60)}"),
+                   _fit(blocks, len(tail)))
+
+
+# --- digests, quotes, status --------------------------------------------------------------
+
+def _compact(case: Case, quote: dict[str, Any]) -> str:
+    c = case.currency
+    amount = money(_amount(case), c)
+    policies = "+".join(esc(p, 40) for p in quote.get("policy_ids") or quote.get("clauses", {}))
+    notices = [Decimal(ln["notice_hours"]) for ln in quote.get("lines", [])]
+    notice = notice_text(str(min(notices))) if notices else "notice unknown"
+    tail = f"{esc(case.booking_code, 60)} · {policies or 'policy'} · {notice}"
+    if case.status == Status.REFUNDED:
+        return f"✓ Auto-refunded {amount} · {tail}"
+    if case.status == Status.PARTIALLY_REFUNDED:
+        return f"◐ Auto-refunded part of {amount} · {tail} · rest by hand"
+    if case.status == Status.DENIED:
+        return f"✗ No refund · {tail} · {esc(case.status_reason or 'policy', 200)}"
+    if case.status == Status.SKIPPED:
+        return f"– Skipped · {tail} · {esc(case.status_reason or 'nothing paid', 200)}"
+    return f"… {esc(case.status.value.replace('_', ' '), 40).capitalize()} {amount} · {tail}"
+
+
+def compact_lines(items: list[tuple[Case, dict[str, Any]]]) -> Message:
+    """Automatic decisions, one line each, in one message."""
+    lines = [_compact(case, quote) for case, quote in items]
+    if not lines:
+        return Message("No automatic refunds", [section("No automatic refunds.")])
+    if len(lines) == 1:
+        return Message(fallback(lines[0]), line_sections(lines, max_sections=1))
+    refunds = all(c.status in (Status.REFUNDED, Status.PARTIALLY_REFUNDED) for c, _ in items)
+    title = f"{len(lines)} automatic {'refunds' if refunds else 'decisions'}"
+    return Message(title, line_sections(lines, title=title, max_sections=MESSAGE_BLOCKS - 1))
+
+
+def quote_message(quote: dict[str, Any], *, booking_ref: str, waiver: str | None,
+                  open_case: dict[str, Any] | None) -> Message:
+    """The ephemeral answer to `/refund quote`."""
+    code = quote.get("booking_code") or booking_ref
+    decision = quote.get("decision", "")
+    pairs = [("Booking", f"`{esc(code, 60)}`"),
+             ("Refund", f"*{quote_money(quote, 'total_refund')}*"),
+             ("Decision", esc(DECISIONS.get(decision, decision), 80)),
+             ("Cancelled", date_token(quote.get("cancelled_at")))]
+    if quote.get("waiver"):
+        pairs.append(("Waiver", esc(quote["waiver"], 40)))
+    blocks = [header(f"Refund quote · {plain(code, 60)}"), fields(pairs),
+              *quote_blocks(quote, reasons_title="Why", reasons=reason_lines(None, quote))]
+    if open_case:
+        state = str(open_case.get("status", "open")).replace("_", " ")
+        tail = section(f":information_source: Case #{esc(open_case.get('id'), 20)} for this "
+                       f"booking is already open ({esc(state, 40)}); no new request is needed.")
+    elif len(value := _request_value(booking_ref, waiver)) > BUTTON_VALUE:
+        tail = section(":warning: That booking reference is too long to request from here.")
+    else:
+        tail = actions(button("Request refund", ids.REQUEST, value, style="primary"))
+    blocks += [context(f"Only you can see this · quote {esc(quote.get('version', '—'), 40)}"),
+               tail]
+    text = f"Refund quote for {plain(code, 60)}: {quote_money(quote, 'total_refund')}"
+    return Message(fallback(text), _fit(blocks, 2))
+
+
+def _request_value(booking_ref: str, waiver: str | None) -> str:
+    return json.dumps({"b": booking_ref, "w": waiver}, separators=(",", ":"), ensure_ascii=False)
+
+
+def status_message(case: Case | None, history_lines: list[str]) -> Message:
+    """The answer to `/refund status`."""
+    if case is None:
+        return Message("No refund case found", [section(
+            ":mag: No refund case found for that booking. `/refund quote <booking>` shows what "
+            "a refund would be.")])
+    c = case.currency
+    pairs = [("Status", f"*{esc(case.status.value.replace('_', ' '), 40)}*"),
+             ("Refund", money(_amount(case), c)),
+             ("Booking", f"`{esc(case.booking_code, 60)}`"),
+             ("Cancelled", date_token(case.cancelled_at)),
+             ("Opened", f"{date_token(case.created_at)} from {esc(case.source, 40)}"),
+             ("Updated", date_token(case.updated_at))]
+    if case.approved_amount is not None and case.approved_amount != case.refund_amount:
+        pairs.append(("Quoted", money(case.refund_amount, c)))
+    blocks = [header(f"Refund case #{case.id} · {plain(case.booking_code, 60)}"), fields(pairs)]
+    if case.status_reason:
+        blocks.append(section(f"_{esc(case.status_reason, 1000)}_"))
+    blocks += line_sections([f"• {esc(h, 400)}" for h in history_lines], title="History",
+                            max_sections=4)
+    return Message(fallback(f"Refund case #{case.id} for {plain(case.booking_code, 60)}: "
+                            f"{case.status.value}"), blocks)
+
+
+# --- help, alerts, errors ------------------------------------------------------------------
+
+def help_message() -> Message:
+    lines = [f"`{esc(usage)}` — {esc(what)}\n      e.g. `{esc(example)}`"
+             for usage, what, example in HELP_COMMANDS]
+    return Message("Refund bot commands", [
+        header("Refund bot commands"), *line_sections(lines),
+        context("Approve, Deny and Adjust are buttons on the approval cards; only approvers can "
+                "use them."),
+    ])
+
+
+def automation_alert(paused: bool, reason: str, by: str, details: list[str]) -> Message:
+    if not paused:
+        line = f":arrow_forward: Automation resumed by {who(by)}" + \
+            (f": {esc(reason, 500)}" if reason.strip() else "")
+        return Message(fallback(f"Automation resumed: {plain(reason, 200)}"), [section(line)])
+    resume = button("Resume automation", ids.RESUME, "resume", style="primary",
+                    confirm_dialog=confirm(
+                        "Resume automation?",
+                        "Refunds within the policy limits will again be paid without a person. "
+                        "Cases already waiting stay with the approvers.", "Resume", "Cancel"))
+    blocks = [header("Automation paused"),
+              section(f":double_vertical_bar: Automatic refunds were paused by {who(by)}: "
+                      f"*{esc(reason or 'no reason given', 1000)}*\nEvery new case waits for a "
+                      "person until automation resumes."),
+              *line_sections([f"• {esc(d, 400)}" for d in details], max_sections=3),
+              actions(resume)]
+    return Message(fallback(f"Automation paused: {plain(reason, 200)}"), blocks)
+
+
+def _checkfront_pending_line(kept: PendingWriteback) -> str:
+    return (f":warning: *Checkfront not updated yet:* the booking may still show as paid. "
+            f"Attempt {kept.attempts} failed ({esc(kept.last_error, 200)}); retrying "
+            f"{date_token(kept.next_at)}.")
+
+
+def writeback_alert(case: Case, kept: PendingWriteback) -> Message:
+    """For a refund shown only as a compact line: Checkfront was not told yet."""
+    code = plain(case.booking_code, 60)
+    return Message(
+        fallback(f"Checkfront not updated for booking {code}"),
+        [section(f"Case #{case.id} · `{esc(case.booking_code, 60)}` · refunded through Stripe "
+                 f"{money(_amount(case), case.currency)}\n{_checkfront_pending_line(kept)}")])
+
+
+def error_message(text: str) -> Message:
+    return Message(fallback(f"Sorry: {plain(text, 200)}"),
+                   [section(f":warning: {esc(text, 2000)}")])

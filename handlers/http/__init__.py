@@ -1,0 +1,1 @@
+"""HTTP handlers: the Checkfront and Stripe webhooks and the app's shared HTTP context."""

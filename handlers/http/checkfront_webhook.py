@@ -1,0 +1,116 @@
+"""POST /webhooks/checkfront: authenticate, size-check, parse, de-duplicate, store, 200.
+
+Checkfront documents neither an event id nor a signature: the body's hash is the id and a
+shared secret (in the URL path, or as the HTTP Basic password) authenticates the sender.
+Processing happens after the answer, in the worker.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hmac
+import json
+import re
+from typing import Any
+from urllib.parse import parse_qsl
+
+from aiohttp import web
+
+from handlers.http.context import AppContext, read_limited
+from services.intake.events import body_hash, checkfront_kind, store_event
+from services.store import audit
+
+
+async def receive(request: web.Request) -> web.Response:
+    ctx = AppContext.of(request.app)
+    if not _authenticated(request, ctx):
+        await audit.record(ctx.svc.store, actor="checkfront", action="webhook.rejected",
+                           detail={"why": "bad webhook secret", "remote": request.remote})
+        return web.json_response({"error": "unauthorized"}, status=401)
+    body = await read_limited(request, ctx.max_body_bytes, source="checkfront")
+    if isinstance(body, web.Response):
+        return body
+    try:
+        payload = parse_body(body, request.content_type)
+    except ValueError as exc:
+        await audit.record(ctx.svc.store, actor="checkfront", action="webhook.rejected",
+                           detail={"why": f"malformed body: {exc}"})
+        return web.json_response({"error": f"malformed body: {exc}"}, status=400)
+    event = await store_event(ctx.svc.store, source="checkfront", event_id=body_hash(body),
+                              kind=checkfront_kind(payload), payload=payload)
+    if event is None:
+        return web.json_response({"ok": True, "duplicate": True})
+    ctx.worker.submit(event)
+    return web.json_response({"ok": True, "event": event.event_id})
+
+
+def _authenticated(request: web.Request, ctx: AppContext) -> bool:
+    secret = ctx.checkfront_webhook_secret.encode()
+    if ctx.checkfront_webhook_auth == "path":
+        given = request.match_info.get("token", "").encode()
+        return bool(given) and hmac.compare_digest(given, secret)
+    header = request.headers.get("Authorization", "")
+    if not header.startswith("Basic "):
+        return False
+    try:
+        _, _, password = base64.b64decode(header[6:], validate=True).decode().partition(":")
+    except (binascii.Error, UnicodeDecodeError):
+        return False
+    return hmac.compare_digest(password.encode(), secret)
+
+
+def parse_body(body: bytes, content_type: str) -> dict[str, Any]:
+    """JSON, or a form body with PHP-style keys (`booking[order][total]=...`)."""
+    if not body.strip():
+        raise ValueError("empty body")
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ValueError("not UTF-8") from None
+    if content_type == "application/x-www-form-urlencoded":
+        return _nest(parse_qsl(text, keep_blank_values=True, strict_parsing=True))
+    try:
+        payload = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"invalid JSON at line {exc.lineno} column {exc.colno}") from None
+    if not isinstance(payload, dict):
+        raise ValueError("JSON body must be an object")
+    return payload
+
+
+_KEY = re.compile(r"[^\[\]]+|\[\]")
+
+
+def _nest(pairs: list[tuple[str, str]]) -> dict[str, Any]:
+    root: dict[str, Any] = {}
+    for key, value in pairs:
+        parts = _KEY.findall(key)
+        if not parts:
+            raise ValueError(f"bad form key {key!r}")
+        node: Any = root
+        for part, following in zip(parts, [*parts[1:], None], strict=True):
+            if following is None:
+                _put(node, part, value)
+            else:
+                nxt: Any = [] if following == "[]" else {}
+                node = _child(node, part, nxt)
+    return root
+
+
+def _child(node: Any, part: str, default: Any) -> Any:
+    if isinstance(node, list):
+        node.append(default)
+        return default
+    if not isinstance(node, dict):
+        raise ValueError("conflicting form keys")
+    return node.setdefault(part, default)
+
+
+def _put(node: Any, part: str, value: str) -> None:
+    if isinstance(node, list):
+        node.append(value)
+    elif isinstance(node, dict):
+        node[part] = value
+    else:
+        raise ValueError("conflicting form keys")

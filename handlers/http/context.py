@@ -1,0 +1,44 @@
+"""What the HTTP handlers share: the services, the worker and a few settings."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from aiohttp import web
+
+from services.refunds.flows import Services
+from services.store import audit
+
+if TYPE_CHECKING:
+    from bot.worker import Worker
+
+CONTEXT_KEY: web.AppKey[AppContext] = web.AppKey("refund_bot_context")
+
+
+@dataclass
+class AppContext:
+    svc: Services
+    worker: Worker
+    checkfront_webhook_secret: str
+    checkfront_webhook_auth: str
+    stripe_webhook_secret: str
+    max_body_bytes: int
+
+    @staticmethod
+    def of(app: web.Application) -> AppContext:
+        return app[CONTEXT_KEY]
+
+
+async def read_limited(request: web.Request, limit: int, *, source: str) -> bytes | web.Response:
+    """The raw body, or a 413 answer (audited) when it is larger than `limit`."""
+    ctx = AppContext.of(request.app)
+    if request.content_length is not None and request.content_length > limit:
+        body = None
+    else:
+        body = await request.content.read(limit + 1)
+    if body is None or len(body) > limit:
+        await audit.record(ctx.svc.store, actor=source, action="webhook.rejected",
+                           detail={"why": f"body larger than {limit} bytes"})
+        return web.json_response({"error": "body too large"}, status=413)
+    return body

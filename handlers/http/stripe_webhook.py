@@ -1,0 +1,38 @@
+"""POST /webhooks/stripe: verify Stripe-Signature (300 s tolerance), de-duplicate by event id,
+store, 200; the worker applies it.
+"""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from handlers.http.context import AppContext, read_limited
+from services.clients.stripe_gateway import InvalidStripeSignature, verify_event
+from services.intake.events import store_event
+from services.store import audit
+
+
+async def receive(request: web.Request) -> web.Response:
+    ctx = AppContext.of(request.app)
+    body = await read_limited(request, ctx.max_body_bytes, source="stripe")
+    if isinstance(body, web.Response):
+        return body
+    try:
+        event = verify_event(body, request.headers.get("Stripe-Signature", ""),
+                             ctx.stripe_webhook_secret)
+    except InvalidStripeSignature as exc:
+        await audit.record(ctx.svc.store, actor="stripe", action="webhook.rejected",
+                           detail={"why": str(exc)})
+        return web.json_response({"error": "invalid signature"}, status=400)
+    event_id = str(event.get("id") or "")
+    kind = str(event.get("type") or "")
+    if not event_id or not kind:
+        await audit.record(ctx.svc.store, actor="stripe", action="webhook.rejected",
+                           detail={"why": "event without id or type"})
+        return web.json_response({"error": "event without id or type"}, status=400)
+    stored = await store_event(ctx.svc.store, source="stripe", event_id=event_id, kind=kind,
+                               payload=event)
+    if stored is None:
+        return web.json_response({"ok": True, "duplicate": True})
+    ctx.worker.submit(stored)
+    return web.json_response({"ok": True})

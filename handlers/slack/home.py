@@ -1,0 +1,71 @@
+"""The Home tab: drawn when someone opens it (`app_home_opened`), and its Resume button.
+
+The event is acked at once; reading the store and `views.publish` run after, tracked by the
+worker. Resume is for approvers only (a refusal is audited) and draws the tab again.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from slack_bolt.async_app import AsyncApp
+
+from bot.slack.outbox import card_links
+from bot.slack.ui import ids
+from bot.slack.ui.home import HOME_ROWS, HomeFacts, home_view
+from handlers.slack.deps import SlackDeps
+from services.disputes import issues
+from services.refunds import cases, writeback
+from services.refunds.cases import Case, Status
+from services.refunds.flows import automation_state, set_automation
+from services.store.db import now_iso
+
+Body = dict[str, Any]
+
+
+def register(app: AsyncApp, deps: SlackDeps) -> None:
+    @app.event("app_home_opened")
+    async def opened(event: Body) -> None:
+        if event.get("tab") == "home":
+            user = str(event["user"])
+            deps.later(f"home:{user}", lambda: publish(deps, user))
+
+    @app.action(ids.HOME_RESUME)
+    async def resume(ack: Any, body: Body) -> None:
+        await ack()
+        user = body["user"]["id"]
+        deps.later(f"home-resume:{user}", lambda: _resume(deps, user))
+
+
+async def publish(deps: SlackDeps, user: str) -> None:
+    facts = await home_facts(deps)
+    await deps.client.views_publish(user_id=user,
+                                    view=home_view(facts, approver=deps.is_approver(user)))
+
+
+async def home_facts(deps: SlackDeps) -> HomeFacts:
+    store = deps.svc.store
+    waiting = [Case.from_row(row) for row in await store.fetch_all(
+        "SELECT * FROM cases WHERE status = ? ORDER BY created_at, id LIMIT ?",
+        (Status.PENDING_APPROVAL.value, HOME_ROWS))]
+    count = await store.fetch_one("SELECT COUNT(*) FROM cases WHERE status = ?",
+                                  (Status.PENDING_APPROVAL.value,))
+    cards = await card_links(store, [case.id for case in waiting])
+    open_disputes = await issues.open_disputes(store)
+    kept = await writeback.all_pending(store)
+    return HomeFacts(
+        automation=await automation_state(store),
+        waiting=[(case, cards.get(case.id)) for case in waiting],
+        waiting_total=int(count[0]) if count else len(waiting),
+        disputes=open_disputes,
+        writebacks=[(k, await cases.get(store, k.case_id)) for k in kept],
+        drawn_at=now_iso())
+
+
+async def _resume(deps: SlackDeps, user: str) -> None:
+    if not deps.is_approver(user):
+        await deps.audit_refusal(user, ids.HOME_RESUME, None, "not an approver")
+    elif (await automation_state(deps.svc.store)).paused:
+        await set_automation(deps.svc, paused=False, reason="resumed from the Home tab",
+                             by=user)
+    await publish(deps, user)

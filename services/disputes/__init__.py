@@ -1,0 +1,1 @@
+"""Disputes and failed payments: the issues, the holds they put on refunds, the evidence."""

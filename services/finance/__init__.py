@@ -1,0 +1,1 @@
+"""The scheduled, finance side: reconciliation, its statistics, anomalies and range reports."""

@@ -1,0 +1,347 @@
+"""Anomaly detection over the store, and the circuit breaker a blocking anomaly trips.
+
+Signals, each with a plain-language reason and its numbers:
+
+- refund_count (blocking): refunds the bot made in the last hour against the same hour of
+  the day over the last 14 days. Method: Poisson upper tail. Hourly refund counts are small
+  integers with many zero hours; their MAD is often 0, which makes a robust z-score undefined or
+  explode on the first busy hour. With lambda = the mean of the 14 same-hour counts (floored
+  at `min_rate`, so a quiet history does not make two refunds alarming), P(X >= observed) says
+  directly how surprising the hour is. Anomalous when below `count_p` and at least `min_count`.
+- refund_amount (blocking): money refunded in the last hour, per currency. Method: robust
+  z-score, (x - median) / (1.4826 * MAD) over the 14 same-hour sums. Money per hour is not a
+  count and is heavy-tailed; median and MAD are not dragged by one past spike as mean and
+  standard deviation would be. The scale is floored at the mean single refund of those hours,
+  so a flat history (MAD 0) needs several refunds' worth above normal. Needs at least
+  `amount_min_refunds` refunds in the hour (one big refund is the per-case limit's business)
+  and some history in that currency.
+- source_spike (blocking): new cases from one source (checkfront_webhook, slack, cli) in the
+  last hour, Poisson tail as for refund_count: a flooding source is stopped.
+- stripe_failures (blocking): the last `failure_run` refunds sent to Stripe all failed.
+- repeat_refunder (reported): one customer (by hashed email) with `repeat_min` or more refunds
+  within `repeat_days` days; their own cases already need a person (per-case risk flag).
+- sku_spike (reported): cancellations of one product in the last 24 hours against its daily
+  mean over the 14 days before, Poisson tail; often weather, so it does not pause anything.
+
+"Same hour" is wall-clock in the business's timezone. Evidence from before a person last
+resumed automation is not counted again, so resuming is not undone by the same spike.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+import statistics
+import weakref
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from services.money import display
+from services.refunds.flows import Automation, Services, automation_state, set_automation
+from services.store.db import Store, dumps
+
+DETECTOR = "anomaly-detector"
+REFUND_COUNT = "refund_count"
+REFUND_AMOUNT = "refund_amount"
+SOURCE_SPIKE = "source_spike"
+STRIPE_FAILURES = "stripe_failures"
+REPEAT_REFUNDER = "repeat_refunder"
+SKU_SPIKE = "sku_spike"
+MAD_TO_SIGMA = 1.4826
+REFUNDED_STATUSES = ("refunded", "partially_refunded", "executing", "approved", "auto_approved")
+
+
+@dataclass(frozen=True)
+class AnomalyConfig:
+    baseline_days: int = 14
+    window: timedelta = timedelta(hours=1)
+    count_p: float = 1e-4          # Poisson tail below this is a refund-count anomaly
+    min_count: int = 5             # ... and at least this many refunds in the hour
+    min_rate: float = 0.5          # floor of the baseline rate per hour
+    amount_z: float = 6.0          # robust z-score above this is an amount anomaly
+    amount_min_refunds: int = 3
+    source_p: float = 1e-4
+    source_min: int = 5
+    failure_run: int = 3
+    repeat_days: int = 30
+    repeat_min: int = 3
+    sku_p: float = 1e-3
+    sku_min: int = 5
+    sku_min_rate: float = 0.5      # floor of the baseline cancellations per day
+
+
+DEFAULT = AnomalyConfig()
+
+
+@dataclass(frozen=True)
+class Anomaly:
+    kind: str
+    key: str              # kind, subject and hour or day: one row per episode when recorded
+    blocking: bool
+    reason: str
+    numbers: dict[str, Any] = field(default_factory=dict, hash=False)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"kind": self.kind, "key": self.key, "blocking": self.blocking,
+                "reason": self.reason, "numbers": self.numbers}
+
+
+def poisson_tail(observed: int, rate: float) -> float:
+    """P(X >= observed) for X ~ Poisson(rate), summed from the tail (accurate when tiny)."""
+    if observed <= 0:
+        return 1.0
+    if rate <= 0:
+        return 0.0
+    term = math.exp(-rate + observed * math.log(rate) - math.lgamma(observed + 1))
+    total, k = 0.0, observed
+    while term > 0 and k < observed + 10_000:
+        total += term
+        if term < total * 1e-17:
+            break
+        k += 1
+        term *= rate / k
+    return min(1.0, total)
+
+
+def robust_z(value: float, history: list[float], floor: float) -> tuple[float, float, float]:
+    """(z, median, scale): distance from the median in MAD units, the scale floored."""
+    median = statistics.median(history)
+    mad = statistics.median(abs(h - median) for h in history)
+    scale = max(MAD_TO_SIGMA * mad, floor, 1e-9)
+    return (value - median) / scale, median, scale
+
+
+async def check(
+    svc: Services, now: datetime, *, tz: ZoneInfo | None = None,
+    config: AnomalyConfig = DEFAULT,
+) -> list[Anomaly]:
+    """Every anomaly visible at `now`, blocking ones first."""
+    detector = _Detector(svc, now, tz or ZoneInfo("UTC"), config,
+                         await automation_state(svc.store))
+    found: list[Anomaly] = []
+    found += await detector.refunds()
+    found += await detector.sources()
+    found += await detector.failures()
+    found += await detector.repeaters()
+    found += await detector.skus()
+    return sorted(found, key=lambda a: not a.blocking)
+
+
+_trip_locks: weakref.WeakKeyDictionary[Store, asyncio.Lock] = weakref.WeakKeyDictionary()
+
+
+async def trip_if_needed(svc: Services, anomalies: list[Anomaly]) -> bool:
+    """Pause automation for the blocking anomalies; False when none, or already paused."""
+    blocking = [a for a in anomalies if a.blocking]
+    if not blocking:
+        return False
+    lock = _trip_locks.setdefault(svc.store, asyncio.Lock())
+    async with lock:
+        if (await automation_state(svc.store)).paused:
+            return False
+        reason = "; ".join(a.reason for a in blocking)
+        await set_automation(svc, paused=True, reason=reason, by=DETECTOR)
+        return True
+
+
+EPISODE_GAP = timedelta(hours=1)
+
+
+async def record(store: Store, anomalies: list[Anomaly], now: datetime) -> list[Anomaly]:
+    """Keep what was seen, one row per episode, so the digest can list the day's anomalies.
+
+    A key is `subject:label` (label: the hour or day it was seen). An anomaly whose subject was
+    last seen within EPISODE_GAP continues that episode even when the label has moved on (a
+    spike at 14:50 is still the same spike at 15:05). Returns the anomalies with their episode
+    keys.
+    """
+    if not anomalies:
+        return []
+    at = _iso(now)
+    recent = _iso(now - EPISODE_GAP)
+    kept: list[Anomaly] = []
+    async with store.transaction() as tx:
+        for a in anomalies:
+            prefix = a.key.rsplit(":", 1)[0] + ":"
+            cursor = await tx.execute(
+                "SELECT key FROM anomalies WHERE substr(key, 1, length(?1)) = ?1 "
+                "AND instr(substr(key, length(?1) + 1), ':') = 0 AND last_seen >= ?2 "
+                "ORDER BY last_seen DESC LIMIT 1", (prefix, recent))
+            row = await cursor.fetchone()
+            episode = replace(a, key=row[0]) if row else a
+            await tx.execute(
+                "INSERT INTO anomalies (key, kind, blocking, reason, numbers, first_seen, "
+                "last_seen) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (key) DO UPDATE SET "
+                "reason = excluded.reason, numbers = excluded.numbers, "
+                "blocking = excluded.blocking, last_seen = excluded.last_seen",
+                (episode.key, a.kind, int(a.blocking), a.reason, dumps(a.numbers), at, at))
+            kept.append(episode)
+    return kept
+
+
+async def seen_between(store: Store, start: datetime, end: datetime) -> list[Anomaly]:
+    """Anomalies recorded as seen in [start, end), blocking ones first."""
+    rows = await store.fetch_all(
+        "SELECT * FROM anomalies WHERE last_seen >= ? AND first_seen < ? "
+        "ORDER BY blocking DESC, first_seen", (_iso(start), _iso(end)))
+    return [Anomaly(r["kind"], r["key"], bool(r["blocking"]), r["reason"],
+                    json.loads(r["numbers"])) for r in rows]
+
+
+class _Detector:
+    def __init__(self, svc: Services, now: datetime, tz: ZoneInfo, config: AnomalyConfig,
+                 automation: Automation) -> None:
+        self.store = svc.store
+        self.svc = svc
+        self.now = now.astimezone(UTC)
+        self.tz = tz
+        self.c = config
+        self.hour_label = now.astimezone(tz).strftime("%Y-%m-%dT%H")
+        self.day_label = now.astimezone(tz).strftime("%Y-%m-%d")
+        # evidence a person has already looked at (they resumed after it) is not used again
+        self.since = self.now - config.window
+        if not automation.paused and automation.at:
+            resumed = datetime.fromisoformat(automation.at)
+            self.since = max(self.since, resumed.astimezone(UTC))
+        self.resumed_at = automation.at if not automation.paused else ""
+
+    def _baseline_windows(self) -> list[tuple[datetime, datetime]]:
+        """The same wall-clock hour on each of the previous days."""
+        local = self.now.astimezone(self.tz)
+        windows = []
+        for k in range(1, self.c.baseline_days + 1):
+            end = (local - timedelta(days=k)).astimezone(UTC)
+            windows.append((end - self.c.window, end))
+        return windows
+
+    async def _refund_window(self, start: datetime, end: datetime) -> dict[str, tuple[int, int]]:
+        rows = await self.store.fetch_all(
+            "SELECT currency, COUNT(*) AS n, COALESCE(SUM(amount), 0) AS total FROM executions "
+            "WHERE status != 'rejected' AND created_at >= ? AND created_at < ? "
+            "GROUP BY currency", (_iso(start), _iso(end)))
+        return {r["currency"]: (int(r["n"]), int(r["total"])) for r in rows}
+
+    async def refunds(self) -> list[Anomaly]:
+        current = await self._refund_window(self.since, self.now)
+        history = [await self._refund_window(a, b) for a, b in self._baseline_windows()]
+        found = []
+        observed = sum(n for n, _ in current.values())
+        counts = [sum(n for n, _ in h.values()) for h in history]
+        rate = max(statistics.fmean(counts), self.c.min_rate)
+        p = poisson_tail(observed, rate)
+        if observed >= self.c.min_count and p < self.c.count_p:
+            found.append(Anomaly(
+                REFUND_COUNT, f"{REFUND_COUNT}:{self.hour_label}", True,
+                f"{observed} refunds in the last hour; this hour of the day averaged "
+                f"{statistics.fmean(counts):.1f} over the last {len(counts)} days "
+                f"(Poisson tail probability {p:.1e})",
+                {"observed": observed, "baseline_mean": round(statistics.fmean(counts), 3),
+                 "p": p, "method": "poisson"}))
+        for currency, (n, amount) in sorted(current.items()):
+            sums = [h.get(currency, (0, 0))[1] for h in history]
+            past_n = sum(h.get(currency, (0, 0))[0] for h in history)
+            if n < self.c.amount_min_refunds or past_n == 0:
+                continue
+            typical = sum(sums) / past_n
+            z, median, _ = robust_z(amount, [float(s) for s in sums], typical)
+            if z > self.c.amount_z:
+                found.append(Anomaly(
+                    REFUND_AMOUNT, f"{REFUND_AMOUNT}:{currency}:{self.hour_label}", True,
+                    f"{display(amount, currency)} refunded in the last hour ({n} refunds); "
+                    f"this hour of the day had a median of {display(round(median), currency)} "
+                    f"over the last {len(sums)} days (robust z-score {z:.1f})",
+                    {"observed": amount, "currency": currency, "refunds": n,
+                     "baseline_median": round(median), "z": round(z, 2), "method": "mad"}))
+        return found
+
+    async def _source_window(self, start: datetime, end: datetime) -> dict[str, int]:
+        rows = await self.store.fetch_all(
+            "SELECT source, COUNT(*) AS n FROM cases WHERE created_at >= ? AND created_at < ? "
+            "GROUP BY source", (_iso(start), _iso(end)))
+        return {r["source"]: int(r["n"]) for r in rows}
+
+    async def sources(self) -> list[Anomaly]:
+        current = await self._source_window(self.since, self.now)
+        history = [await self._source_window(a, b) for a, b in self._baseline_windows()]
+        found = []
+        for source, observed in sorted(current.items()):
+            counts = [h.get(source, 0) for h in history]
+            mean = statistics.fmean(counts)
+            p = poisson_tail(observed, max(mean, self.c.min_rate))
+            if observed >= self.c.source_min and p < self.c.source_p:
+                found.append(Anomaly(
+                    SOURCE_SPIKE, f"{SOURCE_SPIKE}:{source}:{self.hour_label}", True,
+                    f"{observed} new refund cases from {source} in the last hour; this hour "
+                    f"of the day averaged {mean:.1f} from it over the last {len(counts)} days "
+                    f"(Poisson tail probability {p:.1e})",
+                    {"source": source, "observed": observed, "baseline_mean": round(mean, 3),
+                     "p": p, "method": "poisson"}))
+        return found
+
+    async def failures(self) -> list[Anomaly]:
+        rows = await self.store.fetch_all(
+            "SELECT id, status, failure_reason FROM executions WHERE called_at IS NOT NULL "
+            "AND status IN ('succeeded', 'pending', 'failed', 'rejected') AND updated_at > ? "
+            "ORDER BY updated_at DESC, id DESC LIMIT ?",
+            (self.resumed_at or "", self.c.failure_run))
+        if len(rows) < self.c.failure_run or any(
+                r["status"] not in ("failed", "rejected") for r in rows):
+            return []
+        reasons = sorted({str(r["failure_reason"] or "no reason given") for r in rows})
+        first = min(int(r["id"]) for r in rows)
+        return [Anomaly(
+            STRIPE_FAILURES, f"{STRIPE_FAILURES}:{first}", True,
+            f"the last {len(rows)} refunds sent to Stripe all failed ({'; '.join(reasons)})",
+            {"in_a_row": len(rows), "reasons": reasons})]
+
+    async def repeaters(self) -> list[Anomaly]:
+        since = self.now - timedelta(days=self.c.repeat_days)
+        marks = ",".join("?" for _ in REFUNDED_STATUSES)
+        rows = await self.store.fetch_all(
+            "SELECT customer_hash, COUNT(*) AS n FROM cases WHERE customer_hash IS NOT NULL "
+            f"AND created_at >= ? AND status IN ({marks}) GROUP BY customer_hash "
+            "HAVING COUNT(*) >= ? ORDER BY n DESC LIMIT 50",
+            (_iso(since), *REFUNDED_STATUSES, self.c.repeat_min))
+        return [Anomaly(
+            REPEAT_REFUNDER, f"{REPEAT_REFUNDER}:{r['customer_hash']}:{self.day_label}", False,
+            f"one customer (id {str(r['customer_hash'])[:8]}) had {r['n']} refunds in the "
+            f"last {self.c.repeat_days} days; their new cases always go to a person",
+            {"customer": r["customer_hash"], "refunds": int(r["n"]),
+             "days": self.c.repeat_days}) for r in rows]
+
+    async def _sku_counts(self, start: datetime, end: datetime) -> dict[str, int]:
+        rows = await self.store.fetch_all(
+            "SELECT t.value AS sku, COUNT(DISTINCT c.id) AS n FROM cases c "
+            "JOIN quotes q ON q.case_id = c.id AND q.version = c.quote_version, "
+            "json_tree(q.snapshot, '$.booking.order.items') t "
+            "WHERE t.key = 'sku' AND c.created_at >= ? AND c.created_at < ? "
+            "GROUP BY t.value", (_iso(start), _iso(end)))
+        return {str(r["sku"]): int(r["n"]) for r in rows if r["sku"]}
+
+    async def skus(self) -> list[Anomaly]:
+        day = timedelta(days=1)
+        current = await self._sku_counts(self.now - day, self.now)
+        if not current:
+            return []
+        days = self.c.baseline_days
+        past = await self._sku_counts(self.now - day * (days + 1), self.now - day)
+        found = []
+        for sku, observed in sorted(current.items()):
+            mean = past.get(sku, 0) / days
+            p = poisson_tail(observed, max(mean, self.c.sku_min_rate))
+            if observed >= self.c.sku_min and p < self.c.sku_p:
+                found.append(Anomaly(
+                    SKU_SPIKE, f"{SKU_SPIKE}:{sku}:{self.day_label}", False,
+                    f"{observed} cancellations of {sku} in the last 24 hours against "
+                    f"{mean:.1f} a day over the {days} days before (often weather; "
+                    "automation carries on)",
+                    {"sku": sku, "observed": observed, "baseline_per_day": round(mean, 3),
+                     "p": p, "method": "poisson"}))
+        return found
+
+
+def _iso(moment: datetime) -> str:
+    return moment.astimezone(UTC).isoformat(timespec="microseconds")

@@ -1,0 +1,76 @@
+"""Refund reports over a date range: the figures and one CSV row per refund."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from dataclasses import dataclass, field
+from datetime import date
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from services.finance.reconcile import day_window
+from services.money import format_minor
+from services.store.db import Store
+
+MAX_DAYS = 366
+COLUMNS = ("refunded_at", "booking", "case", "currency", "quoted", "refunded", "policies",
+           "decision", "decided_by", "stripe_refund_id", "payment", "status")
+
+
+class ReportError(ValueError):
+    pass
+
+
+@dataclass
+class RangeReport:
+    first: date
+    last: date
+    rows: list[dict[str, str]]
+    totals: dict[str, tuple[int, int]] = field(default_factory=dict)  # currency -> count, minor
+    decisions: dict[str, int] = field(default_factory=dict)
+
+    def csv(self) -> str:
+        out = io.StringIO()
+        writer = csv.DictWriter(out, fieldnames=COLUMNS, lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(self.rows)
+        return out.getvalue()
+
+
+async def range_report(store: Store, first: date, last: date, tz: ZoneInfo) -> RangeReport:
+    if last < first:
+        raise ReportError("the end date is before the start date")
+    if (last - first).days + 1 > MAX_DAYS:
+        raise ReportError(f"a report covers at most {MAX_DAYS} days")
+    start, _ = day_window(first, tz)
+    _, end = day_window(last, tz)
+    rows = await store.fetch_all(
+        "SELECT e.created_at, e.amount, e.currency, e.status, e.stripe_refund_id, "
+        "e.payment_ref, c.id AS case_id, c.booking_code, c.refund_amount, q.quote, "
+        "(SELECT decision FROM decisions d WHERE d.case_id = c.id ORDER BY d.id DESC LIMIT 1) "
+        "AS decision, (SELECT decided_by FROM decisions d WHERE d.case_id = c.id "
+        "ORDER BY d.id DESC LIMIT 1) AS decided_by "
+        "FROM executions e JOIN cases c ON c.id = e.case_id "
+        "LEFT JOIN quotes q ON q.case_id = c.id AND q.version = c.quote_version "
+        "WHERE e.stripe_refund_id IS NOT NULL AND e.created_at >= ? AND e.created_at < ? "
+        "ORDER BY e.created_at", (start.isoformat(), end.isoformat()))
+    report = RangeReport(first, last, [])
+    for r in rows:
+        quote: dict[str, Any] = json.loads(r["quote"]) if r["quote"] else {}
+        report.rows.append({
+            "refunded_at": r["created_at"][:19] + "Z", "booking": r["booking_code"],
+            "case": str(r["case_id"]), "currency": r["currency"],
+            "quoted": format_minor(r["refund_amount"], r["currency"]),
+            "refunded": format_minor(r["amount"], r["currency"]),
+            "policies": " ".join(quote.get("policy_ids", [])),
+            "decision": r["decision"] or "", "decided_by": r["decided_by"] or "",
+            "stripe_refund_id": r["stripe_refund_id"], "payment": r["payment_ref"],
+            "status": r["status"]})
+        if r["status"] in ("pending", "succeeded"):
+            count, total = report.totals.get(r["currency"], (0, 0))
+            report.totals[r["currency"]] = (count + 1, total + r["amount"])
+        if r["decision"]:
+            report.decisions[r["decision"]] = report.decisions.get(r["decision"], 0) + 1
+    return report

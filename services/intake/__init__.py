@@ -1,0 +1,1 @@
+"""Intake: received webhook events, stored once, and the routing of each event type."""

@@ -1,0 +1,1 @@
+"""Quoting: the booking snapshot, the policy book, the pure quote engine and risk flags."""

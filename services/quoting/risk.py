@@ -1,0 +1,85 @@
+"""Per-case risk flags: reasons a refund that the policy allows should still see a person."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import statistics
+from datetime import datetime, timedelta
+
+from services.disputes.holds import holds_on
+from services.money import format_minor, to_minor
+from services.quoting.booking import BookingSnapshot
+from services.quoting.quote import RiskFlag
+from services.store.db import Store
+
+REPEAT_WINDOW = timedelta(days=30)
+REPEAT_THRESHOLD = 2          # earlier refunded cases for the same customer within the window
+LAST_MINUTE_BOOKING = timedelta(hours=2)  # booked this shortly before cancelling
+VALUE_OUTLIER_FACTOR = 3      # booking value this many times the product's usual
+VALUE_MIN_SAMPLES = 5         # earlier cases of the product needed to know its "usual"
+VALUE_LOOKBACK = 200          # most recent quotes read for that
+
+
+def customer_hash(email: str, salt: str) -> str | None:
+    """A stable, non-reversible customer key; the email itself is never stored or logged."""
+    normalized = email.strip().casefold()
+    if not normalized:
+        return None
+    return hashlib.sha256(f"{salt}:{normalized}".encode()).hexdigest()[:24]
+
+
+async def assess(
+    store: Store, snapshot: BookingSnapshot, cancelled_at: datetime, customer: str | None
+) -> tuple[RiskFlag, ...]:
+    flags: list[RiskFlag] = []
+    if customer:
+        since = (cancelled_at - REPEAT_WINDOW).isoformat()
+        row = await store.fetch_one(
+            "SELECT COUNT(*) AS n FROM cases WHERE customer_hash = ? AND booking_id != ? "
+            "AND status IN ('refunded', 'partially_refunded', 'executing', 'approved', "
+            "'auto_approved') AND created_at >= ?",
+            (customer, snapshot.booking_id, since),
+        )
+        count = int(row["n"]) if row else 0
+        if count >= REPEAT_THRESHOLD:
+            flags.append(RiskFlag(
+                "repeat_refunder",
+                f"this customer had {count} other refunds in the last {REPEAT_WINDOW.days} days",
+            ))
+    if snapshot.created_at is not None and timedelta(0) <= cancelled_at - snapshot.created_at \
+            < LAST_MINUTE_BOOKING:
+        minutes = int((cancelled_at - snapshot.created_at).total_seconds() // 60)
+        flags.append(RiskFlag(
+            "booked_just_before_cancel",
+            f"booked only {minutes} minutes before it was cancelled",
+        ))
+    flag = await _value_outlier(store, snapshot)
+    if flag is not None:
+        flags.append(flag)
+    refs = [payment.transaction.id for payment in snapshot.payments()]
+    flags += [RiskFlag("payment_disputed", hold.reason) for hold in await holds_on(store, refs)]
+    return tuple(flags)
+
+
+async def _value_outlier(store: Store, snapshot: BookingSnapshot) -> RiskFlag | None:
+    """The booking is worth far more than the usual booking of its main product."""
+    main = max(snapshot.lines, key=lambda line: line.total)
+    rows = await store.fetch_all(
+        "SELECT q.quote FROM quotes q JOIN cases c ON c.id = q.case_id "
+        "WHERE c.booking_id != ? AND q.version = c.quote_version AND c.currency = ? "
+        "ORDER BY q.id DESC LIMIT ?", (snapshot.booking_id, snapshot.currency, VALUE_LOOKBACK))
+    values = []
+    for row in rows:
+        quote = json.loads(row["quote"])
+        if any(line.get("sku") == main.sku for line in quote.get("lines", [])):
+            values.append(to_minor(quote["order_total"], snapshot.currency))
+    if len(values) < VALUE_MIN_SAMPLES:
+        return None
+    usual = statistics.median(values)
+    if usual > 0 and snapshot.order_total > VALUE_OUTLIER_FACTOR * usual:
+        return RiskFlag("value_outlier", (
+            f"worth {format_minor(snapshot.order_total, snapshot.currency)}, over "
+            f"{VALUE_OUTLIER_FACTOR}x the usual {format_minor(int(usual), snapshot.currency)} "
+            f"for {main.sku or main.name}"))
+    return None

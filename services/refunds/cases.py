@@ -1,0 +1,270 @@
+"""Refund cases: their lifecycle, the decisions people and policy make, and queries.
+
+Every state change is one transaction holding the store's write lock: the status check, the
+update, the decision row and the audit row commit together or not at all. A transition is a
+compare-and-set on `status`, so two managers clicking at once produce one decision.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+import aiosqlite
+
+from services.money import format_minor, to_minor
+from services.store import audit
+from services.store.db import Row, Store, now_iso
+
+
+class Status(StrEnum):
+    QUOTED = "quoted"
+    AUTO_APPROVED = "auto_approved"
+    PENDING_APPROVAL = "pending_approval"
+    APPROVED = "approved"
+    DENIED = "denied"
+    SKIPPED = "skipped"
+    EXECUTING = "executing"
+    REFUNDED = "refunded"
+    PARTIALLY_REFUNDED = "partially_refunded"
+    FAILED = "failed"
+
+
+S = Status
+TRANSITIONS: dict[Status, frozenset[Status]] = {
+    S.QUOTED: frozenset({S.AUTO_APPROVED, S.PENDING_APPROVAL, S.DENIED, S.SKIPPED}),
+    S.PENDING_APPROVAL: frozenset({S.APPROVED, S.DENIED, S.PENDING_APPROVAL}),
+    S.APPROVED: frozenset({S.EXECUTING}),
+    S.AUTO_APPROVED: frozenset({S.EXECUTING}),
+    S.EXECUTING: frozenset({S.REFUNDED, S.PARTIALLY_REFUNDED, S.FAILED, S.PENDING_APPROVAL}),
+    S.FAILED: frozenset({S.EXECUTING, S.PENDING_APPROVAL}),
+    S.REFUNDED: frozenset({S.FAILED}),
+    S.PARTIALLY_REFUNDED: frozenset({S.FAILED}),
+    S.DENIED: frozenset(),
+    S.SKIPPED: frozenset(),
+}
+OPEN = frozenset(set(Status) - {S.REFUNDED, S.PARTIALLY_REFUNDED, S.DENIED, S.SKIPPED})
+
+
+class CaseError(Exception):
+    """A request about a case that cannot be honoured; the message is safe to show a user."""
+
+
+class CaseNotFound(CaseError):
+    pass
+
+
+class IllegalTransition(CaseError):
+    pass
+
+
+class AlreadyDecided(CaseError):
+    """Someone else decided first."""
+
+    def __init__(self, message: str, decided_by: str | None = None,
+                 decided_at: str | None = None, outcome: str | None = None) -> None:
+        super().__init__(message)
+        self.decided_by = decided_by
+        self.decided_at = decided_at
+        self.outcome = outcome  # "approved" | "denied"
+
+
+class StaleQuote(CaseError):
+    """The click carried a quote version that is no longer current."""
+
+
+class InvalidAmount(CaseError):
+    pass
+
+
+@dataclass(frozen=True)
+class Case:
+    id: int
+    booking_id: str
+    booking_code: str
+    status: Status
+    currency: str
+    cancelled_at: str
+    waiver: str | None
+    source: str
+    requested_by: str | None
+    quote_version: str | None
+    refund_amount: int
+    approved_amount: int | None
+    status_reason: str | None
+    customer_hash: str | None
+    created_at: str
+    updated_at: str
+    revision: int
+
+    @classmethod
+    def from_row(cls, row: Row) -> Case:
+        data = dict(row)
+        data["status"] = Status(data["status"])
+        return cls(**data)
+
+    def money(self, minor: int) -> str:
+        return format_minor(minor, self.currency)
+
+
+@dataclass(frozen=True)
+class StoredQuote:
+    version: str
+    created_at: str
+    snapshot: dict[str, Any]
+    quote: dict[str, Any]
+
+
+async def get(store: Store, case_id: int) -> Case:
+    row = await store.fetch_one("SELECT * FROM cases WHERE id = ?", (case_id,))
+    if row is None:
+        raise CaseNotFound(f"no refund case {case_id}")
+    return Case.from_row(row)
+
+
+async def find_open(store: Store, booking_id: str) -> Case | None:
+    marks = ",".join("?" for _ in OPEN)
+    row = await store.fetch_one(
+        f"SELECT * FROM cases WHERE (booking_id = ? OR booking_code = ?) AND status IN ({marks})",
+        (booking_id, booking_id, *OPEN),
+    )
+    return Case.from_row(row) if row else None
+
+
+async def latest_for_booking(store: Store, booking: str) -> Case | None:
+    row = await store.fetch_one(
+        "SELECT * FROM cases WHERE booking_id = ? OR booking_code = ? ORDER BY id DESC LIMIT 1",
+        (booking, booking),
+    )
+    return Case.from_row(row) if row else None
+
+
+async def list_cases(store: Store, status: Status | None = None, limit: int = 200) -> list[Case]:
+    if status is None:
+        rows = await store.fetch_all("SELECT * FROM cases ORDER BY id DESC LIMIT ?", (limit,))
+    else:
+        rows = await store.fetch_all(
+            "SELECT * FROM cases WHERE status = ? ORDER BY id DESC LIMIT ?", (status, limit)
+        )
+    return [Case.from_row(r) for r in rows]
+
+
+async def current_quote(store: Store, case: Case) -> StoredQuote:
+    row = await store.fetch_one(
+        "SELECT version, created_at, snapshot, quote FROM quotes WHERE case_id = ? "
+        "AND version = ?", (case.id, case.quote_version),
+    )
+    if row is None:
+        raise CaseError(f"case {case.id} has no stored quote")
+    return StoredQuote(row["version"], row["created_at"], json.loads(row["snapshot"]),
+                       json.loads(row["quote"]))
+
+
+async def last_decision(store: Store, case_id: int) -> Row | None:
+    return await store.fetch_one(
+        "SELECT * FROM decisions WHERE case_id = ? ORDER BY id DESC LIMIT 1", (case_id,)
+    )
+
+
+async def transition(
+    tx: aiosqlite.Connection,
+    case: Case,
+    to: Status,
+    *,
+    actor: str,
+    reason: str | None = None,
+    changes: dict[str, Any] | None = None,
+    detail: dict[str, Any] | None = None,
+) -> Case:
+    """Move a case from the status it was read in to `to`, or raise and change nothing."""
+    if to not in TRANSITIONS[case.status]:
+        raise IllegalTransition(f"case {case.id} cannot go from {case.status} to {to}")
+    fields = {"status": str(to), "status_reason": reason, "updated_at": now_iso()}
+    fields.update(changes or {})
+    assignments = ", ".join(f"{name} = ?" for name in fields)
+    cursor = await tx.execute(
+        f"UPDATE cases SET {assignments}, revision = revision + 1 "
+        "WHERE id = ? AND status = ? AND revision = ?",
+        (*fields.values(), case.id, str(case.status), case.revision),
+    )
+    if cursor.rowcount != 1:
+        raise AlreadyDecided(f"case {case.id} changed while this request was handled")
+    await audit.append(
+        tx, actor=actor, action=f"case.{to}", case_id=case.id,
+        detail={"from": str(case.status), "to": str(to), "reason": reason, **(detail or {})},
+    )
+    async with tx.execute("SELECT * FROM cases WHERE id = ?", (case.id,)) as cur:
+        row = await cur.fetchone()
+    assert row is not None
+    return Case.from_row(row)
+
+
+async def record_decision(
+    tx: aiosqlite.Connection, case: Case, decision: str, *, by: str,
+    amount: int | None = None, reason: str | None = None,
+) -> None:
+    await tx.execute(
+        "INSERT INTO decisions (case_id, decision, amount, reason, decided_by, quote_version, "
+        "decided_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+        (case.id, decision, amount, reason, by, case.quote_version, now_iso()),
+    )
+
+
+async def approve(
+    store: Store, case_id: int, *, by: str, amount: int | None = None,
+    reason: str | None = None, quote_version: str | None = None,
+) -> Case:
+    """A person approves a pending case, at the quoted amount or an adjusted one."""
+    async with store.transaction() as tx:
+        case = await _pending(store, case_id, quote_version)
+        quoted = (await current_quote(store, case)).quote
+        net_paid = _minor_field(quoted, "net_paid", case)
+        final = case.refund_amount if amount is None else amount
+        if final != case.refund_amount and not (reason or "").strip():
+            raise InvalidAmount("an adjusted amount needs a reason")
+        if final <= 0:
+            raise InvalidAmount("the refund amount must be positive")
+        if final > net_paid:
+            raise InvalidAmount(
+                f"{case.money(final)} is more than the {case.money(net_paid)} {case.currency} "
+                "paid on this booking"
+            )
+        await record_decision(tx, case, "approve", by=by, amount=final, reason=reason)
+        return await transition(
+            tx, case, Status.APPROVED, actor=by, reason=reason,
+            changes={"approved_amount": final},
+            detail={"amount": case.money(final), "quoted": case.money(case.refund_amount),
+                    "adjusted": final != case.refund_amount},
+        )
+
+
+async def deny(store: Store, case_id: int, *, by: str, reason: str,
+               quote_version: str | None = None) -> Case:
+    if not reason.strip():
+        raise CaseError("a denial needs a reason")
+    async with store.transaction() as tx:
+        case = await _pending(store, case_id, quote_version)
+        await record_decision(tx, case, "deny", by=by, reason=reason)
+        return await transition(tx, case, Status.DENIED, actor=by, reason=reason)
+
+
+async def _pending(store: Store, case_id: int, quote_version: str | None) -> Case:
+    case = await get(store, case_id)
+    if case.status != Status.PENDING_APPROVAL:
+        last = await last_decision(store, case_id)
+        if last is not None and case.status not in (Status.QUOTED,):
+            verb = "approved" if last["decision"] in ("approve", "auto_approve") else "denied"
+            raise AlreadyDecided(
+                f"already {verb} by {last['decided_by']} at {last['decided_at'][11:16]} UTC",
+                decided_by=last["decided_by"], decided_at=last["decided_at"], outcome=verb,
+            )
+        raise IllegalTransition(f"case {case_id} is {case.status}, not waiting for approval")
+    if quote_version is not None and quote_version != case.quote_version:
+        raise StaleQuote(f"case {case_id} was re-quoted; the card you clicked is out of date")
+    return case
+
+
+def _minor_field(quote: dict[str, Any], name: str, case: Case) -> int:
+    return to_minor(quote[name], case.currency)

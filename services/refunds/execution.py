@@ -1,0 +1,354 @@
+"""Executing an approved case: Stripe refunds exactly once, then Checkfront is told.
+
+The order is what makes it safe:
+1. claim the case (compare-and-set to `executing`): one executor per case;
+2. re-quote when the booking changed or the quote is older than the allowed age;
+3. plan: one `executions` row per Stripe allocation, each with an idempotency key derived
+   from the case, the payment and the plan number, committed *before* any Stripe call;
+4. check each payment's unrefunded amount at Stripe and refuse to over-refund;
+5. call Stripe with the row's key (a resumed or retried row reuses its key, so Stripe replays
+   the refund it already made instead of making a second one);
+6. write the outcome, then the Checkfront status and note.
+A crash anywhere leaves the case `executing`; `resume_all` picks it up with the same keys.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from services.clients.stripe_gateway import StripeGatewayError, StripeRefund
+from services.disputes.holds import holds_on
+from services.money import display
+from services.quoting.booking import BookingSnapshot, parse_snapshot
+from services.refunds import cases
+from services.refunds.cases import Case, CaseError, Status
+from services.refunds.flows import Services, assemble_snapshot, quote_snapshot
+from services.refunds.writeback import write_back
+from services.store import audit
+from services.store.db import Row, dumps, now_iso, utcnow
+
+SETTLED = ("pending", "succeeded")  # money that has left (or is leaving) the merchant
+RETRYABLE_KINDS = ("unavailable", "rate_limited")
+
+
+def ledger_status(stripe_status: str) -> str:
+    """Our execution status for a Stripe refund status."""
+    if stripe_status in ("failed", "canceled"):
+        return "failed"
+    return "succeeded" if stripe_status == "succeeded" else "pending"
+
+
+@dataclass(frozen=True)
+class Planned:
+    row_id: int
+    payment_ref: str
+    amount: int
+    key: str
+    called: bool
+
+
+async def execute(svc: Services, case_id: int, *, actor: str) -> Case:
+    """Run an approved (or failed, for a retry) case to its outcome."""
+    if svc.stripe is None:
+        raise CaseError("Stripe is not configured; refunds cannot be executed")
+    case = await cases.get(svc.store, case_id)
+    if case.status in (Status.APPROVED, Status.AUTO_APPROVED, Status.FAILED):
+        async with svc.store.transaction() as tx:
+            case = await cases.transition(tx, case, Status.EXECUTING, actor=actor,
+                                          reason="executing")
+    elif case.status != Status.EXECUTING:
+        raise cases.IllegalTransition(f"case {case_id} is {case.status}; nothing to execute")
+    await svc.notifier.case_updated(case)
+    try:
+        case = await _run(svc, case, actor)
+    except Exception as exc:  # the case must never be left silently in `executing`
+        case = await _finish(svc, await cases.get(svc.store, case_id), Status.FAILED,
+                             f"unexpected error: {exc.__class__.__name__}: {exc}", actor)
+    await svc.notifier.case_updated(case)
+    return case
+
+
+async def resume_all(svc: Services) -> list[Case]:
+    """At start-up: finish every case a crash left in `executing`, with the same keys."""
+    resumed = []
+    for case in await cases.list_cases(svc.store, Status.EXECUTING, limit=10_000):
+        await audit.record(svc.store, actor="worker", action="execution.resumed", case_id=case.id)
+        resumed.append(await execute(svc, case.id, actor="worker"))
+    return resumed
+
+
+async def _run(svc: Services, case: Case, actor: str) -> Case:
+    assert svc.stripe is not None
+    snapshot = await _fresh_snapshot(svc, case)
+    if snapshot is None:  # re-quoted with another result: back to a person
+        return await cases.get(svc.store, case.id)
+    plan, manual = await _plan(svc, case, snapshot)
+
+    # a disputed payment is not refunded: Stripe refuses, or the cardholder already has it back
+    holds = [hold for hold in await holds_on(svc.store, [p.payment_ref for p in plan
+                                                         if not p.called]) if hold.blocks_refund]
+    if holds:
+        why = "; ".join(hold.reason for hold in holds)
+        await _reject_rows(svc, case.id, [p for p in plan if not p.called], why,
+                           action="execution.dispute_blocked")
+        return await _to_person(svc, case, actor, why)
+
+    # over-refund guard: Stripe is the truth about what is left on each payment
+    for item in (p for p in plan if not p.called):
+        left, _ = await svc.stripe.unrefunded_amount(item.payment_ref)
+        if left < item.amount:
+            await _reject_rows(svc, case.id, [p for p in plan if not p.called],
+                               f"Stripe shows {case.money(left)} left on {item.payment_ref}")
+            return await _to_person(svc, case, actor, (
+                f"Stripe shows only {display(left, case.currency)} unrefunded on "
+                f"{item.payment_ref}, but {display(item.amount, case.currency)} was planned"))
+
+    problems: list[str] = []
+    for item in plan:
+        problems += await _call_stripe(svc, case, item)
+    if problems:
+        return await _finish(svc, case, Status.FAILED, "; ".join(problems), actor)
+
+    await write_back(svc, case, actor, manual)
+    if manual > 0:
+        return await _finish(svc, case, Status.PARTIALLY_REFUNDED,
+                             f"{display(manual, case.currency)} must be refunded by hand "
+                             "(not paid through Stripe)", actor)
+    return await _finish(svc, case, Status.REFUNDED, "refunded through Stripe", actor)
+
+
+async def _fresh_snapshot(svc: Services, case: Case) -> BookingSnapshot | None:
+    """The booking as it is now; re-quote if it changed or the quote went stale."""
+    stored = await cases.current_quote(svc.store, case)
+    raw = stored.snapshot
+    if svc.checkfront is not None:
+        raw = await assemble_snapshot(svc, case.booking_id, exclude_case=case.id)
+    snapshot = parse_snapshot(raw, default_currency=svc.book.currency)
+    age = utcnow() - datetime.fromisoformat(stored.created_at)
+    changed = snapshot.fingerprint != stored.quote.get("booking_fingerprint")
+    stale = age > svc.config.quote_max_age
+    if not changed and not stale:
+        return snapshot
+    if await _executed_rows(svc, case.id):
+        return snapshot  # money already moved for this plan: finish it, do not re-decide
+    cancelled_at = datetime.fromisoformat(case.cancelled_at)
+    _, quote = await quote_snapshot(svc, raw, cancelled_at, case.waiver)
+    why = "the booking changed since it was quoted" if changed else \
+        f"the quote was older than {svc.config.quote_max_age}"
+    if quote.version == case.quote_version:
+        return snapshot
+    async with svc.store.transaction() as tx:
+        await tx.execute(
+            "INSERT OR IGNORE INTO quotes (case_id, version, created_at, snapshot, quote) "
+            "VALUES (?, ?, ?, ?, ?)",
+            (case.id, quote.version, now_iso(), dumps(raw), dumps(quote.to_dict())),
+        )
+        await audit.append(tx, actor="policy", action="quote.remade", case_id=case.id,
+                           detail={"why": why, "quote": quote.to_dict()})
+        unchanged = quote.total_refund == (case.approved_amount or case.refund_amount) and \
+            case.approved_amount == case.refund_amount
+        if unchanged and not changed:
+            await tx.execute("UPDATE cases SET quote_version = ? WHERE id = ?",
+                             (quote.version, case.id))
+            return snapshot
+        await cases.transition(
+            tx, case, Status.PENDING_APPROVAL, actor="policy",
+            reason=f"re-quoted because {why}: refund now "
+                   f"{display(quote.total_refund, case.currency)}",
+            changes={"quote_version": quote.version, "refund_amount": quote.total_refund,
+                     "approved_amount": None},
+        )
+    return None
+
+
+async def _executed_rows(svc: Services, case_id: int) -> list[Row]:
+    return await svc.store.fetch_all(
+        "SELECT * FROM executions WHERE case_id = ? AND (status IN ('pending', 'succeeded') "
+        "OR called_at IS NOT NULL)", (case_id,))
+
+
+async def _plan(svc: Services, case: Case,
+                snapshot: BookingSnapshot) -> tuple[list[Planned], int]:
+    """In-flight rows (same keys), plus new rows for whatever the approval still lacks; and
+    what no Stripe payment can cover (to be refunded by hand)."""
+    target = case.approved_amount or 0
+    async with svc.store.transaction() as tx:
+        async with tx.execute("SELECT * FROM executions WHERE case_id = ?", (case.id,)) as cur:
+            rows = list(await cur.fetchall())
+        covered = sum(r["amount"] for r in rows if r["status"] in (*SETTLED, "planned"))
+        used: dict[str, int] = {}
+        for r in rows:
+            if r["status"] in (*SETTLED, "planned"):
+                used[r["payment_ref"]] = used.get(r["payment_ref"], 0) + r["amount"]
+        attempt = max((r["attempt"] for r in rows), default=0) + 1
+        remaining = target - covered
+        for payment in snapshot.payments():
+            if remaining <= 0:
+                break
+            ref = payment.transaction.id
+            room = payment.unrefunded - used.get(ref, 0)
+            if not payment.refundable_via_stripe or room <= 0:
+                continue
+            take = min(room, remaining)
+            key = f"refund-bot:case-{case.id}:{ref}:plan-{attempt}"
+            await tx.execute(
+                "INSERT INTO executions (case_id, payment_ref, amount, currency, attempt, "
+                "idempotency_key, status, created_at, updated_at) "
+                "VALUES (?, ?, ?, ?, ?, ?, 'planned', ?, ?)",
+                (case.id, ref, take, case.currency, attempt, key, now_iso(), now_iso()),
+            )
+            await audit.append(tx, actor="worker", action="execution.planned", case_id=case.id,
+                               detail={"payment": ref, "amount": case.money(take),
+                                       "idempotency_key": key})
+            remaining -= take
+        async with tx.execute(
+            "SELECT * FROM executions WHERE case_id = ? AND status = 'planned' ORDER BY id",
+            (case.id,),
+        ) as cur:
+            planned = list(await cur.fetchall())
+    return [Planned(r["id"], r["payment_ref"], r["amount"], r["idempotency_key"],
+                    r["called_at"] is not None) for r in planned], max(0, remaining)
+
+
+async def _call_stripe(svc: Services, case: Case, item: Planned) -> list[str]:
+    """One Stripe refund for one planned row; returns the problems (empty when it went out)."""
+    assert svc.stripe is not None
+    async with svc.store.transaction() as tx:
+        await tx.execute("UPDATE executions SET called_at = COALESCE(called_at, ?) WHERE id = ?",
+                         (now_iso(), item.row_id))
+    metadata = {"case_id": str(case.id), "booking_id": case.booking_id,
+                "booking_code": case.booking_code}
+    try:
+        refund = await svc.stripe.create_refund(
+            payment_ref=item.payment_ref, amount=item.amount, currency=case.currency,
+            idempotency_key=item.key, metadata=metadata)
+    except StripeGatewayError as exc:
+        found = await _made_anyway(svc, case, item) if exc.maybe_applied else None
+        if found is None:
+            return await _stripe_error(svc, case, item, exc)
+        refund = found
+    return await _record_refund(svc, case, item, refund)
+
+
+async def _made_anyway(svc: Services, case: Case, item: Planned) -> StripeRefund | None:
+    """After an answer that may hide a refund (a replayed 500, a timeout), look for it."""
+    assert svc.stripe is not None
+    try:
+        made = await svc.stripe.refunds_for(item.payment_ref)
+    except StripeGatewayError:
+        return None
+    taken = {r["stripe_refund_id"] for r in await svc.store.fetch_all(
+        "SELECT stripe_refund_id FROM executions WHERE stripe_refund_id IS NOT NULL")}
+    return next((r for r in made if r.metadata.get("case_id") == str(case.id)
+                 and r.amount == item.amount and r.id not in taken), None)
+
+
+async def _stripe_error(svc: Services, case: Case, item: Planned,
+                        exc: StripeGatewayError) -> list[str]:
+    final = exc.kind not in RETRYABLE_KINDS
+    async with svc.store.transaction() as tx:
+        if final:
+            await tx.execute(
+                "UPDATE executions SET status = 'rejected', failure_reason = ?, "
+                "updated_at = ? WHERE id = ?", (exc.message, now_iso(), item.row_id))
+        await audit.append(tx, actor="stripe", action="stripe.refund_error", case_id=case.id,
+                           detail={"payment": item.payment_ref, "amount": case.money(
+                               item.amount), "idempotency_key": item.key, "kind": exc.kind,
+                               "error": exc.message, "will_reuse_key": not final})
+    hint = "" if final else " (a retry reuses the same idempotency key)"
+    return [f"Stripe refused {item.payment_ref}: {exc.message}{hint}"]
+
+
+async def _record_refund(svc: Services, case: Case, item: Planned,
+                         refund: StripeRefund) -> list[str]:
+    status = ledger_status(refund.status)
+    async with svc.store.transaction() as tx:
+        await tx.execute(
+            "UPDATE executions SET status = ?, stripe_refund_id = ?, failure_reason = ?, "
+            "updated_at = ? WHERE id = ?",
+            (status, refund.id, refund.failure_reason, now_iso(), item.row_id))
+        await audit.append(tx, actor="stripe", action="stripe.refund", case_id=case.id, detail={
+            "payment": item.payment_ref, "amount": case.money(refund.amount),
+            "idempotency_key": item.key, "refund_id": refund.id, "status": refund.status})
+    if status == "failed":
+        return [f"Stripe refund {refund.id} {refund.status}: {refund.failure_reason or 'unknown'}"]
+    return []
+
+
+async def _reject_rows(svc: Services, case_id: int, plan: list[Planned], why: str, *,
+                       action: str = "execution.over_refund_blocked") -> None:
+    async with svc.store.transaction() as tx:
+        for item in plan:
+            await tx.execute(
+                "UPDATE executions SET status = 'rejected', failure_reason = ?, updated_at = ? "
+                "WHERE id = ? AND status = 'planned'", (why, now_iso(), item.row_id))
+        await audit.append(tx, actor="worker", action=action, case_id=case_id,
+                           detail={"why": why})
+
+
+async def _to_person(svc: Services, case: Case, actor: str, reason: str) -> Case:
+    async with svc.store.transaction() as tx:
+        return await cases.transition(tx, await cases.get(svc.store, case.id),
+                                      Status.PENDING_APPROVAL, actor=actor, reason=reason,
+                                      changes={"approved_amount": None})
+
+
+async def _finish(svc: Services, case: Case, status: Status, reason: str, actor: str) -> Case:
+    async with svc.store.transaction() as tx:
+        current = await cases.get(svc.store, case.id)
+        return await cases.transition(tx, current, status, actor=actor, reason=reason)
+
+
+async def apply_refund_event(svc: Services, refund: dict[str, Any], event_type: str) -> Case | None:
+    """A Stripe refund event: update our execution row; a refund that failed fails its case."""
+    refund_id = str(refund.get("id") or "")
+    row = await _execution_for(svc, refund)
+    if row is None:
+        await audit.record(svc.store, actor="stripe", action="stripe.external_refund",
+                           detail={"event": event_type, "refund_id": refund_id,
+                                   "amount": refund.get("amount"),
+                                   "currency": refund.get("currency"),
+                                   "metadata": refund.get("metadata")})
+        return None
+    status = str(refund.get("status") or row["status"])
+    mapped = ledger_status(status)
+    reason = refund.get("failure_reason")
+    case = await cases.get(svc.store, row["case_id"])
+    async with svc.store.transaction() as tx:
+        await tx.execute("UPDATE executions SET status = ?, failure_reason = ?, updated_at = ? "
+                         "WHERE id = ?", (mapped, reason, now_iso(), row["id"]))
+        await audit.append(tx, actor="stripe", action="stripe.refund_event", case_id=case.id,
+                           detail={"event": event_type, "refund_id": refund_id,
+                                   "status": status, "failure_reason": reason})
+        changed = mapped == "failed" and Status.FAILED in cases.TRANSITIONS[case.status]
+        if changed:
+            case = await cases.transition(
+                tx, case, Status.FAILED, actor="stripe",
+                reason=f"Stripe refund {refund_id} {status}: {reason or 'no reason given'}")
+    if changed or mapped != row["status"]:
+        await svc.notifier.case_updated(case)
+    return case
+
+
+async def _execution_for(svc: Services, refund: dict[str, Any]) -> Row | None:
+    """Our execution row for a Stripe refund: by refund id, or (when the event overtook the
+    answer to our own call) by the case id in its metadata, its payment and its amount."""
+    row = await svc.store.fetch_one("SELECT * FROM executions WHERE stripe_refund_id = ?",
+                                    (str(refund.get("id") or ""),))
+    case_id = str((refund.get("metadata") or {}).get("case_id") or "")
+    if row is not None or not case_id.isdigit():
+        return row
+    refs = [r for r in (refund.get("payment_intent"), refund.get("charge")) if r]
+    for ref in refs:
+        row = await svc.store.fetch_one(
+            "SELECT * FROM executions WHERE case_id = ? AND payment_ref = ? AND amount = ? "
+            "AND stripe_refund_id IS NULL AND called_at IS NOT NULL ORDER BY id DESC LIMIT 1",
+            (int(case_id), ref, refund.get("amount")))
+        if row is not None:
+            async with svc.store.transaction() as tx:
+                await tx.execute("UPDATE executions SET stripe_refund_id = ? WHERE id = ?",
+                                 (refund.get("id"), row["id"]))
+            return row
+    return None

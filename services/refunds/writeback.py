@@ -1,0 +1,151 @@
+"""Telling Checkfront about a refund: the booking's status and a note, retried until it takes.
+
+The money has already moved when this runs, so a Checkfront outage must not lose the update:
+staff who see a booking still active in Checkfront could refund it again by hand. A failed
+write-back is kept in `checkfront_writebacks` with its error and retried with growing waits
+(`retry_due`, run by the scheduler and at start-up) until Checkfront takes it. Meanwhile the
+case's card says so and the daily reconciliation lists the booking as not updated.
+
+The status is only changed while the booking is not already cancelled, so a retry does not
+change it twice. A note whose answer was lost (Checkfront took it, the reply never came) may
+be written again by the retry; Checkfront has no way to look a note up by our reference.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from services.clients.checkfront import CheckfrontError
+from services.money import display
+from services.refunds import cases
+from services.refunds.cases import Case
+from services.refunds.flows import Services
+from services.store import audit
+from services.store.db import Store, now_iso, utcnow
+
+RETRY_FIRST = timedelta(minutes=2)
+RETRY_MAX = timedelta(hours=6)
+CLAIM_FOR = timedelta(minutes=5)   # a retry in progress keeps others off the row this long
+
+
+@dataclass(frozen=True)
+class PendingWriteback:
+    case_id: int
+    attempts: int
+    last_error: str
+    next_at: str
+
+
+def _iso(moment: datetime) -> str:
+    return moment.astimezone(UTC).isoformat(timespec="microseconds")
+
+
+async def write_back(svc: Services, case: Case, actor: str, manual: int) -> bool:
+    """Status (if the booking is not already cancelled) and a note with the refund. True when
+    Checkfront took both; False when the write-back is kept for a retry."""
+    if svc.checkfront is None:
+        return True
+    detail: dict[str, Any] = {"note": await _note(svc, case, actor, manual)}
+    try:
+        booking = (await svc.checkfront.get_booking_snapshot(case.booking_id))["booking"]
+        status_now = str(booking.get("status") or booking.get("status_id") or "").upper()
+        if status_now not in svc.config.cancelled_statuses:
+            await svc.checkfront.update_status(case.booking_id, svc.config.status_after_refund,
+                                               notify=svc.config.notify_customer)
+            detail["status"] = {"from": status_now, "to": svc.config.status_after_refund}
+        await svc.checkfront.add_note(case.booking_id, detail["note"])
+    except CheckfrontError as exc:
+        await _keep(svc, case, actor, manual, str(exc), detail)
+        return False
+    async with svc.store.transaction() as tx:
+        await tx.execute("UPDATE checkfront_writebacks SET done_at = ?, updated_at = ? "
+                         "WHERE case_id = ? AND done_at IS NULL", (now_iso(), now_iso(), case.id))
+        await audit.append(tx, actor="checkfront", action="checkfront.written", case_id=case.id,
+                           detail=detail)
+    return True
+
+
+async def retry_due(svc: Services, now: datetime | None = None) -> list[int]:
+    """Retry every kept write-back that is due; the ids of the cases Checkfront took."""
+    now = now or utcnow()
+    rows = await svc.store.fetch_all(
+        "SELECT case_id, actor, manual FROM checkfront_writebacks WHERE done_at IS NULL "
+        "AND next_at <= ? ORDER BY next_at", (_iso(now),))
+    taken = []
+    for row in rows:
+        if not await _claim(svc, row["case_id"], now):
+            continue  # another retry has it
+        case = await cases.get(svc.store, row["case_id"])
+        if await write_back(svc, case, row["actor"], row["manual"]):
+            taken.append(case.id)
+            await svc.notifier.case_updated(case)
+    return taken
+
+
+async def pending(store: Store, case_id: int) -> PendingWriteback | None:
+    """The write-back Checkfront has not taken yet for this case, if any."""
+    row = await store.fetch_one(
+        "SELECT case_id, attempts, last_error, next_at FROM checkfront_writebacks "
+        "WHERE case_id = ? AND done_at IS NULL", (case_id,))
+    return PendingWriteback(row["case_id"], row["attempts"], row["last_error"],
+                            row["next_at"]) if row else None
+
+
+async def all_pending(store: Store) -> list[PendingWriteback]:
+    """Every write-back Checkfront has not taken yet, the oldest case first."""
+    rows = await store.fetch_all(
+        "SELECT case_id, attempts, last_error, next_at FROM checkfront_writebacks "
+        "WHERE done_at IS NULL ORDER BY case_id")
+    return [PendingWriteback(r["case_id"], r["attempts"], r["last_error"], r["next_at"])
+            for r in rows]
+
+
+async def _note(svc: Services, case: Case, actor: str, manual: int) -> str:
+    refunds = await svc.store.fetch_all(
+        "SELECT stripe_refund_id, amount FROM executions WHERE case_id = ? "
+        "AND status IN ('pending', 'succeeded') ORDER BY id", (case.id,))
+    quote = (await cases.current_quote(svc.store, case)).quote
+    decided = await cases.last_decision(svc.store, case.id)
+    total = sum(r["amount"] for r in refunds)
+    clauses = "; ".join(f"[{k}] {v}" for k, v in quote.get("clauses", {}).items())
+    parts = []
+    if total:
+        ids = ", ".join(r["stripe_refund_id"] for r in refunds)
+        parts.append(f"Refund {display(total, case.currency)} via Stripe ({ids}).")
+    if manual:
+        parts.append(f"{display(manual, case.currency)} to be refunded by hand "
+                     "(not paid through Stripe).")
+    return " ".join([*parts, f"Case {case.id}. Decided by "
+                     f"{decided['decided_by'] if decided else actor}. Policy: {clauses}"])
+
+
+async def _keep(svc: Services, case: Case, actor: str, manual: int, error: str,
+                detail: dict[str, Any]) -> None:
+    async with svc.store.transaction() as tx:
+        async with tx.execute("SELECT attempts FROM checkfront_writebacks WHERE case_id = ?",
+                              (case.id,)) as cursor:
+            row = await cursor.fetchone()
+        attempts = (int(row[0]) if row else 0) + 1
+        retry_at = _iso(utcnow() + min(RETRY_FIRST * 2 ** min(attempts - 1, 12), RETRY_MAX))
+        await tx.execute(
+            "INSERT INTO checkfront_writebacks (case_id, actor, manual, attempts, last_error, "
+            "next_at, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?) "
+            "ON CONFLICT (case_id) DO UPDATE SET attempts = excluded.attempts, "
+            "last_error = excluded.last_error, next_at = excluded.next_at, done_at = NULL, "
+            "updated_at = excluded.updated_at",
+            (case.id, actor, manual, attempts, error, retry_at, now_iso(), now_iso()))
+        await audit.append(tx, actor="checkfront", action="checkfront.writeback_failed",
+                           case_id=case.id, detail={"error": error, "attempt": attempts,
+                                                    "retry_at": retry_at, **detail})
+
+
+async def _claim(svc: Services, case_id: int, now: datetime) -> bool:
+    """Move the row's next_at on before trying, so that two retries never write twice."""
+    async with svc.store.transaction() as tx:
+        cursor = await tx.execute(
+            "UPDATE checkfront_writebacks SET next_at = ?, updated_at = ? WHERE case_id = ? "
+            "AND done_at IS NULL AND next_at <= ?",
+            (_iso(now + CLAIM_FOR), now_iso(), case_id, _iso(now)))
+        return cursor.rowcount == 1

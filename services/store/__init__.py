@@ -1,0 +1,1 @@
+"""The store: one SQLite file (connection, migrations) and the audit chain."""

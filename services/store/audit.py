@@ -1,0 +1,100 @@
+"""The audit trail: append-only rows chained by SHA-256, so any edit shows.
+
+Each row's hash covers its own content and the previous row's hash. Rows are written in the
+same transaction as the state change they describe. SQLite triggers refuse UPDATE and DELETE;
+`verify` catches whatever goes around them (an edited file).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from typing import Any
+
+import aiosqlite
+
+from services.store.db import Store, dumps, now_iso
+
+GENESIS = "0" * 64
+
+
+@dataclass(frozen=True)
+class AuditEntry:
+    id: int
+    at: str
+    actor: str
+    action: str
+    case_id: int | None
+    detail: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class VerifyResult:
+    ok: bool
+    rows: int
+    bad_row: int | None = None
+    problem: str = ""
+
+
+def row_hash(prev_hash: str, at: str, actor: str, action: str, case_id: int | None,
+             detail_json: str) -> str:
+    material = dumps([prev_hash, at, actor, action, case_id, detail_json])
+    return hashlib.sha256(material.encode()).hexdigest()
+
+
+async def append(
+    tx: aiosqlite.Connection,
+    *,
+    actor: str,
+    action: str,
+    case_id: int | None = None,
+    detail: dict[str, Any] | None = None,
+) -> int:
+    """Append one row inside the caller's transaction (which holds the write lock)."""
+    async with tx.execute("SELECT hash FROM audit_log ORDER BY id DESC LIMIT 1") as cursor:
+        last = await cursor.fetchone()
+    prev = last[0] if last else GENESIS
+    at = now_iso()
+    detail_json = dumps(detail or {})
+    digest = row_hash(prev, at, actor, action, case_id, detail_json)
+    cursor = await tx.execute(
+        "INSERT INTO audit_log (at, actor, action, case_id, detail, prev_hash, hash) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?)",
+        (at, actor, action, case_id, detail_json, prev, digest),
+    )
+    return int(cursor.lastrowid or 0)
+
+
+async def record(store: Store, **entry: Any) -> int:
+    """Append one row in a transaction of its own (for events with no state change)."""
+    async with store.transaction() as tx:
+        return await append(tx, **entry)
+
+
+async def verify(store: Store) -> VerifyResult:
+    prev = GENESIS
+    count = 0
+    async with store.db.execute(
+        "SELECT id, at, actor, action, case_id, detail, prev_hash, hash FROM audit_log ORDER BY id"
+    ) as cursor:
+        async for row in cursor:
+            count += 1
+            if row["prev_hash"] != prev:
+                return VerifyResult(False, count, row["id"], "previous-hash link broken "
+                                    "(a row before it was removed or reordered)")
+            expected = row_hash(prev, row["at"], row["actor"], row["action"], row["case_id"],
+                                row["detail"])
+            if expected != row["hash"]:
+                return VerifyResult(False, count, row["id"], "content does not match its hash")
+            prev = row["hash"]
+    return VerifyResult(True, count)
+
+
+async def history(store: Store, case_id: int) -> list[AuditEntry]:
+    rows = await store.fetch_all(
+        "SELECT id, at, actor, action, case_id, detail FROM audit_log WHERE case_id = ? "
+        "ORDER BY id", (case_id,)
+    )
+    return [AuditEntry(r["id"], r["at"], r["actor"], r["action"], r["case_id"],
+                       json.loads(r["detail"])) for r in rows]
