@@ -37,9 +37,9 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from services.clients.stripe_gateway import StripeGateway, StripeGatewayError, StripeRefund  # noqa: E402
+from services.deps import Deps  # noqa: E402
 from services.finance.reconcile import day_window, reconcile_day  # noqa: E402
 from services.quoting.policy import load_policies  # noqa: E402
-from services.refunds.flows import Services  # noqa: E402
 from services.store.db import Store  # noqa: E402
 
 DAY = date(2026, 1, 15)
@@ -181,7 +181,7 @@ async def run_once(
             child.start()
             url = await asyncio.get_running_loop().run_in_executor(None, parent_end.recv)
             gateway = StripeGateway("sk_test_bench", api_base=url, timeout=60.0)
-        svc = Services(store=store, book=load_policies(REPO / "examples" / "policies.yml"),
+        svc = Deps(store=store, book=load_policies(REPO / "examples" / "policies.yml"),
                        stripe=cast(StripeGateway, gateway))
         try:
             began = time.perf_counter()

@@ -12,14 +12,15 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from bot.scheduler import build_scheduler
 from bot.settings import Settings
 from bot.slack.digest import DigestPoster
-from bot.slack.runtime import SlackSide
+from bot.slack.runtime import SlackRuntime
 from bot.worker import Worker
 from handlers.http import checkfront_webhook, stripe_webhook
 from handlers.http.context import CONTEXT_KEY, AppContext
 from services.clients.checkfront import CheckfrontClient
 from services.clients.stripe_gateway import StripeGateway
+from services.deps import Deps
 from services.quoting.policy import load_policies
-from services.refunds.flows import Services, automation_state
+from services.refunds.automation import automation_state
 from services.store.db import Store
 
 log = logging.getLogger(__name__)
@@ -28,17 +29,17 @@ log = logging.getLogger(__name__)
 @dataclass
 class Bot:
     settings: Settings
-    svc: Services
+    svc: Deps
     worker: Worker
     web: web.Application
-    slack: SlackSide | None = None
+    slack: SlackRuntime | None = None
     scheduler: AsyncIOScheduler | None = None
 
     @classmethod
     async def create(cls, settings: Settings) -> Bot:
         book = load_policies(settings.policy_file)
         store = await Store(settings.database_path).open()
-        svc = Services(
+        svc = Deps(
             store=store,
             book=book,
             config=settings.refund_config(),
@@ -70,7 +71,7 @@ class Bot:
             app.router.add_post("/webhooks/checkfront", checkfront_webhook.receive)
         app.router.add_post("/webhooks/stripe", stripe_webhook.receive)
         app.router.add_get("/healthz", healthz)
-        slack = SlackSide.build(settings, svc, worker) if settings.slack_bot_token else None
+        slack = SlackRuntime.build(settings, svc, worker) if settings.slack_bot_token else None
         if slack is not None:
             slack.mount(app)
         scheduler = None

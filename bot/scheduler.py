@@ -30,6 +30,7 @@ from zoneinfo import ZoneInfo
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.cron import CronTrigger
 
+from services.deps import Deps
 from services.finance.anomaly import (
     DEFAULT,
     Anomaly,
@@ -40,7 +41,6 @@ from services.finance.anomaly import (
     trip_if_needed,
 )
 from services.finance.reconcile import ReconRun, day_window, reconcile_day
-from services.refunds.flows import Services
 from services.refunds.writeback import retry_due
 from services.store.db import Store, now_iso, set_state, utcnow
 
@@ -101,10 +101,10 @@ def due_day(trigger: CronTrigger, now: datetime, tz: ZoneInfo) -> date | None:
 
 
 @dataclass
-class Jobs:
+class ScheduledJobs:
     """The job bodies; the scheduler, `catch_up` and the command line all call these."""
 
-    svc: Services
+    svc: Deps
     tz: ZoneInfo
     daily_at: str = DEFAULT_DAILY_AT
     on_digest: OnDigest | None = None
@@ -179,7 +179,7 @@ class Jobs:
 
 
 def build_scheduler(
-    svc: Services,
+    svc: Deps,
     *,
     tz: ZoneInfo,
     daily_at: str = DEFAULT_DAILY_AT,
@@ -194,7 +194,7 @@ def build_scheduler(
     With `run_missed_on_start`, the daily job's first run is at start-up: it does the work of
     `catch_up` (nothing when the due day is already reconciled), then follows its schedule.
     """
-    jobs = Jobs(svc, tz, daily_at, on_digest, anomaly_config)
+    jobs = ScheduledJobs(svc, tz, daily_at, on_digest, anomaly_config)
     scheduler = AsyncIOScheduler(timezone=tz, job_defaults={
         "coalesce": True, "max_instances": 1, "misfire_grace_time": misfire_grace_time})
     extra = {"next_run_time": datetime.now(tz)} if run_missed_on_start else {}
@@ -211,7 +211,7 @@ def build_scheduler(
 
 
 async def catch_up(
-    svc: Services,
+    svc: Deps,
     *,
     tz: ZoneInfo,
     daily_at: str = DEFAULT_DAILY_AT,
@@ -220,4 +220,4 @@ async def catch_up(
     anomaly_config: AnomalyConfig = DEFAULT,
 ) -> ReconRun | None:
     """At start-up: run the daily job once if its last due run was missed; None otherwise."""
-    return await Jobs(svc, tz, daily_at, on_digest, anomaly_config).daily(now)
+    return await ScheduledJobs(svc, tz, daily_at, on_digest, anomaly_config).daily(now)

@@ -11,16 +11,16 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from services.deps import Deps
 from services.intake.events import StoredEvent, process, unprocessed
 from services.refunds.execution import resume_all
-from services.refunds.flows import Services
 from services.refunds.writeback import retry_due
 
 log = logging.getLogger(__name__)
 
 
 class Worker:
-    def __init__(self, svc: Services) -> None:
+    def __init__(self, svc: Deps) -> None:
         self.svc = svc
         self._queue: asyncio.Queue[StoredEvent] = asyncio.Queue()
         self._consumer: asyncio.Task[None] | None = None

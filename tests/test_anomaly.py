@@ -13,6 +13,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from bot.cli.world import EXAMPLE_POLICIES
+from services.deps import Deps
 from services.finance.anomaly import (
     DETECTOR,
     REFUND_AMOUNT,
@@ -29,7 +30,7 @@ from services.finance.anomaly import (
     trip_if_needed,
 )
 from services.quoting.policy import load_policies
-from services.refunds.flows import Services, automation_state, set_automation
+from services.refunds.automation import automation_state, set_automation
 from services.store.db import Store
 
 TZ = ZoneInfo("Europe/Lisbon")
@@ -38,10 +39,10 @@ _seq = itertools.count(1)
 
 
 @pytest.fixture
-async def svc(tmp_path: Path) -> AsyncIterator[Services]:
+async def svc(tmp_path: Path) -> AsyncIterator[Deps]:
     store = await Store(tmp_path / "anomaly.db").open()
     try:
-        yield Services(store=store, book=load_policies(EXAMPLE_POLICIES))
+        yield Deps(store=store, book=load_policies(EXAMPLE_POLICIES))
     finally:
         await store.close()
 
@@ -50,7 +51,7 @@ def iso(moment: datetime) -> str:
     return moment.astimezone(UTC).isoformat(timespec="microseconds")
 
 
-async def add_case(svc: Services, when: datetime, *, status: str = "refunded",
+async def add_case(svc: Deps, when: datetime, *, status: str = "refunded",
                    source: str = "checkfront_webhook", customer: str | None = None,
                    skus: tuple[str, ...] = ()) -> int:
     n = next(_seq)
@@ -71,7 +72,7 @@ async def add_case(svc: Services, when: datetime, *, status: str = "refunded",
     return case_id
 
 
-async def add_refunds(svc: Services, when: datetime, count: int, amount: int = 8_000,
+async def add_refunds(svc: Deps, when: datetime, count: int, amount: int = 8_000,
                       status: str = "succeeded", failure: str | None = None) -> None:
     """`count` refunds spread over the hour before `when`."""
     for i in range(count):
@@ -86,7 +87,7 @@ async def add_refunds(svc: Services, when: datetime, count: int, amount: int = 8
                  f"re_{next(_seq)}", failure, iso(at), iso(at), iso(at)))
 
 
-async def normal_fortnight(svc: Services) -> None:
+async def normal_fortnight(svc: Deps) -> None:
     """14 ordinary days: 1 to 4 refunds of 60 to 110 USD at this hour of each day."""
     for day in range(1, 15):
         await add_refunds(svc, NOW - timedelta(days=day), 1 + day % 4,
@@ -97,7 +98,7 @@ def kinds(found: list) -> set[str]:
     return {a.kind for a in found}
 
 
-async def test_a_normal_week_does_not_trip(svc: Services) -> None:
+async def test_a_normal_week_does_not_trip(svc: Deps) -> None:
     await normal_fortnight(svc)
     await add_refunds(svc, NOW, 4, amount=9_000)   # a busy but ordinary hour
 
@@ -108,7 +109,7 @@ async def test_a_normal_week_does_not_trip(svc: Services) -> None:
     assert (await automation_state(svc.store)).paused is False
 
 
-async def test_a_spike_trips_the_breaker_once_with_the_numbers(svc: Services) -> None:
+async def test_a_spike_trips_the_breaker_once_with_the_numbers(svc: Deps) -> None:
     await normal_fortnight(svc)
     await add_refunds(svc, NOW, 30, amount=9_000)
 
@@ -130,7 +131,7 @@ async def test_a_spike_trips_the_breaker_once_with_the_numbers(svc: Services) ->
     assert [r["actor"] for r in rows] == [DETECTOR]
 
 
-async def test_resuming_is_not_undone_by_the_same_spike(svc: Services) -> None:
+async def test_resuming_is_not_undone_by_the_same_spike(svc: Deps) -> None:
     await normal_fortnight(svc)
     await add_refunds(svc, NOW, 30)
     assert await trip_if_needed(svc, await check(svc, NOW, tz=TZ))
@@ -143,7 +144,7 @@ async def test_resuming_is_not_undone_by_the_same_spike(svc: Services) -> None:
     assert (await automation_state(svc.store)).paused is False
 
 
-async def test_stripe_failures_in_a_row_block(svc: Services) -> None:
+async def test_stripe_failures_in_a_row_block(svc: Deps) -> None:
     await add_refunds(svc, NOW - timedelta(hours=3), 2)
     await add_refunds(svc, NOW, 3, status="failed", failure="expired_or_canceled_card")
 
@@ -156,14 +157,14 @@ async def test_stripe_failures_in_a_row_block(svc: Services) -> None:
     assert await trip_if_needed(svc, found)
 
 
-async def test_one_success_between_failures_is_not_a_run(svc: Services) -> None:
+async def test_one_success_between_failures_is_not_a_run(svc: Deps) -> None:
     await add_refunds(svc, NOW - timedelta(minutes=30), 2, status="failed", failure="declined")
     await add_refunds(svc, NOW, 1)
     assert STRIPE_FAILURES not in kinds(await check(svc, NOW, tz=TZ))
 
 
 async def test_repeat_refunder_and_product_spike_are_reported_not_blocking(
-    svc: Services,
+    svc: Deps,
 ) -> None:
     for days_ago in (2, 9, 20):
         await add_case(svc, NOW - timedelta(days=days_ago), customer="c0ffee" * 4)
@@ -186,7 +187,7 @@ async def test_repeat_refunder_and_product_spike_are_reported_not_blocking(
     assert (await automation_state(svc.store)).paused is False
 
 
-async def test_recorded_anomalies_are_listed_for_the_day(svc: Services) -> None:
+async def test_recorded_anomalies_are_listed_for_the_day(svc: Deps) -> None:
     await normal_fortnight(svc)
     await add_refunds(svc, NOW, 30)
     found = await check(svc, NOW, tz=TZ)
@@ -201,7 +202,7 @@ async def test_recorded_anomalies_are_listed_for_the_day(svc: Services) -> None:
     assert await seen_between(svc.store, day_start - timedelta(days=1), day_start) == []
 
 
-async def test_an_episode_continues_across_the_hour_and_ends_after_a_gap(svc: Services) -> None:
+async def test_an_episode_continues_across_the_hour_and_ends_after_a_gap(svc: Deps) -> None:
     def spike(at: datetime, observed: int) -> Anomaly:
         return Anomaly(REFUND_COUNT, f"{REFUND_COUNT}:{at.strftime('%Y-%m-%dT%H')}", True,
                        f"{observed} refunds in the last hour", {"observed": observed})

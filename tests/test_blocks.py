@@ -20,8 +20,8 @@ from bot.slack.ui.home import HOME_ROWS, HomeFacts, home_view
 from services.quoting.booking import parse_snapshot
 from services.quoting.policy import load_policies
 from services.quoting.quote import RiskFlag, build_quote
+from services.refunds.automation import Automation
 from services.refunds.cases import Case, Status
-from services.refunds.flows import Automation
 from services.refunds.writeback import PendingWriteback
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"

@@ -270,7 +270,8 @@ async def test_later_notices_for_a_refunded_booking_open_no_second_case(world: W
 
 
 async def test_a_new_case_nets_the_refunds_this_bot_already_made(world: World) -> None:
-    from services.refunds.flows import assemble_snapshot, open_case
+    from services.refunds.opening import open_case
+    from services.refunds.snapshots import assemble_snapshot
     from services.store.db import utcnow
 
     world.paid_booking("NET-1", [Item("kayak-tour", "105.00", "5.00", hours_ahead=30)])

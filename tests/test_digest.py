@@ -12,7 +12,7 @@ from zoneinfo import ZoneInfo
 from bot.cli.world import DIGEST, Item, World
 from bot.scheduler import DAILY_STATE, catch_up
 from bot.slack.digest import DigestPoster
-from services.refunds.flows import set_automation
+from services.refunds.automation import set_automation
 from services.store.db import utcnow
 
 

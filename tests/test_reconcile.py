@@ -13,6 +13,7 @@ import pytest
 
 from bot.cli import report_commands
 from bot.cli.world import STRIPE_WEBHOOK_SECRET, Item, World
+from services.deps import Deps
 from services.finance.reconcile import (
     AMOUNT_MISMATCH,
     CHECKFRONT_NOT_UPDATED,
@@ -31,7 +32,6 @@ from services.finance.reconcile import (
 )
 from services.refunds import cases
 from services.refunds.cases import Status
-from services.refunds.flows import Services
 from services.store.db import now_iso
 
 TZ = ZoneInfo("America/New_York")
@@ -89,7 +89,7 @@ async def outside_refund(world: World, amount: int, when: datetime, *,
     return refund.id, pi
 
 
-async def insert_case(svc: Services, code: str, status: str = "refunded") -> int:
+async def insert_case(svc: Deps, code: str, status: str = "refunded") -> int:
     async with svc.store.transaction() as tx:
         cursor = await tx.execute(
             "INSERT INTO cases (booking_id, booking_code, status, currency, cancelled_at, source, "
@@ -98,7 +98,7 @@ async def insert_case(svc: Services, code: str, status: str = "refunded") -> int
         return int(cursor.lastrowid or 0)
 
 
-async def insert_execution(svc: Services, case_id: int, *, payment: str, amount: int,
+async def insert_execution(svc: Deps, case_id: int, *, payment: str, amount: int,
                            when: datetime, status: str, refund_id: str | None,
                            currency: str = "USD", called: bool = True) -> int:
     async with svc.store.transaction() as tx:

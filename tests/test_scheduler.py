@@ -14,7 +14,7 @@ from bot.scheduler import (
     ANOMALY_JOB,
     DAILY_JOB,
     DAILY_STATE,
-    Jobs,
+    ScheduledJobs,
     build_scheduler,
     catch_up,
     due_day,
@@ -22,7 +22,7 @@ from bot.scheduler import (
 )
 from services.finance.anomaly import Anomaly
 from services.finance.reconcile import ReconRun, load_run
-from services.refunds.flows import automation_state
+from services.refunds.automation import automation_state
 from services.store.db import now_iso, set_state
 
 TZ = ZoneInfo("America/New_York")
@@ -103,7 +103,7 @@ async def test_two_starts_at_once_make_one_run(world: World) -> None:
 
     results = await asyncio.gather(
         catch_up(world.bot.svc, tz=TZ, on_digest=digests, now=now),
-        Jobs(world.bot.svc, TZ, on_digest=digests).daily(now))
+        ScheduledJobs(world.bot.svc, TZ, on_digest=digests).daily(now))
 
     assert sorted(r is None for r in results) == [False, True]
     assert len(digests.posted) == 1
@@ -157,7 +157,7 @@ async def test_anomaly_checks_do_not_overlap_and_trip_once(world: World) -> None
                 "idempotency_key, status, failure_reason, called_at, created_at, updated_at) "
                 "VALUES (?, 'pi_x', 100, 'USD', ?, ?, 'failed', 'declined', ?, ?, ?)",
                 (cursor.lastrowid, attempt, f"key-{attempt}", now, now, now))
-    jobs = Jobs(svc, TZ)
+    jobs = ScheduledJobs(svc, TZ)
 
     results = await asyncio.gather(jobs.anomaly(), jobs.anomaly())
 

@@ -14,8 +14,8 @@ import pytest
 from bot.cli.world import APPROVALS, FIONA, JOE, MARIA, SAM, Item, World
 from bot.slack.ui import cards, ids
 from services.refunds import cases
+from services.refunds.automation import automation_state, set_automation
 from services.refunds.cases import Status
-from services.refunds.flows import automation_state, set_automation
 from services.store import audit
 from tests.slack_helpers import all_text, buttons, responses
 

@@ -7,7 +7,7 @@ import json
 
 from bot.cli.world import APPROVALS, MARIA, SAM, Item, World
 from bot.slack.ui import ids
-from services.refunds.flows import automation_state, set_automation
+from services.refunds.automation import automation_state, set_automation
 from tests.slack_helpers import buttons
 
 

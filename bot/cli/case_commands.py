@@ -15,9 +15,9 @@ from bot.cli.render import case_history, case_line
 from bot.settings import load_settings, load_store_settings
 from services.money import to_minor
 from services.refunds import cases
+from services.refunds.automation import set_automation
 from services.refunds.cases import Status
 from services.refunds.execution import execute
-from services.refunds.flows import set_automation
 from services.store import audit
 from services.store.db import Store
 

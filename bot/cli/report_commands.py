@@ -26,7 +26,7 @@ from services.finance.reconcile import (
     render_text,
 )
 from services.money import display
-from services.refunds.flows import Automation, automation_state
+from services.refunds.automation import Automation, automation_state
 from services.store.db import utcnow
 
 

@@ -24,11 +24,12 @@ from bot.slack.ui.kit import (
     line_sections,
     section,
 )
+from services.deps import Deps
 from services.disputes.issues import PaymentIssue, open_disputes
 from services.finance.anomaly import Anomaly
 from services.finance.reconcile import DayStats, ReconRun, day_stats, day_window
 from services.money import display
-from services.refunds.flows import Automation, Services, automation_state
+from services.refunds.automation import Automation, automation_state
 
 log = logging.getLogger(__name__)
 CHART_DAYS = 14
@@ -82,7 +83,7 @@ def digest_message(run: ReconRun, stats: DayStats, anomalies: list[Anomaly],
     return Message(text=text, blocks=blocks[:50])
 
 
-async def refunds_per_day(svc: Services, last_day: date, tz: ZoneInfo,
+async def refunds_per_day(svc: Deps, last_day: date, tz: ZoneInfo,
                           days: int = CHART_DAYS) -> list[tuple[date, int]]:
     counts = []
     for offset in range(days - 1, -1, -1):
@@ -120,7 +121,7 @@ def chart_png(series: list[tuple[date, int]]) -> bytes | None:
 class DigestPoster:
     """The scheduler's `on_digest`: the digest goes to the digest channel (or the log)."""
 
-    def __init__(self, svc: Services, tz: ZoneInfo, outbox: Outbox | None = None,
+    def __init__(self, svc: Deps, tz: ZoneInfo, outbox: Outbox | None = None,
                  channels: Channels | None = None, chart: bool = True) -> None:
         self.svc, self.tz, self.outbox, self.channels, self.chart = svc, tz, outbox, channels, chart
 

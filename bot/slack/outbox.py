@@ -25,12 +25,13 @@ from slack_sdk.web.async_client import AsyncWebClient
 from bot.slack.ui import cards
 from bot.slack.ui.disputes import issue_card
 from bot.slack.ui.kit import archive_link, who
+from services.deps import Deps
 from services.disputes import issues
 from services.disputes.holds import flags_now
 from services.quoting.quote import Quote
 from services.refunds import cases, writeback
+from services.refunds.automation import automation_state
 from services.refunds.cases import Case, Status
-from services.refunds.flows import Services, automation_state
 from services.store import audit
 from services.store.db import Row, Store, dumps, now_iso, utcnow
 
@@ -94,7 +95,7 @@ class SlackNotifier:
 
 
 class Outbox:
-    def __init__(self, svc: Services, client: AsyncWebClient, *, per_channel_interval: float = 1.0,
+    def __init__(self, svc: Deps, client: AsyncWebClient, *, per_channel_interval: float = 1.0,
                  retry_after: timedelta = timedelta(seconds=5)) -> None:
         self.svc = svc
         self.client = client
@@ -312,7 +313,7 @@ async def card_links(store: Store, case_ids: Sequence[int]) -> dict[int, str]:
     return {r["case_id"]: archive_link(r["channel"], r["ts"]) for r in rows}
 
 
-async def card_context(svc: Services, case: Case) -> dict[str, Any]:
+async def card_context(svc: Deps, case: Case) -> dict[str, Any]:
     """Everything a card needs from the store, besides the case itself."""
     stored = await cases.current_quote(svc.store, case)
     customer = (stored.snapshot.get("booking") or {}).get("customer") or {}
@@ -333,7 +334,7 @@ async def card_context(svc: Services, case: Case) -> dict[str, Any]:
     }
 
 
-async def render_card(svc: Services, case: Case) -> cards.Message:
+async def render_card(svc: Deps, case: Case) -> cards.Message:
     ctx = await card_context(svc, case)
     if case.status == Status.PENDING_APPROVAL:
         quote = {**ctx["quote"], "risk_flags": await flags_now(svc.store, ctx["quote"])}
@@ -347,7 +348,7 @@ async def render_card(svc: Services, case: Case) -> cards.Message:
                                checkfront_pending=ctx["checkfront_pending"])
 
 
-async def thread_details(svc: Services, case: Case) -> str:
+async def thread_details(svc: Deps, case: Case) -> str:
     """The thread reply under a decided card: what happened, with the references."""
     lines = [f"Case #{case.id} {case.booking_code}: *{case.status.value}*"
              + (f" — {case.status_reason}" if case.status_reason else "")]

@@ -31,7 +31,7 @@ from bot.slack.outbox import Channels, Outbox, SlackNotifier
 from bot.worker import Worker
 from handlers.slack import actions, commands, disputes, home, views
 from handlers.slack.deps import GroupMembers, SlackDeps
-from services.refunds.flows import Services
+from services.deps import Deps
 from services.refunds.permissions import ApproverRules
 
 log = logging.getLogger(__name__)
@@ -51,7 +51,7 @@ def web_client(token: str | None, base_url: str | None = None) -> AsyncWebClient
 
 
 @dataclass
-class SlackSide:
+class SlackRuntime:
     app: AsyncApp
     deps: SlackDeps
     socket_mode_token: str | None
@@ -59,7 +59,7 @@ class SlackSide:
     _socket: Any = None
 
     @classmethod
-    def build(cls, settings: Settings, svc: Services, worker: Worker) -> SlackSide:
+    def build(cls, settings: Settings, svc: Deps, worker: Worker) -> SlackRuntime:
         assert settings.slack_bot_token is not None
         base = settings.slack_api_base
         base_url = base.rstrip("/") + "/" if base else None

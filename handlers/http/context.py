@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 from aiohttp import web
 
-from services.refunds.flows import Services
+from services.deps import Deps
 from services.store import audit
 
 if TYPE_CHECKING:
@@ -18,7 +18,7 @@ CONTEXT_KEY: web.AppKey[AppContext] = web.AppKey("refund_bot_context")
 
 @dataclass
 class AppContext:
-    svc: Services
+    svc: Deps
     worker: Worker
     checkfront_webhook_secret: str
     checkfront_webhook_auth: str

@@ -15,10 +15,12 @@ from bot.slack.ui import cards, ids
 from bot.slack.ui.kit import who
 from handlers.slack.deps import SlackDeps
 from services.refunds import cases
+from services.refunds.automation import set_automation
 from services.refunds.cases import AlreadyDecided, CaseError, StaleQuote, Status
 from services.refunds.execution import execute
-from services.refunds.flows import assemble_snapshot, open_case, set_automation
+from services.refunds.opening import open_case
 from services.refunds.permissions import NotAllowed
+from services.refunds.snapshots import assemble_snapshot
 from services.store.db import utcnow
 
 Body = dict[str, Any]

@@ -21,12 +21,8 @@ from services.money import display
 from services.quoting.booking import SnapshotError
 from services.quoting.quote import QuoteError
 from services.refunds import cases
-from services.refunds.flows import (
-    assemble_snapshot,
-    automation_state,
-    quote_snapshot,
-    set_automation,
-)
+from services.refunds.automation import automation_state, set_automation
+from services.refunds.snapshots import assemble_snapshot, quote_snapshot
 from services.store import audit
 from services.store.db import utcnow
 

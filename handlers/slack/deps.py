@@ -13,7 +13,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.slack.outbox import Outbox, SlackNotifier
 from bot.worker import Worker
-from services.refunds.flows import Services
+from services.deps import Deps
 from services.refunds.permissions import ApproverRules
 from services.store import audit
 
@@ -40,7 +40,7 @@ class GroupMembers:
 
 @dataclass
 class SlackDeps:
-    svc: Services
+    svc: Deps
     worker: Worker
     client: AsyncWebClient
     rules: ApproverRules

@@ -28,9 +28,9 @@ from bot.slack.ui.disputes import (
 )
 from bot.slack.ui.kit import clock, who
 from handlers.slack.deps import SlackDeps
+from services.deps import Deps
 from services.disputes import issues
 from services.disputes.issues import IssueError, IssueState, IssueTaken, PaymentIssue
-from services.refunds.flows import Services
 from services.refunds.permissions import NotAllowed
 from services.store import audit
 
@@ -133,7 +133,7 @@ async def _run(deps: SlackDeps, cards: IssueCards, body: Body, respond: Any, act
                         + (issue.outcome or "")[1:], respond)
 
 
-async def _issue_of(svc: Services, body: Body) -> PaymentIssue | None:
+async def _issue_of(svc: Deps, body: Body) -> PaymentIssue | None:
     try:
         issue_id = parse_issue_value(str(body["actions"][0].get("value") or ""))
         return await issues.get_issue(svc.store, issue_id)

@@ -16,8 +16,8 @@ from bot.slack.ui.home import HOME_ROWS, HomeFacts, home_view
 from handlers.slack.deps import SlackDeps
 from services.disputes import issues
 from services.refunds import cases, writeback
+from services.refunds.automation import automation_state, set_automation
 from services.refunds.cases import Case, Status
-from services.refunds.flows import automation_state, set_automation
 from services.store.db import now_iso
 
 Body = dict[str, Any]

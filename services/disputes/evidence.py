@@ -15,11 +15,11 @@ from decimal import Decimal
 from typing import Any
 
 from services.clients.checkfront import CheckfrontError
+from services.deps import Deps
 from services.money import display, to_minor
 from services.quoting.booking import SnapshotError, parse_snapshot
 from services.refunds import cases
 from services.refunds.cases import Case
-from services.refunds.flows import Services
 from services.store import audit
 
 log = logging.getLogger(__name__)
@@ -39,7 +39,7 @@ class BookingLink:
     found_by: str  # which record linked it, in plain words
 
 
-async def find_booking(svc: Services, refs: list[str],
+async def find_booking(svc: Deps, refs: list[str],
                        metadata: dict[str, str] | None = None) -> BookingLink:
     """The booking (and its latest refund case) behind a payment, from our own records."""
     store = svc.store
@@ -91,7 +91,7 @@ def _clip(text: str, limit: int = FIELD_LIMIT) -> str:
     return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
 
 
-async def build_evidence(svc: Services, link: BookingLink, *, dispute_id: str, amount: int,
+async def build_evidence(svc: Deps, link: BookingLink, *, dispute_id: str, amount: int,
                          currency: str, reason: str) -> EvidencePack:
     """Evidence from our records only: no customer contact details, no card data."""
     facts: list[str] = []
@@ -190,7 +190,7 @@ async def build_evidence(svc: Services, link: BookingLink, *, dispute_id: str, a
     return EvidencePack(fields, facts)
 
 
-async def _booking_lines(svc: Services, code: str) -> tuple[list[dict[str, Any]], dict[str, str]]:
+async def _booking_lines(svc: Deps, code: str) -> tuple[list[dict[str, Any]], dict[str, str]]:
     """Lines and policy clauses from Checkfront when no refund case exists."""
     if svc.checkfront is None:
         return [], {}
@@ -209,7 +209,7 @@ async def _booking_lines(svc: Services, code: str) -> tuple[list[dict[str, Any]]
     return lines, clauses
 
 
-async def _audit_summary(svc: Services, case_id: int) -> str:
+async def _audit_summary(svc: Deps, case_id: int) -> str:
     entries = await audit.history(svc.store, case_id)
     shown = entries[-AUDIT_LINES:]
     lines = []

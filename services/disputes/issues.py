@@ -24,12 +24,12 @@ from typing import Any, Protocol
 
 from services.clients.checkfront import CheckfrontError
 from services.clients.stripe_gateway import StripeGateway, StripeGatewayError, from_stripe_amount
+from services.deps import Deps
 from services.disputes.evidence import BookingLink, EvidencePack, build_evidence, find_booking
 from services.disputes.holds import LOST_STATUSES, NO_HOLD_STATUSES
 from services.money import display
 from services.refunds import cases
 from services.refunds.cases import Status
-from services.refunds.flows import Services
 from services.store import audit
 from services.store.db import Row, Store, dumps, now_iso
 
@@ -176,7 +176,7 @@ async def remember_card(store: Store, issue_id: int, channel: str | None, ts: st
 
 # --- events --------------------------------------------------------------------------------
 
-async def dispute_created(svc: Services, dispute: dict[str, Any], event_id: str) -> str:
+async def dispute_created(svc: Deps, dispute: dict[str, Any], event_id: str) -> str:
     """Record a new dispute with its evidence pack and show its card (once per dispute)."""
     dispute_id = str(dispute.get("id") or "")
     if not dispute_id:
@@ -219,7 +219,7 @@ async def dispute_created(svc: Services, dispute: dict[str, Any], event_id: str)
     return f"dispute {dispute_id} recorded (issue {issue.id}, booking {link.booking_code or '-'})"
 
 
-async def dispute_changed(svc: Services, dispute: dict[str, Any], kind: str) -> str:
+async def dispute_changed(svc: Deps, dispute: dict[str, Any], kind: str) -> str:
     """Stripe moved a dispute on (evidence received, won, lost): keep its status."""
     issue = await find_issue(svc.store, DISPUTE, str(dispute.get("id") or ""))
     if issue is None:
@@ -240,7 +240,7 @@ async def dispute_changed(svc: Services, dispute: dict[str, Any], kind: str) -> 
     return f"dispute {issue.stripe_id} {status}"
 
 
-async def _redraw_waiting_case(svc: Services, issue: PaymentIssue) -> None:
+async def _redraw_waiting_case(svc: Deps, issue: PaymentIssue) -> None:
     """A refund case waiting for a person on this booking shows the dispute on its card."""
     if issue.case_id is None:
         return
@@ -249,7 +249,7 @@ async def _redraw_waiting_case(svc: Services, issue: PaymentIssue) -> None:
         await svc.notifier.case_updated(case)
 
 
-async def payment_failed(svc: Services, intent: dict[str, Any], event_id: str) -> str:
+async def payment_failed(svc: Deps, intent: dict[str, Any], event_id: str) -> str:
     """A booking's payment failed: record it and show a card (once per payment intent)."""
     pi = str(intent.get("id") or "")
     if not pi:
@@ -283,7 +283,7 @@ async def payment_failed(svc: Services, intent: dict[str, Any], event_id: str) -
     return f"failed payment {pi} recorded (issue {issue.id}, booking {link.booking_code})"
 
 
-async def _failed_again(svc: Services, issue: PaymentIssue, why: str, error: dict[str, Any],
+async def _failed_again(svc: Deps, issue: PaymentIssue, why: str, error: dict[str, Any],
                         status: str) -> str:
     detail = dict(issue.detail)
     detail["error"] = _error_detail(error)
@@ -383,7 +383,7 @@ def _key(issue: PaymentIssue, action: str) -> str:
     return f"refund-bot:{issue.kind}:{issue.stripe_id}:{action}-{issue.attempts}"
 
 
-async def _act(svc: Services, issue_id: int, kind: str, by: str, doing: str,
+async def _act(svc: Deps, issue_id: int, kind: str, by: str, doing: str,
                work: Any) -> PaymentIssue:
     """Claim, show `working`, run `work(issue)`; anything unexpected reopens the issue."""
     issue = await claim(svc.store, issue_id, kind, by=by, doing=doing)
@@ -407,13 +407,13 @@ def _prefix(kind: str) -> str:
     return "dispute" if kind == DISPUTE else "payment"
 
 
-def _stripe(svc: Services) -> StripeGateway:
+def _stripe(svc: Deps) -> StripeGateway:
     if svc.stripe is None:
         raise IssueError("Stripe is not configured")
     return svc.stripe
 
 
-async def submit_evidence(svc: Services, issue_id: int, *, by: str) -> PaymentIssue:
+async def submit_evidence(svc: Deps, issue_id: int, *, by: str) -> PaymentIssue:
     """Rebuild the evidence pack from today's records and submit it to Stripe."""
     async def work(issue: PaymentIssue) -> PaymentIssue:
         case = await cases.get(svc.store, issue.case_id) if issue.case_id else None
@@ -436,7 +436,7 @@ async def submit_evidence(svc: Services, issue_id: int, *, by: str) -> PaymentIs
     return await _act(svc, issue_id, DISPUTE, by, "submitting evidence", work)
 
 
-async def accept_dispute(svc: Services, issue_id: int, *, by: str) -> PaymentIssue:
+async def accept_dispute(svc: Deps, issue_id: int, *, by: str) -> PaymentIssue:
     """Close the dispute at Stripe: the cardholder keeps the money. Irreversible."""
     async def work(issue: PaymentIssue) -> PaymentIssue:
         dispute = await _stripe(svc).close_dispute(issue.stripe_id,
@@ -450,7 +450,7 @@ async def accept_dispute(svc: Services, issue_id: int, *, by: str) -> PaymentIss
     return await _act(svc, issue_id, DISPUTE, by, "accepting the dispute", work)
 
 
-async def retry_payment(svc: Services, issue_id: int, *, by: str) -> PaymentIssue:
+async def retry_payment(svc: Deps, issue_id: int, *, by: str) -> PaymentIssue:
     """Confirm the PaymentIntent again with its payment method (unless it is paid already)."""
     async def work(issue: PaymentIssue) -> PaymentIssue:
         gateway = _stripe(svc)
@@ -475,7 +475,7 @@ async def retry_payment(svc: Services, issue_id: int, *, by: str) -> PaymentIssu
     return await _act(svc, issue_id, PAYMENT_FAILED, by, "retrying the payment", work)
 
 
-async def send_payment_link(svc: Services, issue_id: int, *, by: str) -> PaymentIssue:
+async def send_payment_link(svc: Deps, issue_id: int, *, by: str) -> PaymentIssue:
     """A Stripe payment link for the amount, paid at most once; its URL goes on the card."""
     async def work(issue: PaymentIssue) -> PaymentIssue:
         if issue.link_url:
@@ -494,7 +494,7 @@ async def send_payment_link(svc: Services, issue_id: int, *, by: str) -> Payment
     return await _act(svc, issue_id, PAYMENT_FAILED, by, "making a payment link", work)
 
 
-async def cancel_booking(svc: Services, issue_id: int, *, by: str, status: str = "VOID",
+async def cancel_booking(svc: Deps, issue_id: int, *, by: str, status: str = "VOID",
                          ) -> PaymentIssue:
     """Void the booking in Checkfront (the customer is not notified) and leave a note."""
     async def work(issue: PaymentIssue) -> PaymentIssue:

@@ -39,8 +39,9 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from services.deps import Deps
 from services.money import display
-from services.refunds.flows import Automation, Services, automation_state, set_automation
+from services.refunds.automation import Automation, automation_state, set_automation
 from services.store.db import Store, dumps
 
 DETECTOR = "anomaly-detector"
@@ -115,7 +116,7 @@ def robust_z(value: float, history: list[float], floor: float) -> tuple[float, f
 
 
 async def check(
-    svc: Services, now: datetime, *, tz: ZoneInfo | None = None,
+    svc: Deps, now: datetime, *, tz: ZoneInfo | None = None,
     config: AnomalyConfig = DEFAULT,
 ) -> list[Anomaly]:
     """Every anomaly visible at `now`, blocking ones first."""
@@ -133,7 +134,7 @@ async def check(
 _trip_locks: weakref.WeakKeyDictionary[Store, asyncio.Lock] = weakref.WeakKeyDictionary()
 
 
-async def trip_if_needed(svc: Services, anomalies: list[Anomaly]) -> bool:
+async def trip_if_needed(svc: Deps, anomalies: list[Anomaly]) -> bool:
     """Pause automation for the blocking anomalies; False when none, or already paused."""
     blocking = [a for a in anomalies if a.blocking]
     if not blocking:
@@ -192,7 +193,7 @@ async def seen_between(store: Store, start: datetime, end: datetime) -> list[Ano
 
 
 class _Detector:
-    def __init__(self, svc: Services, now: datetime, tz: ZoneInfo, config: AnomalyConfig,
+    def __init__(self, svc: Deps, now: datetime, tz: ZoneInfo, config: AnomalyConfig,
                  automation: Automation) -> None:
         self.store = svc.store
         self.svc = svc

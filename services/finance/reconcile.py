@@ -33,8 +33,8 @@ from zoneinfo import ZoneInfo
 
 from services.clients.checkfront import BookingNotFound, CheckfrontError
 from services.clients.stripe_gateway import StripeGatewayError, StripeRefund
+from services.deps import Deps
 from services.money import MoneyError, display, to_minor
-from services.refunds.flows import Services
 from services.store import audit
 from services.store.db import Row, Store, dumps, now_iso, utcnow
 
@@ -181,7 +181,7 @@ class _Booked:
 
 
 async def reconcile_day(
-    svc: Services,
+    svc: Deps,
     day: date,
     tz: ZoneInfo,
     *,
@@ -192,7 +192,7 @@ async def reconcile_day(
     """Reconcile one business day and store the result (a re-run of a day replaces it)."""
     if svc.stripe is None:
         raise ReconcileError("Stripe is not configured; cannot reconcile")
-    work = _Work(svc, day, tz, now or utcnow(), batch_size,
+    work = _DayRun(svc, day, tz, now or utcnow(), batch_size,
                  check_checkfront and svc.checkfront is not None)
     await work.stream_stripe()
     await work.unseen_ledger()
@@ -202,10 +202,10 @@ async def reconcile_day(
     return await work.save()
 
 
-class _Work:
+class _DayRun:
     """The working state of one run."""
 
-    def __init__(self, svc: Services, day: date, tz: ZoneInfo, now: datetime, batch_size: int,
+    def __init__(self, svc: Deps, day: date, tz: ZoneInfo, now: datetime, batch_size: int,
                  check_checkfront: bool) -> None:
         assert svc.stripe is not None
         self.svc = svc
@@ -449,7 +449,7 @@ class _Work:
             self.other_day += 1  # Stripe dated it the day before or after: reconciled there
 
     async def unsent_planned(self) -> None:
-        """Planned rows that no Stripe refund answered: the day's, and older ones (within the
+        """PlannedRefund rows that no Stripe refund answered: the day's, and older ones (within the
         lookback) now past 48 hours."""
         day_range = (_iso(self.start), _iso(self.end))
         old_range = (_iso(self.now - CARRY_LOOKBACK), _iso(self.now - STALE_AFTER))

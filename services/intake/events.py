@@ -12,13 +12,15 @@ from datetime import datetime
 from typing import Any
 
 from services.clients.checkfront import CheckfrontError
+from services.deps import Deps
 from services.disputes import issues
 from services.quoting.booking import SnapshotError
 from services.quoting.quote import QuoteError
 from services.refunds import cases
 from services.refunds.cases import CaseError, Status
 from services.refunds.execution import apply_refund_event, execute
-from services.refunds.flows import Services, assemble_snapshot, open_case, record_payment
+from services.refunds.opening import open_case
+from services.refunds.snapshots import assemble_snapshot, record_payment
 from services.store import audit
 from services.store.db import Store, dumps, now_iso
 
@@ -70,7 +72,7 @@ async def unprocessed(store: Store) -> list[StoredEvent]:
                         json.loads(r["payload"])) for r in rows]
 
 
-async def process(svc: Services, event: StoredEvent) -> str:
+async def process(svc: Deps, event: StoredEvent) -> str:
     """Act on one stored event and mark it processed; returns the outcome text."""
     claimed = await svc.store.fetch_one(
         "SELECT processed_at FROM webhook_events WHERE id = ?", (event.row_id,))
@@ -93,7 +95,7 @@ async def process(svc: Services, event: StoredEvent) -> str:
     return outcome
 
 
-async def _checkfront(svc: Services, event: StoredEvent) -> str:
+async def _checkfront(svc: Deps, event: StoredEvent) -> str:
     payload = event.payload
     if event.kind == "transaction":
         transaction = payload.get("transaction") or {}
@@ -122,7 +124,7 @@ async def _checkfront(svc: Services, event: StoredEvent) -> str:
     return f"case {opened.case.id} {opened.case.status}"
 
 
-async def _stripe(svc: Services, event: StoredEvent) -> str:
+async def _stripe(svc: Deps, event: StoredEvent) -> str:
     obj = (event.payload.get("data") or {}).get("object") or {}
     if event.kind.startswith("refund."):
         case = await apply_refund_event(svc, obj, event.kind)

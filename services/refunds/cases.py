@@ -32,20 +32,22 @@ class Status(StrEnum):
     FAILED = "failed"
 
 
-S = Status
 TRANSITIONS: dict[Status, frozenset[Status]] = {
-    S.QUOTED: frozenset({S.AUTO_APPROVED, S.PENDING_APPROVAL, S.DENIED, S.SKIPPED}),
-    S.PENDING_APPROVAL: frozenset({S.APPROVED, S.DENIED, S.PENDING_APPROVAL}),
-    S.APPROVED: frozenset({S.EXECUTING}),
-    S.AUTO_APPROVED: frozenset({S.EXECUTING}),
-    S.EXECUTING: frozenset({S.REFUNDED, S.PARTIALLY_REFUNDED, S.FAILED, S.PENDING_APPROVAL}),
-    S.FAILED: frozenset({S.EXECUTING, S.PENDING_APPROVAL}),
-    S.REFUNDED: frozenset({S.FAILED}),
-    S.PARTIALLY_REFUNDED: frozenset({S.FAILED}),
-    S.DENIED: frozenset(),
-    S.SKIPPED: frozenset(),
+    Status.QUOTED: frozenset({Status.AUTO_APPROVED, Status.PENDING_APPROVAL, Status.DENIED,
+                              Status.SKIPPED}),
+    Status.PENDING_APPROVAL: frozenset({Status.APPROVED, Status.DENIED, Status.PENDING_APPROVAL}),
+    Status.APPROVED: frozenset({Status.EXECUTING}),
+    Status.AUTO_APPROVED: frozenset({Status.EXECUTING}),
+    Status.EXECUTING: frozenset({Status.REFUNDED, Status.PARTIALLY_REFUNDED, Status.FAILED,
+                                 Status.PENDING_APPROVAL}),
+    Status.FAILED: frozenset({Status.EXECUTING, Status.PENDING_APPROVAL}),
+    Status.REFUNDED: frozenset({Status.FAILED}),
+    Status.PARTIALLY_REFUNDED: frozenset({Status.FAILED}),
+    Status.DENIED: frozenset(),
+    Status.SKIPPED: frozenset(),
 }
-OPEN = frozenset(set(Status) - {S.REFUNDED, S.PARTIALLY_REFUNDED, S.DENIED, S.SKIPPED})
+OPEN = frozenset(set(Status) - {Status.REFUNDED, Status.PARTIALLY_REFUNDED, Status.DENIED,
+                                Status.SKIPPED})
 
 
 class CaseError(Exception):

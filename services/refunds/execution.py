@@ -19,12 +19,13 @@ from datetime import datetime
 from typing import Any
 
 from services.clients.stripe_gateway import StripeGatewayError, StripeRefund
+from services.deps import Deps
 from services.disputes.holds import holds_on
 from services.money import display
 from services.quoting.booking import BookingSnapshot, parse_snapshot
 from services.refunds import cases
 from services.refunds.cases import Case, CaseError, Status
-from services.refunds.flows import Services, assemble_snapshot, quote_snapshot
+from services.refunds.snapshots import assemble_snapshot, quote_snapshot
 from services.refunds.writeback import write_back
 from services.store import audit
 from services.store.db import Row, dumps, now_iso, utcnow
@@ -41,7 +42,7 @@ def ledger_status(stripe_status: str) -> str:
 
 
 @dataclass(frozen=True)
-class Planned:
+class PlannedRefund:
     row_id: int
     payment_ref: str
     amount: int
@@ -49,7 +50,7 @@ class Planned:
     called: bool
 
 
-async def execute(svc: Services, case_id: int, *, actor: str) -> Case:
+async def execute(svc: Deps, case_id: int, *, actor: str) -> Case:
     """Run an approved (or failed, for a retry) case to its outcome."""
     if svc.stripe is None:
         raise CaseError("Stripe is not configured; refunds cannot be executed")
@@ -70,7 +71,7 @@ async def execute(svc: Services, case_id: int, *, actor: str) -> Case:
     return case
 
 
-async def resume_all(svc: Services) -> list[Case]:
+async def resume_all(svc: Deps) -> list[Case]:
     """At start-up: finish every case a crash left in `executing`, with the same keys."""
     resumed = []
     for case in await cases.list_cases(svc.store, Status.EXECUTING, limit=10_000):
@@ -79,7 +80,7 @@ async def resume_all(svc: Services) -> list[Case]:
     return resumed
 
 
-async def _run(svc: Services, case: Case, actor: str) -> Case:
+async def _run(svc: Deps, case: Case, actor: str) -> Case:
     assert svc.stripe is not None
     snapshot = await _fresh_snapshot(svc, case)
     if snapshot is None:  # re-quoted with another result: back to a person
@@ -119,7 +120,7 @@ async def _run(svc: Services, case: Case, actor: str) -> Case:
     return await _finish(svc, case, Status.REFUNDED, "refunded through Stripe", actor)
 
 
-async def _fresh_snapshot(svc: Services, case: Case) -> BookingSnapshot | None:
+async def _fresh_snapshot(svc: Deps, case: Case) -> BookingSnapshot | None:
     """The booking as it is now; re-quote if it changed or the quote went stale."""
     stored = await cases.current_quote(svc.store, case)
     raw = stored.snapshot
@@ -163,14 +164,14 @@ async def _fresh_snapshot(svc: Services, case: Case) -> BookingSnapshot | None:
     return None
 
 
-async def _executed_rows(svc: Services, case_id: int) -> list[Row]:
+async def _executed_rows(svc: Deps, case_id: int) -> list[Row]:
     return await svc.store.fetch_all(
         "SELECT * FROM executions WHERE case_id = ? AND (status IN ('pending', 'succeeded') "
         "OR called_at IS NOT NULL)", (case_id,))
 
 
-async def _plan(svc: Services, case: Case,
-                snapshot: BookingSnapshot) -> tuple[list[Planned], int]:
+async def _plan(svc: Deps, case: Case,
+                snapshot: BookingSnapshot) -> tuple[list[PlannedRefund], int]:
     """In-flight rows (same keys), plus new rows for whatever the approval still lacks; and
     what no Stripe payment can cover (to be refunded by hand)."""
     target = case.approved_amount or 0
@@ -208,11 +209,11 @@ async def _plan(svc: Services, case: Case,
             (case.id,),
         ) as cur:
             planned = list(await cur.fetchall())
-    return [Planned(r["id"], r["payment_ref"], r["amount"], r["idempotency_key"],
+    return [PlannedRefund(r["id"], r["payment_ref"], r["amount"], r["idempotency_key"],
                     r["called_at"] is not None) for r in planned], max(0, remaining)
 
 
-async def _call_stripe(svc: Services, case: Case, item: Planned) -> list[str]:
+async def _call_stripe(svc: Deps, case: Case, item: PlannedRefund) -> list[str]:
     """One Stripe refund for one planned row; returns the problems (empty when it went out)."""
     assert svc.stripe is not None
     async with svc.store.transaction() as tx:
@@ -232,7 +233,7 @@ async def _call_stripe(svc: Services, case: Case, item: Planned) -> list[str]:
     return await _record_refund(svc, case, item, refund)
 
 
-async def _made_anyway(svc: Services, case: Case, item: Planned) -> StripeRefund | None:
+async def _made_anyway(svc: Deps, case: Case, item: PlannedRefund) -> StripeRefund | None:
     """After an answer that may hide a refund (a replayed 500, a timeout), look for it."""
     assert svc.stripe is not None
     try:
@@ -245,7 +246,7 @@ async def _made_anyway(svc: Services, case: Case, item: Planned) -> StripeRefund
                  and r.amount == item.amount and r.id not in taken), None)
 
 
-async def _stripe_error(svc: Services, case: Case, item: Planned,
+async def _stripe_error(svc: Deps, case: Case, item: PlannedRefund,
                         exc: StripeGatewayError) -> list[str]:
     final = exc.kind not in RETRYABLE_KINDS
     async with svc.store.transaction() as tx:
@@ -261,7 +262,7 @@ async def _stripe_error(svc: Services, case: Case, item: Planned,
     return [f"Stripe refused {item.payment_ref}: {exc.message}{hint}"]
 
 
-async def _record_refund(svc: Services, case: Case, item: Planned,
+async def _record_refund(svc: Deps, case: Case, item: PlannedRefund,
                          refund: StripeRefund) -> list[str]:
     status = ledger_status(refund.status)
     async with svc.store.transaction() as tx:
@@ -277,7 +278,7 @@ async def _record_refund(svc: Services, case: Case, item: Planned,
     return []
 
 
-async def _reject_rows(svc: Services, case_id: int, plan: list[Planned], why: str, *,
+async def _reject_rows(svc: Deps, case_id: int, plan: list[PlannedRefund], why: str, *,
                        action: str = "execution.over_refund_blocked") -> None:
     async with svc.store.transaction() as tx:
         for item in plan:
@@ -288,20 +289,20 @@ async def _reject_rows(svc: Services, case_id: int, plan: list[Planned], why: st
                            detail={"why": why})
 
 
-async def _to_person(svc: Services, case: Case, actor: str, reason: str) -> Case:
+async def _to_person(svc: Deps, case: Case, actor: str, reason: str) -> Case:
     async with svc.store.transaction() as tx:
         return await cases.transition(tx, await cases.get(svc.store, case.id),
                                       Status.PENDING_APPROVAL, actor=actor, reason=reason,
                                       changes={"approved_amount": None})
 
 
-async def _finish(svc: Services, case: Case, status: Status, reason: str, actor: str) -> Case:
+async def _finish(svc: Deps, case: Case, status: Status, reason: str, actor: str) -> Case:
     async with svc.store.transaction() as tx:
         current = await cases.get(svc.store, case.id)
         return await cases.transition(tx, current, status, actor=actor, reason=reason)
 
 
-async def apply_refund_event(svc: Services, refund: dict[str, Any], event_type: str) -> Case | None:
+async def apply_refund_event(svc: Deps, refund: dict[str, Any], event_type: str) -> Case | None:
     """A Stripe refund event: update our execution row; a refund that failed fails its case."""
     refund_id = str(refund.get("id") or "")
     row = await _execution_for(svc, refund)
@@ -332,7 +333,7 @@ async def apply_refund_event(svc: Services, refund: dict[str, Any], event_type: 
     return case
 
 
-async def _execution_for(svc: Services, refund: dict[str, Any]) -> Row | None:
+async def _execution_for(svc: Deps, refund: dict[str, Any]) -> Row | None:
     """Our execution row for a Stripe refund: by refund id, or (when the event overtook the
     answer to our own call) by the case id in its metadata, its payment and its amount."""
     row = await svc.store.fetch_one("SELECT * FROM executions WHERE stripe_refund_id = ?",

@@ -18,10 +18,10 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from services.clients.checkfront import CheckfrontError
+from services.deps import Deps
 from services.money import display
 from services.refunds import cases
 from services.refunds.cases import Case
-from services.refunds.flows import Services
 from services.store import audit
 from services.store.db import Store, now_iso, utcnow
 
@@ -42,7 +42,7 @@ def _iso(moment: datetime) -> str:
     return moment.astimezone(UTC).isoformat(timespec="microseconds")
 
 
-async def write_back(svc: Services, case: Case, actor: str, manual: int) -> bool:
+async def write_back(svc: Deps, case: Case, actor: str, manual: int) -> bool:
     """Status (if the booking is not already cancelled) and a note with the refund. True when
     Checkfront took both; False when the write-back is kept for a retry."""
     if svc.checkfront is None:
@@ -67,7 +67,7 @@ async def write_back(svc: Services, case: Case, actor: str, manual: int) -> bool
     return True
 
 
-async def retry_due(svc: Services, now: datetime | None = None) -> list[int]:
+async def retry_due(svc: Deps, now: datetime | None = None) -> list[int]:
     """Retry every kept write-back that is due; the ids of the cases Checkfront took."""
     now = now or utcnow()
     rows = await svc.store.fetch_all(
@@ -102,7 +102,7 @@ async def all_pending(store: Store) -> list[PendingWriteback]:
             for r in rows]
 
 
-async def _note(svc: Services, case: Case, actor: str, manual: int) -> str:
+async def _note(svc: Deps, case: Case, actor: str, manual: int) -> str:
     refunds = await svc.store.fetch_all(
         "SELECT stripe_refund_id, amount FROM executions WHERE case_id = ? "
         "AND status IN ('pending', 'succeeded') ORDER BY id", (case.id,))
@@ -121,7 +121,7 @@ async def _note(svc: Services, case: Case, actor: str, manual: int) -> str:
                      f"{decided['decided_by'] if decided else actor}. Policy: {clauses}"])
 
 
-async def _keep(svc: Services, case: Case, actor: str, manual: int, error: str,
+async def _keep(svc: Deps, case: Case, actor: str, manual: int, error: str,
                 detail: dict[str, Any]) -> None:
     async with svc.store.transaction() as tx:
         async with tx.execute("SELECT attempts FROM checkfront_writebacks WHERE case_id = ?",
@@ -141,7 +141,7 @@ async def _keep(svc: Services, case: Case, actor: str, manual: int, error: str,
                                                     "retry_at": retry_at, **detail})
 
 
-async def _claim(svc: Services, case_id: int, now: datetime) -> bool:
+async def _claim(svc: Deps, case_id: int, now: datetime) -> bool:
     """Move the row's next_at on before trying, so that two retries never write twice."""
     async with svc.store.transaction() as tx:
         cursor = await tx.execute(

@@ -45,8 +45,8 @@ from bot.slack.ui.kit import (
     who,
 )
 from bot.slack.ui.quote import DECISIONS, notice_text, quote_blocks, quote_money, reason_lines
+from services.refunds.automation import Automation
 from services.refunds.cases import Case, Status
-from services.refunds.flows import Automation
 from services.refunds.writeback import PendingWriteback
 
 __all__ = [

@@ -27,8 +27,8 @@ from bot.slack.ui.kit import (
     who,
 )
 from services.disputes.issues import PaymentIssue
+from services.refunds.automation import Automation
 from services.refunds.cases import Case
-from services.refunds.flows import Automation
 from services.refunds.writeback import PendingWriteback
 
 HOME_ROWS = 10  # rows per list; the rest is counted

@@ -1,0 +1,29 @@
+"""The dependencies every service call takes: the store, the policy book, the deployment's
+settings, the Checkfront and Stripe clients, and the notifier that tells people.
+
+The app, the CLI and the tests build one; nothing attaches parts to it afterwards.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from services.config import RefundConfig
+from services.notify import Notifier, NullNotifier
+from services.quoting.policy import PolicyBook
+from services.store.db import Store
+
+if TYPE_CHECKING:
+    from services.clients.checkfront import CheckfrontClient
+    from services.clients.stripe_gateway import StripeGateway
+
+
+@dataclass
+class Deps:
+    store: Store
+    book: PolicyBook
+    config: RefundConfig = field(default_factory=RefundConfig)
+    checkfront: CheckfrontClient | None = None
+    stripe: StripeGateway | None = None
+    notifier: Notifier = field(default_factory=NullNotifier)

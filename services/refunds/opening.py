@@ -1,0 +1,145 @@
+"""Opening a case: quote the booking, open its one case and make the first decision under the
+mode and the automation switch; then tell the notifier.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import aiosqlite
+
+from services.config import Mode
+from services.deps import Deps
+from services.money import to_minor
+from services.quoting.booking import BookingSnapshot
+from services.quoting.policy import PolicyBook
+from services.quoting.quote import Decision, Quote
+from services.quoting.risk import customer_hash
+from services.refunds import cases
+from services.refunds.automation import Automation, automation_state
+from services.refunds.cases import Case, Status
+from services.refunds.snapshots import quote_snapshot
+from services.store import audit
+from services.store.db import dumps, now_iso
+
+
+@dataclass(frozen=True)
+class OpenedCase:
+    case: Case
+    quote: Quote
+    created: bool  # False: an open case for this booking already existed
+
+
+async def open_case(
+    svc: Deps,
+    raw: dict[str, Any],
+    *,
+    cancelled_at: datetime,
+    source: str,
+    requested_by: str | None = None,
+    waiver: str | None = None,
+) -> OpenedCase:
+    """Quote the booking, open its case (one open case per booking) and decide."""
+    snapshot, quote = await quote_snapshot(svc, raw, cancelled_at, waiver)
+    existing = await cases.find_open(svc.store, snapshot.booking_id)
+    if existing is not None:
+        return OpenedCase(existing, quote, created=False)
+    automation = await automation_state(svc.store)
+    try:
+        async with svc.store.transaction() as tx:
+            case = await _insert_case(tx, svc, snapshot, quote, source, requested_by, raw)
+            status, reason, decided_by = _initial_status(svc, quote, automation)
+            decision = {Status.AUTO_APPROVED: "auto_approve", Status.DENIED: "deny",
+                        Status.SKIPPED: "skip"}.get(status)
+            if decision is not None:
+                await cases.record_decision(tx, case, decision, by=decided_by,
+                                            amount=quote.total_refund, reason=reason)
+            changes = {"approved_amount": quote.total_refund} \
+                if status == Status.AUTO_APPROVED else None
+            case = await cases.transition(tx, case, status, actor=decided_by, reason=reason,
+                                          changes=changes)
+    except aiosqlite.IntegrityError:
+        # another delivery opened the case between our check and our insert
+        existing = await cases.find_open(svc.store, snapshot.booking_id)
+        if existing is None:
+            raise
+        return OpenedCase(existing, quote, created=False)
+    await svc.notifier.case_opened(case, quote)
+    return OpenedCase(case, quote, created=True)
+
+
+async def _insert_case(
+    tx: aiosqlite.Connection, svc: Deps, snapshot: BookingSnapshot, quote: Quote,
+    source: str, requested_by: str | None, raw: dict[str, Any],
+) -> Case:
+    now = now_iso()
+    customer = customer_hash(snapshot.customer_email, svc.config.customer_hash_salt)
+    cursor = await tx.execute(
+        "INSERT INTO cases (booking_id, booking_code, status, currency, cancelled_at, waiver, "
+        "source, requested_by, quote_version, refund_amount, customer_hash, created_at, "
+        "updated_at) VALUES (?, ?, 'quoted', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (snapshot.booking_id, snapshot.code, snapshot.currency, quote.cancelled_at, quote.waiver,
+         source, requested_by, quote.version, quote.total_refund, customer, now, now),
+    )
+    case_id = int(cursor.lastrowid or 0)
+    await tx.execute(
+        "INSERT INTO quotes (case_id, version, created_at, snapshot, quote) VALUES (?, ?, ?, ?, ?)",
+        (case_id, quote.version, now, dumps(raw), dumps(quote.to_dict())),
+    )
+    await audit.append(tx, actor=requested_by or source, action="case.opened", case_id=case_id,
+                       detail={"source": source, "booking": snapshot.code,
+                               "cancelled_at": quote.cancelled_at, "waiver": quote.waiver,
+                               "snapshot": redact(raw)})
+    await audit.append(tx, actor="policy", action="quote.made", case_id=case_id,
+                       detail={"quote": quote.to_dict(), "policy_file": svc.book.source,
+                               "policy_digest": svc.book.digest})
+    async with tx.execute("SELECT * FROM cases WHERE id = ?", (case_id,)) as cur:
+        row = await cur.fetchone()
+    assert row is not None
+    return Case.from_row(row)
+
+
+def _initial_status(
+    svc: Deps, quote: Quote, automation: Automation
+) -> tuple[Status, str, str]:
+    """Status, reason and deciding actor for a fresh quote under the mode and the breaker."""
+    reason = "; ".join(quote.reasons)
+    if quote.decision == Decision.SKIP:
+        return Status.SKIPPED, reason, "policy"
+    if quote.decision == Decision.DENY:
+        return Status.DENIED, reason, "policy"
+    automatic = quote.decision == Decision.AUTO_APPROVE or (
+        svc.config.mode == Mode.AUTONOMOUS and policy_clear(quote, svc.book)
+    )
+    if not automatic:
+        return Status.PENDING_APPROVAL, reason, "policy"
+    if svc.config.mode == Mode.SHADOW:
+        return Status.PENDING_APPROVAL, "shadow mode: would auto-approve; " + reason, "policy"
+    if automation.paused:
+        return Status.PENDING_APPROVAL, f"automation paused ({automation.reason}); " + reason, \
+            "policy"
+    return Status.AUTO_APPROVED, reason, "policy"
+
+
+def policy_clear(quote: Quote, book: PolicyBook) -> bool:
+    """No risk, no manual money, the policy's own currency, not above the escalation limit."""
+    return (
+        quote.decision in (Decision.AUTO_APPROVE, Decision.NEEDS_APPROVAL)
+        and not quote.risk_flags
+        and all(a.method == "stripe" for a in quote.allocations)
+        and quote.currency == book.currency
+        and quote.total_refund <= to_minor(book.escalate_over, book.currency)
+    )
+
+
+def redact(raw: dict[str, Any]) -> dict[str, Any]:
+    """The snapshot for the audit trail: the customer's contact details are left out."""
+    copy = json.loads(dumps(raw))
+    customer = copy.get("booking", {}).get("customer")
+    if isinstance(customer, dict):
+        name = str(customer.get("name") or "").split()
+        copy["booking"]["customer"] = {"first_name": name[0] if name else ""}
+    return copy

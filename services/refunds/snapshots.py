@@ -1,0 +1,96 @@
+"""Booking snapshots: the booking from Checkfront plus every payment we know of (Checkfront's,
+those received by webhook, the refunds this bot made), and the quote made from one.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import Any
+
+from services.deps import Deps
+from services.money import format_minor
+from services.quoting.booking import BookingSnapshot, parse_snapshot
+from services.quoting.quote import Quote, build_quote
+from services.quoting.risk import assess, customer_hash
+from services.refunds import cases
+from services.store import audit
+from services.store.db import Store, dumps, now_iso
+
+
+async def stored_payments(store: Store, booking_code: str) -> list[dict[str, Any]]:
+    rows = await store.fetch_all(
+        "SELECT payload FROM booking_payments WHERE booking_code = ? ORDER BY received_at",
+        (booking_code,),
+    )
+    return [json.loads(r["payload"]) for r in rows]
+
+
+async def record_payment(store: Store, transaction: dict[str, Any], actor: str) -> bool:
+    """Keep a Checkfront payment/refund transaction for its booking. False if already known."""
+    code = str(transaction.get("booking_id") or "").strip()
+    tid = str(transaction.get("transaction_id") or "").strip()
+    status = str(transaction.get("status") or "").strip().upper()
+    if not code or not tid:
+        raise ValueError("transaction needs booking_id and transaction_id")
+    async with store.transaction() as tx:
+        cursor = await tx.execute(
+            "INSERT OR IGNORE INTO booking_payments (booking_code, transaction_id, status, "
+            "payload, received_at) VALUES (?, ?, ?, ?, ?)",
+            (code, tid, status, dumps(transaction), now_iso()),
+        )
+        if cursor.rowcount:
+            await audit.append(tx, actor=actor, action="payment.recorded", detail={
+                "booking": code, "transaction_id": tid, "status": status,
+                "amount": str(transaction.get("amount")), "gateway": transaction.get("gateway_id"),
+            })
+        return bool(cursor.rowcount)
+
+
+async def assemble_snapshot(
+    svc: Deps, booking_ref: str, booking: dict[str, Any] | None = None,
+    *, exclude_case: int | None = None,
+) -> dict[str, Any]:
+    """The booking (from the webhook, else Checkfront's API) plus every payment we know of,
+    and the refunds this bot made for it (but those of `exclude_case`: its executor counts
+    its own)."""
+    fetched: dict[str, Any] = {}
+    if booking is None or svc.checkfront is not None:
+        if svc.checkfront is None:
+            raise cases.CaseError("Checkfront is not configured; cannot fetch the booking")
+        fetched = await svc.checkfront.get_booking_snapshot(booking_ref)
+    snapshot: dict[str, Any] = {"booking": booking if booking is not None else fetched["booking"]}
+    code = str(snapshot["booking"].get("code") or booking_ref)
+    known: dict[tuple[str, str], dict[str, Any]] = {}
+    for source in (fetched.get("transactions") or [], await stored_payments(svc.store, code),
+                   await our_refunds(svc.store, code, exclude_case)):
+        for t in source:
+            key = (str(t.get("transaction_id")), str(t.get("status", "")).upper())
+            known.setdefault(key, t)
+    if known or "transactions" in fetched:
+        snapshot["transactions"] = list(known.values())
+    return snapshot
+
+
+async def our_refunds(store: Store, booking_code: str,
+                      exclude_case: int | None = None) -> list[dict[str, Any]]:
+    """Refunds this bot made for the booking, as Checkfront REFUND transactions: Checkfront has
+    no API to record them, so without this a later quote would offer the money again."""
+    rows = await store.fetch_all(
+        "SELECT e.stripe_refund_id, e.payment_ref, e.amount, e.currency, e.created_at "
+        "FROM executions e JOIN cases c ON c.id = e.case_id WHERE c.booking_code = ? "
+        "AND e.status IN ('pending', 'succeeded') AND e.stripe_refund_id IS NOT NULL "
+        "AND c.id != ?", (booking_code, exclude_case or 0))
+    return [{"transaction_id": r["stripe_refund_id"], "status": "REFUND",
+             "amount": format_minor(r["amount"], r["currency"]), "gateway_id": "Stripe",
+             "original_transaction_id": r["payment_ref"], "booking_id": booking_code,
+             "date": int(datetime.fromisoformat(r["created_at"]).timestamp())} for r in rows]
+
+
+async def quote_snapshot(
+    svc: Deps, raw: dict[str, Any], cancelled_at: datetime, waiver: str | None = None
+) -> tuple[BookingSnapshot, Quote]:
+    snapshot = parse_snapshot(raw, default_currency=svc.book.currency)
+    customer = customer_hash(snapshot.customer_email, svc.config.customer_hash_salt)
+    flags = await assess(svc.store, snapshot, cancelled_at, customer)
+    return snapshot, build_quote(snapshot, svc.book, cancelled_at, waiver=waiver, risk_flags=flags)
