@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 
+from services.errors import DomainError
+
 ZERO_DECIMAL = frozenset(
     {"BIF", "CLP", "DJF", "GNF", "ISK", "JPY", "KMF", "KRW", "MGA", "PYG", "RWF", "UGX",
      "UYI", "VND", "VUV", "XAF", "XOF", "XPF"}
@@ -16,7 +18,7 @@ THREE_DECIMAL = frozenset({"BHD", "IQD", "JOD", "KWD", "LYD", "OMR", "TND"})
 MAX_DIGITS = 24  # integer digits in major units; anything longer is not a booking amount
 
 
-class MoneyError(ValueError):
+class MoneyError(DomainError, ValueError):
     """An amount or currency that cannot be represented exactly."""
 
 

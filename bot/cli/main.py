@@ -15,12 +15,10 @@ from pathlib import Path
 from bot.cli import case_commands, demo, report_commands
 from bot.cli.render import quote_table
 from bot.settings import SettingsError
-from services.finance.reconcile import ReconcileError
-from services.money import MoneyError
-from services.quoting.booking import SnapshotError, parse_snapshot
-from services.quoting.policy import PolicyError, load_policies
-from services.quoting.quote import QuoteError, build_quote
-from services.refunds.cases import CaseError
+from services.errors import DomainError
+from services.quoting.booking import parse_snapshot
+from services.quoting.policy import load_policies
+from services.quoting.quote import build_quote
 
 
 class UsageError(Exception):
@@ -75,8 +73,8 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-INPUT_ERRORS = (UsageError, PolicyError, SnapshotError, QuoteError, SettingsError, CaseError,
-                MoneyError, ReconcileError)
+# what an operator can mend: reported on one line with exit status 2, never a traceback
+INPUT_ERRORS = (UsageError, SettingsError, DomainError)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

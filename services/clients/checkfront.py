@@ -28,6 +28,8 @@ from urllib.parse import quote
 
 import httpx
 
+from services.errors import DomainError
+
 log = logging.getLogger(__name__)
 
 NOTE_MAX_CHARS = 3000
@@ -39,7 +41,7 @@ _STATUS = re.compile(r"^[A-Za-z0-9_]{1,16}$")
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 
 
-class CheckfrontError(Exception):
+class CheckfrontError(DomainError):
     """Base error; the message is safe to show a user (no secrets, no customer data)."""
 
     def __init__(self, message: str, *, status: int | None = None) -> None:

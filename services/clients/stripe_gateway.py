@@ -22,6 +22,7 @@ from typing import Any, Literal, TypeVar
 
 import stripe
 
+from services.errors import DomainError
 from services.money import MoneyError, exponent, format_minor, normalize_currency
 
 ErrorKind = Literal[
@@ -47,7 +48,7 @@ EVIDENCE_TEXT_LIMIT = 150_000  # Stripe: combined characters of all text evidenc
 T = TypeVar("T")
 
 
-class StripeGatewayError(Exception):
+class StripeGatewayError(DomainError):
     """A Stripe failure in the project's terms.
 
     maybe_applied: the request may have been executed although no answer said so (timeouts,
@@ -79,7 +80,7 @@ class StripeGatewayError(Exception):
         )
 
 
-class InvalidStripeSignature(ValueError):
+class InvalidStripeSignature(DomainError, ValueError):
     """A webhook body whose Stripe-Signature does not check out (or is stale)."""
 
 

@@ -27,6 +27,7 @@ from services.clients.stripe_gateway import StripeGateway, StripeGatewayError, f
 from services.deps import Deps
 from services.disputes.evidence import BookingLink, EvidencePack, build_evidence, find_booking
 from services.disputes.holds import LOST_STATUSES, NO_HOLD_STATUSES
+from services.errors import DomainError
 from services.money import display
 from services.refunds import cases
 from services.refunds.cases import Status
@@ -48,7 +49,7 @@ class IssueState(StrEnum):
     CANCELLED = "cancelled"  # booking voided in Checkfront
 
 
-class IssueError(Exception):
+class IssueError(DomainError):
     """A request about an issue that cannot be honoured; the message is safe to show."""
 
 

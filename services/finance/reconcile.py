@@ -34,6 +34,7 @@ from zoneinfo import ZoneInfo
 from services.clients.checkfront import BookingNotFound, CheckfrontError
 from services.clients.stripe_gateway import StripeGatewayError, StripeRefund
 from services.deps import Deps
+from services.errors import DomainError
 from services.money import MoneyError, display, to_minor
 from services.store import audit
 from services.store.db import Row, Store, dumps, now_iso, utcnow
@@ -59,7 +60,7 @@ FAILED_STATUSES = ("failed", "canceled")
 AUTO_RESOLVER = "reconcile"
 
 
-class ReconcileError(Exception):
+class ReconcileError(DomainError):
     """A reconciliation that cannot run; the message is safe to show."""
 
 

@@ -10,6 +10,7 @@ from datetime import date
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from services.errors import DomainError
 from services.finance.reconcile import day_window
 from services.money import format_minor
 from services.store.db import Store
@@ -19,7 +20,7 @@ COLUMNS = ("refunded_at", "booking", "case", "currency", "quoted", "refunded", "
            "decision", "decided_by", "stripe_refund_id", "payment", "status")
 
 
-class ReportError(ValueError):
+class ReportError(DomainError, ValueError):
     pass
 
 

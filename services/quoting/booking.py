@@ -14,12 +14,13 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from services.errors import DomainError
 from services.money import MoneyError, normalize_currency, to_decimal, to_minor
 
 STRIPE_PREFIXES = ("pi_", "ch_")
 
 
-class SnapshotError(ValueError):
+class SnapshotError(DomainError, ValueError):
     """A booking snapshot that lacks what a quote needs, or holds an unreadable value."""
 
 

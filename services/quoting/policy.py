@@ -15,10 +15,11 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from services.errors import DomainError
 from services.money import MoneyError, normalize_currency, to_minor
 
 
-class PolicyError(ValueError):
+class PolicyError(DomainError, ValueError):
     """A policy file that cannot be used."""
 
 

@@ -14,12 +14,13 @@ from decimal import ROUND_FLOOR, Decimal
 from enum import StrEnum
 from typing import Any
 
+from services.errors import DomainError
 from services.money import MoneyError, format_minor, percent_of, to_minor
 from services.quoting.booking import BookingLine, BookingSnapshot
 from services.quoting.policy import Policy, PolicyBook
 
 
-class QuoteError(ValueError):
+class QuoteError(DomainError, ValueError):
     """A booking the rules cannot quote (no policy for a line, amount not expressible...)."""
 
 

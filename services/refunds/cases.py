@@ -14,6 +14,7 @@ from typing import Any
 
 import aiosqlite
 
+from services.errors import DomainError
 from services.money import format_minor, to_minor
 from services.store import audit
 from services.store.db import Row, Store, now_iso
@@ -50,7 +51,7 @@ OPEN = frozenset(set(Status) - {Status.REFUNDED, Status.PARTIALLY_REFUNDED, Stat
                                 Status.SKIPPED})
 
 
-class CaseError(Exception):
+class CaseError(DomainError):
     """A request about a case that cannot be honoured; the message is safe to show a user."""
 
 

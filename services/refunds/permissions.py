@@ -11,10 +11,11 @@ from collections.abc import Collection
 from dataclasses import dataclass, field
 from decimal import Decimal
 
+from services.errors import DomainError
 from services.money import display, to_minor
 
 
-class NotAllowed(Exception):
+class NotAllowed(DomainError):
     """The message is shown to the person who clicked (ephemeral)."""
 
 
