@@ -19,7 +19,7 @@ from bot.slack.ui import cards, ids
 from bot.slack.ui.home import HOME_ROWS, HomeFacts, home_view
 from services.quoting.booking import parse_snapshot
 from services.quoting.policy import load_policies
-from services.quoting.quote import RiskFlag, build_quote
+from services.quoting.quote import Quote, RiskFlag, build_quote
 from services.refunds.automation import Automation
 from services.refunds.cases import Case, Status
 from services.refunds.writeback import PendingWriteback
@@ -36,18 +36,18 @@ PAUSED = Automation(paused=True, reason="Stripe error rate", by="U0PAUSER",
 
 
 def make_quote(raw: dict[str, Any] = RAW, cancelled_at: datetime = CANCELLED,
-               **kwargs: Any) -> dict[str, Any]:
-    return build_quote(parse_snapshot(raw), BOOK, cancelled_at, **kwargs).to_dict()
+               **kwargs: Any) -> Quote:
+    return build_quote(parse_snapshot(raw), BOOK, cancelled_at, **kwargs)
 
 
-def make_case(quote: dict[str, Any], **changes: Any) -> Case:
+def make_case(quote: Quote, **changes: Any) -> Case:
     case = Case(
-        id=12, booking_id=quote["booking_id"], booking_code=quote["booking_code"],
-        status=Status.PENDING_APPROVAL, currency=quote["currency"],
-        cancelled_at=quote["cancelled_at"], waiver=quote["waiver"], source="checkfront",
-        requested_by=None, quote_version=quote["version"],
-        refund_amount=int(quote["total_refund"].replace(".", "")), approved_amount=None,
-        status_reason="; ".join(quote["reasons"]), customer_hash="c0ffee",
+        id=12, booking_id=quote.booking_id, booking_code=quote.booking_code,
+        status=Status.PENDING_APPROVAL, currency=quote.currency,
+        cancelled_at=quote.cancelled_at, waiver=quote.waiver, source="checkfront",
+        requested_by=None, quote_version=quote.version,
+        refund_amount=quote.total_refund, approved_amount=None,
+        status_reason="; ".join(quote.reasons), customer_hash="c0ffee",
         created_at="2026-11-20T10:00:01+00:00", updated_at="2026-11-20T10:00:02+00:00",
         revision=1,
     )
@@ -55,7 +55,7 @@ def make_case(quote: dict[str, Any], **changes: Any) -> Case:
 
 
 @pytest.fixture
-def risky() -> dict[str, Any]:
+def risky() -> Quote:
     flag = RiskFlag("repeat_refunder", "this customer had 3 other refunds in the last 90 days")
     return make_quote(risk_flags=(flag,))
 
@@ -182,7 +182,7 @@ def test_parse_button_value_refuses_non_strings() -> None:
 
 # --- approval card ----------------------------------------------------------------------------
 
-def test_approval_card_buttons_confirm_and_values(risky: dict[str, Any]) -> None:
+def test_approval_card_buttons_confirm_and_values(risky: Quote) -> None:
     case = make_case(risky)
     card = cards.approval_card(case, risky, customer_first_name="Ana", automation=RUNNING)
     check_message(card)
@@ -194,11 +194,11 @@ def test_approval_card_buttons_confirm_and_values(risky: dict[str, Any]) -> None
     dialog = found[ids.APPROVE]["confirm"]
     assert "200.00 USD" in dialog["text"]["text"] and "KMVQ-261124" in dialog["text"]["text"]
     for element in found.values():
-        assert cards.parse_button_value(element["value"]) == (12, risky["version"])
+        assert cards.parse_button_value(element["value"]) == (12, risky.version)
     assert of_type(card, "actions")[-1] is card.blocks[-1]
 
 
-def test_approval_card_content(risky: dict[str, Any]) -> None:
+def test_approval_card_content(risky: Quote) -> None:
     case = make_case(risky)
     card = cards.approval_card(case, risky, customer_first_name="Ana", automation=RUNNING)
     header = card.blocks[0]
@@ -239,7 +239,7 @@ def test_approval_card_says_why_in_shadow_mode() -> None:
                                    "• within the auto-approve limit 200.00"]
 
 
-def test_approval_card_banner_when_paused(risky: dict[str, Any]) -> None:
+def test_approval_card_banner_when_paused(risky: Quote) -> None:
     case = make_case(risky)
     card = cards.approval_card(case, risky, customer_first_name="Ana", automation=PAUSED)
     banner = card.blocks[1]
@@ -262,7 +262,7 @@ def test_manual_allocation_is_flagged_for_a_person() -> None:
         buttons(card)[ids.APPROVE]["confirm"]["text"]["text"]
 
 
-def test_only_the_first_name_is_shown(risky: dict[str, Any]) -> None:
+def test_only_the_first_name_is_shown(risky: Quote) -> None:
     card = cards.approval_card(make_case(risky), risky, customer_first_name="Ana Silva",
                                 automation=RUNNING)
     assert "Ana" in all_text(card) and "Silva" not in all_text(card)
@@ -270,7 +270,7 @@ def test_only_the_first_name_is_shown(risky: dict[str, Any]) -> None:
 
 # --- outcome cards ------------------------------------------------------------------------------
 
-def outcome(quote: dict[str, Any], case: Case, **kwargs: Any) -> cards.Message:
+def outcome(quote: Quote, case: Case, **kwargs: Any) -> cards.Message:
     args: dict[str, Any] = {"customer_first_name": "Ana", "decided_by": "U1ABC",
                             "decided_at": "2026-11-20T14:05:09.123456+00:00", "refunds": [],
                             "automation": RUNNING}
@@ -283,7 +283,7 @@ def outcome_text(message: cards.Message) -> str:
     return message.blocks[-1]["text"]["text"]
 
 
-def test_outcome_approved_with_adjustment(risky: dict[str, Any]) -> None:
+def test_outcome_approved_with_adjustment(risky: Quote) -> None:
     case = make_case(risky, status=Status.APPROVED, approved_amount=15000,
                      status_reason="customer was offered a voucher for the rest")
     message = outcome(risky, case)
@@ -293,7 +293,7 @@ def test_outcome_approved_with_adjustment(risky: dict[str, Any]) -> None:
     assert buttons(message) == {}
 
 
-def test_outcome_adjustment_reason_can_be_passed(risky: dict[str, Any]) -> None:
+def test_outcome_adjustment_reason_can_be_passed(risky: Quote) -> None:
     case = make_case(risky, status=Status.EXECUTING, approved_amount=15000,
                      status_reason="executing")
     message = outcome(risky, case, decided_by="maria", decision_reason="goodwill")
@@ -305,7 +305,7 @@ def test_outcome_adjustment_reason_can_be_passed(risky: dict[str, Any]) -> None:
     assert "• executing" not in everything  # an outcome's status reason is not a "reason"
 
 
-def test_outcome_denied(risky: dict[str, Any]) -> None:
+def test_outcome_denied(risky: Quote) -> None:
     case = make_case(risky, status=Status.DENIED, status_reason="booked through a reseller")
     message = outcome(risky, case, decided_by="maria")
     assert "Denied by maria at 14:05 UTC: booked through a reseller" in outcome_text(message)
@@ -313,7 +313,7 @@ def test_outcome_denied(risky: dict[str, Any]) -> None:
     assert buttons(message) == {}
 
 
-def test_outcome_refunded_lists_stripe_refunds(risky: dict[str, Any]) -> None:
+def test_outcome_refunded_lists_stripe_refunds(risky: Quote) -> None:
     case = make_case(risky, status=Status.REFUNDED, approved_amount=20000,
                      status_reason="refunded through Stripe")
     refunds = [
@@ -330,7 +330,7 @@ def test_outcome_refunded_lists_stripe_refunds(risky: dict[str, Any]) -> None:
     assert buttons(message) == {}
 
 
-def test_outcome_failed_offers_retry(risky: dict[str, Any]) -> None:
+def test_outcome_failed_offers_retry(risky: Quote) -> None:
     case = make_case(risky, status=Status.FAILED, approved_amount=20000,
                      status_reason="Stripe refund re_3QxC failed: expired_or_canceled_card")
     message = outcome(risky, case)
@@ -338,11 +338,11 @@ def test_outcome_failed_offers_retry(risky: dict[str, Any]) -> None:
         message.blocks[-2]["text"]["text"]
     found = buttons(message)
     assert list(found) == [ids.RETRY]
-    assert cards.parse_button_value(found[ids.RETRY]["value"]) == (12, risky["version"])
+    assert cards.parse_button_value(found[ids.RETRY]["value"]) == (12, risky.version)
     assert "200.00 USD" in found[ids.RETRY]["confirm"]["text"]["text"]
 
 
-def test_outcome_partially_refunded_names_what_is_left(risky: dict[str, Any]) -> None:
+def test_outcome_partially_refunded_names_what_is_left(risky: Quote) -> None:
     case = make_case(risky, status=Status.PARTIALLY_REFUNDED, approved_amount=20000,
                      status_reason="48.00 USD must be refunded by hand (not paid through Stripe)")
     refunds = [{"stripe_refund_id": "re_3QxA", "amount": 15200, "status": "succeeded",
@@ -353,7 +353,7 @@ def test_outcome_partially_refunded_names_what_is_left(risky: dict[str, Any]) ->
 
 
 @pytest.mark.parametrize("status", list(Status))
-def test_every_status_renders_within_limits(risky: dict[str, Any], status: Status) -> None:
+def test_every_status_renders_within_limits(risky: Quote, status: Status) -> None:
     case = make_case(risky, status=status, approved_amount=20000)
     message = outcome(risky, case, automation=PAUSED)
     assert (ids.RETRY in buttons(message)) == (status == Status.FAILED)
@@ -369,7 +369,7 @@ def test_policy_decisions_render_as_text() -> None:
 
 # --- compact lines ----------------------------------------------------------------------------
 
-def auto_refunded(booking_code: str, amount: int, notice_hours: int) -> tuple[Case, dict[str, Any]]:
+def auto_refunded(booking_code: str, amount: int, notice_hours: int) -> tuple[Case, Quote]:
     quote = make_quote(cancelled_at=START - timedelta(hours=notice_hours))
     case = make_case(quote, booking_code=booking_code, status=Status.REFUNDED,
                      refund_amount=amount, approved_amount=amount)
@@ -433,25 +433,25 @@ def test_quote_message_with_an_open_case_says_so() -> None:
 
 # --- modals and adjustments ---------------------------------------------------------------------
 
-def test_deny_modal(risky: dict[str, Any]) -> None:
+def test_deny_modal(risky: Quote) -> None:
     view = cards.deny_modal(make_case(risky))
     check_modal(view)
     assert view["callback_id"] == ids.DENY_VIEW
-    assert json.loads(view["private_metadata"]) == {"case": 12, "v": risky["version"]}
-    assert cards.parse_metadata(view["private_metadata"]) == {"case": 12, "v": risky["version"]}
-    assert cards.parse_button_value(view["private_metadata"]) == (12, risky["version"])
+    assert json.loads(view["private_metadata"]) == {"case": 12, "v": risky.version}
+    assert cards.parse_metadata(view["private_metadata"]) == {"case": 12, "v": risky.version}
+    assert cards.parse_button_value(view["private_metadata"]) == (12, risky.version)
     reason = next(b for b in view["blocks"] if b.get("block_id") == ids.REASON_BLOCK)
     assert reason["type"] == "input" and reason["optional"] is False
     assert reason["element"]["action_id"] == ids.REASON_INPUT
     assert reason["element"]["multiline"] is True
 
 
-def test_adjust_modal(risky: dict[str, Any]) -> None:
+def test_adjust_modal(risky: Quote) -> None:
     view = cards.adjust_modal(make_case(risky), risky)
     check_modal(view)
     assert view["callback_id"] == ids.ADJUST_VIEW
     meta = cards.parse_metadata(view["private_metadata"])
-    assert meta == {"case": 12, "v": risky["version"], "max": "252.00", "cur": "USD"}
+    assert meta == {"case": 12, "v": risky.version, "max": "252.00", "cur": "USD"}
     amount = next(b for b in view["blocks"] if b.get("block_id") == ids.AMOUNT_BLOCK)
     assert amount["element"]["action_id"] == ids.AMOUNT_INPUT
     assert amount["element"]["initial_value"] == "200.00"
@@ -509,7 +509,7 @@ def test_validate_adjustment_above_net_paid() -> None:
 
 # --- status, help, alerts, errors ---------------------------------------------------------------
 
-def test_status_message(risky: dict[str, Any]) -> None:
+def test_status_message(risky: Quote) -> None:
     case = make_case(risky)
     history = [f"2026-11-20 10:{i % 60:02d} policy case.event number {i}" for i in range(400)]
     message = cards.status_message(case, history)
@@ -557,7 +557,7 @@ def test_error_message() -> None:
 
 # --- privacy and size ---------------------------------------------------------------------------
 
-def every_message(quote: dict[str, Any], case: Case) -> list[cards.Message | dict[str, Any]]:
+def every_message(quote: Quote, case: Case) -> list[cards.Message | dict[str, Any]]:
     out: list[cards.Message | dict[str, Any]] = [
         cards.approval_card(case, quote, customer_first_name="Ana", automation=PAUSED),
         cards.compact_lines([(replace(case, status=Status.REFUNDED), quote)] * 2),
@@ -572,13 +572,13 @@ def every_message(quote: dict[str, Any], case: Case) -> list[cards.Message | dic
     return out
 
 
-def test_contact_details_never_appear(risky: dict[str, Any]) -> None:
+def test_contact_details_never_appear(risky: Quote) -> None:
     for message in every_message(risky, make_case(risky)):
         text = all_text(message)
         assert EMAIL not in text and "@example.com" not in text and "Silva" not in text
 
 
-def test_contact_details_in_free_text_are_masked(risky: dict[str, Any]) -> None:
+def test_contact_details_in_free_text_are_masked(risky: Quote) -> None:
     leaky = (f"customer {EMAIL} called from +1 (415) 555-0134 and read card "
              "4242 4242 4242 4242")
     case = make_case(risky, status_reason=leaky)
@@ -589,8 +589,8 @@ def test_contact_details_in_free_text_are_masked(risky: dict[str, Any]) -> None:
         assert EMAIL not in text and "555-0134" not in text and "4242 4242" not in text
 
 
-def test_huge_quotes_stay_within_limits(risky: dict[str, Any]) -> None:
-    quote = copy.deepcopy(risky)
+def test_huge_quotes_stay_within_limits(risky: Quote) -> None:
+    quote = copy.deepcopy(risky.to_dict())
     line = quote["lines"][0]
     quote["lines"] = [{**line, "name": f"Tour {i} " + "x" * 300,
                        "start": f"2026-12-{i % 28 + 1:02d}T09:00:00+00:00"} for i in range(200)]
@@ -599,6 +599,7 @@ def test_huge_quotes_stay_within_limits(risky: dict[str, Any]) -> None:
     quote["risk_flags"] = [{"code": f"flag_{i}", "reason": "z" * 500} for i in range(50)]
     quote["allocations"] = [{"payment": f"pi_{i:024d}", "amount": "1.00", "method": "stripe"}
                             for i in range(200)]
+    quote = Quote.from_dict(quote)
     case = make_case(quote, booking_code="B" * 400, status_reason="r" * 5000,
                      waiver="W" * 300)
     for message in every_message(quote, case):
@@ -613,7 +614,7 @@ def test_huge_quotes_stay_within_limits(risky: dict[str, Any]) -> None:
 
 # --- the Home tab and the write-back alert ----------------------------------------------------
 
-def test_home_view_within_limits_with_long_lists(risky: dict[str, Any]) -> None:
+def test_home_view_within_limits_with_long_lists(risky: Quote) -> None:
     waiting = [(make_case(risky, id=n, booking_code=f"HBR-{n:04d}"),
                 f"https://slack.com/archives/C0A/p{n}") for n in range(1, 40)]
     kept = [(PendingWriteback(n, 3, "Checkfront answered 503 " * 20,
@@ -633,7 +634,7 @@ def test_home_view_within_limits_with_long_lists(risky: dict[str, Any]) -> None:
         assert (ids.HOME_RESUME in text) == approver
 
 
-def test_writeback_alert_within_limits(risky: dict[str, Any]) -> None:
+def test_writeback_alert_within_limits(risky: Quote) -> None:
     case = make_case(risky, status=Status.REFUNDED, approved_amount=9500)
     message = cards.writeback_alert(case, PendingWriteback(
         case.id, 1, "x" * 5000, "2026-11-20T10:30:00+00:00"))

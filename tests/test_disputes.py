@@ -420,8 +420,8 @@ async def test_a_disputed_payment_is_never_refunded_automatically(world: World) 
     [case] = await cases.list_cases(world.bot.svc.store)
     assert case.status == Status.PENDING_APPROVAL
     quote = (await cases.current_quote(world.bot.svc.store, case)).quote
-    assert [flag["code"] for flag in quote["risk_flags"]] == ["payment_disputed"]
-    assert dispute.id in quote["risk_flags"][0]["reason"]
+    assert [flag.code for flag in quote.risk_flags] == ["payment_disputed"]
+    assert dispute.id in quote.risk_flags[0].reason
     assert world.stripe.refunds == []
 
 
@@ -482,7 +482,7 @@ async def test_a_refundable_inquiry_asks_a_person_but_lets_the_refund_go(world: 
     [case] = await cases.list_cases(world.bot.svc.store)
     assert case.status == Status.PENDING_APPROVAL
     quote = (await cases.current_quote(world.bot.svc.store, case)).quote
-    assert "a refund would settle the dispute" in quote["risk_flags"][0]["reason"]
+    assert "a refund would settle the dispute" in quote.risk_flags[0].reason
 
     await cases.approve(world.bot.svc.store, case.id, by="maria")
     done = await execute(world.bot.svc, case.id, actor="maria")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+from dataclasses import replace
 from datetime import timedelta
 from decimal import Decimal
 from typing import Any
@@ -11,7 +13,7 @@ from hypothesis import strategies as st
 
 from services.money import exponent, format_minor, to_minor
 from services.quoting.booking import parse_snapshot
-from services.quoting.quote import Decision
+from services.quoting.quote import Decision, Quote, RiskFlag
 from tests.quote_fixtures import (
     CANCELLED_AT,
     booking,
@@ -123,6 +125,18 @@ def test_refund_is_between_zero_and_net_paid(case: tuple[dict, dict, str | None]
         assert q.decision is Decision.SKIP
     elif q.total_refund == 0:
         assert q.decision is Decision.DENY
+
+
+@PROPERTY_SETTINGS
+@given(cases(), st.lists(st.tuples(st.text(max_size=12), st.text(max_size=40)), max_size=2))
+def test_a_stored_quote_reads_back_as_the_same_quote(
+    case: tuple[dict, dict, str | None], flags: list[tuple[str, str]]
+) -> None:
+    snapshot, book, waiver = case
+    q = quote(snapshot, book, waiver=waiver)
+    q = replace(q, risk_flags=tuple(RiskFlag(code, reason) for code, reason in flags))
+    stored = json.loads(json.dumps(q.to_dict()))
+    assert Quote.from_dict(stored) == q
 
 
 @PROPERTY_SETTINGS

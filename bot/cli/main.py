@@ -51,7 +51,7 @@ def cmd_quote(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(quote.to_dict(), indent=2))
     else:
-        print(quote_table(quote.to_dict()))
+        print(quote_table(quote))
     return 0
 
 

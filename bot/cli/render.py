@@ -5,46 +5,49 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from services.money import display, to_minor
+from services.money import display, format_minor
+from services.quoting.quote import Quote
 from services.refunds.cases import Case
 from services.store.audit import AuditEntry
 
 
-def quote_table(quote: dict[str, Any]) -> str:
-    """An itemised quote (its JSON form, `Quote.to_dict()`), read like an airline refund quote."""
-    c = quote["currency"]
+def quote_table(quote: Quote) -> str:
+    """An itemised quote, read like an airline refund quote."""
+    c = quote.currency
 
-    def money(text: str) -> str:
-        return display(to_minor(text, c), c)
+    def money(minor: int) -> str:
+        return display(minor, c)
+
+    def plain(minor: int) -> str:
+        return format_minor(minor, c)
 
     rows = [
-        f"Refund quote  booking {quote['booking_code']} ({quote['booking_id']})  currency {c}",
-        f"Cancelled at {quote['cancelled_at']}"
-        + (f"  waiver {quote['waiver']}" if quote.get("waiver") else ""),
+        f"Refund quote  booking {quote.booking_code} ({quote.booking_id})  currency {c}",
+        f"Cancelled at {quote.cancelled_at}" + (f"  waiver {quote.waiver}" if quote.waiver else ""),
         "",
         f"{'line':<5} {'item':<22} {'notice h':>9} {'%':>5} {'amount':>12} {'tax':>10} "
         f"{'refund':>12} {'tax refund':>11}  why",
     ]
-    for line in quote["lines"]:
+    for line in quote.lines:
         rows.append(
-            f"{line['line_id']:<5} {line['name'][:22]:<22} {line['notice_hours']:>9} "
-            f"{line['percent']:>5} {line['amount']:>12} {line['tax']:>10} "
-            f"{line['refund']:>12} {line['tax_refund']:>11}  {line['reason']} "
-            f"[{line['policy_id']}]"
+            f"{line.line_id:<5} {line.name[:22]:<22} {line.notice_hours:>9} "
+            f"{line.percent:>5} {plain(line.amount):>12} {plain(line.tax):>10} "
+            f"{plain(line.refund):>12} {plain(line.tax_refund):>11}  {line.reason} "
+            f"[{line.policy_id}]"
         )
     rows.append("")
-    for label, key in (("Order total", "order_total"), ("Paid", "paid"),
-                       ("Already refunded", "already_refunded"), ("Cancellation fee", "fee"),
-                       ("Entitlement", "entitlement"), ("Retained", "retained"),
-                       ("TOTAL REFUND", "total_refund")):
-        rows.append(f"{label:<24}{money(quote[key]):>20}")
+    for label, minor in (("Order total", quote.order_total), ("Paid", quote.paid),
+                         ("Already refunded", quote.already_refunded),
+                         ("Cancellation fee", quote.fee), ("Entitlement", quote.entitlement),
+                         ("Retained", quote.retained), ("TOTAL REFUND", quote.total_refund)):
+        rows.append(f"{label:<24}{money(minor):>20}")
     rows += ["", "Allocation:"]
-    rows += [f"  {a['method']:<7} {a['payment']:<28} {money(a['amount']):>16}"
-             for a in quote["allocations"]] or ["  (nothing to refund)"]
-    rows += ["", f"Decision: {quote['decision']}"]
-    rows += [f"  - {reason}" for reason in quote["reasons"]]
+    rows += [f"  {a.method:<7} {a.payment:<28} {money(a.amount):>16}"
+             for a in quote.allocations] or ["  (nothing to refund)"]
+    rows += ["", f"Decision: {quote.decision.value}"]
+    rows += [f"  - {reason}" for reason in quote.reasons]
     rows += ["", "Policy clauses:"]
-    rows += [f"  [{pid}] {text}" for pid, text in quote["clauses"].items()]
+    rows += [f"  [{pid}] {text}" for pid, text in quote.clauses.items()]
     return "\n".join(rows)
 
 

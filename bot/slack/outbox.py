@@ -337,8 +337,7 @@ async def card_context(svc: Deps, case: Case) -> dict[str, Any]:
 async def render_card(svc: Deps, case: Case) -> cards.Message:
     ctx = await card_context(svc, case)
     if case.status == Status.PENDING_APPROVAL:
-        quote = {**ctx["quote"], "risk_flags": await flags_now(svc.store, ctx["quote"])}
-        return cards.approval_card(case, quote,
+        return cards.approval_card(case, await flags_now(svc.store, ctx["quote"]),
                                     customer_first_name=ctx["customer_first_name"],
                                     automation=ctx["automation"])
     return cards.outcome_card(case, ctx["quote"], customer_first_name=ctx["customer_first_name"],

@@ -91,7 +91,7 @@ async def quote(deps: SlackDeps, args: list[str], user: str, channel: str,
     snapshot, q = await quote_snapshot(deps.svc, raw, utcnow(), waiver)
     existing = await cases.find_open(deps.svc.store, snapshot.booking_id)
     message = cards.quote_message(
-        q.to_dict(), booking_ref=snapshot.booking_id, waiver=waiver,
+        q, booking_ref=snapshot.booking_id, waiver=waiver,
         open_case={"id": existing.id, "status": existing.status.value} if existing else None)
     await respond(text=message.text, blocks=message.blocks, response_type="ephemeral")
 

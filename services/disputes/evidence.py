@@ -9,15 +9,16 @@ in it names the customer beyond what the booking itself holds.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
 from services.clients.checkfront import CheckfrontError
 from services.deps import Deps
-from services.money import display, to_minor
+from services.money import display
 from services.quoting.booking import SnapshotError, parse_snapshot
+from services.quoting.quote import Quote
 from services.refunds import cases
 from services.refunds.cases import Case
 from services.store import audit
@@ -83,10 +84,6 @@ def _utc(iso: str | None) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
 
 
-def _major(value: Any, currency: str) -> str:
-    return display(to_minor(str(value), currency), currency)
-
-
 def _clip(text: str, limit: int = FIELD_LIMIT) -> str:
     return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
 
@@ -106,13 +103,12 @@ async def build_evidence(svc: Deps, link: BookingLink, *, dispute_id: str, amoun
     facts.append(f"Booking {code} (linked by {link.found_by}).")
     lines: list[dict[str, Any]] = []
     clauses: dict[str, str] = {}
-    quote: dict[str, Any] = {}
+    quote: Quote | None = None
     case = link.case
     if case is not None:
-        stored = await cases.current_quote(svc.store, case)
-        quote = stored.quote
-        clauses = dict(quote.get("clauses") or {})
-        lines = list(quote.get("lines") or [])
+        quote = (await cases.current_quote(svc.store, case)).quote
+        clauses = dict(quote.clauses)
+        lines = [asdict(line) for line in quote.lines]  # amounts in minor units
     else:
         lines, clauses = await _booking_lines(svc, code)
     if lines:
@@ -152,12 +148,12 @@ async def build_evidence(svc: Deps, link: BookingLink, *, dispute_id: str, amoun
         tiers = "\n".join(
             f"{ln.get('name') or ln.get('sku')}: cancelled {ln.get('notice_hours')} hours before "
             f"the start; policy {ln.get('policy_id')} gives {ln.get('percent')}% "
-            f"({ln.get('reason')}), refund {_major(ln.get('refund', '0'), case.currency)}"
+            f"({ln.get('reason')}), refund {display(int(ln.get('refund') or 0), case.currency)}"
             for ln in lines)
         fields["refund_policy_disclosure"] = _clip(
             "Refunds follow the cancellation policy above, by the notice given before the "
             f"start of each activity. For booking {code}:\n{tiers}")
-    entitled = _major(quote.get("total_refund", "0"), case.currency) if quote else "unknown"
+    entitled = display(quote.total_refund, case.currency) if quote else "unknown"
     if done:
         what = (f"{display(refunded, case.currency)} has been refunded to the customer's "
                 "original payment (" + "; ".join(history) + ")")
@@ -167,7 +163,7 @@ async def build_evidence(svc: Deps, link: BookingLink, *, dispute_id: str, amoun
         f"Booking {code} was cancelled on {_utc(case.cancelled_at)}. Under the cancellation "
         f"policy the customer was entitled to a refund of {entitled}; {what}. "
         f"The disputed amount is {display(amount, currency)}.")
-    retained = to_minor(str(quote.get("retained", "0")), case.currency) if quote else 0
+    retained = quote.retained if quote else 0
     if case.status == cases.Status.DENIED:
         fields["refund_refusal_explanation"] = _clip(
             f"The refund request was declined: {case.status_reason or 'see policy'}.")
@@ -175,7 +171,7 @@ async def build_evidence(svc: Deps, link: BookingLink, *, dispute_id: str, amoun
         why = [f"{ln.get('name') or ln.get('sku')}: {ln.get('reason')} "
                f"({ln.get('percent')}% refundable)"
                for ln in lines if Decimal(str(ln.get("percent") or 0)) < 100]
-        fee = to_minor(str(quote.get("fee", "0")), case.currency)
+        fee = quote.fee if quote else 0
         if fee > 0:
             why.append(f"the policy's cancellation fee of {display(fee, case.currency)}")
         fields["refund_refusal_explanation"] = _clip(

@@ -11,10 +11,10 @@ won, or an inquiry that closed, holds nothing.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, replace
 
 from services.money import display
+from services.quoting.quote import Quote, RiskFlag
 from services.store.db import Store
 
 NO_HOLD_STATUSES = ("won", "warning_closed")  # Stripe dispute statuses that free the payment
@@ -68,13 +68,13 @@ async def holds_on(store: Store, refs: Iterable[str]) -> list[DisputeHold]:
     return holds
 
 
-async def flags_now(store: Store, quote: dict[str, Any]) -> list[dict[str, Any]]:
-    """A stored quote's risk flags plus any dispute hold on its payments that came after it,
-    so a card drawn again shows a dispute the quote did not know of."""
-    flags = list(quote.get("risk_flags") or [])
-    known = {flag.get("reason") for flag in flags}
-    refs = [a["payment"] for a in quote.get("allocations") or [] if a.get("method") == "stripe"]
+async def flags_now(store: Store, quote: Quote) -> Quote:
+    """A stored quote with its risk flags plus any dispute hold on its payments that came after
+    it, so a card drawn again shows a dispute the quote did not know of."""
+    flags = list(quote.risk_flags)
+    known = {flag.reason for flag in flags}
+    refs = [a.payment for a in quote.allocations if a.method == "stripe"]
     for hold in await holds_on(store, refs):
         if hold.reason not in known:
-            flags.append({"code": "payment_disputed", "reason": hold.reason})
-    return flags
+            flags.append(RiskFlag("payment_disputed", hold.reason))
+    return replace(quote, risk_flags=tuple(flags))

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass, field
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field, fields
 from datetime import datetime, timedelta
 from decimal import ROUND_FLOOR, Decimal
 from enum import StrEnum
@@ -91,13 +92,11 @@ class Quote:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready: amounts as decimal strings in major units with the currency's exponent."""
-        money_fields = ("fee", "entitlement", "order_total", "paid", "already_refunded",
-                        "net_paid", "retained", "total_refund")
         data = asdict(self)
-        for name in money_fields:
+        for name in _MONEY_FIELDS:
             data[name] = self.amount(data[name])
         for line in data["lines"]:
-            for name in ("amount", "tax", "refund", "tax_refund"):
+            for name in _LINE_MONEY:
                 line[name] = self.amount(line[name])
         for allocation in data["allocations"]:
             allocation["amount"] = self.amount(allocation["amount"])
@@ -105,6 +104,38 @@ class Quote:
         data["policy_ids"] = list(self.policy_ids)
         data["reasons"] = list(self.reasons)
         return data
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Quote:
+        """The inverse of `to_dict`: a stored quote read back, amounts in minor units again.
+
+        Keys a quote stored by an older version lacks take their defaults."""
+        currency = str(data["currency"])
+
+        def known(kind: type, row: Mapping[str, Any]) -> dict[str, Any]:
+            names = {f.name for f in fields(kind)}
+            return {k: v for k, v in row.items() if k in names}
+
+        def minor(row: dict[str, Any], *names: str) -> dict[str, Any]:
+            return {**row, **{n: to_minor(str(row[n]), currency) for n in names}}
+
+        body = minor(known(cls, data), *_MONEY_FIELDS)
+        body["lines"] = tuple(QuoteLine(**minor(known(QuoteLine, ln), *_LINE_MONEY))
+                              for ln in data.get("lines") or ())
+        body["allocations"] = tuple(Allocation(**minor(known(Allocation, a), "amount"))
+                                    for a in data.get("allocations") or ())
+        body["risk_flags"] = tuple(RiskFlag(**known(RiskFlag, f))
+                                   for f in data.get("risk_flags") or ())
+        body["decision"] = Decision(data["decision"])
+        body["policy_ids"] = tuple(data.get("policy_ids") or ())
+        body["reasons"] = tuple(data.get("reasons") or ())
+        body["clauses"] = dict(data.get("clauses") or {})
+        return cls(**body)
+
+
+_MONEY_FIELDS = ("fee", "entitlement", "order_total", "paid", "already_refunded", "net_paid",
+                 "retained", "total_refund")
+_LINE_MONEY = ("amount", "tax", "refund", "tax_refund")
 
 
 def build_quote(

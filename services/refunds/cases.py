@@ -15,7 +15,8 @@ from typing import Any
 import aiosqlite
 
 from services.errors import DomainError
-from services.money import format_minor, to_minor
+from services.money import format_minor
+from services.quoting.quote import Quote
 from services.store import audit
 from services.store.db import Row, Store, now_iso
 
@@ -117,7 +118,7 @@ class StoredQuote:
     version: str
     created_at: str
     snapshot: dict[str, Any]
-    quote: dict[str, Any]
+    quote: Quote
 
 
 async def get(store: Store, case_id: int) -> Case:
@@ -162,7 +163,7 @@ async def current_quote(store: Store, case: Case) -> StoredQuote:
     if row is None:
         raise CaseError(f"case {case.id} has no stored quote")
     return StoredQuote(row["version"], row["created_at"], json.loads(row["snapshot"]),
-                       json.loads(row["quote"]))
+                       Quote.from_dict(json.loads(row["quote"])))
 
 
 async def last_decision(store: Store, case_id: int) -> Row | None:
@@ -223,7 +224,7 @@ async def approve(
     async with store.transaction() as tx:
         case = await _pending(store, case_id, quote_version)
         quoted = (await current_quote(store, case)).quote
-        net_paid = _minor_field(quoted, "net_paid", case)
+        net_paid = quoted.net_paid
         final = case.refund_amount if amount is None else amount
         if final != case.refund_amount and not (reason or "").strip():
             raise InvalidAmount("an adjusted amount needs a reason")
@@ -268,6 +269,3 @@ async def _pending(store: Store, case_id: int, quote_version: str | None) -> Cas
         raise StaleQuote(f"case {case_id} was re-quoted; the card you clicked is out of date")
     return case
 
-
-def _minor_field(quote: dict[str, Any], name: str, case: Case) -> int:
-    return to_minor(quote[name], case.currency)

@@ -128,7 +128,7 @@ async def _fresh_snapshot(svc: Deps, case: Case) -> BookingSnapshot | None:
         raw = await assemble_snapshot(svc, case.booking_id, exclude_case=case.id)
     snapshot = parse_snapshot(raw, default_currency=svc.book.currency)
     age = utcnow() - datetime.fromisoformat(stored.created_at)
-    changed = snapshot.fingerprint != stored.quote.get("booking_fingerprint")
+    changed = snapshot.fingerprint != stored.quote.booking_fingerprint
     stale = age > svc.config.quote_max_age
     if not changed and not stale:
         return snapshot

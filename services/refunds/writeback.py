@@ -109,7 +109,7 @@ async def _note(svc: Deps, case: Case, actor: str, manual: int) -> str:
     quote = (await cases.current_quote(svc.store, case)).quote
     decided = await cases.last_decision(svc.store, case.id)
     total = sum(r["amount"] for r in refunds)
-    clauses = "; ".join(f"[{k}] {v}" for k, v in quote.get("clauses", {}).items())
+    clauses = "; ".join(f"[{k}] {v}" for k, v in quote.clauses.items())
     parts = []
     if total:
         ids = ", ".join(r["stripe_refund_id"] for r in refunds)

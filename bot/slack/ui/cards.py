@@ -1,7 +1,7 @@
 """Block Kit for the refund bot: approval cards, outcomes, digests, quotes, alerts and help.
 
-Pure functions from cases and quotes (the JSON form, `Quote.to_dict()`) to `Message`s and
-modal views; no network and no Slack client. The cards say what `bot.text.quote_table` says
+Pure functions from cases and typed quotes (`Quote`, amounts in minor units) to `Message`s and
+modal views; no network and no Slack client. The cards say what `bot.cli.render.quote_table` says
 on the terminal. Contact details never reach a message: only the customer's first name is
 passed in, and free text is scrubbed of anything shaped like an email, phone or card number.
 """
@@ -36,7 +36,6 @@ from bot.slack.ui.kit import (
     fields,
     header,
     line_sections,
-    minor_of,
     money,
     number,
     plain,
@@ -45,6 +44,7 @@ from bot.slack.ui.kit import (
     who,
 )
 from bot.slack.ui.quote import DECISIONS, notice_text, quote_blocks, quote_money, reason_lines
+from services.quoting.quote import Quote
 from services.refunds.automation import Automation
 from services.refunds.cases import Case, Status
 from services.refunds.writeback import PendingWriteback
@@ -83,7 +83,7 @@ def _amount(case: Case) -> int:
     return case.approved_amount if case.approved_amount is not None else case.refund_amount
 
 
-def _summary(case: Case, quote: dict[str, Any], first_name: str, automation: Automation,
+def _summary(case: Case, quote: Quote, first_name: str, automation: Automation,
              title: str, reasons_title: str, *, pending: bool) -> list[dict[str, Any]]:
     """Header, banner, key facts, the itemised quote and the reasons (the case's own status
     reason only while it waits for a person; afterwards it describes the outcome)."""
@@ -97,7 +97,7 @@ def _summary(case: Case, quote: dict[str, Any], first_name: str, automation: Aut
              ("Refund", f"*{money(_amount(case), case.currency)}*" + (
                  f" (quoted {number(case.refund_amount, case.currency)})"
                  if _amount(case) != case.refund_amount else "")),
-             ("Paid (net)", quote_money(quote, "net_paid"))]
+             ("Paid (net)", quote_money(quote, quote.net_paid))]
     if case.waiver:
         pairs.append(("Waiver", esc(case.waiver, 40)))
     blocks.append(fields(pairs))
@@ -118,13 +118,12 @@ def _fit(blocks: list[dict[str, Any]], keep_last: int) -> list[dict[str, Any]]:
     return head + blocks[len(blocks) - keep_last:]
 
 
-def approval_card(case: Case, quote: dict[str, Any], *, customer_first_name: str,
+def approval_card(case: Case, quote: Quote, *, customer_first_name: str,
                   automation: Automation) -> Message:
     amount = money(case.refund_amount, case.currency)
     code = plain(case.booking_code, 60)
     value = button_value(case.id, case.quote_version)
-    manual = sum(minor_of(a["amount"], case.currency) for a in quote["allocations"]
-                 if a["method"] == "manual")
+    manual = sum(a.amount for a in quote.allocations if a.method == "manual")
     by_hand = f" {money(manual, case.currency)} of it must then be refunded by hand." \
         if manual else ""
     approve = button("Approve", ids.APPROVE, value, style="primary", confirm_dialog=confirm(
@@ -191,7 +190,7 @@ def _outcome(case: Case, decided_by: str | None, decided_at: str | None,
     return rows
 
 
-def outcome_card(case: Case, quote: dict[str, Any], *, customer_first_name: str,
+def outcome_card(case: Case, quote: Quote, *, customer_first_name: str,
                  decided_by: str | None, decided_at: str | None, refunds: list[dict[str, Any]],
                  automation: Automation, decision_reason: str | None = None,
                  checkfront_pending: PendingWriteback | None = None) -> Message:
@@ -231,11 +230,11 @@ def outcome_card(case: Case, quote: dict[str, Any], *, customer_first_name: str,
 
 # --- digests, quotes, status --------------------------------------------------------------
 
-def _compact(case: Case, quote: dict[str, Any]) -> str:
+def _compact(case: Case, quote: Quote) -> str:
     c = case.currency
     amount = money(_amount(case), c)
-    policies = "+".join(esc(p, 40) for p in quote.get("policy_ids") or quote.get("clauses", {}))
-    notices = [Decimal(ln["notice_hours"]) for ln in quote.get("lines", [])]
+    policies = "+".join(esc(p, 40) for p in quote.policy_ids or quote.clauses)
+    notices = [Decimal(ln.notice_hours) for ln in quote.lines]
     notice = notice_text(str(min(notices))) if notices else "notice unknown"
     tail = f"{esc(case.booking_code, 60)} · {policies or 'policy'} · {notice}"
     if case.status == Status.REFUNDED:
@@ -249,7 +248,7 @@ def _compact(case: Case, quote: dict[str, Any]) -> str:
     return f"… {esc(case.status.value.replace('_', ' '), 40).capitalize()} {amount} · {tail}"
 
 
-def compact_lines(items: list[tuple[Case, dict[str, Any]]]) -> Message:
+def compact_lines(items: list[tuple[Case, Quote]]) -> Message:
     """Automatic decisions, one line each, in one message."""
     lines = [_compact(case, quote) for case, quote in items]
     if not lines:
@@ -261,17 +260,17 @@ def compact_lines(items: list[tuple[Case, dict[str, Any]]]) -> Message:
     return Message(title, line_sections(lines, title=title, max_sections=MESSAGE_BLOCKS - 1))
 
 
-def quote_message(quote: dict[str, Any], *, booking_ref: str, waiver: str | None,
+def quote_message(quote: Quote, *, booking_ref: str, waiver: str | None,
                   open_case: dict[str, Any] | None) -> Message:
     """The ephemeral answer to `/refund quote`."""
-    code = quote.get("booking_code") or booking_ref
-    decision = quote.get("decision", "")
+    code = quote.booking_code or booking_ref
+    decision = quote.decision.value
     pairs = [("Booking", f"`{esc(code, 60)}`"),
-             ("Refund", f"*{quote_money(quote, 'total_refund')}*"),
+             ("Refund", f"*{quote_money(quote, quote.total_refund)}*"),
              ("Decision", esc(DECISIONS.get(decision, decision), 80)),
-             ("Cancelled", date_token(quote.get("cancelled_at")))]
-    if quote.get("waiver"):
-        pairs.append(("Waiver", esc(quote["waiver"], 40)))
+             ("Cancelled", date_token(quote.cancelled_at))]
+    if quote.waiver:
+        pairs.append(("Waiver", esc(quote.waiver, 40)))
     blocks = [header(f"Refund quote · {plain(code, 60)}"), fields(pairs),
               *quote_blocks(quote, reasons_title="Why", reasons=reason_lines(None, quote))]
     if open_case:
@@ -282,9 +281,9 @@ def quote_message(quote: dict[str, Any], *, booking_ref: str, waiver: str | None
         tail = section(":warning: That booking reference is too long to request from here.")
     else:
         tail = actions(button("Request refund", ids.REQUEST, value, style="primary"))
-    blocks += [context(f"Only you can see this · quote {esc(quote.get('version', '—'), 40)}"),
+    blocks += [context(f"Only you can see this · quote {esc(quote.version or '—', 40)}"),
                tail]
-    text = f"Refund quote for {plain(code, 60)}: {quote_money(quote, 'total_refund')}"
+    text = f"Refund quote for {plain(code, 60)}: {quote_money(quote, quote.total_refund)}"
     return Message(fallback(text), _fit(blocks, 2))
 
 

@@ -11,7 +11,8 @@ from typing import Any
 
 from bot.slack.ui import ids
 from bot.slack.ui.kit import esc, modal, money, section, text_input
-from services.money import MoneyError, exponent, normalize_currency, to_minor
+from services.money import MoneyError, exponent, format_minor, normalize_currency, to_minor
+from services.quoting.quote import Quote
 from services.refunds.cases import Case
 
 _AMOUNT = re.compile(r"([+-]?)(\d+(?:\.\d*)?|\.\d+)")
@@ -77,18 +78,18 @@ def deny_modal(case: Case) -> dict[str, Any]:
     )
 
 
-def adjust_modal(case: Case, quote: dict[str, Any]) -> dict[str, Any]:
+def adjust_modal(case: Case, quote: Quote) -> dict[str, Any]:
     currency = case.currency
-    max_text = str(quote["net_paid"])
-    quoted = str(quote["total_refund"])
-    ceiling = money(to_minor(max_text, currency), currency)
+    max_text = format_minor(quote.net_paid, currency)
+    quoted = format_minor(quote.total_refund, currency)
+    ceiling = money(quote.net_paid, currency)
     places = exponent(currency)
     decimals = "no decimals" if places == 0 else f"up to {places} decimals"
     return modal(
         ids.ADJUST_VIEW, "Adjust refund",
         [
             section(f"Booking *{esc(case.booking_code, 60)}* (case #{case.id}): the policy "
-                    f"quotes *{money(to_minor(quoted, currency), currency)}*. Approve a "
+                    f"quotes *{money(quote.total_refund, currency)}*. Approve a "
                     "different amount and say why."),
             text_input(ids.AMOUNT_BLOCK, ids.AMOUNT_INPUT, f"Refund amount ({currency})",
                        initial=quoted,

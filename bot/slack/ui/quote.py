@@ -1,6 +1,6 @@
 """The itemised quote in Block Kit: products, lines, totals, allocation, reasons, clauses.
 
-Shared by the approval and outcome cards and the `/refund quote` answer (`bot.blocks`).
+Shared by the approval and outcome cards and the `/refund quote` answer (`bot.slack.ui.cards`).
 """
 
 from __future__ import annotations
@@ -8,7 +8,8 @@ from __future__ import annotations
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from bot.slack.ui.kit import date_token, esc, line_sections, minor_of, money, number
+from bot.slack.ui.kit import date_token, esc, line_sections, money, number
+from services.quoting.quote import Quote
 from services.refunds.cases import Case
 
 DECISIONS = {
@@ -19,12 +20,12 @@ DECISIONS = {
 }
 
 
-def quote_money(quote: dict[str, Any], key: str) -> str:
-    return money(minor_of(quote[key], quote["currency"]), quote["currency"])
+def quote_money(quote: Quote, minor: int) -> str:
+    return money(minor, quote.currency)
 
 
-def quote_number(quote: dict[str, Any], text: str) -> str:
-    return number(minor_of(text, quote["currency"]), quote["currency"])
+def quote_number(quote: Quote, minor: int) -> str:
+    return number(minor, quote.currency)
 
 
 def notice_text(hours: str) -> str:
@@ -35,83 +36,82 @@ def notice_text(hours: str) -> str:
     return "after the start" if value <= 0 else f"{int(value)}h notice"
 
 
-def _products(quote: dict[str, Any]) -> list[str]:
+def _products(quote: Quote) -> list[str]:
     """One line per start time: the products starting then."""
     starts: dict[str, list[str]] = {}
-    for line in quote["lines"]:
-        names = starts.setdefault(line["start"], [])
-        if line["name"] not in names:
-            names.append(line["name"])
+    for line in quote.lines:
+        names = starts.setdefault(line.start, [])
+        if line.name not in names:
+            names.append(line.name)
     return [f"• {esc(', '.join(names), 300)} — starts {date_token(start)}"
             for start, names in starts.items()]
 
 
-def _items(quote: dict[str, Any]) -> list[str]:
+def _items(quote: Quote) -> list[str]:
     rows = []
-    for line in quote["lines"]:
-        refundable = minor_of(line["refund"], quote["currency"]) + \
-            minor_of(line["tax_refund"], quote["currency"]) > 0
+    for line in quote.lines:
+        refundable = line.refund + line.tax_refund > 0
         mark = "• " if refundable else "• :no_entry_sign: "
-        paid = f"{quote_number(quote, line['amount'])} + {quote_number(quote, line['tax'])} tax"
+        paid = f"{quote_number(quote, line.amount)} + {quote_number(quote, line.tax)} tax"
         rows.append(
-            f"{mark}{esc(line['name'], 100)} ({paid}) — {esc(line['percent'], 10)}% "
-            f"({esc(line['reason'], 120)}) [{esc(line['policy_id'], 60)}] → "
-            f"{quote_number(quote, line['refund'])} + {quote_number(quote, line['tax_refund'])} tax"
+            f"{mark}{esc(line.name, 100)} ({paid}) — {esc(line.percent, 10)}% "
+            f"({esc(line.reason, 120)}) [{esc(line.policy_id, 60)}] → "
+            f"{quote_number(quote, line.refund)} + {quote_number(quote, line.tax_refund)} tax"
             + ("" if refundable else " · *not refundable*")
         )
     return rows
 
 
-def _totals(quote: dict[str, Any]) -> list[str]:
-    currency = quote["currency"]
-    rows = [f"Order total {quote_money(quote, 'order_total')} · paid {quote_money(quote, 'paid')}"]
-    if minor_of(quote["already_refunded"], currency):
-        rows.append(f"Already refunded {quote_money(quote, 'already_refunded')}")
-    if minor_of(quote["fee"], currency):
-        rows.append(f"Cancellation fee −{quote_money(quote, 'fee')}")
-    rows.append(f"Retained {quote_money(quote, 'retained')}")
-    rows.append(f"*Total refund {quote_money(quote, 'total_refund')}*")
+def _totals(quote: Quote) -> list[str]:
+    rows = [f"Order total {quote_money(quote, quote.order_total)} · "
+            f"paid {quote_money(quote, quote.paid)}"]
+    if quote.already_refunded:
+        rows.append(f"Already refunded {quote_money(quote, quote.already_refunded)}")
+    if quote.fee:
+        rows.append(f"Cancellation fee −{quote_money(quote, quote.fee)}")
+    rows.append(f"Retained {quote_money(quote, quote.retained)}")
+    rows.append(f"*Total refund {quote_money(quote, quote.total_refund)}*")
     return rows
 
 
-def _allocations(quote: dict[str, Any]) -> list[str]:
+def _allocations(quote: Quote) -> list[str]:
     rows = []
-    for item in quote["allocations"]:
-        amount = money(minor_of(item["amount"], quote["currency"]), quote["currency"])
-        if item["method"] == "manual" or item["payment"] == "manual":
+    for item in quote.allocations:
+        amount = money(item.amount, quote.currency)
+        if item.method == "manual" or item.payment == "manual":
             rows.append(f"• :warning: *Refund by hand* — {amount} (not paid through Stripe)")
         else:
-            rows.append(f"• {esc(item['method'], 20).capitalize()} `{esc(item['payment'], 80)}`"
+            rows.append(f"• {esc(item.method, 20).capitalize()} `{esc(item.payment, 80)}`"
                         f" — {amount}")
     return rows or ["• nothing to refund"]
 
 
-def _clauses(quote: dict[str, Any]) -> list[str]:
+def _clauses(quote: Quote) -> list[str]:
     rows = []
-    for policy_id, text in quote.get("clauses", {}).items():
+    for policy_id, text in quote.clauses.items():
         quoted = "\n".join(f"> {esc(part, 600)}" for part in str(text).splitlines()[:6]
                            if part.strip())
         rows.append(f"*{esc(policy_id, 60)}*\n{quoted or '> (no text)'}")
     return rows
 
 
-def reason_lines(case: Case | None, quote: dict[str, Any]) -> list[str]:
+def reason_lines(case: Case | None, quote: Quote) -> list[str]:
     """The status reason, the quote's reasons and its risk flags, each said once."""
-    flags = quote.get("risk_flags") or []
-    flagged = {f"risk: {f.get('reason')}" for f in flags}
+    flags = quote.risk_flags
+    flagged = {f"risk: {f.reason}" for f in flags}
     said: list[str] = []
     parts = (case.status_reason or "").split("; ") if case is not None else []
-    for reason in [*parts, *quote.get("reasons", [])]:
+    for reason in [*parts, *quote.reasons]:
         reason = reason.strip()
         if reason and reason not in said and reason not in flagged:
             said.append(reason)
     rows = [f"• {esc(r, 300)}" for r in said]
-    rows += [f"• :triangular_flag_on_post: *{esc(f.get('code', 'risk'), 60)}* — "
-             f"{esc(f.get('reason', ''), 300)}" for f in flags]
+    rows += [f"• :triangular_flag_on_post: *{esc(f.code, 60)}* — "
+             f"{esc(f.reason, 300)}" for f in flags]
     return rows
 
 
-def quote_blocks(quote: dict[str, Any], *, reasons_title: str,
+def quote_blocks(quote: Quote, *, reasons_title: str,
                   reasons: list[str]) -> list[dict[str, Any]]:
     blocks = line_sections(_products(quote), title="Products")
     blocks += line_sections([*_items(quote), "", *_totals(quote)], title="Quote",
