@@ -14,10 +14,9 @@ from typing import Any
 from bot.cli.render import case_history, case_line
 from bot.settings import load_settings, load_store_settings
 from services.money import to_minor
-from services.refunds import cases
+from services.refunds import cases, decisions
 from services.refunds.automation import set_automation
 from services.refunds.cases import Status
-from services.refunds.execution import execute
 from services.store import audit
 from services.store.db import Store
 
@@ -100,11 +99,9 @@ async def cmd_approve(args: argparse.Namespace) -> int:
     async def run(bot: Any) -> int:
         case = await cases.get(bot.svc.store, args.case)
         amount = to_minor(args.amount, case.currency) if args.amount else None
-        case = await cases.approve(bot.svc.store, args.case, by=args.by, amount=amount,
-                                   reason=args.reason)
-        print(f"approved: {case_line(case)}")
-        case = await execute(bot.svc, case.id, actor=args.by)
-        print(f"executed: {case_line(case)}")
+        case = await decisions.approve(bot.svc, args.case, by=args.by, amount=amount,
+                                       reason=args.reason)
+        print(f"approved and executed: {case_line(case)}")
         return 0 if case.status in (Status.REFUNDED, Status.PARTIALLY_REFUNDED) else 1
     return await _with_bot(run)
 

@@ -14,10 +14,9 @@ from slack_bolt.async_app import AsyncApp
 from bot.slack.ui import cards, ids
 from bot.slack.ui.kit import who
 from handlers.slack.deps import SlackDeps
-from services.refunds import cases
+from services.refunds import cases, decisions
 from services.refunds.automation import set_automation
 from services.refunds.cases import AlreadyDecided, CaseError, StaleQuote, Status
-from services.refunds.execution import execute
 from services.refunds.opening import open_case
 from services.refunds.permissions import NotAllowed
 from services.refunds.snapshots import assemble_snapshot
@@ -71,7 +70,7 @@ async def approve(deps: SlackDeps, body: Body, respond: Any) -> None:
         await deps.tell(user, _channel(body), str(exc), respond)
         return
     try:
-        case = await cases.approve(store, case_id, by=user, quote_version=version)
+        await decisions.approve(deps.svc, case_id, by=user, quote_version=version)
     except StaleQuote:
         await deps.tell(user, _channel(body), "This card was out of date: the booking changed "
                         "and the refund was re-quoted. The card now shows the current quote.",
@@ -83,9 +82,6 @@ async def approve(deps: SlackDeps, body: Body, respond: Any) -> None:
         return
     except CaseError as exc:
         await deps.tell(user, _channel(body), str(exc), respond)
-        return
-    await deps.notifier.case_updated(case)
-    await execute(deps.svc, case.id, actor=user)
 
 
 async def retry(deps: SlackDeps, body: Body, respond: Any) -> None:
@@ -104,7 +100,7 @@ async def retry(deps: SlackDeps, body: Body, respond: Any) -> None:
                         "there is nothing to retry.", respond)
         return
     try:
-        await execute(deps.svc, case_id, actor=user)
+        await decisions.retry(deps.svc, case_id, by=user)
     except AlreadyDecided:
         await deps.tell(user, _channel(body), "Someone else is already retrying this refund.",
                         respond)
@@ -164,8 +160,7 @@ async def request_refund(deps: SlackDeps, body: Body, respond: Any) -> None:
         return
     await deps.tell(user, _channel(body), f"Case #{case.id} opened for {case.booking_code}: "
                     f"{case.status.value.replace('_', ' ')}.", respond)
-    if case.status == Status.AUTO_APPROVED:
-        await execute(deps.svc, case.id, actor="policy")
+    await decisions.run_if_auto_approved(deps.svc, case)
 
 
 def _value(body: Body) -> str:

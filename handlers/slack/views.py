@@ -14,9 +14,8 @@ from slack_bolt.async_app import AsyncApp
 from bot.slack.ui import cards, ids
 from handlers.slack.deps import SlackDeps
 from services.money import display, to_minor
-from services.refunds import cases
-from services.refunds.cases import AlreadyDecided, CaseError
-from services.refunds.execution import execute
+from services.refunds import cases, decisions
+from services.refunds.cases import CaseError
 from services.refunds.permissions import NotAllowed
 
 Body = dict[str, Any]
@@ -67,12 +66,10 @@ def _deny_listener(deps: SlackDeps) -> Any:
 
 async def _deny(deps: SlackDeps, user: str, meta: dict[str, Any], reason: str) -> None:
     try:
-        case = await cases.deny(deps.svc.store, int(meta["case"]), by=user, reason=reason,
-                                quote_version=meta.get("v"))
-    except (AlreadyDecided, CaseError) as exc:
+        await decisions.deny(deps.svc, int(meta["case"]), by=user, reason=reason,
+                             quote_version=meta.get("v"))
+    except CaseError as exc:
         await deps.tell(user, None, f"Could not deny case #{meta.get('case')}: {exc}")
-        return
-    await deps.notifier.case_updated(case)
 
 
 def _adjust_listener(deps: SlackDeps) -> Any:
@@ -123,14 +120,15 @@ async def _adjust(deps: SlackDeps, user: str, meta: dict[str, Any], amount: int,
         case = await cases.get(store, case_id)
         deps.rules.check_approve(user, amount, case.currency, group_members=deps.groups.members,
                                  requested_by=case.requested_by)
-        case = await cases.approve(store, case_id, by=user, amount=amount, reason=reason,
-                                   quote_version=meta.get("v"))
     except NotAllowed as exc:
         await deps.audit_refusal(user, ids.ADJUST_VIEW, case_id, str(exc))
         await deps.tell(user, None, str(exc))
         return
-    except (AlreadyDecided, CaseError) as exc:
+    except CaseError as exc:
         await deps.tell(user, None, f"Could not approve case #{case_id}: {exc}")
         return
-    await deps.notifier.case_updated(case)
-    await execute(deps.svc, case.id, actor=user)
+    try:
+        await decisions.approve(deps.svc, case_id, by=user, amount=amount, reason=reason,
+                                quote_version=meta.get("v"))
+    except CaseError as exc:
+        await deps.tell(user, None, f"Could not approve case #{case_id}: {exc}")

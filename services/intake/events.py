@@ -16,9 +16,9 @@ from services.deps import Deps
 from services.disputes import issues
 from services.quoting.booking import SnapshotError
 from services.quoting.quote import QuoteError
-from services.refunds import cases
-from services.refunds.cases import CaseError, Status
-from services.refunds.execution import apply_refund_event, execute
+from services.refunds import cases, decisions
+from services.refunds.cases import CaseError
+from services.refunds.execution import apply_refund_event
 from services.refunds.opening import open_case
 from services.refunds.snapshots import assemble_snapshot, record_payment
 from services.store import audit
@@ -118,10 +118,8 @@ async def _checkfront(svc: Deps, event: StoredEvent) -> str:
     opened = await open_case(svc, raw, cancelled_at=cancelled_at, source="checkfront_webhook")
     if not opened.created:
         return f"case {opened.case.id} already open"
-    if opened.case.status == Status.AUTO_APPROVED:
-        case = await execute(svc, opened.case.id, actor="policy")
-        return f"case {case.id} {case.status}"
-    return f"case {opened.case.id} {opened.case.status}"
+    case = await decisions.run_if_auto_approved(svc, opened.case)
+    return f"case {case.id} {case.status}"
 
 
 async def _stripe(svc: Deps, event: StoredEvent) -> str:
