@@ -12,7 +12,8 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from services.deps import Deps
-from services.intake.events import StoredEvent, process, unprocessed
+from services.intake.events import StoredEvent, unprocessed
+from services.intake.routing import process
 from services.refunds.execution import resume_all
 from services.refunds.writeback import retry_due
 

@@ -1,31 +1,18 @@
-"""Received webhook events: stored once (de-duplicated by id) before anyone answers 200,
-then processed by a worker. Processing is idempotent per event row.
+"""Received webhook events and their table: stored once (de-duplicated by source and id)
+before anyone answers 200, read back by the worker, marked processed with their outcome.
+
+What an event *does* is `services.intake.routing`.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import logging
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
-from services.clients.checkfront import CheckfrontError
-from services.deps import Deps
-from services.disputes import issues
-from services.quoting.booking import SnapshotError
-from services.quoting.quote import QuoteError
-from services.refunds import cases, decisions
-from services.refunds.cases import CaseError
-from services.refunds.execution import apply_refund_event
-from services.refunds.opening import open_case
-from services.refunds.snapshots import assemble_snapshot, record_payment
 from services.store import audit
 from services.store.db import Store, dumps, now_iso
-
-log = logging.getLogger(__name__)
-
 
 @dataclass(frozen=True)
 class StoredEvent:
@@ -72,69 +59,12 @@ async def unprocessed(store: Store) -> list[StoredEvent]:
                         json.loads(r["payload"])) for r in rows]
 
 
-async def process(svc: Deps, event: StoredEvent) -> str:
-    """Act on one stored event and mark it processed; returns the outcome text."""
-    claimed = await svc.store.fetch_one(
-        "SELECT processed_at FROM webhook_events WHERE id = ?", (event.row_id,))
-    if claimed is not None and claimed["processed_at"] is not None:
-        return "already processed"
-    try:
-        if event.source == "checkfront":
-            outcome = await _checkfront(svc, event)
-        elif event.source == "stripe":
-            outcome = await _stripe(svc, event)
-        else:
-            outcome = f"ignored: unknown source {event.source}"
-    except (SnapshotError, QuoteError, CaseError, CheckfrontError, ValueError) as exc:
-        outcome = f"error: {exc}"
-        await audit.record(svc.store, actor="worker", action="webhook.failed",
-                           detail={"event_id": event.event_id, "error": str(exc)})
-    async with svc.store.transaction() as tx:
+async def processed_at(store: Store, row_id: int) -> str | None:
+    row = await store.fetch_one("SELECT processed_at FROM webhook_events WHERE id = ?", (row_id,))
+    return None if row is None else row["processed_at"]
+
+
+async def mark_processed(store: Store, row_id: int, outcome: str) -> None:
+    async with store.transaction() as tx:
         await tx.execute("UPDATE webhook_events SET processed_at = ?, outcome = ? WHERE id = ?",
-                         (now_iso(), outcome, event.row_id))
-    return outcome
-
-
-async def _checkfront(svc: Deps, event: StoredEvent) -> str:
-    payload = event.payload
-    if event.kind == "transaction":
-        transaction = payload.get("transaction") or {}
-        new = await record_payment(svc.store, transaction, actor="checkfront")
-        return "payment recorded" if new else "payment already known"
-    booking = payload.get("booking")
-    if not isinstance(booking, dict):
-        return "ignored: no booking"
-    status = str(booking.get("status") or booking.get("status_id") or "").upper()
-    if status not in svc.config.cancelled_statuses:
-        return f"ignored: status {status or '-'}"
-    code = str(booking.get("code") or (booking.get("@attributes") or {}).get("booking_id"))
-    earlier = await cases.latest_for_booking(svc.store, code)
-    if earlier is not None and earlier.status not in cases.OPEN:
-        # one cancellation, one case: later notices (our own note or status write-back
-        # included) do not reopen it; a person can still open one with /refund quote
-        return f"ignored: booking already has case {earlier.id} ({earlier.status})"
-    raw = await assemble_snapshot(svc, code, booking=booking)
-    cancelled_at = datetime.fromisoformat(event.received_at)
-    opened = await open_case(svc, raw, cancelled_at=cancelled_at, source="checkfront_webhook")
-    if not opened.created:
-        return f"case {opened.case.id} already open"
-    case = await decisions.run_if_auto_approved(svc, opened.case)
-    return f"case {case.id} {case.status}"
-
-
-async def _stripe(svc: Deps, event: StoredEvent) -> str:
-    obj = (event.payload.get("data") or {}).get("object") or {}
-    if event.kind.startswith("refund."):
-        case = await apply_refund_event(svc, obj, event.kind)
-        return f"case {case.id} {case.status}" if case else "external refund recorded"
-    if event.kind == "charge.refunded":
-        refunds = ((obj.get("refunds") or {}).get("data")) or []
-        touched = [await apply_refund_event(svc, r, event.kind) for r in refunds]
-        return f"{len(touched)} refund(s) applied"
-    if event.kind == "charge.dispute.created":
-        return await issues.dispute_created(svc, obj, event.event_id)
-    if event.kind in ("charge.dispute.updated", "charge.dispute.closed"):
-        return await issues.dispute_changed(svc, obj, event.kind)
-    if event.kind == "payment_intent.payment_failed":
-        return await issues.payment_failed(svc, obj, event.event_id)
-    return f"recorded: {event.kind}"
+                         (now_iso(), outcome, row_id))
