@@ -14,6 +14,7 @@ from typing import Any
 from services.store import audit
 from services.store.db import Store, dumps, now_iso
 
+
 @dataclass(frozen=True)
 class StoredEvent:
     row_id: int
