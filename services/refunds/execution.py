@@ -23,22 +23,15 @@ from services.deps import Deps
 from services.disputes.holds import holds_on
 from services.money import display
 from services.quoting.booking import BookingSnapshot, parse_snapshot
-from services.refunds import cases
+from services.refunds import cases, ledger
 from services.refunds.cases import Case, CaseError, Status
+from services.refunds.ledger import Execution, ExecutionStatus
 from services.refunds.snapshots import assemble_snapshot, quote_snapshot
 from services.refunds.writeback import write_back
 from services.store import audit
-from services.store.db import Row, dumps, now_iso, utcnow
+from services.store.db import dumps, now_iso, utcnow
 
-SETTLED = ("pending", "succeeded")  # money that has left (or is leaving) the merchant
 RETRYABLE_KINDS = ("unavailable", "rate_limited")
-
-
-def ledger_status(stripe_status: str) -> str:
-    """Our execution status for a Stripe refund status."""
-    if stripe_status in ("failed", "canceled"):
-        return "failed"
-    return "succeeded" if stripe_status == "succeeded" else "pending"
 
 
 @dataclass(frozen=True)
@@ -132,7 +125,7 @@ async def _fresh_snapshot(svc: Deps, case: Case) -> BookingSnapshot | None:
     stale = age > svc.config.quote_max_age
     if not changed and not stale:
         return snapshot
-    if await _executed_rows(svc, case.id):
+    if await ledger.executed(svc.store, case.id):
         return snapshot  # money already moved for this plan: finish it, do not re-decide
     cancelled_at = datetime.fromisoformat(case.cancelled_at)
     _, quote = await quote_snapshot(svc, raw, cancelled_at, case.waiver)
@@ -164,26 +157,19 @@ async def _fresh_snapshot(svc: Deps, case: Case) -> BookingSnapshot | None:
     return None
 
 
-async def _executed_rows(svc: Deps, case_id: int) -> list[Row]:
-    return await svc.store.fetch_all(
-        "SELECT * FROM executions WHERE case_id = ? AND (status IN ('pending', 'succeeded') "
-        "OR called_at IS NOT NULL)", (case_id,))
-
-
 async def _plan(svc: Deps, case: Case,
                 snapshot: BookingSnapshot) -> tuple[list[PlannedRefund], int]:
     """In-flight rows (same keys), plus new rows for whatever the approval still lacks; and
     what no Stripe payment can cover (to be refunded by hand)."""
     target = case.approved_amount or 0
     async with svc.store.transaction() as tx:
-        async with tx.execute("SELECT * FROM executions WHERE case_id = ?", (case.id,)) as cur:
-            rows = list(await cur.fetchall())
-        covered = sum(r["amount"] for r in rows if r["status"] in (*SETTLED, "planned"))
+        rows = await ledger.for_case(tx, case.id)
+        live = [r for r in rows if r.settled or r.status == ExecutionStatus.PLANNED]
+        covered = sum(r.amount for r in live)
         used: dict[str, int] = {}
-        for r in rows:
-            if r["status"] in (*SETTLED, "planned"):
-                used[r["payment_ref"]] = used.get(r["payment_ref"], 0) + r["amount"]
-        attempt = max((r["attempt"] for r in rows), default=0) + 1
+        for r in live:
+            used[r.payment_ref] = used.get(r.payment_ref, 0) + r.amount
+        attempt = max((r.attempt for r in rows), default=0) + 1
         remaining = target - covered
         for payment in snapshot.payments():
             if remaining <= 0:
@@ -194,31 +180,22 @@ async def _plan(svc: Deps, case: Case,
                 continue
             take = min(room, remaining)
             key = f"refund-bot:case-{case.id}:{ref}:plan-{attempt}"
-            await tx.execute(
-                "INSERT INTO executions (case_id, payment_ref, amount, currency, attempt, "
-                "idempotency_key, status, created_at, updated_at) "
-                "VALUES (?, ?, ?, ?, ?, ?, 'planned', ?, ?)",
-                (case.id, ref, take, case.currency, attempt, key, now_iso(), now_iso()),
-            )
+            await ledger.add_planned(tx, case_id=case.id, payment_ref=ref, amount=take,
+                                     currency=case.currency, attempt=attempt, key=key)
             await audit.append(tx, actor="worker", action="execution.planned", case_id=case.id,
                                detail={"payment": ref, "amount": case.money(take),
                                        "idempotency_key": key})
             remaining -= take
-        async with tx.execute(
-            "SELECT * FROM executions WHERE case_id = ? AND status = 'planned' ORDER BY id",
-            (case.id,),
-        ) as cur:
-            planned = list(await cur.fetchall())
-    return [PlannedRefund(r["id"], r["payment_ref"], r["amount"], r["idempotency_key"],
-                    r["called_at"] is not None) for r in planned], max(0, remaining)
+        planned = await ledger.planned(tx, case.id)
+    return [PlannedRefund(r.id, r.payment_ref, r.amount, r.idempotency_key,
+                          r.called_at is not None) for r in planned], max(0, remaining)
 
 
 async def _call_stripe(svc: Deps, case: Case, item: PlannedRefund) -> list[str]:
     """One Stripe refund for one planned row; returns the problems (empty when it went out)."""
     assert svc.stripe is not None
     async with svc.store.transaction() as tx:
-        await tx.execute("UPDATE executions SET called_at = COALESCE(called_at, ?) WHERE id = ?",
-                         (now_iso(), item.row_id))
+        await ledger.mark_called(tx, item.row_id)
     metadata = {"case_id": str(case.id), "booking_id": case.booking_id,
                 "booking_code": case.booking_code}
     try:
@@ -240,8 +217,7 @@ async def _made_anyway(svc: Deps, case: Case, item: PlannedRefund) -> StripeRefu
         made = await svc.stripe.refunds_for(item.payment_ref)
     except StripeGatewayError:
         return None
-    taken = {r["stripe_refund_id"] for r in await svc.store.fetch_all(
-        "SELECT stripe_refund_id FROM executions WHERE stripe_refund_id IS NOT NULL")}
+    taken = await ledger.known_refund_ids(svc.store)
     return next((r for r in made if r.metadata.get("case_id") == str(case.id)
                  and r.amount == item.amount and r.id not in taken), None)
 
@@ -251,9 +227,7 @@ async def _stripe_error(svc: Deps, case: Case, item: PlannedRefund,
     final = exc.kind not in RETRYABLE_KINDS
     async with svc.store.transaction() as tx:
         if final:
-            await tx.execute(
-                "UPDATE executions SET status = 'rejected', failure_reason = ?, "
-                "updated_at = ? WHERE id = ?", (exc.message, now_iso(), item.row_id))
+            await ledger.reject(tx, item.row_id, exc.message)
         await audit.append(tx, actor="stripe", action="stripe.refund_error", case_id=case.id,
                            detail={"payment": item.payment_ref, "amount": case.money(
                                item.amount), "idempotency_key": item.key, "kind": exc.kind,
@@ -264,16 +238,14 @@ async def _stripe_error(svc: Deps, case: Case, item: PlannedRefund,
 
 async def _record_refund(svc: Deps, case: Case, item: PlannedRefund,
                          refund: StripeRefund) -> list[str]:
-    status = ledger_status(refund.status)
+    status = ledger.from_stripe(refund.status)
     async with svc.store.transaction() as tx:
-        await tx.execute(
-            "UPDATE executions SET status = ?, stripe_refund_id = ?, failure_reason = ?, "
-            "updated_at = ? WHERE id = ?",
-            (status, refund.id, refund.failure_reason, now_iso(), item.row_id))
+        await ledger.record_outcome(tx, item.row_id, status, refund.failure_reason,
+                                    refund_id=refund.id)
         await audit.append(tx, actor="stripe", action="stripe.refund", case_id=case.id, detail={
             "payment": item.payment_ref, "amount": case.money(refund.amount),
             "idempotency_key": item.key, "refund_id": refund.id, "status": refund.status})
-    if status == "failed":
+    if status == ExecutionStatus.FAILED:
         return [f"Stripe refund {refund.id} {refund.status}: {refund.failure_reason or 'unknown'}"]
     return []
 
@@ -282,9 +254,7 @@ async def _reject_rows(svc: Deps, case_id: int, plan: list[PlannedRefund], why: 
                        action: str = "execution.over_refund_blocked") -> None:
     async with svc.store.transaction() as tx:
         for item in plan:
-            await tx.execute(
-                "UPDATE executions SET status = 'rejected', failure_reason = ?, updated_at = ? "
-                "WHERE id = ? AND status = 'planned'", (why, now_iso(), item.row_id))
+            await ledger.reject(tx, item.row_id, why, only_planned=True)
         await audit.append(tx, actor="worker", action=action, case_id=case_id,
                            detail={"why": why})
 
@@ -313,43 +283,37 @@ async def apply_refund_event(svc: Deps, refund: dict[str, Any], event_type: str)
                                    "currency": refund.get("currency"),
                                    "metadata": refund.get("metadata")})
         return None
-    status = str(refund.get("status") or row["status"])
-    mapped = ledger_status(status)
+    status = str(refund.get("status") or row.status)
+    mapped = ledger.from_stripe(status)
     reason = refund.get("failure_reason")
-    case = await cases.get(svc.store, row["case_id"])
+    case = await cases.get(svc.store, row.case_id)
     async with svc.store.transaction() as tx:
-        await tx.execute("UPDATE executions SET status = ?, failure_reason = ?, updated_at = ? "
-                         "WHERE id = ?", (mapped, reason, now_iso(), row["id"]))
+        await ledger.record_outcome(tx, row.id, mapped, reason)
         await audit.append(tx, actor="stripe", action="stripe.refund_event", case_id=case.id,
                            detail={"event": event_type, "refund_id": refund_id,
                                    "status": status, "failure_reason": reason})
-        changed = mapped == "failed" and Status.FAILED in cases.TRANSITIONS[case.status]
+        changed = (mapped == ExecutionStatus.FAILED
+                   and Status.FAILED in cases.TRANSITIONS[case.status])
         if changed:
             case = await cases.transition(
                 tx, case, Status.FAILED, actor="stripe",
                 reason=f"Stripe refund {refund_id} {status}: {reason or 'no reason given'}")
-    if changed or mapped != row["status"]:
+    if changed or mapped != row.status:
         await svc.notifier.case_updated(case)
     return case
 
 
-async def _execution_for(svc: Deps, refund: dict[str, Any]) -> Row | None:
+async def _execution_for(svc: Deps, refund: dict[str, Any]) -> Execution | None:
     """Our execution row for a Stripe refund: by refund id, or (when the event overtook the
     answer to our own call) by the case id in its metadata, its payment and its amount."""
-    row = await svc.store.fetch_one("SELECT * FROM executions WHERE stripe_refund_id = ?",
-                                    (str(refund.get("id") or ""),))
+    row = await ledger.by_refund_id(svc.store, str(refund.get("id") or ""))
     case_id = str((refund.get("metadata") or {}).get("case_id") or "")
     if row is not None or not case_id.isdigit():
         return row
     refs = [r for r in (refund.get("payment_intent"), refund.get("charge")) if r]
     for ref in refs:
-        row = await svc.store.fetch_one(
-            "SELECT * FROM executions WHERE case_id = ? AND payment_ref = ? AND amount = ? "
-            "AND stripe_refund_id IS NULL AND called_at IS NOT NULL ORDER BY id DESC LIMIT 1",
-            (int(case_id), ref, refund.get("amount")))
+        row = await ledger.claim_unanswered(svc.store, int(case_id), ref, refund.get("amount"),
+                                            refund.get("id"))
         if row is not None:
-            async with svc.store.transaction() as tx:
-                await tx.execute("UPDATE executions SET stripe_refund_id = ? WHERE id = ?",
-                                 (refund.get("id"), row["id"]))
             return row
     return None

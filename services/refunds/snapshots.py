@@ -13,7 +13,7 @@ from services.money import format_minor
 from services.quoting.booking import BookingSnapshot, parse_snapshot
 from services.quoting.quote import Quote, build_quote
 from services.quoting.risk import assess, customer_hash
-from services.refunds import cases
+from services.refunds import cases, ledger
 from services.store import audit
 from services.store.db import Store, dumps, now_iso
 
@@ -76,11 +76,7 @@ async def our_refunds(store: Store, booking_code: str,
                       exclude_case: int | None = None) -> list[dict[str, Any]]:
     """Refunds this bot made for the booking, as Checkfront REFUND transactions: Checkfront has
     no API to record them, so without this a later quote would offer the money again."""
-    rows = await store.fetch_all(
-        "SELECT e.stripe_refund_id, e.payment_ref, e.amount, e.currency, e.created_at "
-        "FROM executions e JOIN cases c ON c.id = e.case_id WHERE c.booking_code = ? "
-        "AND e.status IN ('pending', 'succeeded') AND e.stripe_refund_id IS NOT NULL "
-        "AND c.id != ?", (booking_code, exclude_case or 0))
+    rows = await ledger.settled_for_booking(store, booking_code, exclude_case)
     return [{"transaction_id": r["stripe_refund_id"], "status": "REFUND",
              "amount": format_minor(r["amount"], r["currency"]), "gateway_id": "Stripe",
              "original_transaction_id": r["payment_ref"], "booking_id": booking_code,

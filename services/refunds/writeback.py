@@ -20,7 +20,7 @@ from typing import Any
 from services.clients.checkfront import CheckfrontError
 from services.deps import Deps
 from services.money import display
-from services.refunds import cases
+from services.refunds import cases, ledger
 from services.refunds.cases import Case
 from services.store import audit
 from services.store.db import Store, now_iso, utcnow
@@ -103,16 +103,14 @@ async def all_pending(store: Store) -> list[PendingWriteback]:
 
 
 async def _note(svc: Deps, case: Case, actor: str, manual: int) -> str:
-    refunds = await svc.store.fetch_all(
-        "SELECT stripe_refund_id, amount FROM executions WHERE case_id = ? "
-        "AND status IN ('pending', 'succeeded') ORDER BY id", (case.id,))
+    refunds = await ledger.settled(svc.store, case.id)
     quote = (await cases.current_quote(svc.store, case)).quote
     decided = await cases.last_decision(svc.store, case.id)
-    total = sum(r["amount"] for r in refunds)
+    total = sum(r.amount for r in refunds)
     clauses = "; ".join(f"[{k}] {v}" for k, v in quote.clauses.items())
     parts = []
     if total:
-        ids = ", ".join(r["stripe_refund_id"] for r in refunds)
+        ids = ", ".join(str(r.stripe_refund_id) for r in refunds)
         parts.append(f"Refund {display(total, case.currency)} via Stripe ({ids}).")
     if manual:
         parts.append(f"{display(manual, case.currency)} to be refunded by hand "
