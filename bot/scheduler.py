@@ -40,7 +40,9 @@ from services.finance.anomaly import (
     seen_between,
     trip_if_needed,
 )
-from services.finance.reconcile import ReconRun, day_window, reconcile_day
+from services.finance.days import day_window
+from services.finance.reconcile import reconcile_day
+from services.finance.runs import ReconRun
 from services.refunds.writeback import retry_due
 from services.store.db import Store, now_iso, set_state, utcnow
 

@@ -21,7 +21,7 @@ from bot.scheduler import (
     parse_schedule,
 )
 from services.finance.anomaly import Anomaly
-from services.finance.reconcile import ReconRun, load_run
+from services.finance.runs import ReconRun, load_run
 from services.refunds.automation import automation_state
 from services.store.db import now_iso, set_state
 
