@@ -16,7 +16,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from bot.settings import load_settings
 from bot.slack.ui.digest import digest_text, render_text
 from services.disputes.issues import open_disputes
-from services.finance.anomaly import check, record, seen_between
+from services.finance.anomaly import check
+from services.finance.anomaly_log import record, seen_between
 from services.finance.days import day_window
 from services.finance.reconcile import reconcile_day
 from services.finance.stats import day_stats

@@ -6,6 +6,7 @@ range reports.
   and Checkfront through `booking_check`, and stores its result through `runs`.
 - `runs`: reconciliation runs and discrepancies as records, and all their SQL.
 - `stats`: the digest's figures (refunds of a day, decisions, waiting cases, refunds per day).
-- `anomaly`: anomaly detection and the circuit breaker a blocking anomaly trips.
+- `anomaly`: the detector's rules; `anomaly_log`: what it saw, by episode; `breaker`: the
+  circuit breaker a blocking anomaly trips.
 - `report`: refund reports over a date range, with CSV.
 """
