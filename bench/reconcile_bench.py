@@ -38,7 +38,8 @@ sys.path.insert(0, str(REPO))
 
 from services.clients.stripe_gateway import StripeGateway, StripeGatewayError, StripeRefund  # noqa: E402
 from services.deps import Deps  # noqa: E402
-from services.finance.reconcile import day_window, reconcile_day  # noqa: E402
+from services.finance.days import day_window  # noqa: E402
+from services.finance.reconcile import reconcile_day  # noqa: E402
 from services.quoting.policy import load_policies  # noqa: E402
 from services.store.db import Store  # noqa: E402
 

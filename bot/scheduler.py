@@ -5,8 +5,10 @@ APScheduler 3 (`AsyncIOScheduler`, in-memory job store). Every job has `coalesce
 `max_instances=1` and a `misfire_grace_time`, so a late wake-up runs a job once and a job never
 overlaps itself. The memory job store forgets everything on restart, so the last business day
 the daily job reconciled is kept in the `state` table; `catch_up` (and the scheduler itself at
-start-up, with `run_missed_on_start`) runs a missed daily job once. An in-process lock per store
-and that state make a second run of the same day a no-op, whoever starts it.
+start-up, with `run_missed_on_start`) runs a missed daily job once. The `ScheduledJobs` object
+owns one lock per job, and with that state makes a second run of the same day through it a
+no-op, whoever starts it; the app builds one (in `build_scheduler`). It also owns the anomaly
+breaker, so the daily job and the anomaly job pause automation once between them.
 
 A daily run reconciles every business day after the last reconciled one up to the day its
 schedule is due for (at most `MAX_CATCH_UP_DAYS`), checks anomalies, then calls `on_digest`
@@ -21,9 +23,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
-import weakref
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -31,18 +32,14 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.cron import CronTrigger
 
 from services.deps import Deps
-from services.finance.anomaly import (
-    DEFAULT,
-    Anomaly,
-    AnomalyConfig,
-    check,
-    record,
-    seen_between,
-    trip_if_needed,
-)
-from services.finance.reconcile import ReconRun, day_window, reconcile_day
+from services.finance.anomaly import DEFAULT, Anomaly, AnomalyConfig, check
+from services.finance.anomaly_log import record, seen_between
+from services.finance.breaker import Breaker
+from services.finance.days import day_window
+from services.finance.reconcile import reconcile_day
+from services.finance.runs import ReconRun
 from services.refunds.writeback import retry_due
-from services.store.db import Store, now_iso, set_state, utcnow
+from services.store.db import now_iso, set_state, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -60,12 +57,6 @@ MAX_CATCH_UP_DAYS = 7
 _HH_MM = re.compile(r"^([01]?\d|2[0-3]):([0-5]\d)$")
 
 OnDigest = Callable[[ReconRun, list[Anomaly]], Awaitable[None]]
-
-_locks: weakref.WeakKeyDictionary[Store, dict[str, asyncio.Lock]] = weakref.WeakKeyDictionary()
-
-
-def _lock(store: Store, job: str) -> asyncio.Lock:
-    return _locks.setdefault(store, {}).setdefault(job, asyncio.Lock())
 
 
 def parse_schedule(spec: str, tz: ZoneInfo) -> CronTrigger:
@@ -102,7 +93,11 @@ def due_day(trigger: CronTrigger, now: datetime, tz: ZoneInfo) -> date | None:
 
 @dataclass
 class ScheduledJobs:
-    """The job bodies; the scheduler, `catch_up` and the command line all call these."""
+    """The job bodies; the scheduler, `catch_up` and the command line all call these.
+
+    Build one per store and keep it: its locks keep a job from running twice at once and its
+    breaker pauses automation once, only among the calls made through this object.
+    """
 
     svc: Deps
     tz: ZoneInfo
@@ -110,14 +105,17 @@ class ScheduledJobs:
     on_digest: OnDigest | None = None
     anomaly_config: AnomalyConfig = DEFAULT
     check_checkfront: bool = True
+    _daily_lock: asyncio.Lock = field(default_factory=asyncio.Lock, init=False, repr=False)
+    _anomaly_lock: asyncio.Lock = field(default_factory=asyncio.Lock, init=False, repr=False)
 
     def __post_init__(self) -> None:
         self.trigger = parse_schedule(self.daily_at, self.tz)
+        self.breaker = Breaker(self.svc)
 
     async def daily(self, now: datetime | None = None) -> ReconRun | None:
         """Reconcile the days not yet reconciled up to the due one, then digest; None when
         there was nothing to do."""
-        async with _lock(self.svc.store, "daily"):
+        async with self._daily_lock:
             now = now or utcnow()
             target = due_day(self.trigger, now, self.tz)
             if target is None:
@@ -160,10 +158,9 @@ class ScheduledJobs:
 
     async def anomaly(self, now: datetime | None = None) -> list[Anomaly]:
         """One anomaly check; skipped (empty) while another is still running."""
-        lock = _lock(self.svc.store, "anomaly")
-        if lock.locked():
+        if self._anomaly_lock.locked():
             return []
-        async with lock:
+        async with self._anomaly_lock:
             found = await self._check(now or utcnow())
             async with self.svc.store.transaction() as tx:
                 await set_state(tx, ANOMALY_STATE, {"at": now_iso(), "found": len(found)})
@@ -172,7 +169,7 @@ class ScheduledJobs:
     async def _check(self, now: datetime) -> list[Anomaly]:
         found = await record(self.svc.store, await check(
             self.svc, now, tz=self.tz, config=self.anomaly_config), now)
-        if await trip_if_needed(self.svc, found):
+        if await self.breaker.trip_if_needed(found):
             log.warning("automation paused by the anomaly detector: %s",
                         "; ".join(a.kind for a in found if a.blocking))
         return found
@@ -219,5 +216,8 @@ async def catch_up(
     now: datetime | None = None,
     anomaly_config: AnomalyConfig = DEFAULT,
 ) -> ReconRun | None:
-    """At start-up: run the daily job once if its last due run was missed; None otherwise."""
+    """At start-up: run the daily job once if its last due run was missed; None otherwise.
+
+    It builds jobs of its own, so it is not serialised with another `ScheduledJobs` (such as a
+    running scheduler's) on the same store; call `daily` on that object instead."""
     return await ScheduledJobs(svc, tz, daily_at, on_digest, anomaly_config).daily(now)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import json
 import math
@@ -25,10 +26,9 @@ from services.finance.anomaly import (
     Anomaly,
     check,
     poisson_tail,
-    record,
-    seen_between,
-    trip_if_needed,
 )
+from services.finance.anomaly_log import record, seen_between
+from services.finance.breaker import Breaker
 from services.quoting.policy import load_policies
 from services.refunds.automation import automation_state, set_automation
 from services.store.db import Store
@@ -45,6 +45,11 @@ async def svc(tmp_path: Path) -> AsyncIterator[Deps]:
         yield Deps(store=store, book=load_policies(EXAMPLE_POLICIES))
     finally:
         await store.close()
+
+
+@pytest.fixture
+def breaker(svc: Deps) -> Breaker:
+    return Breaker(svc)   # one per store, as the app builds it
 
 
 def iso(moment: datetime) -> str:
@@ -98,18 +103,20 @@ def kinds(found: list) -> set[str]:
     return {a.kind for a in found}
 
 
-async def test_a_normal_week_does_not_trip(svc: Deps) -> None:
+async def test_a_normal_week_does_not_trip(svc: Deps, breaker: Breaker) -> None:
     await normal_fortnight(svc)
     await add_refunds(svc, NOW, 4, amount=9_000)   # a busy but ordinary hour
 
     found = await check(svc, NOW, tz=TZ)
 
     assert [a for a in found if a.blocking] == []
-    assert await trip_if_needed(svc, found) is False
+    assert await breaker.trip_if_needed(found) is False
     assert (await automation_state(svc.store)).paused is False
 
 
-async def test_a_spike_trips_the_breaker_once_with_the_numbers(svc: Deps) -> None:
+async def test_a_spike_trips_the_breaker_once_with_the_numbers(
+    svc: Deps, breaker: Breaker,
+) -> None:
     await normal_fortnight(svc)
     await add_refunds(svc, NOW, 30, amount=9_000)
 
@@ -122,29 +129,43 @@ async def test_a_spike_trips_the_breaker_once_with_the_numbers(svc: Deps) -> Non
     amount = next(a for a in found if a.kind == REFUND_AMOUNT)
     assert "2,700.00 USD refunded in the last hour" in amount.reason
 
-    assert await trip_if_needed(svc, found) is True
+    assert await breaker.trip_if_needed(found) is True
     state = await automation_state(svc.store)
     assert state.paused and state.by == DETECTOR and "30 refunds" in state.reason
-    assert await trip_if_needed(svc, found) is False   # already paused: not again
+    assert await breaker.trip_if_needed(found) is False   # already paused: not again
     rows = await svc.store.fetch_all(
         "SELECT actor FROM audit_log WHERE action = 'automation.paused'")
     assert [r["actor"] for r in rows] == [DETECTOR]
 
 
-async def test_resuming_is_not_undone_by_the_same_spike(svc: Deps) -> None:
+async def test_two_checks_at_once_trip_the_breaker_once(svc: Deps, breaker: Breaker) -> None:
     await normal_fortnight(svc)
     await add_refunds(svc, NOW, 30)
-    assert await trip_if_needed(svc, await check(svc, NOW, tz=TZ))
+    found = await check(svc, NOW, tz=TZ)
+
+    results = await asyncio.gather(breaker.trip_if_needed(found),
+                                   breaker.trip_if_needed(found))
+
+    assert sorted(results) == [False, True]
+    rows = await svc.store.fetch_all(
+        "SELECT actor FROM audit_log WHERE action = 'automation.paused'")
+    assert [r["actor"] for r in rows] == [DETECTOR]
+
+
+async def test_resuming_is_not_undone_by_the_same_spike(svc: Deps, breaker: Breaker) -> None:
+    await normal_fortnight(svc)
+    await add_refunds(svc, NOW, 30)
+    assert await breaker.trip_if_needed(await check(svc, NOW, tz=TZ))
 
     await set_automation(svc, paused=False, reason="checked: school group", by="maria")
     later = await check(svc, NOW + timedelta(minutes=15), tz=TZ)
 
     assert [a for a in later if a.blocking] == []
-    assert await trip_if_needed(svc, later) is False
+    assert await breaker.trip_if_needed(later) is False
     assert (await automation_state(svc.store)).paused is False
 
 
-async def test_stripe_failures_in_a_row_block(svc: Deps) -> None:
+async def test_stripe_failures_in_a_row_block(svc: Deps, breaker: Breaker) -> None:
     await add_refunds(svc, NOW - timedelta(hours=3), 2)
     await add_refunds(svc, NOW, 3, status="failed", failure="expired_or_canceled_card")
 
@@ -154,7 +175,7 @@ async def test_stripe_failures_in_a_row_block(svc: Deps) -> None:
     assert failures.blocking
     assert failures.reason == ("the last 3 refunds sent to Stripe all failed "
                                "(expired_or_canceled_card)")
-    assert await trip_if_needed(svc, found)
+    assert await breaker.trip_if_needed(found)
 
 
 async def test_one_success_between_failures_is_not_a_run(svc: Deps) -> None:
@@ -164,7 +185,7 @@ async def test_one_success_between_failures_is_not_a_run(svc: Deps) -> None:
 
 
 async def test_repeat_refunder_and_product_spike_are_reported_not_blocking(
-    svc: Deps,
+    svc: Deps, breaker: Breaker,
 ) -> None:
     for days_ago in (2, 9, 20):
         await add_case(svc, NOW - timedelta(days=days_ago), customer="c0ffee" * 4)
@@ -183,7 +204,7 @@ async def test_repeat_refunder_and_product_spike_are_reported_not_blocking(
     assert set(skus) == {"kayak-tour", "booking-fee"}
     assert not skus["kayak-tour"].blocking
     assert "6 cancellations of kayak-tour in the last 24 hours" in skus["kayak-tour"].reason
-    assert await trip_if_needed(svc, found) is False
+    assert await breaker.trip_if_needed(found) is False
     assert (await automation_state(svc.store)).paused is False
 
 

@@ -13,8 +13,11 @@ import pytest
 
 from bot.cli import report_commands
 from bot.cli.world import STRIPE_WEBHOOK_SECRET, Item, World
+from bot.slack.ui.digest import render_text
 from services.deps import Deps
-from services.finance.reconcile import (
+from services.finance.days import day_window
+from services.finance.reconcile import reconcile_day
+from services.finance.runs import (
     AMOUNT_MISMATCH,
     CHECKFRONT_NOT_UPDATED,
     CURRENCY_MISMATCH,
@@ -23,11 +26,8 @@ from services.finance.reconcile import (
     MATCHED,
     MISSING_IN_STRIPE,
     STALE_PENDING,
-    day_window,
     load_run,
     open_discrepancies,
-    reconcile_day,
-    render_text,
     resolve_discrepancy,
 )
 from services.refunds import cases

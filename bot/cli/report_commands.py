@@ -9,24 +9,20 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-from collections.abc import Sequence
 from datetime import date
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from bot.settings import load_settings
-from services.disputes.issues import PaymentIssue, open_disputes
-from services.finance.anomaly import Anomaly, check, record, seen_between
-from services.finance.reconcile import (
-    DayStats,
-    ReconRun,
-    day_stats,
-    day_window,
-    reconcile_day,
-    render_text,
-)
+from bot.slack.ui.digest import digest_text, render_text
+from services.disputes.issues import open_disputes
+from services.finance.anomaly import check
+from services.finance.anomaly_log import record, seen_between
+from services.finance.days import day_window
+from services.finance.reconcile import reconcile_day
+from services.finance.stats import day_stats
 from services.money import display
-from services.refunds.automation import Automation, automation_state
+from services.refunds.automation import automation_state
 from services.store.db import utcnow
 
 
@@ -109,38 +105,3 @@ async def cmd_digest(args: argparse.Namespace) -> int:
     else:
         print(digest_text(run, stats, anomalies, automation, disputes))
     return 0
-
-
-def digest_text(run: ReconRun, stats: DayStats, anomalies: list[Anomaly],
-                automation: Automation, disputes: Sequence[PaymentIssue] = ()) -> str:
-    """The daily digest as plain text (the Slack digest carries the same sections)."""
-    lines = [f"Daily digest for {run.day.isoformat()} ({run.tz})", "", "Refunds:"]
-    if not stats.refunds:
-        lines.append("  none")
-    for currency, (count, total) in stats.refunds.items():
-        lines.append(f"  {currency}: {count} refund(s), {display(total, currency)}")
-    d = stats.decisions
-    lines.append(f"  decisions: {d.get('auto_approve', 0)} automatic, {d.get('approve', 0)} "
-                 f"approved by a person, {d.get('deny', 0)} denied")
-    if stats.median_minutes_to_refund is not None:
-        lines.append(f"  median time from cancellation to refund: "
-                     f"{_duration(stats.median_minutes_to_refund)}")
-    lines += ["", render_text(run), "", "Anomalies:"]
-    lines += [f"  - {'BLOCKING ' if a.blocking else ''}{a.reason}" for a in anomalies] or \
-        ["  none"]
-    lines.append("Automation: " + (f"PAUSED by {automation.by} ({automation.reason})"
-                                   if automation.paused else "running"))
-    lines += ["", "Cases waiting for approval for more than 24 hours:"]
-    lines += [f"  - case {case_id} ({code}) since {since[:16]}"
-              for case_id, code, since in stats.waiting] or ["  none"]
-    lines += ["", "Open disputes:"]
-    lines += [f"  - {d.stripe_id} {d.booking_code or '(booking not found)'} "
-              f"{display(d.amount, d.currency)} {d.reason or 'general'}, "
-              f"{d.stripe_status or 'open'}, evidence due {(d.due_by or 'unknown')[:16]}"
-              for d in disputes] or ["  none"]
-    return "\n".join(lines)
-
-
-def _duration(minutes: int) -> str:
-    hours, rest = divmod(minutes, 60)
-    return f"{hours} h {rest} min" if hours else f"{rest} min"

@@ -1,4 +1,4 @@
-"""Anomaly detection over the store, and the circuit breaker a blocking anomaly trips.
+"""Anomaly detection over the store: the rules, their thresholds and what each one found.
 
 Signals, each with a plain-language reason and its numbers:
 
@@ -25,24 +25,25 @@ Signals, each with a plain-language reason and its numbers:
 
 "Same hour" is wall-clock in the business's timezone. Evidence from before a person last
 resumed automation is not counted again, so resuming is not undone by the same spike.
+
+What was seen is kept by `anomaly_log`; a blocking anomaly pauses automation through the
+`breaker`.
 """
 
 from __future__ import annotations
 
-import asyncio
-import json
 import math
 import statistics
-import weakref
-from dataclasses import dataclass, field, replace
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from services.deps import Deps
 from services.money import display
-from services.refunds.automation import Automation, automation_state, set_automation
-from services.store.db import Store, dumps
+from services.refunds.automation import Automation, automation_state
+from services.store.db import iso_utc
 
 DETECTOR = "anomaly-detector"
 REFUND_COUNT = "refund_count"
@@ -107,6 +108,29 @@ def poisson_tail(observed: int, rate: float) -> float:
     return min(1.0, total)
 
 
+@dataclass(frozen=True)
+class Spike:
+    """A subject whose count is improbably high against its baseline mean."""
+
+    subject: str
+    observed: int
+    mean: float      # the baseline's mean, before the floor
+    p: float         # Poisson tail probability of `observed` at max(mean, floor)
+
+
+def poisson_spikes(observed: dict[str, int], mean_of: Callable[[str], float], *,
+                   floor: float, p_below: float, at_least: int) -> list[Spike]:
+    """Subjects (in sorted order) seen at least `at_least` times whose Poisson tail
+    probability against their baseline mean, floored at `floor`, is below `p_below`."""
+    spikes = []
+    for subject, count in sorted(observed.items()):
+        mean = mean_of(subject)
+        p = poisson_tail(count, max(mean, floor))
+        if count >= at_least and p < p_below:
+            spikes.append(Spike(subject, count, mean, p))
+    return spikes
+
+
 def robust_z(value: float, history: list[float], floor: float) -> tuple[float, float, float]:
     """(z, median, scale): distance from the median in MAD units, the scale floored."""
     median = statistics.median(history)
@@ -129,67 +153,6 @@ async def check(
     found += await detector.repeaters()
     found += await detector.skus()
     return sorted(found, key=lambda a: not a.blocking)
-
-
-_trip_locks: weakref.WeakKeyDictionary[Store, asyncio.Lock] = weakref.WeakKeyDictionary()
-
-
-async def trip_if_needed(svc: Deps, anomalies: list[Anomaly]) -> bool:
-    """Pause automation for the blocking anomalies; False when none, or already paused."""
-    blocking = [a for a in anomalies if a.blocking]
-    if not blocking:
-        return False
-    lock = _trip_locks.setdefault(svc.store, asyncio.Lock())
-    async with lock:
-        if (await automation_state(svc.store)).paused:
-            return False
-        reason = "; ".join(a.reason for a in blocking)
-        await set_automation(svc, paused=True, reason=reason, by=DETECTOR)
-        return True
-
-
-EPISODE_GAP = timedelta(hours=1)
-
-
-async def record(store: Store, anomalies: list[Anomaly], now: datetime) -> list[Anomaly]:
-    """Keep what was seen, one row per episode, so the digest can list the day's anomalies.
-
-    A key is `subject:label` (label: the hour or day it was seen). An anomaly whose subject was
-    last seen within EPISODE_GAP continues that episode even when the label has moved on (a
-    spike at 14:50 is still the same spike at 15:05). Returns the anomalies with their episode
-    keys.
-    """
-    if not anomalies:
-        return []
-    at = _iso(now)
-    recent = _iso(now - EPISODE_GAP)
-    kept: list[Anomaly] = []
-    async with store.transaction() as tx:
-        for a in anomalies:
-            prefix = a.key.rsplit(":", 1)[0] + ":"
-            cursor = await tx.execute(
-                "SELECT key FROM anomalies WHERE substr(key, 1, length(?1)) = ?1 "
-                "AND instr(substr(key, length(?1) + 1), ':') = 0 AND last_seen >= ?2 "
-                "ORDER BY last_seen DESC LIMIT 1", (prefix, recent))
-            row = await cursor.fetchone()
-            episode = replace(a, key=row[0]) if row else a
-            await tx.execute(
-                "INSERT INTO anomalies (key, kind, blocking, reason, numbers, first_seen, "
-                "last_seen) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (key) DO UPDATE SET "
-                "reason = excluded.reason, numbers = excluded.numbers, "
-                "blocking = excluded.blocking, last_seen = excluded.last_seen",
-                (episode.key, a.kind, int(a.blocking), a.reason, dumps(a.numbers), at, at))
-            kept.append(episode)
-    return kept
-
-
-async def seen_between(store: Store, start: datetime, end: datetime) -> list[Anomaly]:
-    """Anomalies recorded as seen in [start, end), blocking ones first."""
-    rows = await store.fetch_all(
-        "SELECT * FROM anomalies WHERE last_seen >= ? AND first_seen < ? "
-        "ORDER BY blocking DESC, first_seen", (_iso(start), _iso(end)))
-    return [Anomaly(r["kind"], r["key"], bool(r["blocking"]), r["reason"],
-                    json.loads(r["numbers"])) for r in rows]
 
 
 class _Detector:
@@ -222,25 +185,23 @@ class _Detector:
         rows = await self.store.fetch_all(
             "SELECT currency, COUNT(*) AS n, COALESCE(SUM(amount), 0) AS total FROM executions "
             "WHERE status != 'rejected' AND created_at >= ? AND created_at < ? "
-            "GROUP BY currency", (_iso(start), _iso(end)))
+            "GROUP BY currency", (iso_utc(start), iso_utc(end)))
         return {r["currency"]: (int(r["n"]), int(r["total"])) for r in rows}
 
     async def refunds(self) -> list[Anomaly]:
         current = await self._refund_window(self.since, self.now)
         history = [await self._refund_window(a, b) for a, b in self._baseline_windows()]
-        found = []
-        observed = sum(n for n, _ in current.values())
         counts = [sum(n for n, _ in h.values()) for h in history]
-        rate = max(statistics.fmean(counts), self.c.min_rate)
-        p = poisson_tail(observed, rate)
-        if observed >= self.c.min_count and p < self.c.count_p:
-            found.append(Anomaly(
-                REFUND_COUNT, f"{REFUND_COUNT}:{self.hour_label}", True,
-                f"{observed} refunds in the last hour; this hour of the day averaged "
-                f"{statistics.fmean(counts):.1f} over the last {len(counts)} days "
-                f"(Poisson tail probability {p:.1e})",
-                {"observed": observed, "baseline_mean": round(statistics.fmean(counts), 3),
-                 "p": p, "method": "poisson"}))
+        spikes = poisson_spikes(   # one subject: every refund, whatever its currency
+            {"": sum(n for n, _ in current.values())}, lambda _: statistics.fmean(counts),
+            floor=self.c.min_rate, p_below=self.c.count_p, at_least=self.c.min_count)
+        found = [Anomaly(
+            REFUND_COUNT, f"{REFUND_COUNT}:{self.hour_label}", True,
+            f"{s.observed} refunds in the last hour; this hour of the day averaged "
+            f"{s.mean:.1f} over the last {len(counts)} days "
+            f"(Poisson tail probability {s.p:.1e})",
+            {"observed": s.observed, "baseline_mean": round(s.mean, 3),
+             "p": s.p, "method": "poisson"}) for s in spikes]
         for currency, (n, amount) in sorted(current.items()):
             sums = [h.get(currency, (0, 0))[1] for h in history]
             past_n = sum(h.get(currency, (0, 0))[0] for h in history)
@@ -261,26 +222,22 @@ class _Detector:
     async def _source_window(self, start: datetime, end: datetime) -> dict[str, int]:
         rows = await self.store.fetch_all(
             "SELECT source, COUNT(*) AS n FROM cases WHERE created_at >= ? AND created_at < ? "
-            "GROUP BY source", (_iso(start), _iso(end)))
+            "GROUP BY source", (iso_utc(start), iso_utc(end)))
         return {r["source"]: int(r["n"]) for r in rows}
 
     async def sources(self) -> list[Anomaly]:
         current = await self._source_window(self.since, self.now)
         history = [await self._source_window(a, b) for a, b in self._baseline_windows()]
-        found = []
-        for source, observed in sorted(current.items()):
-            counts = [h.get(source, 0) for h in history]
-            mean = statistics.fmean(counts)
-            p = poisson_tail(observed, max(mean, self.c.min_rate))
-            if observed >= self.c.source_min and p < self.c.source_p:
-                found.append(Anomaly(
-                    SOURCE_SPIKE, f"{SOURCE_SPIKE}:{source}:{self.hour_label}", True,
-                    f"{observed} new refund cases from {source} in the last hour; this hour "
-                    f"of the day averaged {mean:.1f} from it over the last {len(counts)} days "
-                    f"(Poisson tail probability {p:.1e})",
-                    {"source": source, "observed": observed, "baseline_mean": round(mean, 3),
-                     "p": p, "method": "poisson"}))
-        return found
+        spikes = poisson_spikes(
+            current, lambda source: statistics.fmean(h.get(source, 0) for h in history),
+            floor=self.c.min_rate, p_below=self.c.source_p, at_least=self.c.source_min)
+        return [Anomaly(
+            SOURCE_SPIKE, f"{SOURCE_SPIKE}:{s.subject}:{self.hour_label}", True,
+            f"{s.observed} new refund cases from {s.subject} in the last hour; this hour "
+            f"of the day averaged {s.mean:.1f} from it over the last {len(history)} days "
+            f"(Poisson tail probability {s.p:.1e})",
+            {"source": s.subject, "observed": s.observed, "baseline_mean": round(s.mean, 3),
+             "p": s.p, "method": "poisson"}) for s in spikes]
 
     async def failures(self) -> list[Anomaly]:
         rows = await self.store.fetch_all(
@@ -305,7 +262,7 @@ class _Detector:
             "SELECT customer_hash, COUNT(*) AS n FROM cases WHERE customer_hash IS NOT NULL "
             f"AND created_at >= ? AND status IN ({marks}) GROUP BY customer_hash "
             "HAVING COUNT(*) >= ? ORDER BY n DESC LIMIT 50",
-            (_iso(since), *REFUNDED_STATUSES, self.c.repeat_min))
+            (iso_utc(since), *REFUNDED_STATUSES, self.c.repeat_min))
         return [Anomaly(
             REPEAT_REFUNDER, f"{REPEAT_REFUNDER}:{r['customer_hash']}:{self.day_label}", False,
             f"one customer (id {str(r['customer_hash'])[:8]}) had {r['n']} refunds in the "
@@ -319,7 +276,7 @@ class _Detector:
             "JOIN quotes q ON q.case_id = c.id AND q.version = c.quote_version, "
             "json_tree(q.snapshot, '$.booking.order.items') t "
             "WHERE t.key = 'sku' AND c.created_at >= ? AND c.created_at < ? "
-            "GROUP BY t.value", (_iso(start), _iso(end)))
+            "GROUP BY t.value", (iso_utc(start), iso_utc(end)))
         return {str(r["sku"]): int(r["n"]) for r in rows if r["sku"]}
 
     async def skus(self) -> list[Anomaly]:
@@ -329,20 +286,13 @@ class _Detector:
             return []
         days = self.c.baseline_days
         past = await self._sku_counts(self.now - day * (days + 1), self.now - day)
-        found = []
-        for sku, observed in sorted(current.items()):
-            mean = past.get(sku, 0) / days
-            p = poisson_tail(observed, max(mean, self.c.sku_min_rate))
-            if observed >= self.c.sku_min and p < self.c.sku_p:
-                found.append(Anomaly(
-                    SKU_SPIKE, f"{SKU_SPIKE}:{sku}:{self.day_label}", False,
-                    f"{observed} cancellations of {sku} in the last 24 hours against "
-                    f"{mean:.1f} a day over the {days} days before (often weather; "
-                    "automation carries on)",
-                    {"sku": sku, "observed": observed, "baseline_per_day": round(mean, 3),
-                     "p": p, "method": "poisson"}))
-        return found
-
-
-def _iso(moment: datetime) -> str:
-    return moment.astimezone(UTC).isoformat(timespec="microseconds")
+        spikes = poisson_spikes(
+            current, lambda sku: past.get(sku, 0) / days,
+            floor=self.c.sku_min_rate, p_below=self.c.sku_p, at_least=self.c.sku_min)
+        return [Anomaly(
+            SKU_SPIKE, f"{SKU_SPIKE}:{s.subject}:{self.day_label}", False,
+            f"{s.observed} cancellations of {s.subject} in the last 24 hours against "
+            f"{s.mean:.1f} a day over the {days} days before (often weather; "
+            "automation carries on)",
+            {"sku": s.subject, "observed": s.observed, "baseline_per_day": round(s.mean, 3),
+             "p": s.p, "method": "poisson"}) for s in spikes]

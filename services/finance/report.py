@@ -11,7 +11,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from services.errors import DomainError
-from services.finance.reconcile import day_window
+from services.finance.days import day_window
 from services.money import format_minor
 from services.store.db import Store
 

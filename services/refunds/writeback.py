@@ -14,7 +14,7 @@ be written again by the retry; Checkfront has no way to look a note up by our re
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from services.clients.checkfront import CheckfrontError
@@ -23,7 +23,7 @@ from services.money import display
 from services.refunds import cases, ledger
 from services.refunds.cases import Case
 from services.store import audit
-from services.store.db import Store, now_iso, utcnow
+from services.store.db import Store, iso_utc, now_iso, utcnow
 
 RETRY_FIRST = timedelta(minutes=2)
 RETRY_MAX = timedelta(hours=6)
@@ -36,10 +36,6 @@ class PendingWriteback:
     attempts: int
     last_error: str
     next_at: str
-
-
-def _iso(moment: datetime) -> str:
-    return moment.astimezone(UTC).isoformat(timespec="microseconds")
 
 
 async def write_back(svc: Deps, case: Case, actor: str, manual: int) -> bool:
@@ -72,7 +68,7 @@ async def retry_due(svc: Deps, now: datetime | None = None) -> list[int]:
     now = now or utcnow()
     rows = await svc.store.fetch_all(
         "SELECT case_id, actor, manual FROM checkfront_writebacks WHERE done_at IS NULL "
-        "AND next_at <= ? ORDER BY next_at", (_iso(now),))
+        "AND next_at <= ? ORDER BY next_at", (iso_utc(now),))
     taken = []
     for row in rows:
         if not await _claim(svc, row["case_id"], now):
@@ -126,7 +122,7 @@ async def _keep(svc: Deps, case: Case, actor: str, manual: int, error: str,
                               (case.id,)) as cursor:
             row = await cursor.fetchone()
         attempts = (int(row[0]) if row else 0) + 1
-        retry_at = _iso(utcnow() + min(RETRY_FIRST * 2 ** min(attempts - 1, 12), RETRY_MAX))
+        retry_at = iso_utc(utcnow() + min(RETRY_FIRST * 2 ** min(attempts - 1, 12), RETRY_MAX))
         await tx.execute(
             "INSERT INTO checkfront_writebacks (case_id, actor, manual, attempts, last_error, "
             "next_at, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?) "
@@ -145,5 +141,5 @@ async def _claim(svc: Deps, case_id: int, now: datetime) -> bool:
         cursor = await tx.execute(
             "UPDATE checkfront_writebacks SET next_at = ?, updated_at = ? WHERE case_id = ? "
             "AND done_at IS NULL AND next_at <= ?",
-            (_iso(now + CLAIM_FOR), now_iso(), case_id, _iso(now)))
+            (iso_utc(now + CLAIM_FOR), now_iso(), case_id, iso_utc(now)))
         return cursor.rowcount == 1

@@ -29,6 +29,12 @@ def now_iso() -> str:
     return utcnow().isoformat(timespec="microseconds")
 
 
+def iso_utc(moment: datetime) -> str:
+    """A moment as the store writes times (UTC, ISO 8601, microseconds), for comparing with
+    stored times."""
+    return moment.astimezone(UTC).isoformat(timespec="microseconds")
+
+
 def dumps(value: Any) -> str:
     """Canonical JSON: the audit chain hashes this text, so it must be deterministic."""
     return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)

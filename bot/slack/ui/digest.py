@@ -1,0 +1,182 @@
+"""The daily digest and the reconciliation report, rendered: Block Kit for the digest channel,
+plain text for the log and the command line.
+
+Pure functions from the day's run, figures, anomalies, automation state and open disputes to a
+`Message` or a string; no store, no network.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from bot.slack.ui.disputes import dispute_line
+from bot.slack.ui.kit import (
+    Message,
+    clip,
+    context,
+    divider,
+    header,
+    line_sections,
+    section,
+)
+from services.disputes.issues import PaymentIssue
+from services.finance.anomaly import Anomaly
+from services.finance.runs import (
+    AMOUNT_MISMATCH,
+    CHECKFRONT_NOT_UPDATED,
+    CURRENCY_MISMATCH,
+    EXTERNAL,
+    FAILED,
+    KINDS,
+    MATCHED,
+    MISSING_IN_STRIPE,
+    STALE_PENDING,
+    Discrepancy,
+    ReconRun,
+)
+from services.finance.stats import DayStats
+from services.money import MoneyError, display
+from services.refunds.automation import Automation
+
+LABELS = {
+    MATCHED: "matched", EXTERNAL: "external", MISSING_IN_STRIPE: "missing in Stripe",
+    AMOUNT_MISMATCH: "amount mismatch", CURRENCY_MISMATCH: "currency mismatch",
+    FAILED: "failed", STALE_PENDING: "stale pending",
+    CHECKFRONT_NOT_UPDATED: "Checkfront not updated",
+}
+
+
+# ---- Block Kit --------------------------------------------------------------------------------
+
+def digest_message(run: ReconRun, stats: DayStats, anomalies: list[Anomaly],
+                   automation: Automation, card_links: dict[int, str],
+                   disputes: Sequence[PaymentIssue] = ()) -> Message:
+    """The digest for the digest channel; `card_links` links waiting cases to their cards."""
+    day = run.day.isoformat()
+    refunds = [f"• {cur}: {n} refund(s), *{display(total, cur)}*"
+               for cur, (n, total) in stats.refunds.items()] or ["• none"]
+    d = stats.decisions
+    refunds.append(f"• {d.get('auto_approve', 0)} automatic · {d.get('approve', 0)} approved "
+                   f"by a person · {d.get('deny', 0)} denied")
+    if stats.median_minutes_to_refund is not None:
+        hours, minutes = divmod(stats.median_minutes_to_refund, 60)
+        refunds.append(f"• median cancellation → refund: {hours} h {minutes} min")
+    recon = [f"• {kind.replace('_', ' ')}: {count}" for kind, count in sorted(run.counts.items())
+             if count]
+    recon += [f"• totals {cur}: " + ", ".join(f"{k} {display(v, cur)}" for k, v in figures.items())
+              for cur, figures in run.totals.items()]
+    problems = [f"• :warning: {p.kind.replace('_', ' ')} · {p.booking_code or '?'} · "
+                f"{display(p.amount, p.currency) if p.amount is not None and p.currency else ''}"
+                f" — {p.detail}" for p in run.open_errors]
+    problems += [f"• :white_check_mark: resolved: {p.kind.replace('_', ' ')} · "
+                 f"{p.booking_code or '?'}" for p in run.resolved]
+    alerts = [f"• {':rotating_light: ' if a.blocking else ''}{a.reason}" for a in anomalies]
+    state = (f":double_vertical_bar: *Automation paused* by {automation.by}: {automation.reason}"
+             if automation.paused else ":arrow_forward: Automation running")
+    waiting = [f"• <{card_links[i]}|case #{i}> {code} waiting since {since[:16]} UTC"
+               if i in card_links else f"• case #{i} {code} waiting since {since[:16]} UTC"
+               for i, code, since in stats.waiting]
+    open_disputes = [dispute_line(issue) for issue in disputes]
+    blocks: list[dict[str, Any]] = [header(f"Refund digest · {day}")]
+    blocks += line_sections(refunds, title="*Refunds*")
+    blocks.append(divider())
+    blocks += line_sections(recon or ["• nothing to reconcile"], title="*Reconciliation*")
+    if problems:
+        blocks += line_sections(problems, title="*Open discrepancies*")
+    blocks += line_sections(alerts or ["• none"], title="*Anomalies*")
+    blocks.append(section(state))
+    if waiting:
+        blocks += line_sections(waiting, title="*Waiting for approval over 24 h*")
+    if open_disputes:
+        blocks += line_sections(open_disputes, title="*Open disputes*")
+    blocks.append(context(f"{run.tz} day · {run.stripe_count} Stripe refunds read · "
+                          f"ran {run.ran_at[:16]} UTC"))
+    text = clip(f"Refund digest {day}: {len(run.open_errors)} open discrepancies, "
+                f"{len(anomalies)} anomalies" + (", automation paused" if automation.paused
+                                                 else ""), 300)
+    return Message(text=text, blocks=blocks[:50])
+
+
+# ---- plain text -------------------------------------------------------------------------------
+
+def digest_text(run: ReconRun, stats: DayStats, anomalies: list[Anomaly],
+                automation: Automation, disputes: Sequence[PaymentIssue] = ()) -> str:
+    """The daily digest as plain text (the Slack digest carries the same sections)."""
+    lines = [f"Daily digest for {run.day.isoformat()} ({run.tz})", "", "Refunds:"]
+    if not stats.refunds:
+        lines.append("  none")
+    for currency, (count, total) in stats.refunds.items():
+        lines.append(f"  {currency}: {count} refund(s), {display(total, currency)}")
+    d = stats.decisions
+    lines.append(f"  decisions: {d.get('auto_approve', 0)} automatic, {d.get('approve', 0)} "
+                 f"approved by a person, {d.get('deny', 0)} denied")
+    if stats.median_minutes_to_refund is not None:
+        lines.append(f"  median time from cancellation to refund: "
+                     f"{_duration(stats.median_minutes_to_refund)}")
+    lines += ["", render_text(run), "", "Anomalies:"]
+    lines += [f"  - {'BLOCKING ' if a.blocking else ''}{a.reason}" for a in anomalies] or \
+        ["  none"]
+    lines.append("Automation: " + (f"PAUSED by {automation.by} ({automation.reason})"
+                                   if automation.paused else "running"))
+    lines += ["", "Cases waiting for approval for more than 24 hours:"]
+    lines += [f"  - case {case_id} ({code}) since {since[:16]}"
+              for case_id, code, since in stats.waiting] or ["  none"]
+    lines += ["", "Open disputes:"]
+    lines += [f"  - {d.stripe_id} {d.booking_code or '(booking not found)'} "
+              f"{display(d.amount, d.currency)} {d.reason or 'general'}, "
+              f"{d.stripe_status or 'open'}, evidence due {(d.due_by or 'unknown')[:16]}"
+              for d in disputes] or ["  none"]
+    return "\n".join(lines)
+
+
+def render_text(run: ReconRun) -> str:
+    """The reconciliation run as plain text for the command line."""
+    local = ZoneInfo(run.tz)
+    start = run.window_start.astimezone(local)
+    end = run.window_end.astimezone(local)
+    lines = [
+        f"Reconciliation for {run.day.isoformat()} ({run.tz}, {start:%Y-%m-%d %H:%M} to "
+        f"{end:%Y-%m-%d %H:%M} local)",
+        f"Stripe refunds in the window: {run.stripe_count}",
+        "Counts: " + ", ".join(f"{LABELS[k]} {run.counts.get(k, 0)}" for k in KINDS),
+    ]
+    if run.totals:
+        lines.append("Totals:")
+        for currency, figures in run.totals.items():
+            parts = ", ".join(f"{name} {_amount(v, currency)}" for name, v in figures.items())
+            lines.append(f"  {currency}: {parts}")
+    problems = [d for d in run.discrepancies if d.error]
+    lines.append(f"Discrepancies ({len(problems)}):" if problems else "No discrepancies.")
+    lines += [_line(d) for d in problems]
+    info = run.informational
+    if info:
+        lines.append(f"Informational ({len(info)}):")
+        lines += [_line(d) for d in info]
+    if run.resolved:
+        lines.append(f"Resolved by this run ({len(run.resolved)}):")
+        lines += [_line(d) for d in run.resolved]
+    if run.notes:
+        lines.append("Notes:")
+        lines += [f"  - {n}" for n in run.notes]
+    return "\n".join(lines)
+
+
+def _line(d: Discrepancy) -> str:
+    state = f" [resolved {d.resolved_at[:16]}]" if d.resolved_at else ""
+    since = f" (since {d.day})" if d.day else ""
+    return (f"  - {LABELS.get(d.kind, d.kind)}: {d.booking_code or '?'} {d.money}{since}: "
+            f"{d.detail}{state}")
+
+
+def _amount(minor: int, currency: str) -> str:
+    try:
+        return display(minor, currency)
+    except MoneyError:
+        return f"{minor} {currency}"
+
+
+def _duration(minutes: int) -> str:
+    hours, rest = divmod(minutes, 60)
+    return f"{hours} h {rest} min" if hours else f"{rest} min"

@@ -1,0 +1,87 @@
+"""The digest's figures: one business day's refunds, decisions and waiting cases, and refunds
+per day over the days before."""
+
+from __future__ import annotations
+
+import statistics
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from services.finance.days import day_window
+from services.store.db import Store, iso_utc, utcnow
+
+WAITING_AFTER = timedelta(hours=24)
+
+
+@dataclass
+class DayStats:
+    """Refunds of one business day and the cases still waiting for a person."""
+
+    day: date
+    refunds: dict[str, tuple[int, int]]      # currency -> (count, total minor units)
+    decisions: dict[str, int]  # refunds by auto_approve | approve; deny: denials that day
+    median_minutes_to_refund: int | None     # cancellation to refund, cases refunded that day
+    waiting: list[tuple[int, str, str]]      # (case id, booking code, waiting since), oldest first
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"day": self.day.isoformat(),
+                "refunds": {c: {"count": n, "total": t} for c, (n, t) in self.refunds.items()},
+                "decisions": self.decisions,
+                "median_minutes_to_refund": self.median_minutes_to_refund,
+                "waiting": [{"case_id": i, "booking_code": b, "since": s}
+                            for i, b, s in self.waiting]}
+
+
+async def day_stats(store: Store, day: date, tz: ZoneInfo, *,
+                    now: datetime | None = None) -> DayStats:
+    """The digest's figures for one business day; a case is waiting when it has been pending
+    approval for more than `WAITING_AFTER` at `now`."""
+    start, end = (iso_utc(m) for m in day_window(day, tz))
+    rows = await store.fetch_all(
+        "SELECT currency, COUNT(*) AS n, SUM(amount) AS total FROM executions "
+        "WHERE status IN ('pending', 'succeeded') AND created_at >= ? AND created_at < ? "
+        "GROUP BY currency ORDER BY currency", (start, end))
+    refunds = {r["currency"]: (int(r["n"]), int(r["total"])) for r in rows}
+    rows = await store.fetch_all(
+        "SELECT d.decision, COUNT(DISTINCT d.case_id) AS n FROM decisions d "
+        "WHERE d.decision IN ('auto_approve', 'approve') AND d.id = (SELECT MAX(x.id) FROM "
+        "decisions x WHERE x.case_id = d.case_id AND x.decision IN ('auto_approve', 'approve')) "
+        "AND d.case_id IN (SELECT case_id FROM executions WHERE status IN ('pending', "
+        "'succeeded') AND created_at >= ? AND created_at < ?) GROUP BY d.decision", (start, end))
+    decisions = {r["decision"]: int(r["n"]) for r in rows}
+    row = await store.fetch_one(
+        "SELECT COUNT(*) AS n FROM decisions WHERE decision = 'deny' AND decided_at >= ? "
+        "AND decided_at < ?", (start, end))
+    decisions["deny"] = int(row["n"]) if row else 0
+    rows = await store.fetch_all(
+        "SELECT c.cancelled_at, MIN(e.created_at) AS refunded_at FROM executions e "
+        "JOIN cases c ON c.id = e.case_id WHERE e.status IN ('pending', 'succeeded') "
+        "AND e.created_at >= ? AND e.created_at < ? GROUP BY c.id", (start, end))
+    minutes = sorted(
+        max(0.0, (datetime.fromisoformat(r["refunded_at"])
+                  - datetime.fromisoformat(str(r["cancelled_at"]).replace("Z", "+00:00"))
+                  ).total_seconds() / 60) for r in rows)
+    median = round(statistics.median(minutes)) if minutes else None
+    cutoff = iso_utc((now or utcnow()) - WAITING_AFTER)
+    rows = await store.fetch_all(
+        "SELECT id, booking_code, updated_at FROM cases WHERE status = 'pending_approval' "
+        "AND updated_at < ? ORDER BY updated_at LIMIT 100", (cutoff,))
+    waiting = [(int(r["id"]), r["booking_code"], r["updated_at"]) for r in rows]
+    return DayStats(day, refunds, decisions, median, waiting)
+
+
+async def refunds_per_day(store: Store, last_day: date, tz: ZoneInfo,
+                          days: int) -> list[tuple[date, int]]:
+    """Refunds made (pending or succeeded) on each of the `days` business days up to
+    `last_day`, oldest first."""
+    counts = []
+    for offset in range(days - 1, -1, -1):
+        day = last_day - timedelta(days=offset)
+        start, end = day_window(day, tz)
+        row = await store.fetch_one(
+            "SELECT COUNT(*) AS n FROM executions WHERE status IN ('pending', 'succeeded') "
+            "AND created_at >= ? AND created_at < ?", (start.isoformat(), end.isoformat()))
+        counts.append((day, int(row["n"]) if row else 0))
+    return counts
