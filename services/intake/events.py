@@ -72,6 +72,13 @@ async def unprocessed(store: Store) -> list[StoredEvent]:
                         json.loads(r["payload"])) for r in rows]
 
 
+async def count_unprocessed(store: Store) -> int:
+    """How many stored webhook events wait to be applied (the health check shows it)."""
+    row = await store.fetch_one(
+        "SELECT COUNT(*) FROM webhook_events WHERE processed_at IS NULL")
+    return int(row[0]) if row else 0
+
+
 async def process(svc: Deps, event: StoredEvent) -> str:
     """Act on one stored event and mark it processed; returns the outcome text."""
     claimed = await svc.store.fetch_one(

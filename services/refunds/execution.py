@@ -28,7 +28,7 @@ from services.refunds.cases import Case, CaseError, Status
 from services.refunds.snapshots import assemble_snapshot, quote_snapshot
 from services.refunds.writeback import write_back
 from services.store import audit
-from services.store.db import Row, dumps, now_iso, utcnow
+from services.store.db import Row, Store, dumps, now_iso, utcnow
 
 SETTLED = ("pending", "succeeded")  # money that has left (or is leaving) the merchant
 RETRYABLE_KINDS = ("unavailable", "rate_limited")
@@ -162,6 +162,13 @@ async def _fresh_snapshot(svc: Deps, case: Case) -> BookingSnapshot | None:
                      "approved_amount": None},
         )
     return None
+
+
+async def stripe_refunds(store: Store, case_id: int) -> list[Row]:
+    """The Stripe refunds made for a case, in the order they were planned."""
+    return await store.fetch_all(
+        "SELECT stripe_refund_id, amount, status, payment_ref FROM executions "
+        "WHERE case_id = ? AND stripe_refund_id IS NOT NULL ORDER BY id", (case_id,))
 
 
 async def _executed_rows(svc: Deps, case_id: int) -> list[Row]:
