@@ -1,4 +1,4 @@
-"""What is waiting, for the health check: each count comes from the module that owns its table.
+"""The health check's backlog: what is waiting, each count asked of its table's owner.
 
 A number that keeps growing here is worth a look (events not applied, cases waiting for a
 person or stuck executing, Checkfront write-backs not taken, chat posts not delivered).

@@ -1,12 +1,11 @@
-"""The outbox and posted-message tables: posts waiting to be delivered, and where each case's
-message went.
+"""The outbox and posted-message tables: posts waiting for delivery, where cases' messages went.
 
 This module owns the SQL of `slack_outbox` and `slack_messages` and knows nothing of the chat
 service itself. A post is a channel, a kind (`card`, `compact`, `thread`, `alert`, `issue`,
 `file`), the case it is about (if any) and a JSON payload; the sender marks it sent, or puts
-it back with a later time to try again. Rows stay after they are sent (`add_once` looks at
-them). A posted message is the channel and timestamp of the card or compact line that shows a
-case. Where a dispute's card went is kept on its `payment_issues` row (services/disputes).
+it back with a later time to try again. Rows stay after they are sent (`seen` looks at them).
+A posted message is the channel and timestamp of the card or compact line that shows a case.
+Where a dispute's card went is kept on its `payment_issues` row (services/disputes/issues.py).
 """
 
 from __future__ import annotations

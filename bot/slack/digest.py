@@ -13,7 +13,9 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from bot.cli.report_commands import digest_text
-from bot.slack.outbox import Channels, Outbox, card_links
+from bot.slack.card_state import card_links
+from bot.slack.notifier import Channels
+from bot.slack.outbox import Outbox
 from bot.slack.ui.disputes import dispute_line
 from bot.slack.ui.kit import (
     Message,

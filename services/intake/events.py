@@ -13,7 +13,7 @@ from typing import Any
 
 from services.clients.checkfront import CheckfrontError
 from services.deps import Deps
-from services.disputes import issues
+from services.disputes import stripe_events
 from services.quoting.booking import SnapshotError
 from services.quoting.quote import QuoteError
 from services.refunds import cases
@@ -141,9 +141,9 @@ async def _stripe(svc: Deps, event: StoredEvent) -> str:
         touched = [await apply_refund_event(svc, r, event.kind) for r in refunds]
         return f"{len(touched)} refund(s) applied"
     if event.kind == "charge.dispute.created":
-        return await issues.dispute_created(svc, obj, event.event_id)
+        return await stripe_events.dispute_created(svc, obj, event.event_id)
     if event.kind in ("charge.dispute.updated", "charge.dispute.closed"):
-        return await issues.dispute_changed(svc, obj, event.kind)
+        return await stripe_events.dispute_changed(svc, obj, event.kind)
     if event.kind == "payment_intent.payment_failed":
-        return await issues.payment_failed(svc, obj, event.event_id)
+        return await stripe_events.payment_failed(svc, obj, event.event_id)
     return f"recorded: {event.kind}"
