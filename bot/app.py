@@ -1,5 +1,8 @@
-"""App assembly: settings → services → worker → aiohttp application (webhooks, health,
-and Slack when configured)."""
+"""App assembly: the bot's parts built in order, and the aiohttp application that serves them.
+
+Settings → store → Slack delivery (the outbox and the notifier) → `Deps` with that notifier →
+worker → aiohttp application (webhooks, health, and Slack when configured).
+"""
 
 from __future__ import annotations
 
@@ -12,13 +15,15 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from bot.scheduler import build_scheduler
 from bot.settings import Settings
 from bot.slack.digest import DigestPoster
-from bot.slack.runtime import SlackRuntime
+from bot.slack.runtime import SlackDelivery, SlackRuntime
 from bot.worker import Worker
 from handlers.http import checkfront_webhook, stripe_webhook
 from handlers.http.context import CONTEXT_KEY, AppContext
 from services.clients.checkfront import CheckfrontClient
 from services.clients.stripe_gateway import StripeGateway
 from services.deps import Deps
+from services.health import backlog
+from services.notify import Notifier, NullNotifier
 from services.quoting.policy import load_policies
 from services.refunds.automation import automation_state
 from services.store.db import Store
@@ -39,6 +44,8 @@ class Bot:
     async def create(cls, settings: Settings) -> Bot:
         book = load_policies(settings.policy_file)
         store = await Store(settings.database_path).open()
+        delivery = SlackDelivery.build(settings, store) if settings.slack_bot_token else None
+        notifier: Notifier = delivery.notifier if delivery is not None else NullNotifier()
         svc = Deps(
             store=store,
             book=book,
@@ -54,6 +61,7 @@ class Bot:
                 max_network_retries=settings.stripe_max_network_retries,
                 timeout=settings.stripe_timeout_seconds,
             ),
+            notifier=notifier,
         )
         worker = Worker(svc)
         app = web.Application(client_max_size=settings.max_body_bytes)
@@ -71,14 +79,14 @@ class Bot:
             app.router.add_post("/webhooks/checkfront", checkfront_webhook.receive)
         app.router.add_post("/webhooks/stripe", stripe_webhook.receive)
         app.router.add_get("/healthz", healthz)
-        slack = SlackRuntime.build(settings, svc, worker) if settings.slack_bot_token else None
+        slack = SlackRuntime.build(settings, svc, worker, delivery) if delivery else None
         if slack is not None:
             slack.mount(app)
         scheduler = None
         if settings.scheduler_enabled:
             poster = DigestPoster(svc, settings.zone, chart=settings.digest_chart,
-                                  outbox=slack.deps.outbox if slack else None,
-                                  channels=slack.deps.notifier.channels if slack else None)
+                                  outbox=slack.outbox if slack else None,
+                                  channels=slack.notifier.channels if slack else None)
             scheduler = build_scheduler(
                 svc, tz=settings.zone, daily_at=settings.digest_at, on_digest=poster,
                 anomaly_every=settings.anomaly_check_at,
@@ -112,30 +120,18 @@ class Bot:
         await self.svc.store.close()
 
 
-BACKLOG = {  # what is waiting, by name: a growing number here is worth a look
-    "events_unprocessed": "SELECT COUNT(*) FROM webhook_events WHERE processed_at IS NULL",
-    "cases_waiting": "SELECT COUNT(*) FROM cases WHERE status = 'pending_approval'",
-    "cases_executing": "SELECT COUNT(*) FROM cases WHERE status = 'executing'",
-    "checkfront_writebacks": "SELECT COUNT(*) FROM checkfront_writebacks WHERE done_at IS NULL",
-    "slack_unsent": "SELECT COUNT(*) FROM slack_outbox WHERE sent_at IS NULL",
-}
-
-
 async def healthz(request: web.Request) -> web.Response:
     """Liveness and what is waiting; 503 when the store cannot be read."""
     ctx = AppContext.of(request.app)
     try:
         automation = await automation_state(ctx.svc.store)
         version = await ctx.svc.store.schema_version()
-        backlog = {}
-        for name, sql in BACKLOG.items():
-            row = await ctx.svc.store.fetch_one(sql)
-            backlog[name] = int(row[0]) if row else 0
+        waiting = await backlog(ctx.svc.store)
     except Exception as exc:  # the answer must say "not ok", not fail
         log.exception("health check failed")
         return web.json_response({"ok": False, "error": exc.__class__.__name__}, status=503)
     return web.json_response({"ok": True, "schema": version, "paused": automation.paused,
-                              "backlog": backlog})
+                              "backlog": waiting})
 
 
 def serve(settings: Settings) -> None:

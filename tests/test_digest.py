@@ -34,8 +34,8 @@ async def test_digest_posts_sections_and_a_chart_to_the_digest_channel(tmp_path:
         world.stripe.decide_dispute(won.id, "won")
         await world.settle()
         tz = ZoneInfo("UTC")
-        poster = DigestPoster(world.bot.svc, tz, world.bot.slack.deps.outbox,
-                              world.bot.slack.deps.notifier.channels)
+        poster = DigestPoster(world.bot.svc, tz, world.bot.slack.outbox,
+                              world.bot.slack.notifier.channels)
         tomorrow = utcnow() + timedelta(days=1)
 
         run = await catch_up(world.bot.svc, tz=tz, daily_at="00:01", on_digest=poster,

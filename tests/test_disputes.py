@@ -22,7 +22,7 @@ from sandbox.http import serving
 from sandbox.stripe_objects import Dispute, PaymentIntent
 from sandbox.stripe_server import StripeSandbox
 from services.clients.stripe_gateway import StripeGateway, StripeGatewayError
-from services.disputes import issues
+from services.disputes import issues, stripe_events
 from services.disputes.issues import IssueState
 from services.refunds import cases
 from services.refunds.cases import Status
@@ -92,7 +92,7 @@ async def test_dispute_on_a_refunded_booking_posts_a_card_with_the_evidence_prev
     await sworld.settle()
     assert sworld.slack is not None
     assert sum("Dispute" in m["text"] for m in sworld.slack.messages_in(APPROVALS)) == 1
-    again = await issues.dispute_created(sworld.bot.svc, event.data["object"], "evt_other")
+    again = await stripe_events.dispute_created(sworld.bot.svc, event.data["object"], "evt_other")
     assert "already known" in again
 
 

@@ -350,7 +350,7 @@ async def test_posts_waiting_in_the_outbox_survive_a_restart(sworld: World) -> N
     await sworld.cancel("DOWN-1")
     await sworld.bot.worker.drain()
     await asyncio.sleep(0.5)
-    assert [r["kind"] for r in await sworld.bot.slack.deps.outbox.pending()] == ["card"]
+    assert [r.kind for r in await sworld.bot.slack.outbox.pending()] == ["card"]
     await sworld.bot.close()
     sworld.slack.clear()  # Slack is back
 
@@ -361,10 +361,10 @@ async def test_posts_waiting_in_the_outbox_survive_a_restart(sworld: World) -> N
     server = await start(restarted.web)
     try:
         assert restarted.slack is not None
-        await restarted.slack.deps.outbox.drain()
+        await restarted.slack.outbox.drain()
         cards = [m for m in sworld.slack.messages_in(APPROVALS) if "DOWN-1" in all_text(m)]
         assert len(cards) == 1 and ids.APPROVE in buttons(cards[0])
-        assert await restarted.slack.deps.outbox.pending() == []
+        assert await restarted.slack.outbox.pending() == []
     finally:
         await server.stop()
 

@@ -24,6 +24,7 @@ from bot.slack.ui import ids
 from bot.slack.ui.disputes import SUBMIT_EVIDENCE
 from services.refunds import cases
 from services.refunds.cases import Status
+from services.refunds.ledger import stripe_refunds
 from services.store import audit
 
 
@@ -83,9 +84,7 @@ async def _story(world: World) -> int:
 
     _say("Outcome")
     for case in reversed(await cases.list_cases(store)):
-        refunds = await store.fetch_all(
-            "SELECT stripe_refund_id, amount, status FROM executions WHERE case_id = ? "
-            "AND stripe_refund_id IS NOT NULL", (case.id,))
+        refunds = await stripe_refunds(store, case.id)
         ids = ", ".join(f"{r['stripe_refund_id']} ({case.money(r['amount'])}, {r['status']})"
                         for r in refunds) or "no Stripe refund"
         print(f"  #{case.id} {case.booking_code:<9} {case.status.value:<19} {ids}")

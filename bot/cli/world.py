@@ -1,4 +1,6 @@
-"""A whole local world: Checkfront and Stripe stand-ins, the bot wired to them, and helpers
+"""The local world for the demo and end-to-end tests: stand-ins, the bot wired to them, helpers.
+
+Checkfront and Stripe stand-ins (and Slack's, when asked), the bot wired to them, and helpers
 to make paid bookings and cancel them. The demo and the end-to-end tests both use it.
 """
 
@@ -158,5 +160,5 @@ class World:
             await self.bot.worker.drain()
             await self.stripe.drain_webhooks()
             if self.bot.slack is not None:
-                await self.bot.slack.deps.outbox.drain()
+                await self.bot.slack.outbox.drain()
         await self.bot.worker.drain()

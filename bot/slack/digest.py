@@ -13,7 +13,9 @@ import base64
 import logging
 from zoneinfo import ZoneInfo
 
-from bot.slack.outbox import Channels, Outbox, card_links
+from bot.slack.card_state import card_links
+from bot.slack.notifier import Channels
+from bot.slack.outbox import Outbox
 from bot.slack.ui.chart import CHART_DAYS, chart_png
 from bot.slack.ui.digest import digest_message, digest_text
 from services.deps import Deps

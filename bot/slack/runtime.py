@@ -1,5 +1,8 @@
-"""The Slack side: a Bolt AsyncApp in the same aiohttp process (HTTP mode, `/slack/events`),
-or over Socket Mode when SLACK_APP_TOKEN is set, with the same listeners either way.
+"""The Slack runtime: the Bolt app, its listeners, and the delivery (client, outbox, notifier).
+
+A Bolt AsyncApp in the same aiohttp process (HTTP mode, `/slack/events`), or over Socket Mode
+when SLACK_APP_TOKEN is set, with the same listeners either way. `SlackDelivery` (the Web API
+client, the paced outbox and the notifier) is built before the `Deps`, which take its notifier.
 
 `process_before_response=True`: Bolt answers Slack when the listener returns, and every
 listener only acks and hands its work to the worker, so the answer leaves in well under a
@@ -27,12 +30,14 @@ from slack_sdk.http_retry.builtin_async_handlers import (
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.settings import Settings
-from bot.slack.outbox import Channels, Outbox, SlackNotifier
+from bot.slack.notifier import Channels, SlackNotifier
+from bot.slack.outbox import Outbox
 from bot.worker import Worker
 from handlers.slack import actions, commands, disputes, home, views
 from handlers.slack.deps import GroupMembers, SlackDeps
 from services.deps import Deps
 from services.refunds.permissions import ApproverRules
+from services.store.db import Store
 
 log = logging.getLogger(__name__)
 GROUP_REFRESH_SECONDS = 300
@@ -50,20 +55,49 @@ def web_client(token: str | None, base_url: str | None = None) -> AsyncWebClient
     return client
 
 
+@dataclass(frozen=True)
+class SlackDelivery:
+    """The bot's Web API client, the paced outbox and the notifier that fills it.
+
+    Built from the store before the `Deps`, which are given this notifier.
+    """
+
+    client: AsyncWebClient
+    outbox: Outbox
+    notifier: SlackNotifier
+
+    @classmethod
+    def build(cls, settings: Settings, store: Store) -> SlackDelivery:
+        assert settings.slack_bot_token is not None
+        client = web_client(settings.slack_bot_token.get_secret_value(),
+                            _base_url(settings))
+        outbox = Outbox(store, client, per_channel_interval=settings.slack_post_interval_seconds)
+        channels = Channels(approvals=settings.slack_approvals_channel,
+                            digest=settings.slack_digest_channel or
+                            settings.slack_approvals_channel)
+        return cls(client=client, outbox=outbox,
+                   notifier=SlackNotifier(store, channels, outbox))
+
+
+def _base_url(settings: Settings) -> str | None:
+    base = settings.slack_api_base
+    return base.rstrip("/") + "/" if base else None
+
+
 @dataclass
 class SlackRuntime:
     app: AsyncApp
     deps: SlackDeps
+    outbox: Outbox
+    notifier: SlackNotifier
     socket_mode_token: str | None
     _tasks: list[asyncio.Task[Any]]
     _socket: Any = None
 
     @classmethod
-    def build(cls, settings: Settings, svc: Deps, worker: Worker) -> SlackRuntime:
+    def build(cls, settings: Settings, svc: Deps, worker: Worker,
+              delivery: SlackDelivery) -> SlackRuntime:
         assert settings.slack_bot_token is not None
-        base = settings.slack_api_base
-        base_url = base.rstrip("/") + "/" if base else None
-        client = web_client(settings.slack_bot_token.get_secret_value(), base_url)
         signing = settings.slack_signing_secret.get_secret_value() \
             if settings.slack_signing_secret else None
         token = settings.slack_bot_token.get_secret_value()
@@ -74,26 +108,20 @@ class SlackRuntime:
             return AuthorizeResult(enterprise_id=enterprise_id, team_id=team_id, bot_token=token)
 
         app = AsyncApp(
-            client=web_client(None, base_url),  # a template; `authorize` gives the token
+            client=web_client(None, _base_url(settings)),  # a template; `authorize` gives the token
             authorize=authorize,
             signing_secret=signing,
             process_before_response=True,
             request_verification_enabled=signing is not None,
         )
-        outbox = Outbox(svc, client, per_channel_interval=settings.slack_post_interval_seconds)
-        channels = Channels(approvals=settings.slack_approvals_channel,
-                            digest=settings.slack_digest_channel or
-                            settings.slack_approvals_channel)
-        notifier = SlackNotifier(svc.store, channels, outbox)
-        svc.notifier = notifier
         rules = ApproverRules.parse(
             approvers=settings.slack_approvers, group_id=settings.slack_approver_group,
             group_max=settings.slack_approver_group_max,
             finance_leads=settings.slack_finance_leads,
             no_self_approval=settings.slack_no_self_approval)
-        deps = SlackDeps(svc=svc, worker=worker, client=client, rules=rules,
-                         groups=GroupMembers(rules.group_id), notifier=notifier, outbox=outbox,
-                         zone=settings.zone)
+        deps = SlackDeps(svc=svc, worker=worker, client=delivery.client, rules=rules,
+                         groups=GroupMembers(rules.group_id), notifier=delivery.notifier,
+                         outbox=delivery.outbox, zone=settings.zone)
         app.middleware(_skip_slack_retries)
         actions.register(app, deps)
         views.register(app, deps)
@@ -102,7 +130,8 @@ class SlackRuntime:
         home.register(app, deps)
         app_token = settings.slack_app_token.get_secret_value() \
             if settings.slack_app_token else None
-        return cls(app=app, deps=deps, socket_mode_token=app_token, _tasks=[])
+        return cls(app=app, deps=deps, outbox=delivery.outbox, notifier=delivery.notifier,
+                   socket_mode_token=app_token, _tasks=[])
 
     def mount(self, web_app: web.Application, path: str = "/slack/events") -> None:
         if self.socket_mode_token is None:
@@ -113,7 +142,7 @@ class SlackRuntime:
         return await to_aiohttp_response(bolt_response)
 
     async def start(self) -> None:
-        await self.deps.outbox.start()
+        await self.outbox.start()
         self._tasks.append(asyncio.create_task(self._refresh_groups(), name="slack-groups"))
         if self.socket_mode_token is not None:
             from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
@@ -128,8 +157,8 @@ class SlackRuntime:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         with contextlib.suppress(Exception):
-            await asyncio.wait_for(self.deps.outbox.drain(), timeout=5)
-        await self.deps.outbox.stop()
+            await asyncio.wait_for(self.outbox.drain(), timeout=5)
+        await self.outbox.stop()
 
     async def _refresh_groups(self) -> None:
         while True:

@@ -1,25 +1,34 @@
-"""What the HTTP handlers share: the services, the worker and a few settings."""
+"""What the HTTP handlers share: the `AppContext`, the `EventQueue` they hand events to.
+
+The context holds the services, the event queue and a few settings; the bot passes its worker
+in as the queue, and the handlers know it only by that protocol. `read_limited` reads a body
+within its size limit.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from aiohttp import web
 
 from services.deps import Deps
+from services.intake.events import StoredEvent
 from services.store import audit
 
-if TYPE_CHECKING:
-    from bot.worker import Worker
-
 CONTEXT_KEY: web.AppKey[AppContext] = web.AppKey("refund_bot_context")
+
+
+class EventQueue(Protocol):
+    """Where a stored webhook event goes to be applied after the answer."""
+
+    def submit(self, event: StoredEvent) -> None: ...
 
 
 @dataclass
 class AppContext:
     svc: Deps
-    worker: Worker
+    worker: EventQueue
     checkfront_webhook_secret: str
     checkfront_webhook_auth: str
     stripe_webhook_secret: str

@@ -1,4 +1,4 @@
-"""`/refund quote|status|pause|resume|help`: ack at once, answer ephemerally after.
+"""`/refund quote|status|pause|resume|report|help`: ack at once, answer ephemerally after.
 
 Unknown subcommands, unknown bookings and Checkfront being down each get a helpful answer,
 never a stack trace or silence.
@@ -143,7 +143,8 @@ async def help_(deps: SlackDeps, args: list[str], user: str, channel: str,
 
 async def report(deps: SlackDeps, args: list[str], user: str, channel: str,
                  respond: Any) -> None:
-    """Figures for a date range privately, and a CSV of every refund in the channel."""
+    """Figures for a date range privately, and a CSV of every refund in the channel (uploaded
+    through the outbox, paced and retried like every other post)."""
     try:
         first, last = (date.fromisoformat(a) for a in args[:2])
     except ValueError:
@@ -156,9 +157,9 @@ async def report(deps: SlackDeps, args: list[str], user: str, channel: str,
               for cur, (n, total) in found.totals.items()] or ["• none"]
     lines += [f"• {decision.replace('_', ' ')}: {n}" for decision, n in found.decisions.items()]
     if found.rows and channel:
-        await deps.client.files_upload_v2(
-            channel=channel, filename=f"refunds-{first}-{last}.csv", content=found.csv(),
-            title=f"Refunds {first} to {last}", initial_comment=f"<@{user}> asked for this")
+        await deps.outbox.add_file(
+            channel, filename=f"refunds-{first}-{last}.csv", content=found.csv().encode(),
+            title=f"Refunds {first} to {last}", comment=f"<@{user}> asked for this")
         lines.append("The CSV of every refund is in this channel.")
     await respond(text="\n".join(lines), response_type="ephemeral")
 

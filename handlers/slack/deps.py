@@ -1,23 +1,40 @@
-"""What the Slack handlers share, and small helpers they all use."""
+"""What the Slack handlers share: `SlackDeps`, the protocols for what they need of the bot.
+
+`Tasks` spawns tracked work after the ack and `Posts` queues a post for the paced outbox; the
+bot passes its worker and its outbox in, and the handlers know them only by these protocols.
+Small helpers every handler uses (`later`, `tell`, `audit_refusal`) are here too.
+"""
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot.slack.outbox import Outbox, SlackNotifier
-from bot.worker import Worker
 from services.deps import Deps
+from services.notify import Notifier
 from services.refunds.permissions import ApproverRules
 from services.store import audit
 
 log = logging.getLogger(__name__)
+
+
+class Tasks(Protocol):
+    """Spawn tracked work: it runs after the ack, and a failure is logged, never lost."""
+
+    def spawn(self, work: Callable[[], Awaitable[Any]], name: str) -> Any: ...
+
+
+class Posts(Protocol):
+    """Queue a post for the paced outbox (kept across restarts, retried on failure)."""
+
+    async def add_file(self, channel: str, *, filename: str, title: str, content: bytes,
+                       comment: str | None = None) -> None: ...
 
 
 @dataclass
@@ -41,12 +58,12 @@ class GroupMembers:
 @dataclass
 class SlackDeps:
     svc: Deps
-    worker: Worker
+    worker: Tasks
     client: AsyncWebClient
     rules: ApproverRules
     groups: GroupMembers
-    notifier: SlackNotifier
-    outbox: Outbox
+    notifier: Notifier
+    outbox: Posts
     zone: ZoneInfo
 
     def is_approver(self, user: str) -> bool:

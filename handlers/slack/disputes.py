@@ -1,17 +1,17 @@
-"""Dispute and failed-payment cards: posting them, their buttons, and refreshing them.
+"""Dispute and failed-payment buttons: who may click them, and running the chosen action.
 
 The same rules as refund approvals: each listener acks at once (only the in-memory approver
 check runs first) and hands the work to the worker; a click from someone who may not decide
 is audited and answered ephemerally, and the card does not change. The approver's amount limit
 applies to the amount at stake (the dispute, or the payment).
 
-Cards are posted through the outbox (paced, kept across restarts), which keeps the card's
-channel and timestamp; later changes (a click, a Stripe verdict) update it in place.
+The cards themselves are posted and refreshed by the notifier through the outbox (paced, kept
+across restarts), which keeps the card's channel and timestamp; later changes (a click, a
+Stripe verdict) update it in place.
 """
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -23,13 +23,12 @@ from bot.slack.ui.disputes import (
     PAYMENT_LINK,
     RETRY_PAYMENT,
     SUBMIT_EVIDENCE,
-    issue_card,
     parse_issue_value,
 )
 from bot.slack.ui.kit import clock, who
 from handlers.slack.deps import SlackDeps
 from services.deps import Deps
-from services.disputes import issues
+from services.disputes import actions, issues
 from services.disputes.issues import IssueError, IssueState, IssueTaken, PaymentIssue
 from services.refunds.permissions import NotAllowed
 from services.store import audit
@@ -38,45 +37,18 @@ Body = dict[str, Any]
 Work = Callable[..., Awaitable[PaymentIssue]]
 
 
-class IssueCards:
-    """services.disputes.issues.IssueNotifier for Slack."""
-
-    def __init__(self, deps: SlackDeps) -> None:
-        self.deps = deps
-        self._locks: dict[int, asyncio.Lock] = {}
-
-    async def issue_opened(self, issue: PaymentIssue) -> None:
-        await self.deps.outbox.add(self.deps.notifier.channels.approvals, "issue", None,
-                                   {"issue_id": issue.id})
-
-    async def issue_updated(self, issue: PaymentIssue) -> None:
-        """Re-render the card from the issue's current state (one refresh at a time)."""
-        lock = self._locks.setdefault(issue.id, asyncio.Lock())
-        async with lock:
-            current = await issues.get_issue(self.deps.svc.store, issue.id)
-            if not current.slack_channel or not current.slack_ts:
-                return  # not posted yet: the outbox draws it as it stands when it goes out
-            message = issue_card(current)
-            await self.deps.client.chat_update(channel=current.slack_channel,
-                                               ts=current.slack_ts, text=message.text,
-                                               blocks=message.blocks)
-
-
-def register(app: AsyncApp, deps: SlackDeps) -> IssueCards:
-    cards = IssueCards(deps)
-    issues.set_notifier(deps.svc.store, cards)
+def register(app: AsyncApp, deps: SlackDeps) -> None:
     for action_id, work in (
-        (SUBMIT_EVIDENCE, issues.submit_evidence),
-        (ACCEPT_DISPUTE, issues.accept_dispute),
-        (RETRY_PAYMENT, issues.retry_payment),
-        (PAYMENT_LINK, issues.send_payment_link),
-        (CANCEL_BOOKING, issues.cancel_booking),
+        (SUBMIT_EVIDENCE, actions.submit_evidence),
+        (ACCEPT_DISPUTE, actions.accept_dispute),
+        (RETRY_PAYMENT, actions.retry_payment),
+        (PAYMENT_LINK, actions.send_payment_link),
+        (CANCEL_BOOKING, actions.cancel_booking),
     ):
-        app.action(action_id)(_listener(deps, cards, action_id, work))
-    return cards
+        app.action(action_id)(_listener(deps, action_id, work))
 
 
-def _listener(deps: SlackDeps, cards: IssueCards, action_id: str, work: Work) -> Any:
+def _listener(deps: SlackDeps, action_id: str, work: Work) -> Any:
     async def listener(ack: Any, body: Body, respond: Any) -> None:
         await ack()
         user = body["user"]["id"]
@@ -85,7 +57,7 @@ def _listener(deps: SlackDeps, cards: IssueCards, action_id: str, work: Work) ->
                        lambda: _refuse(deps, body, respond, action_id, "not an approver"))
             return
         deps.later(f"{action_id}:{user}",
-                   lambda: _run(deps, cards, body, respond, action_id, work))
+                   lambda: _run(deps, body, respond, action_id, work))
     return listener
 
 
@@ -104,8 +76,7 @@ async def _refuse(deps: SlackDeps, body: Body, respond: Any, action_id: str, why
     await deps.tell(user, _channel(body), text, respond)
 
 
-async def _run(deps: SlackDeps, cards: IssueCards, body: Body, respond: Any, action_id: str,
-               work: Work) -> None:
+async def _run(deps: SlackDeps, body: Body, respond: Any, action_id: str, work: Work) -> None:
     user = body["user"]["id"]
     issue = await _issue_of(deps.svc, body)
     if issue is None:
@@ -123,7 +94,7 @@ async def _run(deps: SlackDeps, cards: IssueCards, body: Body, respond: Any, act
     except IssueTaken as exc:
         by = f" by {who(exc.by)} at {clock(exc.at)}" if exc.by else ""
         await deps.tell(user, _channel(body), f"{exc}{by}.", respond)
-        await cards.issue_updated(issue)
+        await deps.notifier.issue_updated(issue)
         return
     except IssueError as exc:
         await deps.tell(user, _channel(body), str(exc), respond)

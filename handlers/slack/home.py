@@ -10,14 +10,15 @@ from typing import Any
 
 from slack_bolt.async_app import AsyncApp
 
-from bot.slack.outbox import card_links
 from bot.slack.ui import ids
 from bot.slack.ui.home import HOME_ROWS, HomeFacts, home_view
+from bot.slack.ui.kit import archive_link
 from handlers.slack.deps import SlackDeps
+from services import outbox
 from services.disputes import issues
 from services.refunds import cases, writeback
 from services.refunds.automation import automation_state, set_automation
-from services.refunds.cases import Case, Status
+from services.refunds.cases import Status
 from services.store.db import now_iso
 
 Body = dict[str, Any]
@@ -45,18 +46,16 @@ async def publish(deps: SlackDeps, user: str) -> None:
 
 async def home_facts(deps: SlackDeps) -> HomeFacts:
     store = deps.svc.store
-    waiting = [Case.from_row(row) for row in await store.fetch_all(
-        "SELECT * FROM cases WHERE status = ? ORDER BY created_at, id LIMIT ?",
-        (Status.PENDING_APPROVAL.value, HOME_ROWS))]
-    count = await store.fetch_one("SELECT COUNT(*) FROM cases WHERE status = ?",
-                                  (Status.PENDING_APPROVAL.value,))
-    cards = await card_links(store, [case.id for case in waiting])
+    waiting = await cases.oldest(store, Status.PENDING_APPROVAL, HOME_ROWS)
+    total = await cases.count(store, Status.PENDING_APPROVAL)
+    posted = await outbox.messages_of(store, [case.id for case in waiting])
+    links = {case_id: archive_link(m.channel, m.ts) for case_id, m in posted.items()}
     open_disputes = await issues.open_disputes(store)
     kept = await writeback.all_pending(store)
     return HomeFacts(
         automation=await automation_state(store),
-        waiting=[(case, cards.get(case.id)) for case in waiting],
-        waiting_total=int(count[0]) if count else len(waiting),
+        waiting=[(case, links.get(case.id)) for case in waiting],
+        waiting_total=total,
         disputes=open_disputes,
         writebacks=[(k, await cases.get(store, k.case_id)) for k in kept],
         drawn_at=now_iso())

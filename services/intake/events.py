@@ -69,3 +69,10 @@ async def mark_processed(store: Store, row_id: int, outcome: str) -> None:
     async with store.transaction() as tx:
         await tx.execute("UPDATE webhook_events SET processed_at = ?, outcome = ? WHERE id = ?",
                          (now_iso(), outcome, row_id))
+
+
+async def count_unprocessed(store: Store) -> int:
+    """How many stored webhook events wait to be applied (the health check shows it)."""
+    row = await store.fetch_one(
+        "SELECT COUNT(*) FROM webhook_events WHERE processed_at IS NULL")
+    return int(row[0]) if row else 0

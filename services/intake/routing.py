@@ -13,7 +13,7 @@ from typing import Any
 
 from services.clients.checkfront import CheckfrontError
 from services.deps import Deps
-from services.disputes import issues
+from services.disputes import stripe_events
 from services.intake.events import StoredEvent, mark_processed, processed_at
 from services.quoting.booking import SnapshotError
 from services.quoting.quote import QuoteError
@@ -102,15 +102,15 @@ async def _charge_refunded(svc: Deps, event: StoredEvent) -> str:
 
 
 async def _dispute_created(svc: Deps, event: StoredEvent) -> str:
-    return await issues.dispute_created(svc, _object(event), event.event_id)
+    return await stripe_events.dispute_created(svc, _object(event), event.event_id)
 
 
 async def _dispute_changed(svc: Deps, event: StoredEvent) -> str:
-    return await issues.dispute_changed(svc, _object(event), event.kind)
+    return await stripe_events.dispute_changed(svc, _object(event), event.kind)
 
 
 async def _payment_failed(svc: Deps, event: StoredEvent) -> str:
-    return await issues.payment_failed(svc, _object(event), event.event_id)
+    return await stripe_events.payment_failed(svc, _object(event), event.event_id)
 
 
 async def _recorded(svc: Deps, event: StoredEvent) -> str:

@@ -155,6 +155,20 @@ async def list_cases(store: Store, status: Status | None = None, limit: int = 20
     return [Case.from_row(r) for r in rows]
 
 
+async def oldest(store: Store, status: Status, limit: int) -> list[Case]:
+    """The cases in `status` that have been there longest, the oldest first."""
+    rows = await store.fetch_all(
+        "SELECT * FROM cases WHERE status = ? ORDER BY created_at, id LIMIT ?",
+        (status.value, limit))
+    return [Case.from_row(r) for r in rows]
+
+
+async def count(store: Store, status: Status) -> int:
+    """How many cases are in `status`."""
+    row = await store.fetch_one("SELECT COUNT(*) FROM cases WHERE status = ?", (status.value,))
+    return int(row[0]) if row else 0
+
+
 async def current_quote(store: Store, case: Case) -> StoredQuote:
     row = await store.fetch_one(
         "SELECT version, created_at, snapshot, quote FROM quotes WHERE case_id = ? "

@@ -135,12 +135,12 @@ async def settled(store: Store, case_id: int) -> list[Execution]:
     return [Execution.from_row(r) for r in rows]
 
 
-async def with_refund_id(store: Store, case_id: int) -> list[Execution]:
-    """The case's rows Stripe answered with a refund id, whatever became of them."""
-    rows = await store.fetch_all(
-        "SELECT * FROM executions WHERE case_id = ? AND stripe_refund_id IS NOT NULL "
-        "ORDER BY id", (case_id,))
-    return [Execution.from_row(r) for r in rows]
+async def stripe_refunds(store: Store, case_id: int) -> list[Row]:
+    """The Stripe refunds made for a case, in the order they were planned (what its card and
+    the demo list): refund id, amount, status and payment."""
+    return await store.fetch_all(
+        "SELECT stripe_refund_id, amount, status, payment_ref FROM executions "
+        "WHERE case_id = ? AND stripe_refund_id IS NOT NULL ORDER BY id", (case_id,))
 
 
 async def settled_for_booking(store: Store, booking_code: str,

@@ -98,6 +98,13 @@ async def all_pending(store: Store) -> list[PendingWriteback]:
             for r in rows]
 
 
+async def count_pending(store: Store) -> int:
+    """How many write-backs Checkfront has not taken yet (the health check shows it)."""
+    row = await store.fetch_one(
+        "SELECT COUNT(*) FROM checkfront_writebacks WHERE done_at IS NULL")
+    return int(row[0]) if row else 0
+
+
 async def _note(svc: Deps, case: Case, actor: str, manual: int) -> str:
     refunds = await ledger.settled(svc.store, case.id)
     quote = (await cases.current_quote(svc.store, case)).quote

@@ -1,0 +1,89 @@
+"""Drawing a case's Slack messages from the store's current state, and links to posted cards.
+
+Its card, its thread reply and a batch of compact lines are read from the store at the moment
+the outbox sends them, so a card always shows the case as it is now however many refreshes
+were queued. Block Kit itself is bot.slack.ui's job.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from bot.slack.ui import cards
+from bot.slack.ui.kit import archive_link, who
+from services import outbox
+from services.disputes.holds import flags_now
+from services.refunds import cases, ledger, writeback
+from services.refunds.automation import automation_state
+from services.refunds.cases import Case, Status
+from services.store import audit
+from services.store.db import Store
+
+
+async def card_context(store: Store, case: Case) -> dict[str, Any]:
+    """Everything a card needs from the store, besides the case itself."""
+    stored = await cases.current_quote(store, case)
+    customer = (stored.snapshot.get("booking") or {}).get("customer") or {}
+    name = str(customer.get("name") or "").split()
+    last = await cases.last_decision(store, case.id)
+    refunds = await ledger.stripe_refunds(store, case.id)
+    return {
+        "quote": stored.quote,
+        "customer_first_name": name[0] if name else "",
+        "decided_by": last["decided_by"] if last else None,
+        "decided_at": last["decided_at"] if last else None,
+        "decision_reason": last["reason"] if last else None,
+        "refunds": [dict(r) for r in refunds],
+        "automation": await automation_state(store),
+        "checkfront_pending": await writeback.pending(store, case.id),
+    }
+
+
+async def render_card(store: Store, case: Case) -> cards.Message:
+    """The case's card as it stands: buttons while it waits for a person, else the outcome."""
+    ctx = await card_context(store, case)
+    if case.status == Status.PENDING_APPROVAL:
+        return cards.approval_card(case, await flags_now(store, ctx["quote"]),
+                                    customer_first_name=ctx["customer_first_name"],
+                                    automation=ctx["automation"])
+    return cards.outcome_card(case, ctx["quote"], customer_first_name=ctx["customer_first_name"],
+                               decided_by=ctx["decided_by"], decided_at=ctx["decided_at"],
+                               refunds=ctx["refunds"], automation=ctx["automation"],
+                               decision_reason=ctx["decision_reason"],
+                               checkfront_pending=ctx["checkfront_pending"])
+
+
+async def render_compact(store: Store, case_ids: Sequence[int]) -> cards.Message:
+    """One message of compact lines, one per case (automatic decisions)."""
+    items = []
+    for case_id in case_ids:
+        case = await cases.get(store, case_id)
+        items.append((case, (await cases.current_quote(store, case)).quote))
+    return cards.compact_lines(items)
+
+
+async def thread_details(store: Store, case: Case) -> str:
+    """The thread reply under a decided card: what happened, with the references."""
+    lines = [f"Case #{case.id} {case.booking_code}: *{case.status.value}*"
+             + (f" — {case.status_reason}" if case.status_reason else "")]
+    for entry in await audit.history(store, case.id):
+        d = entry.detail
+        if entry.action == "stripe.refund":
+            lines.append(f"• Stripe refund {d.get('refund_id')} {d.get('amount')} on "
+                         f"{d.get('payment')} ({d.get('status')}), "
+                         f"key `{d.get('idempotency_key')}`")
+        elif entry.action == "stripe.refund_error":
+            lines.append(f"• Stripe error on {d.get('payment')}: {d.get('error')}")
+        elif entry.action.startswith("checkfront."):
+            lines.append(f"• Checkfront: {entry.action.split('.', 1)[1]}")
+        elif entry.action in ("case.approved", "case.denied"):
+            lines.append(f"• {entry.action.split('.', 1)[1]} by {who(entry.actor)} at "
+                         f"{entry.at[11:16]} UTC" + (f": {d['reason']}" if d.get("reason") else ""))
+    return "\n".join(lines)
+
+
+async def card_links(store: Store, case_ids: Sequence[int]) -> dict[int, str]:
+    """Links to the messages that show these cases (those posted so far)."""
+    return {case_id: archive_link(m.channel, m.ts)
+            for case_id, m in (await outbox.messages_of(store, case_ids)).items()}

@@ -1,0 +1,89 @@
+"""`SlackNotifier`: which case, automation or payment-issue event becomes which outbox row.
+
+It implements services.notify.Notifier and is handed to the `Deps` when they are built. It
+only queues rows; bot/slack/outbox.py delivers them, drawing each card from the current state
+when it goes out.
+
+- A case that needs (or needed) a person has a card, refreshed in place on every change; once
+  it is final, one thread reply under the card says what happened.
+- A case decided by policy gets one compact line; a Checkfront write-back still waiting gets
+  one alert of its own.
+- A dispute or failed payment gets a card when it opens; later changes refresh that card once
+  it is posted (until then the post draws it as it stands).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from bot.slack.outbox import Outbox
+from bot.slack.ui import cards
+from services import outbox as posts
+from services.disputes import issues
+from services.disputes.issues import PaymentIssue
+from services.quoting.quote import Quote
+from services.refunds import cases, writeback
+from services.refunds.cases import Case, Status
+from services.store.db import Store
+
+FINAL = (Status.REFUNDED, Status.PARTIALLY_REFUNDED, Status.DENIED, Status.SKIPPED,
+         Status.FAILED)
+
+
+@dataclass(frozen=True)
+class Channels:
+    approvals: str
+    digest: str
+
+
+class SlackNotifier:
+    """services.notify.Notifier for Slack: every change becomes an outbox row."""
+
+    def __init__(self, store: Store, channels: Channels, outbox: Outbox) -> None:
+        self.store = store
+        self.channels = channels
+        self.outbox = outbox
+
+    async def case_opened(self, case: Case, quote: Quote) -> None:
+        await self.case_updated(case)
+
+    async def case_updated(self, case: Case) -> None:
+        card = await posts.message_of(self.store, case.id)
+        has_card = card is not None and card.kind == "card"
+        if has_card or await self._needs_person(case):
+            await self.outbox.add(self.channels.approvals, "card", case.id)
+        elif case.status in FINAL:
+            if card is None:
+                await self.outbox.add(self.channels.approvals, "compact", case.id)
+            kept = await writeback.pending(self.store, case.id)
+            if kept is not None:   # a compact line cannot say it: one alert of its own
+                message = cards.writeback_alert(case, kept)
+                await self.outbox.add_once(self.channels.approvals, "alert", case.id,
+                                           {"text": message.text, "blocks": message.blocks})
+        if case.status in FINAL and has_card:
+            await self.outbox.add_once(self.channels.approvals, "thread", case.id,
+                                       {"status": str(case.status)})
+
+    async def automation_changed(self, paused: bool, reason: str, by: str) -> None:
+        message = cards.automation_alert(paused, reason, by, [])
+        await self.outbox.add(self.channels.approvals, "alert", None,
+                              {"text": message.text, "blocks": message.blocks})
+
+    async def issue_opened(self, issue: PaymentIssue) -> None:
+        await self.outbox.add(self.channels.approvals, "issue", None, {"issue_id": issue.id})
+
+    async def issue_updated(self, issue: PaymentIssue) -> None:
+        """Refresh the card once it is posted; a post still on its way draws the latest."""
+        current = await issues.get_issue(self.store, issue.id)
+        if current.slack_channel and current.slack_ts:
+            await self.outbox.add(self.channels.approvals, "issue", None,
+                                  {"issue_id": issue.id})
+
+    async def _needs_person(self, case: Case) -> bool:
+        if case.status == Status.PENDING_APPROVAL:
+            return True
+        if case.status == Status.FAILED:
+            return True
+        last = await cases.last_decision(self.store, case.id)
+        return last is not None and last["decision"] in ("approve", "deny") and \
+            last["decided_by"] != "policy"
