@@ -11,12 +11,13 @@ import json
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from bot.cli.render import case_history, case_line
+from bot.cli.render import case_line
 from bot.settings import load_settings, load_store_settings
 from services.money import to_minor
 from services.refunds import cases, decisions
 from services.refunds.automation import set_automation
 from services.refunds.cases import Status
+from services.refunds.history import case_history
 from services.store import audit
 from services.store.db import Store
 

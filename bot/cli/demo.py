@@ -18,12 +18,13 @@ from typing import Any
 
 import httpx
 
-from bot.cli.render import case_history, quote_table, slack_message_text
+from bot.cli.render import quote_table, slack_message_text
 from bot.cli.world import APPROVALS, FIONA, MARIA, SAM, Item, World
 from bot.slack.ui import ids
 from bot.slack.ui.disputes import SUBMIT_EVIDENCE
 from services.refunds import cases
 from services.refunds.cases import Status
+from services.refunds.history import case_history
 from services.refunds.ledger import stripe_refunds
 from services.store import audit
 

@@ -12,7 +12,6 @@ from typing import Any
 
 from slack_bolt.async_app import AsyncApp
 
-from bot.cli.render import case_history
 from bot.slack.ui import cards
 from handlers.slack.deps import SlackDeps
 from services.clients.checkfront import BookingNotFound, CheckfrontError, CheckfrontUnavailable
@@ -22,6 +21,7 @@ from services.quoting.booking import SnapshotError
 from services.quoting.quote import QuoteError
 from services.refunds import cases
 from services.refunds.automation import automation_state, set_automation
+from services.refunds.history import case_history
 from services.refunds.snapshots import assemble_snapshot, quote_snapshot
 from services.store import audit
 from services.store.db import utcnow
