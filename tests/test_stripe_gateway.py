@@ -13,14 +13,10 @@ from aiohttp import web
 from sandbox.http import serving
 from sandbox.stripe_server import StripeSandbox
 from sandbox.stripe_webhooks import sign
-from services.clients.stripe_gateway import (
-    InvalidStripeSignature,
-    StripeGateway,
-    StripeGatewayError,
-    from_stripe_amount,
-    to_stripe_amount,
-    verify_event,
-)
+from services.clients.stripe_errors import StripeGatewayError
+from services.clients.stripe_events import InvalidStripeSignature, verify_event
+from services.clients.stripe_gateway import StripeGateway
+from services.clients.stripe_money import from_stripe_amount, to_stripe_amount
 
 KEY = "sk_test_sandbox"
 SECRET = "whsec_sandbox"

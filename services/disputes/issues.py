@@ -23,7 +23,9 @@ from enum import StrEnum
 from typing import Any, Protocol
 
 from services.clients.checkfront import CheckfrontError
-from services.clients.stripe_gateway import StripeGateway, StripeGatewayError, from_stripe_amount
+from services.clients.stripe_errors import StripeGatewayError
+from services.clients.stripe_gateway import StripeGateway
+from services.clients.stripe_money import from_stripe_amount
 from services.deps import Deps
 from services.disputes.evidence import BookingLink, EvidencePack, build_evidence, find_booking
 from services.disputes.holds import LOST_STATUSES, NO_HOLD_STATUSES
