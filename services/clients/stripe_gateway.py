@@ -146,31 +146,15 @@ class StripeGateway:
         if not 1 <= page_size <= 100:
             raise StripeGatewayError("invalid", "page_size must be 1..100")
         params: dict[str, Any] = {
-            "created": {"gte": created_gte, "lt": created_lt},
-            "limit": page_size,
+            "created": {"gte": created_gte, "lt": created_lt}, "limit": page_size
         }
-        while True:
-            page = await self._call(
-                partial(self._client.v1.refunds.list_async, dict(params)), writes=False
-            )
-            for item in page.data:
-                yield refund_from(item)
-            if not page.has_more or not page.data:
-                return
-            params["starting_after"] = page.data[-1].id
+        async for refund in self._listed_refunds(params):
+            yield refund
 
     async def refunds_for(self, payment_ref: str) -> list[StripeRefund]:
         """Every refund of one payment, newest first: how to settle a `maybe_applied` doubt."""
         params: dict[str, Any] = {_ref_field(payment_ref): payment_ref, "limit": 100}
-        found: list[StripeRefund] = []
-        while True:
-            page = await self._call(
-                partial(self._client.v1.refunds.list_async, dict(params)), writes=False
-            )
-            found.extend(refund_from(item) for item in page.data)
-            if not page.has_more or not page.data:
-                return found
-            params["starting_after"] = page.data[-1].id
+        return [refund async for refund in self._listed_refunds(params)]
 
     # ---- disputes ------------------------------------------------------------------------
 
@@ -291,6 +275,20 @@ class StripeGateway:
         return StripePaymentLink(str(data["id"]), str(data["url"]), bool(data.get("active")))
 
     # ---- internals ---------------------------------------------------------------------------
+
+    async def _listed_refunds(self, params: Mapping[str, Any]) -> AsyncIterator[StripeRefund]:
+        """Every refund Stripe lists for `params`, newest first, page by page: each next page
+        starts after the last refund of the one before, until Stripe says there is no more."""
+        query = dict(params)
+        while True:
+            page = await self._call(
+                partial(self._client.v1.refunds.list_async, dict(query)), writes=False
+            )
+            for item in page.data:
+                yield refund_from(item)
+            if not page.has_more or not page.data:
+                return
+            query["starting_after"] = page.data[-1].id
 
     async def _payment_currency(self, payment_ref: str) -> str:
         if payment_ref.startswith("pi_"):
