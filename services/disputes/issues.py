@@ -22,7 +22,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any, Protocol
 
-from services.clients.checkfront import CheckfrontError
+from services.clients.checkfront_errors import CheckfrontError
 from services.clients.stripe_errors import StripeGatewayError
 from services.clients.stripe_gateway import StripeGateway
 from services.clients.stripe_money import from_stripe_amount

@@ -12,7 +12,8 @@ import asyncio
 from collections.abc import Callable, Collection
 from dataclasses import dataclass
 
-from services.clients.checkfront import BookingNotFound, CheckfrontClient, CheckfrontError
+from services.clients.checkfront import CheckfrontClient
+from services.clients.checkfront_errors import BookingNotFound, CheckfrontError
 from services.clients.stripe_records import StripeRefund
 from services.money import display
 

@@ -11,7 +11,7 @@ from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Any
 
-from services.clients.checkfront import CheckfrontError
+from services.clients.checkfront_errors import CheckfrontError
 from services.deps import Deps
 from services.disputes import issues
 from services.intake.events import StoredEvent, mark_processed, processed_at
