@@ -1,7 +1,8 @@
 """Clients of the outside systems, and the only code that speaks to them.
 
-Checkfront (API 3.0): `checkfront` is the HTTP client, `checkfront_bodies` reads its booking
-and transaction bodies into the snapshot dict and `checkfront_errors` holds its failures.
+Checkfront (API 3.0): `checkfront` is the HTTP client, `checkfront_bodies` Checkfront's
+vocabulary (its status codes; its booking and transaction bodies read into the snapshot
+dict) and `checkfront_errors` holds its failures.
 
 Stripe: `stripe_gateway` makes the calls (refunds, disputes, payments) with their retries,
 `stripe_money` holds Stripe's amount rules, `stripe_records` reads Stripe's objects,

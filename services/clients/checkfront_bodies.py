@@ -1,5 +1,5 @@
-"""Checkfront's API 3.0 booking and transaction bodies, read into the shape of Checkfront's
-booking webhook (the snapshot dict).
+"""Checkfront's vocabulary: its status codes, and the API 3.0 booking and transaction bodies
+read into the shape of Checkfront's booking webhook (the snapshot dict).
 
 `booking_from_body` maps the body of `GET booking/{id}` into the webhook's booking
 (`{..., "order": {"items": {"item": [...]}}}`); `transactions_from_body` reads
@@ -18,6 +18,22 @@ from typing import Any
 from services.clients.checkfront_errors import CheckfrontError
 
 _TRANSACTION_KEYS = ("booking/transact", "transact", "transactions")
+
+
+def checkfront_status(
+    record: Mapping[str, Any], *keys: str, default: str = "", strip: bool = True
+) -> str:
+    """The status code a Checkfront booking, line or transaction carries, in upper case.
+
+    Reads the first of `keys` with a value (None, "" and other falsy values count as none),
+    else `default`. The API's bodies say `status_id` (booking and items); the booking webhook
+    and the snapshot say `status`; so each caller names the keys it reads, in the order it
+    trusts them. `strip=False` keeps blanks around the code (" VOID " stays unequal to
+    "VOID"), as the snapshot's lines and the webhook's cancellation check have always read it.
+    """
+    values = (record.get(key) for key in keys)
+    value = next((v for v in values if v), default)
+    return (_text(value) if strip else str(value)).upper()
 
 
 def booking_from_body(body: Mapping[str, Any]) -> dict[str, Any]:
@@ -40,7 +56,7 @@ def transactions_from_body(body: Mapping[str, Any], code: str) -> list[dict[str,
 
 
 def _booking(raw: Mapping[str, Any], account_currency: Any) -> dict[str, Any]:
-    status = _text(raw.get("status_id") or raw.get("status")).upper()
+    status = checkfront_status(raw, "status_id", "status")
     order_in = _dict(raw.get("order")) or raw
     attrs = _dict(raw.get("@attributes"))
     order_attrs = _dict(order_in.get("@attributes"))
@@ -104,7 +120,7 @@ def _item(key: str, it: Mapping[str, Any], booking_status: str) -> dict[str, Any
         "end_date": _text(it.get("end_date")),
         "sku": _text(it.get("sku")),
         "name": _text(it.get("name")),
-        "status": _text(it.get("status_id") or it.get("status") or booking_status).upper(),
+        "status": checkfront_status(it, "status_id", "status", default=booking_status),
         "total": _amount(it.get("total")),
         "tax_total": _amount(it.get("tax_total")),
         "qty": _text(it.get("qty") or "1"),
@@ -122,7 +138,7 @@ def _records(value: Any) -> list[dict[str, Any]]:
 
 
 def _transaction(raw: Mapping[str, Any], code: str) -> dict[str, Any]:
-    status = _text(raw.get("status")).upper()
+    status = checkfront_status(raw, "status")
     amount = _dec(raw.get("amount"))
     if status == "REFUND":
         amount = abs(amount)  # refunds are reported as positive amounts
