@@ -36,7 +36,9 @@ from zoneinfo import ZoneInfo
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from services.clients.stripe_gateway import StripeGateway, StripeGatewayError, StripeRefund  # noqa: E402
+from services.clients.stripe_errors import StripeGatewayError  # noqa: E402
+from services.clients.stripe_gateway import StripeGateway  # noqa: E402
+from services.clients.stripe_records import StripeRefund  # noqa: E402
 from services.deps import Deps  # noqa: E402
 from services.finance.days import day_window  # noqa: E402
 from services.finance.reconcile import reconcile_day  # noqa: E402

@@ -13,10 +13,10 @@ import pytest
 
 from sandbox.checkfront_server import CheckfrontSandbox
 from sandbox.http import RunningServer, start
-from services.clients.checkfront import (
+from services.clients.checkfront import CheckfrontClient
+from services.clients.checkfront_errors import (
     BookingNotFound,
     CheckfrontAuthError,
-    CheckfrontClient,
     CheckfrontError,
     CheckfrontUnavailable,
 )

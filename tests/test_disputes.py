@@ -21,7 +21,8 @@ from bot.slack.ui.disputes import (
 from sandbox.http import serving
 from sandbox.stripe_objects import Dispute, PaymentIntent
 from sandbox.stripe_server import StripeSandbox
-from services.clients.stripe_gateway import StripeGateway, StripeGatewayError
+from services.clients.stripe_errors import StripeGatewayError
+from services.clients.stripe_gateway import StripeGateway
 from services.disputes import issues, stripe_events
 from services.disputes.issues import IssueState
 from services.refunds import cases

@@ -21,7 +21,8 @@ localstripe_resources = pytest.importorskip("localstripe.resources")
 localstripe_server = pytest.importorskip("localstripe.server")
 
 from sandbox.http import serving  # noqa: E402
-from services.clients.stripe_gateway import StripeGateway, StripeGatewayError  # noqa: E402
+from services.clients.stripe_errors import StripeGatewayError  # noqa: E402
+from services.clients.stripe_gateway import StripeGateway  # noqa: E402
 
 KEY = "sk_test_localstripe"
 # localstripe builds one aiohttp app at import time, and an app is bound to the first event loop

@@ -13,14 +13,10 @@ from aiohttp import web
 from sandbox.http import serving
 from sandbox.stripe_server import StripeSandbox
 from sandbox.stripe_webhooks import sign
-from services.clients.stripe_gateway import (
-    InvalidStripeSignature,
-    StripeGateway,
-    StripeGatewayError,
-    from_stripe_amount,
-    to_stripe_amount,
-    verify_event,
-)
+from services.clients.stripe_errors import StripeGatewayError
+from services.clients.stripe_events import InvalidStripeSignature, verify_event
+from services.clients.stripe_gateway import StripeGateway
+from services.clients.stripe_money import from_stripe_amount, to_stripe_amount
 
 KEY = "sk_test_sandbox"
 SECRET = "whsec_sandbox"
@@ -252,6 +248,21 @@ async def test_iter_refunds_filters_by_created_and_streams_pages() -> None:
     assert [first.amount, *rest] == [107, 106, 105, 104, 103, 102, 101]
     listed = [r for r in sandbox.requests if r.method == "GET" and r.path == "/v1/refunds"]
     assert len(listed) == 4
+
+
+async def test_refunds_for_follows_pages_past_one_hundred(stand_in: StandIn) -> None:
+    gateway = stand_in.gateway()
+    pi = stand_in.sandbox.add_payment(100_000, "usd")
+    other = stand_in.sandbox.add_payment(5000, "usd")
+    made = [await refund(gateway, pi.id, 100 + i, f"k-many-{i}") for i in range(101)]
+    await refund(gateway, other.id, 500, "k-other")
+
+    found = await gateway.refunds_for(pi.id)
+    assert sorted(r.id for r in found) == sorted(r.id for r in made)
+    assert [r.created for r in found] == sorted((r.created for r in found), reverse=True)
+    listed = [r for r in stand_in.sandbox.requests
+              if r.method == "GET" and r.path == "/v1/refunds"]
+    assert len(listed) == 2  # 100 on the first page, the last one after its cursor
 
 
 # ---- webhooks ----------------------------------------------------------------------------------

@@ -7,7 +7,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from handlers.http.context import AppContext, read_limited
-from services.clients.stripe_gateway import InvalidStripeSignature, verify_event
+from services.clients.stripe_events import InvalidStripeSignature, verify_event
 from services.intake.events import store_event
 from services.store import audit
 

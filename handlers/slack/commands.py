@@ -14,7 +14,11 @@ from slack_bolt.async_app import AsyncApp
 
 from bot.slack.ui import cards
 from handlers.slack.deps import SlackDeps
-from services.clients.checkfront import BookingNotFound, CheckfrontError, CheckfrontUnavailable
+from services.clients.checkfront_errors import (
+    BookingNotFound,
+    CheckfrontError,
+    CheckfrontUnavailable,
+)
 from services.finance.report import ReportError, range_report
 from services.money import display
 from services.quoting.booking import SnapshotError

@@ -1,12 +1,10 @@
-"""Async client for the Checkfront API 3.0 (token auth over HTTP Basic).
+"""The Checkfront API 3.0 client: bookings, status updates and staff notes over HTTP, with
+token auth (HTTP Basic), retries and redirects that never carry credentials where they
+should not go.
 
-`get_booking_snapshot` maps `GET booking/{id}` into the shape of Checkfront's booking
-webhook (`{"booking": {..., "order": {"items": {"item": [...]}}}}`) and adds a
-top-level `transactions` list read from `GET booking/{id}/transact` when the account
-exposes it. That endpoint and the booking body are not in the published docs, so the
-mapping accepts the variants seen in practice: items keyed by line id, as a list, or
-as `{"item": obj | list}`; transactions as a list or keyed object. Amounts stay decimal
-strings; `items.item` is always a list in the output.
+`get_booking_snapshot` returns `{"booking": ..., "transactions": [...]}` in the shape of
+Checkfront's booking webhook (read by `checkfront_bodies`); `transactions` is there only when
+the account exposes `GET booking/{id}/transact`. The errors are in `checkfront_errors`.
 
 Never logs credentials, note bodies, or customer details.
 """
@@ -20,15 +18,21 @@ import logging
 import random
 import re
 import time
-from collections.abc import Iterator, Mapping
-from decimal import Decimal, InvalidOperation
+from collections.abc import Mapping
+from decimal import Decimal
 from types import TracebackType
 from typing import Any
 from urllib.parse import quote
 
 import httpx
 
-from services.errors import DomainError
+from services.clients.checkfront_bodies import booking_from_body, transactions_from_body
+from services.clients.checkfront_errors import (
+    BookingNotFound,
+    CheckfrontAuthError,
+    CheckfrontError,
+    CheckfrontUnavailable,
+)
 
 log = logging.getLogger(__name__)
 
@@ -39,26 +43,6 @@ _LOOPBACK = frozenset({"localhost", "127.0.0.1", "::1"})
 _REF = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
 _STATUS = re.compile(r"^[A-Za-z0-9_]{1,16}$")
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
-
-
-class CheckfrontError(DomainError):
-    """Base error; the message is safe to show a user (no secrets, no customer data)."""
-
-    def __init__(self, message: str, *, status: int | None = None) -> None:
-        super().__init__(message)
-        self.status = status
-
-
-class CheckfrontAuthError(CheckfrontError):
-    """Checkfront rejected the API key/secret (HTTP 401/403)."""
-
-
-class BookingNotFound(CheckfrontError):
-    """No such booking (HTTP 404, or a reference that cannot name a booking)."""
-
-
-class CheckfrontUnavailable(CheckfrontError):
-    """Checkfront could not be reached or kept failing (5xx/429 after retries, timeouts)."""
 
 
 class CheckfrontClient:
@@ -117,16 +101,11 @@ class CheckfrontClient:
     async def get_booking_snapshot(self, booking: str) -> dict[str, Any]:
         """Booking by numeric id or code, in booking-webhook shape plus `transactions`."""
         ref = _booking_ref(booking)
-        data = await self._request("GET", f"booking/{quote(ref)}")
-        raw = data.get("booking")
-        if not isinstance(raw, dict):
-            raise CheckfrontError("Checkfront returned a booking response without a booking.")
-        locale = data.get("locale")
-        account_currency = locale.get("currency") if isinstance(locale, dict) else None
-        snapshot: dict[str, Any] = {"booking": _to_webhook_shape(raw, account_currency)}
+        shaped = booking_from_body(await self._request("GET", f"booking/{quote(ref)}"))
+        snapshot: dict[str, Any] = {"booking": shaped}
         if self._fetch_transactions:
-            booking_id = snapshot["booking"]["@attributes"]["booking_id"] or ref
-            transactions = await self._transactions(booking_id, snapshot["booking"]["code"])
+            booking_id = shaped["@attributes"]["booking_id"] or ref
+            transactions = await self._transactions(booking_id, shaped["code"])
             if transactions is not None:
                 snapshot["transactions"] = transactions
         return snapshot
@@ -163,10 +142,7 @@ class CheckfrontClient:
                 log.info("Checkfront transactions not available (HTTP %s)", exc.status)
                 return None
             raise
-        for key in ("booking/transact", "transact", "transactions"):
-            if key in data:
-                return [_transaction(t, code) for t in _records(data[key])]
-        return None
+        return transactions_from_body(data, code)
 
     async def _request(
         self,
@@ -252,7 +228,7 @@ class CheckfrontClient:
         return random.uniform(ceiling / 2, ceiling)
 
 
-# ---- mapping ---------------------------------------------------------------------------
+# ---- helpers ---------------------------------------------------------------------------
 
 
 def truncate_note(body: str) -> str:
@@ -263,137 +239,6 @@ def truncate_note(body: str) -> str:
     if len(text) <= NOTE_MAX_CHARS:
         return text
     return text[: NOTE_MAX_CHARS - 1].rstrip() + "…"
-
-
-def _to_webhook_shape(raw: Mapping[str, Any], account_currency: Any) -> dict[str, Any]:
-    status = _text(raw.get("status_id") or raw.get("status")).upper()
-    order_in = _dict(raw.get("order")) or raw
-    attrs = _dict(raw.get("@attributes"))
-    order_attrs = _dict(order_in.get("@attributes"))
-    currency = _text(
-        order_attrs.get("currency_id") or raw.get("currency_id") or account_currency
-    ).upper()
-    items = [_item(key, it, status) for key, it in _item_rows(order_in.get("items"))]
-    tax_total = _amount(order_in.get("tax_total"))
-    sub_total = order_in.get("sub_total")
-    if sub_total is None:
-        sub_total = sum((_dec(i["total"]) - _dec(i["tax_total"]) for i in items), Decimal(0))
-    customer_in = _dict(raw.get("customer"))
-    booking: dict[str, Any] = {
-        "@attributes": {"booking_id": _text(attrs.get("booking_id") or raw.get("booking_id"))},
-        "status": status,
-        "code": _text(raw.get("code")),
-        "created_date": _text(raw.get("created_date")),
-        "customer": {
-            "name": _text(customer_in.get("name") or raw.get("customer_name")),
-            "email": _text(customer_in.get("email") or raw.get("customer_email")),
-        },
-        "order": {
-            "@attributes": {"currency_id": currency},
-            "sub_total": _amount(sub_total),
-            "tax_total": tax_total,
-            "paid_total": _amount(order_in.get("paid_total")),
-            "total": _amount(order_in.get("total")),
-            "discount": _amount(order_in.get("discount")),
-            "items": {"item": items},
-        },
-    }
-    for key in ("start_date", "end_date"):
-        if raw.get(key) is not None:
-            booking[key] = _text(raw[key])
-    return booking
-
-
-def _item_rows(value: Any) -> Iterator[tuple[str, dict[str, Any]]]:
-    """(line key, item) pairs from a list, `{"item": ...}`, a keyed object or one item."""
-    if isinstance(value, list):
-        for index, row in enumerate(value, start=1):
-            if isinstance(row, dict):
-                yield str(index), row
-    elif isinstance(value, dict):
-        if "item" in value and len(value) == 1:
-            yield from _item_rows(value["item"])
-        elif value and all(isinstance(v, dict) for v in value.values()) and "sku" not in value:
-            for key, row in value.items():
-                yield str(key), row
-        elif value:
-            yield "1", value
-
-
-def _item(key: str, it: Mapping[str, Any], booking_status: str) -> dict[str, Any]:
-    attrs = _dict(it.get("@attributes"))
-    line_id = attrs.get("line_id") or it.get("line_id") or key
-    item_id = attrs.get("item_id") or it.get("item_id")
-    return {
-        "@attributes": {"line_id": _text(line_id), "item_id": _text(item_id)},
-        "start_date": _text(it.get("start_date")),
-        "end_date": _text(it.get("end_date")),
-        "sku": _text(it.get("sku")),
-        "name": _text(it.get("name")),
-        "status": _text(it.get("status_id") or it.get("status") or booking_status).upper(),
-        "total": _amount(it.get("total")),
-        "tax_total": _amount(it.get("tax_total")),
-        "qty": _text(it.get("qty") or "1"),
-    }
-
-
-def _records(value: Any) -> list[dict[str, Any]]:
-    if isinstance(value, list):
-        return [v for v in value if isinstance(v, dict)]
-    if isinstance(value, dict):
-        if "transaction_id" in value:
-            return [value]
-        return [v for v in value.values() if isinstance(v, dict)]
-    return []
-
-
-def _transaction(raw: Mapping[str, Any], code: str) -> dict[str, Any]:
-    status = _text(raw.get("status")).upper()
-    amount = _dec(raw.get("amount"))
-    if status == "REFUND":
-        amount = abs(amount)  # refunds are reported as positive amounts
-    try:
-        when: int | str = int(_text(raw.get("date")))
-    except ValueError:
-        when = _text(raw.get("date"))
-    record: dict[str, Any] = {
-        "transaction_id": _text(raw.get("transaction_id")),
-        "date": when,
-        "status": status,
-        "amount": _amount(amount),
-        "gateway_id": _text(raw.get("gateway_id")),
-        "booking_id": _text(raw.get("booking_id") or code),
-    }
-    if raw.get("original_transaction_id"):
-        record["original_transaction_id"] = _text(raw["original_transaction_id"])
-    return record
-
-
-def _dict(value: Any) -> Mapping[str, Any]:
-    return value if isinstance(value, dict) else {}
-
-
-def _text(value: Any) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, Decimal):
-        return format(value, "f")
-    return str(value).strip()
-
-
-def _dec(value: Any) -> Decimal:
-    try:
-        return Decimal(_text(value) or "0")
-    except InvalidOperation:
-        raise CheckfrontError("Checkfront returned an amount that is not a number.") from None
-
-
-def _amount(value: Any) -> str:
-    """Decimal string as Checkfront writes it; a missing amount reads as zero."""
-    return _text(value) if _text(value) else "0.00"
-
-
-# ---- helpers ---------------------------------------------------------------------------
 
 
 def _normalise_base(base_url: str) -> str:

@@ -1,8 +1,10 @@
-"""The only module that speaks Stripe: refunds, refund look-ups and listings, webhook signatures,
-and what disputes and failed payments need (evidence, closing, re-confirming, payment links).
+"""The Stripe gateway: refunds, refund look-ups and listings, and what disputes and failed
+payments need (evidence, closing, re-confirming, payment links), with the retries around them.
 
-Amounts cross this boundary in the project's minor units (`services.money` exponents, ISO 4217);
-Stripe's own amount rules stay here (`to_stripe_amount`, `from_stripe_amount`).
+Only `services/clients/` speaks Stripe: this module makes the calls; `stripe_money` holds
+Stripe's amount rules, `stripe_records` reads Stripe's objects, `stripe_errors` its failures and
+`stripe_events` its webhook signatures. Amounts cross this boundary in the project's minor
+units (`services.money` exponents, ISO 4217).
 
 Retries: the official client retries connection errors, timeouts, 409 and 5xx itself
 (`max_network_retries`, same idempotency key each time). It does not retry 429, so this module
@@ -14,27 +16,26 @@ refund may exist; look for it (`refunds_for`, by metadata) before deciding anyth
 from __future__ import annotations
 
 import asyncio
-import json
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
-from dataclasses import dataclass, field
 from functools import partial
-from typing import Any, Literal, TypeVar
+from typing import Any, TypeVar
 
 import stripe
 
-from services.errors import DomainError
-from services.money import MoneyError, exponent, format_minor, normalize_currency
+from services.clients.stripe_errors import StripeGatewayError, gateway_error
+from services.clients.stripe_money import checked_currency, from_stripe_amount, to_stripe_amount
+from services.clients.stripe_records import (
+    StripeDispute,
+    StripePayment,
+    StripePaymentLink,
+    StripeRefund,
+    dispute_from,
+    payment_from,
+    ref_id,
+    refund_from,
+)
 
-ErrorKind = Literal[
-    "over_refund", "invalid", "rate_limited", "unavailable", "idempotency", "auth", "not_found"
-]
 REFUND_REASON = "requested_by_customer"
-# Stripe's three-decimal currencies: amounts must end in 0 at Stripe.
-STRIPE_THREE_DECIMAL = frozenset({"BHD", "JOD", "KWD", "OMR", "TND"})
-# Where Stripe's API exponent differs from ISO 4217: ISK is two-decimal at Stripe
-# (100 = 1 krona) and takes whole kronur only.
-STRIPE_EXPONENT_OVERRIDES = {"ISK": 2}
-_OVER_REFUND_CODES = frozenset({"charge_already_refunded", "amount_too_large"})
 # Text evidence a dispute accepts (file evidence takes upload ids and is not sent from here).
 DISPUTE_TEXT_EVIDENCE = frozenset({
     "access_activity_log", "billing_address", "cancellation_policy_disclosure",
@@ -46,147 +47,6 @@ DISPUTE_TEXT_EVIDENCE = frozenset({
 EVIDENCE_TEXT_LIMIT = 150_000  # Stripe: combined characters of all text evidence
 
 T = TypeVar("T")
-
-
-class StripeGatewayError(DomainError):
-    """A Stripe failure in the project's terms.
-
-    maybe_applied: the request may have been executed although no answer said so (timeouts,
-    connection errors, 5xx on a write). Check before treating the refund as not made.
-    """
-
-    def __init__(
-        self,
-        kind: ErrorKind,
-        message: str,
-        *,
-        code: str | None = None,
-        http_status: int | None = None,
-        request_id: str | None = None,
-        maybe_applied: bool = False,
-    ) -> None:
-        super().__init__(message)
-        self.kind: ErrorKind = kind
-        self.message = message
-        self.code = code
-        self.http_status = http_status
-        self.request_id = request_id
-        self.maybe_applied = maybe_applied
-
-    def __repr__(self) -> str:
-        return (
-            f"StripeGatewayError(kind={self.kind!r}, message={self.message!r}, "
-            f"code={self.code!r}, http_status={self.http_status!r})"
-        )
-
-
-class InvalidStripeSignature(DomainError, ValueError):
-    """A webhook body whose Stripe-Signature does not check out (or is stale)."""
-
-
-@dataclass(frozen=True)
-class StripeRefund:
-    id: str
-    amount: int  # project minor units
-    currency: str  # upper case
-    status: str  # pending | requires_action | succeeded | failed | canceled
-    payment_intent: str | None
-    charge: str | None
-    failure_reason: str | None
-    metadata: dict[str, str] = field(hash=False)
-    created: int
-
-
-@dataclass(frozen=True)
-class StripeDispute:
-    id: str
-    amount: int  # project minor units
-    currency: str  # upper case
-    status: str  # needs_response | under_review | won | lost | warning_* ...
-    reason: str
-    charge: str | None
-    payment_intent: str | None
-    due_by: int | None  # evidence deadline, Unix seconds
-    submission_count: int
-    evidence: dict[str, str] = field(hash=False)  # text evidence Stripe holds
-
-
-@dataclass(frozen=True)
-class StripePayment:
-    """A PaymentIntent as the bot needs it: `error` is the last payment error's message,
-    `payment_method` the one attached now, `failed_payment_method` the one that failed."""
-
-    id: str
-    amount: int  # project minor units
-    currency: str
-    status: str
-    metadata: dict[str, str] = field(hash=False)
-    error: str | None = None
-    decline_code: str | None = None
-    payment_method: str | None = None
-    failed_payment_method: str | None = None
-
-
-@dataclass(frozen=True)
-class StripePaymentLink:
-    id: str
-    url: str
-    active: bool
-
-
-def _currency(currency: str) -> str:
-    try:
-        return normalize_currency(currency)
-    except MoneyError as exc:
-        raise StripeGatewayError("invalid", str(exc)) from None
-
-
-def _scale(code: str) -> int:
-    """Power of ten between project minor units and Stripe's units for `code`."""
-    stripe_exponent = STRIPE_EXPONENT_OVERRIDES.get(code)
-    return 0 if stripe_exponent is None else stripe_exponent - exponent(code)
-
-
-def to_stripe_amount(minor: int, currency: str) -> int:
-    """Project minor units to the `amount` Stripe expects; refuses what Stripe would refuse."""
-    code = _currency(currency)
-    if isinstance(minor, bool) or not isinstance(minor, int):
-        raise StripeGatewayError("invalid", f"amount must be an integer, got {minor!r}")
-    if minor <= 0:
-        raise StripeGatewayError("invalid", f"amount must be positive, got {minor}")
-    amount = minor * 10 ** _scale(code)
-    if code in STRIPE_THREE_DECIMAL and amount % 10:
-        raise StripeGatewayError(
-            "invalid",
-            f"Stripe accepts {code} amounts only in multiples of 0.010 (last digit 0); "
-            f"{format_minor(minor, code)} {code} is not one",
-        )
-    return amount
-
-
-def from_stripe_amount(amount: int, currency: str) -> int:
-    """Stripe's `amount` to project minor units (whole units for ISK, rounding down)."""
-    return int(amount) // 10 ** _scale(_currency(currency))
-
-
-def verify_event(
-    payload: bytes, sig_header: str, secret: str, tolerance: int = 300
-) -> dict[str, Any]:
-    """Check a webhook's `Stripe-Signature` over the raw body and return the event as a dict."""
-    try:
-        text = payload.decode("utf-8")
-        stripe.WebhookSignature.verify_header(text, sig_header, secret, tolerance)
-    except stripe.SignatureVerificationError as exc:
-        raise InvalidStripeSignature(exc.user_message or "invalid signature") from None
-    except UnicodeDecodeError:
-        raise InvalidStripeSignature("webhook body is not UTF-8") from None
-    try:
-        event = json.loads(text)
-    except ValueError:
-        raise InvalidStripeSignature("signed body is not JSON") from None
-    if not isinstance(event, dict) or not event.get("id") or not event.get("type"):
-        raise InvalidStripeSignature("signed body is not a Stripe event")
-    return event
 
 
 class StripeGateway:
@@ -250,10 +110,9 @@ class StripeGateway:
         The payment's currency is checked first: an amount is never sent in the wrong currency.
         """
         ref_field = _ref_field(payment_ref)
-        code = _currency(currency)
+        code = checked_currency(currency)
         stripe_amount = to_stripe_amount(amount, code)
-        if not idempotency_key or len(idempotency_key) > 255:
-            raise StripeGatewayError("invalid", "idempotency key must be 1..255 characters")
+        key = _key(idempotency_key)
         paid_in = await self._payment_currency(payment_ref)
         if paid_in != code:
             raise StripeGatewayError(
@@ -266,11 +125,11 @@ class StripeGateway:
         }
         if self._send_reason:
             params["reason"] = REFUND_REASON
-        options: stripe.RequestOptions = {"idempotency_key": idempotency_key}
+        options: stripe.RequestOptions = {"idempotency_key": key}
         refund = await self._call(
             lambda: self._client.v1.refunds.create_async(params, options), writes=True
         )
-        return _refund_from(refund)
+        return refund_from(refund)
 
     async def get_refund(self, refund_id: str) -> StripeRefund:
         if not refund_id:
@@ -278,7 +137,7 @@ class StripeGateway:
         refund = await self._call(
             lambda: self._client.v1.refunds.retrieve_async(refund_id), writes=False
         )
-        return _refund_from(refund)
+        return refund_from(refund)
 
     async def iter_refunds(
         self, *, created_gte: int, created_lt: int, page_size: int = 100
@@ -287,31 +146,15 @@ class StripeGateway:
         if not 1 <= page_size <= 100:
             raise StripeGatewayError("invalid", "page_size must be 1..100")
         params: dict[str, Any] = {
-            "created": {"gte": created_gte, "lt": created_lt},
-            "limit": page_size,
+            "created": {"gte": created_gte, "lt": created_lt}, "limit": page_size
         }
-        while True:
-            page = await self._call(
-                partial(self._client.v1.refunds.list_async, dict(params)), writes=False
-            )
-            for item in page.data:
-                yield _refund_from(item)
-            if not page.has_more or not page.data:
-                return
-            params["starting_after"] = page.data[-1].id
+        async for refund in self._listed_refunds(params):
+            yield refund
 
     async def refunds_for(self, payment_ref: str) -> list[StripeRefund]:
         """Every refund of one payment, newest first: how to settle a `maybe_applied` doubt."""
         params: dict[str, Any] = {_ref_field(payment_ref): payment_ref, "limit": 100}
-        found: list[StripeRefund] = []
-        while True:
-            page = await self._call(
-                partial(self._client.v1.refunds.list_async, dict(params)), writes=False
-            )
-            found.extend(_refund_from(item) for item in page.data)
-            if not page.has_more or not page.data:
-                return found
-            params["starting_after"] = page.data[-1].id
+        return [refund async for refund in self._listed_refunds(params)]
 
     # ---- disputes ------------------------------------------------------------------------
 
@@ -321,7 +164,7 @@ class StripeGateway:
         dispute = await self._call(
             lambda: self._client.v1.disputes.retrieve_async(dispute_id), writes=False
         )
-        return _dispute_from(dispute)
+        return dispute_from(dispute)
 
     async def submit_dispute_evidence(
         self,
@@ -347,7 +190,7 @@ class StripeGateway:
             lambda: self._client.v1.disputes.update_async(dispute_id, params, options),
             writes=True,
         )
-        return _dispute_from(dispute)
+        return dispute_from(dispute)
 
     async def close_dispute(self, dispute_id: str, *, idempotency_key: str) -> StripeDispute:
         """Accept the dispute: Stripe closes it as lost. Irreversible."""
@@ -355,7 +198,7 @@ class StripeGateway:
         dispute = await self._call(
             lambda: self._client.v1.disputes.close_async(dispute_id, None, options), writes=True
         )
-        return _dispute_from(dispute)
+        return dispute_from(dispute)
 
     # ---- payments ------------------------------------------------------------------------
 
@@ -370,7 +213,7 @@ class StripeGateway:
         pi = await self._call(
             lambda: self._client.v1.payment_intents.retrieve_async(payment_intent), writes=False
         )
-        return _payment_from(pi.to_dict())
+        return payment_from(pi.to_dict())
 
     async def confirm_payment(
         self, payment_intent: str, *, idempotency_key: str, payment_method: str | None = None
@@ -393,14 +236,14 @@ class StripeGateway:
                 body = (cause.json_body or {}).get("error") or {}
                 intent = body.get("payment_intent")
                 if isinstance(intent, dict):
-                    return _payment_from(intent)
+                    return payment_from(intent)
                 current = await self.get_payment(payment_intent)
                 return StripePayment(
                     current.id, current.amount, current.currency, current.status,
                     current.metadata, exc.message, body.get("decline_code"),
                     current.payment_method, current.failed_payment_method)
             raise
-        return _payment_from(pi.to_dict())
+        return payment_from(pi.to_dict())
 
     async def create_payment_link(
         self,
@@ -412,7 +255,7 @@ class StripeGateway:
         metadata: Mapping[str, str],
     ) -> StripePaymentLink:
         """A one-time Payment Link for `amount` (minor units), paid at most once."""
-        code = _currency(currency)
+        code = checked_currency(currency)
         meta = {str(k): str(v) for k, v in metadata.items()}
         params: dict[str, Any] = {
             "line_items": [{
@@ -433,6 +276,20 @@ class StripeGateway:
 
     # ---- internals ---------------------------------------------------------------------------
 
+    async def _listed_refunds(self, params: Mapping[str, Any]) -> AsyncIterator[StripeRefund]:
+        """Every refund Stripe lists for `params`, newest first, page by page: each next page
+        starts after the last refund of the one before, until Stripe says there is no more."""
+        query = dict(params)
+        while True:
+            page = await self._call(
+                partial(self._client.v1.refunds.list_async, dict(query)), writes=False
+            )
+            for item in page.data:
+                yield refund_from(item)
+            if not page.has_more or not page.data:
+                return
+            query["starting_after"] = page.data[-1].id
+
     async def _payment_currency(self, payment_ref: str) -> str:
         if payment_ref.startswith("pi_"):
             pi = await self._call(
@@ -451,7 +308,7 @@ class StripeGateway:
                     writes=False,
                 )
             ).to_dict()
-            charge_id = _ref_id(pi.get("latest_charge"))
+            charge_id = ref_id(pi.get("latest_charge"))
             if not charge_id:
                 raise StripeGatewayError(
                     "invalid",
@@ -471,11 +328,11 @@ class StripeGateway:
                 return await op()
             except stripe.RateLimitError as exc:
                 if attempt >= self._rate_limit_retries:
-                    raise _gateway_error(exc, writes=writes) from exc
+                    raise gateway_error(exc, writes=writes) from exc
                 await asyncio.sleep(self._retry_delay(exc, attempt))
                 attempt += 1
             except stripe.StripeError as exc:
-                raise _gateway_error(exc, writes=writes) from exc
+                raise gateway_error(exc, writes=writes) from exc
 
     def _retry_delay(self, exc: stripe.StripeError, attempt: int) -> float:
         retry_after = _header(exc, "retry-after")
@@ -497,73 +354,10 @@ def _ref_field(payment_ref: str) -> str:
     )
 
 
-def _ref_id(value: Any) -> str | None:
-    if isinstance(value, str):
-        return value or None
-    if isinstance(value, dict):
-        inner = value.get("id")
-        return str(inner) if inner else None
-    return None
-
-
 def _key(idempotency_key: str) -> str:
     if not idempotency_key or len(idempotency_key) > 255:
         raise StripeGatewayError("invalid", "idempotency key must be 1..255 characters")
     return idempotency_key
-
-
-def _dispute_from(obj: Any) -> StripeDispute:
-    data: dict[str, Any] = obj.to_dict() if hasattr(obj, "to_dict") else dict(obj)
-    currency = str(data["currency"]).upper()
-    details = data.get("evidence_details") or {}
-    evidence = {str(k): str(v) for k, v in (data.get("evidence") or {}).items()
-                if isinstance(v, str) and v}
-    due = details.get("due_by")
-    return StripeDispute(
-        id=str(data["id"]),
-        amount=from_stripe_amount(int(data["amount"]), currency),
-        currency=currency,
-        status=str(data.get("status") or ""),
-        reason=str(data.get("reason") or "general"),
-        charge=_ref_id(data.get("charge")),
-        payment_intent=_ref_id(data.get("payment_intent")),
-        due_by=int(due) if due is not None else None,
-        submission_count=int(details.get("submission_count") or 0),
-        evidence=evidence,
-    )
-
-
-def _payment_from(data: dict[str, Any]) -> StripePayment:
-    currency = str(data["currency"]).upper()
-    error = data.get("last_payment_error") or {}
-    return StripePayment(
-        id=str(data["id"]),
-        amount=from_stripe_amount(int(data["amount"]), currency),
-        currency=currency,
-        status=str(data.get("status") or ""),
-        metadata={str(k): str(v) for k, v in (data.get("metadata") or {}).items()},
-        error=error.get("message"),
-        decline_code=error.get("decline_code") or error.get("code"),
-        payment_method=_ref_id(data.get("payment_method")),
-        failed_payment_method=_ref_id(error.get("payment_method")),
-    )
-
-
-def _refund_from(obj: Any) -> StripeRefund:
-    data: dict[str, Any] = obj.to_dict() if hasattr(obj, "to_dict") else dict(obj)
-    currency = str(data["currency"]).upper()
-    metadata = data.get("metadata") or {}
-    return StripeRefund(
-        id=str(data["id"]),
-        amount=from_stripe_amount(int(data["amount"]), currency),
-        currency=currency,
-        status=str(data.get("status") or "pending"),
-        payment_intent=_ref_id(data.get("payment_intent")),
-        charge=_ref_id(data.get("charge")),
-        failure_reason=data.get("failure_reason"),
-        metadata={str(k): str(v) for k, v in metadata.items()},
-        created=int(data["created"]),
-    )
 
 
 def _header(exc: stripe.StripeError, name: str) -> str | None:
@@ -572,34 +366,3 @@ def _header(exc: stripe.StripeError, name: str) -> str | None:
         if key.lower() == name:
             return str(value)
     return None
-
-
-def _gateway_error(exc: stripe.StripeError, *, writes: bool) -> StripeGatewayError:
-    status = exc.http_status
-    message = exc.user_message or type(exc).__name__
-    code = exc.code
-
-    def error(kind: ErrorKind, maybe_applied: bool = False) -> StripeGatewayError:
-        return StripeGatewayError(
-            kind, message, code=code, http_status=status, request_id=exc.request_id,
-            maybe_applied=maybe_applied,
-        )
-
-    if isinstance(exc, stripe.AuthenticationError | stripe.PermissionError):
-        return error("auth")
-    if isinstance(exc, stripe.IdempotencyError):
-        return error("idempotency")
-    if isinstance(exc, stripe.RateLimitError):
-        return error("rate_limited")
-    if isinstance(exc, stripe.InvalidRequestError):
-        if status == 404 or code == "resource_missing":
-            return error("not_found")
-        if code in _OVER_REFUND_CODES or (
-            message.startswith("Refund amount") and "is greater than" in message
-        ):
-            return error("over_refund")
-        return error("invalid")
-    if isinstance(exc, stripe.CardError):
-        return error("invalid")
-    # Connection errors, timeouts, 409 and 5xx: the write may or may not have happened.
-    return error("unavailable", maybe_applied=writes)

@@ -11,8 +11,9 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from services.clients.checkfront import CheckfrontError
-from services.clients.stripe_gateway import StripeGateway, StripeGatewayError
+from services.clients.checkfront_errors import CheckfrontError
+from services.clients.stripe_errors import StripeGatewayError
+from services.clients.stripe_gateway import StripeGateway
 from services.deps import Deps
 from services.disputes import issues
 from services.disputes.evidence import BookingLink, build_evidence

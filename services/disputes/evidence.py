@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
-from services.clients.checkfront import CheckfrontError
+from services.clients.checkfront_errors import CheckfrontError
 from services.deps import Deps
 from services.money import display
 from services.quoting.booking import SnapshotError, parse_snapshot

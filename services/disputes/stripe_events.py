@@ -14,7 +14,8 @@ import logging
 from datetime import UTC, datetime
 from typing import Any
 
-from services.clients.stripe_gateway import StripeGatewayError, from_stripe_amount
+from services.clients.stripe_errors import StripeGatewayError
+from services.clients.stripe_money import from_stripe_amount
 from services.deps import Deps
 from services.disputes import issues
 from services.disputes.evidence import EvidencePack, build_evidence, find_booking

@@ -12,8 +12,9 @@ import asyncio
 from collections.abc import Callable, Collection
 from dataclasses import dataclass
 
-from services.clients.checkfront import BookingNotFound, CheckfrontClient, CheckfrontError
-from services.clients.stripe_gateway import StripeRefund
+from services.clients.checkfront import CheckfrontClient
+from services.clients.checkfront_errors import BookingNotFound, CheckfrontError
+from services.clients.stripe_records import StripeRefund
 from services.money import display
 
 CONCURRENCY = 8   # Checkfront look-ups at once

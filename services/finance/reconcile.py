@@ -17,7 +17,8 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from services.clients.stripe_gateway import StripeGatewayError, StripeRefund
+from services.clients.stripe_errors import StripeGatewayError
+from services.clients.stripe_records import StripeRefund
 from services.deps import Deps
 from services.finance import ledger
 from services.finance.booking_check import BookingCheck, RefundedBooking

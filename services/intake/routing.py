@@ -11,7 +11,8 @@ from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Any
 
-from services.clients.checkfront import CheckfrontError
+from services.clients.checkfront_bodies import checkfront_status
+from services.clients.checkfront_errors import CheckfrontError
 from services.deps import Deps
 from services.disputes import stripe_events
 from services.intake.events import StoredEvent, mark_processed, processed_at
@@ -65,7 +66,7 @@ async def _checkfront_booking(svc: Deps, event: StoredEvent) -> str:
     booking = event.payload.get("booking")
     if not isinstance(booking, dict):
         return "ignored: no booking"
-    status = str(booking.get("status") or booking.get("status_id") or "").upper()
+    status = checkfront_status(booking, "status", "status_id", strip=False)
     if status not in svc.config.cancelled_statuses:
         return f"ignored: status {status or '-'}"
     code = str(booking.get("code") or (booking.get("@attributes") or {}).get("booking_id"))

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from services.clients.checkfront_bodies import checkfront_status
 from services.errors import DomainError
 from services.money import MoneyError, normalize_currency, to_decimal, to_minor
 
@@ -168,7 +169,7 @@ def parse_snapshot(data: Mapping[str, Any], default_currency: str | None = None)
     return BookingSnapshot(
         booking_id=booking_id or code,
         code=code or booking_id,
-        status=str(booking.get("status") or booking.get("status_id") or "").strip().upper(),
+        status=checkfront_status(booking, "status", "status_id"),
         currency=currency,
         created_at=created_at,
         customer_name=str(customer.get("name") or "") if isinstance(customer, Mapping) else "",
@@ -225,7 +226,7 @@ def _parse_line(item: Any, index: int, currency: str) -> BookingLine:
         total=total,
         tax=tax,
         qty=qty,
-        status=str(item.get("status") or "").upper(),
+        status=checkfront_status(item, "status", strip=False),
     )
 
 
@@ -243,7 +244,7 @@ def _parse_transaction(raw: Any, index: int, currency: str) -> Transaction:
     return Transaction(
         id=tid,
         date=_timestamp(raw["date"], f"{where}.date"),
-        status=str(raw.get("status") or "").strip().upper(),
+        status=checkfront_status(raw, "status"),
         amount=abs(amount),
         gateway=str(raw.get("gateway_id") or ""),
         original_id=str(original).strip() if original not in (None, "") else None,

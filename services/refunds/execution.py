@@ -18,7 +18,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from services.clients.stripe_gateway import StripeGatewayError, StripeRefund
+from services.clients.stripe_errors import StripeGatewayError
+from services.clients.stripe_records import StripeRefund
 from services.deps import Deps
 from services.disputes.holds import holds_on
 from services.money import display

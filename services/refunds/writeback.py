@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from services.clients.checkfront import CheckfrontError
+from services.clients.checkfront_errors import CheckfrontError
 from services.deps import Deps
 from services.money import display
 from services.refunds import cases, ledger
