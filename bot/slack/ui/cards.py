@@ -34,6 +34,7 @@ from bot.slack.ui.kit import (
     esc,
     fallback,
     fields,
+    fit,
     header,
     line_sections,
     money,
@@ -110,14 +111,6 @@ def _summary(case: Case, quote: Quote, first_name: str, automation: Automation,
     return blocks
 
 
-def _fit(blocks: list[dict[str, Any]], keep_last: int) -> list[dict[str, Any]]:
-    """At most 50 blocks, keeping the last `keep_last` (buttons, outcome)."""
-    if len(blocks) <= MESSAGE_BLOCKS:
-        return blocks
-    head = blocks[: MESSAGE_BLOCKS - keep_last]
-    return head + blocks[len(blocks) - keep_last:]
-
-
 def approval_card(case: Case, quote: Quote, *, customer_first_name: str,
                   automation: Automation) -> Message:
     amount = money(case.refund_amount, case.currency)
@@ -136,7 +129,7 @@ def approval_card(case: Case, quote: Quote, *, customer_first_name: str,
     blocks.append(actions(approve, button("Deny", ids.DENY, value, style="danger"),
                           button("Adjust", ids.ADJUST, value)))
     return Message(fallback(f"Refund needs approval: {amount} for booking {code}"),
-                   _fit(blocks, 2))
+                   fit(blocks, 2))
 
 
 def _refund_list(refunds: list[dict[str, Any]], currency: str) -> str:
@@ -225,7 +218,7 @@ def outcome_card(case: Case, quote: Quote, *, customer_first_name: str,
                 "Refunds Stripe already made are not repeated.", "Retry", "Cancel"))))
     blocks += tail
     return Message(fallback(f"{title} for booking {plain(case.booking_code, 60)}"),
-                   _fit(blocks, len(tail)))
+                   fit(blocks, len(tail)))
 
 
 # --- digests, quotes, status --------------------------------------------------------------
@@ -284,7 +277,7 @@ def quote_message(quote: Quote, *, booking_ref: str, waiver: str | None,
     blocks += [context(f"Only you can see this · quote {esc(quote.version or '—', 40)}"),
                tail]
     text = f"Refund quote for {plain(code, 60)}: {quote_money(quote, quote.total_refund)}"
-    return Message(fallback(text), _fit(blocks, 2))
+    return Message(fallback(text), fit(blocks, 2))
 
 
 def _request_value(booking_ref: str, waiver: str | None) -> str:

@@ -252,6 +252,13 @@ def line_sections(lines: Sequence[str], *, title: str | None = None,
     return [section("\n".join(chunk)) for chunk in chunks if chunk]
 
 
+def fit(blocks: list[dict[str, Any]], keep_last: int = 0) -> list[dict[str, Any]]:
+    """At most 50 blocks for a message; the last `keep_last` (buttons, outcome) always stay."""
+    if len(blocks) <= MESSAGE_BLOCKS:
+        return blocks
+    return blocks[: MESSAGE_BLOCKS - keep_last] + blocks[len(blocks) - keep_last:]
+
+
 def fallback(text: str) -> str:
     """Notification text: one line, no markup beyond what Slack shows plainly."""
     return clip(" ".join(text.split()), FALLBACK_TEXT)
