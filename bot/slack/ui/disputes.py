@@ -1,9 +1,9 @@
-"""Block Kit for disputes and failed payments: one card per issue, buttons while it is open.
+"""Owns the dispute and failed-payment cards: one card per issue, buttons while it is open.
 
-Pure functions from `PaymentIssue` to `Message`; no network. Button values carry only the
-issue id. Nothing here names the customer: the facts and the evidence preview come from the
-bot's own records, and every free text goes through `esc` (which masks anything shaped like
-an email, phone or card number).
+Pure functions from `PaymentIssue` to `Message`; no network. Button values carry only the issue
+id (`payloads.IssueRef`); the button ids are in `ids`. Nothing here names the customer: the
+facts and the evidence preview come from the bot's own records, and every free text goes through
+`esc` (which masks anything shaped like an email, phone or card number).
 """
 
 from __future__ import annotations
@@ -33,6 +33,7 @@ from bot.slack.ui.kit import (
     utc_text,
     who,
 )
+from bot.slack.ui.payloads import IssueRef, parse
 from services.disputes.issues import DISPUTE, IssueState, PaymentIssue
 from services.money import display
 
@@ -53,15 +54,13 @@ REASONS = {
 
 
 def issue_value(issue: PaymentIssue) -> str:
-    return str(issue.id)
+    """The value of an issue card's buttons: `IssueRef` on the wire."""
+    return IssueRef(issue.id).dumps()
 
 
-def parse_issue_value(value: str) -> int:
-    """The issue id from a button value; ValueError when it is not one."""
-    issue_id = int(value.strip())
-    if issue_id <= 0:
-        raise ValueError("issue ids are positive")
-    return issue_id
+def parse_issue_value(value: object) -> int:
+    """The issue id from an issue card's button; ValueError when it is not one."""
+    return parse(IssueRef, value).issue_id
 
 
 def issue_card(issue: PaymentIssue) -> Message:
