@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from bot.cli.world import APPROVALS, FIONA, JOE, MARIA, SAM, Item, World
-from bot.slack.ui.disputes import (
+from bot.slack.ui.ids import (
     ACCEPT_DISPUTE,
     CANCEL_BOOKING,
     PAYMENT_LINK,

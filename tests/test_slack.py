@@ -151,6 +151,26 @@ async def test_non_approver_click_is_refused_audited_and_changes_nothing(sworld:
     assert refusals and refusals[0].actor == SAM
 
 
+@pytest.mark.parametrize("action", [ids.APPROVE, ids.DENY, ids.ADJUST, ids.RETRY])
+async def test_a_malformed_button_is_answered_privately_and_changes_nothing(
+    sworld: World, action: str,
+) -> None:
+    case, card = await pending_card(sworld, "BAD-1")
+    assert sworld.sender is not None and sworld.slack is not None
+    before = await audit.history(sworld.bot.svc.store, case.id)
+
+    answer = await sworld.sender.click(action, '{"case":"x"}', MARIA, message_ts=card["ts"])
+    await sworld.settle()
+
+    assert answer.status_code == 200
+    assert any("malformed" in t for t in responses(sworld))
+    assert (await cases.get(sworld.bot.svc.store, case.id)).status == Status.PENDING_APPROVAL
+    assert sworld.stripe.refunds == []
+    assert sworld.slack.calls_to("chat.update") == []
+    assert sworld.slack.calls_to("views.open") == []
+    assert await audit.history(sworld.bot.svc.store, case.id) == before
+
+
 async def test_amount_above_the_approvers_limit_needs_a_finance_lead(sworld: World) -> None:
     _, card = await pending_card(sworld, "LIMIT-1")  # 830.00, joe's limit is 300.00
     assert sworld.sender is not None

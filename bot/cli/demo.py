@@ -21,7 +21,7 @@ import httpx
 from bot.cli.render import quote_table, slack_message_text
 from bot.cli.world import APPROVALS, FIONA, MARIA, SAM, Item, World
 from bot.slack.ui import ids
-from bot.slack.ui.disputes import SUBMIT_EVIDENCE
+from bot.slack.ui.ids import SUBMIT_EVIDENCE
 from services.refunds import cases
 from services.refunds.cases import Status
 from services.refunds.history import case_history

@@ -1,7 +1,8 @@
-"""`/refund quote|status|pause|resume|report|help`: ack at once, answer ephemerally after.
+"""Owns `/refund quote|status|pause|resume|report|help`: ack at once, answer privately after.
 
 Unknown subcommands, unknown bookings and Checkfront being down each get a helpful answer,
-never a stack trace or silence.
+never a stack trace or silence. Pause and resume are for approvers; anyone else is refused
+(audited, told, nothing changed).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from slack_bolt.async_app import AsyncApp
 
 from bot.slack.ui import cards
 from handlers.slack.deps import SlackDeps
+from handlers.slack.listeners import Body, refuse
 from services.clients.checkfront_errors import (
     BookingNotFound,
     CheckfrontError,
@@ -31,7 +33,6 @@ from services.store import audit
 from services.store.db import utcnow
 
 log = logging.getLogger(__name__)
-Body = dict[str, Any]
 
 
 def register(app: AsyncApp, deps: SlackDeps, command: str = "/refund") -> None:
@@ -126,8 +127,9 @@ async def resume(deps: SlackDeps, args: list[str], user: str, channel: str,
 async def _toggle(deps: SlackDeps, user: str, respond: Any, *, paused: bool, reason: str) -> None:
     word = "pause" if paused else "resume"
     if not deps.is_approver(user):
-        await deps.audit_refusal(user, f"command:{word}", None, "not an approver")
-        await _error(respond, f"Only refund approvers can {word} automation.")
+        await refuse(deps, user, f"command:{word}", None,
+                     tell=lambda text: _error(respond, text),
+                     note=f"Only refund approvers can {word} automation.")
         return
     current = await automation_state(deps.svc.store)
     if current.paused == paused:

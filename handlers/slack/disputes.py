@@ -17,13 +17,13 @@ from typing import Any
 
 from slack_bolt.async_app import AsyncApp
 
-from bot.slack.ui.disputes import (
+from bot.slack.ui.disputes import parse_issue_value
+from bot.slack.ui.ids import (
     ACCEPT_DISPUTE,
     CANCEL_BOOKING,
     PAYMENT_LINK,
     RETRY_PAYMENT,
     SUBMIT_EVIDENCE,
-    parse_issue_value,
 )
 from bot.slack.ui.kit import clock, who
 from handlers.slack.deps import SlackDeps

@@ -1,7 +1,8 @@
-"""Modal submissions: the Deny reason and the Adjust amount.
+"""Owns the refund modals' submissions: the Deny reason and the Adjust amount.
 
 Validation runs on the ack path (pure, no I/O) so errors show inside the modal with
-`response_action: errors`; the decision itself runs after the ack.
+`response_action: errors`; a non-approver is refused there too (the refusal is audited after
+the ack), and the decision itself runs after the ack.
 """
 
 from __future__ import annotations
@@ -12,13 +13,15 @@ from typing import Any
 from slack_bolt.async_app import AsyncApp
 
 from bot.slack.ui import cards, ids
+from bot.slack.ui.payloads import AdjustForm, CaseRef
 from handlers.slack.deps import SlackDeps
+from handlers.slack.listeners import Body, metadata_of, refuse, user_of
 from services.money import display, to_minor
 from services.refunds import cases, decisions
 from services.refunds.cases import CaseError
 from services.refunds.permissions import NotAllowed
 
-Body = dict[str, Any]
+STALE_FORM = "This form is out of date; close it and click the card again."
 
 
 def register(app: AsyncApp, deps: SlackDeps) -> None:
@@ -31,16 +34,6 @@ def _input(view: Body, block: str, action: str) -> str:
     return str(value or "").strip()
 
 
-def _meta(view: Body) -> dict[str, Any] | None:
-    try:
-        return cards.parse_metadata(str(view.get("private_metadata") or ""))
-    except ValueError:
-        return None
-
-
-STALE_FORM = "This form is out of date; close it and click the card again."
-
-
 def _deny_listener(deps: SlackDeps) -> Any:
     async def listener(ack: Any, body: Body, view: Body) -> None:
         reason = _input(view, ids.REASON_BLOCK, ids.REASON_INPUT)
@@ -48,46 +41,44 @@ def _deny_listener(deps: SlackDeps) -> Any:
             await ack(response_action="errors",
                       errors={ids.REASON_BLOCK: "Say why the refund is denied."})
             return
-        user = body["user"]["id"]
-        meta = _meta(view)
-        if meta is None:
+        user = user_of(body)
+        form = metadata_of(view, CaseRef)
+        if form is None:
             await ack(response_action="errors", errors={ids.REASON_BLOCK: STALE_FORM})
             return
         if not deps.is_approver(user):
             await ack(response_action="errors",
                       errors={ids.REASON_BLOCK: "Only refund approvers can deny refunds."})
-            deps.later("refuse:deny", lambda: deps.audit_refusal(
-                user, ids.DENY_VIEW, meta.get("case"), "not an approver"))
+            deps.later("refuse:deny", lambda: refuse(deps, user, ids.DENY_VIEW, form.case_id))
             return
         await ack()
-        deps.later(f"deny:{meta.get('case')}", lambda: _deny(deps, user, meta, reason))
+        deps.later(f"deny:{form.case_id}", lambda: _deny(deps, user, form, reason))
     return listener
 
 
-async def _deny(deps: SlackDeps, user: str, meta: dict[str, Any], reason: str) -> None:
+async def _deny(deps: SlackDeps, user: str, form: CaseRef, reason: str) -> None:
     try:
-        await decisions.deny(deps.svc, int(meta["case"]), by=user, reason=reason,
-                             quote_version=meta.get("v"))
+        await decisions.deny(deps.svc, form.case_id, by=user, reason=reason,
+                             quote_version=form.version)
     except CaseError as exc:
-        await deps.tell(user, None, f"Could not deny case #{meta.get('case')}: {exc}")
+        await deps.tell(user, None, f"Could not deny case #{form.case_id}: {exc}")
 
 
 def _adjust_listener(deps: SlackDeps) -> Any:
     async def listener(ack: Any, body: Body, view: Body) -> None:
-        meta = _meta(view)
-        if meta is None:
+        form = metadata_of(view, AdjustForm)
+        if form is None:
             await ack(response_action="errors", errors={ids.AMOUNT_BLOCK: STALE_FORM})
             return
-        user = body["user"]["id"]
-        currency = str(meta.get("cur") or "")
+        user = user_of(body)
         amount_text = _input(view, ids.AMOUNT_BLOCK, ids.AMOUNT_INPUT)
         reason = _input(view, ids.REASON_BLOCK, ids.REASON_INPUT)
-        amount, problem = cards.validate_adjustment(amount_text, str(meta.get("max")), currency)
+        amount, problem = cards.check_amount(amount_text, form.ceiling, form.currency)
         errors: dict[str, str] = {}
         if problem:
             errors[ids.AMOUNT_BLOCK] = problem
         elif amount is not None:
-            limit_problem = _over_limit(deps, user, amount, currency)
+            limit_problem = _over_limit(deps, user, amount, form.currency)
             if limit_problem:
                 errors[ids.AMOUNT_BLOCK] = limit_problem
         if not reason:
@@ -97,8 +88,7 @@ def _adjust_listener(deps: SlackDeps) -> Any:
             return
         await ack()
         assert amount is not None
-        deps.later(f"adjust:{meta.get('case')}",
-                   lambda: _adjust(deps, user, meta, amount, reason))
+        deps.later(f"adjust:{form.case_id}", lambda: _adjust(deps, user, form, amount, reason))
     return listener
 
 
@@ -112,23 +102,23 @@ def _over_limit(deps: SlackDeps, user: str, amount: int, currency: str) -> str |
     return None
 
 
-async def _adjust(deps: SlackDeps, user: str, meta: dict[str, Any], amount: int,
+async def _adjust(deps: SlackDeps, user: str, form: AdjustForm, amount: int,
                   reason: str) -> None:
-    case_id = int(meta["case"])
+    case_id = form.case_id
     store = deps.svc.store
     try:
         case = await cases.get(store, case_id)
         deps.rules.check_approve(user, amount, case.currency, group_members=deps.groups.members,
                                  requested_by=case.requested_by)
     except NotAllowed as exc:
-        await deps.audit_refusal(user, ids.ADJUST_VIEW, case_id, str(exc))
-        await deps.tell(user, None, str(exc))
+        await refuse(deps, user, ids.ADJUST_VIEW, case_id, str(exc),
+                     tell=lambda text: deps.tell(user, None, text))
         return
     except CaseError as exc:
         await deps.tell(user, None, f"Could not approve case #{case_id}: {exc}")
         return
     try:
         await decisions.approve(deps.svc, case_id, by=user, amount=amount, reason=reason,
-                                quote_version=meta.get("v"))
+                                quote_version=form.version)
     except CaseError as exc:
         await deps.tell(user, None, f"Could not approve case #{case_id}: {exc}")

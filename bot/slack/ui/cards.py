@@ -1,26 +1,20 @@
-"""Block Kit for the refund bot: approval cards, outcomes, digests, quotes, alerts and help.
+"""Owns the refund messages: approval and outcome cards, compact lines, quotes, status, alerts.
 
-Pure functions from cases and typed quotes (`Quote`, amounts in minor units) to `Message`s and
-modal views; no network and no Slack client. The cards say what `bot.cli.render.quote_table` says
-on the terminal. Contact details never reach a message: only the customer's first name is
-passed in, and free text is scrubbed of anything shaped like an email, phone or card number.
+Also help and errors; the modals (`forms`) and the plain button-value helpers (`payloads`) are
+re-exported, so callers find every refund message in one import. Pure functions from cases and
+typed quotes (`Quote`, amounts in minor units) to `Message`s and modal views; no network and no
+Slack client. The cards say what `bot.cli.render.quote_table` says on the terminal. Contact
+details never reach a message: only the customer's first name is passed in, and free text is
+scrubbed of anything shaped like an email, phone or card number.
 """
 
 from __future__ import annotations
 
-import json
 from decimal import Decimal
 from typing import Any
 
 from bot.slack.ui import ids
-from bot.slack.ui.forms import (
-    adjust_modal,
-    button_value,
-    deny_modal,
-    parse_button_value,
-    parse_metadata,
-    validate_adjustment,
-)
+from bot.slack.ui.forms import adjust_modal, check_amount, deny_modal, validate_adjustment
 from bot.slack.ui.kit import (
     BUTTON_VALUE,
     MESSAGE_BLOCKS,
@@ -34,6 +28,7 @@ from bot.slack.ui.kit import (
     esc,
     fallback,
     fields,
+    fit,
     header,
     line_sections,
     money,
@@ -43,6 +38,7 @@ from bot.slack.ui.kit import (
     utc_text,
     who,
 )
+from bot.slack.ui.payloads import QuoteRequest, button_value, parse_button_value, parse_metadata
 from bot.slack.ui.quote import DECISIONS, notice_text, quote_blocks, quote_money, reason_lines
 from services.quoting.quote import Quote
 from services.refunds.automation import Automation
@@ -51,7 +47,7 @@ from services.refunds.writeback import PendingWriteback
 
 __all__ = [
     "HELP_COMMANDS", "Message", "adjust_modal", "approval_card", "automation_alert",
-    "button_value", "compact_lines", "deny_modal", "error_message", "help_message",
+    "button_value", "check_amount", "compact_lines", "deny_modal", "error_message", "help_message",
     "outcome_card", "parse_button_value", "parse_metadata", "quote_message", "status_message",
     "validate_adjustment",
 ]
@@ -110,14 +106,6 @@ def _summary(case: Case, quote: Quote, first_name: str, automation: Automation,
     return blocks
 
 
-def _fit(blocks: list[dict[str, Any]], keep_last: int) -> list[dict[str, Any]]:
-    """At most 50 blocks, keeping the last `keep_last` (buttons, outcome)."""
-    if len(blocks) <= MESSAGE_BLOCKS:
-        return blocks
-    head = blocks[: MESSAGE_BLOCKS - keep_last]
-    return head + blocks[len(blocks) - keep_last:]
-
-
 def approval_card(case: Case, quote: Quote, *, customer_first_name: str,
                   automation: Automation) -> Message:
     amount = money(case.refund_amount, case.currency)
@@ -136,7 +124,7 @@ def approval_card(case: Case, quote: Quote, *, customer_first_name: str,
     blocks.append(actions(approve, button("Deny", ids.DENY, value, style="danger"),
                           button("Adjust", ids.ADJUST, value)))
     return Message(fallback(f"Refund needs approval: {amount} for booking {code}"),
-                   _fit(blocks, 2))
+                   fit(blocks, 2))
 
 
 def _refund_list(refunds: list[dict[str, Any]], currency: str) -> str:
@@ -225,7 +213,7 @@ def outcome_card(case: Case, quote: Quote, *, customer_first_name: str,
                 "Refunds Stripe already made are not repeated.", "Retry", "Cancel"))))
     blocks += tail
     return Message(fallback(f"{title} for booking {plain(case.booking_code, 60)}"),
-                   _fit(blocks, len(tail)))
+                   fit(blocks, len(tail)))
 
 
 # --- digests, quotes, status --------------------------------------------------------------
@@ -277,18 +265,14 @@ def quote_message(quote: Quote, *, booking_ref: str, waiver: str | None,
         state = str(open_case.get("status", "open")).replace("_", " ")
         tail = section(f":information_source: Case #{esc(open_case.get('id'), 20)} for this "
                        f"booking is already open ({esc(state, 40)}); no new request is needed.")
-    elif len(value := _request_value(booking_ref, waiver)) > BUTTON_VALUE:
+    elif len(value := QuoteRequest(booking=booking_ref, waiver=waiver).dumps()) > BUTTON_VALUE:
         tail = section(":warning: That booking reference is too long to request from here.")
     else:
         tail = actions(button("Request refund", ids.REQUEST, value, style="primary"))
     blocks += [context(f"Only you can see this · quote {esc(quote.version or '—', 40)}"),
                tail]
     text = f"Refund quote for {plain(code, 60)}: {quote_money(quote, quote.total_refund)}"
-    return Message(fallback(text), _fit(blocks, 2))
-
-
-def _request_value(booking_ref: str, waiver: str | None) -> str:
-    return json.dumps({"b": booking_ref, "w": waiver}, separators=(",", ":"), ensure_ascii=False)
+    return Message(fallback(text), fit(blocks, 2))
 
 
 def status_message(case: Case | None, history_lines: list[str]) -> Message:

@@ -1,17 +1,18 @@
-"""Block Kit for disputes and failed payments: one card per issue, buttons while it is open.
+"""Owns the dispute and failed-payment cards: one card per issue, buttons while it is open.
 
-Pure functions from `PaymentIssue` to `Message`; no network. Button values carry only the
-issue id. Nothing here names the customer: the facts and the evidence preview come from the
-bot's own records, and every free text goes through `esc` (which masks anything shaped like
-an email, phone or card number).
+Pure functions from `PaymentIssue` to `Message`; no network. Button values carry only the issue
+id (`payloads.IssueRef`); the button ids are in `ids`. Nothing here names the customer: the
+facts and the evidence preview come from the bot's own records, and every free text goes through
+`esc` (which masks anything shaped like an email, phone or card number).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
+from bot.slack.ui import ids
 from bot.slack.ui.kit import (
-    MESSAGE_BLOCKS,
     Message,
     actions,
     archive_link,
@@ -23,6 +24,7 @@ from bot.slack.ui.kit import (
     esc,
     fallback,
     fields,
+    fit,
     header,
     line_sections,
     money,
@@ -31,16 +33,9 @@ from bot.slack.ui.kit import (
     utc_text,
     who,
 )
+from bot.slack.ui.payloads import IssueRef, parse
 from services.disputes.issues import DISPUTE, IssueState, PaymentIssue
 from services.money import display
-
-# buttons (action ids)
-SUBMIT_EVIDENCE = "dispute_submit_evidence"
-ACCEPT_DISPUTE = "dispute_accept"
-RETRY_PAYMENT = "payment_retry"
-PAYMENT_LINK = "payment_link"
-CANCEL_BOOKING = "payment_cancel_booking"
-ACTIONS = (SUBMIT_EVIDENCE, ACCEPT_DISPUTE, RETRY_PAYMENT, PAYMENT_LINK, CANCEL_BOOKING)
 
 PREVIEW_CHARS = 280  # per evidence field on the card
 # Evidence fields in the order a reader wants them.
@@ -59,15 +54,13 @@ REASONS = {
 
 
 def issue_value(issue: PaymentIssue) -> str:
-    return str(issue.id)
+    """The value of an issue card's buttons: `IssueRef` on the wire."""
+    return IssueRef(issue.id).dumps()
 
 
-def parse_issue_value(value: str) -> int:
-    """The issue id from a button value; ValueError when it is not one."""
-    issue_id = int(value.strip())
-    if issue_id <= 0:
-        raise ValueError("issue ids are positive")
-    return issue_id
+def parse_issue_value(value: object) -> int:
+    """The issue id from an issue card's button; ValueError when it is not one."""
+    return parse(IssueRef, value).issue_id
 
 
 def issue_card(issue: PaymentIssue) -> Message:
@@ -76,12 +69,6 @@ def issue_card(issue: PaymentIssue) -> Message:
 
 def _booking(issue: PaymentIssue) -> str:
     return f"`{esc(issue.booking_code, 60)}`" if issue.booking_code else "not found"
-
-
-def _fit(blocks: list[dict[str, Any]], keep_last: int) -> list[dict[str, Any]]:
-    if len(blocks) <= MESSAGE_BLOCKS:
-        return blocks
-    return blocks[: MESSAGE_BLOCKS - keep_last] + blocks[len(blocks) - keep_last:]
 
 
 def _outcome_lines(issue: PaymentIssue) -> list[str]:
@@ -112,8 +99,7 @@ def dispute_card(issue: PaymentIssue) -> Message:
              ("Stripe status", esc(issue.stripe_status or "—", 40)),
              ("Charge", f"`{esc(issue.charge or issue.payment_intent or '—', 60)}`")]
     blocks.append(fields(pairs))
-    blocks += line_sections([f"• {esc(f, 400)}" for f in issue.facts],
-                            title="What the bot knows", max_sections=1)
+    blocks += _facts(issue)
     evidence = issue.evidence
     preview = [f"• _{name}_: {esc(evidence[name], PREVIEW_CHARS)}"
                for name in EVIDENCE_ORDER if name in evidence]
@@ -122,26 +108,25 @@ def dispute_card(issue: PaymentIssue) -> Message:
     title = "Evidence submitted" if issue.state == IssueState.SUBMITTED else \
         "Evidence pack (from our records; sent to Stripe on Submit)"
     blocks += line_sections(preview, title=title, max_sections=2)
-    tail = line_sections(_outcome_lines(issue), max_sections=1)
-    if issue.state == IssueState.OPEN:
-        value = issue_value(issue)
-        code = plain(issue.booking_code or "unknown booking", 60)
-        tail.append(actions(
-            button("Submit evidence", SUBMIT_EVIDENCE, value, style="primary",
+
+    def buttons(value: str, code: str) -> list[dict[str, Any]]:
+        return [
+            button("Submit evidence", ids.SUBMIT_EVIDENCE, value, style="primary",
                    confirm_dialog=confirm(
                        "Submit evidence to Stripe?",
                        f"Send the evidence pack for booking {code} to the card issuer now. "
                        "Submitted evidence cannot be changed.", "Submit", "Cancel")),
-            button("Accept", ACCEPT_DISPUTE, value, style="danger", confirm_dialog=confirm(
+            button("Accept", ids.ACCEPT_DISPUTE, value, style="danger", confirm_dialog=confirm(
                 "Accept this dispute?",
                 f"Close the dispute as lost: {amount} stays with the cardholder. "
-                "This cannot be undone.", "Accept", "Cancel", style="danger"))))
-    blocks += tail
-    blocks.append(context(f"Dispute `{esc(issue.stripe_id, 60)}` · issue #{issue.id} · "
-                          f"opened {utc_text(issue.created_at)}"))
-    return Message(fallback(f"Dispute {amount} on booking "
-                            f"{plain(issue.booking_code or 'unknown', 60)}: {reason}"),
-                   _fit(blocks, len(tail) + 1))
+                "This cannot be undone.", "Accept", "Cancel", style="danger"))]
+
+    return _with_tail(
+        issue, blocks, buttons,
+        footer=f"Dispute `{esc(issue.stripe_id, 60)}` · issue #{issue.id} · "
+               f"opened {utc_text(issue.created_at)}",
+        text=f"Dispute {amount} on booking {plain(issue.booking_code or 'unknown', 60)}: "
+             f"{reason}")
 
 
 def failed_payment_card(issue: PaymentIssue) -> Message:
@@ -154,34 +139,50 @@ def failed_payment_card(issue: PaymentIssue) -> Message:
              ("Payment", f"`{esc(issue.stripe_id, 60)}`"),
              ("Failures", str(failures))]
     blocks.append(fields(pairs))
-    blocks += line_sections([f"• {esc(f, 400)}" for f in issue.facts],
-                            title="What the bot knows", max_sections=1)
+    blocks += _facts(issue)
     if issue.link_url:
         url = issue.link_url.replace("|", "%7C").replace(">", "%3E")
         blocks.append(section(f"*Payment link:* <{url}|{esc(url, 200)}>\n"
                               "Send it to the customer; it can be paid once."))
+
+    def buttons(value: str, code: str) -> list[dict[str, Any]]:
+        shown = [button("Retry", ids.RETRY_PAYMENT, value, style="primary",
+                        confirm_dialog=confirm(
+                            "Retry this payment?", f"Charge {amount} again for booking {code} "
+                            "with the same payment method.", "Retry", "Cancel"))]
+        if not issue.link_url:
+            shown.append(button("Send payment link", ids.PAYMENT_LINK, value))
+        shown.append(button("Cancel booking", ids.CANCEL_BOOKING, value, style="danger",
+                            confirm_dialog=confirm(
+                                "Cancel this booking?",
+                                f"Set booking {code} to VOID in Checkfront. The customer is "
+                                "not notified.", "Cancel booking", "Keep it", style="danger")))
+        return shown
+
+    return _with_tail(
+        issue, blocks, buttons,
+        footer=f"Failed payment · issue #{issue.id} · first failed {utc_text(issue.created_at)}",
+        text=f"Payment failed: {amount} for booking "
+             f"{plain(issue.booking_code or 'unknown', 60)}")
+
+
+def _facts(issue: PaymentIssue) -> list[dict[str, Any]]:
+    return line_sections([f"• {esc(f, 400)}" for f in issue.facts],
+                         title="What the bot knows", max_sections=1)
+
+
+def _with_tail(issue: PaymentIssue, blocks: list[dict[str, Any]],
+               buttons: Callable[[str, str], list[dict[str, Any]]], *, footer: str,
+               text: str) -> Message:
+    """What both issue cards end with: the outcome so far, the buttons while the issue is open
+    (given the button value and the booking code for the confirm dialogs) and the footer; when
+    the card is too long, the blocks before them are cut, never these."""
     tail = line_sections(_outcome_lines(issue), max_sections=1)
     if issue.state == IssueState.OPEN:
-        value = issue_value(issue)
         code = plain(issue.booking_code or "unknown booking", 60)
-        buttons = [button("Retry", RETRY_PAYMENT, value, style="primary", confirm_dialog=confirm(
-            "Retry this payment?", f"Charge {amount} again for booking {code} with the same "
-            "payment method.", "Retry", "Cancel"))]
-        if not issue.link_url:
-            buttons.append(button("Send payment link", PAYMENT_LINK, value))
-        buttons.append(button("Cancel booking", CANCEL_BOOKING, value, style="danger",
-                              confirm_dialog=confirm(
-                                  "Cancel this booking?",
-                                  f"Set booking {code} to VOID in Checkfront. The customer is "
-                                  "not notified.", "Cancel booking", "Keep it",
-                                  style="danger")))
-        tail.append(actions(*buttons))
-    blocks += tail
-    blocks.append(context(f"Failed payment · issue #{issue.id} · "
-                          f"first failed {utc_text(issue.created_at)}"))
-    return Message(fallback(f"Payment failed: {amount} for booking "
-                            f"{plain(issue.booking_code or 'unknown', 60)}"),
-                   _fit(blocks, len(tail) + 1))
+        tail.append(actions(*buttons(issue_value(issue), code)))
+    tail.append(context(footer))
+    return Message(fallback(text), fit(blocks + tail, len(tail)))
 
 
 def dispute_line(issue: PaymentIssue) -> str:

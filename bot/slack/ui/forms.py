@@ -1,66 +1,23 @@
-"""What a click carries (button values, modal metadata), the Deny and Adjust modals, and the
-check of an adjusted amount. Re-exported by `bot.blocks`.
+"""Owns the refund modals: Deny (a reason) and Adjust (an amount and a reason), and the check
+of an adjusted amount. What the modals carry in private_metadata is in `payloads`; the
+modals are re-exported by `cards`.
 """
 
 from __future__ import annotations
 
-import json
 import re
 from decimal import Decimal
 from typing import Any
 
 from bot.slack.ui import ids
 from bot.slack.ui.kit import esc, modal, money, section, text_input
+from bot.slack.ui.payloads import AdjustForm, CaseRef
 from services.money import MoneyError, exponent, format_minor, normalize_currency, to_minor
 from services.quoting.quote import Quote
 from services.refunds.cases import Case
 
 _AMOUNT = re.compile(r"([+-]?)(\d+(?:\.\d*)?|\.\d+)")
 REASON_MAX = 1000
-
-
-def _dumps(data: dict[str, Any]) -> str:
-    return json.dumps(data, separators=(",", ":"), ensure_ascii=False)
-
-
-def button_value(case_id: int, version: str | None) -> str:
-    """Compact JSON naming the case and the quote version the card showed."""
-    return _dumps({"case": case_id, "v": version})
-
-
-def _case_and_version(data: Any) -> tuple[int, str | None]:
-    if not isinstance(data, dict):
-        raise ValueError("expected a JSON object")
-    case_id, version = data.get("case"), data.get("v", ...)
-    if isinstance(case_id, bool) or not isinstance(case_id, int) or case_id <= 0:
-        raise ValueError("missing or invalid case id")
-    if version is ... or not (version is None or (isinstance(version, str) and version)):
-        raise ValueError("missing or invalid quote version")
-    return case_id, version
-
-
-def parse_button_value(value: str) -> tuple[int, str | None]:
-    """(case id, quote version) from `button_value`; ValueError on anything else."""
-    if not isinstance(value, str):
-        raise ValueError("button value must be a string")
-    data = json.loads(value)  # JSONDecodeError is a ValueError
-    if isinstance(data, dict) and set(data) != {"case", "v"}:
-        raise ValueError("unexpected keys in button value")
-    return _case_and_version(data)
-
-
-def parse_metadata(value: str) -> dict[str, Any]:
-    """A modal's private_metadata: {"case", "v"} and, from the Adjust modal, "max" and "cur"."""
-    if not isinstance(value, str):
-        raise ValueError("private_metadata must be a string")
-    data = json.loads(value)
-    case_id, version = _case_and_version(data)
-    out: dict[str, Any] = {"case": case_id, "v": version}
-    if "max" in data or "cur" in data:
-        out["cur"] = normalize_currency(str(data.get("cur", "")))
-        out["max"] = str(data.get("max", ""))
-        to_minor(out["max"], out["cur"])  # MoneyError is a ValueError
-    return out
 
 
 def deny_modal(case: Case) -> dict[str, Any]:
@@ -74,13 +31,12 @@ def deny_modal(case: Case) -> dict[str, Any]:
                        placeholder="Why is this refund denied?", max_length=REASON_MAX),
         ],
         submit="Deny refund", close="Cancel",
-        private_metadata=_dumps({"case": case.id, "v": case.quote_version}),
+        private_metadata=CaseRef(case_id=case.id, version=case.quote_version).dumps(),
     )
 
 
 def adjust_modal(case: Case, quote: Quote) -> dict[str, Any]:
     currency = case.currency
-    max_text = format_minor(quote.net_paid, currency)
     quoted = format_minor(quote.total_refund, currency)
     ceiling = money(quote.net_paid, currency)
     places = exponent(currency)
@@ -99,19 +55,27 @@ def adjust_modal(case: Case, quote: Quote) -> dict[str, Any]:
                        multiline=True, placeholder="Why this amount?", max_length=REASON_MAX),
         ],
         submit="Approve amount", close="Cancel",
-        private_metadata=_dumps({"case": case.id, "v": case.quote_version, "max": max_text,
-                                 "cur": currency}),
+        private_metadata=AdjustForm(case_id=case.id, version=case.quote_version,
+                                    ceiling=quote.net_paid, currency=currency).dumps(),
     )
 
 
 def validate_adjustment(amount_text: str, max_text: str,
                         currency: str) -> tuple[int | None, str | None]:
-    """(minor units, None) for an acceptable amount, else (None, a message for the modal)."""
+    """`check_amount` against a ceiling written as a decimal string (as on the wire)."""
     try:
         code = normalize_currency(currency)
         ceiling = to_minor(max_text, code)
     except MoneyError:
         return None, "This form is out of date: close it and press Adjust again."
+    return check_amount(amount_text, ceiling, code)
+
+
+def check_amount(amount_text: str, ceiling: int,
+                 currency: str) -> tuple[int | None, str | None]:
+    """(minor units, None) for an acceptable amount typed into the Adjust modal, else
+    (None, a message for the modal). `ceiling` is in minor units of `currency`."""
+    code = normalize_currency(currency)
     places = exponent(code)
     example = "12000" if places == 0 else "120." + "5" + "0" * (places - 1)
     text = (amount_text or "").strip().replace(",", "")

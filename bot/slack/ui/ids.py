@@ -1,8 +1,12 @@
-"""Slack action, callback and block ids: one place, so handlers and builders agree."""
+"""Owns every Slack action, callback and block id, so the builders and the listeners agree.
+
+Refund cards and forms first, then the dispute and failed-payment cards. An id here is part of
+the wire format of cards already posted: renaming one strands the buttons on those cards.
+"""
 
 from __future__ import annotations
 
-# buttons
+# refund buttons
 APPROVE = "refund_approve"
 DENY = "refund_deny"
 ADJUST = "refund_adjust"
@@ -10,6 +14,14 @@ RETRY = "refund_retry"
 REQUEST = "refund_request"          # on an ephemeral quote: open a case
 RESUME = "automation_resume"        # on a pause alert
 HOME_RESUME = "home_resume"         # on the Home tab: resume, then draw the tab again
+
+# dispute and failed-payment buttons (ACTIONS: all of them)
+SUBMIT_EVIDENCE = "dispute_submit_evidence"
+ACCEPT_DISPUTE = "dispute_accept"
+RETRY_PAYMENT = "payment_retry"
+PAYMENT_LINK = "payment_link"
+CANCEL_BOOKING = "payment_cancel_booking"
+ACTIONS = (SUBMIT_EVIDENCE, ACCEPT_DISPUTE, RETRY_PAYMENT, PAYMENT_LINK, CANCEL_BOOKING)
 
 # modals
 DENY_VIEW = "refund_deny_view"

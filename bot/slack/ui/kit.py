@@ -1,7 +1,9 @@
-"""Block Kit primitives for `bot.blocks`: Slack's size limits, text safety and small builders.
+"""Owns the Block Kit primitives the cards are built from: Slack's limits, text safety, builders.
 
-Every builder here clips its text to the limit Slack documents for that field, so a message
-built from them is never refused for length. Free text from people or bookings goes through
+Every builder here clips its text to the limit Slack documents for that field, and `fit` trims a
+message to Slack's 50 blocks, so a message built from them is never refused for length. Times
+read as "14:05 UTC" (`clock`) or "2026-11-24 14:05 UTC" (`utc_text`), or as a Slack date each
+reader sees in their own timezone (`date_token`). Free text from people or bookings goes through
 `esc` (mrkdwn entities) and `scrub` (anything shaped like an email, phone or card number).
 """
 
@@ -110,6 +112,7 @@ def clock(iso: str | None) -> str:
 
 
 def utc_text(iso: str | None) -> str:
+    """"2026-11-24 14:05 UTC" for a record's time."""
     moment = parse_time(iso)
     return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC") if moment else "unknown"
 
@@ -250,6 +253,13 @@ def line_sections(lines: Sequence[str], *, title: str | None = None,
     if shown < len(lines):
         chunks[-1].append(f"_…and {len(lines) - shown} more_")
     return [section("\n".join(chunk)) for chunk in chunks if chunk]
+
+
+def fit(blocks: list[dict[str, Any]], keep_last: int = 0) -> list[dict[str, Any]]:
+    """At most 50 blocks for a message; the last `keep_last` (buttons, outcome) always stay."""
+    if len(blocks) <= MESSAGE_BLOCKS:
+        return blocks
+    return blocks[: MESSAGE_BLOCKS - keep_last] + blocks[len(blocks) - keep_last:]
 
 
 def fallback(text: str) -> str:
