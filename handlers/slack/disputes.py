@@ -27,13 +27,20 @@ from bot.slack.ui.ids import (
 )
 from bot.slack.ui.kit import clock, who
 from handlers.slack.deps import SlackDeps
+from handlers.slack.listeners import (
+    NOT_APPROVER,
+    Body,
+    button_listener,
+    channel_of,
+    message_ts_of,
+    user_of,
+)
 from services.deps import Deps
 from services.disputes import actions, issues
 from services.disputes.issues import IssueError, IssueState, IssueTaken, PaymentIssue
 from services.refunds.permissions import NotAllowed
 from services.store import audit
 
-Body = dict[str, Any]
 Work = Callable[..., Awaitable[PaymentIssue]]
 
 
@@ -45,25 +52,21 @@ def register(app: AsyncApp, deps: SlackDeps) -> None:
         (PAYMENT_LINK, actions.send_payment_link),
         (CANCEL_BOOKING, actions.cancel_booking),
     ):
-        app.action(action_id)(_listener(deps, action_id, work))
+        app.action(action_id)(button_listener(
+            deps, action_id, _running(action_id, work), refused=_refused_click))
 
 
-def _listener(deps: SlackDeps, action_id: str, work: Work) -> Any:
-    async def listener(ack: Any, body: Body, respond: Any) -> None:
-        await ack()
-        user = body["user"]["id"]
-        if not deps.is_approver(user):
-            deps.later(f"refuse:{action_id}",
-                       lambda: _refuse(deps, body, respond, action_id, "not an approver"))
-            return
-        deps.later(f"{action_id}:{user}",
-                   lambda: _run(deps, body, respond, action_id, work))
-    return listener
+def _running(action_id: str, work: Work) -> Any:
+    return lambda deps, body, respond: _run(deps, body, respond, action_id, work)
+
+
+async def _refused_click(deps: SlackDeps, body: Body, respond: Any, action_id: str) -> None:
+    await _refuse(deps, body, respond, action_id, NOT_APPROVER)
 
 
 async def _refuse(deps: SlackDeps, body: Body, respond: Any, action_id: str, why: str,
                   issue: PaymentIssue | None = None) -> None:
-    user = body["user"]["id"]
+    user = user_of(body)
     if issue is None:
         issue = await _issue_of(deps.svc, body)
     await audit.record(deps.svc.store, actor=user, action="slack.refused",
@@ -72,17 +75,17 @@ async def _refuse(deps: SlackDeps, body: Body, respond: Any, action_id: str, why
                                "issue": issue.id if issue else None,
                                "stripe_id": issue.stripe_id if issue else None})
     text = "Only refund approvers can act on disputes and failed payments. Ask a manager or " \
-        "finance lead." if why == "not an approver" else why
-    await deps.tell(user, _channel(body), text, respond)
+        "finance lead." if why == NOT_APPROVER else why
+    await deps.tell(user, channel_of(body), text, respond)
 
 
 async def _run(deps: SlackDeps, body: Body, respond: Any, action_id: str, work: Work) -> None:
-    user = body["user"]["id"]
+    user = user_of(body)
     issue = await _issue_of(deps.svc, body)
     if issue is None:
-        await deps.tell(user, _channel(body), "That card is out of date or malformed.", respond)
+        await deps.tell(user, channel_of(body), "That card is out of date or malformed.", respond)
         return
-    await issues.remember_card(deps.svc.store, issue.id, _channel(body), _message_ts(body))
+    await issues.remember_card(deps.svc.store, issue.id, channel_of(body), message_ts_of(body))
     try:
         deps.rules.check_approve(user, issue.amount, issue.currency,
                                  group_members=deps.groups.members)
@@ -93,14 +96,14 @@ async def _run(deps: SlackDeps, body: Body, respond: Any, action_id: str, work: 
         issue = await work(deps.svc, issue.id, by=user)
     except IssueTaken as exc:
         by = f" by {who(exc.by)} at {clock(exc.at)}" if exc.by else ""
-        await deps.tell(user, _channel(body), f"{exc}{by}.", respond)
+        await deps.tell(user, channel_of(body), f"{exc}{by}.", respond)
         await deps.notifier.issue_updated(issue)
         return
     except IssueError as exc:
-        await deps.tell(user, _channel(body), str(exc), respond)
+        await deps.tell(user, channel_of(body), str(exc), respond)
         return
     if issue.state == IssueState.OPEN and "failed" in (issue.outcome or ""):
-        await deps.tell(user, _channel(body), (issue.outcome or "")[:1].upper()
+        await deps.tell(user, channel_of(body), (issue.outcome or "")[:1].upper()
                         + (issue.outcome or "")[1:], respond)
 
 
@@ -110,13 +113,3 @@ async def _issue_of(svc: Deps, body: Body) -> PaymentIssue | None:
         return await issues.get_issue(svc.store, issue_id)
     except (ValueError, KeyError, IndexError, IssueError):
         return None
-
-
-def _channel(body: Body) -> str | None:
-    return (body.get("channel") or {}).get("id") or (body.get("container") or {}).get(
-        "channel_id")
-
-
-def _message_ts(body: Body) -> str | None:
-    return (body.get("container") or {}).get("message_ts") or (body.get("message") or {}).get(
-        "ts")

@@ -14,14 +14,13 @@ from bot.slack.ui import ids
 from bot.slack.ui.home import HOME_ROWS, HomeFacts, home_view
 from bot.slack.ui.kit import archive_link
 from handlers.slack.deps import SlackDeps
+from handlers.slack.listeners import Body, button_listener, refuse, user_of
 from services import outbox
 from services.disputes import issues
 from services.refunds import cases, writeback
 from services.refunds.automation import automation_state, set_automation
 from services.refunds.cases import Status
 from services.store.db import now_iso
-
-Body = dict[str, Any]
 
 
 def register(app: AsyncApp, deps: SlackDeps) -> None:
@@ -31,11 +30,8 @@ def register(app: AsyncApp, deps: SlackDeps) -> None:
             user = str(event["user"])
             deps.later(f"home:{user}", lambda: publish(deps, user))
 
-    @app.action(ids.HOME_RESUME)
-    async def resume(ack: Any, body: Body) -> None:
-        await ack()
-        user = body["user"]["id"]
-        deps.later(f"home-resume:{user}", lambda: _resume(deps, user))
+    app.action(ids.HOME_RESUME)(button_listener(
+        deps, ids.HOME_RESUME, _resume, refused=_refused_resume))
 
 
 async def publish(deps: SlackDeps, user: str) -> None:
@@ -61,10 +57,16 @@ async def home_facts(deps: SlackDeps) -> HomeFacts:
         drawn_at=now_iso())
 
 
-async def _resume(deps: SlackDeps, user: str) -> None:
-    if not deps.is_approver(user):
-        await deps.audit_refusal(user, ids.HOME_RESUME, None, "not an approver")
-    elif (await automation_state(deps.svc.store)).paused:
+async def _resume(deps: SlackDeps, body: Body, respond: Any) -> None:
+    user = user_of(body)
+    if (await automation_state(deps.svc.store)).paused:
         await set_automation(deps.svc, paused=False, reason="resumed from the Home tab",
                              by=user)
+    await publish(deps, user)
+
+
+async def _refused_resume(deps: SlackDeps, body: Body, respond: Any, action: str) -> None:
+    """Audited, and the tab drawn again (without the button): no message of its own."""
+    user = user_of(body)
+    await refuse(deps, user, action, None)
     await publish(deps, user)
