@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from bot.slack.ui import cards
-from bot.slack.ui.kit import archive_link, who
+from bot.slack.ui.kit import archive_link, clock, who
 from services import outbox
 from services.disputes.holds import flags_now
 from services.refunds import cases, ledger, writeback
@@ -79,7 +79,7 @@ async def thread_details(store: Store, case: Case) -> str:
             lines.append(f"• Checkfront: {entry.action.split('.', 1)[1]}")
         elif entry.action in ("case.approved", "case.denied"):
             lines.append(f"• {entry.action.split('.', 1)[1]} by {who(entry.actor)} at "
-                         f"{entry.at[11:16]} UTC" + (f": {d['reason']}" if d.get("reason") else ""))
+                         f"{clock(entry.at)}" + (f": {d['reason']}" if d.get("reason") else ""))
     return "\n".join(lines)
 
 
