@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import hashlib
-import json
 import statistics
 from datetime import datetime, timedelta
 
 from services.disputes.holds import holds_on
-from services.money import format_minor, to_minor
+from services.money import format_minor
 from services.quoting.booking import BookingSnapshot
 from services.quoting.quote import RiskFlag
+from services.refunds import cases
 from services.store.db import Store
 
 REPEAT_WINDOW = timedelta(days=30)
@@ -35,13 +35,8 @@ async def assess(
     flags: list[RiskFlag] = []
     if customer:
         since = (cancelled_at - REPEAT_WINDOW).isoformat()
-        row = await store.fetch_one(
-            "SELECT COUNT(*) AS n FROM cases WHERE customer_hash = ? AND booking_id != ? "
-            "AND status IN ('refunded', 'partially_refunded', 'executing', 'approved', "
-            "'auto_approved') AND created_at >= ?",
-            (customer, snapshot.booking_id, since),
-        )
-        count = int(row["n"]) if row else 0
+        count = await cases.refunded_for_customer(
+            store, customer, other_than_booking=snapshot.booking_id, since=since)
         if count >= REPEAT_THRESHOLD:
             flags.append(RiskFlag(
                 "repeat_refunder",
@@ -65,15 +60,10 @@ async def assess(
 async def _value_outlier(store: Store, snapshot: BookingSnapshot) -> RiskFlag | None:
     """The booking is worth far more than the usual booking of its main product."""
     main = max(snapshot.lines, key=lambda line: line.total)
-    rows = await store.fetch_all(
-        "SELECT q.quote FROM quotes q JOIN cases c ON c.id = q.case_id "
-        "WHERE c.booking_id != ? AND q.version = c.quote_version AND c.currency = ? "
-        "ORDER BY q.id DESC LIMIT ?", (snapshot.booking_id, snapshot.currency, VALUE_LOOKBACK))
-    values = []
-    for row in rows:
-        quote = json.loads(row["quote"])
-        if any(line.get("sku") == main.sku for line in quote.get("lines", [])):
-            values.append(to_minor(quote["order_total"], snapshot.currency))
+    totals = await cases.recent_order_totals(store, currency=snapshot.currency,
+                                             other_than_booking=snapshot.booking_id,
+                                             limit=VALUE_LOOKBACK)
+    values = [total for skus, total in totals if main.sku in skus]
     if len(values) < VALUE_MIN_SAMPLES:
         return None
     usual = statistics.median(values)

@@ -15,10 +15,10 @@ from typing import Any
 import aiosqlite
 
 from services.errors import DomainError
-from services.money import format_minor
+from services.money import format_minor, to_minor
 from services.quoting.quote import Quote
 from services.store import audit
-from services.store.db import Row, Store, now_iso
+from services.store.db import Row, Store, dumps, now_iso
 
 
 class Status(StrEnum):
@@ -283,3 +283,75 @@ async def _pending(store: Store, case_id: int, quote_version: str | None) -> Cas
         raise StaleQuote(f"case {case_id} was re-quoted; the card you clicked is out of date")
     return case
 
+
+
+# --- writing a case and its quotes (inside the caller's transaction) -------------------------
+
+async def insert(tx: aiosqlite.Connection, *, booking_id: str, booking_code: str,
+                 currency: str, quote: Quote, source: str, requested_by: str | None,
+                 customer_hash: str | None, snapshot: dict[str, Any]) -> Case:
+    """A new case in `quoted`, with its first quote and the snapshot it was made from."""
+    now = now_iso()
+    cursor = await tx.execute(
+        "INSERT INTO cases (booking_id, booking_code, status, currency, cancelled_at, waiver, "
+        "source, requested_by, quote_version, refund_amount, customer_hash, created_at, "
+        "updated_at) VALUES (?, ?, 'quoted', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (booking_id, booking_code, currency, quote.cancelled_at, quote.waiver, source,
+         requested_by, quote.version, quote.total_refund, customer_hash, now, now),
+    )
+    case_id = int(cursor.lastrowid or 0)
+    await tx.execute(
+        "INSERT INTO quotes (case_id, version, created_at, snapshot, quote) VALUES (?, ?, ?, ?, ?)",
+        (case_id, quote.version, now, dumps(snapshot), dumps(quote.to_dict())),
+    )
+    async with tx.execute("SELECT * FROM cases WHERE id = ?", (case_id,)) as cur:
+        row = await cur.fetchone()
+    assert row is not None
+    return Case.from_row(row)
+
+
+async def add_quote(tx: aiosqlite.Connection, case_id: int, quote: Quote,
+                    snapshot: dict[str, Any]) -> None:
+    """Keep a re-quote beside the case's earlier ones (a version already kept stays)."""
+    await tx.execute(
+        "INSERT OR IGNORE INTO quotes (case_id, version, created_at, snapshot, quote) "
+        "VALUES (?, ?, ?, ?, ?)",
+        (case_id, quote.version, now_iso(), dumps(snapshot), dumps(quote.to_dict())),
+    )
+
+
+async def set_quote_version(tx: aiosqlite.Connection, case_id: int, version: str) -> None:
+    """Point the case at a re-quote that changed nothing it was decided on."""
+    await tx.execute("UPDATE cases SET quote_version = ? WHERE id = ?", (version, case_id))
+
+
+# --- what risk flags ask of earlier cases ---------------------------------------------------
+
+async def refunded_for_customer(store: Store, customer_hash: str, *, other_than_booking: str,
+                                since: str) -> int:
+    """How many other bookings of this customer (salted hash) were refunded, or are being,
+    since `since`."""
+    row = await store.fetch_one(
+        "SELECT COUNT(*) AS n FROM cases WHERE customer_hash = ? AND booking_id != ? "
+        "AND status IN ('refunded', 'partially_refunded', 'executing', 'approved', "
+        "'auto_approved') AND created_at >= ?",
+        (customer_hash, other_than_booking, since),
+    )
+    return int(row["n"]) if row else 0
+
+
+async def recent_order_totals(store: Store, *, currency: str, other_than_booking: str,
+                              limit: int) -> list[tuple[frozenset[str | None], int]]:
+    """(skus, order total in minor units) of the current quotes of the latest cases of other
+    bookings in `currency`, newest first. Read from the stored JSON directly: this runs for
+    every new case, over up to `limit` quotes, and needs two fields of each."""
+    rows = await store.fetch_all(
+        "SELECT q.quote FROM quotes q JOIN cases c ON c.id = q.case_id "
+        "WHERE c.booking_id != ? AND q.version = c.quote_version AND c.currency = ? "
+        "ORDER BY q.id DESC LIMIT ?", (other_than_booking, currency, limit))
+    totals = []
+    for row in rows:
+        quote = json.loads(row["quote"])
+        skus = frozenset(line.get("sku") for line in quote.get("lines", []))
+        totals.append((skus, to_minor(quote["order_total"], currency)))
+    return totals

@@ -30,7 +30,7 @@ from services.refunds.ledger import Execution, ExecutionStatus
 from services.refunds.snapshots import assemble_snapshot, quote_snapshot
 from services.refunds.writeback import write_back
 from services.store import audit
-from services.store.db import dumps, now_iso, utcnow
+from services.store.db import utcnow
 
 RETRYABLE_KINDS = ("unavailable", "rate_limited")
 
@@ -135,18 +135,13 @@ async def _fresh_snapshot(svc: Deps, case: Case) -> BookingSnapshot | None:
     if quote.version == case.quote_version:
         return snapshot
     async with svc.store.transaction() as tx:
-        await tx.execute(
-            "INSERT OR IGNORE INTO quotes (case_id, version, created_at, snapshot, quote) "
-            "VALUES (?, ?, ?, ?, ?)",
-            (case.id, quote.version, now_iso(), dumps(raw), dumps(quote.to_dict())),
-        )
+        await cases.add_quote(tx, case.id, quote, raw)
         await audit.append(tx, actor="policy", action="quote.remade", case_id=case.id,
                            detail={"why": why, "quote": quote.to_dict()})
         unchanged = quote.total_refund == (case.approved_amount or case.refund_amount) and \
             case.approved_amount == case.refund_amount
         if unchanged and not changed:
-            await tx.execute("UPDATE cases SET quote_version = ? WHERE id = ?",
-                             (quote.version, case.id))
+            await cases.set_quote_version(tx, case.id, quote.version)
             return snapshot
         await cases.transition(
             tx, case, Status.PENDING_APPROVAL, actor="policy",

@@ -23,7 +23,7 @@ from services.refunds.automation import Automation, automation_state
 from services.refunds.cases import Case, Status
 from services.refunds.snapshots import quote_snapshot
 from services.store import audit
-from services.store.db import dumps, now_iso
+from services.store.db import dumps
 
 
 @dataclass(frozen=True)
@@ -75,20 +75,12 @@ async def _insert_case(
     tx: aiosqlite.Connection, svc: Deps, snapshot: BookingSnapshot, quote: Quote,
     source: str, requested_by: str | None, raw: dict[str, Any],
 ) -> Case:
-    now = now_iso()
-    customer = customer_hash(snapshot.customer_email, svc.config.customer_hash_salt)
-    cursor = await tx.execute(
-        "INSERT INTO cases (booking_id, booking_code, status, currency, cancelled_at, waiver, "
-        "source, requested_by, quote_version, refund_amount, customer_hash, created_at, "
-        "updated_at) VALUES (?, ?, 'quoted', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        (snapshot.booking_id, snapshot.code, snapshot.currency, quote.cancelled_at, quote.waiver,
-         source, requested_by, quote.version, quote.total_refund, customer, now, now),
-    )
-    case_id = int(cursor.lastrowid or 0)
-    await tx.execute(
-        "INSERT INTO quotes (case_id, version, created_at, snapshot, quote) VALUES (?, ?, ?, ?, ?)",
-        (case_id, quote.version, now, dumps(raw), dumps(quote.to_dict())),
-    )
+    case = await cases.insert(
+        tx, booking_id=snapshot.booking_id, booking_code=snapshot.code,
+        currency=snapshot.currency, quote=quote, source=source, requested_by=requested_by,
+        customer_hash=customer_hash(snapshot.customer_email, svc.config.customer_hash_salt),
+        snapshot=raw)
+    case_id = case.id
     await audit.append(tx, actor=requested_by or source, action="case.opened", case_id=case_id,
                        detail={"source": source, "booking": snapshot.code,
                                "cancelled_at": quote.cancelled_at, "waiver": quote.waiver,
@@ -96,10 +88,7 @@ async def _insert_case(
     await audit.append(tx, actor="policy", action="quote.made", case_id=case_id,
                        detail={"quote": quote.to_dict(), "policy_file": svc.book.source,
                                "policy_digest": svc.book.digest})
-    async with tx.execute("SELECT * FROM cases WHERE id = ?", (case_id,)) as cur:
-        row = await cur.fetchone()
-    assert row is not None
-    return Case.from_row(row)
+    return case
 
 
 def _initial_status(
