@@ -1,4 +1,4 @@
-"""Refund cases: their lifecycle, the decisions people and policy make, and queries.
+"""Refund cases: the case record, its lifecycle, the decisions on it and queries of cases.
 
 Every state change is one transaction holding the store's write lock: the status check, the
 update, the decision row and the audit row commit together or not at all. A transition is a
@@ -126,6 +126,18 @@ async def get(store: Store, case_id: int) -> Case:
     if row is None:
         raise CaseNotFound(f"no refund case {case_id}")
     return Case.from_row(row)
+
+
+async def status_of(store: Store, case_id: int) -> str | None:
+    """The case's status as stored; None when there is no such case."""
+    row = await store.fetch_one("SELECT status FROM cases WHERE id = ?", (case_id,))
+    return row["status"] if row else None
+
+
+async def booking_id_of(store: Store, case_id: int) -> str | None:
+    """The Checkfront reference of the case's booking; None when there is no such case."""
+    row = await store.fetch_one("SELECT booking_id FROM cases WHERE id = ?", (case_id,))
+    return row["booking_id"] if row else None
 
 
 async def find_open(store: Store, booking_id: str) -> Case | None:
