@@ -18,7 +18,7 @@ from services.errors import DomainError
 from services.money import format_minor
 from services.quoting.quote import Quote
 from services.store import audit
-from services.store.db import Row, Store, now_iso
+from services.store.db import Row, Store, clock_utc, now_iso
 
 
 class Status(StrEnum):
@@ -287,7 +287,7 @@ async def _pending(store: Store, case_id: int, quote_version: str | None) -> Cas
         if last is not None and case.status not in (Status.QUOTED,):
             verb = "approved" if last["decision"] in ("approve", "auto_approve") else "denied"
             raise AlreadyDecided(
-                f"already {verb} by {last['decided_by']} at {last['decided_at'][11:16]} UTC",
+                f"already {verb} by {last['decided_by']} at {clock_utc(last['decided_at'])}",
                 decided_by=last["decided_by"], decided_at=last["decided_at"], outcome=verb,
             )
         raise IllegalTransition(f"case {case_id} is {case.status}, not waiting for approval")
