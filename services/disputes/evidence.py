@@ -19,8 +19,9 @@ from services.deps import Deps
 from services.money import display
 from services.quoting.booking import SnapshotError, parse_snapshot
 from services.quoting.quote import Quote
-from services.refunds import cases
+from services.refunds import cases, ledger, snapshots
 from services.refunds.cases import Case
+from services.refunds.ledger import SETTLED
 from services.store import audit
 
 log = logging.getLogger(__name__)
@@ -45,16 +46,14 @@ async def find_booking(svc: Deps, refs: list[str],
     """The booking (and its latest refund case) behind a payment, from our own records."""
     store = svc.store
     for ref in refs:
-        row = await store.fetch_one("SELECT case_id FROM executions WHERE payment_ref = ? "
-                                    "ORDER BY id DESC LIMIT 1", (ref,))
-        if row is not None:
-            case = await cases.get(store, row["case_id"])
+        case_id = await ledger.latest_case_on_payment(store, ref)
+        if case_id is not None:
+            case = await cases.get(store, case_id)
             return BookingLink(case.booking_code, case.booking_id, case, "refund executions")
     for ref in refs:
-        row = await store.fetch_one("SELECT booking_code FROM booking_payments "
-                                    "WHERE transaction_id = ? LIMIT 1", (ref,))
-        if row is not None:
-            code = str(row["booking_code"])
+        paid = await snapshots.booking_paid_by(store, [ref])
+        if paid is not None:
+            code = str(paid)
             case = await cases.latest_for_booking(store, code)
             return BookingLink(code, case.booking_id if case else code, case,
                                "Checkfront payments")
@@ -132,11 +131,8 @@ async def build_evidence(svc: Deps, link: BookingLink, *, dispute_id: str, amoun
         facts.append("No cancellation or refund case on record.")
         return EvidencePack(fields, facts)
 
-    refunds = await svc.store.fetch_all(
-        "SELECT stripe_refund_id, amount, currency, status, payment_ref, updated_at "
-        "FROM executions WHERE case_id = ? AND stripe_refund_id IS NOT NULL ORDER BY id",
-        (case.id,))
-    done = [r for r in refunds if r["status"] in ("pending", "succeeded")]
+    refunds = await ledger.refund_history(svc.store, case.id)
+    done = [r for r in refunds if r["status"] in SETTLED]
     refunded = sum(int(r["amount"]) for r in done)
     history = [f"{r['stripe_refund_id']}: {display(int(r['amount']), r['currency'])} "
                f"{r['status']} on {_utc(r['updated_at'])} (payment {r['payment_ref']})"

@@ -42,7 +42,9 @@ from zoneinfo import ZoneInfo
 
 from services.deps import Deps
 from services.money import display
+from services.refunds import ledger
 from services.refunds.automation import Automation, automation_state
+from services.refunds.ledger import ExecutionStatus
 from services.store.db import iso_utc
 
 DETECTOR = "anomaly-detector"
@@ -181,16 +183,10 @@ class _Detector:
             windows.append((end - self.c.window, end))
         return windows
 
-    async def _refund_window(self, start: datetime, end: datetime) -> dict[str, tuple[int, int]]:
-        rows = await self.store.fetch_all(
-            "SELECT currency, COUNT(*) AS n, COALESCE(SUM(amount), 0) AS total FROM executions "
-            "WHERE status != 'rejected' AND created_at >= ? AND created_at < ? "
-            "GROUP BY currency", (iso_utc(start), iso_utc(end)))
-        return {r["currency"]: (int(r["n"]), int(r["total"])) for r in rows}
-
     async def refunds(self) -> list[Anomaly]:
-        current = await self._refund_window(self.since, self.now)
-        history = [await self._refund_window(a, b) for a, b in self._baseline_windows()]
+        current = await ledger.not_rejected_by_currency(self.store, self.since, self.now)
+        history = [await ledger.not_rejected_by_currency(self.store, a, b)
+                   for a, b in self._baseline_windows()]
         counts = [sum(n for n, _ in h.values()) for h in history]
         spikes = poisson_spikes(   # one subject: every refund, whatever its currency
             {"": sum(n for n, _ in current.values())}, lambda _: statistics.fmean(counts),
@@ -240,13 +236,10 @@ class _Detector:
              "p": s.p, "method": "poisson"}) for s in spikes]
 
     async def failures(self) -> list[Anomaly]:
-        rows = await self.store.fetch_all(
-            "SELECT id, status, failure_reason FROM executions WHERE called_at IS NOT NULL "
-            "AND status IN ('succeeded', 'pending', 'failed', 'rejected') AND updated_at > ? "
-            "ORDER BY updated_at DESC, id DESC LIMIT ?",
-            (self.resumed_at or "", self.c.failure_run))
+        rows = await ledger.last_called(self.store, self.resumed_at or "", self.c.failure_run)
         if len(rows) < self.c.failure_run or any(
-                r["status"] not in ("failed", "rejected") for r in rows):
+                r["status"] not in (ExecutionStatus.FAILED, ExecutionStatus.REJECTED)
+                for r in rows):
             return []
         reasons = sorted({str(r["failure_reason"] or "no reason given") for r in rows})
         first = min(int(r["id"]) for r in rows)

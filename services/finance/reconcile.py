@@ -7,7 +7,7 @@ but never heard back). Only counters, totals, the discrepancies and the ids of m
 rows are kept, so memory stays flat however many refunds the day had.
 
 The kinds of discrepancy and how a run is stored are described in `runs`; the queries of our
-ledger are in `ledger`, the Checkfront look-ups in `booking_check`.
+ledger are in `services.refunds.ledger`, the Checkfront look-ups in `booking_check`.
 """
 
 from __future__ import annotations
@@ -20,10 +20,8 @@ from zoneinfo import ZoneInfo
 from services.clients.stripe_errors import StripeGatewayError
 from services.clients.stripe_records import StripeRefund
 from services.deps import Deps
-from services.finance import ledger
 from services.finance.booking_check import BookingCheck, RefundedBooking
 from services.finance.days import day_window
-from services.finance.ledger import LedgerRow
 from services.finance.runs import (
     AMOUNT_MISMATCH,
     CHECKFRONT_NOT_UPDATED,
@@ -41,6 +39,8 @@ from services.finance.runs import (
     save_run,
 )
 from services.money import display, to_minor
+from services.refunds import cases, ledger, snapshots
+from services.refunds.ledger import ExecutionStatus, ExecutionWithBooking
 from services.store.db import iso_utc, utcnow
 
 STALE_AFTER = timedelta(hours=48)
@@ -95,7 +95,7 @@ class _DayReconciliation:
         self.found: dict[str, Discrepancy] = {}
         self.resolved_ids: list[int] = []
         self.seen: set[int] = set()          # ledger rows matched to a Stripe refund
-        self.planned: dict[str, list[LedgerRow]] = {}  # payment -> rows planned, no refund id
+        self.planned: dict[str, list[ExecutionWithBooking]] = {}  # payment -> planned, no id
         self.notes: list[str] = []
         self.stripe_count = 0
         self.other_day = 0
@@ -119,14 +119,14 @@ class _DayReconciliation:
             self.notes.append("Checkfront was not checked in this run")
 
     async def _batch(self, refunds: list[StripeRefund]) -> None:
-        by_id = await ledger.by_refund_ids(self.store, [r.id for r in refunds])
+        by_id = await ledger.rows_with_refund_ids(self.store, [r.id for r in refunds])
         for refund in refunds:
             self.stripe_count += 1
             row = by_id.get(refund.id) or self._take_planned(refund)
             await self._classify(refund, row)
         await self._check_bookings()
 
-    def _take_planned(self, refund: StripeRefund) -> LedgerRow | None:
+    def _take_planned(self, refund: StripeRefund) -> ExecutionWithBooking | None:
         """A planned row on the same payment: same amount, or same case (then amounts differ)."""
         case_id = refund.metadata.get("case_id", "")
         for exact in (True, False):
@@ -138,7 +138,7 @@ class _DayReconciliation:
                         return rows.pop(n)
         return None
 
-    async def _classify(self, refund: StripeRefund, row: LedgerRow | None) -> None:
+    async def _classify(self, refund: StripeRefund, row: ExecutionWithBooking | None) -> None:
         cur = refund.currency
         moved = refund.status not in FAILED_STATUSES
         self._add(cur, "refunded" if moved else "failed", refund.amount)
@@ -201,9 +201,12 @@ class _DayReconciliation:
         refs = [r for r in (refund.payment_intent, refund.charge) if r]
         if not refs:
             return None, None
-        known = await ledger.booking_of_payment(self.store, refs)
+        known = await ledger.booking_refunded_on(self.store, refs)
         if known is not None:
             return known
+        code = await snapshots.booking_paid_by(self.store, refs)
+        if code is not None:
+            return code, code
         self.unknown_booking += 1
         return None, None
 
@@ -226,7 +229,7 @@ class _DayReconciliation:
             await self._look_up(row)
         await self._check_bookings()
 
-    async def _look_up(self, row: LedgerRow) -> None:
+    async def _look_up(self, row: ExecutionWithBooking) -> None:
         assert row.refund_id is not None
         try:
             refund = await self.stripe.get_refund(row.refund_id)
@@ -280,7 +283,7 @@ class _DayReconciliation:
                         currency=row.currency, execution_id=row.id, case_id=row.case_id,
                         payment_ref=row.payment_ref)
 
-    async def _answered_elsewhere(self, row: LedgerRow) -> bool:
+    async def _answered_elsewhere(self, row: ExecutionWithBooking) -> bool:
         try:
             refunds = await self.stripe.refunds_for(row.payment_ref)
         except StripeGatewayError as exc:
@@ -342,7 +345,7 @@ class _DayReconciliation:
                 return True
             ref = old.booking_code or ""
             if old.case_id is not None:
-                booking_id = await ledger.booking_id_of_case(self.store, old.case_id)
+                booking_id = await cases.booking_id_of(self.store, old.case_id)
                 ref = booking_id if booking_id is not None else ref
             return await self.bookings.problem(ref, old.amount or 0, old.currency or "USD")
         if kind == EXTERNAL:
@@ -352,11 +355,11 @@ class _DayReconciliation:
         execution = None
         if old.execution_id is not None:
             execution = await ledger.row_with_id(self.store, old.execution_id)
-        if execution is not None and execution.status in ("rejected", "canceled"):
+        if execution is not None and execution.status in (ExecutionStatus.REJECTED, "canceled"):
             return None  # the bot gave the row up: nothing was or will be refunded by it
         refund_id = old.refund_id or (execution.refund_id if execution else None)
         if refund_id is None:
-            if execution is not None and execution.status == "planned":
+            if execution is not None and execution.status == ExecutionStatus.PLANNED:
                 return None if await self._answered_elsewhere(execution) else True
             return True
         try:
@@ -380,7 +383,7 @@ class _DayReconciliation:
         closed without it."""
         if old.case_id is None:
             return True  # made outside the bot: a person closes it
-        status = await ledger.case_status(self.store, old.case_id)
+        status = await cases.status_of(self.store, old.case_id)
         if status is None:
             return True
         if status in ("refunded", "partially_refunded", "denied", "skipped"):

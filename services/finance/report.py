@@ -1,4 +1,5 @@
-"""Refund reports over a date range: the figures and one CSV row per refund."""
+"""Refund reports over a date range: the figures and one CSV row per refund, read from the
+executions ledger."""
 
 from __future__ import annotations
 
@@ -13,6 +14,8 @@ from zoneinfo import ZoneInfo
 from services.errors import DomainError
 from services.finance.days import day_window
 from services.money import format_minor
+from services.refunds import ledger
+from services.refunds.ledger import SETTLED
 from services.store.db import Store
 
 MAX_DAYS = 366
@@ -47,16 +50,7 @@ async def range_report(store: Store, first: date, last: date, tz: ZoneInfo) -> R
         raise ReportError(f"a report covers at most {MAX_DAYS} days")
     start, _ = day_window(first, tz)
     _, end = day_window(last, tz)
-    rows = await store.fetch_all(
-        "SELECT e.created_at, e.amount, e.currency, e.status, e.stripe_refund_id, "
-        "e.payment_ref, c.id AS case_id, c.booking_code, c.refund_amount, q.quote, "
-        "(SELECT decision FROM decisions d WHERE d.case_id = c.id ORDER BY d.id DESC LIMIT 1) "
-        "AS decision, (SELECT decided_by FROM decisions d WHERE d.case_id = c.id "
-        "ORDER BY d.id DESC LIMIT 1) AS decided_by "
-        "FROM executions e JOIN cases c ON c.id = e.case_id "
-        "LEFT JOIN quotes q ON q.case_id = c.id AND q.version = c.quote_version "
-        "WHERE e.stripe_refund_id IS NOT NULL AND e.created_at >= ? AND e.created_at < ? "
-        "ORDER BY e.created_at", (start.isoformat(), end.isoformat()))
+    rows = await ledger.report_rows(store, start.isoformat(), end.isoformat())
     report = RangeReport(first, last, [])
     for r in rows:
         quote: dict[str, Any] = json.loads(r["quote"]) if r["quote"] else {}
@@ -69,7 +63,7 @@ async def range_report(store: Store, first: date, last: date, tz: ZoneInfo) -> R
             "decision": r["decision"] or "", "decided_by": r["decided_by"] or "",
             "stripe_refund_id": r["stripe_refund_id"], "payment": r["payment_ref"],
             "status": r["status"]})
-        if r["status"] in ("pending", "succeeded"):
+        if r["status"] in SETTLED:
             count, total = report.totals.get(r["currency"], (0, 0))
             report.totals[r["currency"]] = (count + 1, total + r["amount"])
         if r["decision"]:

@@ -1,5 +1,5 @@
 """The digest's figures: one business day's refunds, decisions and waiting cases, and refunds
-per day over the days before."""
+per day over the days before. The refunds are read from the executions ledger."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from services.finance.days import day_window
+from services.refunds import ledger
 from services.store.db import Store, iso_utc, utcnow
 
 WAITING_AFTER = timedelta(hours=24)
@@ -39,30 +40,17 @@ async def day_stats(store: Store, day: date, tz: ZoneInfo, *,
     """The digest's figures for one business day; a case is waiting when it has been pending
     approval for more than `WAITING_AFTER` at `now`."""
     start, end = (iso_utc(m) for m in day_window(day, tz))
-    rows = await store.fetch_all(
-        "SELECT currency, COUNT(*) AS n, SUM(amount) AS total FROM executions "
-        "WHERE status IN ('pending', 'succeeded') AND created_at >= ? AND created_at < ? "
-        "GROUP BY currency ORDER BY currency", (start, end))
-    refunds = {r["currency"]: (int(r["n"]), int(r["total"])) for r in rows}
-    rows = await store.fetch_all(
-        "SELECT d.decision, COUNT(DISTINCT d.case_id) AS n FROM decisions d "
-        "WHERE d.decision IN ('auto_approve', 'approve') AND d.id = (SELECT MAX(x.id) FROM "
-        "decisions x WHERE x.case_id = d.case_id AND x.decision IN ('auto_approve', 'approve')) "
-        "AND d.case_id IN (SELECT case_id FROM executions WHERE status IN ('pending', "
-        "'succeeded') AND created_at >= ? AND created_at < ?) GROUP BY d.decision", (start, end))
-    decisions = {r["decision"]: int(r["n"]) for r in rows}
+    refunds = await ledger.settled_by_currency(store, start, end)
+    decisions = await ledger.approvals_refunded_between(store, start, end)
     row = await store.fetch_one(
         "SELECT COUNT(*) AS n FROM decisions WHERE decision = 'deny' AND decided_at >= ? "
         "AND decided_at < ?", (start, end))
     decisions["deny"] = int(row["n"]) if row else 0
-    rows = await store.fetch_all(
-        "SELECT c.cancelled_at, MIN(e.created_at) AS refunded_at FROM executions e "
-        "JOIN cases c ON c.id = e.case_id WHERE e.status IN ('pending', 'succeeded') "
-        "AND e.created_at >= ? AND e.created_at < ? GROUP BY c.id", (start, end))
+    first_refunds = await ledger.first_refunds_between(store, start, end)
     minutes = sorted(
-        max(0.0, (datetime.fromisoformat(r["refunded_at"])
-                  - datetime.fromisoformat(str(r["cancelled_at"]).replace("Z", "+00:00"))
-                  ).total_seconds() / 60) for r in rows)
+        max(0.0, (datetime.fromisoformat(refunded_at)
+                  - datetime.fromisoformat(str(cancelled_at).replace("Z", "+00:00"))
+                  ).total_seconds() / 60) for cancelled_at, refunded_at in first_refunds)
     median = round(statistics.median(minutes)) if minutes else None
     cutoff = iso_utc((now or utcnow()) - WAITING_AFTER)
     rows = await store.fetch_all(
@@ -80,8 +68,6 @@ async def refunds_per_day(store: Store, last_day: date, tz: ZoneInfo,
     for offset in range(days - 1, -1, -1):
         day = last_day - timedelta(days=offset)
         start, end = day_window(day, tz)
-        row = await store.fetch_one(
-            "SELECT COUNT(*) AS n FROM executions WHERE status IN ('pending', 'succeeded') "
-            "AND created_at >= ? AND created_at < ?", (start.isoformat(), end.isoformat()))
-        counts.append((day, int(row["n"]) if row else 0))
+        counts.append((day, await ledger.settled_count_between(
+            store, start.isoformat(), end.isoformat())))
     return counts

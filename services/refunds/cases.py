@@ -1,4 +1,4 @@
-"""Refund cases: their lifecycle, the decisions people and policy make, and queries.
+"""Refund cases: the case record, its lifecycle, the decisions on it and queries of cases.
 
 Every state change is one transaction holding the store's write lock: the status check, the
 update, the decision row and the audit row commit together or not at all. A transition is a
@@ -18,7 +18,7 @@ from services.errors import DomainError
 from services.money import format_minor, to_minor
 from services.quoting.quote import Quote
 from services.store import audit
-from services.store.db import Row, Store, dumps, now_iso
+from services.store.db import Row, Store, clock_utc, dumps, now_iso
 
 
 class Status(StrEnum):
@@ -126,6 +126,18 @@ async def get(store: Store, case_id: int) -> Case:
     if row is None:
         raise CaseNotFound(f"no refund case {case_id}")
     return Case.from_row(row)
+
+
+async def status_of(store: Store, case_id: int) -> str | None:
+    """The case's status as stored; None when there is no such case."""
+    row = await store.fetch_one("SELECT status FROM cases WHERE id = ?", (case_id,))
+    return row["status"] if row else None
+
+
+async def booking_id_of(store: Store, case_id: int) -> str | None:
+    """The Checkfront reference of the case's booking; None when there is no such case."""
+    row = await store.fetch_one("SELECT booking_id FROM cases WHERE id = ?", (case_id,))
+    return row["booking_id"] if row else None
 
 
 async def find_open(store: Store, booking_id: str) -> Case | None:
@@ -275,7 +287,7 @@ async def _pending(store: Store, case_id: int, quote_version: str | None) -> Cas
         if last is not None and case.status not in (Status.QUOTED,):
             verb = "approved" if last["decision"] in ("approve", "auto_approve") else "denied"
             raise AlreadyDecided(
-                f"already {verb} by {last['decided_by']} at {last['decided_at'][11:16]} UTC",
+                f"already {verb} by {last['decided_by']} at {clock_utc(last['decided_at'])}",
                 decided_by=last["decided_by"], decided_at=last["decided_at"], outcome=verb,
             )
         raise IllegalTransition(f"case {case_id} is {case.status}, not waiting for approval")

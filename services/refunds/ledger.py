@@ -1,5 +1,8 @@
 """The executions ledger: one row per Stripe refund the bot plans, calls and learns the outcome
-of, with the idempotency key that makes the call safe to repeat. All of its SQL lives here.
+of, with the idempotency key that makes the call safe to repeat. All of its SQL lives here,
+including the queries that read executions together with their case (its booking, quote and
+decisions) for the reconciliation, the digest, the anomaly detector, range reports and
+dispute evidence.
 
 A row is `planned` (its key committed before Stripe is called), then `pending` or `succeeded`
 (money has left or is leaving the merchant), `failed` (Stripe said so later) or `rejected`
@@ -8,13 +11,15 @@ A row is `planned` (its key committed before Stripe is called), then `pending` o
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
 import aiosqlite
 
-from services.store.db import Row, Store, now_iso
+from services.store.db import Row, Store, iso_utc, now_iso
 
 
 class ExecutionStatus(StrEnum):
@@ -26,7 +31,14 @@ class ExecutionStatus(StrEnum):
 
 
 SETTLED = (ExecutionStatus.PENDING, ExecutionStatus.SUCCEEDED)  # money that has left
-_SETTLED_SQL = "('pending', 'succeeded')"
+
+
+def _sql_list(statuses: Iterable[ExecutionStatus]) -> str:
+    """Statuses as an SQL list of literals, for `status IN ...`."""
+    return "(" + ", ".join(f"'{s}'" for s in statuses) + ")"
+
+
+_SETTLED_SQL = _sql_list(SETTLED)   # ('pending', 'succeeded')
 
 
 def from_stripe(stripe_status: str) -> ExecutionStatus:
@@ -66,6 +78,7 @@ class Execution:
 # --- planning and calling (inside the executor's transactions) ----------------------------
 
 async def for_case(tx: aiosqlite.Connection, case_id: int) -> list[Execution]:
+    """Every row of the case, oldest first."""
     async with tx.execute("SELECT * FROM executions WHERE case_id = ? ORDER BY id",
                           (case_id,)) as cur:
         return [Execution.from_row(r) for r in await cur.fetchall()]
@@ -73,6 +86,7 @@ async def for_case(tx: aiosqlite.Connection, case_id: int) -> list[Execution]:
 
 async def add_planned(tx: aiosqlite.Connection, *, case_id: int, payment_ref: str, amount: int,
                       currency: str, attempt: int, key: str) -> None:
+    """A new `planned` row: its idempotency key is committed before Stripe is called."""
     now = now_iso()
     await tx.execute(
         "INSERT INTO executions (case_id, payment_ref, amount, currency, attempt, "
@@ -83,6 +97,7 @@ async def add_planned(tx: aiosqlite.Connection, *, case_id: int, payment_ref: st
 
 
 async def planned(tx: aiosqlite.Connection, case_id: int) -> list[Execution]:
+    """The case's rows still `planned`, oldest first."""
     async with tx.execute(
         "SELECT * FROM executions WHERE case_id = ? AND status = 'planned' ORDER BY id",
         (case_id,),
@@ -98,6 +113,7 @@ async def mark_called(tx: aiosqlite.Connection, row_id: int) -> None:
 
 async def reject(tx: aiosqlite.Connection, row_id: int, why: str, *,
                  only_planned: bool = False) -> None:
+    """Give a row up as `rejected` (nothing moved); `only_planned`: unless it left `planned`."""
     await tx.execute(
         "UPDATE executions SET status = 'rejected', failure_reason = ?, updated_at = ? "
         "WHERE id = ?" + (" AND status = 'planned'" if only_planned else ""),
@@ -154,12 +170,14 @@ async def settled_for_booking(store: Store, booking_code: str,
 
 
 async def known_refund_ids(store: Store) -> set[str]:
+    """Every Stripe refund id a row recorded."""
     rows = await store.fetch_all(
         "SELECT stripe_refund_id FROM executions WHERE stripe_refund_id IS NOT NULL")
     return {r["stripe_refund_id"] for r in rows}
 
 
 async def by_refund_id(store: Store, refund_id: str) -> Execution | None:
+    """The row that recorded this Stripe refund, if any."""
     row = await store.fetch_one("SELECT * FROM executions WHERE stripe_refund_id = ?",
                                 (refund_id,))
     return Execution.from_row(row) if row is not None else None
@@ -179,3 +197,227 @@ async def claim_unanswered(store: Store, case_id: int, payment_ref: str, amount:
         await tx.execute("UPDATE executions SET stripe_refund_id = ? WHERE id = ?",
                          (refund_id, row["id"]))
     return Execution.from_row(row)
+
+
+async def latest_case_on_payment(store: Store, payment_ref: str) -> int | None:
+    """The case of the latest row that refunds this payment, if any."""
+    row = await store.fetch_one("SELECT case_id FROM executions WHERE payment_ref = ? "
+                                "ORDER BY id DESC LIMIT 1", (payment_ref,))
+    return row["case_id"] if row is not None else None
+
+
+async def refund_history(store: Store, case_id: int) -> list[Row]:
+    """The case's rows that have a Stripe refund, in the order they were planned (a dispute's
+    refund history): refund id, amount, currency, status, payment and when last updated."""
+    return await store.fetch_all(
+        "SELECT stripe_refund_id, amount, currency, status, payment_ref, updated_at "
+        "FROM executions WHERE case_id = ? AND stripe_refund_id IS NOT NULL ORDER BY id",
+        (case_id,))
+
+
+# --- the reconciliation's reading: rows with their case's booking ---------------------------
+
+READ_AT_ONCE = 500   # rows read by id per query
+
+
+@dataclass(slots=True)
+class ExecutionWithBooking:
+    """One refund the bot planned or made, as the reconciliation reads it: an `executions` row
+    (its status as stored) and its case's booking."""
+
+    id: int
+    case_id: int
+    payment_ref: str
+    amount: int
+    currency: str
+    status: str
+    refund_id: str | None
+    created_at: str
+    called_at: str | None
+    booking_code: str
+    booking_id: str
+
+
+_WITH_BOOKING = (
+    "SELECT e.id, e.case_id, e.payment_ref, e.amount, e.currency, e.status, "
+    "e.stripe_refund_id, e.created_at, e.called_at, c.booking_code, c.booking_id "
+    "FROM executions e JOIN cases c ON c.id = e.case_id "
+)
+
+
+def _with_booking(row: Row) -> ExecutionWithBooking:
+    return ExecutionWithBooking(
+        row["id"], row["case_id"], row["payment_ref"], row["amount"], row["currency"],
+        row["status"], row["stripe_refund_id"], row["created_at"], row["called_at"],
+        row["booking_code"], row["booking_id"])
+
+
+async def planned_unsent(store: Store) -> list[ExecutionWithBooking]:
+    """Rows planned with no Stripe refund id (the call went out, or is about to, and no answer
+    came back), oldest first, at most 10,000."""
+    rows = await store.fetch_all(
+        _WITH_BOOKING + "WHERE e.status = 'planned' AND e.stripe_refund_id IS NULL "
+        "ORDER BY e.id LIMIT 10000")
+    return [_with_booking(r) for r in rows]
+
+
+async def rows_with_refund_ids(store: Store,
+                               refund_ids: Sequence[str]) -> dict[str, ExecutionWithBooking]:
+    """The rows that recorded these Stripe refunds, by refund id."""
+    marks = ",".join("?" for _ in refund_ids)
+    rows = await store.fetch_all(
+        _WITH_BOOKING + f"WHERE e.stripe_refund_id IN ({marks})", list(refund_ids))
+    return {r["stripe_refund_id"]: _with_booking(r) for r in rows}
+
+
+async def row_with_id(store: Store, execution_id: int) -> ExecutionWithBooking | None:
+    """One row by id, with its case's booking."""
+    row = await store.fetch_one(_WITH_BOOKING + "WHERE e.id = ?", (execution_id,))
+    return _with_booking(row) if row else None
+
+
+async def rows_with_ids(store: Store,
+                        execution_ids: list[int]) -> AsyncIterator[ExecutionWithBooking]:
+    """Rows by id, read `READ_AT_ONCE` at a time."""
+    for n in range(0, len(execution_ids), READ_AT_ONCE):
+        chunk = execution_ids[n:n + READ_AT_ONCE]
+        marks = ",".join("?" for _ in chunk)
+        for row in await store.fetch_all(_WITH_BOOKING + f"WHERE e.id IN ({marks})", chunk):
+            yield _with_booking(row)
+
+
+async def ids_with_refund_between(store: Store, start: datetime,
+                                  end: datetime) -> AsyncIterator[int]:
+    """Ids of the rows created in [start, end) that have a Stripe refund id and moved (or
+    failed to move) money, streamed."""
+    moved_or_failed = _sql_list((*SETTLED, ExecutionStatus.FAILED))
+    async with store.db.execute(
+        "SELECT id FROM executions WHERE created_at >= ? AND created_at < ? "
+        f"AND stripe_refund_id IS NOT NULL AND status IN {moved_or_failed}",
+        (iso_utc(start), iso_utc(end)),
+    ) as cursor:
+        async for row in cursor:
+            yield row["id"]
+
+
+async def pending_between(store: Store, start: datetime,
+                          end: datetime) -> list[ExecutionWithBooking]:
+    """Rows created in [start, end) that the ledger still holds as pending at Stripe, at most
+    1,000."""
+    rows = await store.fetch_all(
+        _WITH_BOOKING + "WHERE e.status = 'pending' AND e.stripe_refund_id IS NOT NULL "
+        "AND e.created_at >= ? AND e.created_at < ? ORDER BY e.id LIMIT 1000",
+        (iso_utc(start), iso_utc(end)))
+    return [_with_booking(r) for r in rows]
+
+
+async def has_refund(store: Store, refund_id: str | None) -> bool:
+    """Whether any row recorded this Stripe refund."""
+    row = await store.fetch_one(
+        "SELECT 1 FROM executions WHERE stripe_refund_id = ?", (refund_id,))
+    return row is not None
+
+
+async def refunded_after(store: Store, case_id: int, execution_id: int) -> bool:
+    """Whether the case has a later row (id above `execution_id`) that moved money."""
+    row = await store.fetch_one(
+        f"SELECT 1 FROM executions WHERE case_id = ? AND status IN {_SETTLED_SQL} "
+        "AND id > ? LIMIT 1", (case_id, execution_id))
+    return row is not None
+
+
+async def booking_refunded_on(store: Store,
+                              payment_refs: Sequence[str]) -> tuple[str, str] | None:
+    """(booking code, Checkfront reference) of the case a row refunded one of these payments
+    for; None when no row names any of them."""
+    marks = ",".join("?" for _ in payment_refs)
+    row = await store.fetch_one(
+        "SELECT c.booking_code, c.booking_id FROM executions e JOIN cases c "
+        f"ON c.id = e.case_id WHERE e.payment_ref IN ({marks}) LIMIT 1", list(payment_refs))
+    if row is None:
+        return None
+    return row["booking_code"], row["booking_id"] or row["booking_code"]
+
+
+# --- figures: the digest and the anomaly detector --------------------------------------------
+# `start` and `end` given as text are compared as they are with `created_at`.
+
+async def settled_by_currency(store: Store, start: str,
+                              end: str) -> dict[str, tuple[int, int]]:
+    """Refunds that moved money, created in [start, end): currency -> (count, total minor
+    units), currencies in order."""
+    rows = await store.fetch_all(
+        "SELECT currency, COUNT(*) AS n, SUM(amount) AS total FROM executions "
+        f"WHERE status IN {_SETTLED_SQL} AND created_at >= ? AND created_at < ? "
+        "GROUP BY currency ORDER BY currency", (start, end))
+    return {r["currency"]: (int(r["n"]), int(r["total"])) for r in rows}
+
+
+async def approvals_refunded_between(store: Store, start: str, end: str) -> dict[str, int]:
+    """Cases with a refund that moved money created in [start, end), counted by their latest
+    approval: auto_approve | approve -> cases."""
+    rows = await store.fetch_all(
+        "SELECT d.decision, COUNT(DISTINCT d.case_id) AS n FROM decisions d "
+        "WHERE d.decision IN ('auto_approve', 'approve') AND d.id = (SELECT MAX(x.id) FROM "
+        "decisions x WHERE x.case_id = d.case_id AND x.decision IN ('auto_approve', 'approve')) "
+        f"AND d.case_id IN (SELECT case_id FROM executions WHERE status IN {_SETTLED_SQL} "
+        "AND created_at >= ? AND created_at < ?) GROUP BY d.decision", (start, end))
+    return {r["decision"]: int(r["n"]) for r in rows}
+
+
+async def first_refunds_between(store: Store, start: str, end: str) -> list[tuple[str, str]]:
+    """For each case with refunds that moved money created in [start, end): (when the case
+    was cancelled, when the first of those refunds was created)."""
+    rows = await store.fetch_all(
+        "SELECT c.cancelled_at, MIN(e.created_at) AS refunded_at FROM executions e "
+        f"JOIN cases c ON c.id = e.case_id WHERE e.status IN {_SETTLED_SQL} "
+        "AND e.created_at >= ? AND e.created_at < ? GROUP BY c.id", (start, end))
+    return [(r["cancelled_at"], r["refunded_at"]) for r in rows]
+
+
+async def settled_count_between(store: Store, start: str, end: str) -> int:
+    """How many refunds that moved money were created in [start, end)."""
+    row = await store.fetch_one(
+        f"SELECT COUNT(*) AS n FROM executions WHERE status IN {_SETTLED_SQL} "
+        "AND created_at >= ? AND created_at < ?", (start, end))
+    return int(row["n"]) if row else 0
+
+
+async def not_rejected_by_currency(store: Store, start: datetime,
+                                   end: datetime) -> dict[str, tuple[int, int]]:
+    """Rows created in [start, end) but rejected ones (refunds made, under way or attempted):
+    currency -> (count, total minor units)."""
+    rows = await store.fetch_all(
+        "SELECT currency, COUNT(*) AS n, COALESCE(SUM(amount), 0) AS total FROM executions "
+        "WHERE status != 'rejected' AND created_at >= ? AND created_at < ? "
+        "GROUP BY currency", (iso_utc(start), iso_utc(end)))
+    return {r["currency"]: (int(r["n"]), int(r["total"])) for r in rows}
+
+
+async def last_called(store: Store, updated_after: str, limit: int) -> list[Row]:
+    """The last `limit` rows sent to Stripe whose outcome is known (succeeded, pending, failed
+    or rejected), updated after `updated_after`, newest first: id, status, failure reason."""
+    known = _sql_list((ExecutionStatus.SUCCEEDED, ExecutionStatus.PENDING,
+                       ExecutionStatus.FAILED, ExecutionStatus.REJECTED))
+    return await store.fetch_all(
+        "SELECT id, status, failure_reason FROM executions WHERE called_at IS NOT NULL "
+        f"AND status IN {known} AND updated_at > ? "
+        "ORDER BY updated_at DESC, id DESC LIMIT ?", (updated_after, limit))
+
+
+# --- range reports ----------------------------------------------------------------------------
+
+async def report_rows(store: Store, start: str, end: str) -> list[Row]:
+    """Rows with a Stripe refund created in [start, end), oldest first, each with its case
+    (id, booking code, quoted refund), the case's current quote and its latest decision and
+    who made it: what a range report lists."""
+    return await store.fetch_all(
+        "SELECT e.created_at, e.amount, e.currency, e.status, e.stripe_refund_id, "
+        "e.payment_ref, c.id AS case_id, c.booking_code, c.refund_amount, q.quote, "
+        "(SELECT decision FROM decisions d WHERE d.case_id = c.id ORDER BY d.id DESC LIMIT 1) "
+        "AS decision, (SELECT decided_by FROM decisions d WHERE d.case_id = c.id "
+        "ORDER BY d.id DESC LIMIT 1) AS decided_by "
+        "FROM executions e JOIN cases c ON c.id = e.case_id "
+        "LEFT JOIN quotes q ON q.case_id = c.id AND q.version = c.quote_version "
+        "WHERE e.stripe_refund_id IS NOT NULL AND e.created_at >= ? AND e.created_at < ? "
+        "ORDER BY e.created_at", (start, end))

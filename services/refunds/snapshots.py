@@ -1,10 +1,13 @@
-"""Booking snapshots: the booking from Checkfront plus every payment we know of (Checkfront's,
-those received by webhook, the refunds this bot made), and the quote made from one.
+"""Booking snapshots, the quotes made from them, and all SQL of `booking_payments`.
+
+A snapshot is the booking from Checkfront plus every payment we know of: Checkfront's, those
+received by webhook (kept in `booking_payments`) and the refunds this bot made.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
@@ -24,6 +27,15 @@ async def stored_payments(store: Store, booking_code: str) -> list[dict[str, Any
         (booking_code,),
     )
     return [json.loads(r["payload"]) for r in rows]
+
+
+async def booking_paid_by(store: Store, transaction_ids: Sequence[str]) -> str | None:
+    """The booking code of a recorded payment with one of these transaction ids, if any."""
+    marks = ",".join("?" for _ in transaction_ids)
+    row = await store.fetch_one(
+        f"SELECT booking_code FROM booking_payments WHERE transaction_id IN ({marks}) "
+        "LIMIT 1", list(transaction_ids))
+    return row["booking_code"] if row is not None else None
 
 
 async def record_payment(store: Store, transaction: dict[str, Any], actor: str) -> bool:

@@ -35,6 +35,11 @@ def iso_utc(moment: datetime) -> str:
     return moment.astimezone(UTC).isoformat(timespec="microseconds")
 
 
+def clock_utc(stored: str) -> str:
+    """The time of day of a stored time as "HH:MM UTC" (the store writes times in UTC)."""
+    return f"{stored[11:16]} UTC"
+
+
 def dumps(value: Any) -> str:
     """Canonical JSON: the audit chain hashes this text, so it must be deterministic."""
     return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
