@@ -9,7 +9,7 @@ from __future__ import annotations
 from services import outbox
 from services.intake.events import count_unprocessed
 from services.refunds import cases, writeback
-from services.refunds.cases import Status
+from services.refunds.models import Status
 from services.store.db import Store
 
 

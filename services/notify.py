@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Protocol
 
 from services.quoting.quote import Quote
-from services.refunds.cases import Case
+from services.refunds.models import Case
 
 if TYPE_CHECKING:
     from services.disputes.issues import PaymentIssue

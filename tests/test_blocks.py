@@ -21,7 +21,7 @@ from services.quoting.booking import parse_snapshot
 from services.quoting.policy import load_policies
 from services.quoting.quote import Quote, RiskFlag, build_quote
 from services.refunds.automation import Automation
-from services.refunds.cases import Case, Status
+from services.refunds.models import Case, Status
 from services.refunds.writeback import PendingWriteback
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"

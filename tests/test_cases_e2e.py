@@ -12,12 +12,12 @@ from bot.app import Bot
 from bot.cli.world import Item, World
 from sandbox.http import start
 from services.refunds import cases
-from services.refunds.cases import AlreadyDecided, InvalidAmount, Status
 from services.refunds.execution import execute
+from services.refunds.models import AlreadyDecided, Case, InvalidAmount, Status
 from services.store import audit
 
 
-async def only_case(world: World) -> cases.Case:
+async def only_case(world: World) -> Case:
     found = await cases.list_cases(world.bot.svc.store)
     assert len(found) == 1, found
     return found[0]
@@ -286,7 +286,7 @@ async def test_a_new_case_nets_the_refunds_this_bot_already_made(world: World) -
 
     assert opened.quote.already_refunded == 4250
     assert opened.quote.total_refund == 0
-    assert opened.case.status == cases.Status.DENIED
+    assert opened.case.status == Status.DENIED
     assert len(world.stripe.refunds) == 1
 
 

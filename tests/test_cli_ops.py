@@ -11,7 +11,7 @@ from pydantic import SecretStr
 
 from bot.cli.world import Item, World
 from services.refunds import cases
-from services.refunds.cases import Status
+from services.refunds.models import Case, Status
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -37,7 +37,7 @@ async def run(world: World, *args: str) -> tuple[int, str, str]:
     return process.returncode or 0, out.decode(), err.decode()
 
 
-async def pending(world: World, code: str) -> cases.Case:
+async def pending(world: World, code: str) -> Case:
     world.paid_booking(code, [Item("kayak-tour", "840.00", "40.00", hours_ahead=96)])
     await world.cancel(code)
     await world.settle()

@@ -26,8 +26,8 @@ from services.clients.stripe_gateway import StripeGateway
 from services.disputes import issues, stripe_events
 from services.disputes.issues import IssueState
 from services.refunds import cases
-from services.refunds.cases import Status
 from services.refunds.execution import execute
+from services.refunds.models import Status
 from services.store import audit
 from tests.slack_helpers import all_text, buttons, responses
 

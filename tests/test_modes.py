@@ -7,10 +7,10 @@ from pathlib import Path
 
 from bot.cli.world import Item, World
 from services.refunds import cases
-from services.refunds.cases import Status
+from services.refunds.models import Case, Status
 
 
-async def cancel_one(tmp_path: Path, mode: str, total: str, tax: str) -> tuple[World, cases.Case]:
+async def cancel_one(tmp_path: Path, mode: str, total: str, tax: str) -> tuple[World, Case]:
     world = await World.start(tmp_path, mode=mode)
     world.paid_booking("MODE-1", [Item("kayak-tour", total, tax, hours_ahead=72)])
     await world.cancel("MODE-1")

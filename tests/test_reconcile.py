@@ -31,7 +31,7 @@ from services.finance.runs import (
     resolve_discrepancy,
 )
 from services.refunds import cases
-from services.refunds.cases import Status
+from services.refunds.models import Status
 from services.store.db import now_iso
 
 TZ = ZoneInfo("America/New_York")

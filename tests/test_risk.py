@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from bot.cli.world import Item, World
 from services.refunds import cases
-from services.refunds.cases import Status
+from services.refunds.models import Case, Status
 
 
-async def latest(world: World) -> cases.Case:
+async def latest(world: World) -> Case:
     return (await cases.list_cases(world.bot.svc.store))[0]
 
 

@@ -15,13 +15,13 @@ from bot.cli.world import APPROVALS, FIONA, JOE, MARIA, SAM, Item, World
 from bot.slack.ui import cards, ids
 from services.refunds import cases
 from services.refunds.automation import automation_state, set_automation
-from services.refunds.cases import Status
+from services.refunds.models import Case, Status
 from services.store import audit
 from tests.slack_helpers import all_text, buttons, responses
 
 
 async def pending_card(world: World, code: str, total: str = "840.00", tax: str = "40.00",
-                       hours: float = 96) -> tuple[cases.Case, dict[str, Any]]:
+                       hours: float = 96) -> tuple[Case, dict[str, Any]]:
     """A high-value cancellation whose approval card is in the approvals channel."""
     world.paid_booking(code, [Item("kayak-tour", total, tax, hours_ahead=hours)])
     await world.cancel(code)

@@ -13,7 +13,7 @@ from bot.cli.world import APPROVALS, MARIA, SAM, Item, World
 from bot.slack.ui import ids
 from sandbox.slack_server import SlackSandbox
 from services.refunds import cases
-from services.refunds.cases import Status
+from services.refunds.models import Status
 from tests.slack_helpers import all_text, buttons, responses
 
 

@@ -17,6 +17,7 @@ from bot.settings import load_settings
 from sandbox.http import start
 from sandbox.stripe_webhooks import sign
 from services.refunds import cases
+from services.refunds.models import Status
 from services.store import audit
 
 
@@ -92,7 +93,7 @@ async def test_checkfront_form_encoded_webhooks_are_accepted(world: World) -> No
 
     assert answer.status_code == 200
     case = (await cases.list_cases(world.bot.svc.store))[0]
-    assert case.booking_code == "FORM-1" and case.status == cases.Status.REFUNDED
+    assert case.booking_code == "FORM-1" and case.status == Status.REFUNDED
 
 
 async def test_basic_auth_mode_checks_the_password(tmp_path: Path) -> None:
@@ -206,7 +207,7 @@ async def test_events_stored_before_a_crash_are_processed_at_start_up(world: Wor
     try:
         await restarted.worker.drain()
         case = (await cases.list_cases(restarted.svc.store))[0]
-        assert case.status == cases.Status.REFUNDED
+        assert case.status == Status.REFUNDED
         assert len(world.stripe.refunds) == 1
     finally:
         await server.stop()

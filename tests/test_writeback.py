@@ -8,8 +8,8 @@ from datetime import datetime, timedelta
 
 from bot.cli.world import APPROVALS, Item, World
 from services.refunds import cases
-from services.refunds.cases import Status
 from services.refunds.execution import execute
+from services.refunds.models import Case, Status
 from services.refunds.writeback import RETRY_FIRST, pending, retry_due
 from services.store import audit
 from services.store.db import utcnow
@@ -21,7 +21,7 @@ def fail_notes(world: World, code: str, times: int = 1) -> None:
     world.checkfront.inject(500, times=times, path_prefix=f"booking/{booking_id}/note")
 
 
-async def refunded_with_checkfront_failing(world: World, code: str) -> cases.Case:
+async def refunded_with_checkfront_failing(world: World, code: str) -> Case:
     world.paid_booking(code, [Item("kayak-tour", "105.00", "5.00", hours_ahead=72)])
     fail_notes(world, code)
     await world.cancel(code)

@@ -16,8 +16,8 @@ from bot.settings import load_settings, load_store_settings
 from services.money import to_minor
 from services.refunds import cases, decisions
 from services.refunds.automation import set_automation
-from services.refunds.cases import Status
 from services.refunds.history import case_history
+from services.refunds.models import Status
 from services.store import audit
 from services.store.db import Store
 

@@ -23,9 +23,9 @@ from bot.cli.world import APPROVALS, FIONA, MARIA, SAM, Item, World
 from bot.slack.ui import ids
 from bot.slack.ui.ids import SUBMIT_EVIDENCE
 from services.refunds import cases
-from services.refunds.cases import Status
 from services.refunds.history import case_history
 from services.refunds.ledger import stripe_refunds
+from services.refunds.models import Status
 from services.store import audit
 
 

@@ -7,7 +7,7 @@ from typing import Any
 
 from services.money import display, format_minor
 from services.quoting.quote import Quote
-from services.refunds.cases import Case
+from services.refunds.models import Case
 
 
 def quote_table(quote: Quote) -> str:

@@ -16,7 +16,7 @@ from services import outbox
 from services.disputes.holds import flags_now
 from services.refunds import cases, ledger, writeback
 from services.refunds.automation import automation_state
-from services.refunds.cases import Case, Status
+from services.refunds.models import Case, Status
 from services.store import audit
 from services.store.db import Store
 

@@ -23,7 +23,7 @@ from services.disputes import issues
 from services.disputes.issues import PaymentIssue
 from services.quoting.quote import Quote
 from services.refunds import cases, writeback
-from services.refunds.cases import Case, Status
+from services.refunds.models import Case, Status
 from services.store.db import Store
 
 FINAL = (Status.REFUNDED, Status.PARTIALLY_REFUNDED, Status.DENIED, Status.SKIPPED,

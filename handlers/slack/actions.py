@@ -28,7 +28,7 @@ from handlers.slack.listeners import (
 from services.quoting.quote import Quote
 from services.refunds import cases, decisions
 from services.refunds.automation import set_automation
-from services.refunds.cases import AlreadyDecided, Case, CaseError, StaleQuote, Status
+from services.refunds.models import AlreadyDecided, Case, CaseError, StaleQuote, Status
 from services.refunds.opening import open_case
 from services.refunds.permissions import NotAllowed
 from services.refunds.snapshots import assemble_snapshot

@@ -19,7 +19,7 @@ from services import outbox
 from services.disputes import issues
 from services.refunds import cases, writeback
 from services.refunds.automation import automation_state, set_automation
-from services.refunds.cases import Status
+from services.refunds.models import Status
 from services.store.db import now_iso
 
 

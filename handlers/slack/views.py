@@ -18,7 +18,7 @@ from handlers.slack.deps import SlackDeps
 from handlers.slack.listeners import Body, metadata_of, refuse, user_of
 from services.money import display, to_minor
 from services.refunds import cases, decisions
-from services.refunds.cases import CaseError
+from services.refunds.models import CaseError
 from services.refunds.permissions import NotAllowed
 
 STALE_FORM = "This form is out of date; close it and click the card again."

@@ -20,8 +20,8 @@ from services.money import display
 from services.quoting.booking import SnapshotError, parse_snapshot
 from services.quoting.quote import Quote
 from services.refunds import cases, ledger, snapshots
-from services.refunds.cases import Case
 from services.refunds.ledger import SETTLED
+from services.refunds.models import Case, Status
 from services.store import audit
 
 log = logging.getLogger(__name__)
@@ -160,7 +160,7 @@ async def build_evidence(svc: Deps, link: BookingLink, *, dispute_id: str, amoun
         f"policy the customer was entitled to a refund of {entitled}; {what}. "
         f"The disputed amount is {display(amount, currency)}.")
     retained = quote.retained if quote else 0
-    if case.status == cases.Status.DENIED:
+    if case.status == Status.DENIED:
         fields["refund_refusal_explanation"] = _clip(
             f"The refund request was declined: {case.status_reason or 'see policy'}.")
     elif retained > 0:

@@ -21,7 +21,7 @@ from services.disputes import issues
 from services.disputes.evidence import EvidencePack, build_evidence, find_booking
 from services.disputes.issues import DISPUTE, PAYMENT_FAILED, PaymentIssue
 from services.refunds import cases
-from services.refunds.cases import Status
+from services.refunds.models import Status
 from services.store import audit
 
 log = logging.getLogger(__name__)

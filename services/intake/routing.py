@@ -19,8 +19,8 @@ from services.intake.events import StoredEvent, mark_processed, processed_at
 from services.quoting.booking import SnapshotError
 from services.quoting.quote import QuoteError
 from services.refunds import cases, decisions
-from services.refunds.cases import CaseError
 from services.refunds.execution import apply_refund_event
+from services.refunds.models import OPEN, CaseError
 from services.refunds.opening import open_case
 from services.refunds.snapshots import assemble_snapshot, record_payment
 from services.store import audit
@@ -71,7 +71,7 @@ async def _checkfront_booking(svc: Deps, event: StoredEvent) -> str:
         return f"ignored: status {status or '-'}"
     code = str(booking.get("code") or (booking.get("@attributes") or {}).get("booking_id"))
     earlier = await cases.latest_for_booking(svc.store, code)
-    if earlier is not None and earlier.status not in cases.OPEN:
+    if earlier is not None and earlier.status not in OPEN:
         # one cancellation, one case: later notices (our own note or status write-back
         # included) do not reopen it; a person can still open one with /refund quote
         return f"ignored: booking already has case {earlier.id} ({earlier.status})"

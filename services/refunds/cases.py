@@ -1,4 +1,5 @@
-"""Refund cases: the case record, its lifecycle, the decisions on it and queries of cases.
+"""Refund cases' tables (cases, quotes, decisions): the lifecycle, the decisions on a case, and
+every query of them, the finance side's counts included. The record types are `models`.
 
 Every state change is one transaction holding the store's write lock: the status check, the
 update, the decision row and the audit row commit together or not at all. A transition is a
@@ -8,117 +9,27 @@ compare-and-set on `status`, so two managers clicking at once produce one decisi
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
-from enum import StrEnum
 from typing import Any
 
 import aiosqlite
 
-from services.errors import DomainError
-from services.money import format_minor, to_minor
+from services.money import to_minor
 from services.quoting.quote import Quote
+from services.refunds.models import (
+    OPEN,
+    TRANSITIONS,
+    AlreadyDecided,
+    Case,
+    CaseError,
+    CaseNotFound,
+    IllegalTransition,
+    InvalidAmount,
+    StaleQuote,
+    Status,
+    StoredQuote,
+)
 from services.store import audit
 from services.store.db import Row, Store, clock_utc, dumps, now_iso
-
-
-class Status(StrEnum):
-    QUOTED = "quoted"
-    AUTO_APPROVED = "auto_approved"
-    PENDING_APPROVAL = "pending_approval"
-    APPROVED = "approved"
-    DENIED = "denied"
-    SKIPPED = "skipped"
-    EXECUTING = "executing"
-    REFUNDED = "refunded"
-    PARTIALLY_REFUNDED = "partially_refunded"
-    FAILED = "failed"
-
-
-TRANSITIONS: dict[Status, frozenset[Status]] = {
-    Status.QUOTED: frozenset({Status.AUTO_APPROVED, Status.PENDING_APPROVAL, Status.DENIED,
-                              Status.SKIPPED}),
-    Status.PENDING_APPROVAL: frozenset({Status.APPROVED, Status.DENIED, Status.PENDING_APPROVAL}),
-    Status.APPROVED: frozenset({Status.EXECUTING}),
-    Status.AUTO_APPROVED: frozenset({Status.EXECUTING}),
-    Status.EXECUTING: frozenset({Status.REFUNDED, Status.PARTIALLY_REFUNDED, Status.FAILED,
-                                 Status.PENDING_APPROVAL}),
-    Status.FAILED: frozenset({Status.EXECUTING, Status.PENDING_APPROVAL}),
-    Status.REFUNDED: frozenset({Status.FAILED}),
-    Status.PARTIALLY_REFUNDED: frozenset({Status.FAILED}),
-    Status.DENIED: frozenset(),
-    Status.SKIPPED: frozenset(),
-}
-OPEN = frozenset(set(Status) - {Status.REFUNDED, Status.PARTIALLY_REFUNDED, Status.DENIED,
-                                Status.SKIPPED})
-
-
-class CaseError(DomainError):
-    """A request about a case that cannot be honoured; the message is safe to show a user."""
-
-
-class CaseNotFound(CaseError):
-    pass
-
-
-class IllegalTransition(CaseError):
-    pass
-
-
-class AlreadyDecided(CaseError):
-    """Someone else decided first."""
-
-    def __init__(self, message: str, decided_by: str | None = None,
-                 decided_at: str | None = None, outcome: str | None = None) -> None:
-        super().__init__(message)
-        self.decided_by = decided_by
-        self.decided_at = decided_at
-        self.outcome = outcome  # "approved" | "denied"
-
-
-class StaleQuote(CaseError):
-    """The click carried a quote version that is no longer current."""
-
-
-class InvalidAmount(CaseError):
-    pass
-
-
-@dataclass(frozen=True)
-class Case:
-    id: int
-    booking_id: str
-    booking_code: str
-    status: Status
-    currency: str
-    cancelled_at: str
-    waiver: str | None
-    source: str
-    requested_by: str | None
-    quote_version: str | None
-    refund_amount: int
-    approved_amount: int | None
-    status_reason: str | None
-    customer_hash: str | None
-    created_at: str
-    updated_at: str
-    revision: int
-
-    @classmethod
-    def from_row(cls, row: Row) -> Case:
-        data = dict(row)
-        data["status"] = Status(data["status"])
-        return cls(**data)
-
-    def money(self, minor: int) -> str:
-        return format_minor(minor, self.currency)
-
-
-@dataclass(frozen=True)
-class StoredQuote:
-    version: str
-    created_at: str
-    snapshot: dict[str, Any]
-    quote: Quote
 
 
 async def get(store: Store, case_id: int) -> Case:

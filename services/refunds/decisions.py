@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from services.deps import Deps
 from services.refunds import cases
-from services.refunds.cases import Case, Status
 from services.refunds.execution import execute
+from services.refunds.models import Case, Status
 
 
 async def approve(svc: Deps, case_id: int, *, by: str, amount: int | None = None,

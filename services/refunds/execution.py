@@ -25,8 +25,8 @@ from services.disputes.holds import holds_on
 from services.money import display
 from services.quoting.booking import BookingSnapshot, parse_snapshot
 from services.refunds import cases, ledger
-from services.refunds.cases import Case, CaseError, Status
 from services.refunds.ledger import Execution, ExecutionStatus
+from services.refunds.models import TRANSITIONS, Case, CaseError, IllegalTransition, Status
 from services.refunds.snapshots import assemble_snapshot, quote_snapshot
 from services.refunds.writeback import write_back
 from services.store import audit
@@ -54,7 +54,7 @@ async def execute(svc: Deps, case_id: int, *, actor: str) -> Case:
             case = await cases.transition(tx, case, Status.EXECUTING, actor=actor,
                                           reason="executing")
     elif case.status != Status.EXECUTING:
-        raise cases.IllegalTransition(f"case {case_id} is {case.status}; nothing to execute")
+        raise IllegalTransition(f"case {case_id} is {case.status}; nothing to execute")
     await svc.notifier.case_updated(case)
     try:
         case = await _run(svc, case, actor)
@@ -289,7 +289,7 @@ async def apply_refund_event(svc: Deps, refund: dict[str, Any], event_type: str)
                            detail={"event": event_type, "refund_id": refund_id,
                                    "status": status, "failure_reason": reason})
         changed = (mapped == ExecutionStatus.FAILED
-                   and Status.FAILED in cases.TRANSITIONS[case.status])
+                   and Status.FAILED in TRANSITIONS[case.status])
         if changed:
             case = await cases.transition(
                 tx, case, Status.FAILED, actor="stripe",

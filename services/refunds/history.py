@@ -5,7 +5,7 @@ code block.
 
 from __future__ import annotations
 
-from services.refunds.cases import Case
+from services.refunds.models import Case
 from services.store.audit import AuditEntry
 
 

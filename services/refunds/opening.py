@@ -20,7 +20,7 @@ from services.quoting.quote import Decision, Quote
 from services.quoting.risk import customer_hash
 from services.refunds import cases
 from services.refunds.automation import Automation, automation_state
-from services.refunds.cases import Case, Status
+from services.refunds.models import Case, Status
 from services.refunds.snapshots import quote_snapshot
 from services.store import audit
 from services.store.db import dumps

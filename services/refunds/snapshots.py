@@ -16,7 +16,8 @@ from services.money import format_minor
 from services.quoting.booking import BookingSnapshot, parse_snapshot
 from services.quoting.quote import Quote, build_quote
 from services.quoting.risk import assess, customer_hash
-from services.refunds import cases, ledger
+from services.refunds import ledger
+from services.refunds.models import CaseError
 from services.store import audit
 from services.store.db import Store, dumps, now_iso
 
@@ -69,7 +70,7 @@ async def assemble_snapshot(
     fetched: dict[str, Any] = {}
     if booking is None or svc.checkfront is not None:
         if svc.checkfront is None:
-            raise cases.CaseError("Checkfront is not configured; cannot fetch the booking")
+            raise CaseError("Checkfront is not configured; cannot fetch the booking")
         fetched = await svc.checkfront.get_booking_snapshot(booking_ref)
     snapshot: dict[str, Any] = {"booking": booking if booking is not None else fetched["booking"]}
     code = str(snapshot["booking"].get("code") or booking_ref)

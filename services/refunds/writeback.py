@@ -21,7 +21,7 @@ from services.clients.checkfront_errors import CheckfrontError
 from services.deps import Deps
 from services.money import display
 from services.refunds import cases, ledger
-from services.refunds.cases import Case
+from services.refunds.models import Case
 from services.store import audit
 from services.store.db import Store, iso_utc, now_iso, utcnow
 

@@ -42,7 +42,7 @@ from bot.slack.ui.payloads import QuoteRequest, button_value, parse_button_value
 from bot.slack.ui.quote import DECISIONS, notice_text, quote_blocks, quote_money, reason_lines
 from services.quoting.quote import Quote
 from services.refunds.automation import Automation
-from services.refunds.cases import Case, Status
+from services.refunds.models import Case, Status
 from services.refunds.writeback import PendingWriteback
 
 __all__ = [

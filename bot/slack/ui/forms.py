@@ -14,7 +14,7 @@ from bot.slack.ui.kit import esc, modal, money, section, text_input
 from bot.slack.ui.payloads import AdjustForm, CaseRef
 from services.money import MoneyError, exponent, format_minor, normalize_currency, to_minor
 from services.quoting.quote import Quote
-from services.refunds.cases import Case
+from services.refunds.models import Case
 
 _AMOUNT = re.compile(r"([+-]?)(\d+(?:\.\d*)?|\.\d+)")
 REASON_MAX = 1000

@@ -28,7 +28,7 @@ from bot.slack.ui.kit import (
 )
 from services.disputes.issues import PaymentIssue
 from services.refunds.automation import Automation
-from services.refunds.cases import Case
+from services.refunds.models import Case
 from services.refunds.writeback import PendingWriteback
 
 HOME_ROWS = 10  # rows per list; the rest is counted

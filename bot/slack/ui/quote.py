@@ -10,7 +10,7 @@ from typing import Any
 
 from bot.slack.ui.kit import date_token, esc, line_sections, money, number
 from services.quoting.quote import Quote
-from services.refunds.cases import Case
+from services.refunds.models import Case
 
 DECISIONS = {
     "skip": "Nothing to refund",
