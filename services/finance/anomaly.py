@@ -42,7 +42,7 @@ from zoneinfo import ZoneInfo
 
 from services.deps import Deps
 from services.money import display
-from services.refunds import ledger
+from services.refunds import cases, ledger
 from services.refunds.automation import Automation, automation_state
 from services.refunds.ledger import ExecutionStatus
 from services.store.db import iso_utc
@@ -216,10 +216,7 @@ class _Detector:
         return found
 
     async def _source_window(self, start: datetime, end: datetime) -> dict[str, int]:
-        rows = await self.store.fetch_all(
-            "SELECT source, COUNT(*) AS n FROM cases WHERE created_at >= ? AND created_at < ? "
-            "GROUP BY source", (iso_utc(start), iso_utc(end)))
-        return {r["source"]: int(r["n"]) for r in rows}
+        return await cases.opened_by_source(self.store, iso_utc(start), iso_utc(end))
 
     async def sources(self) -> list[Anomaly]:
         current = await self._source_window(self.since, self.now)
@@ -250,27 +247,17 @@ class _Detector:
 
     async def repeaters(self) -> list[Anomaly]:
         since = self.now - timedelta(days=self.c.repeat_days)
-        marks = ",".join("?" for _ in REFUNDED_STATUSES)
-        rows = await self.store.fetch_all(
-            "SELECT customer_hash, COUNT(*) AS n FROM cases WHERE customer_hash IS NOT NULL "
-            f"AND created_at >= ? AND status IN ({marks}) GROUP BY customer_hash "
-            "HAVING COUNT(*) >= ? ORDER BY n DESC LIMIT 50",
-            (iso_utc(since), *REFUNDED_STATUSES, self.c.repeat_min))
+        found = await cases.repeat_customers(self.store, iso_utc(since),
+                                             REFUNDED_STATUSES, self.c.repeat_min)
         return [Anomaly(
-            REPEAT_REFUNDER, f"{REPEAT_REFUNDER}:{r['customer_hash']}:{self.day_label}", False,
-            f"one customer (id {str(r['customer_hash'])[:8]}) had {r['n']} refunds in the "
+            REPEAT_REFUNDER, f"{REPEAT_REFUNDER}:{customer}:{self.day_label}", False,
+            f"one customer (id {customer[:8]}) had {n} refunds in the "
             f"last {self.c.repeat_days} days; their new cases always go to a person",
-            {"customer": r["customer_hash"], "refunds": int(r["n"]),
-             "days": self.c.repeat_days}) for r in rows]
+            {"customer": customer, "refunds": n, "days": self.c.repeat_days})
+            for customer, n in found]
 
     async def _sku_counts(self, start: datetime, end: datetime) -> dict[str, int]:
-        rows = await self.store.fetch_all(
-            "SELECT t.value AS sku, COUNT(DISTINCT c.id) AS n FROM cases c "
-            "JOIN quotes q ON q.case_id = c.id AND q.version = c.quote_version, "
-            "json_tree(q.snapshot, '$.booking.order.items') t "
-            "WHERE t.key = 'sku' AND c.created_at >= ? AND c.created_at < ? "
-            "GROUP BY t.value", (iso_utc(start), iso_utc(end)))
-        return {str(r["sku"]): int(r["n"]) for r in rows if r["sku"]}
+        return await cases.cancelled_skus(self.store, iso_utc(start), iso_utc(end))
 
     async def skus(self) -> list[Anomaly]:
         day = timedelta(days=1)

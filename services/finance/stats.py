@@ -10,7 +10,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from services.finance.days import day_window
-from services.refunds import ledger
+from services.refunds import cases, ledger
 from services.store.db import Store, iso_utc, utcnow
 
 WAITING_AFTER = timedelta(hours=24)
@@ -42,10 +42,7 @@ async def day_stats(store: Store, day: date, tz: ZoneInfo, *,
     start, end = (iso_utc(m) for m in day_window(day, tz))
     refunds = await ledger.settled_by_currency(store, start, end)
     decisions = await ledger.approvals_refunded_between(store, start, end)
-    row = await store.fetch_one(
-        "SELECT COUNT(*) AS n FROM decisions WHERE decision = 'deny' AND decided_at >= ? "
-        "AND decided_at < ?", (start, end))
-    decisions["deny"] = int(row["n"]) if row else 0
+    decisions["deny"] = await cases.denials_between(store, start, end)
     first_refunds = await ledger.first_refunds_between(store, start, end)
     minutes = sorted(
         max(0.0, (datetime.fromisoformat(refunded_at)
@@ -53,10 +50,7 @@ async def day_stats(store: Store, day: date, tz: ZoneInfo, *,
                   ).total_seconds() / 60) for cancelled_at, refunded_at in first_refunds)
     median = round(statistics.median(minutes)) if minutes else None
     cutoff = iso_utc((now or utcnow()) - WAITING_AFTER)
-    rows = await store.fetch_all(
-        "SELECT id, booking_code, updated_at FROM cases WHERE status = 'pending_approval' "
-        "AND updated_at < ? ORDER BY updated_at LIMIT 100", (cutoff,))
-    waiting = [(int(r["id"]), r["booking_code"], r["updated_at"]) for r in rows]
+    waiting = await cases.waiting_since_before(store, cutoff)
     return DayStats(day, refunds, decisions, median, waiting)
 
 

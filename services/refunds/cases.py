@@ -278,3 +278,56 @@ async def recent_order_totals(store: Store, *, currency: str, other_than_booking
         skus = frozenset(line.get("sku") for line in quote.get("lines", []))
         totals.append((skus, to_minor(quote["order_total"], currency)))
     return totals
+
+
+# --- what the finance side counts of cases and decisions -------------------------------------
+
+async def denials_between(store: Store, start: str, end: str) -> int:
+    """Denials decided in [start, end) (stored ISO times)."""
+    row = await store.fetch_one(
+        "SELECT COUNT(*) AS n FROM decisions WHERE decision = 'deny' AND decided_at >= ? "
+        "AND decided_at < ?", (start, end))
+    return int(row["n"]) if row else 0
+
+
+async def waiting_since_before(store: Store, cutoff: str,
+                               limit: int = 100) -> list[tuple[int, str, str]]:
+    """(case id, booking code, since) of cases waiting for a person since before `cutoff`,
+    longest waiting first."""
+    rows = await store.fetch_all(
+        "SELECT id, booking_code, updated_at FROM cases WHERE status = 'pending_approval' "
+        "AND updated_at < ? ORDER BY updated_at LIMIT ?", (cutoff, limit))
+    return [(int(r["id"]), r["booking_code"], r["updated_at"]) for r in rows]
+
+
+async def opened_by_source(store: Store, start: str, end: str) -> dict[str, int]:
+    """Cases opened in [start, end), counted by where they came from."""
+    rows = await store.fetch_all(
+        "SELECT source, COUNT(*) AS n FROM cases WHERE created_at >= ? AND created_at < ? "
+        "GROUP BY source", (start, end))
+    return {r["source"]: int(r["n"]) for r in rows}
+
+
+async def repeat_customers(store: Store, since: str, statuses: tuple[str, ...],
+                           at_least: int, limit: int = 50) -> list[tuple[str, int]]:
+    """(customer hash, cases) for customers with at least `at_least` cases in `statuses`
+    opened since `since`, most first."""
+    marks = ",".join("?" for _ in statuses)
+    rows = await store.fetch_all(
+        "SELECT customer_hash, COUNT(*) AS n FROM cases WHERE customer_hash IS NOT NULL "
+        f"AND created_at >= ? AND status IN ({marks}) GROUP BY customer_hash "
+        "HAVING COUNT(*) >= ? ORDER BY n DESC LIMIT ?",
+        (since, *statuses, at_least, limit))
+    return [(str(r["customer_hash"]), int(r["n"])) for r in rows]
+
+
+async def cancelled_skus(store: Store, start: str, end: str) -> dict[str, int]:
+    """Cases opened in [start, end) per sku in their booking's items (a case counts once per
+    sku)."""
+    rows = await store.fetch_all(
+        "SELECT t.value AS sku, COUNT(DISTINCT c.id) AS n FROM cases c "
+        "JOIN quotes q ON q.case_id = c.id AND q.version = c.quote_version, "
+        "json_tree(q.snapshot, '$.booking.order.items') t "
+        "WHERE t.key = 'sku' AND c.created_at >= ? AND c.created_at < ? "
+        "GROUP BY t.value", (start, end))
+    return {str(r["sku"]): int(r["n"]) for r in rows if r["sku"]}
