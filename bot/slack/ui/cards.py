@@ -42,6 +42,7 @@ from bot.slack.ui.payloads import QuoteRequest, button_value, parse_button_value
 from bot.slack.ui.quote import DECISIONS, notice_text, quote_blocks, quote_money, reason_lines
 from services.quoting.quote import Quote
 from services.refunds.automation import Automation
+from services.refunds.ledger import SETTLED
 from services.refunds.models import Case, Status
 from services.refunds.writeback import PendingWriteback
 
@@ -70,7 +71,6 @@ HELP_COMMANDS: tuple[tuple[str, str, str], ...] = (
 )
 APPROVED_PATH = (Status.APPROVED, Status.AUTO_APPROVED, Status.EXECUTING, Status.REFUNDED,
                  Status.PARTIALLY_REFUNDED, Status.FAILED)
-REFUND_DONE = ("pending", "succeeded")
 
 
 # --- cards ---------------------------------------------------------------------------------
@@ -150,7 +150,7 @@ def _outcome(case: Case, decided_by: str | None, decided_at: str | None,
                 (f": {esc(why, 300)})" if why else ")")
         rows.append(f":white_check_mark: Approved by {who(decided_by)} at {clock(decided_at)} "
                     f"· {money(final, c)}{adjusted}")
-    done = [r for r in refunds if r.get("status") in REFUND_DONE]
+    done = [r for r in refunds if r.get("status") in SETTLED]
     if status == Status.DENIED:
         by = f" by {who(decided_by)} at {clock(decided_at)}" if decided_by else ""
         reason = decision_reason or case.status_reason or "no reason given"
