@@ -13,12 +13,11 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
 
+from services.disputes import issues
+from services.disputes.issues import LOST_STATUSES, NO_HOLD_STATUSES
 from services.money import display
 from services.quoting.quote import Quote, RiskFlag
 from services.store.db import Store
-
-NO_HOLD_STATUSES = ("won", "warning_closed")  # Stripe dispute statuses that free the payment
-LOST_STATUSES = ("lost", "prevented")  # the cardholder already has the money back
 
 
 @dataclass(frozen=True)
@@ -51,12 +50,7 @@ async def holds_on(store: Store, refs: Iterable[str]) -> list[DisputeHold]:
     wanted = sorted({ref for ref in refs if ref})
     if not wanted:
         return []
-    marks = ", ".join("?" for _ in wanted)
-    rows = await store.fetch_all(
-        "SELECT stripe_id, payment_intent, charge, stripe_status, state, amount, currency, "
-        "json_extract(detail, '$.charge_refundable') AS charge_refundable "
-        f"FROM payment_issues WHERE kind = 'dispute' AND (payment_intent IN ({marks}) "
-        f"OR charge IN ({marks})) ORDER BY id", (*wanted, *wanted))
+    rows = await issues.disputes_on(store, wanted)
     holds = []
     for r in rows:
         status = "lost" if r["state"] == "accepted" else str(r["stripe_status"] or "")

@@ -16,7 +16,6 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
-from services.disputes.holds import LOST_STATUSES, NO_HOLD_STATUSES
 from services.errors import DomainError
 from services.money import display
 from services.store import audit
@@ -124,6 +123,8 @@ async def find_issue(store: Store, kind: str, stripe_id: str) -> PaymentIssue | 
     return PaymentIssue.from_row(row) if row else None
 
 
+NO_HOLD_STATUSES = ("won", "warning_closed")  # Stripe dispute statuses that free the payment
+LOST_STATUSES = ("lost", "prevented")  # the cardholder already has the money back
 DECIDED_STATUSES = NO_HOLD_STATUSES + LOST_STATUSES  # Stripe has ruled, one way or the other
 
 
@@ -237,3 +238,15 @@ async def finish(store: Store, issue: PaymentIssue, *, state: IssueState, outcom
             "issue": issue.id, "stripe_id": issue.stripe_id, "booking": issue.booking_code,
             "outcome": outcome, **detail})
     return await get_issue(store, issue.id)
+
+
+async def disputes_on(store: Store, payment_refs: list[str]) -> list[Row]:
+    """Every dispute recorded on any of these payments (payment intent or charge ids), oldest
+    first, with what a hold needs: Stripe's status, our state, the amount, whether Stripe lets
+    the charge be refunded."""
+    marks = ", ".join("?" for _ in payment_refs)
+    return await store.fetch_all(
+        "SELECT stripe_id, payment_intent, charge, stripe_status, state, amount, currency, "
+        "json_extract(detail, '$.charge_refundable') AS charge_refundable "
+        f"FROM payment_issues WHERE kind = 'dispute' AND (payment_intent IN ({marks}) "
+        f"OR charge IN ({marks})) ORDER BY id", (*payment_refs, *payment_refs))
