@@ -81,7 +81,7 @@ async def _error(respond: Any, text: str) -> None:
 
 
 async def quote(deps: SlackDeps, args: list[str], user: str, channel: str,
-        respond: Any) -> None:
+                respond: Any) -> None:
     if not args:
         await _error(respond, "Which booking? `/refund quote KMVQ-060314 [waiver WEATHER]`")
         return
@@ -102,7 +102,7 @@ async def quote(deps: SlackDeps, args: list[str], user: str, channel: str,
 
 
 async def status(deps: SlackDeps, args: list[str], user: str, channel: str,
-        respond: Any) -> None:
+                 respond: Any) -> None:
     if not args:
         await _error(respond, "Which booking? `/refund status KMVQ-060314`")
         return
@@ -115,12 +115,12 @@ async def status(deps: SlackDeps, args: list[str], user: str, channel: str,
 
 
 async def pause(deps: SlackDeps, args: list[str], user: str, channel: str,
-        respond: Any) -> None:
+                respond: Any) -> None:
     await _toggle(deps, user, respond, paused=True, reason=" ".join(args) or "paused from Slack")
 
 
 async def resume(deps: SlackDeps, args: list[str], user: str, channel: str,
-        respond: Any) -> None:
+                 respond: Any) -> None:
     await _toggle(deps, user, respond, paused=False, reason="resumed from Slack")
 
 
@@ -142,7 +142,7 @@ async def _toggle(deps: SlackDeps, user: str, respond: Any, *, paused: bool, rea
 
 
 async def help_(deps: SlackDeps, args: list[str], user: str, channel: str,
-        respond: Any) -> None:
+                respond: Any) -> None:
     message = cards.help_message()
     await respond(text=message.text, blocks=message.blocks, response_type="ephemeral")
 
