@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     from services.clients.stripe_gateway import StripeGateway
 
 
-@dataclass
+@dataclass(frozen=True)
 class Deps:
     store: Store
     book: PolicyBook
