@@ -140,7 +140,7 @@ def parse_snapshot(data: Mapping[str, Any], default_currency: str | None = None)
     order = _require_mapping(booking, "order", "booking.order")
     attributes = _attributes(booking, "booking")
     booking_id = str(attributes.get("booking_id") or booking.get("booking_id") or "").strip()
-    code = str(booking.get("code") or "").strip()
+    code = str(booking.get("code") or booking.get("id") or "").strip()  # some bodies say `id`
     if not booking_id and not code:
         raise SnapshotError("booking has neither @attributes.booking_id nor code")
     currency_raw = _attributes(order, "booking.order").get("currency_id") or default_currency
