@@ -1,7 +1,8 @@
 """Received webhook events and their table: stored once (de-duplicated by source and id)
 before anyone answers 200, read back by the worker, marked processed with their outcome.
 
-What an event *does* is `services.intake.routing`.
+What an event *does* is `services.intake.routing`. What is stored is scrubbed of the
+customer's contact details (`services.privacy`).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+from services.privacy import scrub
 from services.store import audit
 from services.store.db import Store, dumps, now_iso
 
@@ -38,13 +40,16 @@ def checkfront_kind(payload: dict[str, Any]) -> str:
 
 
 async def store_event(store: Store, *, source: str, event_id: str, kind: str,
-                      payload: dict[str, Any]) -> StoredEvent | None:
-    """Insert the event; None when an event with this id was already received."""
+                      payload: dict[str, Any], salt: str | None = None) -> StoredEvent | None:
+    """Insert the event, scrubbed (with `salt`, the customer's email is kept as its salted
+    hash); None when an event with this id was already received. The event returned holds
+    the payload as received, for the worker to process now."""
     received = now_iso()
     async with store.transaction() as tx:
         cursor = await tx.execute(
             "INSERT OR IGNORE INTO webhook_events (source, event_id, kind, received_at, payload) "
-            "VALUES (?, ?, ?, ?, ?)", (source, event_id, kind, received, dumps(payload)))
+            "VALUES (?, ?, ?, ?, ?)",
+            (source, event_id, kind, received, dumps(scrub(payload, salt))))
         if not cursor.rowcount:
             return None
         row_id = int(cursor.lastrowid or 0)
