@@ -55,6 +55,7 @@ class Settings(StoreSettings):
     stripe_timeout_seconds: float = Field(default=20.0, gt=0)
 
     customer_hash_salt: SecretStr = SecretStr("refund-bot")
+    raw_event_retention_days: float = Field(default=30, ge=0)  # processed webhook bodies
 
     # the daily reconciliation and digest, and the anomaly checks
     business_timezone: str = "UTC"
@@ -120,6 +121,7 @@ class Settings(StoreSettings):
             status_after_refund=self.status_after_refund.upper(),
             notify_customer=self.notify_customer,
             customer_hash_salt=self.customer_hash_salt.get_secret_value(),
+            raw_event_retention=timedelta(days=self.raw_event_retention_days),
         )
 
     @property

@@ -21,4 +21,5 @@ class RefundConfig:
     status_after_refund: str = "STOP"
     notify_customer: bool = False
     customer_hash_salt: str = "refund-bot"
+    raw_event_retention: timedelta = timedelta(days=30)  # then a processed webhook body goes
     execution_concurrency: int = 4

@@ -9,9 +9,10 @@ import logging
 import sqlite3
 import time
 from collections.abc import Iterator
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import httpx
 import pytest
@@ -24,9 +25,11 @@ from bot.cli.world import (
     Item,
     World,
 )
+from bot.scheduler import ScheduledJobs
+from bot.settings import load_settings
 from sandbox.http import start
 from sandbox.stripe_webhooks import sign
-from services.intake.events import body_hash, store_event
+from services.intake.events import body_hash, purge_payloads, store_event
 from services.privacy import scrub
 from services.quoting.booking import parse_snapshot
 from services.quoting.risk import customer_hash
@@ -34,6 +37,7 @@ from services.refunds import cases
 from services.refunds.execution import execute
 from services.refunds.models import Status
 from services.refunds.snapshots import quote_snapshot
+from services.store import audit
 from services.store.db import Store, dumps
 from tests.quote_fixtures import booking, item, policies, policy, quote
 
@@ -264,6 +268,44 @@ async def test_an_event_stored_before_a_crash_keeps_the_customer_hash(world: Wor
         await server.stop()
 
 
+async def test_old_processed_event_bodies_are_purged_and_the_rows_kept(tmp_path: Path) -> None:
+    async with Store(tmp_path / "p.db") as store:
+        for n in (1, 2, 3):
+            await store_event(store, source="stripe", event_id=f"evt_{n}", kind="refund.updated",
+                              payload={"id": f"evt_{n}", "data": {"object": {"amount": n}}})
+        async with store.transaction() as tx:
+            await tx.execute("UPDATE webhook_events SET received_at = '2020-01-01T00:00:00+00:00'"
+                             " WHERE event_id IN ('evt_1', 'evt_2')")
+            await tx.execute("UPDATE webhook_events SET processed_at = received_at, "
+                             "outcome = 'ok' WHERE event_id IN ('evt_1', 'evt_3')")
+
+        assert await purge_payloads(store, timedelta(days=30)) == 1
+        assert await purge_payloads(store, timedelta(days=30)) == 0
+
+        rows = await store.fetch_all("SELECT event_id, payload, outcome FROM webhook_events "
+                                     "ORDER BY id")
+        payloads = {r["event_id"]: json.loads(r["payload"]) for r in rows}
+        assert payloads["evt_1"] == {}  # old and processed: the body is gone, the row stays
+        assert payloads["evt_2"]["id"] == "evt_2"  # old but not processed yet: still needed
+        assert payloads["evt_3"]["id"] == "evt_3"  # processed but recent
+        # a redelivery of the purged event is still recognised
+        assert await store_event(store, source="stripe", event_id="evt_1", kind="refund.updated",
+                                 payload={"id": "evt_1"}) is None
+        purged = await store.fetch_all(
+            "SELECT detail FROM audit_log WHERE action = 'webhook.purged'")
+        assert [json.loads(r["detail"])["events"] for r in purged] == [1]
+        assert (await audit.verify(store)).ok
+
+
+def test_the_retention_setting_reaches_the_domain(tmp_path: Path) -> None:
+    settings = load_settings(_env_file=None, policy_file=tmp_path / "p.yml",
+                             checkfront_host="x", checkfront_api_key="k",
+                             checkfront_api_secret="s", checkfront_webhook_secret="w",
+                             stripe_secret_key="sk", stripe_webhook_secret="wh",
+                             raw_event_retention_days=7)
+    assert settings.refund_config().raw_event_retention == timedelta(days=7)
+
+
 async def test_a_repeat_refunder_requoted_from_the_stored_snapshot_quotes_the_same(
     world: World,
 ) -> None:
@@ -282,3 +324,17 @@ async def test_a_repeat_refunder_requoted_from_the_stored_snapshot_quotes_the_sa
 
     assert again == stored.quote and again.version == third.quote_version
     assert [f.code for f in again.risk_flags] == [f.code for f in stored.quote.risk_flags] != []
+
+
+async def test_the_daily_job_empties_processed_bodies_past_the_retention(world: World) -> None:
+    store = world.bot.svc.store
+    await store_event(store, source="stripe", event_id="evt_old", kind="refund.updated",
+                      payload={"id": "evt_old"})
+    async with store.transaction() as tx:
+        await tx.execute("UPDATE webhook_events SET received_at = '2020-01-01T00:00:00+00:00', "
+                         "processed_at = '2020-01-01T00:00:01+00:00'")
+
+    await ScheduledJobs(world.bot.svc, ZoneInfo("UTC"), check_checkfront=False).daily()
+
+    row = await store.fetch_one("SELECT payload FROM webhook_events WHERE event_id = 'evt_old'")
+    assert row is not None and json.loads(row["payload"]) == {}

@@ -2,7 +2,8 @@
 before anyone answers 200, read back by the worker, marked processed with their outcome.
 
 What an event *does* is `services.intake.routing`. What is stored is scrubbed of the
-customer's contact details (`services.privacy`).
+customer's contact details (`services.privacy`); a processed event's body is kept for the
+retention period, then emptied (the row stays, so a redelivery is still recognised).
 """
 
 from __future__ import annotations
@@ -10,11 +11,12 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any
 
 from services.privacy import scrub
 from services.store import audit
-from services.store.db import Store, dumps, now_iso
+from services.store.db import Store, dumps, now_iso, utcnow
 
 
 @dataclass(frozen=True)
@@ -56,6 +58,20 @@ async def store_event(store: Store, *, source: str, event_id: str, kind: str,
         await audit.append(tx, actor=source, action="webhook.received",
                            detail={"event_id": event_id, "kind": kind, "row": row_id})
     return StoredEvent(row_id, source, event_id, kind, received, payload)
+
+
+async def purge_payloads(store: Store, keep: timedelta, now: datetime | None = None) -> int:
+    """Empty the bodies of events processed and received more than `keep` ago; how many."""
+    cutoff = ((now or utcnow()) - keep).isoformat(timespec="microseconds")
+    async with store.transaction() as tx:
+        cursor = await tx.execute(
+            "UPDATE webhook_events SET payload = '{}' WHERE processed_at IS NOT NULL "
+            "AND received_at < ? AND payload != '{}'", (cutoff,))
+        purged = cursor.rowcount
+        if purged:
+            await audit.append(tx, actor="retention", action="webhook.purged",
+                               detail={"events": purged, "received_before": cutoff})
+    return purged
 
 
 async def unprocessed(store: Store) -> list[StoredEvent]:
