@@ -20,6 +20,7 @@ from services.refunds import cases
 from services.refunds.models import Status
 from services.store.db import utcnow
 from tests.slack_helpers import all_text, buttons, responses
+from tests.test_cli_ops import run
 
 ODD_EVENTS: list[dict[str, Any]] = [  # signed by Stripe, odd inside
     {"type": "charge.dispute.created",
@@ -191,3 +192,29 @@ async def test_odd_signed_events_become_dead_letters_and_do_not_block_the_queue(
 async def only_case_status(world: World, code: str) -> Status:
     [case] = [c for c in await cases.list_cases(world.bot.svc.store) if c.booking_code == code]
     return case.status
+
+
+async def test_the_command_line_lists_failed_events_and_retries_one(world: World) -> None:
+    await send_stripe(world, 0, ODD_EVENTS[2])
+    await world.settle()
+    row = await give_up(world, "OUT-4")
+    dead = next(r for r in await event_rows(world, "stripe"))
+
+    code, out, err = await run(world, "events", "list", "--failed")
+    assert code == 0, err
+    assert f"#{dead['id']}" in out and "AttributeError" in out
+    assert f"#{row['id']}" in out and "OUT-4" in out and "CheckfrontUnavailable" in out
+
+    code, out, _ = await run(world, "events", "retry", str(dead["id"]))
+    assert code == 1 and "failed" in out and "AttributeError" in out
+
+    world.checkfront.up()
+    code, out, err = await run(world, "events", "retry", str(row["id"]))
+    assert code == 0, err
+    [case] = await cases.list_cases(world.bot.svc.store)
+    assert f"case {case.id} refunded" in out and case.status == Status.REFUNDED
+
+    code, _, err = await run(world, "events", "retry", str(row["id"]))
+    assert code == 2 and "already processed" in err
+    code, _, err = await run(world, "events", "retry", "999")
+    assert code == 2 and "no event 999" in err
