@@ -14,12 +14,16 @@ import httpx
 from bot.app import Bot
 from bot.cli.world import APPROVALS, MARIA, SAM, STRIPE_WEBHOOK_SECRET, Item, World
 from bot.slack.ui import ids
+from bot.slack.ui.intake import stuck_card
+from bot.slack.ui.payloads import EventRef, parse
 from sandbox.http import start
 from sandbox.stripe_webhooks import sign
+from services.notify import StuckEvent
 from services.refunds import cases
 from services.refunds.models import Status
 from services.store.db import utcnow
 from tests.slack_helpers import all_text, buttons, responses
+from tests.test_blocks import check_message
 from tests.test_cli_ops import run
 
 ODD_EVENTS: list[dict[str, Any]] = [  # signed by Stripe, odd inside
@@ -218,3 +222,18 @@ async def test_the_command_line_lists_failed_events_and_retries_one(world: World
     assert code == 2 and "already processed" in err
     code, _, err = await run(world, "events", "retry", "999")
     assert code == 2 and "no event 999" in err
+
+
+def test_the_stuck_card_stays_within_slack_limits_and_names_no_customer() -> None:
+    for source, kind, subject in (("checkfront", "booking", "KMVQ-261124"),
+                                  ("checkfront", "transaction", None),
+                                  ("stripe", "refund.updated" * 20, "re_1" * 40)):
+        card = stuck_card(StuckEvent(
+            row_id=12, source=source, kind=kind, subject=subject, attempts=7,
+            error="CheckfrontUnavailable: " + "ana@example.test down " * 300,
+            since="2026-11-24T10:00:00+00:00"))
+        check_message(card)
+        assert "ana@example.test" not in all_text({"blocks": card.blocks, "text": card.text})
+        [retry] = [e for b in card.blocks if b["type"] == "actions" for e in b["elements"]]
+        assert retry["action_id"] == ids.EVENT_RETRY
+        assert parse(EventRef, retry["value"]).event_id == 12

@@ -38,9 +38,9 @@ def stuck_card(stuck: StuckEvent) -> Message:
     if stuck.source == "checkfront":
         title = "Cancellation not processed" if stuck.kind == "booking" else \
             "Checkfront notice not processed"
-        what = (f":warning: Booking `{about}` could not be fetched: *{error}*\n"
-                f"Its Checkfront notice ({esc(stuck.kind, 40)}) has no case yet and nothing "
-                "was refunded.")
+        outcome = "This cancellation has no case yet; nothing was refunded." \
+            if stuck.kind == "booking" else "Its Checkfront notice was not applied."
+        what = f":warning: Booking `{about}` could not be fetched: *{error}*\n{outcome}"
         text = f"Booking {plain(stuck.subject or 'unknown', 64)} could not be fetched"
     else:
         title = "Stripe event not processed"
