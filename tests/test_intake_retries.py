@@ -18,6 +18,8 @@ from bot.slack.ui.intake import stuck_card
 from bot.slack.ui.payloads import EventRef, parse
 from sandbox.http import start
 from sandbox.stripe_webhooks import sign
+from services.intake.events import StoredEvent
+from services.intake.routing import process
 from services.notify import StuckEvent
 from services.refunds import cases
 from services.refunds.models import Status
@@ -179,6 +181,10 @@ async def test_odd_signed_events_become_dead_letters_and_do_not_block_the_queue(
         "SELECT detail FROM audit_log WHERE action = 'webhook.dead_letter'")
     assert len(failed_audits) == 3
     assert not any("ana@example.test" in r["detail"] for r in failed_audits)
+
+    again = StoredEvent(odd[0]["id"], "stripe", odd[0]["event_id"], odd[0]["kind"],
+                        odd[0]["received_at"], json.loads(odd[0]["payload"]))
+    assert await process(world.bot.svc, again) == "failed earlier: not run again"
 
     await world.bot.close()       # a restart does not run them again
     restarted = await Bot.create(world.bot.settings)

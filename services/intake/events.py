@@ -69,11 +69,7 @@ class EventRow:
 
     @property
     def state(self) -> str:
-        if self.processed_at is not None:
-            return PROCESSED
-        if self.failed_at is not None:
-            return FAILED
-        return RETRYING if self.next_at is not None else QUEUED
+        return _state(self.processed_at, self.failed_at, self.next_at)
 
 
 def body_hash(body: bytes) -> str:
@@ -119,6 +115,13 @@ async def get(store: Store, row_id: int) -> EventRow | None:
 async def processed_at(store: Store, row_id: int) -> str | None:
     row = await store.fetch_one("SELECT processed_at FROM webhook_events WHERE id = ?", (row_id,))
     return None if row is None else row["processed_at"]
+
+
+async def state_of(store: Store, row_id: int) -> str | None:
+    """The event's state (QUEUED, RETRYING, FAILED, PROCESSED); None for no such event."""
+    row = await store.fetch_one(
+        "SELECT processed_at, failed_at, next_at FROM webhook_events WHERE id = ?", (row_id,))
+    return None if row is None else _state(row["processed_at"], row["failed_at"], row["next_at"])
 
 
 async def mark_processed(store: Store, row_id: int, outcome: str) -> None:
@@ -267,6 +270,14 @@ def subject(source: str, payload: dict[str, Any]) -> str | None:
 def _safe_id(value: object) -> str | None:
     text = str(value) if isinstance(value, str | int) and not isinstance(value, bool) else ""
     return text if _SUBJECT.match(text) else None
+
+
+def _state(processed: str | None, failed_at: str | None, next_at: str | None) -> str:
+    if processed is not None:
+        return PROCESSED
+    if failed_at is not None:
+        return FAILED
+    return RETRYING if next_at is not None else QUEUED
 
 
 async def _count(store: Store, where: str) -> int:

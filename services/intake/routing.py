@@ -29,7 +29,7 @@ from services.deps import Deps
 from services.disputes import stripe_events
 from services.errors import DomainError
 from services.intake import events
-from services.intake.events import RETRYING, StoredEvent, mark_processed, processed_at
+from services.intake.events import FAILED, PROCESSED, RETRYING, StoredEvent, mark_processed
 from services.notify import StuckEvent
 from services.quoting.booking import SnapshotError
 from services.quoting.quote import QuoteError
@@ -53,8 +53,11 @@ ERROR_TEXT = 300  # characters of an error kept on the event
 async def process(svc: Deps, event: StoredEvent, *, now: datetime | None = None) -> str:
     """Act on one stored event and record how it ended; returns the outcome text ("retrying:
     ..." or "failed: ..." when it was kept for a retry or failed)."""
-    if await processed_at(svc.store, event.row_id) is not None:
+    state = await events.state_of(svc.store, event.row_id)
+    if state == PROCESSED:
         return "already processed"
+    if state == FAILED:   # queued twice: a failed event runs again only when a person asks
+        return "failed earlier: not run again"
     try:
         outcome = await _route(event)(svc, event)
     except Exception as exc:
