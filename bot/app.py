@@ -7,7 +7,7 @@ worker → aiohttp application (webhooks, health, and Slack when configured).
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from aiohttp import web
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
@@ -23,6 +23,7 @@ from services.clients.checkfront import CheckfrontClient
 from services.clients.stripe_gateway import StripeGateway
 from services.deps import Deps
 from services.health import backlog
+from services.intake.rejections import Rejections
 from services.notify import Notifier, NullNotifier
 from services.quoting.policy import load_policies
 from services.refunds.automation import automation_state
@@ -39,6 +40,7 @@ class Bot:
     web: web.Application
     slack: SlackRuntime | None = None
     scheduler: AsyncIOScheduler | None = None
+    rejections: Rejections = field(default_factory=Rejections)
 
     @classmethod
     async def create(cls, settings: Settings) -> Bot:
@@ -64,6 +66,7 @@ class Bot:
             notifier=notifier,
         )
         worker = Worker(svc)
+        rejected = Rejections()
         app = web.Application(client_max_size=settings.max_body_bytes)
         app[CONTEXT_KEY] = AppContext(
             svc=svc,
@@ -72,6 +75,7 @@ class Bot:
             checkfront_webhook_auth=settings.checkfront_webhook_auth,
             stripe_webhook_secret=settings.stripe_webhook_secret.get_secret_value(),
             max_body_bytes=settings.max_body_bytes,
+            rejections=rejected,
         )
         if settings.checkfront_webhook_auth == "path":
             app.router.add_post("/webhooks/checkfront/{token}", checkfront_webhook.receive)
@@ -92,7 +96,7 @@ class Bot:
                 anomaly_every=settings.anomaly_check_at,
                 misfire_grace_time=settings.scheduler_misfire_grace_seconds)
         bot = cls(settings=settings, svc=svc, worker=worker, web=app, slack=slack,
-                  scheduler=scheduler)
+                  scheduler=scheduler, rejections=rejected)
         app.on_startup.append(bot._on_startup)
         app.on_cleanup.append(bot._on_cleanup)
         return bot
@@ -121,7 +125,8 @@ class Bot:
 
 
 async def healthz(request: web.Request) -> web.Response:
-    """Liveness and what is waiting; 503 when the store cannot be read."""
+    """Liveness, what is waiting and how many requests were rejected; 503 when the store
+    cannot be read."""
     ctx = AppContext.of(request.app)
     try:
         automation = await automation_state(ctx.svc.store)
@@ -131,7 +136,7 @@ async def healthz(request: web.Request) -> web.Response:
         log.exception("health check failed")
         return web.json_response({"ok": False, "error": exc.__class__.__name__}, status=503)
     return web.json_response({"ok": True, "schema": version, "paused": automation.paused,
-                              "backlog": waiting})
+                              "backlog": waiting, "rejected": ctx.rejections.by_source()})
 
 
 def serve(settings: Settings) -> None:

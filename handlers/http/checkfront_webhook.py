@@ -18,15 +18,14 @@ from urllib.parse import parse_qsl
 from aiohttp import web
 
 from handlers.http.context import AppContext, read_limited
+from services.intake import rejections
 from services.intake.events import body_hash, checkfront_kind, store_event
-from services.store import audit
 
 
 async def receive(request: web.Request) -> web.Response:
     ctx = AppContext.of(request.app)
     if not _authenticated(request, ctx):
-        await audit.record(ctx.svc.store, actor="checkfront", action="webhook.rejected",
-                           detail={"why": "bad webhook secret", "remote": request.remote})
+        ctx.rejections.reject("checkfront", rejections.UNAUTHORIZED)
         return web.json_response({"error": "unauthorized"}, status=401)
     body = await read_limited(request, ctx.max_body_bytes, source="checkfront")
     if isinstance(body, web.Response):
@@ -34,8 +33,7 @@ async def receive(request: web.Request) -> web.Response:
     try:
         payload = parse_body(body, request.content_type)
     except ValueError as exc:
-        await audit.record(ctx.svc.store, actor="checkfront", action="webhook.rejected",
-                           detail={"why": f"malformed body: {exc}"})
+        ctx.rejections.reject("checkfront", rejections.MALFORMED)
         return web.json_response({"error": f"malformed body: {exc}"}, status=400)
     event = await store_event(ctx.svc.store, source="checkfront", event_id=body_hash(body),
                               kind=checkfront_kind(payload), payload=payload)

@@ -8,8 +8,8 @@ from aiohttp import web
 
 from handlers.http.context import AppContext, read_limited
 from services.clients.stripe_events import InvalidStripeSignature, verify_event
+from services.intake import rejections
 from services.intake.events import store_event
-from services.store import audit
 
 
 async def receive(request: web.Request) -> web.Response:
@@ -20,15 +20,13 @@ async def receive(request: web.Request) -> web.Response:
     try:
         event = verify_event(body, request.headers.get("Stripe-Signature", ""),
                              ctx.stripe_webhook_secret)
-    except InvalidStripeSignature as exc:
-        await audit.record(ctx.svc.store, actor="stripe", action="webhook.rejected",
-                           detail={"why": str(exc)})
+    except InvalidStripeSignature:
+        ctx.rejections.reject("stripe", rejections.BAD_SIGNATURE)
         return web.json_response({"error": "invalid signature"}, status=400)
     event_id = str(event.get("id") or "")
     kind = str(event.get("type") or "")
     if not event_id or not kind:
-        await audit.record(ctx.svc.store, actor="stripe", action="webhook.rejected",
-                           detail={"why": "event without id or type"})
+        ctx.rejections.reject("stripe", rejections.MALFORMED)
         return web.json_response({"error": "event without id or type"}, status=400)
     stored = await store_event(ctx.svc.store, source="stripe", event_id=event_id, kind=kind,
                                payload=event)
