@@ -83,7 +83,8 @@ class Bot:
             app.router.add_post("/webhooks/checkfront", checkfront_webhook.receive)
         app.router.add_post("/webhooks/stripe", stripe_webhook.receive)
         app.router.add_get("/healthz", healthz)
-        slack = SlackRuntime.build(settings, svc, worker, delivery) if delivery else None
+        slack = SlackRuntime.build(settings, svc, worker, delivery, rejected) \
+            if delivery else None
         if slack is not None:
             slack.mount(app)
         scheduler = None

@@ -1,4 +1,5 @@
-"""POST /webhooks/checkfront: authenticate, size-check, parse, de-duplicate, store, 200.
+"""POST /webhooks/checkfront: authenticate, size-check, parse (depth-bounded), de-duplicate,
+store, 200.
 
 Checkfront documents neither an event id nor a signature: the body's hash is the id and a
 shared secret (in the URL path, or as the HTTP Basic password) authenticates the sender.
@@ -17,6 +18,7 @@ from urllib.parse import parse_qsl
 
 from aiohttp import web
 
+from handlers.http.bodies import MAX_DEPTH, too_deep
 from handlers.http.context import AppContext, read_limited
 from services.intake import rejections
 from services.intake.events import body_hash, checkfront_kind, store_event
@@ -67,11 +69,21 @@ def parse_body(body: bytes, content_type: str) -> dict[str, Any]:
     except UnicodeDecodeError:
         raise ValueError("not UTF-8") from None
     if content_type == "application/x-www-form-urlencoded":
-        return _nest(parse_qsl(text, keep_blank_values=True, strict_parsing=True))
+        payload = _nest(parse_qsl(text, keep_blank_values=True, strict_parsing=True))
+    else:
+        payload = _json(text)
+    if too_deep(payload, MAX_DEPTH):
+        raise ValueError(f"nested deeper than {MAX_DEPTH} levels")
+    return payload
+
+
+def _json(text: str) -> dict[str, Any]:
     try:
         payload = json.loads(text)
     except json.JSONDecodeError as exc:
         raise ValueError(f"invalid JSON at line {exc.lineno} column {exc.colno}") from None
+    except RecursionError:
+        raise ValueError(f"nested deeper than {MAX_DEPTH} levels") from None
     if not isinstance(payload, dict):
         raise ValueError("JSON body must be an object")
     return payload
@@ -86,6 +98,8 @@ def _nest(pairs: list[tuple[str, str]]) -> dict[str, Any]:
         parts = _KEY.findall(key)
         if not parts:
             raise ValueError(f"bad form key {key!r}")
+        if len(parts) > MAX_DEPTH:
+            raise ValueError(f"nested deeper than {MAX_DEPTH} levels")
         node: Any = root
         for part, following in zip(parts, [*parts[1:], None], strict=True):
             if following is None:

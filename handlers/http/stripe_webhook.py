@@ -1,11 +1,12 @@
-"""POST /webhooks/stripe: verify Stripe-Signature (300 s tolerance), de-duplicate by event id,
-store, 200; the worker applies it.
+"""POST /webhooks/stripe: verify Stripe-Signature (300 s tolerance), bound the event's depth,
+de-duplicate by event id, store, 200; the worker applies it.
 """
 
 from __future__ import annotations
 
 from aiohttp import web
 
+from handlers.http.bodies import MAX_DEPTH, too_deep
 from handlers.http.context import AppContext, read_limited
 from services.clients.stripe_events import InvalidStripeSignature, verify_event
 from services.intake import rejections
@@ -23,6 +24,12 @@ async def receive(request: web.Request) -> web.Response:
     except InvalidStripeSignature:
         ctx.rejections.reject("stripe", rejections.BAD_SIGNATURE)
         return web.json_response({"error": "invalid signature"}, status=400)
+    except RecursionError:  # signed, but nested too deep for the JSON parser
+        event = None
+    if event is None or too_deep(event, MAX_DEPTH):
+        why = f"event nested deeper than {MAX_DEPTH} levels"
+        ctx.rejections.reject("stripe", rejections.TOO_DEEP)
+        return web.json_response({"error": why}, status=400)
     event_id = str(event.get("id") or "")
     kind = str(event.get("type") or "")
     if not event_id or not kind:
