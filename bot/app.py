@@ -1,15 +1,18 @@
 """App assembly: the bot's parts built in order, and the aiohttp application that serves them.
 
 Settings → store → Slack delivery (the outbox and the notifier) → `Deps` with that notifier →
-worker → aiohttp application (webhooks, health, and Slack when configured).
+worker → aiohttp application (webhooks, health, and Slack when configured). Its access log
+masks the Checkfront webhook's path token.
 """
 
 from __future__ import annotations
 
 import logging
+import re
 from dataclasses import dataclass, field
 
 from aiohttp import web
+from aiohttp.abc import AbstractAccessLogger
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from bot.scheduler import build_scheduler
@@ -140,6 +143,30 @@ async def healthz(request: web.Request) -> web.Response:
                               "backlog": waiting, "rejected": ctx.rejections.by_source()})
 
 
+_PATH_TOKEN = re.compile(r"(/webhooks/checkfront/)[^/?#]+")
+
+
+def masked_path(path: str) -> str:
+    """A request path fit for a log: the Checkfront webhook's token segment as `***`."""
+    return _PATH_TOKEN.sub(r"\1***", path)
+
+
+class MaskedAccessLogger(AbstractAccessLogger):
+    """aiohttp's access line (remote, request line, status, size, time, user agent) with the
+    Checkfront webhook's path token masked: the token is that webhook's only credential."""
+
+    def log(self, request: web.BaseRequest, response: web.StreamResponse,
+            time: float) -> None:
+        self.logger.info('%s "%s %s HTTP/%d.%d" %d %d %.6fs "%s"', request.remote or "-",
+                         request.method, masked_path(request.path_qs), request.version.major,
+                         request.version.minor, response.status, response.body_length, time,
+                         request.headers.get("User-Agent", "-"))
+
+    @property
+    def enabled(self) -> bool:
+        return self.logger.isEnabledFor(logging.INFO)
+
+
 def serve(settings: Settings) -> None:
     """Run until interrupted (blocking)."""
     logging.basicConfig(level=settings.log_level,
@@ -151,4 +178,5 @@ def serve(settings: Settings) -> None:
                  settings.mode)
         return bot.web
 
-    web.run_app(application(), host=settings.host, port=settings.port, print=None)
+    web.run_app(application(), host=settings.host, port=settings.port, print=None,
+                access_log_class=MaskedAccessLogger)
