@@ -13,6 +13,11 @@ raw bytes (an unreadable timestamp is simply unsigned), then the body, read with
 bounds. Every refusal is a 4xx with the reason and is counted, never logged with its body
 (Bolt's own check, which logs refused bodies, is off). A signed body of a shape the listeners
 cannot read is a 400 too, not a 500.
+
+Events API deliveries are de-duplicated by event_id in the store (`services.intake.slack_events`),
+in both modes: a retry of a delivery that failed is handled, a second delivery of a handled
+event is not, with or without Slack's retry number. Other requests (commands, clicks, modals)
+carry no event id; Slack's retries of those are acked and dropped as before.
 """
 
 from __future__ import annotations
@@ -50,6 +55,7 @@ from handlers.http.context import read_limited
 from handlers.slack import actions, commands, disputes, home, views
 from handlers.slack.deps import GroupMembers, SlackDeps
 from services.deps import Deps
+from services.intake import slack_events
 from services.intake.rejections import BAD_SIGNATURE, MALFORMED, TOO_DEEP, Rejections
 from services.refunds.permissions import ApproverRules
 from services.store.db import Store
@@ -183,7 +189,29 @@ class SlackRuntime:
                                 else MALFORMED)
         except Exception:  # Bolt reading ids out of a payload of the wrong shape
             return self._refuse(UNREADABLE)
-        return await to_aiohttp_response(await self.app.async_dispatch(bolt_request))
+        return await to_aiohttp_response(await self.dispatch(bolt_request))
+
+    async def dispatch(self, request: AsyncBoltRequest) -> BoltResponse:
+        """Bolt's dispatch, with an Events API delivery claimed by its event_id first."""
+        event_id, kind = _event_of(request.body)
+        if event_id is None:
+            return await self.app.async_dispatch(request)
+        store = self.deps.svc.store
+        claim = await slack_events.claim(store, event_id, kind)
+        if claim is slack_events.Claim.HANDLED:
+            return BoltResponse(status=200, body="")
+        if claim is slack_events.Claim.IN_FLIGHT:  # not 200: Slack retries it later
+            return BoltResponse(status=409, body={"error": "this event is being handled"})
+        try:
+            response = await self.app.async_dispatch(request)
+        except BaseException:
+            await slack_events.release(store, event_id)
+            raise
+        if response.status == 200:
+            await slack_events.handled(store, event_id)
+        else:
+            await slack_events.release(store, event_id)
+        return response
 
     def _refuse(self, why: str, reason: str = MALFORMED) -> web.Response:
         self.rejections.reject("slack", reason)
@@ -193,9 +221,7 @@ class SlackRuntime:
         await self.outbox.start()
         self._tasks.append(asyncio.create_task(self._refresh_groups(), name="slack-groups"))
         if self.socket_mode_token is not None:
-            from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
-
-            self._socket = AsyncSocketModeHandler(self.app, self.socket_mode_token)
+            self._socket = _socket_handler(self, self.socket_mode_token)
             await self._socket.connect_async()
 
     async def stop(self) -> None:
@@ -256,12 +282,46 @@ def _unreadable(rejected: Rejections) -> Callable[[Exception], Awaitable[BoltRes
     return handler
 
 
+def _event_of(body: Any) -> tuple[str | None, str]:
+    """An Events API callback's event_id and event type; (None, "") for anything else."""
+    if not isinstance(body, dict) or body.get("type") != "event_callback":
+        return None, ""
+    event_id = body.get("event_id")
+    if not isinstance(event_id, str) or not event_id or len(event_id) > 200:
+        return None, ""
+    event = body.get("event")
+    kind = event.get("type") if isinstance(event, dict) else None
+    return event_id, kind if isinstance(kind, str) else ""
+
+
+def _socket_handler(runtime: SlackRuntime, app_token: str) -> Any:
+    """Bolt's Socket Mode handler, each envelope going through `runtime.dispatch`."""
+    from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
+    from slack_bolt.adapter.socket_mode.async_internals import send_async_response
+    from slack_bolt.adapter.socket_mode.internals import build_headers
+
+    class Handler(AsyncSocketModeHandler):
+        async def handle(self, client: Any, req: Any) -> None:
+            started = time.time()
+            try:
+                bolt_request = AsyncBoltRequest(mode="socket_mode", body=req.payload,
+                                                headers=build_headers(req))
+            except Exception:  # Bolt reading ids out of a payload of the wrong shape
+                runtime.rejections.reject("slack", MALFORMED)
+                return
+            await send_async_response(client, req, await runtime.dispatch(bolt_request),
+                                      started)
+
+    return Handler(runtime.app, app_token)
+
+
 async def _skip_slack_retries(req: Any, resp: Any, next: Any) -> Any:
     """Slack re-sends a request it thinks timed out; the first one is already handled.
 
-    Over Socket Mode every envelope carries a retry number, 0 for the first delivery.
+    Over Socket Mode every envelope carries a retry number, 0 for the first delivery. Events
+    API callbacks go on: `SlackRuntime.dispatch` de-duplicates them by event_id instead.
     """
     retry = req.headers.get("x-slack-retry-num")
-    if retry and retry[0].strip() not in ("", "0"):
+    if retry and retry[0].strip() not in ("", "0") and _event_of(req.body)[0] is None:
         return BoltResponse(status=200, body="")
     return await next()
