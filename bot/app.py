@@ -3,12 +3,18 @@
 Settings → store → Slack delivery (the outbox and the notifier) → `Deps` with that notifier →
 worker → aiohttp application (webhooks, health, and Slack when configured). Its access log
 masks the Checkfront webhook's path token.
+
+Stopping is bounded: from SIGTERM (aiohttp's shutdown) the bot takes no new work (the
+listening socket and Slack's Socket Mode link close), and what is in flight, HTTP handlers,
+the event in hand, tracked tasks, Slack posts, gets `SHUTDOWN_GRACE_SECONDS` in all. What is
+left is stored (events unprocessed, posts unsent) and picked up by the next start.
 """
 
 from __future__ import annotations
 
 import logging
 import re
+import time
 from dataclasses import dataclass, field
 
 from aiohttp import web
@@ -44,6 +50,7 @@ class Bot:
     slack: SlackRuntime | None = None
     scheduler: AsyncIOScheduler | None = None
     rejections: Rejections = field(default_factory=Rejections)
+    _stop_by: float | None = field(default=None, repr=False)  # monotonic; set when stopping
 
     @classmethod
     async def create(cls, settings: Settings) -> Bot:
@@ -102,6 +109,7 @@ class Bot:
         bot = cls(settings=settings, svc=svc, worker=worker, web=app, slack=slack,
                   scheduler=scheduler, rejections=rejected)
         app.on_startup.append(bot._on_startup)
+        app.on_shutdown.append(bot._on_shutdown)
         app.on_cleanup.append(bot._on_cleanup)
         return bot
 
@@ -112,15 +120,30 @@ class Bot:
         if self.scheduler is not None:
             self.scheduler.start()
 
+    async def _on_shutdown(self, _app: web.Application) -> None:
+        """Before aiohttp waits for the requests in flight: the grace period starts."""
+        await self._stop_taking_work()
+
     async def _on_cleanup(self, _app: web.Application) -> None:
         await self.close()
 
-    async def close(self) -> None:
+    async def _stop_taking_work(self) -> None:
+        if self._stop_by is None:
+            self._stop_by = time.monotonic() + self.settings.shutdown_grace_seconds
         if self.scheduler is not None and self.scheduler.running:
             self.scheduler.shutdown(wait=False)
-        await self.worker.stop()
         if self.slack is not None:
-            await self.slack.stop()
+            await self.slack.stop_intake()
+
+    def _grace_left(self) -> float:
+        return 0.0 if self._stop_by is None else max(0.0, self._stop_by - time.monotonic())
+
+    async def close(self) -> None:
+        """Stop within what is left of the grace period, then close the clients and store."""
+        await self._stop_taking_work()
+        await self.worker.stop(grace=self._grace_left())
+        if self.slack is not None:
+            await self.slack.stop(grace=self._grace_left())
         if self.svc.checkfront is not None:
             await self.svc.checkfront.aclose()
         if self.svc.stripe is not None:
@@ -179,4 +202,5 @@ def serve(settings: Settings) -> None:
         return bot.web
 
     web.run_app(application(), host=settings.host, port=settings.port, print=None,
-                access_log_class=MaskedAccessLogger)
+                access_log_class=MaskedAccessLogger,
+                shutdown_timeout=settings.shutdown_grace_seconds)

@@ -8,15 +8,20 @@ import contextlib
 import os
 import signal
 import socket
+import sqlite3
 import sys
 import time
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 
 from bot.cli.world import EXAMPLE_POLICIES, REPO
+from sandbox.checkfront_server import CheckfrontSandbox
+from sandbox.http import start
 
 TOKEN = "cf-path-token-never-logged"
 
@@ -91,6 +96,16 @@ async def serve(folder: Path, **settings: str) -> Served:
     raise AssertionError("the bot did not start:\n" + served.log)
 
 
+@pytest.fixture
+async def checkfront() -> AsyncIterator[tuple[CheckfrontSandbox, str]]:
+    sandbox = CheckfrontSandbox()
+    server = await start(sandbox.app())
+    try:
+        yield sandbox, server.url
+    finally:
+        await server.stop()
+
+
 async def test_the_access_log_masks_the_webhook_token(tmp_path: Path) -> None:
     served = await serve(tmp_path)
     async with httpx.AsyncClient() as client:
@@ -124,3 +139,30 @@ async def test_a_refused_slack_request_is_not_logged_with_its_body(tmp_path: Pat
     assert [a.status_code for a in answers] == [401, 401, 401]
     assert "U0SECRETBODY" not in served.log and "forged-signature-value" not in served.log
     assert served.log.count("rejected 1 slack request(s)") == 1, served.log
+
+
+def unprocessed(database: Path) -> int:
+    with contextlib.closing(sqlite3.connect(database)) as db:
+        return int(db.execute(
+            "SELECT COUNT(*) FROM webhook_events WHERE processed_at IS NULL").fetchone()[0])
+
+
+async def test_sigterm_stops_within_the_grace_period_and_leaves_the_backlog_queued(
+    tmp_path: Path, checkfront: tuple[CheckfrontSandbox, str],
+) -> None:
+    sandbox, url = checkfront
+    sandbox.stall(3.0, times=1000)   # every Checkfront call takes 3 s: a slow backlog
+    served = await serve(tmp_path, CHECKFRONT_HOST=url, CHECKFRONT_API_KEY=sandbox.api_key,
+                         CHECKFRONT_API_SECRET=sandbox.api_secret, SHUTDOWN_GRACE_SECONDS="1")
+    bodies: list[dict[str, Any]] = [{"booking": {"code": f"SLOW-{n}", "status": "STOP"}}
+                                    for n in range(20)]
+    async with httpx.AsyncClient() as client:
+        for body in bodies:
+            answer = await client.post(f"{served.url}/webhooks/checkfront/{TOKEN}", json=body)
+            assert answer.status_code == 200
+    await asyncio.sleep(0.5)   # the first event is in hand, waiting on Checkfront
+
+    took = await served.terminate(within=12)
+
+    assert took < 4.0, served.log   # 1 s of grace, and the process's own start and stop
+    assert unprocessed(served.database) >= 19   # left durably queued for the next start

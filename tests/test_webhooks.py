@@ -3,6 +3,7 @@ row: strangers must not grow the chain), and change nothing."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import logging
@@ -262,3 +263,34 @@ async def test_events_stored_before_a_crash_are_processed_at_start_up(world: Wor
         assert len(world.stripe.refunds) == 1
     finally:
         await server.stop()
+
+
+async def test_closing_waits_at_most_the_grace_period_and_leaves_the_backlog_queued(
+    tmp_path: Path,
+) -> None:
+    world = await World.start(tmp_path, shutdown_grace_seconds=0.5)
+    try:
+        world.checkfront.stall(2.0, times=1000)   # each Checkfront call takes 2 s
+        for n in range(8):
+            world.paid_booking(f"SLOW-{n}", [Item("bike-tour", "52.50", "2.50", hours_ahead=60)])
+            await world.cancel(f"SLOW-{n}")
+        await asyncio.sleep(0.2)   # the first event is in hand, waiting on Checkfront
+
+        began = time.monotonic()
+        await world.bot.close()
+        took = time.monotonic() - began
+        assert took < 1.5, took   # not the 16 s or more the backlog takes
+
+        world.checkfront.clear_faults()
+        restarted = await Bot.create(world.bot.settings)   # the same database file
+        server = await start(restarted.web)   # start-up re-queues what was not applied
+        try:
+            await restarted.worker.drain()
+            refunded = await cases.list_cases(restarted.svc.store)
+            assert sorted(c.booking_code for c in refunded) == [f"SLOW-{n}" for n in range(8)]
+            assert {c.status for c in refunded} == {Status.REFUNDED}
+            assert len(world.stripe.refunds) == 8
+        finally:
+            await server.stop()
+    finally:
+        await world.stop()

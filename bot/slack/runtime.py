@@ -224,14 +224,20 @@ class SlackRuntime:
             self._socket = _socket_handler(self, self.socket_mode_token)
             await self._socket.connect_async()
 
-    async def stop(self) -> None:
+    async def stop_intake(self) -> None:
+        """Take no more work: close the Socket Mode link (over HTTP, aiohttp stops listening)."""
         if self._socket is not None:
-            await self._socket.close_async()
+            socket, self._socket = self._socket, None
+            await socket.close_async()
+
+    async def stop(self, grace: float = 5.0) -> None:
+        """Stop; posts still unsent after `grace` seconds stay in the store for the next start."""
+        await self.stop_intake()
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         with contextlib.suppress(Exception):
-            await asyncio.wait_for(self.outbox.drain(), timeout=5)
+            await asyncio.wait_for(self.outbox.drain(), timeout=grace)
         await self.outbox.stop()
 
     async def _refresh_groups(self) -> None:
