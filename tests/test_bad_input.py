@@ -121,6 +121,7 @@ async def test_signed_slack_bodies_that_cannot_be_read_are_400(
 
 @pytest.mark.parametrize("payload", [
     {"type": "block_actions", "user": 5, "actions": [{"action_id": "refund_approve"}]},
+    {"type": "block_actions", "user": {"id": "U0MARIA"}, "actions": []},
     {"type": "block_actions", "user": {"id": "U0MARIA"}, "actions": "approve"},
     {"type": "block_actions", "team": 7, "user": {"id": "U0MARIA"},
      "actions": [{"action_id": "refund_approve", "value": 5}]},

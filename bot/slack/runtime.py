@@ -195,7 +195,7 @@ class SlackRuntime:
         """Bolt's dispatch, with an Events API delivery claimed by its event_id first."""
         event_id, kind = _event_of(request.body)
         if event_id is None:
-            return await self.app.async_dispatch(request)
+            return await self._bolt(request)
         store = self.deps.svc.store
         claim = await slack_events.claim(store, event_id, kind)
         if claim is slack_events.Claim.HANDLED:
@@ -203,7 +203,7 @@ class SlackRuntime:
         if claim is slack_events.Claim.IN_FLIGHT:  # not 200: Slack retries it later
             return BoltResponse(status=409, body={"error": "this event is being handled"})
         try:
-            response = await self.app.async_dispatch(request)
+            response = await self._bolt(request)
         except BaseException:
             await slack_events.release(store, event_id)
             raise
@@ -212,6 +212,17 @@ class SlackRuntime:
         else:
             await slack_events.release(store, event_id)
         return response
+
+    async def _bolt(self, request: AsyncBoltRequest) -> BoltResponse:
+        """Bolt's own dispatch. It answers a listener's failure through `_unreadable`, but
+        fails itself when even the error handler's arguments cannot be read out of the body
+        (a block_actions with no actions): that is a request of the wrong shape too."""
+        try:
+            return await self.app.async_dispatch(request)
+        except Exception as exc:
+            log.warning("a Slack request could not be read (%s)", exc.__class__.__name__)
+            self.rejections.reject("slack", MALFORMED)
+            return BoltResponse(status=400, body={"error": UNREADABLE})
 
     def _refuse(self, why: str, reason: str = MALFORMED) -> web.Response:
         self.rejections.reject("slack", reason)
