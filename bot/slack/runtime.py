@@ -62,6 +62,7 @@ from services.store.db import Store
 
 log = logging.getLogger(__name__)
 GROUP_REFRESH_SECONDS = 300
+OUTBOX_DRAIN_SECONDS = 5.0  # on stop, the longest wait for posts due to go out
 SIGNATURE_MAX_AGE_SECONDS = 300  # Slack's advice: refuse a request signed 5 minutes ago
 UNREADABLE = "the request's fields are not what Slack sends"
 
@@ -241,14 +242,16 @@ class SlackRuntime:
             socket, self._socket = self._socket, None
             await socket.close_async()
 
-    async def stop(self, grace: float = 5.0) -> None:
-        """Stop; posts still unsent after `grace` seconds stay in the store for the next start."""
+    async def stop(self, grace: float = OUTBOX_DRAIN_SECONDS) -> None:
+        """Stop; posts still unsent after `grace` seconds (5 at most) stay in the store for
+        the next start."""
         await self.stop_intake()
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         with contextlib.suppress(Exception):
-            await asyncio.wait_for(self.outbox.drain(), timeout=grace)
+            await asyncio.wait_for(self.outbox.drain(),
+                                   timeout=min(grace, OUTBOX_DRAIN_SECONDS))
         await self.outbox.stop()
 
     async def _refresh_groups(self) -> None:
