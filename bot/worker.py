@@ -66,7 +66,8 @@ class Worker:
         else:
             self._forget_queued()
             try:
-                await asyncio.wait_for(self._finish_in_hand(), timeout=grace)
+                if grace > 0:
+                    await asyncio.wait_for(self._finish_in_hand(), timeout=grace)
             except TimeoutError:
                 log.warning("stopping: work still running after %.1f s is cancelled; events "
                             "not yet applied stay stored for the next start", grace)

@@ -186,8 +186,7 @@ class SlackRuntime:
             bolt_request = AsyncBoltRequest(body=text, query=request.query_string,
                                             headers=dict(request.headers))
         except BadBody as exc:
-            return self._refuse(str(exc), TOO_DEEP if "deeper" in str(exc)
-                                else MALFORMED)
+            return self._refuse(str(exc), TOO_DEEP if exc.too_deep else MALFORMED)
         except Exception:  # Bolt reading ids out of a payload of the wrong shape
             return self._refuse(UNREADABLE)
         return await to_aiohttp_response(await self.dispatch(bolt_request))

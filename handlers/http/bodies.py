@@ -13,7 +13,12 @@ MAX_DEPTH = 64  # real Checkfront, Stripe and Slack bodies are under 20 deep
 
 
 class BadBody(ValueError):
-    """A body that cannot be read; the message says why (safe to send back)."""
+    """A body that cannot be read; the message says why (safe to send back). `too_deep` tells
+    a body refused for its depth from one that is not JSON."""
+
+    def __init__(self, why: str, *, too_deep: bool = False) -> None:
+        super().__init__(why)
+        self.too_deep = too_deep
 
 
 def loads(text: str, *, max_depth: int = MAX_DEPTH, what: str = "body") -> Any:
@@ -21,7 +26,8 @@ def loads(text: str, *, max_depth: int = MAX_DEPTH, what: str = "body") -> Any:
     try:
         value = json.loads(text)
     except RecursionError:
-        raise BadBody(f"{what} is nested deeper than {max_depth} levels") from None
+        raise BadBody(f"{what} is nested deeper than {max_depth} levels",
+                      too_deep=True) from None
     except json.JSONDecodeError as exc:
         raise BadBody(f"{what} is not JSON (line {exc.lineno} column {exc.colno})") from None
     except ValueError:  # an integer of more digits than Python converts
@@ -33,7 +39,7 @@ def loads(text: str, *, max_depth: int = MAX_DEPTH, what: str = "body") -> Any:
 def check_depth(value: Any, max_depth: int = MAX_DEPTH, *, what: str = "body") -> None:
     """Refuse a parsed body whose lists and objects nest deeper than `max_depth`."""
     if too_deep(value, max_depth):
-        raise BadBody(f"{what} is nested deeper than {max_depth} levels")
+        raise BadBody(f"{what} is nested deeper than {max_depth} levels", too_deep=True)
 
 
 def too_deep(value: Any, max_depth: int) -> bool:
