@@ -1,15 +1,24 @@
 """App assembly: the bot's parts built in order, and the aiohttp application that serves them.
 
 Settings → store → Slack delivery (the outbox and the notifier) → `Deps` with that notifier →
-worker → aiohttp application (webhooks, health, and Slack when configured).
+worker → aiohttp application (webhooks, health, and Slack when configured). Its access log
+masks the Checkfront webhook's path token.
+
+Stopping is bounded: from SIGTERM (aiohttp's shutdown) the bot takes no new work (the
+listening socket and Slack's Socket Mode link close), and what is in flight, HTTP handlers,
+the event in hand, tracked tasks, Slack posts, gets `SHUTDOWN_GRACE_SECONDS` in all. What is
+left is stored (events unprocessed, posts unsent) and picked up by the next start.
 """
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+import re
+import time
+from dataclasses import dataclass, field
 
 from aiohttp import web
+from aiohttp.abc import AbstractAccessLogger
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from bot.scheduler import build_scheduler
@@ -23,6 +32,7 @@ from services.clients.checkfront import CheckfrontClient
 from services.clients.stripe_gateway import StripeGateway
 from services.deps import Deps
 from services.health import backlog
+from services.intake.rejections import Rejections
 from services.notify import Notifier, NullNotifier
 from services.quoting.policy import load_policies
 from services.refunds.automation import automation_state
@@ -39,6 +49,8 @@ class Bot:
     web: web.Application
     slack: SlackRuntime | None = None
     scheduler: AsyncIOScheduler | None = None
+    rejections: Rejections = field(default_factory=Rejections)
+    _stop_by: float | None = field(default=None, repr=False)  # monotonic; set when stopping
 
     @classmethod
     async def create(cls, settings: Settings) -> Bot:
@@ -64,6 +76,7 @@ class Bot:
             notifier=notifier,
         )
         worker = Worker(svc)
+        rejected = Rejections()
         app = web.Application(client_max_size=settings.max_body_bytes)
         app[CONTEXT_KEY] = AppContext(
             svc=svc,
@@ -72,6 +85,7 @@ class Bot:
             checkfront_webhook_auth=settings.checkfront_webhook_auth,
             stripe_webhook_secret=settings.stripe_webhook_secret.get_secret_value(),
             max_body_bytes=settings.max_body_bytes,
+            rejections=rejected,
         )
         if settings.checkfront_webhook_auth == "path":
             app.router.add_post("/webhooks/checkfront/{token}", checkfront_webhook.receive)
@@ -79,7 +93,8 @@ class Bot:
             app.router.add_post("/webhooks/checkfront", checkfront_webhook.receive)
         app.router.add_post("/webhooks/stripe", stripe_webhook.receive)
         app.router.add_get("/healthz", healthz)
-        slack = SlackRuntime.build(settings, svc, worker, delivery) if delivery else None
+        slack = SlackRuntime.build(settings, svc, worker, delivery, rejected) \
+            if delivery else None
         if slack is not None:
             slack.mount(app)
         scheduler = None
@@ -92,8 +107,9 @@ class Bot:
                 anomaly_every=settings.anomaly_check_at,
                 misfire_grace_time=settings.scheduler_misfire_grace_seconds)
         bot = cls(settings=settings, svc=svc, worker=worker, web=app, slack=slack,
-                  scheduler=scheduler)
+                  scheduler=scheduler, rejections=rejected)
         app.on_startup.append(bot._on_startup)
+        app.on_shutdown.append(bot._on_shutdown)
         app.on_cleanup.append(bot._on_cleanup)
         return bot
 
@@ -104,15 +120,30 @@ class Bot:
         if self.scheduler is not None:
             self.scheduler.start()
 
+    async def _on_shutdown(self, _app: web.Application) -> None:
+        """Before aiohttp waits for the requests in flight: the grace period starts."""
+        await self._stop_taking_work()
+
     async def _on_cleanup(self, _app: web.Application) -> None:
         await self.close()
 
-    async def close(self) -> None:
+    async def _stop_taking_work(self) -> None:
+        if self._stop_by is None:
+            self._stop_by = time.monotonic() + self.settings.shutdown_grace_seconds
         if self.scheduler is not None and self.scheduler.running:
             self.scheduler.shutdown(wait=False)
-        await self.worker.stop()
         if self.slack is not None:
-            await self.slack.stop()
+            await self.slack.stop_intake()
+
+    def _grace_left(self) -> float:
+        return 0.0 if self._stop_by is None else max(0.0, self._stop_by - time.monotonic())
+
+    async def close(self) -> None:
+        """Stop within what is left of the grace period, then close the clients and store."""
+        await self._stop_taking_work()
+        await self.worker.stop(grace=self._grace_left())
+        if self.slack is not None:
+            await self.slack.stop(grace=self._grace_left())
         if self.svc.checkfront is not None:
             await self.svc.checkfront.aclose()
         if self.svc.stripe is not None:
@@ -121,7 +152,8 @@ class Bot:
 
 
 async def healthz(request: web.Request) -> web.Response:
-    """Liveness and what is waiting; 503 when the store cannot be read."""
+    """Liveness, what is waiting and how many requests were rejected; 503 when the store
+    cannot be read."""
     ctx = AppContext.of(request.app)
     try:
         automation = await automation_state(ctx.svc.store)
@@ -131,7 +163,31 @@ async def healthz(request: web.Request) -> web.Response:
         log.exception("health check failed")
         return web.json_response({"ok": False, "error": exc.__class__.__name__}, status=503)
     return web.json_response({"ok": True, "schema": version, "paused": automation.paused,
-                              "backlog": waiting})
+                              "backlog": waiting, "rejected": ctx.rejections.by_source()})
+
+
+_PATH_TOKEN = re.compile(r"(/webhooks/checkfront/)[^/?#]+")
+
+
+def masked_path(path: str) -> str:
+    """A request path fit for a log: the Checkfront webhook's token segment as `***`."""
+    return _PATH_TOKEN.sub(r"\1***", path)
+
+
+class MaskedAccessLogger(AbstractAccessLogger):
+    """aiohttp's access line (remote, request line, status, size, time, user agent) with the
+    Checkfront webhook's path token masked: the token is that webhook's only credential."""
+
+    def log(self, request: web.BaseRequest, response: web.StreamResponse,
+            time: float) -> None:
+        self.logger.info('%s "%s %s HTTP/%d.%d" %d %d %.6fs "%s"', request.remote or "-",
+                         request.method, masked_path(request.path_qs), request.version.major,
+                         request.version.minor, response.status, response.body_length, time,
+                         request.headers.get("User-Agent", "-"))
+
+    @property
+    def enabled(self) -> bool:
+        return self.logger.isEnabledFor(logging.INFO)
 
 
 def serve(settings: Settings) -> None:
@@ -145,4 +201,6 @@ def serve(settings: Settings) -> None:
                  settings.mode)
         return bot.web
 
-    web.run_app(application(), host=settings.host, port=settings.port, print=None)
+    web.run_app(application(), host=settings.host, port=settings.port, print=None,
+                access_log_class=MaskedAccessLogger,
+                shutdown_timeout=settings.shutdown_grace_seconds)

@@ -37,6 +37,8 @@ class Settings(StoreSettings):
     port: int = 8080
     log_level: str = "INFO"
     max_body_bytes: int = 256 * 1024
+    # on SIGTERM: how long calls in flight may finish; what is still queued stays stored
+    shutdown_grace_seconds: float = Field(default=10.0, ge=0)
 
     checkfront_host: str  # acme.checkfront.com, or a full http(s):// base URL
     checkfront_api_key: SecretStr

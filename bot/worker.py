@@ -1,7 +1,10 @@
 """The background worker: applies stored webhook events in order and runs tracked tasks.
 
 Nothing is fire-and-forget: every task is kept until it ends, its failure is logged, and
-`drain()` waits for all of it (tests and shutdown use that).
+`drain()` waits for all of it (tests use that). `stop(grace)` is the bounded shutdown: it takes
+no more queued events, lets the one in hand and the tracked tasks finish for at most `grace`
+seconds, then cancels them; every event not yet applied is still stored unprocessed, and the
+next start re-queues it.
 
 Events an outage kept for a retry are taken up by a loop of their own (`retry_events`, every
 `RETRY_POLL_SECONDS` and at start-up), apart from the queue: a retry never waits behind new
@@ -70,13 +73,50 @@ class Worker:
                 return
             await asyncio.gather(*pending, return_exceptions=True)
 
-    async def stop(self) -> None:
-        await self.drain()
-        async with self._retrying:   # a retry under way finishes first
-            for task in (self._retrier, self._consumer):
-                if task is not None:
-                    task.cancel()
-                    await asyncio.gather(task, return_exceptions=True)
+    async def stop(self, grace: float | None = None) -> None:
+        """Stop; with `grace`, within that many seconds (without, after `drain()`)."""
+        if grace is None:
+            await self.drain()
+        else:
+            self._forget_queued()
+            try:
+                if grace > 0:
+                    await asyncio.wait_for(self._finish_in_hand(), timeout=grace)
+            except TimeoutError:
+                log.warning("stopping: work still running after %.1f s is cancelled; events "
+                            "not yet applied stay stored for the next start", grace)
+        if grace is None:
+            async with self._retrying:   # without a grace, a retry under way finishes first
+                await self._cancel_all()
+        else:   # with one, a retry still running is cancelled: its claim lapses, it runs later
+            await self._cancel_all()
+
+    async def _cancel_all(self) -> None:
+        leftover = [t for t in self._tasks if not t.done()]
+        leftover += [task for task in (self._retrier, self._consumer) if task is not None]
+        for task in leftover:
+            task.cancel()
+        await asyncio.gather(*leftover, return_exceptions=True)
+
+    def _forget_queued(self) -> None:
+        """Empty the in-memory queue: those events are stored, unprocessed, for the next start."""
+        while True:
+            try:
+                self._queue.get_nowait()
+            except asyncio.QueueEmpty:
+                return
+            self._queue.task_done()
+
+    async def _finish_in_hand(self) -> None:
+        """Wait for the event being applied and the tracked tasks, taking no queued event."""
+        while True:
+            self._forget_queued()
+            await self._queue.join()
+            pending = [t for t in self._tasks if not t.done()]
+            if not pending and self._queue.empty():
+                return
+            if pending:
+                await asyncio.wait(pending)
 
     async def retry_events(self, now: datetime | None = None) -> list[str]:
         """Process, one after the other, the events whose retry is due at `now`; their

@@ -1,4 +1,5 @@
-"""POST /webhooks/checkfront: authenticate, size-check, parse, de-duplicate, store, 200.
+"""POST /webhooks/checkfront: authenticate, size-check, parse (depth-bounded), de-duplicate,
+store, 200.
 
 Checkfront documents neither an event id nor a signature: the body's hash is the id and a
 shared secret (in the URL path, or as the HTTP Basic password) authenticates the sender.
@@ -17,16 +18,16 @@ from urllib.parse import parse_qsl
 
 from aiohttp import web
 
+from handlers.http.bodies import MAX_DEPTH, too_deep
 from handlers.http.context import AppContext, read_limited
+from services.intake import rejections
 from services.intake.events import body_hash, checkfront_kind, store_event
-from services.store import audit
 
 
 async def receive(request: web.Request) -> web.Response:
     ctx = AppContext.of(request.app)
     if not _authenticated(request, ctx):
-        await audit.record(ctx.svc.store, actor="checkfront", action="webhook.rejected",
-                           detail={"why": "bad webhook secret", "remote": request.remote})
+        ctx.rejections.reject("checkfront", rejections.UNAUTHORIZED)
         return web.json_response({"error": "unauthorized"}, status=401)
     body = await read_limited(request, ctx.max_body_bytes, source="checkfront")
     if isinstance(body, web.Response):
@@ -34,8 +35,7 @@ async def receive(request: web.Request) -> web.Response:
     try:
         payload = parse_body(body, request.content_type)
     except ValueError as exc:
-        await audit.record(ctx.svc.store, actor="checkfront", action="webhook.rejected",
-                           detail={"why": f"malformed body: {exc}"})
+        ctx.rejections.reject("checkfront", rejections.MALFORMED)
         return web.json_response({"error": f"malformed body: {exc}"}, status=400)
     event = await store_event(ctx.svc.store, source="checkfront", event_id=body_hash(body),
                               kind=checkfront_kind(payload), payload=payload)
@@ -69,11 +69,21 @@ def parse_body(body: bytes, content_type: str) -> dict[str, Any]:
     except UnicodeDecodeError:
         raise ValueError("not UTF-8") from None
     if content_type == "application/x-www-form-urlencoded":
-        return _nest(parse_qsl(text, keep_blank_values=True, strict_parsing=True))
+        payload = _nest(parse_qsl(text, keep_blank_values=True, strict_parsing=True))
+    else:
+        payload = _json(text)
+    if too_deep(payload, MAX_DEPTH):
+        raise ValueError(f"nested deeper than {MAX_DEPTH} levels")
+    return payload
+
+
+def _json(text: str) -> dict[str, Any]:
     try:
         payload = json.loads(text)
     except json.JSONDecodeError as exc:
         raise ValueError(f"invalid JSON at line {exc.lineno} column {exc.colno}") from None
+    except RecursionError:
+        raise ValueError(f"nested deeper than {MAX_DEPTH} levels") from None
     if not isinstance(payload, dict):
         raise ValueError("JSON body must be an object")
     return payload
@@ -88,6 +98,8 @@ def _nest(pairs: list[tuple[str, str]]) -> dict[str, Any]:
         parts = _KEY.findall(key)
         if not parts:
             raise ValueError(f"bad form key {key!r}")
+        if len(parts) > MAX_DEPTH:
+            raise ValueError(f"nested deeper than {MAX_DEPTH} levels")
         node: Any = root
         for part, following in zip(parts, [*parts[1:], None], strict=True):
             if following is None:

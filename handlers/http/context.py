@@ -1,20 +1,21 @@
 """What the HTTP handlers share: the `AppContext`, the `EventQueue` they hand events to.
 
-The context holds the services, the event queue and a few settings; the bot passes its worker
-in as the queue, and the handlers know it only by that protocol. `read_limited` reads a body
-within its size limit.
+The context holds the services, the event queue, the counter of rejected requests and a few
+settings; the bot passes its worker in as the queue, and the handlers know it only by that
+protocol. `read_limited` reads a body within its size limit.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 from aiohttp import web
 
 from services.deps import Deps
+from services.intake import rejections
 from services.intake.events import StoredEvent
-from services.store import audit
+from services.intake.rejections import Rejections
 
 CONTEXT_KEY: web.AppKey[AppContext] = web.AppKey("refund_bot_context")
 
@@ -33,6 +34,7 @@ class AppContext:
     checkfront_webhook_auth: str
     stripe_webhook_secret: str
     max_body_bytes: int
+    rejections: Rejections = field(default_factory=Rejections)
 
     @staticmethod
     def of(app: web.Application) -> AppContext:
@@ -40,14 +42,13 @@ class AppContext:
 
 
 async def read_limited(request: web.Request, limit: int, *, source: str) -> bytes | web.Response:
-    """The raw body, or a 413 answer (audited) when it is larger than `limit`."""
+    """The raw body, or a 413 answer (counted) when it is larger than `limit`."""
     ctx = AppContext.of(request.app)
     if request.content_length is not None and request.content_length > limit:
         body = None
     else:
         body = await request.content.read(limit + 1)
     if body is None or len(body) > limit:
-        await audit.record(ctx.svc.store, actor=source, action="webhook.rejected",
-                           detail={"why": f"body larger than {limit} bytes"})
+        ctx.rejections.reject(source, rejections.TOO_LARGE)
         return web.json_response({"error": "body too large"}, status=413)
     return body

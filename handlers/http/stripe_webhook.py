@@ -1,15 +1,16 @@
-"""POST /webhooks/stripe: verify Stripe-Signature (300 s tolerance), de-duplicate by event id,
-store, 200; the worker applies it.
+"""POST /webhooks/stripe: verify Stripe-Signature (300 s tolerance), bound the event's depth,
+de-duplicate by event id, store, 200; the worker applies it.
 """
 
 from __future__ import annotations
 
 from aiohttp import web
 
+from handlers.http.bodies import MAX_DEPTH, too_deep
 from handlers.http.context import AppContext, read_limited
 from services.clients.stripe_events import InvalidStripeSignature, verify_event
+from services.intake import rejections
 from services.intake.events import store_event
-from services.store import audit
 
 
 async def receive(request: web.Request) -> web.Response:
@@ -20,15 +21,19 @@ async def receive(request: web.Request) -> web.Response:
     try:
         event = verify_event(body, request.headers.get("Stripe-Signature", ""),
                              ctx.stripe_webhook_secret)
-    except InvalidStripeSignature as exc:
-        await audit.record(ctx.svc.store, actor="stripe", action="webhook.rejected",
-                           detail={"why": str(exc)})
+    except InvalidStripeSignature:
+        ctx.rejections.reject("stripe", rejections.BAD_SIGNATURE)
         return web.json_response({"error": "invalid signature"}, status=400)
+    except RecursionError:  # signed, but nested too deep for the JSON parser
+        event = None
+    if event is None or too_deep(event, MAX_DEPTH):
+        why = f"event nested deeper than {MAX_DEPTH} levels"
+        ctx.rejections.reject("stripe", rejections.TOO_DEEP)
+        return web.json_response({"error": why}, status=400)
     event_id = str(event.get("id") or "")
     kind = str(event.get("type") or "")
     if not event_id or not kind:
-        await audit.record(ctx.svc.store, actor="stripe", action="webhook.rejected",
-                           detail={"why": "event without id or type"})
+        ctx.rejections.reject("stripe", rejections.MALFORMED)
         return web.json_response({"error": "event without id or type"}, status=400)
     stored = await store_event(ctx.svc.store, source="stripe", event_id=event_id, kind=kind,
                                payload=event)
