@@ -47,6 +47,12 @@ OPEN = frozenset(set(Status) - {Status.REFUNDED, Status.PARTIALLY_REFUNDED, Stat
                                 Status.SKIPPED})
 
 
+def booking_key(code: str) -> str:
+    """The one identity of a booking: its code as Checkfront's API returns it, upper case. The
+    open-case rule (a unique index) and every look-up of a booking's cases key on it."""
+    return code.strip().upper()
+
+
 class CaseError(DomainError):
     """A request about a case that cannot be honoured; the message is safe to show a user."""
 
@@ -97,6 +103,7 @@ class Case:
     created_at: str
     updated_at: str
     revision: int
+    booking_key: str | None = None   # the booking as Checkfront's API names it (`booking_key`)
 
     @classmethod
     def from_row(cls, row: Row) -> Case:
