@@ -4,8 +4,11 @@ The order is what makes it safe:
 1. claim the case (compare-and-set to `executing`): one executor per case;
 2. re-quote when the booking changed or the quote is older than the allowed age;
 3. plan: one `executions` row per Stripe allocation, each with an idempotency key derived
-   from the case, the payment and the plan number, committed *before* any Stripe call;
-4. check each payment's unrefunded amount at Stripe and refuse to over-refund;
+   from the case, the payment and the plan number, committed *before* any Stripe call, in
+   the same transaction as the over-refund guard (`guard`): the planned amounts plus what the
+   ledger holds for the booking across all its cases must fit what was paid and what Stripe
+   shows unrefunded, or the rows are given up and a person decides;
+4. stop before Stripe when a dispute holds a payment;
 5. call Stripe with the row's key (a resumed or retried row reuses its key, so Stripe replays
    the refund it already made instead of making a second one);
 6. write the outcome, then the Checkfront status and note.
@@ -18,15 +21,25 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+import aiosqlite
+
 from services.clients.stripe_errors import StripeGatewayError
 from services.clients.stripe_records import StripeRefund
 from services.deps import Deps
 from services.disputes.holds import holds_on
 from services.money import display
 from services.quoting.booking import BookingSnapshot, parse_snapshot
-from services.refunds import cases, ledger
+from services.refunds import cases, guard, ledger
+from services.refunds.guard import Refusal
 from services.refunds.ledger import Execution, ExecutionStatus
-from services.refunds.models import TRANSITIONS, Case, CaseError, IllegalTransition, Status
+from services.refunds.models import (
+    TRANSITIONS,
+    Case,
+    CaseError,
+    IllegalTransition,
+    Status,
+    booking_key,
+)
 from services.refunds.snapshots import assemble_snapshot, quote_snapshot
 from services.refunds.writeback import write_back
 from services.store import audit
@@ -79,7 +92,9 @@ async def _run(svc: Deps, case: Case, actor: str) -> Case:
     snapshot = await _fresh_snapshot(svc, case)
     if snapshot is None:  # re-quoted with another result: back to a person
         return await cases.get(svc.store, case.id)
-    plan, manual = await _plan(svc, case, snapshot)
+    plan, manual, refusal = await _plan(svc, case, snapshot)
+    if refusal is not None:   # the over-refund guard gave the planned rows up
+        return await _to_person(svc, case, actor, refusal.reason)
 
     # a disputed payment is not refunded: Stripe refuses, or the cardholder already has it back
     holds = [hold for hold in await holds_on(svc.store, [p.payment_ref for p in plan
@@ -89,16 +104,6 @@ async def _run(svc: Deps, case: Case, actor: str) -> Case:
         await _reject_rows(svc, case.id, [p for p in plan if not p.called], why,
                            action="execution.dispute_blocked")
         return await _to_person(svc, case, actor, why)
-
-    # over-refund guard: Stripe is the truth about what is left on each payment
-    for item in (p for p in plan if not p.called):
-        left, _ = await svc.stripe.unrefunded_amount(item.payment_ref)
-        if left < item.amount:
-            await _reject_rows(svc, case.id, [p for p in plan if not p.called],
-                               f"Stripe shows {case.money(left)} left on {item.payment_ref}")
-            return await _to_person(svc, case, actor, (
-                f"Stripe shows only {display(left, case.currency)} unrefunded on "
-                f"{item.payment_ref}, but {display(item.amount, case.currency)} was planned"))
 
     problems: list[str] = []
     for item in plan:
@@ -153,38 +158,79 @@ async def _fresh_snapshot(svc: Deps, case: Case) -> BookingSnapshot | None:
     return None
 
 
-async def _plan(svc: Deps, case: Case,
-                snapshot: BookingSnapshot) -> tuple[list[PlannedRefund], int]:
-    """In-flight rows (same keys), plus new rows for whatever the approval still lacks; and
-    what no Stripe payment can cover (to be refunded by hand)."""
-    target = case.approved_amount or 0
+async def _plan(svc: Deps, case: Case, snapshot: BookingSnapshot
+                ) -> tuple[list[PlannedRefund], int, Refusal | None]:
+    """In-flight rows (same keys), plus new rows for whatever the approval still lacks; what no
+    Stripe payment can cover (to be refunded by hand); and the guard's refusal, if any (then
+    the rows not yet sent are given up)."""
+    assert svc.stripe is not None
+    # what Stripe shows unrefunded on every payment the plan will send to, asked before the
+    # exclusive section (no network call is made while it is held)
+    rows = await ledger.for_case(svc.store.db, case.id)
+    refs = {r.payment_ref for r in rows if r.status == ExecutionStatus.PLANNED
+            and r.called_at is None} | {ref for ref, _ in _new_rows(case, snapshot, rows)[0]}
+    left = {ref: (await svc.stripe.unrefunded_amount(ref))[0] for ref in sorted(refs)}
+    refusal: Refusal | None = None
     async with svc.store.transaction() as tx:
         rows = await ledger.for_case(tx, case.id)
-        live = [r for r in rows if r.settled or r.status == ExecutionStatus.PLANNED]
-        covered = sum(r.amount for r in live)
-        used: dict[str, int] = {}
-        for r in live:
-            used[r.payment_ref] = used.get(r.payment_ref, 0) + r.amount
+        new, manual = _new_rows(case, snapshot, rows)
         attempt = max((r.attempt for r in rows), default=0) + 1
-        remaining = target - covered
-        for payment in snapshot.payments():
-            if remaining <= 0:
-                break
-            ref = payment.transaction.id
-            room = payment.unrefunded - used.get(ref, 0)
-            if not payment.refundable_via_stripe or room <= 0:
-                continue
-            take = min(room, remaining)
+        for ref, take in new:
             key = f"refund-bot:case-{case.id}:{ref}:plan-{attempt}"
             await ledger.add_planned(tx, case_id=case.id, payment_ref=ref, amount=take,
                                      currency=case.currency, attempt=attempt, key=key)
             await audit.append(tx, actor="worker", action="execution.planned", case_id=case.id,
                                detail={"payment": ref, "amount": case.money(take),
                                        "idempotency_key": key})
-            remaining -= take
         planned = await ledger.planned(tx, case.id)
+        to_send = [r for r in planned if r.called_at is None]
+        if to_send:
+            refusal = await _guard(tx, case, snapshot, to_send, left)
     return [PlannedRefund(r.id, r.payment_ref, r.amount, r.idempotency_key,
-                          r.called_at is not None) for r in planned], max(0, remaining)
+                          r.called_at is not None) for r in planned], manual, refusal
+
+
+def _new_rows(case: Case, snapshot: BookingSnapshot,
+              rows: list[Execution]) -> tuple[list[tuple[str, int]], int]:
+    """(payment, amount) of the rows the approval still lacks, newest payment first, and what
+    no Stripe payment can cover."""
+    live = [r for r in rows if r.settled or r.status == ExecutionStatus.PLANNED]
+    used: dict[str, int] = {}
+    for r in live:
+        used[r.payment_ref] = used.get(r.payment_ref, 0) + r.amount
+    remaining = (case.approved_amount or 0) - sum(r.amount for r in live)
+    new = []
+    for payment in snapshot.payments():
+        if remaining <= 0:
+            break
+        ref = payment.transaction.id
+        room = payment.unrefunded - used.get(ref, 0)
+        if not payment.refundable_via_stripe or room <= 0:
+            continue
+        take = min(room, remaining)
+        new.append((ref, take))
+        remaining -= take
+    return new, max(0, remaining)
+
+
+async def _guard(tx: aiosqlite.Connection, case: Case, snapshot: BookingSnapshot,
+                 to_send: list[Execution], left: dict[str, int]) -> Refusal | None:
+    """The over-refund guard, inside the planning transaction; a refusal gives the rows up."""
+    if any(r.payment_ref not in left for r in to_send):
+        refusal: Refusal | None = Refusal("the plan changed while Stripe was asked",
+                                          "the refund plan changed while it was checked")
+    else:
+        refs = sorted({p.transaction.id for p in snapshot.payments()}
+                      | {r.payment_ref for r in to_send})
+        names = sorted({booking_key(case.booking_code), case.booking_code, case.booking_id})
+        refusal = guard.check(case, snapshot, await ledger.for_booking(tx, names, refs),
+                              to_send, left)
+    if refusal is not None:
+        for row in to_send:
+            await ledger.reject(tx, row.id, refusal.row_reason, only_planned=True)
+        await audit.append(tx, actor="worker", action="execution.over_refund_blocked",
+                           case_id=case.id, detail={"why": refusal.row_reason})
+    return refusal
 
 
 async def _call_stripe(svc: Deps, case: Case, item: PlannedRefund) -> list[str]:
@@ -247,7 +293,7 @@ async def _record_refund(svc: Deps, case: Case, item: PlannedRefund,
 
 
 async def _reject_rows(svc: Deps, case_id: int, plan: list[PlannedRefund], why: str, *,
-                       action: str = "execution.over_refund_blocked") -> None:
+                       action: str) -> None:
     async with svc.store.transaction() as tx:
         for item in plan:
             await ledger.reject(tx, item.row_id, why, only_planned=True)
