@@ -78,8 +78,10 @@ async def _checkfront_booking(svc: Deps, event: StoredEvent) -> str:
         return f"ignored: booking already has case {earlier.id} ({earlier.status})"
     cancelled_at = datetime.fromisoformat(event.received_at)
     opened = await open_case(svc, raw, cancelled_at=cancelled_at, source="checkfront_webhook")
-    if not opened.created:
-        return f"case {opened.case.id} already open"
+    if not opened.created:  # an approval a crash left unexecuted is run now
+        case = await decisions.nudge(svc, opened.case, by="worker")
+        resumed = f": resumed, {case.status}" if case.status != opened.case.status else ""
+        return f"case {case.id} already open{resumed}"
     case = await decisions.run_if_auto_approved(svc, opened.case)
     return f"case {case.id} {case.status}"
 

@@ -97,6 +97,17 @@ async def oldest(store: Store, status: Status, limit: int) -> list[Case]:
     return [Case.from_row(r) for r in rows]
 
 
+async def changed_before(store: Store, statuses: tuple[Status, ...], cutoff: str,
+                         limit: int = 1000) -> list[Case]:
+    """Cases in one of `statuses` that last changed before `cutoff` (a stored time), the
+    longest unchanged first."""
+    marks = ",".join("?" for _ in statuses)
+    rows = await store.fetch_all(
+        f"SELECT * FROM cases WHERE status IN ({marks}) AND updated_at < ? "
+        "ORDER BY updated_at, id LIMIT ?", (*statuses, cutoff, limit))
+    return [Case.from_row(r) for r in rows]
+
+
 async def count(store: Store, status: Status) -> int:
     """How many cases are in `status`."""
     row = await store.fetch_one("SELECT COUNT(*) FROM cases WHERE status = ?", (status.value,))

@@ -33,6 +33,7 @@ from services.refunds import cases, guard, ledger
 from services.refunds.guard import Refusal
 from services.refunds.ledger import Execution, ExecutionStatus
 from services.refunds.models import (
+    APPROVED,
     TRANSITIONS,
     Case,
     CaseError,
@@ -79,11 +80,15 @@ async def execute(svc: Deps, case_id: int, *, actor: str) -> Case:
 
 
 async def resume_all(svc: Deps) -> list[Case]:
-    """At start-up: finish every case a crash left in `executing`, with the same keys."""
+    """At start-up: finish every case a crash left in `executing`, with the same keys, then
+    run every approval a crash left before its execution began (`approved`, `auto_approved`):
+    an approval is an intent that survives."""
     resumed = []
-    for case in await cases.list_cases(svc.store, Status.EXECUTING, limit=10_000):
-        await audit.record(svc.store, actor="worker", action="execution.resumed", case_id=case.id)
-        resumed.append(await execute(svc, case.id, actor="worker"))
+    for status in (Status.EXECUTING, *APPROVED):
+        for case in await cases.list_cases(svc.store, status, limit=10_000):
+            await audit.record(svc.store, actor="worker", action="execution.resumed",
+                               case_id=case.id, detail={"status": str(status)})
+            resumed.append(await execute(svc, case.id, actor="worker"))
     return resumed
 
 

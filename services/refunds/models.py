@@ -43,6 +43,7 @@ TRANSITIONS: dict[Status, frozenset[Status]] = {
     Status.DENIED: frozenset(),
     Status.SKIPPED: frozenset(),
 }
+APPROVED = (Status.APPROVED, Status.AUTO_APPROVED)   # an intent to refund, not yet claimed
 OPEN = frozenset(set(Status) - {Status.REFUNDED, Status.PARTIALLY_REFUNDED, Status.DENIED,
                                 Status.SKIPPED})
 
