@@ -117,11 +117,8 @@ async def _run(svc: Deps, case: Case, actor: str) -> Case:
         return await _finish(svc, case, Status.FAILED, "; ".join(problems), actor)
 
     await write_back(svc, case, actor, manual)
-    if manual > 0:
-        return await _finish(svc, case, Status.PARTIALLY_REFUNDED,
-                             f"{display(manual, case.currency)} must be refunded by hand "
-                             "(not paid through Stripe)", actor)
-    return await _finish(svc, case, Status.REFUNDED, "refunded through Stripe", actor)
+    return await _finish(svc, case, Status.PARTIALLY_REFUNDED if manual > 0
+                         else Status.REFUNDED, _outcome(case, manual), actor)
 
 
 async def _fresh_snapshot(svc: Deps, case: Case) -> BookingSnapshot | None:
@@ -273,8 +270,11 @@ async def _stripe_error(svc: Deps, case: Case, item: PlannedRefund,
                         exc: StripeGatewayError) -> list[str]:
     final = exc.kind not in RETRYABLE_KINDS
     async with svc.store.transaction() as tx:
+        row = next(r for r in await ledger.for_case(tx, case.id) if r.id == item.row_id)
+        if row.settled:   # Stripe's event told us of the refund while we waited for an answer
+            return []
         if final:
-            await ledger.reject(tx, item.row_id, exc.message)
+            await ledger.reject(tx, item.row_id, exc.message, only_planned=True)
         await audit.append(tx, actor="stripe", action="stripe.refund_error", case_id=case.id,
                            detail={"payment": item.payment_ref, "amount": case.money(
                                item.amount), "idempotency_key": item.key, "kind": exc.kind,
@@ -320,7 +320,9 @@ async def _finish(svc: Deps, case: Case, status: Status, reason: str, actor: str
 
 
 async def apply_refund_event(svc: Deps, refund: dict[str, Any], event_type: str) -> Case | None:
-    """A Stripe refund event: update our execution row; a refund that failed fails its case."""
+    """A Stripe refund event: update our execution row; a refund that failed fails its case,
+    and a failed case whose planned refunds all succeeded after all (the answer to our call was
+    lost) is closed, and Checkfront told."""
     refund_id = str(refund.get("id") or "")
     row = await _execution_for(svc, refund)
     if row is None:
@@ -333,8 +335,9 @@ async def apply_refund_event(svc: Deps, refund: dict[str, Any], event_type: str)
     status = str(refund.get("status") or row.status)
     mapped = ledger.from_stripe(status)
     reason = refund.get("failure_reason")
-    case = await cases.get(svc.store, row.case_id)
+    closed: tuple[Status, int] | None = None
     async with svc.store.transaction() as tx:
+        case = await cases.get(svc.store, row.case_id)
         await ledger.record_outcome(tx, row.id, mapped, reason)
         await audit.append(tx, actor="stripe", action="stripe.refund_event", case_id=case.id,
                            detail={"event": event_type, "refund_id": refund_id,
@@ -345,9 +348,35 @@ async def apply_refund_event(svc: Deps, refund: dict[str, Any], event_type: str)
             case = await cases.transition(
                 tx, case, Status.FAILED, actor="stripe",
                 reason=f"Stripe refund {refund_id} {status}: {reason or 'no reason given'}")
-    if changed or mapped != row.status:
+        elif case.status == Status.FAILED:
+            closed = _settled_by_events(case, await ledger.for_case(tx, case.id))
+            if closed is not None:
+                case = await cases.transition(tx, case, closed[0], actor="stripe",
+                                              reason=_outcome(case, closed[1]))
+    if closed is not None:
+        await write_back(svc, case, "stripe", closed[1])
+    if changed or closed is not None or mapped != row.status:
         await svc.notifier.case_updated(case)
     return case
+
+
+def _settled_by_events(case: Case, rows: list[Execution]) -> tuple[Status, int] | None:
+    """(the case's outcome, what is left to refund by hand) when every refund it planned
+    succeeded: its latest plan went out whole and no row still waits or failed; else None."""
+    live = [r for r in rows if r.status in ledger.LIVE]
+    latest = max((r.attempt for r in rows), default=0)
+    if not live or any(r.status != ExecutionStatus.SUCCEEDED for r in live) or any(
+            r.attempt == latest and r.status not in ledger.LIVE for r in rows):
+        return None
+    manual = max(0, (case.approved_amount or 0) - sum(r.amount for r in live))
+    return (Status.PARTIALLY_REFUNDED if manual else Status.REFUNDED), manual
+
+
+def _outcome(case: Case, manual: int) -> str:
+    if manual > 0:
+        return (f"{display(manual, case.currency)} must be refunded by hand "
+                "(not paid through Stripe)")
+    return "refunded through Stripe"
 
 
 async def _execution_for(svc: Deps, refund: dict[str, Any]) -> Execution | None:

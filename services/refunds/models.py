@@ -37,7 +37,9 @@ TRANSITIONS: dict[Status, frozenset[Status]] = {
     Status.AUTO_APPROVED: frozenset({Status.EXECUTING}),
     Status.EXECUTING: frozenset({Status.REFUNDED, Status.PARTIALLY_REFUNDED, Status.FAILED,
                                  Status.PENDING_APPROVAL}),
-    Status.FAILED: frozenset({Status.EXECUTING, Status.PENDING_APPROVAL}),
+    # failed -> refunded: Stripe's events show the refunds whose answer was lost went out
+    Status.FAILED: frozenset({Status.EXECUTING, Status.PENDING_APPROVAL, Status.REFUNDED,
+                              Status.PARTIALLY_REFUNDED}),
     Status.REFUNDED: frozenset({Status.FAILED}),
     Status.PARTIALLY_REFUNDED: frozenset({Status.FAILED}),
     Status.DENIED: frozenset(),
