@@ -10,21 +10,19 @@ The order is what makes it safe:
    shows unrefunded, or the rows are given up and a person decides;
 4. stop before Stripe when a dispute holds a payment;
 5. call Stripe with the row's key (a resumed or retried row reuses its key, so Stripe replays
-   the refund it already made instead of making a second one);
+   the refund it already made instead of making a second one; a key older than Stripe keeps
+   keys is not trusted: the refund is looked up by its metadata first, `refund_calls`);
 6. write the outcome, then the Checkfront status and note.
 A crash anywhere leaves the case `executing`; `resume_all` picks it up with the same keys.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 import aiosqlite
 
-from services.clients.stripe_errors import StripeGatewayError
-from services.clients.stripe_records import StripeRefund
 from services.deps import Deps
 from services.disputes.holds import holds_on
 from services.money import display
@@ -41,21 +39,11 @@ from services.refunds.models import (
     Status,
     booking_key,
 )
+from services.refunds.refund_calls import PlannedRefund, call_stripe
 from services.refunds.snapshots import assemble_snapshot, quote_snapshot
 from services.refunds.writeback import write_back
 from services.store import audit
 from services.store.db import utcnow
-
-RETRYABLE_KINDS = ("unavailable", "rate_limited")
-
-
-@dataclass(frozen=True)
-class PlannedRefund:
-    row_id: int
-    payment_ref: str
-    amount: int
-    key: str
-    called: bool
 
 
 async def execute(svc: Deps, case_id: int, *, actor: str) -> Case:
@@ -112,7 +100,7 @@ async def _run(svc: Deps, case: Case, actor: str) -> Case:
 
     problems: list[str] = []
     for item in plan:
-        problems += await _call_stripe(svc, case, item)
+        problems += await call_stripe(svc, case, item)
     if problems:
         return await _finish(svc, case, Status.FAILED, "; ".join(problems), actor)
 
@@ -188,8 +176,8 @@ async def _plan(svc: Deps, case: Case, snapshot: BookingSnapshot
         to_send = [r for r in planned if r.called_at is None]
         if to_send:
             refusal = await _guard(tx, case, snapshot, to_send, left)
-    return [PlannedRefund(r.id, r.payment_ref, r.amount, r.idempotency_key,
-                          r.called_at is not None) for r in planned], manual, refusal
+    return [PlannedRefund(r.id, r.payment_ref, r.amount, r.idempotency_key, r.called_at,
+                          r.attempt) for r in planned], manual, refusal
 
 
 def _new_rows(case: Case, snapshot: BookingSnapshot,
@@ -233,68 +221,6 @@ async def _guard(tx: aiosqlite.Connection, case: Case, snapshot: BookingSnapshot
         await audit.append(tx, actor="worker", action="execution.over_refund_blocked",
                            case_id=case.id, detail={"why": refusal.row_reason})
     return refusal
-
-
-async def _call_stripe(svc: Deps, case: Case, item: PlannedRefund) -> list[str]:
-    """One Stripe refund for one planned row; returns the problems (empty when it went out)."""
-    assert svc.stripe is not None
-    async with svc.store.transaction() as tx:
-        await ledger.mark_called(tx, item.row_id)
-    metadata = {"case_id": str(case.id), "booking_id": case.booking_id,
-                "booking_code": case.booking_code}
-    try:
-        refund = await svc.stripe.create_refund(
-            payment_ref=item.payment_ref, amount=item.amount, currency=case.currency,
-            idempotency_key=item.key, metadata=metadata)
-    except StripeGatewayError as exc:
-        found = await _made_anyway(svc, case, item) if exc.maybe_applied else None
-        if found is None:
-            return await _stripe_error(svc, case, item, exc)
-        refund = found
-    return await _record_refund(svc, case, item, refund)
-
-
-async def _made_anyway(svc: Deps, case: Case, item: PlannedRefund) -> StripeRefund | None:
-    """After an answer that may hide a refund (a replayed 500, a timeout), look for it."""
-    assert svc.stripe is not None
-    try:
-        made = await svc.stripe.refunds_for(item.payment_ref)
-    except StripeGatewayError:
-        return None
-    taken = await ledger.known_refund_ids(svc.store)
-    return next((r for r in made if r.metadata.get("case_id") == str(case.id)
-                 and r.amount == item.amount and r.id not in taken), None)
-
-
-async def _stripe_error(svc: Deps, case: Case, item: PlannedRefund,
-                        exc: StripeGatewayError) -> list[str]:
-    final = exc.kind not in RETRYABLE_KINDS
-    async with svc.store.transaction() as tx:
-        row = next(r for r in await ledger.for_case(tx, case.id) if r.id == item.row_id)
-        if row.settled:   # Stripe's event told us of the refund while we waited for an answer
-            return []
-        if final:
-            await ledger.reject(tx, item.row_id, exc.message, only_planned=True)
-        await audit.append(tx, actor="stripe", action="stripe.refund_error", case_id=case.id,
-                           detail={"payment": item.payment_ref, "amount": case.money(
-                               item.amount), "idempotency_key": item.key, "kind": exc.kind,
-                               "error": exc.message, "will_reuse_key": not final})
-    hint = "" if final else " (a retry reuses the same idempotency key)"
-    return [f"Stripe refused {item.payment_ref}: {exc.message}{hint}"]
-
-
-async def _record_refund(svc: Deps, case: Case, item: PlannedRefund,
-                         refund: StripeRefund) -> list[str]:
-    status = ledger.from_stripe(refund.status)
-    async with svc.store.transaction() as tx:
-        await ledger.record_outcome(tx, item.row_id, status, refund.failure_reason,
-                                    refund_id=refund.id)
-        await audit.append(tx, actor="stripe", action="stripe.refund", case_id=case.id, detail={
-            "payment": item.payment_ref, "amount": case.money(refund.amount),
-            "idempotency_key": item.key, "refund_id": refund.id, "status": refund.status})
-    if status == ExecutionStatus.FAILED:
-        return [f"Stripe refund {refund.id} {refund.status}: {refund.failure_reason or 'unknown'}"]
-    return []
 
 
 async def _reject_rows(svc: Deps, case_id: int, plan: list[PlannedRefund], why: str, *,
