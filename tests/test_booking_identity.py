@@ -90,3 +90,27 @@ async def test_the_migration_keys_existing_cases_and_leaves_a_duplicate_unkeyed(
                 await tx.execute("UPDATE cases SET booking_key = 'OLD-1' WHERE id = 2")
     finally:
         await store.close()
+
+
+async def test_a_case_opened_under_the_code_before_is_found_by_the_next_delivery(
+    world: World,
+) -> None:
+    world.paid_booking("ID-3", BIG)
+    cancelled(world, "ID-3")
+    without_id = world.checkfront.webhook_body("ID-3")
+    del without_id["booking"]["@attributes"]
+    await deliver(world, without_id)
+    await world.settle()
+    [case] = await all_cases(world)
+    # as the old rule stored it: the id fell back to the code
+    async with world.bot.svc.store.transaction() as tx:
+        await tx.execute("UPDATE cases SET booking_id = booking_code WHERE id = ?", (case.id,))
+
+    answer = await deliver(world, world.checkfront.webhook_body("ID-3"))
+    await world.settle()
+
+    assert answer.status_code == 200
+    assert [c.id for c in await all_cases(world)] == [case.id]
+    outcome = await world.bot.svc.store.fetch_one(
+        "SELECT outcome FROM webhook_events WHERE source = 'checkfront' ORDER BY id DESC")
+    assert outcome is not None and outcome["outcome"] == f"case {case.id} already open"
