@@ -27,13 +27,15 @@ async def test_two_cases_two_processes_two_clicks_make_one_refund(world: World) 
     second = await legacy_duplicate(world, first)
     await cases.approve(world.bot.svc.store, first.id, by="maria")
     await cases.approve(world.bot.svc.store, second.id, by="joe")
-    other = await Bot.create(world.bot.settings)   # a second process on the same database
+    # two more processes on the same database, patient enough to wait for a slow Stripe
+    patient = world.bot.settings.model_copy(update={"stripe_timeout_seconds": 10.0})
+    this, other = await Bot.create(patient), await Bot.create(patient)
     # the first refund call is held at Stripe before it executes, so the second execution
     # sees Stripe's full amount: only our own ledger knows the first is under way
-    world.stripe.inject(Fault("timeout", after_processing=False, delay=0.6))
+    world.stripe.inject(Fault("timeout", after_processing=False, delay=2.0))
     try:
-        one = asyncio.create_task(execute(world.bot.svc, first.id, actor="maria"))
-        for _ in range(200):
+        one = asyncio.create_task(execute(this.svc, first.id, actor="maria"))
+        for _ in range(500):
             if refund_posts(world) or any(r.called_at for r in await ledger.executed(
                     world.bot.svc.store, first.id)):
                 break
@@ -41,6 +43,7 @@ async def test_two_cases_two_processes_two_clicks_make_one_refund(world: World) 
         two = await execute(other.svc, second.id, actor="joe")
         one_done = await one
     finally:
+        await this.close()
         await other.close()
     await world.settle()
 
