@@ -33,6 +33,7 @@ from services.refunds.ledger import Execution, ExecutionStatus
 from services.refunds.models import (
     APPROVED,
     TRANSITIONS,
+    AlreadyDecided,
     Case,
     CaseError,
     IllegalTransition,
@@ -76,7 +77,10 @@ async def resume_all(svc: Deps) -> list[Case]:
         for case in await cases.list_cases(svc.store, status, limit=10_000):
             await audit.record(svc.store, actor="worker", action="execution.resumed",
                                case_id=case.id, detail={"status": str(status)})
-            resumed.append(await execute(svc, case.id, actor="worker"))
+            try:
+                resumed.append(await execute(svc, case.id, actor="worker"))
+            except (AlreadyDecided, IllegalTransition):  # another executor claimed it first
+                continue
     return resumed
 
 
