@@ -39,6 +39,7 @@ from services.finance.breaker import Breaker
 from services.finance.days import day_window
 from services.finance.reconcile import reconcile_day
 from services.finance.runs import ReconRun
+from services.intake.events import purge_payloads
 from services.refunds.decisions import run_approved
 from services.refunds.writeback import retry_due
 from services.store.db import now_iso, set_state, utcnow
@@ -121,6 +122,7 @@ class ScheduledJobs:
         there was nothing to do."""
         async with self._daily_lock:
             now = now or utcnow()
+            await purge_payloads(self.svc.store, self.svc.config.raw_event_retention, now)
             target = due_day(self.trigger, now, self.tz)
             if target is None:
                 return None

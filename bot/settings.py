@@ -13,7 +13,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from services.config import Mode, RefundConfig
+from services.config import EventRetries, Mode, RefundConfig
 
 _S = TypeVar("_S", bound=BaseSettings)
 
@@ -48,6 +48,12 @@ class Settings(StoreSettings):
     notify_customer: bool = False
     quote_max_age_hours: float = Field(default=24, gt=0)
 
+    # a webhook event that met a Checkfront or Stripe outage: retried with doubling waits,
+    # then shown to a person on a card with Retry
+    event_retry_first_seconds: float = Field(default=60, gt=0)
+    event_retry_max_seconds: float = Field(default=600, gt=0)
+    event_retry_give_up_minutes: float = Field(default=30, gt=0)
+
     stripe_secret_key: SecretStr
     stripe_webhook_secret: SecretStr
     stripe_api_base: str | None = None  # only for a local Stripe stand-in
@@ -55,6 +61,7 @@ class Settings(StoreSettings):
     stripe_timeout_seconds: float = Field(default=20.0, gt=0)
 
     customer_hash_salt: SecretStr = SecretStr("refund-bot")
+    raw_event_retention_days: float = Field(default=30, ge=0)  # processed webhook bodies
 
     # the daily reconciliation and digest, and the anomaly checks
     business_timezone: str = "UTC"
@@ -120,6 +127,11 @@ class Settings(StoreSettings):
             status_after_refund=self.status_after_refund.upper(),
             notify_customer=self.notify_customer,
             customer_hash_salt=self.customer_hash_salt.get_secret_value(),
+            raw_event_retention=timedelta(days=self.raw_event_retention_days),
+            event_retries=EventRetries(
+                first=timedelta(seconds=self.event_retry_first_seconds),
+                longest=timedelta(seconds=self.event_retry_max_seconds),
+                give_up_after=timedelta(minutes=self.event_retry_give_up_minutes)),
         )
 
     @property

@@ -1,12 +1,14 @@
 """The `Notifier` protocol: how the domain tells people what happened, not knowing it is Slack.
 
-One notifier covers refund cases, the automation switch and payment issues (disputes and
-failed payments). It is given to `Deps` when they are built; bot/slack/notifier.py implements
-it, and the CLI and tests use `NullNotifier` or a recorder.
+One notifier covers refund cases, the automation switch, payment issues (disputes and
+failed payments) and webhook events an outage kept from being processed (`StuckEvent`). It
+is given to `Deps` when they are built; bot/slack/notifier.py implements it, and the CLI and
+tests use `NullNotifier` or a recorder.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
 from services.quoting.quote import Quote
@@ -14,6 +16,19 @@ from services.refunds.models import Case
 
 if TYPE_CHECKING:
     from services.disputes.issues import PaymentIssue
+
+
+@dataclass(frozen=True)
+class StuckEvent:
+    """A webhook event that Checkfront or Stripe kept failing past the retry bound."""
+
+    row_id: int
+    source: str                # checkfront | stripe
+    kind: str                  # booking, transaction, or the Stripe event type
+    subject: str | None        # the booking (Checkfront) or object (Stripe) it is about
+    error: str                 # the error's class and a safe message
+    attempts: int
+    since: str                 # UTC ISO-8601: the first failure of these retries
 
 
 class Notifier(Protocol):
@@ -32,6 +47,9 @@ class Notifier(Protocol):
     async def issue_updated(self, issue: PaymentIssue) -> None:
         """An issue changed (someone acted, Stripe moved it): refresh its card."""
 
+    async def event_stuck(self, stuck: StuckEvent) -> None:
+        """An event could not be processed for the retry bound: show it, with Retry."""
+
 
 class NullNotifier:
     async def case_opened(self, case: Case, quote: Quote) -> None:
@@ -47,4 +65,7 @@ class NullNotifier:
         return None
 
     async def issue_updated(self, issue: PaymentIssue) -> None:
+        return None
+
+    async def event_stuck(self, stuck: StuckEvent) -> None:
         return None

@@ -316,3 +316,30 @@ async def test_retry_after_a_failed_refund_refunds_only_what_is_missing(world: W
     keys = [r.idempotency_key for r in world.stripe.requests
             if r.path == "/v1/refunds" and r.method == "POST"]
     assert keys[-1].endswith(":plan-2")
+
+
+async def test_a_line_that_lost_its_total_stops_execution_and_names_it(
+    world: World, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    world.paid_booking("NOTOTAL-1", [Item("kayak-tour", "420.00", hours_ahead=96),
+                                     Item("bike-tour", "420.00", "20.00", hours_ahead=96)])
+    await world.cancel("NOTOTAL-1")
+    await world.settle()
+    case = await only_case(world)
+    assert case.status == Status.PENDING_APPROVAL
+    served = world.checkfront._booking_body
+
+    def without_a_line_total(b):  # type: ignore[no-untyped-def]
+        body = served(b)
+        del next(iter(body["items"].values()))["total"]
+        return body
+
+    monkeypatch.setattr(world.checkfront, "_booking_body", without_a_line_total)
+    await cases.approve(world.bot.svc.store, case.id, by="maria")
+
+    case = await execute(world.bot.svc, case.id, actor="maria")
+
+    # not quoted as if the line were free: the case goes back to a person with the reason
+    assert case.status == Status.FAILED
+    assert "booking.order.items[0].total is missing" in (case.status_reason or "")
+    assert world.stripe.refunds == []

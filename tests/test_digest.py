@@ -78,3 +78,29 @@ async def test_a_missed_daily_run_happens_once_at_start_up(tmp_path: Path) -> No
         assert again is None  # already done for that day: not twice
     finally:
         await world.stop()
+
+
+async def test_the_digest_lists_failed_webhook_events(tmp_path: Path) -> None:
+    from tests.test_intake_retries import ODD_EVENTS, send_stripe
+
+    world = await World.start(tmp_path, slack=True)
+    try:
+        assert world.slack is not None and world.bot.slack is not None
+        await send_stripe(world, 0, ODD_EVENTS[2])
+        await world.settle()
+        tz = ZoneInfo("UTC")
+        poster = DigestPoster(world.bot.svc, tz, world.bot.slack.outbox,
+                              world.bot.slack.notifier.channels, chart=False)
+
+        await catch_up(world.bot.svc, tz=tz, daily_at="00:01", on_digest=poster,
+                       now=(utcnow() + timedelta(days=1)).replace(hour=8))
+        await world.settle()
+
+        [digest] = [m for m in world.slack.messages_in(DIGEST) if "digest" in m.get("text", "")]
+        text = json.dumps(digest["blocks"])
+        assert "Webhook events not processed (1)" in text
+        assert "event #1" in text and "refund.updated" in text and "AttributeError" in text
+        assert "events retry" in text and "@example.test" not in text
+        assert "1 webhook event failed" in digest["text"]
+    finally:
+        await world.stop()

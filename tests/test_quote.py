@@ -633,6 +633,8 @@ def test_snapshot_currency_falls_back_to_the_policy_file_currency() -> None:
     [
         (lambda d: d["booking"]["order"]["items"]["item"][0].update(total="12.345"),
          "items[0].total"),
+        (lambda d: d["booking"]["order"]["items"]["item"][0].pop("total"),
+         "items[0].total is missing"),
         (lambda d: d["booking"]["order"]["items"]["item"][0].update(tax_total="200.00"),
          "tax_total exceeds total"),
         (lambda d: d["booking"]["order"]["items"]["item"][0].pop("start_date"),

@@ -63,3 +63,20 @@ async def test_resume_on_the_home_tab_is_for_approvers_only(sworld: World) -> No
     assert state.paused is False and state.by == MARIA
     redrawn = json.dumps(sworld.slack.home_views[MARIA]["blocks"])
     assert "Automation running" in redrawn
+
+
+async def test_the_home_tab_lists_failed_webhook_events(sworld: World) -> None:
+    from tests.test_intake_retries import ODD_EVENTS, send_stripe
+
+    assert sworld.sender is not None and sworld.slack is not None
+    for n, event in enumerate(ODD_EVENTS[1:]):
+        await send_stripe(sworld, n, event)
+    await sworld.settle()
+
+    await sworld.sender.home_opened(MARIA)
+    await sworld.settle()
+
+    text = json.dumps(sworld.slack.home_views[MARIA]["blocks"])
+    assert "Webhook events not processed (2)" in text
+    assert "event #1" in text and "event #2" in text and "AttributeError" in text
+    assert "events retry" in text and "@example.test" not in text

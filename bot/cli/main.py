@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
 
-from bot.cli import case_commands, demo, report_commands
+from bot.cli import case_commands, demo, event_commands, report_commands
 from bot.cli.render import quote_table
 from bot.settings import SettingsError
 from services.errors import DomainError
@@ -68,6 +68,7 @@ def build_parser() -> argparse.ArgumentParser:
     quote.set_defaults(handler=cmd_quote)
 
     case_commands.register(commands)
+    event_commands.register(commands)
     demo.register(commands)
     report_commands.register(commands)
     return parser

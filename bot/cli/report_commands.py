@@ -21,6 +21,7 @@ from services.finance.anomaly_log import record, seen_between
 from services.finance.days import day_window
 from services.finance.reconcile import reconcile_day
 from services.finance.stats import day_stats
+from services.intake.events import failed
 from services.money import display
 from services.refunds.automation import automation_state
 from services.store.db import utcnow
@@ -91,6 +92,7 @@ async def cmd_digest(args: argparse.Namespace) -> int:
             anomalies += [a for a in current if a.key not in seen]
         automation = await automation_state(svc.store)
         disputes = await open_disputes(svc.store)
+        failed_events = await failed(svc.store)
     finally:
         await bot.close()
     if args.json:
@@ -101,7 +103,12 @@ async def cmd_digest(args: argparse.Namespace) -> int:
                               "dispute": d.stripe_id, "booking_code": d.booking_code,
                               "amount": display(d.amount, d.currency), "reason": d.reason,
                               "status": d.stripe_status, "due_by": d.due_by}
-                              for d in disputes]}, indent=2))
+                              for d in disputes],
+                          "failed_events": [{
+                              "event": e.row_id, "source": e.source, "kind": e.kind,
+                              "about": e.subject, "attempts": e.attempts,
+                              "error": e.last_error, "failed_at": e.failed_at}
+                              for e in failed_events]}, indent=2))
     else:
-        print(digest_text(run, stats, anomalies, automation, disputes))
+        print(digest_text(run, stats, anomalies, automation, disputes, failed_events))
     return 0

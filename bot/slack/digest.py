@@ -2,9 +2,9 @@
 outbox (or the digest goes to the log when Slack is not configured).
 
 The digest carries yesterday's refunds, the reconciliation, anomalies, whether automation is
-paused, cases waiting too long and disputes still open (with links to their cards), and a small
-chart of refunds per day over the last two weeks; `bot.slack.ui.digest` and
-`bot.slack.ui.chart` render them.
+paused, cases waiting too long and disputes still open (with links to their cards), webhook
+events that failed, and a small chart of refunds per day over the last two weeks;
+`bot.slack.ui.digest` and `bot.slack.ui.chart` render them.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from services.disputes.issues import open_disputes
 from services.finance.anomaly import Anomaly
 from services.finance.runs import ReconRun
 from services.finance.stats import day_stats, refunds_per_day
+from services.intake.events import failed
 from services.refunds.automation import automation_state
 
 log = logging.getLogger(__name__)
@@ -38,13 +39,14 @@ class DigestPoster:
     async def __call__(self, run: ReconRun, anomalies: list[Anomaly]) -> None:
         stats = await day_stats(self.svc.store, run.day, self.tz)
         automation = await automation_state(self.svc.store)
+        failed_events = await failed(self.svc.store)
         if self.outbox is None or self.channels is None:
             log.info("%s", digest_text(run, stats, anomalies, automation,
-                                       await open_disputes(self.svc.store)))
+                                       await open_disputes(self.svc.store), failed_events))
             return
         links = await card_links(self.svc.store, [case_id for case_id, _, _ in stats.waiting])
         message = digest_message(run, stats, anomalies, automation, links,
-                                 await open_disputes(self.svc.store))
+                                 await open_disputes(self.svc.store), failed_events)
         await self.outbox.add(self.channels.digest, "alert", None,
                               {"text": message.text, "blocks": message.blocks})
         if self.chart:

@@ -10,6 +10,8 @@ when it goes out.
   one alert of its own.
 - A dispute or failed payment gets a card when it opens; later changes refresh that card once
   it is posted (until then the post draws it as it stands).
+- A webhook event that Checkfront or Stripe kept failing past the retry bound gets one card
+  with Retry each time its retries stop.
 """
 
 from __future__ import annotations
@@ -17,10 +19,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from bot.slack.outbox import Outbox
-from bot.slack.ui import cards
+from bot.slack.ui import cards, intake
 from services import outbox as posts
 from services.disputes import issues
 from services.disputes.issues import PaymentIssue
+from services.notify import StuckEvent
 from services.quoting.quote import Quote
 from services.refunds import cases, writeback
 from services.refunds.models import Case, Status
@@ -78,6 +81,11 @@ class SlackNotifier:
         if current.slack_channel and current.slack_ts:
             await self.outbox.add(self.channels.approvals, "issue", None,
                                   {"issue_id": issue.id})
+
+    async def event_stuck(self, stuck: StuckEvent) -> None:
+        message = intake.stuck_card(stuck)
+        await self.outbox.add(self.channels.approvals, "alert", None,
+                              {"text": message.text, "blocks": message.blocks})
 
     async def _needs_person(self, case: Case) -> bool:
         if case.status == Status.PENDING_APPROVAL:

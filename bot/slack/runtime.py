@@ -33,7 +33,7 @@ from bot.settings import Settings
 from bot.slack.notifier import Channels, SlackNotifier
 from bot.slack.outbox import Outbox
 from bot.worker import Worker
-from handlers.slack import actions, commands, disputes, home, views
+from handlers.slack import actions, commands, disputes, home, intake, views
 from handlers.slack.deps import GroupMembers, SlackDeps
 from services.deps import Deps
 from services.refunds.permissions import ApproverRules
@@ -128,6 +128,7 @@ class SlackRuntime:
         commands.register(app, deps)
         disputes.register(app, deps)
         home.register(app, deps)
+        intake.register(app, deps)
         app_token = settings.slack_app_token.get_secret_value() \
             if settings.slack_app_token else None
         return cls(app=app, deps=deps, outbox=delivery.outbox, notifier=delivery.notifier,

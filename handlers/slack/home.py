@@ -17,6 +17,7 @@ from handlers.slack.deps import SlackDeps
 from handlers.slack.listeners import Body, button_listener, refuse, user_of
 from services import outbox
 from services.disputes import issues
+from services.intake import events
 from services.refunds import cases, writeback
 from services.refunds.automation import automation_state, set_automation
 from services.refunds.models import Status
@@ -54,7 +55,10 @@ async def home_facts(deps: SlackDeps) -> HomeFacts:
         waiting_total=total,
         disputes=open_disputes,
         writebacks=[(k, await cases.get(store, k.case_id)) for k in kept],
-        drawn_at=now_iso())
+        drawn_at=now_iso(),
+        failed_events=await events.failed(store, HOME_ROWS),
+        failed_total=await events.count_failed(store),
+        retrying_total=await events.count_retrying(store))
 
 
 async def _resume(deps: SlackDeps, body: Body, respond: Any) -> None:

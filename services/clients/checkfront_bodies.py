@@ -6,7 +6,9 @@ read into the shape of Checkfront's booking webhook (the snapshot dict).
 `GET booking/{id}/transact` into the snapshot's top-level `transactions` list. That endpoint
 and the booking body are not in the published docs, so the mapping accepts the variants seen
 in practice: items keyed by line id, as a list, or as `{"item": obj | list}`; transactions as
-a list or keyed object. Amounts stay decimal strings; `items.item` is always a list.
+a list or keyed object; the booking code as `code` or `id`. Amounts stay decimal strings;
+`items.item` is always a list. A line's total is never invented: a line without one is left
+without one, and the snapshot refuses it (it would otherwise be quoted as free).
 """
 
 from __future__ import annotations
@@ -67,12 +69,12 @@ def _booking(raw: Mapping[str, Any], account_currency: Any) -> dict[str, Any]:
     tax_total = _amount(order_in.get("tax_total"))
     sub_total = order_in.get("sub_total")
     if sub_total is None:
-        sub_total = sum((_dec(i["total"]) - _dec(i["tax_total"]) for i in items), Decimal(0))
+        sub_total = sum((_dec(i.get("total")) - _dec(i["tax_total"]) for i in items), Decimal(0))
     customer_in = _dict(raw.get("customer"))
     booking: dict[str, Any] = {
         "@attributes": {"booking_id": _text(attrs.get("booking_id") or raw.get("booking_id"))},
         "status": status,
-        "code": _text(raw.get("code")),
+        "code": _text(raw.get("code") or raw.get("id")),  # some bodies carry the code as `id`
         "created_date": _text(raw.get("created_date")),
         "customer": {
             "name": _text(customer_in.get("name") or raw.get("customer_name")),
@@ -114,17 +116,19 @@ def _item(key: str, it: Mapping[str, Any], booking_status: str) -> dict[str, Any
     attrs = _dict(it.get("@attributes"))
     line_id = attrs.get("line_id") or it.get("line_id") or key
     item_id = attrs.get("item_id") or it.get("item_id")
-    return {
+    line = {
         "@attributes": {"line_id": _text(line_id), "item_id": _text(item_id)},
         "start_date": _text(it.get("start_date")),
         "end_date": _text(it.get("end_date")),
         "sku": _text(it.get("sku")),
         "name": _text(it.get("name")),
         "status": checkfront_status(it, "status_id", "status", default=booking_status),
-        "total": _amount(it.get("total")),
         "tax_total": _amount(it.get("tax_total")),
         "qty": _text(it.get("qty") or "1"),
     }
+    if _text(it.get("total")):  # without one the line has none: the snapshot refuses it
+        line["total"] = _text(it.get("total"))
+    return line
 
 
 def _records(value: Any) -> list[dict[str, Any]]:

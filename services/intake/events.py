@@ -1,18 +1,41 @@
 """Received webhook events and their table: stored once (de-duplicated by source and id)
 before anyone answers 200, read back by the worker, marked processed with their outcome.
 
-What an event *does* is `services.intake.routing`.
+An event that could not be applied is never marked processed without a result: one that met
+a Checkfront or Stripe outage is kept for a retry (`defer`: its attempts, last error and next
+time stored; past the bound it is failed), any other error makes it a dead letter (`fail`).
+Failed events stay until a person retries one (`claim_failed`); neither kind blocks the
+events behind it. Each event row is in one of four states (`EventRow.state`):
+
+    queued      stored, waiting for the worker (a restart queues it again)
+    retrying    waiting for `next_at` (also while a retry has claimed it)
+    failed      a dead letter, or an outage past the bound: shown, retried by hand
+    processed   done, with its outcome
+
+What an event *does* is `services.intake.routing`. What is stored is scrubbed of the
+customer's contact details (`services.privacy`); a processed event's body is kept for the
+retention period, then emptied (the row stays, so a redelivery is still recognised).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import re
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any
 
+from services.config import EventRetries
+from services.errors import DomainError
+from services.privacy import scrub
 from services.store import audit
-from services.store.db import Store, dumps, now_iso
+from services.store.db import Row, Store, dumps, iso_utc, now_iso, utcnow
+
+CLAIM_FOR = timedelta(minutes=15)  # a retry in progress keeps others off the event this long
+QUEUED, RETRYING, FAILED, PROCESSED = "queued", "retrying", "failed", "processed"
+_WAITING = "processed_at IS NULL AND failed_at IS NULL"
+_SUBJECT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$")
 
 
 @dataclass(frozen=True)
@@ -23,6 +46,33 @@ class StoredEvent:
     kind: str
     received_at: str
     payload: dict[str, Any]
+
+
+class EventError(DomainError):
+    """An event that cannot be retried as asked (unknown, processed, not failed)."""
+
+
+@dataclass(frozen=True)
+class EventRow:
+    """Where an event stands, without its payload: for the health check, lists and cards."""
+
+    row_id: int
+    source: str
+    event_id: str
+    kind: str
+    received_at: str
+    subject: str | None        # the booking (Checkfront) or object (Stripe) it is about
+    attempts: int
+    last_error: str | None
+    next_at: str | None
+    retrying_since: str | None
+    failed_at: str | None
+    processed_at: str | None
+    outcome: str | None
+
+    @property
+    def state(self) -> str:
+        return _state(self.processed_at, self.failed_at, self.next_at)
 
 
 def body_hash(body: bytes) -> str:
@@ -38,13 +88,16 @@ def checkfront_kind(payload: dict[str, Any]) -> str:
 
 
 async def store_event(store: Store, *, source: str, event_id: str, kind: str,
-                      payload: dict[str, Any]) -> StoredEvent | None:
-    """Insert the event; None when an event with this id was already received."""
+                      payload: dict[str, Any], salt: str | None = None) -> StoredEvent | None:
+    """Insert the event, scrubbed (with `salt`, the customer's email is kept as its salted
+    hash); None when an event with this id was already received. The event returned holds
+    the payload as received, for the worker to process now."""
     received = now_iso()
     async with store.transaction() as tx:
         cursor = await tx.execute(
             "INSERT OR IGNORE INTO webhook_events (source, event_id, kind, received_at, payload) "
-            "VALUES (?, ?, ?, ?, ?)", (source, event_id, kind, received, dumps(payload)))
+            "VALUES (?, ?, ?, ?, ?)",
+            (source, event_id, kind, received, dumps(scrub(payload, salt))))
         if not cursor.rowcount:
             return None
         row_id = int(cursor.lastrowid or 0)
@@ -53,11 +106,30 @@ async def store_event(store: Store, *, source: str, event_id: str, kind: str,
     return StoredEvent(row_id, source, event_id, kind, received, payload)
 
 
+async def purge_payloads(store: Store, keep: timedelta, now: datetime | None = None) -> int:
+    """Empty the bodies of events processed and received more than `keep` ago; how many."""
+    cutoff = ((now or utcnow()) - keep).isoformat(timespec="microseconds")
+    async with store.transaction() as tx:
+        cursor = await tx.execute(
+            "UPDATE webhook_events SET payload = '{}' WHERE processed_at IS NOT NULL "
+            "AND received_at < ? AND payload != '{}'", (cutoff,))
+        purged = cursor.rowcount
+        if purged:
+            await audit.append(tx, actor="retention", action="webhook.purged",
+                               detail={"events": purged, "received_before": cutoff})
+    return purged
+
+
 async def unprocessed(store: Store) -> list[StoredEvent]:
+    """Events queued for the worker (not those waiting for a retry, nor failed ones)."""
     rows = await store.fetch_all(
-        "SELECT * FROM webhook_events WHERE processed_at IS NULL ORDER BY id")
-    return [StoredEvent(r["id"], r["source"], r["event_id"], r["kind"], r["received_at"],
-                        json.loads(r["payload"])) for r in rows]
+        f"SELECT * FROM webhook_events WHERE {_WAITING} AND next_at IS NULL ORDER BY id")
+    return [_stored(r) for r in rows]
+
+
+async def get(store: Store, row_id: int) -> EventRow | None:
+    row = await store.fetch_one("SELECT * FROM webhook_events WHERE id = ?", (row_id,))
+    return None if row is None else _row(row)
 
 
 async def processed_at(store: Store, row_id: int) -> str | None:
@@ -65,14 +137,181 @@ async def processed_at(store: Store, row_id: int) -> str | None:
     return None if row is None else row["processed_at"]
 
 
+async def state_of(store: Store, row_id: int) -> str | None:
+    """The event's state (QUEUED, RETRYING, FAILED, PROCESSED); None for no such event."""
+    row = await store.fetch_one(
+        "SELECT processed_at, failed_at, next_at FROM webhook_events WHERE id = ?", (row_id,))
+    return None if row is None else _state(row["processed_at"], row["failed_at"], row["next_at"])
+
+
 async def mark_processed(store: Store, row_id: int, outcome: str) -> None:
     async with store.transaction() as tx:
-        await tx.execute("UPDATE webhook_events SET processed_at = ?, outcome = ? WHERE id = ?",
-                         (now_iso(), outcome, row_id))
+        await tx.execute("UPDATE webhook_events SET processed_at = ?, outcome = ?, next_at = NULL, "
+                         "failed_at = NULL WHERE id = ?", (now_iso(), outcome, row_id))
+
+
+async def defer(store: Store, event: StoredEvent, error: str, now: datetime,
+                retries: EventRetries) -> EventRow:
+    """An outage met `event`: keep it for a retry with a growing wait, or, once it has failed
+    for `retries.give_up_after`, mark it failed. The event as it now stands."""
+    async with store.transaction() as tx:
+        async with tx.execute("SELECT attempts, retrying_since FROM webhook_events WHERE id = ?",
+                              (event.row_id,)) as cursor:
+            found = await cursor.fetchone()
+        attempts = int(found[0]) + 1 if found else 1
+        since = datetime.fromisoformat(found[1]) if found and found[1] else now
+        bound = since + retries.give_up_after
+        detail: dict[str, Any] = {"event_id": event.event_id, "kind": event.kind,
+                                  "row": event.row_id, "attempt": attempts, "error": error}
+        if now >= bound:
+            await tx.execute(
+                "UPDATE webhook_events SET attempts = ?, last_error = ?, retrying_since = ?, "
+                "next_at = NULL, failed_at = ? WHERE id = ?",
+                (attempts, error, iso_utc(since), iso_utc(now), event.row_id))
+            await audit.append(tx, actor="worker", action="webhook.gave_up", detail=detail)
+        else:
+            retry_at = iso_utc(min(now + retries.wait(attempts), bound))
+            await tx.execute(
+                "UPDATE webhook_events SET attempts = ?, last_error = ?, retrying_since = ?, "
+                "next_at = ?, failed_at = NULL WHERE id = ?",
+                (attempts, error, iso_utc(since), retry_at, event.row_id))
+            await audit.append(tx, actor="worker", action="webhook.retry_scheduled",
+                               detail={**detail, "retry_at": retry_at})
+    row = await get(store, event.row_id)
+    assert row is not None
+    return row
+
+
+async def fail(store: Store, event: StoredEvent, error: str, now: datetime) -> EventRow:
+    """A dead letter: processing `event` raised an error no retry by itself would mend."""
+    async with store.transaction() as tx:
+        await tx.execute(
+            "UPDATE webhook_events SET attempts = attempts + 1, last_error = ?, next_at = NULL, "
+            "failed_at = ? WHERE id = ?", (error, iso_utc(now), event.row_id))
+        await audit.append(tx, actor="worker", action="webhook.dead_letter", detail={
+            "event_id": event.event_id, "kind": event.kind, "row": event.row_id,
+            "error": error})
+    row = await get(store, event.row_id)
+    assert row is not None
+    return row
+
+
+async def claim_due(store: Store, now: datetime) -> list[StoredEvent]:
+    """The events whose retry is due at `now`, each claimed (its next time moved on by
+    `CLAIM_FOR`) so that no other retry takes it meanwhile; a crash mid-way retries it then."""
+    rows = await store.fetch_all(
+        f"SELECT * FROM webhook_events WHERE {_WAITING} AND next_at <= ? ORDER BY next_at, id",
+        (iso_utc(now),))
+    claimed = []
+    for row in rows:
+        async with store.transaction() as tx:
+            cursor = await tx.execute(
+                f"UPDATE webhook_events SET next_at = ? WHERE id = ? AND {_WAITING} "
+                "AND next_at <= ?", (iso_utc(now + CLAIM_FOR), row["id"], iso_utc(now)))
+            if cursor.rowcount == 1:
+                claimed.append(_stored(row))
+    return claimed
+
+
+async def claim_failed(store: Store, row_id: int, now: datetime, by: str) -> StoredEvent:
+    """A person retries a failed event: it is claimed (no longer failed, a new round of
+    retries begins) and returned to be processed; EventError when it is not failed."""
+    async with store.transaction() as tx:
+        cursor = await tx.execute(
+            "UPDATE webhook_events SET failed_at = NULL, retrying_since = NULL, next_at = ? "
+            "WHERE id = ? AND processed_at IS NULL AND failed_at IS NOT NULL",
+            (iso_utc(now + CLAIM_FOR), row_id))
+        if cursor.rowcount == 1:
+            async with tx.execute("SELECT * FROM webhook_events WHERE id = ?",
+                                  (row_id,)) as rows:
+                found = await rows.fetchone()
+            event = _stored(found)
+            await audit.append(tx, actor=by, action="webhook.retried", detail={
+                "event_id": event.event_id, "kind": event.kind, "row": row_id})
+            return event
+    row = await get(store, row_id)
+    if row is None:
+        raise EventError(f"There is no event {row_id}.")
+    if row.state == PROCESSED:
+        raise EventError(f"Event #{row_id} was already processed ({row.outcome}).")
+    if row.state == RETRYING:
+        raise EventError(f"Event #{row_id} is being retried automatically (attempt "
+                         f"{row.attempts} failed: {row.last_error}); next try {row.next_at}.")
+    raise EventError(f"Event #{row_id} is waiting in the queue; it has not failed.")
+
+
+async def failed(store: Store, limit: int = 100) -> list[EventRow]:
+    """Failed events (dead letters and outages past the bound), the oldest first."""
+    rows = await store.fetch_all(
+        "SELECT * FROM webhook_events WHERE processed_at IS NULL AND failed_at IS NOT NULL "
+        "ORDER BY id LIMIT ?", (limit,))
+    return [_row(r) for r in rows]
+
+
+async def retrying(store: Store, limit: int = 100) -> list[EventRow]:
+    """Events waiting for a retry, the soonest first."""
+    rows = await store.fetch_all(
+        f"SELECT * FROM webhook_events WHERE {_WAITING} AND next_at IS NOT NULL "
+        "ORDER BY next_at, id LIMIT ?", (limit,))
+    return [_row(r) for r in rows]
 
 
 async def count_unprocessed(store: Store) -> int:
-    """How many stored webhook events wait to be applied (the health check shows it)."""
-    row = await store.fetch_one(
-        "SELECT COUNT(*) FROM webhook_events WHERE processed_at IS NULL")
+    """How many stored webhook events are queued for the worker (the health check shows it)."""
+    return await _count(store, f"{_WAITING} AND next_at IS NULL")
+
+
+async def count_retrying(store: Store) -> int:
+    """How many events wait for a retry after an outage (the health check shows it)."""
+    return await _count(store, f"{_WAITING} AND next_at IS NOT NULL")
+
+
+async def count_failed(store: Store) -> int:
+    """How many events failed and wait for a person (the health check shows it)."""
+    return await _count(store, "processed_at IS NULL AND failed_at IS NOT NULL")
+
+
+def subject(source: str, payload: dict[str, Any]) -> str | None:
+    """What the event is about, safe to show: the booking (code or id) of a Checkfront notice,
+    the object id of a Stripe event; None when the payload names none that looks like one."""
+    if source == "checkfront":
+        for key in ("booking", "transaction"):
+            part = payload.get(key)
+            if isinstance(part, dict):
+                attributes = part.get("@attributes")
+                return _safe_id(part.get("code") or part.get("booking_id") or (
+                    attributes.get("booking_id") if isinstance(attributes, dict) else None))
+        return None
+    data = payload.get("data")
+    found = data.get("object") if isinstance(data, dict) else None
+    return _safe_id(found.get("id")) if isinstance(found, dict) else None
+
+
+def _safe_id(value: object) -> str | None:
+    text = str(value) if isinstance(value, str | int) and not isinstance(value, bool) else ""
+    return text if _SUBJECT.match(text) else None
+
+
+def _state(processed: str | None, failed_at: str | None, next_at: str | None) -> str:
+    if processed is not None:
+        return PROCESSED
+    if failed_at is not None:
+        return FAILED
+    return RETRYING if next_at is not None else QUEUED
+
+
+async def _count(store: Store, where: str) -> int:
+    row = await store.fetch_one(f"SELECT COUNT(*) FROM webhook_events WHERE {where}")
     return int(row[0]) if row else 0
+
+
+def _stored(r: Row) -> StoredEvent:
+    return StoredEvent(r["id"], r["source"], r["event_id"], r["kind"], r["received_at"],
+                       json.loads(r["payload"]))
+
+
+def _row(r: Row) -> EventRow:
+    return EventRow(r["id"], r["source"], r["event_id"], r["kind"], r["received_at"],
+                    subject(r["source"], json.loads(r["payload"])), r["attempts"],
+                    r["last_error"], r["next_at"], r["retrying_since"], r["failed_at"],
+                    r["processed_at"], r["outcome"])

@@ -1,21 +1,36 @@
 """What each stored webhook event does: a table from source and event type to the service
-call that handles it, and `process`, which runs one event and marks it processed.
+call that handles it, and `process`, which runs one event and records how it ended.
 
 Processing is idempotent per event row: an event already marked processed is not run again,
 and every handler below is safe to run twice for the same event.
+
+How it ends: processed with the handler's outcome; processed with "error: ..." when the event
+itself is wrong (a booking that cannot be quoted, a payment without its ids: audited as
+`webhook.failed`); kept for a retry when Checkfront or Stripe was unavailable (past the bound
+the event is failed and a person is shown it, with Retry); failed as a dead letter on any other
+error. Nothing raised by a handler escapes `process`, so no event holds up the ones behind it.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Any
 
 from services.clients.checkfront_bodies import checkfront_status
-from services.clients.checkfront_errors import CheckfrontError
+from services.clients.checkfront_errors import (
+    CheckfrontAuthError,
+    CheckfrontError,
+    CheckfrontUnavailable,
+)
+from services.clients.stripe_errors import StripeGatewayError
 from services.deps import Deps
 from services.disputes import stripe_events
-from services.intake.events import StoredEvent, mark_processed, processed_at
+from services.errors import DomainError
+from services.intake import events
+from services.intake.events import FAILED, PROCESSED, RETRYING, StoredEvent, mark_processed
+from services.notify import StuckEvent
 from services.quoting.booking import SnapshotError
 from services.quoting.quote import QuoteError
 from services.refunds import cases, decisions
@@ -24,21 +39,92 @@ from services.refunds.models import OPEN, CaseError
 from services.refunds.opening import open_case
 from services.refunds.snapshots import assemble_snapshot, record_payment
 from services.store import audit
+from services.store.db import utcnow
+
+log = logging.getLogger(__name__)
 
 Handler = Callable[[Deps, StoredEvent], Awaitable[str]]
+# wrong input: the event is processed with the error as its outcome (as before)
+INPUT_ERRORS = (SnapshotError, QuoteError, CaseError, CheckfrontError, ValueError)
+OUTAGE_KINDS = frozenset({"unavailable", "rate_limited"})  # Stripe's, retried like Checkfront's
+ERROR_TEXT = 300  # characters of an error kept on the event
 
-async def process(svc: Deps, event: StoredEvent) -> str:
-    """Act on one stored event and mark it processed; returns the outcome text."""
-    if await processed_at(svc.store, event.row_id) is not None:
+
+async def process(svc: Deps, event: StoredEvent, *, now: datetime | None = None) -> str:
+    """Act on one stored event and record how it ended; returns the outcome text ("retrying:
+    ..." or "failed: ..." when it was kept for a retry or failed)."""
+    state = await events.state_of(svc.store, event.row_id)
+    if state == PROCESSED:
         return "already processed"
+    if state == FAILED:   # queued twice: a failed event runs again only when a person asks
+        return "failed earlier: not run again"
     try:
         outcome = await _route(event)(svc, event)
-    except (SnapshotError, QuoteError, CaseError, CheckfrontError, ValueError) as exc:
+    except Exception as exc:
+        if _is_outage(exc):
+            return await _outage(svc, event, exc, now or utcnow())
+        if not isinstance(exc, INPUT_ERRORS) or isinstance(exc, CheckfrontAuthError):
+            return await _dead_letter(svc, event, exc, now or utcnow())
         outcome = f"error: {exc}"
         await audit.record(svc.store, actor="worker", action="webhook.failed",
                            detail={"event_id": event.event_id, "error": str(exc)})
     await mark_processed(svc.store, event.row_id, outcome)
     return outcome
+
+
+async def retry_failed(svc: Deps, row_id: int, *, by: str) -> str:
+    """A person retries a failed event now (the card's Retry, `events retry`); the outcome
+    as `process` gives it. EventError when the event is not failed."""
+    event = await events.claim_failed(svc.store, row_id, utcnow(), by)
+    return await process(svc, event)
+
+
+def error_text(exc: BaseException) -> str:
+    """The error's class and a message safe to keep and show: a domain error's own message
+    (written for people), else only where it was raised, never its text (which may quote the
+    payload)."""
+    message = str(exc) if isinstance(exc, DomainError) else f"raised in {_where(exc)}"
+    return f"{type(exc).__name__}: {message}"[:ERROR_TEXT]
+
+
+def _is_outage(exc: Exception) -> bool:
+    if isinstance(exc, CheckfrontUnavailable):
+        return True
+    return isinstance(exc, StripeGatewayError) and exc.kind in OUTAGE_KINDS
+
+
+async def _outage(svc: Deps, event: StoredEvent, exc: Exception, now: datetime) -> str:
+    error = error_text(exc)
+    row = await events.defer(svc.store, event, error, now, svc.config.event_retries)
+    if row.state == RETRYING:
+        log.warning("event %s/%s %s kept for a retry at %s: %s", event.source, event.kind,
+                    event.row_id, row.next_at, error)
+        return f"retrying: {error} (attempt {row.attempts}, next try {row.next_at})"
+    log.error("event %s/%s %s not processed after %s attempts: %s", event.source, event.kind,
+              event.row_id, row.attempts, error)
+    await svc.notifier.event_stuck(StuckEvent(
+        row_id=row.row_id, source=row.source, kind=row.kind, subject=row.subject, error=error,
+        attempts=row.attempts, since=row.retrying_since or row.received_at))
+    return f"failed: {error} (gave up after {row.attempts} attempts)"
+
+
+async def _dead_letter(svc: Deps, event: StoredEvent, exc: Exception, now: datetime) -> str:
+    error = error_text(exc)
+    await events.fail(svc.store, event, error, now)
+    log.error("event %s/%s %s failed: %s", event.source, event.kind, event.row_id, error)
+    return f"failed: {error}"
+
+
+def _where(exc: BaseException) -> str:
+    """The innermost frame of the project's own code the error passed through."""
+    place = "?"
+    tb = exc.__traceback__
+    while tb is not None:
+        module = str(tb.tb_frame.f_globals.get("__name__") or "")
+        if module.split(".", 1)[0] in ("services", "handlers", "bot"):
+            place = f"{module}.{tb.tb_frame.f_code.co_name} line {tb.tb_lineno}"
+        tb = tb.tb_next
+    return place
 
 
 def _route(event: StoredEvent) -> Handler:

@@ -17,6 +17,7 @@ from typing import Any
 from services.clients.checkfront_bodies import checkfront_status
 from services.errors import DomainError
 from services.money import MoneyError, normalize_currency, to_decimal, to_minor
+from services.privacy import EMAIL_HASH, customer_hash
 
 STRIPE_PREFIXES = ("pi_", "ch_")
 
@@ -77,6 +78,7 @@ class BookingSnapshot:
     created_at: datetime | None
     customer_name: str
     customer_email: str
+    customer_email_hash: str  # a stored snapshot keeps the salted hash instead of the email
     order_total: int
     paid_total: int
     lines: tuple[BookingLine, ...]
@@ -86,6 +88,11 @@ class BookingSnapshot:
     @property
     def customer_first_name(self) -> str:
         return self.customer_name.split()[0] if self.customer_name.strip() else ""
+
+    def customer_key(self, salt: str) -> str | None:
+        """The customer's salted email hash: from the email, else the one the (stored,
+        scrubbed) snapshot kept; None when it has neither."""
+        return customer_hash(self.customer_email, salt) or self.customer_email_hash or None
 
     @property
     def paid(self) -> int:
@@ -140,7 +147,7 @@ def parse_snapshot(data: Mapping[str, Any], default_currency: str | None = None)
     order = _require_mapping(booking, "order", "booking.order")
     attributes = _attributes(booking, "booking")
     booking_id = str(attributes.get("booking_id") or booking.get("booking_id") or "").strip()
-    code = str(booking.get("code") or "").strip()
+    code = str(booking.get("code") or booking.get("id") or "").strip()  # some bodies say `id`
     if not booking_id and not code:
         raise SnapshotError("booking has neither @attributes.booking_id nor code")
     currency_raw = _attributes(order, "booking.order").get("currency_id") or default_currency
@@ -174,6 +181,8 @@ def parse_snapshot(data: Mapping[str, Any], default_currency: str | None = None)
         created_at=created_at,
         customer_name=str(customer.get("name") or "") if isinstance(customer, Mapping) else "",
         customer_email=str(customer.get("email") or "") if isinstance(customer, Mapping) else "",
+        customer_email_hash=str(customer.get(EMAIL_HASH) or "")
+        if isinstance(customer, Mapping) else "",
         order_total=_amount(order, "total", "booking.order.total", currency),
         paid_total=_amount(order, "paid_total", "booking.order.paid_total", currency)
         if order.get("paid_total") not in (None, "")

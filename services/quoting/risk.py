@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import hashlib
 import statistics
 from datetime import datetime, timedelta
 
 from services.disputes.holds import holds_on
 from services.money import format_minor
+from services.privacy import customer_hash as customer_hash  # re-exported: cases match on it
 from services.quoting.booking import BookingSnapshot
 from services.quoting.quote import RiskFlag
 from services.refunds import cases
@@ -19,14 +19,6 @@ LAST_MINUTE_BOOKING = timedelta(hours=2)  # booked this shortly before cancellin
 VALUE_OUTLIER_FACTOR = 3      # booking value this many times the product's usual
 VALUE_MIN_SAMPLES = 5         # earlier cases of the product needed to know its "usual"
 VALUE_LOOKBACK = 200          # most recent quotes read for that
-
-
-def customer_hash(email: str, salt: str) -> str | None:
-    """A stable, non-reversible customer key; the email itself is never stored or logged."""
-    normalized = email.strip().casefold()
-    if not normalized:
-        return None
-    return hashlib.sha256(f"{salt}:{normalized}".encode()).hexdigest()[:24]
 
 
 async def assess(

@@ -14,6 +14,7 @@ from typing import Any
 import aiosqlite
 
 from services.money import to_minor
+from services.privacy import scrub
 from services.quoting.quote import Quote
 from services.refunds.models import (
     OPEN,
@@ -235,8 +236,9 @@ async def _pending(store: Store, case_id: int, quote_version: str | None) -> Cas
 async def insert(tx: aiosqlite.Connection, *, booking_id: str, booking_code: str,
                  currency: str, quote: Quote, source: str, requested_by: str | None,
                  customer_hash: str | None, snapshot: dict[str, Any]) -> Case:
-    """A new case in `quoted`, with its first quote and the snapshot it was made from; keyed on
-    the booking's code (one open case per key: a second raises IntegrityError)."""
+    """A new case in `quoted`, with its first quote and the snapshot it was made from (kept
+    scrubbed of the customer's contact details); keyed on the booking's code (one open case
+    per key: a second raises IntegrityError)."""
     now = now_iso()
     cursor = await tx.execute(
         "INSERT INTO cases (booking_id, booking_code, booking_key, status, currency, "
@@ -250,7 +252,7 @@ async def insert(tx: aiosqlite.Connection, *, booking_id: str, booking_code: str
     case_id = int(cursor.lastrowid or 0)
     await tx.execute(
         "INSERT INTO quotes (case_id, version, created_at, snapshot, quote) VALUES (?, ?, ?, ?, ?)",
-        (case_id, quote.version, now, dumps(snapshot), dumps(quote.to_dict())),
+        (case_id, quote.version, now, dumps(scrub(snapshot)), dumps(quote.to_dict())),
     )
     async with tx.execute("SELECT * FROM cases WHERE id = ?", (case_id,)) as cur:
         row = await cur.fetchone()
@@ -260,11 +262,12 @@ async def insert(tx: aiosqlite.Connection, *, booking_id: str, booking_code: str
 
 async def add_quote(tx: aiosqlite.Connection, case_id: int, quote: Quote,
                     snapshot: dict[str, Any]) -> None:
-    """Keep a re-quote beside the case's earlier ones (a version already kept stays)."""
+    """Keep a re-quote beside the case's earlier ones (a version already kept stays); its
+    snapshot is kept scrubbed of the customer's contact details."""
     await tx.execute(
         "INSERT OR IGNORE INTO quotes (case_id, version, created_at, snapshot, quote) "
         "VALUES (?, ?, ?, ?, ?)",
-        (case_id, quote.version, now_iso(), dumps(snapshot), dumps(quote.to_dict())),
+        (case_id, quote.version, now_iso(), dumps(scrub(snapshot)), dumps(quote.to_dict())),
     )
 
 

@@ -4,7 +4,6 @@ mode and the automation switch; then tell the notifier.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -14,16 +13,15 @@ import aiosqlite
 from services.config import Mode
 from services.deps import Deps
 from services.money import to_minor
+from services.privacy import scrub
 from services.quoting.booking import BookingSnapshot
 from services.quoting.policy import PolicyBook
 from services.quoting.quote import Decision, Quote
-from services.quoting.risk import customer_hash
 from services.refunds import cases
 from services.refunds.automation import Automation, automation_state
 from services.refunds.models import Case, Status
 from services.refunds.snapshots import quote_snapshot
 from services.store import audit
-from services.store.db import dumps
 
 
 @dataclass(frozen=True)
@@ -75,16 +73,17 @@ async def _insert_case(
     tx: aiosqlite.Connection, svc: Deps, snapshot: BookingSnapshot, quote: Quote,
     source: str, requested_by: str | None, raw: dict[str, Any],
 ) -> Case:
+    salt = svc.config.customer_hash_salt
+    kept = redact(raw, salt)
     case = await cases.insert(
         tx, booking_id=snapshot.booking_id, booking_code=snapshot.code,
         currency=snapshot.currency, quote=quote, source=source, requested_by=requested_by,
-        customer_hash=customer_hash(snapshot.customer_email, svc.config.customer_hash_salt),
-        snapshot=raw)
+        customer_hash=snapshot.customer_key(salt), snapshot=kept)
     case_id = case.id
     await audit.append(tx, actor=requested_by or source, action="case.opened", case_id=case_id,
                        detail={"source": source, "booking": snapshot.code,
                                "cancelled_at": quote.cancelled_at, "waiver": quote.waiver,
-                               "snapshot": redact(raw)})
+                               "snapshot": kept})
     await audit.append(tx, actor="policy", action="quote.made", case_id=case_id,
                        detail={"quote": quote.to_dict(), "policy_file": svc.book.source,
                                "policy_digest": svc.book.digest})
@@ -124,11 +123,8 @@ def policy_clear(quote: Quote, book: PolicyBook) -> bool:
     )
 
 
-def redact(raw: dict[str, Any]) -> dict[str, Any]:
-    """The snapshot for the audit trail: the customer's contact details are left out."""
-    copy = json.loads(dumps(raw))
-    customer = copy.get("booking", {}).get("customer")
-    if isinstance(customer, dict):
-        name = str(customer.get("name") or "").split()
-        copy["booking"]["customer"] = {"first_name": name[0] if name else ""}
-    return copy
+def redact(raw: dict[str, Any], salt: str | None = None) -> dict[str, Any]:
+    """The snapshot as it is kept (the quote's and the audit trail's): the customer's contact
+    details are left out but the first name and, with `salt`, the salted email hash, so a
+    re-quote from it flags the same risks."""
+    return scrub(raw, salt)

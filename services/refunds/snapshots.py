@@ -13,9 +13,10 @@ from typing import Any
 
 from services.deps import Deps
 from services.money import format_minor
+from services.privacy import scrub
 from services.quoting.booking import BookingSnapshot, parse_snapshot
 from services.quoting.quote import Quote, build_quote
-from services.quoting.risk import assess, customer_hash
+from services.quoting.risk import assess
 from services.refunds import ledger
 from services.refunds.models import CaseError
 from services.store import audit
@@ -50,7 +51,7 @@ async def record_payment(store: Store, transaction: dict[str, Any], actor: str) 
         cursor = await tx.execute(
             "INSERT OR IGNORE INTO booking_payments (booking_code, transaction_id, status, "
             "payload, received_at) VALUES (?, ?, ?, ?, ?)",
-            (code, tid, status, dumps(transaction), now_iso()),
+            (code, tid, status, dumps(scrub(transaction)), now_iso()),
         )
         if cursor.rowcount:
             await audit.append(tx, actor=actor, action="payment.recorded", detail={
@@ -120,6 +121,6 @@ async def quote_snapshot(
     svc: Deps, raw: dict[str, Any], cancelled_at: datetime, waiver: str | None = None
 ) -> tuple[BookingSnapshot, Quote]:
     snapshot = parse_snapshot(raw, default_currency=svc.book.currency)
-    customer = customer_hash(snapshot.customer_email, svc.config.customer_hash_salt)
+    customer = snapshot.customer_key(svc.config.customer_hash_salt)
     flags = await assess(svc.store, snapshot, cancelled_at, customer)
     return snapshot, build_quote(snapshot, svc.book, cancelled_at, waiver=waiver, risk_flags=flags)

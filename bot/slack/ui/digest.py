@@ -1,8 +1,8 @@
 """The daily digest and the reconciliation report, rendered: Block Kit for the digest channel,
 plain text for the log and the command line.
 
-Pure functions from the day's run, figures, anomalies, automation state and open disputes to a
-`Message` or a string; no store, no network.
+Pure functions from the day's run, figures, anomalies, automation state, open disputes and
+webhook events that failed to a `Message` or a string; no store, no network.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from bot.slack.ui.disputes import dispute_line
+from bot.slack.ui.intake import RETRY_COMMAND, failed_line, failed_text
 from bot.slack.ui.kit import (
     Message,
     clip,
@@ -37,6 +38,7 @@ from services.finance.runs import (
     ReconRun,
 )
 from services.finance.stats import DayStats
+from services.intake.events import EventRow
 from services.money import MoneyError, display
 from services.refunds.automation import Automation
 
@@ -52,7 +54,8 @@ LABELS = {
 
 def digest_message(run: ReconRun, stats: DayStats, anomalies: list[Anomaly],
                    automation: Automation, card_links: dict[int, str],
-                   disputes: Sequence[PaymentIssue] = ()) -> Message:
+                   disputes: Sequence[PaymentIssue] = (),
+                   failed_events: Sequence[EventRow] = ()) -> Message:
     """The digest for the digest channel; `card_links` links waiting cases to their cards."""
     day = run.day.isoformat()
     refunds = [f"• {cur}: {n} refund(s), *{display(total, cur)}*"
@@ -91,18 +94,29 @@ def digest_message(run: ReconRun, stats: DayStats, anomalies: list[Anomaly],
         blocks += line_sections(waiting, title="*Waiting for approval over 24 h*")
     if open_disputes:
         blocks += line_sections(open_disputes, title="*Open disputes*")
+    if failed_events:
+        blocks += line_sections(
+            [*(failed_line(row) for row in failed_events),
+             f"_Retry one from its card, or with `{RETRY_COMMAND} N`._"],
+            title=f"*Webhook events not processed ({len(failed_events)})*")
     blocks.append(context(f"{run.tz} day · {run.stripe_count} Stripe refunds read · "
                           f"ran {run.ran_at[:16]} UTC"))
-    text = clip(f"Refund digest {day}: {len(run.open_errors)} open discrepancies, "
-                f"{len(anomalies)} anomalies" + (", automation paused" if automation.paused
-                                                 else ""), 300)
+    summary = f"Refund digest {day}: {len(run.open_errors)} open discrepancies, " \
+        f"{len(anomalies)} anomalies"
+    if automation.paused:
+        summary += ", automation paused"
+    if failed_events:
+        summary += f", {len(failed_events)} webhook event" \
+            f"{'' if len(failed_events) == 1 else 's'} failed"
+    text = clip(summary, 300)
     return Message(text=text, blocks=blocks[:50])
 
 
 # ---- plain text -------------------------------------------------------------------------------
 
 def digest_text(run: ReconRun, stats: DayStats, anomalies: list[Anomaly],
-                automation: Automation, disputes: Sequence[PaymentIssue] = ()) -> str:
+                automation: Automation, disputes: Sequence[PaymentIssue] = (),
+                failed_events: Sequence[EventRow] = ()) -> str:
     """The daily digest as plain text (the Slack digest carries the same sections)."""
     lines = [f"Daily digest for {run.day.isoformat()} ({run.tz})", "", "Refunds:"]
     if not stats.refunds:
@@ -128,6 +142,8 @@ def digest_text(run: ReconRun, stats: DayStats, anomalies: list[Anomaly],
               f"{display(d.amount, d.currency)} {d.reason or 'general'}, "
               f"{d.stripe_status or 'open'}, evidence due {(d.due_by or 'unknown')[:16]}"
               for d in disputes] or ["  none"]
+    lines += ["", "Webhook events not processed:"]
+    lines += [f"  - {failed_text(row)}" for row in failed_events] or ["  none"]
     return "\n".join(lines)
 
 

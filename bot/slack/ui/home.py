@@ -1,17 +1,19 @@
 """The app's Home tab: what a manager opening the bot wants to see at a glance.
 
 Whether automation runs (with Resume for approvers while it is paused), the cases waiting for
-a person (oldest first, linked to their cards), disputes Stripe has not decided, and refunds
-whose Checkfront write-back is still being retried. Drawn fresh each time the tab is opened.
+a person (oldest first, linked to their cards), disputes Stripe has not decided, refunds
+whose Checkfront write-back is still being retried, and webhook events that failed (with how
+many wait for an automatic retry). Drawn fresh each time the tab is opened.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from bot.slack.ui import ids
 from bot.slack.ui.disputes import dispute_line
+from bot.slack.ui.intake import RETRY_COMMAND, failed_line
 from bot.slack.ui.kit import (
     actions,
     button,
@@ -27,6 +29,7 @@ from bot.slack.ui.kit import (
     who,
 )
 from services.disputes.issues import PaymentIssue
+from services.intake.events import EventRow
 from services.refunds.automation import Automation
 from services.refunds.models import Case
 from services.refunds.writeback import PendingWriteback
@@ -42,6 +45,9 @@ class HomeFacts:
     disputes: list[PaymentIssue]
     writebacks: list[tuple[PendingWriteback, Case]]
     drawn_at: str                                      # UTC ISO-8601
+    failed_events: list[EventRow] = field(default_factory=list)   # the oldest few
+    failed_total: int = 0
+    retrying_total: int = 0                            # events waiting for a retry
 
 
 def home_view(facts: HomeFacts, *, approver: bool) -> dict[str, Any]:
@@ -60,6 +66,7 @@ def home_view(facts: HomeFacts, *, approver: bool) -> dict[str, Any]:
             f"• case #{case.id} `{esc(case.booking_code, 60)}` · attempt {kept.attempts} "
             f"failed ({esc(kept.last_error, 120)}) · next try {date_token(kept.next_at)}"
             for kept, case in facts.writebacks], "")
+    blocks += _events(facts)
     blocks.append(context(f"Drawn {date_token(facts.drawn_at)} · open the tab again to refresh"
                           " · `/refund help` lists the commands"))
     return {"type": "home", "blocks": blocks[:100]}
@@ -81,6 +88,21 @@ def _automation(automation: Automation, approver: bool) -> list[dict[str, Any]]:
                 "Refunds within the policy limits will again be paid without a person. "
                 "Cases already waiting stay with the approvers.", "Resume", "Cancel"))))
     return blocks
+
+
+def _events(facts: HomeFacts) -> list[dict[str, Any]]:
+    if not facts.failed_total and not facts.retrying_total:
+        return []
+    lines = [failed_line(row) for row in facts.failed_events[:HOME_ROWS]]
+    if facts.failed_total > len(lines):
+        lines.append(f"…and {facts.failed_total - len(lines)} more")
+    if facts.failed_total:
+        lines.append(f"_Retry one from its card, or with `{RETRY_COMMAND} N`._")
+    if facts.retrying_total:
+        lines.append(f"_{facts.retrying_total} more waiting for an automatic retry after a "
+                     "Checkfront or Stripe outage._")
+    return line_sections(lines, title=f"Webhook events not processed ({facts.failed_total})",
+                         max_sections=2)
 
 
 def _listed(title: str, lines: list[str], empty: str,

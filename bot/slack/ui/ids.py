@@ -1,6 +1,7 @@
 """Owns every Slack action, callback and block id, so the builders and the listeners agree.
 
-Refund cards and forms first, then the dispute and failed-payment cards. An id here is part of
+Refund cards and forms first, then the dispute and failed-payment cards, then the card of a
+webhook event an outage kept from being processed. An id here is part of
 the wire format of cards already posted: renaming one strands the buttons on those cards.
 """
 
@@ -22,6 +23,9 @@ RETRY_PAYMENT = "payment_retry"
 PAYMENT_LINK = "payment_link"
 CANCEL_BOOKING = "payment_cancel_booking"
 ACTIONS = (SUBMIT_EVIDENCE, ACCEPT_DISPUTE, RETRY_PAYMENT, PAYMENT_LINK, CANCEL_BOOKING)
+
+# a webhook event Checkfront or Stripe kept failing: process it again now
+EVENT_RETRY = "event_retry"
 
 # modals
 DENY_VIEW = "refund_deny_view"

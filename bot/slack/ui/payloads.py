@@ -10,6 +10,7 @@ strands the buttons on every card posted before:
     AdjustForm    {"case":12,"v":"996a74698e0b","max":"252.00","cur":"USD"}    the Adjust modal
     QuoteRequest  {"b":"157","w":"WEATHER"}         Request refund, under a `/refund quote`
     IssueRef      7                                  dispute and failed-payment buttons
+    EventRef      12                                 Retry on a stuck webhook event's card
 
 `v` is the quote version the card showed (null when it showed none), `max` the most the
 adjusted amount may be (paid, less earlier refunds) as a decimal string in `cur`; inside the
@@ -99,6 +100,19 @@ class IssueRef(RootModel[Id]):
 
     @property
     def issue_id(self) -> int:
+        return self.root
+
+    def dumps(self) -> str:
+        return str(self.root)
+
+
+class EventRef(RootModel[Id]):
+    """A stored webhook event: on the wire its row id alone, as digits."""
+
+    model_config = ConfigDict(frozen=True, strict=True)
+
+    @property
+    def event_id(self) -> int:
         return self.root
 
     def dumps(self) -> str:
