@@ -1,5 +1,6 @@
-"""The scheduled side: the daily reconciliation and digest, the anomaly check, and retries of
-Checkfront write-backs that failed (every five minutes).
+"""The scheduled side: the daily reconciliation and digest, the anomaly check, retries of
+Checkfront write-backs that failed, and the sweep that runs approved cases a crash left
+unexecuted (both every five minutes).
 
 APScheduler 3 (`AsyncIOScheduler`, in-memory job store). Every job has `coalesce=True`,
 `max_instances=1` and a `misfire_grace_time`, so a late wake-up runs a job once and a job never
@@ -39,6 +40,7 @@ from services.finance.days import day_window
 from services.finance.reconcile import reconcile_day
 from services.finance.runs import ReconRun
 from services.intake.events import purge_payloads
+from services.refunds.decisions import run_approved
 from services.refunds.writeback import retry_due
 from services.store.db import now_iso, set_state, utcnow
 
@@ -48,6 +50,8 @@ DAILY_JOB = "daily-reconcile"
 ANOMALY_JOB = "anomaly-check"
 WRITEBACK_JOB = "checkfront-writebacks"
 WRITEBACK_EVERY = "*/5 * * * *"
+APPROVED_JOB = "approved-sweep"
+APPROVED_EVERY = "*/5 * * * *"
 DAILY_STATE = "scheduler.daily"
 ANOMALY_STATE = "scheduler.anomaly"
 DEFAULT_DAILY_AT = "07:00"
@@ -158,6 +162,10 @@ class ScheduledJobs:
         """Checkfront write-backs that failed and are due again."""
         return await retry_due(self.svc, now)
 
+    async def approved_sweep(self, now: datetime | None = None) -> list[int]:
+        """Approved cases a crash left unexecuted: run them (the ids it ran)."""
+        return await run_approved(self.svc, now)
+
     async def anomaly(self, now: datetime | None = None) -> list[Anomaly]:
         """One anomaly check; skipped (empty) while another is still running."""
         if self._anomaly_lock.locked():
@@ -204,6 +212,10 @@ def build_scheduler(
                       misfire_grace_time=min(misfire_grace_time, ANOMALY_MISFIRE_GRACE))
     scheduler.add_job(jobs.writebacks, trigger=parse_schedule(WRITEBACK_EVERY, tz),
                       id=WRITEBACK_JOB, name="Checkfront write-back retries",
+                      replace_existing=True,
+                      misfire_grace_time=min(misfire_grace_time, ANOMALY_MISFIRE_GRACE))
+    scheduler.add_job(jobs.approved_sweep, trigger=parse_schedule(APPROVED_EVERY, tz),
+                      id=APPROVED_JOB, name="approved cases left unexecuted",
                       replace_existing=True,
                       misfire_grace_time=min(misfire_grace_time, ANOMALY_MISFIRE_GRACE))
     return scheduler

@@ -9,7 +9,10 @@ semantics where refunds depend on them:
   request - success, a processing error (over-refund, no such payment) or a 500 after processing -
   is stored and replayed byte for byte with `Idempotent-Replayed: true`. Other parameters under
   the same key: 400 `idempotency_error`. Parameter validation errors happen before execution and
-  are not stored. A request arriving while the same key is executing: 409.
+  are not stored. A request arriving while the same key is executing: 409. With
+  `idempotency_ttl_seconds` (off by default) a key is forgotten that long after its first
+  answer, as Stripe prunes keys after 24 hours: its reuse is then a new request
+  (`sandbox.stripe_idempotency`).
 - Refunds: several partial refunds per charge; pending and succeeded refunds count against the
   charge; more than what is left is refused with Stripe's message, nothing left is
   `charge_already_refunded`. Three-decimal currencies need amounts divisible by 10.
@@ -40,6 +43,12 @@ from aiohttp import web
 
 from sandbox.stripe_faults import Fault, FaultQueue
 from sandbox.stripe_forms import FormError, parse_form
+from sandbox.stripe_idempotency import (
+    IdempotencyMemory,
+    StoredAnswer,
+    idempotency_mismatch,
+    in_progress,
+)
 from sandbox.stripe_objects import (
     ACTIVE_REFUND_STATUSES,
     REFUND_REASONS,
@@ -91,6 +100,8 @@ DISPUTE_FILE_EVIDENCE = frozenset({
 })
 EVIDENCE_TEXT_LIMIT = 150_000
 DISPUTE_CLOSED = frozenset({"won", "lost", "warning_closed", "prevented"})
+DISPUTE_FREED = frozenset({"won", "prevented"})   # the charge can be refunded again
+DISPUTE_APPEALED = frozenset({"appeal_needs_response", "appeal_under_review"})  # after a loss
 DECLINING_PAYMENT_METHODS = frozenset(
     {"pm_card_chargeDeclined", "pm_card_visa_chargeDeclined",
      "pm_card_chargeDeclinedInsufficientFunds"}
@@ -127,14 +138,6 @@ def _ok(payload: dict[str, Any]) -> web.Response:
 
 
 @dataclass(frozen=True)
-class StoredAnswer:
-    fingerprint: tuple[Any, ...]
-    status: int
-    body: bytes
-    request_id: str
-
-
-@dataclass(frozen=True)
 class RequestRecord:
     """One request as the stand-in saw it. `status` is None when the connection was dropped
     (reset); a held answer (timeout) is recorded with the status it carried, client gone or not."""
@@ -157,6 +160,7 @@ class StripeSandbox:
         timeout_delay: float = 1.0,
         refund_mode: Literal["succeeded", "pending"] = "succeeded",
         webhook_timeout: float = 5.0,
+        idempotency_ttl_seconds: float | None = None,
     ) -> None:
         self.clock = clock
         self.timeout_delay = timeout_delay
@@ -175,8 +179,7 @@ class StripeSandbox:
         self.requests: list[RequestRecord] = []
         self.faults = FaultQueue()
         self.webhooks = WebhookSender(clock=clock, timeout=webhook_timeout)
-        self._answers: dict[tuple[str, str], StoredAnswer] = {}
-        self._executing: set[tuple[str, str]] = set()
+        self.keys = IdempotencyMemory(lambda: self.clock(), idempotency_ttl_seconds)
         self._seq = 0
 
     # ---- Python API for tests and the demo -------------------------------------------------
@@ -197,6 +200,16 @@ class StripeSandbox:
 
     def refund(self, refund_id: str) -> Refund:
         return self._refunds[refund_id]
+
+    @property
+    def idempotency_ttl_seconds(self) -> float | None:
+        """Keys older than this (by `clock`) are forgotten, as Stripe prunes them after 24 hours
+        (`STRIPE_KEY_TTL_SECONDS`); None (the default): kept for the stand-in's life."""
+        return self.keys.ttl_seconds
+
+    @idempotency_ttl_seconds.setter
+    def idempotency_ttl_seconds(self, seconds: float | None) -> None:
+        self.keys.ttl_seconds = seconds
 
     def backdate(self, refund_id: str, created: int) -> Refund:
         """Move a refund in time (tests of day windows); list pages see it at once."""
@@ -264,12 +277,22 @@ class StripeSandbox:
         self._emit("charge.dispute.created", dispute.to_json())
         return dispute
 
-    def decide_dispute(self, dispute_id: str, status: Literal["won", "lost"]) -> Dispute:
-        """The card network's verdict; emits charge.dispute.closed."""
+    def decide_dispute(self, dispute_id: str,
+                       status: Literal["won", "lost", "prevented"]) -> Dispute:
+        """The card network's verdict (`prevented`: stopped before it became a chargeback);
+        emits charge.dispute.closed."""
+        return self._move_dispute(dispute_id, status, "charge.dispute.closed")
+
+    def update_dispute_status(self, dispute_id: str, status: str) -> Dispute:
+        """Move an open dispute on (under review, or an appeal of a lost one); emits
+        charge.dispute.updated."""
+        return self._move_dispute(dispute_id, status, "charge.dispute.updated")
+
+    def _move_dispute(self, dispute_id: str, status: str, event_type: str) -> Dispute:
         dispute = self.disputes[dispute_id]
         previous = {"status": dispute.status}
         dispute.status = status
-        self._emit("charge.dispute.closed", self.dispute_json(dispute), previous=previous)
+        self._emit(event_type, self.dispute_json(dispute), previous=previous)
         return dispute
 
     def set_refund_mode(self, mode: Literal["succeeded", "pending"]) -> None:
@@ -416,15 +439,15 @@ class StripeSandbox:
 
         scope = (api_key, key)
         fingerprint = (request.method, request.path, tuple(sorted(pairs)))
-        stored = self._answers.get(scope)
+        stored = self.keys.answer(scope)
         if stored is not None:
             if stored.fingerprint != fingerprint:
-                return self._error(_idempotency_mismatch(key), request_id)
+                return self._error(idempotency_mismatch(key), request_id)
             call.replayed = True
             return await self._after(request, fault, self._replay(stored, request_id))
-        if scope in self._executing:
-            return self._error(_in_progress(key), request_id)
-        self._executing.add(scope)
+        if self.keys.executing(scope):
+            return self._error(in_progress(key), request_id)
+        self.keys.begin(scope)
         try:
             if holding:
                 await asyncio.sleep(self._delay(holding))
@@ -432,11 +455,9 @@ class StripeSandbox:
             if fault and fault.kind == "500" and fault.after_processing:
                 response, keep = self._fault_answer(fault, request_id), True
             if keep:
-                self._answers[scope] = StoredAnswer(
-                    fingerprint, response.status, _body(response), request_id
-                )
+                self.keys.keep(scope, fingerprint, response.status, _body(response), request_id)
         finally:
-            self._executing.discard(scope)
+            self.keys.end(scope)
         return await self._after(request, fault, response)
 
     async def _after(
@@ -740,9 +761,11 @@ class StripeSandbox:
         return charge
 
     def _refund_blocked_by_dispute(self, charge: Charge) -> bool:
-        """A dispute still open and not refundable, or lost: no refund (a won one frees it)."""
-        return any(d.charge == charge.id and d.status != "won" and not (
-            d.charge_refundable and d.status not in DISPUTE_CLOSED)
+        """A dispute still open and not refundable, lost, or appealed after a loss: no refund
+        (a won or prevented one frees it)."""
+        return any(d.charge == charge.id and d.status not in DISPUTE_FREED and (
+            d.status in DISPUTE_APPEALED
+            or not (d.charge_refundable and d.status not in DISPUTE_CLOSED))
             for d in self.disputes.values())
 
     async def _get_refund(self, request: web.Request) -> web.Response:
@@ -1084,27 +1107,6 @@ def _reset(request: web.Request) -> web.Response:
 
 def _seconds(value: float) -> str:
     return str(int(value)) if float(value).is_integer() else repr(float(value))
-
-
-def _idempotency_mismatch(key: str) -> ApiError:
-    return ApiError(
-        400,
-        "Keys for idempotent requests can only be used with the same parameters they were "
-        f"first used with. Try using a key other than '{key}' if you meant to execute a "
-        "different request.",
-        type="idempotency_error",
-        stored=False,
-    )
-
-
-def _in_progress(key: str) -> ApiError:
-    return ApiError(
-        409,
-        "There is currently another in-progress request using this Idempotent Key (that "
-        "probably means you submitted twice, and the other request is still going through): "
-        f"{key}. Please try again later.",
-        stored=False,
-    )
 
 
 def _public_link(link: dict[str, Any]) -> dict[str, Any]:

@@ -224,7 +224,8 @@ async def test_healthz_reports_schema_and_automation(world: World) -> None:
     assert data["ok"] is True and data["paused"] is False and data["schema"] >= 5
     assert data["backlog"] == {"events_unprocessed": 0, "events_retrying": 0,
                                "events_failed": 0, "cases_waiting": 0,
-                               "cases_executing": 0, "checkfront_writebacks": 0,
+                               "cases_approved": 0, "cases_executing": 0,
+                               "checkfront_writebacks": 0,
                                "slack_unsent": 0}
 
 

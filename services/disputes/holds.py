@@ -3,9 +3,11 @@
 Stripe refuses to refund a charge while a dispute on it is open, and after a lost dispute
 the cardholder already has the money back: a refund would pay them twice. So a payment with
 such a dispute is held: its refund case waits for a person (a risk flag when quoted) and
-execution stops before calling Stripe. A dispute Stripe marks `is_charge_refundable` (some
-inquiries) only asks for a person: refunding it settles the dispute. A dispute the business
-won, or an inquiry that closed, holds nothing.
+execution stops before calling Stripe. A lost dispute under appeal holds it the same way,
+whatever `is_charge_refundable` says: the cardholder keeps the money until the appeal is
+decided. A dispute Stripe marks `is_charge_refundable` (some inquiries) only asks for a
+person: refunding it settles the dispute. A dispute the business won, an inquiry that closed,
+or one prevented before it became a chargeback holds nothing.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, replace
 
 from services.disputes import issues
-from services.disputes.issues import LOST_STATUSES, NO_HOLD_STATUSES
+from services.disputes.issues import APPEAL_STATUSES, LOST_STATUSES, NO_HOLD_STATUSES
 from services.money import display
 from services.quoting.quote import Quote, RiskFlag
 from services.store.db import Store
@@ -31,11 +33,15 @@ class DisputeHold:
 
     @property
     def blocks_refund(self) -> bool:
-        return self.status in LOST_STATUSES or not self.charge_refundable
+        return self.status in LOST_STATUSES + APPEAL_STATUSES or not self.charge_refundable
 
     @property
     def reason(self) -> str:
         money = display(self.amount, self.currency)
+        if self.status in APPEAL_STATUSES:
+            return (f"payment {self.payment_ref}: dispute {self.dispute_id} was lost and is under "
+                    f"appeal ({self.status}); the cardholder has {money} back meanwhile and a "
+                    "refund would pay twice")
         if self.status in LOST_STATUSES:
             return (f"payment {self.payment_ref}: dispute {self.dispute_id} ended {self.status}, "
                     f"the cardholder already has {money} back and a refund would pay twice")

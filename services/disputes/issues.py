@@ -123,8 +123,13 @@ async def find_issue(store: Store, kind: str, stripe_id: str) -> PaymentIssue | 
     return PaymentIssue.from_row(row) if row else None
 
 
-NO_HOLD_STATUSES = ("won", "warning_closed")  # Stripe dispute statuses that free the payment
-LOST_STATUSES = ("lost", "prevented")  # the cardholder already has the money back
+# Stripe dispute statuses that free the payment: won, an inquiry closed, or prevented (stopped
+# before it became a chargeback; a refund that resolved it is on the payment at Stripe, and
+# the over-refund guard reads what Stripe shows unrefunded)
+NO_HOLD_STATUSES = ("won", "warning_closed", "prevented")
+LOST_STATUSES = ("lost",)  # the cardholder already has the money back
+# a lost dispute under appeal: the cardholder keeps the money meanwhile, Stripe has not ruled
+APPEAL_STATUSES = ("appeal_needs_response", "appeal_under_review")
 DECIDED_STATUSES = NO_HOLD_STATUSES + LOST_STATUSES  # Stripe has ruled, one way or the other
 
 

@@ -155,17 +155,19 @@ async def _checkfront_booking(svc: Deps, event: StoredEvent) -> str:
     status = checkfront_status(booking, "status", "status_id", strip=False)
     if status not in svc.config.cancelled_statuses:
         return f"ignored: status {status or '-'}"
-    code = str(booking.get("code") or (booking.get("@attributes") or {}).get("booking_id"))
-    earlier = await cases.latest_for_booking(svc.store, code)
+    hint = str(booking.get("code") or (booking.get("@attributes") or {}).get("booking_id"))
+    raw = await assemble_snapshot(svc, hint, booking=booking)  # named as the API names it
+    earlier = await cases.latest_for_booking(svc.store, str(raw["booking"].get("code") or hint))
     if earlier is not None and earlier.status not in OPEN:
         # one cancellation, one case: later notices (our own note or status write-back
         # included) do not reopen it; a person can still open one with /refund quote
         return f"ignored: booking already has case {earlier.id} ({earlier.status})"
-    raw = await assemble_snapshot(svc, code, booking=booking)
     cancelled_at = datetime.fromisoformat(event.received_at)
     opened = await open_case(svc, raw, cancelled_at=cancelled_at, source="checkfront_webhook")
-    if not opened.created:
-        return f"case {opened.case.id} already open"
+    if not opened.created:  # an approval a crash left unexecuted is run now
+        case = await decisions.nudge(svc, opened.case, by="worker")
+        resumed = f": resumed, {case.status}" if case.status != opened.case.status else ""
+        return f"case {case.id} already open{resumed}"
     case = await decisions.run_if_auto_approved(svc, opened.case)
     return f"case {case.id} {case.status}"
 

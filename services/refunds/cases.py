@@ -28,6 +28,7 @@ from services.refunds.models import (
     StaleQuote,
     Status,
     StoredQuote,
+    booking_key,
 )
 from services.store import audit
 from services.store.db import Row, Store, clock_utc, dumps, now_iso
@@ -52,19 +53,29 @@ async def booking_id_of(store: Store, case_id: int) -> str | None:
     return row["booking_id"] if row else None
 
 
-async def find_open(store: Store, booking_id: str) -> Case | None:
+# a booking given by its key, its code or its Checkfront id (cases from before the key
+# existed, and the few a migration left unkeyed, are found by the other two)
+_BOOKING = "(booking_key = ? OR booking_id = ? OR booking_code = ?)"
+
+
+def _booking_params(booking: str) -> tuple[str, str, str]:
+    return booking_key(booking), booking, booking
+
+
+async def find_open(store: Store, booking: str) -> Case | None:
+    """The booking's open case (by key, code or Checkfront id), if any."""
     marks = ",".join("?" for _ in OPEN)
     row = await store.fetch_one(
-        f"SELECT * FROM cases WHERE (booking_id = ? OR booking_code = ?) AND status IN ({marks})",
-        (booking_id, booking_id, *OPEN),
+        f"SELECT * FROM cases WHERE {_BOOKING} AND status IN ({marks}) ORDER BY id LIMIT 1",
+        (*_booking_params(booking), *OPEN),
     )
     return Case.from_row(row) if row else None
 
 
 async def latest_for_booking(store: Store, booking: str) -> Case | None:
     row = await store.fetch_one(
-        "SELECT * FROM cases WHERE booking_id = ? OR booking_code = ? ORDER BY id DESC LIMIT 1",
-        (booking, booking),
+        f"SELECT * FROM cases WHERE {_BOOKING} ORDER BY id DESC LIMIT 1",
+        _booking_params(booking),
     )
     return Case.from_row(row) if row else None
 
@@ -84,6 +95,17 @@ async def oldest(store: Store, status: Status, limit: int) -> list[Case]:
     rows = await store.fetch_all(
         "SELECT * FROM cases WHERE status = ? ORDER BY created_at, id LIMIT ?",
         (status.value, limit))
+    return [Case.from_row(r) for r in rows]
+
+
+async def changed_before(store: Store, statuses: tuple[Status, ...], cutoff: str,
+                         limit: int = 1000) -> list[Case]:
+    """Cases in one of `statuses` that last changed before `cutoff` (a stored time), the
+    longest unchanged first."""
+    marks = ",".join("?" for _ in statuses)
+    rows = await store.fetch_all(
+        f"SELECT * FROM cases WHERE status IN ({marks}) AND updated_at < ? "
+        "ORDER BY updated_at, id LIMIT ?", (*statuses, cutoff, limit))
     return [Case.from_row(r) for r in rows]
 
 
@@ -215,14 +237,17 @@ async def insert(tx: aiosqlite.Connection, *, booking_id: str, booking_code: str
                  currency: str, quote: Quote, source: str, requested_by: str | None,
                  customer_hash: str | None, snapshot: dict[str, Any]) -> Case:
     """A new case in `quoted`, with its first quote and the snapshot it was made from (kept
-    scrubbed of the customer's contact details)."""
+    scrubbed of the customer's contact details); keyed on the booking's code (one open case
+    per key: a second raises IntegrityError)."""
     now = now_iso()
     cursor = await tx.execute(
-        "INSERT INTO cases (booking_id, booking_code, status, currency, cancelled_at, waiver, "
-        "source, requested_by, quote_version, refund_amount, customer_hash, created_at, "
-        "updated_at) VALUES (?, ?, 'quoted', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        (booking_id, booking_code, currency, quote.cancelled_at, quote.waiver, source,
-         requested_by, quote.version, quote.total_refund, customer_hash, now, now),
+        "INSERT INTO cases (booking_id, booking_code, booking_key, status, currency, "
+        "cancelled_at, waiver, source, requested_by, quote_version, refund_amount, "
+        "customer_hash, created_at, updated_at) "
+        "VALUES (?, ?, ?, 'quoted', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (booking_id, booking_code, booking_key(booking_code), currency, quote.cancelled_at,
+         quote.waiver, source, requested_by, quote.version, quote.total_refund, customer_hash,
+         now, now),
     )
     case_id = int(cursor.lastrowid or 0)
     await tx.execute(

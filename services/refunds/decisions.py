@@ -3,15 +3,25 @@ the policy approved on its own.
 
 Each function records the decision (`cases`), tells the notifier what changed and, for an
 approval, executes the refund (`execution`), so no caller has to remember any of the three.
+An approval is an intent that survives: one a crash left unexecuted is run by the sweep
+(`run_approved`) and nudged by a re-delivered webhook (`nudge`); start-up runs them all.
 Permission checks stay with the caller: they depend on who is asking and through what.
 """
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta
+
 from services.deps import Deps
 from services.refunds import cases
 from services.refunds.execution import execute
-from services.refunds.models import Case, Status
+from services.refunds.models import APPROVED, AlreadyDecided, Case, IllegalTransition, Status
+from services.store import audit
+from services.store.db import iso_utc, utcnow
+
+# an approval its own executor claims within moments; one unclaimed this long was left by a
+# crash (the sweep and a re-delivered webhook then run it, never racing a live click)
+INTENT_GRACE = timedelta(minutes=2)
 
 
 async def approve(svc: Deps, case_id: int, *, by: str, amount: int | None = None,
@@ -44,3 +54,28 @@ async def run_if_auto_approved(svc: Deps, case: Case) -> Case:
 async def retry(svc: Deps, case_id: int, *, by: str) -> Case:
     """Run a failed case again; refunds Stripe already made are not repeated."""
     return await execute(svc, case_id, actor=by)
+
+
+async def nudge(svc: Deps, case: Case, *, by: str, now: datetime | None = None) -> Case:
+    """Run an approved or auto-approved case whose approval has waited longer than
+    `INTENT_GRACE`; any other case (or one claimed meanwhile) is returned as it is."""
+    cutoff = iso_utc((now or utcnow()) - INTENT_GRACE)
+    if case.status not in APPROVED or case.updated_at >= cutoff:
+        return case
+    await audit.record(svc.store, actor=by, action="execution.resumed", case_id=case.id,
+                       detail={"status": str(case.status)})
+    try:
+        return await execute(svc, case.id, actor=by)
+    except (AlreadyDecided, IllegalTransition):   # its own executor claimed it first
+        return await cases.get(svc.store, case.id)
+
+
+async def run_approved(svc: Deps, now: datetime | None = None) -> list[int]:
+    """The sweep: run every approval left unexecuted longer than `INTENT_GRACE`; the ids of
+    the cases it ran."""
+    cutoff = iso_utc((now or utcnow()) - INTENT_GRACE)
+    ran = []
+    for case in await cases.changed_before(svc.store, APPROVED, cutoff):
+        if (await nudge(svc, case, by="sweep", now=now)).status not in APPROVED:
+            ran.append(case.id)
+    return ran

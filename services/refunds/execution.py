@@ -4,44 +4,47 @@ The order is what makes it safe:
 1. claim the case (compare-and-set to `executing`): one executor per case;
 2. re-quote when the booking changed or the quote is older than the allowed age;
 3. plan: one `executions` row per Stripe allocation, each with an idempotency key derived
-   from the case, the payment and the plan number, committed *before* any Stripe call;
-4. check each payment's unrefunded amount at Stripe and refuse to over-refund;
+   from the case, the payment and the plan number, committed *before* any Stripe call, in
+   the same transaction as the over-refund guard (`guard`): the planned amounts plus what the
+   ledger holds for the booking across all its cases must fit what was paid and what Stripe
+   shows unrefunded, or the rows are given up and a person decides;
+4. stop before Stripe when a dispute holds a payment;
 5. call Stripe with the row's key (a resumed or retried row reuses its key, so Stripe replays
-   the refund it already made instead of making a second one);
+   the refund it already made instead of making a second one; a key older than Stripe keeps
+   keys is not trusted: the refund is looked up by its metadata first, `refund_calls`);
 6. write the outcome, then the Checkfront status and note.
 A crash anywhere leaves the case `executing`; `resume_all` picks it up with the same keys.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from services.clients.stripe_errors import StripeGatewayError
-from services.clients.stripe_records import StripeRefund
+import aiosqlite
+
 from services.deps import Deps
 from services.disputes.holds import holds_on
 from services.money import display
 from services.quoting.booking import BookingSnapshot, parse_snapshot
-from services.refunds import cases, ledger
+from services.refunds import cases, guard, ledger
+from services.refunds.guard import Refusal
 from services.refunds.ledger import Execution, ExecutionStatus
-from services.refunds.models import TRANSITIONS, Case, CaseError, IllegalTransition, Status
+from services.refunds.models import (
+    APPROVED,
+    TRANSITIONS,
+    AlreadyDecided,
+    Case,
+    CaseError,
+    IllegalTransition,
+    Status,
+    booking_key,
+)
+from services.refunds.refund_calls import PlannedRefund, call_stripe
 from services.refunds.snapshots import assemble_snapshot, quote_snapshot
 from services.refunds.writeback import write_back
 from services.store import audit
 from services.store.db import utcnow
-
-RETRYABLE_KINDS = ("unavailable", "rate_limited")
-
-
-@dataclass(frozen=True)
-class PlannedRefund:
-    row_id: int
-    payment_ref: str
-    amount: int
-    key: str
-    called: bool
 
 
 async def execute(svc: Deps, case_id: int, *, actor: str) -> Case:
@@ -66,11 +69,18 @@ async def execute(svc: Deps, case_id: int, *, actor: str) -> Case:
 
 
 async def resume_all(svc: Deps) -> list[Case]:
-    """At start-up: finish every case a crash left in `executing`, with the same keys."""
+    """At start-up: finish every case a crash left in `executing`, with the same keys, then
+    run every approval a crash left before its execution began (`approved`, `auto_approved`):
+    an approval is an intent that survives."""
     resumed = []
-    for case in await cases.list_cases(svc.store, Status.EXECUTING, limit=10_000):
-        await audit.record(svc.store, actor="worker", action="execution.resumed", case_id=case.id)
-        resumed.append(await execute(svc, case.id, actor="worker"))
+    for status in (Status.EXECUTING, *APPROVED):
+        for case in await cases.list_cases(svc.store, status, limit=10_000):
+            await audit.record(svc.store, actor="worker", action="execution.resumed",
+                               case_id=case.id, detail={"status": str(status)})
+            try:
+                resumed.append(await execute(svc, case.id, actor="worker"))
+            except (AlreadyDecided, IllegalTransition):  # another executor claimed it first
+                continue
     return resumed
 
 
@@ -79,7 +89,9 @@ async def _run(svc: Deps, case: Case, actor: str) -> Case:
     snapshot = await _fresh_snapshot(svc, case)
     if snapshot is None:  # re-quoted with another result: back to a person
         return await cases.get(svc.store, case.id)
-    plan, manual = await _plan(svc, case, snapshot)
+    plan, manual, refusal = await _plan(svc, case, snapshot)
+    if refusal is not None:   # the over-refund guard gave the planned rows up
+        return await _to_person(svc, case, actor, refusal.reason)
 
     # a disputed payment is not refunded: Stripe refuses, or the cardholder already has it back
     holds = [hold for hold in await holds_on(svc.store, [p.payment_ref for p in plan
@@ -90,28 +102,15 @@ async def _run(svc: Deps, case: Case, actor: str) -> Case:
                            action="execution.dispute_blocked")
         return await _to_person(svc, case, actor, why)
 
-    # over-refund guard: Stripe is the truth about what is left on each payment
-    for item in (p for p in plan if not p.called):
-        left, _ = await svc.stripe.unrefunded_amount(item.payment_ref)
-        if left < item.amount:
-            await _reject_rows(svc, case.id, [p for p in plan if not p.called],
-                               f"Stripe shows {case.money(left)} left on {item.payment_ref}")
-            return await _to_person(svc, case, actor, (
-                f"Stripe shows only {display(left, case.currency)} unrefunded on "
-                f"{item.payment_ref}, but {display(item.amount, case.currency)} was planned"))
-
     problems: list[str] = []
     for item in plan:
-        problems += await _call_stripe(svc, case, item)
+        problems += await call_stripe(svc, case, item)
     if problems:
         return await _finish(svc, case, Status.FAILED, "; ".join(problems), actor)
 
     await write_back(svc, case, actor, manual)
-    if manual > 0:
-        return await _finish(svc, case, Status.PARTIALLY_REFUNDED,
-                             f"{display(manual, case.currency)} must be refunded by hand "
-                             "(not paid through Stripe)", actor)
-    return await _finish(svc, case, Status.REFUNDED, "refunded through Stripe", actor)
+    return await _finish(svc, case, Status.PARTIALLY_REFUNDED if manual > 0
+                         else Status.REFUNDED, _outcome(case, manual), actor)
 
 
 async def _fresh_snapshot(svc: Deps, case: Case) -> BookingSnapshot | None:
@@ -153,101 +152,83 @@ async def _fresh_snapshot(svc: Deps, case: Case) -> BookingSnapshot | None:
     return None
 
 
-async def _plan(svc: Deps, case: Case,
-                snapshot: BookingSnapshot) -> tuple[list[PlannedRefund], int]:
-    """In-flight rows (same keys), plus new rows for whatever the approval still lacks; and
-    what no Stripe payment can cover (to be refunded by hand)."""
-    target = case.approved_amount or 0
+async def _plan(svc: Deps, case: Case, snapshot: BookingSnapshot
+                ) -> tuple[list[PlannedRefund], int, Refusal | None]:
+    """In-flight rows (same keys), plus new rows for whatever the approval still lacks; what no
+    Stripe payment can cover (to be refunded by hand); and the guard's refusal, if any (then
+    the rows not yet sent are given up)."""
+    assert svc.stripe is not None
+    # what Stripe shows unrefunded on every payment the plan will send to, asked before the
+    # exclusive section (no network call is made while it is held)
+    rows = await ledger.for_case(svc.store.db, case.id)
+    refs = {r.payment_ref for r in rows if r.status == ExecutionStatus.PLANNED
+            and r.called_at is None} | {ref for ref, _ in _new_rows(case, snapshot, rows)[0]}
+    left = {ref: (await svc.stripe.unrefunded_amount(ref))[0] for ref in sorted(refs)}
+    refusal: Refusal | None = None
     async with svc.store.transaction() as tx:
         rows = await ledger.for_case(tx, case.id)
-        live = [r for r in rows if r.settled or r.status == ExecutionStatus.PLANNED]
-        covered = sum(r.amount for r in live)
-        used: dict[str, int] = {}
-        for r in live:
-            used[r.payment_ref] = used.get(r.payment_ref, 0) + r.amount
+        new, manual = _new_rows(case, snapshot, rows)
         attempt = max((r.attempt for r in rows), default=0) + 1
-        remaining = target - covered
-        for payment in snapshot.payments():
-            if remaining <= 0:
-                break
-            ref = payment.transaction.id
-            room = payment.unrefunded - used.get(ref, 0)
-            if not payment.refundable_via_stripe or room <= 0:
-                continue
-            take = min(room, remaining)
+        for ref, take in new:
             key = f"refund-bot:case-{case.id}:{ref}:plan-{attempt}"
             await ledger.add_planned(tx, case_id=case.id, payment_ref=ref, amount=take,
                                      currency=case.currency, attempt=attempt, key=key)
             await audit.append(tx, actor="worker", action="execution.planned", case_id=case.id,
                                detail={"payment": ref, "amount": case.money(take),
                                        "idempotency_key": key})
-            remaining -= take
         planned = await ledger.planned(tx, case.id)
-    return [PlannedRefund(r.id, r.payment_ref, r.amount, r.idempotency_key,
-                          r.called_at is not None) for r in planned], max(0, remaining)
+        to_send = [r for r in planned if r.called_at is None]
+        if to_send:
+            refusal = await _guard(tx, case, snapshot, to_send, left)
+    return [PlannedRefund(r.id, r.payment_ref, r.amount, r.idempotency_key, r.called_at,
+                          r.attempt) for r in planned], manual, refusal
 
 
-async def _call_stripe(svc: Deps, case: Case, item: PlannedRefund) -> list[str]:
-    """One Stripe refund for one planned row; returns the problems (empty when it went out)."""
-    assert svc.stripe is not None
-    async with svc.store.transaction() as tx:
-        await ledger.mark_called(tx, item.row_id)
-    metadata = {"case_id": str(case.id), "booking_id": case.booking_id,
-                "booking_code": case.booking_code}
-    try:
-        refund = await svc.stripe.create_refund(
-            payment_ref=item.payment_ref, amount=item.amount, currency=case.currency,
-            idempotency_key=item.key, metadata=metadata)
-    except StripeGatewayError as exc:
-        found = await _made_anyway(svc, case, item) if exc.maybe_applied else None
-        if found is None:
-            return await _stripe_error(svc, case, item, exc)
-        refund = found
-    return await _record_refund(svc, case, item, refund)
+def _new_rows(case: Case, snapshot: BookingSnapshot,
+              rows: list[Execution]) -> tuple[list[tuple[str, int]], int]:
+    """(payment, amount) of the rows the approval still lacks, newest payment first, and what
+    no Stripe payment can cover."""
+    live = [r for r in rows if r.settled or r.status == ExecutionStatus.PLANNED]
+    used: dict[str, int] = {}
+    for r in live:
+        used[r.payment_ref] = used.get(r.payment_ref, 0) + r.amount
+    remaining = (case.approved_amount or 0) - sum(r.amount for r in live)
+    new = []
+    for payment in snapshot.payments():
+        if remaining <= 0:
+            break
+        ref = payment.transaction.id
+        room = payment.unrefunded - used.get(ref, 0)
+        if not payment.refundable_via_stripe or room <= 0:
+            continue
+        take = min(room, remaining)
+        new.append((ref, take))
+        remaining -= take
+    return new, max(0, remaining)
 
 
-async def _made_anyway(svc: Deps, case: Case, item: PlannedRefund) -> StripeRefund | None:
-    """After an answer that may hide a refund (a replayed 500, a timeout), look for it."""
-    assert svc.stripe is not None
-    try:
-        made = await svc.stripe.refunds_for(item.payment_ref)
-    except StripeGatewayError:
-        return None
-    taken = await ledger.known_refund_ids(svc.store)
-    return next((r for r in made if r.metadata.get("case_id") == str(case.id)
-                 and r.amount == item.amount and r.id not in taken), None)
-
-
-async def _stripe_error(svc: Deps, case: Case, item: PlannedRefund,
-                        exc: StripeGatewayError) -> list[str]:
-    final = exc.kind not in RETRYABLE_KINDS
-    async with svc.store.transaction() as tx:
-        if final:
-            await ledger.reject(tx, item.row_id, exc.message)
-        await audit.append(tx, actor="stripe", action="stripe.refund_error", case_id=case.id,
-                           detail={"payment": item.payment_ref, "amount": case.money(
-                               item.amount), "idempotency_key": item.key, "kind": exc.kind,
-                               "error": exc.message, "will_reuse_key": not final})
-    hint = "" if final else " (a retry reuses the same idempotency key)"
-    return [f"Stripe refused {item.payment_ref}: {exc.message}{hint}"]
-
-
-async def _record_refund(svc: Deps, case: Case, item: PlannedRefund,
-                         refund: StripeRefund) -> list[str]:
-    status = ledger.from_stripe(refund.status)
-    async with svc.store.transaction() as tx:
-        await ledger.record_outcome(tx, item.row_id, status, refund.failure_reason,
-                                    refund_id=refund.id)
-        await audit.append(tx, actor="stripe", action="stripe.refund", case_id=case.id, detail={
-            "payment": item.payment_ref, "amount": case.money(refund.amount),
-            "idempotency_key": item.key, "refund_id": refund.id, "status": refund.status})
-    if status == ExecutionStatus.FAILED:
-        return [f"Stripe refund {refund.id} {refund.status}: {refund.failure_reason or 'unknown'}"]
-    return []
+async def _guard(tx: aiosqlite.Connection, case: Case, snapshot: BookingSnapshot,
+                 to_send: list[Execution], left: dict[str, int]) -> Refusal | None:
+    """The over-refund guard, inside the planning transaction; a refusal gives the rows up."""
+    if any(r.payment_ref not in left for r in to_send):
+        refusal: Refusal | None = Refusal("the plan changed while Stripe was asked",
+                                          "the refund plan changed while it was checked")
+    else:
+        refs = sorted({p.transaction.id for p in snapshot.payments()}
+                      | {r.payment_ref for r in to_send})
+        names = sorted({booking_key(case.booking_code), case.booking_code, case.booking_id})
+        refusal = guard.check(case, snapshot, await ledger.for_booking(tx, names, refs),
+                              to_send, left)
+    if refusal is not None:
+        for row in to_send:
+            await ledger.reject(tx, row.id, refusal.row_reason, only_planned=True)
+        await audit.append(tx, actor="worker", action="execution.over_refund_blocked",
+                           case_id=case.id, detail={"why": refusal.row_reason})
+    return refusal
 
 
 async def _reject_rows(svc: Deps, case_id: int, plan: list[PlannedRefund], why: str, *,
-                       action: str = "execution.over_refund_blocked") -> None:
+                       action: str) -> None:
     async with svc.store.transaction() as tx:
         for item in plan:
             await ledger.reject(tx, item.row_id, why, only_planned=True)
@@ -269,7 +250,9 @@ async def _finish(svc: Deps, case: Case, status: Status, reason: str, actor: str
 
 
 async def apply_refund_event(svc: Deps, refund: dict[str, Any], event_type: str) -> Case | None:
-    """A Stripe refund event: update our execution row; a refund that failed fails its case."""
+    """A Stripe refund event: update our execution row; a refund that failed fails its case,
+    and a failed case whose planned refunds all succeeded after all (the answer to our call was
+    lost) is closed, and Checkfront told."""
     refund_id = str(refund.get("id") or "")
     row = await _execution_for(svc, refund)
     if row is None:
@@ -282,8 +265,9 @@ async def apply_refund_event(svc: Deps, refund: dict[str, Any], event_type: str)
     status = str(refund.get("status") or row.status)
     mapped = ledger.from_stripe(status)
     reason = refund.get("failure_reason")
-    case = await cases.get(svc.store, row.case_id)
+    closed: tuple[Status, int] | None = None
     async with svc.store.transaction() as tx:
+        case = await cases.get(svc.store, row.case_id)
         await ledger.record_outcome(tx, row.id, mapped, reason)
         await audit.append(tx, actor="stripe", action="stripe.refund_event", case_id=case.id,
                            detail={"event": event_type, "refund_id": refund_id,
@@ -294,9 +278,35 @@ async def apply_refund_event(svc: Deps, refund: dict[str, Any], event_type: str)
             case = await cases.transition(
                 tx, case, Status.FAILED, actor="stripe",
                 reason=f"Stripe refund {refund_id} {status}: {reason or 'no reason given'}")
-    if changed or mapped != row.status:
+        elif case.status == Status.FAILED:
+            closed = _settled_by_events(case, await ledger.for_case(tx, case.id))
+            if closed is not None:
+                case = await cases.transition(tx, case, closed[0], actor="stripe",
+                                              reason=_outcome(case, closed[1]))
+    if closed is not None:
+        await write_back(svc, case, "stripe", closed[1])
+    if changed or closed is not None or mapped != row.status:
         await svc.notifier.case_updated(case)
     return case
+
+
+def _settled_by_events(case: Case, rows: list[Execution]) -> tuple[Status, int] | None:
+    """(the case's outcome, what is left to refund by hand) when every refund it planned
+    succeeded: its latest plan went out whole and no row still waits or failed; else None."""
+    live = [r for r in rows if r.status in ledger.LIVE]
+    latest = max((r.attempt for r in rows), default=0)
+    if not live or any(r.status != ExecutionStatus.SUCCEEDED for r in live) or any(
+            r.attempt == latest and r.status not in ledger.LIVE for r in rows):
+        return None
+    manual = max(0, (case.approved_amount or 0) - sum(r.amount for r in live))
+    return (Status.PARTIALLY_REFUNDED if manual else Status.REFUNDED), manual
+
+
+def _outcome(case: Case, manual: int) -> str:
+    if manual > 0:
+        return (f"{display(manual, case.currency)} must be refunded by hand "
+                "(not paid through Stripe)")
+    return "refunded through Stripe"
 
 
 async def _execution_for(svc: Deps, refund: dict[str, Any]) -> Execution | None:

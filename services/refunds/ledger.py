@@ -31,6 +31,7 @@ class ExecutionStatus(StrEnum):
 
 
 SETTLED = (ExecutionStatus.PENDING, ExecutionStatus.SUCCEEDED)  # money that has left
+LIVE = (ExecutionStatus.PLANNED, *SETTLED)   # money that has left, or may be leaving
 
 
 def _sql_list(statuses: Iterable[ExecutionStatus]) -> str:
@@ -94,6 +95,20 @@ async def add_planned(tx: aiosqlite.Connection, *, case_id: int, payment_ref: st
         "VALUES (?, ?, ?, ?, ?, ?, 'planned', ?, ?)",
         (case_id, payment_ref, amount, currency, attempt, key, now, now),
     )
+
+
+async def for_booking(tx: aiosqlite.Connection, keys: Sequence[str],
+                      payment_refs: Sequence[str]) -> list[Execution]:
+    """Every row of every case of a booking (named by any of `keys`: its key, code or id) and
+    every row on any of its payments, whatever case it belongs to; oldest first."""
+    names, refs = ",".join("?" for _ in keys), ",".join("?" for _ in payment_refs) or "NULL"
+    async with tx.execute(
+        "SELECT e.* FROM executions e JOIN cases c ON c.id = e.case_id "
+        f"WHERE c.booking_key IN ({names}) OR c.booking_code IN ({names}) "
+        f"OR c.booking_id IN ({names}) OR e.payment_ref IN ({refs}) ORDER BY e.id",
+        (*keys, *keys, *keys, *payment_refs),
+    ) as cur:
+        return [Execution.from_row(r) for r in await cur.fetchall()]
 
 
 async def planned(tx: aiosqlite.Connection, case_id: int) -> list[Execution]:

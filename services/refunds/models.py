@@ -37,14 +37,23 @@ TRANSITIONS: dict[Status, frozenset[Status]] = {
     Status.AUTO_APPROVED: frozenset({Status.EXECUTING}),
     Status.EXECUTING: frozenset({Status.REFUNDED, Status.PARTIALLY_REFUNDED, Status.FAILED,
                                  Status.PENDING_APPROVAL}),
-    Status.FAILED: frozenset({Status.EXECUTING, Status.PENDING_APPROVAL}),
+    # failed -> refunded: Stripe's events show the refunds whose answer was lost went out
+    Status.FAILED: frozenset({Status.EXECUTING, Status.PENDING_APPROVAL, Status.REFUNDED,
+                              Status.PARTIALLY_REFUNDED}),
     Status.REFUNDED: frozenset({Status.FAILED}),
     Status.PARTIALLY_REFUNDED: frozenset({Status.FAILED}),
     Status.DENIED: frozenset(),
     Status.SKIPPED: frozenset(),
 }
+APPROVED = (Status.APPROVED, Status.AUTO_APPROVED)   # an intent to refund, not yet claimed
 OPEN = frozenset(set(Status) - {Status.REFUNDED, Status.PARTIALLY_REFUNDED, Status.DENIED,
                                 Status.SKIPPED})
+
+
+def booking_key(code: str) -> str:
+    """The one identity of a booking: its code as Checkfront's API returns it, upper case. The
+    open-case rule (a unique index) and every look-up of a booking's cases key on it."""
+    return code.strip().upper()
 
 
 class CaseError(DomainError):
@@ -97,6 +106,7 @@ class Case:
     created_at: str
     updated_at: str
     revision: int
+    booking_key: str | None = None   # the booking as Checkfront's API names it (`booking_key`)
 
     @classmethod
     def from_row(cls, row: Row) -> Case:

@@ -42,7 +42,7 @@ async def open_case(
 ) -> OpenedCase:
     """Quote the booking, open its case (one open case per booking) and decide."""
     snapshot, quote = await quote_snapshot(svc, raw, cancelled_at, waiver)
-    existing = await cases.find_open(svc.store, snapshot.booking_id)
+    existing = await cases.find_open(svc.store, snapshot.code)  # by the booking's key
     if existing is not None:
         return OpenedCase(existing, quote, created=False)
     automation = await automation_state(svc.store)
@@ -61,7 +61,7 @@ async def open_case(
                                           changes=changes)
     except aiosqlite.IntegrityError:
         # another delivery opened the case between our check and our insert
-        existing = await cases.find_open(svc.store, snapshot.booking_id)
+        existing = await cases.find_open(svc.store, snapshot.code)
         if existing is None:
             raise
         return OpenedCase(existing, quote, created=False)

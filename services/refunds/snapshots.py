@@ -67,13 +67,15 @@ async def assemble_snapshot(
 ) -> dict[str, Any]:
     """The booking (from the webhook, else Checkfront's API) plus every payment we know of,
     and the refunds this bot made for it (but those of `exclude_case`: its executor counts
-    its own)."""
+    its own). The booking is always fetched when Checkfront is configured, and its id and code
+    are the API's: a webhook body is a hint, never the booking's identity."""
     fetched: dict[str, Any] = {}
     if booking is None or svc.checkfront is not None:
         if svc.checkfront is None:
             raise CaseError("Checkfront is not configured; cannot fetch the booking")
         fetched = await svc.checkfront.get_booking_snapshot(booking_ref)
-    snapshot: dict[str, Any] = {"booking": booking if booking is not None else fetched["booking"]}
+    snapshot: dict[str, Any] = {"booking": fetched["booking"] if booking is None
+                                else _named_by_the_api(booking, fetched.get("booking"))}
     code = str(snapshot["booking"].get("code") or booking_ref)
     known: dict[tuple[str, str], dict[str, Any]] = {}
     for source in (fetched.get("transactions") or [], await stored_payments(svc.store, code),
@@ -84,6 +86,24 @@ async def assemble_snapshot(
     if known or "transactions" in fetched:
         snapshot["transactions"] = list(known.values())
     return snapshot
+
+
+def _named_by_the_api(booking: dict[str, Any], api: Any) -> dict[str, Any]:
+    """The webhook's booking under the id and code Checkfront's API gave the same booking."""
+    if not isinstance(api, dict):
+        return booking
+    api_attributes = api.get("@attributes")
+    api_id = str((api_attributes if isinstance(api_attributes, dict) else {})
+                 .get("booking_id") or "").strip()
+    api_code = str(api.get("code") or "").strip()
+    named = dict(booking)
+    if api_id:
+        attributes = booking.get("@attributes")
+        named["@attributes"] = {**(attributes if isinstance(attributes, dict) else {}),
+                                "booking_id": api_id}
+    if api_code:
+        named["code"] = api_code
+    return named
 
 
 async def our_refunds(store: Store, booking_code: str,
