@@ -338,3 +338,18 @@ async def test_the_daily_job_empties_processed_bodies_past_the_retention(world: 
 
     row = await store.fetch_one("SELECT payload FROM webhook_events WHERE event_id = 'evt_old'")
     assert row is not None and json.loads(row["payload"]) == {}
+
+
+async def test_the_webhook_endpoints_store_the_customer_hash(world: World) -> None:
+    """An event received over HTTP is stored with the salted email hash, so a restart that
+    processes it from the store still recognises a repeat refunder."""
+    world.paid_booking("HOOK-1", [Item("bike-tour", "52.50", "2.50", hours_ahead=60)],
+                       customer=FULL_NAME, email=EMAIL)
+    assert (await world.cancel("HOOK-1")).status_code == 200
+    row = await world.bot.svc.store.fetch_one(
+        "SELECT payload FROM webhook_events WHERE source = 'checkfront'")
+    assert row is not None
+    stored = json.loads(row["payload"])
+    salt = world.bot.svc.config.customer_hash_salt
+    assert stored["booking"]["customer"]["email_hash"] == customer_hash(EMAIL, salt)
+    assert EMAIL not in row["payload"]

@@ -38,7 +38,8 @@ async def receive(request: web.Request) -> web.Response:
         ctx.rejections.reject("checkfront", rejections.MALFORMED)
         return web.json_response({"error": f"malformed body: {exc}"}, status=400)
     event = await store_event(ctx.svc.store, source="checkfront", event_id=body_hash(body),
-                              kind=checkfront_kind(payload), payload=payload)
+                              kind=checkfront_kind(payload), payload=payload,
+                              salt=ctx.svc.config.customer_hash_salt)
     if event is None:
         return web.json_response({"ok": True, "duplicate": True})
     ctx.worker.submit(event)

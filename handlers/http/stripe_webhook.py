@@ -36,7 +36,7 @@ async def receive(request: web.Request) -> web.Response:
         ctx.rejections.reject("stripe", rejections.MALFORMED)
         return web.json_response({"error": "event without id or type"}, status=400)
     stored = await store_event(ctx.svc.store, source="stripe", event_id=event_id, kind=kind,
-                               payload=event)
+                               payload=event, salt=ctx.svc.config.customer_hash_salt)
     if stored is None:
         return web.json_response({"ok": True, "duplicate": True})
     ctx.worker.submit(stored)
