@@ -272,6 +272,25 @@ async def test_quote_command_answers_privately_and_unknown_bookings_get_help(
     assert await cases.list_cases(sworld.bot.svc.store) == []
 
 
+async def test_quote_command_names_an_open_case_stored_under_the_booking_code(
+    sworld: World,
+) -> None:
+    """A case opened before cases were keyed on the booking (its id fell back to the code) is
+    still the booking's open case for `/refund quote`, which then offers no second request."""
+    assert sworld.sender is not None and sworld.slack is not None
+    case, _ = await pending_card(sworld, "QOLD-1")
+    async with sworld.bot.svc.store.transaction() as tx:
+        await tx.execute("UPDATE cases SET booking_id = booking_code WHERE id = ?", (case.id,))
+
+    await sworld.sender.command("quote QOLD-1", SAM)
+    await sworld.settle()
+
+    posted = [c.params for c in sworld.slack.calls_to("response_url")]
+    answer = json.dumps(next(p for p in posted if "QOLD-1" in json.dumps(p)))
+    assert f"Case #{case.id} for this booking is already open" in answer
+    assert ids.REQUEST not in answer
+
+
 async def test_request_refund_button_opens_a_case(sworld: World) -> None:
     assert sworld.sender is not None
     sworld.paid_booking("REQ-1", [Item("kayak-tour", "105.00", "5.00", hours_ahead=72)])

@@ -94,7 +94,7 @@ async def quote(deps: SlackDeps, args: list[str], user: str, channel: str,
         return
     raw = await assemble_snapshot(deps.svc, booking)
     snapshot, q = await quote_snapshot(deps.svc, raw, utcnow(), waiver)
-    existing = await cases.find_open(deps.svc.store, snapshot.booking_id)
+    existing = await cases.find_open(deps.svc.store, snapshot.code)  # by the booking key
     message = cards.quote_message(
         q, booking_ref=snapshot.booking_id, waiver=waiver,
         open_case={"id": existing.id, "status": existing.status.value} if existing else None)
