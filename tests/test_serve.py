@@ -5,95 +5,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
-import signal
-import socket
 import sqlite3
-import sys
 import time
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
-from bot.cli.world import EXAMPLE_POLICIES, REPO
 from sandbox.checkfront_server import CheckfrontSandbox
 from sandbox.http import start
-
-TOKEN = "cf-path-token-never-logged"
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-@dataclass
-class Served:
-    process: asyncio.subprocess.Process
-    url: str
-    database: Path
-    lines: list[str] = field(default_factory=list)
-    _reader: asyncio.Task[None] | None = None
-
-    @property
-    def log(self) -> str:
-        return "".join(self.lines)
-
-    async def terminate(self, within: float) -> float:
-        """SIGTERM; how long the process took to exit (killed, and the test failed, after
-        `within` seconds)."""
-        began = time.monotonic()
-        self.process.send_signal(signal.SIGTERM)
-        try:
-            await asyncio.wait_for(self.process.wait(), within)
-        except TimeoutError:
-            self.process.kill()
-            await self.process.wait()
-            pytest.fail(f"still running {within} s after SIGTERM")
-        if self._reader is not None:
-            await self._reader
-        return time.monotonic() - began
-
-
-async def serve(folder: Path, **settings: str) -> Served:
-    port = free_port()
-    database = folder / "refunds.db"
-    env = {
-        "PATH": os.environ.get("PATH", ""), "PYTHONPATH": str(REPO),
-        "POLICY_FILE": str(EXAMPLE_POLICIES), "DATABASE_PATH": str(database),
-        "PORT": str(port), "LOG_LEVEL": "INFO", "SCHEDULER_ENABLED": "false",
-        "CHECKFRONT_HOST": "http://127.0.0.1:9", "CHECKFRONT_API_KEY": "k",
-        "CHECKFRONT_API_SECRET": "s", "CHECKFRONT_WEBHOOK_SECRET": TOKEN,
-        "STRIPE_SECRET_KEY": "sk_test_x", "STRIPE_WEBHOOK_SECRET": "whsec_x",
-        "STRIPE_API_BASE": "http://127.0.0.1:9", **settings,
-    }
-    process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "bot", "serve", cwd=folder, env=env,
-        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE)
-    served = Served(process, f"http://127.0.0.1:{port}", database)
-
-    async def read() -> None:
-        assert process.stderr is not None
-        async for line in process.stderr:
-            served.lines.append(line.decode("utf-8", "replace"))
-
-    served._reader = asyncio.create_task(read())
-    async with httpx.AsyncClient() as client:
-        for _ in range(200):
-            with contextlib.suppress(httpx.TransportError):
-                if (await client.get(f"{served.url}/healthz")).status_code == 200:
-                    return served
-            if process.returncode is not None:
-                break
-            await asyncio.sleep(0.05)
-    process.kill()
-    await process.wait()
-    raise AssertionError("the bot did not start:\n" + served.log)
+from tests.served import TOKEN, serve
 
 
 @pytest.fixture

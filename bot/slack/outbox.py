@@ -23,6 +23,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.slack import card_state
 from bot.slack.ui.disputes import issue_card
+from services import faults
 from services import outbox as posts
 from services.disputes import issues
 from services.outbox import Post
@@ -133,6 +134,7 @@ class Outbox:
         return set(ids)
 
     async def _send(self, row: Post) -> set[int]:
+        faults.reached("before_slack_update")
         kind = row.kind
         if kind == "card":
             return await self._send_card(row)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
+from services import faults
 from services.deps import Deps
 from services.refunds import cases
 from services.refunds.execution import execute
@@ -30,6 +31,7 @@ async def approve(svc: Deps, case_id: int, *, by: str, amount: int | None = None
     the card shows the approval, then the refund runs. Returns the case after execution."""
     case = await cases.approve(svc.store, case_id, by=by, amount=amount, reason=reason,
                                quote_version=quote_version)
+    faults.reached("after_approval")
     await svc.notifier.case_updated(case)
     return await execute(svc, case.id, actor=by)
 

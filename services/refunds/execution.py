@@ -23,6 +23,7 @@ from typing import Any
 
 import aiosqlite
 
+from services import faults
 from services.deps import Deps
 from services.disputes.holds import holds_on
 from services.money import display
@@ -90,6 +91,7 @@ async def _run(svc: Deps, case: Case, actor: str) -> Case:
     if snapshot is None:  # re-quoted with another result: back to a person
         return await cases.get(svc.store, case.id)
     plan, manual, refusal = await _plan(svc, case, snapshot)
+    faults.reached("after_execution_row")
     if refusal is not None:   # the over-refund guard gave the planned rows up
         return await _to_person(svc, case, actor, refusal.reason)
 
@@ -108,6 +110,7 @@ async def _run(svc: Deps, case: Case, actor: str) -> Case:
     if problems:
         return await _finish(svc, case, Status.FAILED, "; ".join(problems), actor)
 
+    faults.reached("before_writeback")
     await write_back(svc, case, actor, manual)
     return await _finish(svc, case, Status.PARTIALLY_REFUNDED if manual > 0
                          else Status.REFUNDED, _outcome(case, manual), actor)

@@ -10,6 +10,7 @@ from typing import Any
 
 import aiosqlite
 
+from services import faults
 from services.config import Mode
 from services.deps import Deps
 from services.money import to_minor
@@ -65,6 +66,7 @@ async def open_case(
         if existing is None:
             raise
         return OpenedCase(existing, quote, created=False)
+    faults.reached("after_case_stored")
     await svc.notifier.case_opened(case, quote)
     return OpenedCase(case, quote, created=True)
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from services import faults
 from services.clients.stripe_errors import StripeGatewayError
 from services.clients.stripe_records import StripeRefund
 from services.deps import Deps
@@ -79,6 +80,7 @@ async def call_stripe(svc: Deps, case: Case, item: PlannedRefund) -> list[str]:
         if found is None:
             return await _stripe_error(svc, case, item, exc)
         refund = found
+    faults.reached("after_stripe_answered")
     return await _record_refund(svc, case, item, refund)
 
 
