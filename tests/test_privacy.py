@@ -30,9 +30,8 @@ from bot.settings import load_settings
 from sandbox.http import start
 from sandbox.stripe_webhooks import sign
 from services.intake.events import body_hash, purge_payloads, store_event
-from services.privacy import scrub
+from services.privacy import customer_hash, scrub
 from services.quoting.booking import parse_snapshot
-from services.quoting.risk import customer_hash
 from services.refunds import cases
 from services.refunds.execution import execute
 from services.refunds.models import Status

@@ -7,7 +7,6 @@ from datetime import datetime, timedelta
 
 from services.disputes.holds import holds_on
 from services.money import format_minor
-from services.privacy import customer_hash as customer_hash  # re-exported: cases match on it
 from services.quoting.booking import BookingSnapshot
 from services.quoting.quote import RiskFlag
 from services.refunds import cases
