@@ -3,6 +3,11 @@
 Every write happens inside `transaction()`, which serialises writers in this process (an
 asyncio lock) and across processes (`BEGIN IMMEDIATE`), so a check-then-write in one
 transaction cannot interleave with another.
+
+Long reads (reports, listings, the health check's counts) go through `read_one`/`read_all`, on
+a read-only connection of their own: in WAL mode a reader sees the last committed state and
+neither waits for the writer nor holds it up, so a report never stalls intake or the worker.
+Reads that must see the caller's own uncommitted writes stay on the transaction (`tx`).
 """
 
 from __future__ import annotations
@@ -49,6 +54,7 @@ class Store:
     def __init__(self, path: str | Path) -> None:
         self.path = str(path)
         self._db: aiosqlite.Connection | None = None
+        self._reader: aiosqlite.Connection | None = None
         self._lock = asyncio.Lock()
 
     @property
@@ -66,9 +72,17 @@ class Store:
         await self._db.execute("PRAGMA busy_timeout=5000")
         await self._db.execute("PRAGMA foreign_keys=ON")
         await self._migrate()
+        if self.path != ":memory:":
+            self._reader = await aiosqlite.connect(self.path, isolation_level=None)
+            self._reader.row_factory = aiosqlite.Row
+            await self._reader.execute("PRAGMA busy_timeout=5000")
+            await self._reader.execute("PRAGMA query_only=ON")
         return self
 
     async def close(self) -> None:
+        if self._reader is not None:
+            await self._reader.close()
+            self._reader = None
         if self._db is not None:
             await self._db.close()
             self._db = None
@@ -97,6 +111,16 @@ class Store:
 
     async def fetch_all(self, sql: str, params: Iterable[Any] = ()) -> list[Row]:
         async with self.db.execute(sql, tuple(params)) as cursor:
+            return list(await cursor.fetchall())
+
+    async def read_one(self, sql: str, params: Iterable[Any] = ()) -> Row | None:
+        """One row from the read-only connection (committed state only)."""
+        async with (self._reader or self.db).execute(sql, tuple(params)) as cursor:
+            return await cursor.fetchone()
+
+    async def read_all(self, sql: str, params: Iterable[Any] = ()) -> list[Row]:
+        """Every row from the read-only connection (committed state only)."""
+        async with (self._reader or self.db).execute(sql, tuple(params)) as cursor:
             return list(await cursor.fetchall())
 
     async def get_state(self, key: str) -> Any:
