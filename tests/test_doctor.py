@@ -156,6 +156,17 @@ async def test_a_channel_name_instead_of_an_id_is_named(stage: Stage) -> None:
     assert "must be the channel's ID" in failure.detail
 
 
+async def test_a_token_without_the_channel_scope_warns(stage: Stage) -> None:
+    """Installed from an older manifest: membership cannot be seen, which is not a failure."""
+    stage.slack.inject("conversations.info", status=200, error="missing_scope", times=2)
+    checks = await stage.run()
+    assert by_status(checks, Status.FAIL) == []
+    warned = [c for c in by_status(checks, Status.WARN)]
+    assert [c.name for c in warned] == [f"slack approvals channel {APPROVALS}",
+                                        f"slack digest channel {DIGEST}"]
+    assert "lacks channels:read" in warned[0].detail
+
+
 async def test_an_unknown_approver_group_is_named(stage: Stage) -> None:
     stage.set(SLACK_APPROVER_GROUP="S0NOSUCH")
     failure = only_failure(await stage.run())
@@ -260,6 +271,16 @@ async def test_a_missing_setting_is_named_and_the_rest_still_runs(stage: Stage) 
     assert named(checks, "checkfront ping").status is Status.OK
     assert named(checks, "slack auth.test").status is Status.OK
     assert named(checks, "policy file").status is Status.OK
+
+
+async def test_a_rule_across_settings_is_named(stage: Stage) -> None:
+    stage.set(SLACK_APPROVALS_CHANNEL=None)
+    checks = await stage.run()
+    failure = only_failure(checks)
+    assert failure.line() == ("FAIL  settings: Slack is on (SLACK_BOT_TOKEN) but missing "
+                              "setting SLACK_APPROVALS_CHANNEL")
+    assert named(checks, "slack approvals channel").status is Status.SKIP
+    assert named(checks, "slack auth.test").status is Status.OK
 
 
 async def test_an_invalid_setting_is_named(stage: Stage) -> None:
