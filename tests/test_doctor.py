@@ -301,6 +301,15 @@ async def test_a_database_newer_than_the_code_is_named(stage: Stage, tmp_path: P
     assert failure.name == "database" and "schema 999, newer than this code" in failure.detail
 
 
+async def test_a_database_that_cannot_be_created_is_named(stage: Stage, tmp_path: Path) -> None:
+    stage.set(DATABASE_PATH=str(tmp_path / "var" / "db" / "refunds.db"))
+    assert named(await stage.run(), "database").status is Status.OK  # folders made at start
+    (tmp_path / "blocker").write_text("a file, not a folder", encoding="utf-8")
+    stage.set(DATABASE_PATH=str(tmp_path / "blocker" / "refunds.db"))
+    failure = only_failure(await stage.run())
+    assert failure.name == "database" and "is not a writable folder" in failure.detail
+
+
 def test_mask_keeps_the_kind_and_four_characters() -> None:
     assert mask("sk_live_51HxAbCdEfGhIjKlMnOp1234") == "sk_live_…1234"
     assert mask("rk_test_0123456789abcdef") == "rk_test_…cdef"

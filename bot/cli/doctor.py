@@ -170,11 +170,11 @@ def _database(s: Partial) -> list[Check]:
                   for entry in (resources.files("services.store") / "migrations").iterdir()
                   if entry.name.endswith(".sql")), default=0)
     if not path.exists():
-        folder = path.parent if str(path.parent) else Path(".")
-        if folder.is_dir() and os.access(folder, os.W_OK):
+        existing = next(p for p in path.absolute().parents if p.exists())  # the store makes
+        if existing.is_dir() and os.access(existing, os.W_OK):          # the folders below
             return [ok(name, f"{path} does not exist yet: it is created at the first start")]
-        return [fail(name, f"{path}: the folder {folder} does not exist or is not writable: "
-                     "create it or set DATABASE_PATH")]
+        return [fail(name, f"{path} cannot be created: {existing} is not a writable folder: "
+                     "fix its permissions or set DATABASE_PATH")]
     try:
         with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as db:
             row = db.execute("SELECT MAX(version) FROM schema_migrations").fetchone()
