@@ -1,7 +1,7 @@
 """Local stand-in for the Checkfront API 3.0 (token auth, bookings, notes, webhooks).
 
 Shapes follow the public Checkfront API 3.0 documentation: the response envelope
-(`version`, `account_id`, `host_id`, `name`, `locale`, `request`), `booking/index`,
+(`version`, `account_id`, `host_id`, `name`, `locale`, `request`), `ping`, `booking/index`,
 `booking/notes`, `booking/{id}/update`, `booking/{id}/note`, and the "Booking Modified"
 and "New Payment/Refund" webhook bodies.
 
@@ -599,6 +599,7 @@ class CheckfrontSandbox:
         app.router.add_post(p + "booking/{ref}/update", self._h_update)
         app.router.add_post(p + "booking/{ref}/note", self._h_note)
         app.router.add_get(p + "booking/{ref}/notes", self._h_booking_notes)
+        app.router.add_get(p + "ping", self._h_ping)
         return app
 
     @web.middleware
@@ -753,6 +754,14 @@ class CheckfrontSandbox:
             "discount": _fmt(b.discount, cur),
             "items": item_field,
         }
+
+    async def _h_ping(self, request: web.Request) -> web.Response:
+        """`GET ping`: the account and the connection, as in the documented example."""
+        body = self._envelope(request, "ping", 1)
+        body["request"]["resource"] = "ping"
+        body["pong"] = {"remote_addr": request.remote or "", "time": int(time.time()),
+                        "timezone": "UTC", "provider": "API"}
+        return web.json_response(body)
 
     async def _h_booking(self, request: web.Request) -> web.Response:
         b = self._lookup(request)

@@ -3,8 +3,11 @@
 It speaks the v1 form-encoded API the official client sends and keeps Stripe's documented
 semantics where refunds depend on them:
 
-- Bearer auth with any `sk_test_...` key (401 otherwise); errors as `{"error": {type, message,
-  code, param}}` with the HTTP statuses the client maps to its exception classes.
+- Bearer auth with any `sk_test_...` key, or a registered restricted `rk_test_...` key with
+  its permissions (401 otherwise, 403 for a missing permission: `sandbox.stripe_account`,
+  which also serves `GET /v1/account` and `GET /v1/webhook_endpoints`); errors as
+  `{"error": {type, message, code, param}}` with the HTTP statuses the client maps to its
+  exception classes.
 - Idempotency (POST, `Idempotency-Key`, scoped per API key): the first answer of an executed
   request - success, a processing error (over-refund, no such payment) or a 500 after processing -
   is stored and replayed byte for byte with `Idempotent-Replayed: true`. Other parameters under
@@ -41,6 +44,7 @@ from typing import Any, Literal
 
 from aiohttp import web
 
+from sandbox.stripe_account import AccountKeys
 from sandbox.stripe_faults import Fault, FaultQueue
 from sandbox.stripe_forms import FormError, parse_form
 from sandbox.stripe_idempotency import (
@@ -180,6 +184,7 @@ class StripeSandbox:
         self.faults = FaultQueue()
         self.webhooks = WebhookSender(clock=clock, timeout=webhook_timeout)
         self.keys = IdempotencyMemory(lambda: self.clock(), idempotency_ttl_seconds)
+        self.account = AccountKeys()  # restricted keys: `account.restrict(key, permissions)`
         self._seq = 0
 
     # ---- Python API for tests and the demo -------------------------------------------------
@@ -372,6 +377,8 @@ class StripeSandbox:
             ("POST", "/v1/disputes/{id}/close", self._close_dispute),
             ("POST", "/v1/payment_links", self._create_payment_link),
             ("GET", "/v1/payment_links/{id}", self._get_payment_link),
+            ("GET", "/v1/account", self._get_account),
+            ("GET", "/v1/webhook_endpoints", self._list_webhook_endpoints),
         ]
         for method, path, handler in routes:
             app.router.add_route(method, path, handler)
@@ -412,7 +419,10 @@ class StripeSandbox:
     ) -> web.StreamResponse:
         request_id, key = call.request_id, call.idempotency_key
         try:
-            api_key = _api_key(request)
+            api_key = self.account.authenticate(_api_key(request))
+            resource = request.match_info.route.resource
+            self.account.authorize(api_key, request.method,
+                                   resource.canonical if resource is not None else None)
         except ApiError as exc:
             return self._error(exc, request_id)
         fault = call.fault = self.faults.take(request.method, request.path)
@@ -1041,6 +1051,14 @@ class StripeSandbox:
             raise missing("refund", refund_id, "id")
         return refund
 
+    # ---- The account and its webhook endpoints (sandbox.stripe_account) ----------------------
+
+    async def _get_account(self, request: web.Request) -> web.Response:
+        return _ok(self.account.account_json())
+
+    async def _list_webhook_endpoints(self, request: web.Request) -> web.Response:
+        return _ok(self.account.webhook_endpoints_json(self.webhooks.endpoint))
+
 
 # ---- Helpers --------------------------------------------------------------------------------
 
@@ -1056,11 +1074,7 @@ def _api_key(request: web.Request) -> str:
             "YOUR_SECRET_KEY').",
             stored=False,
         )
-    key = match.group(1)
-    if not key.startswith("sk_test_") or len(key) <= len("sk_test_"):
-        shown = key[:8] + "*" * max(0, len(key) - 12) + key[-4:] if len(key) > 12 else "***"
-        raise ApiError(401, f"Invalid API Key provided: {shown}", stored=False)
-    return key
+    return match.group(1)  # which keys are valid: `AccountKeys.authenticate`
 
 
 async def _read_params(request: web.Request) -> tuple[dict[str, Any], list[tuple[str, str]]]:

@@ -31,4 +31,5 @@ def test_command_events_and_scopes_are_what_the_code_uses() -> None:
     assert data["settings"]["event_subscriptions"]["bot_events"] == ["app_home_opened"]
     assert data["features"]["app_home"]["home_tab_enabled"] is True
     assert set(data["oauth_config"]["scopes"]["bot"]) == {
-        "chat:write", "commands", "usergroups:read", "files:write"}
+        "chat:write", "commands", "usergroups:read", "files:write",
+        "channels:read", "groups:read"}  # the last two: doctor's channel membership check

@@ -98,6 +98,11 @@ class CheckfrontClient:
 
     # ---- public calls ------------------------------------------------------------------
 
+    async def ping(self) -> dict[str, Any]:
+        """`GET ping` with the token pair: the account's name, host and locale (a credentials
+        check that reads no booking)."""
+        return await self._request("GET", "ping")
+
     async def get_booking_snapshot(self, booking: str) -> dict[str, Any]:
         """Booking by numeric id or code, in booking-webhook shape plus `transactions`."""
         ref = _booking_ref(booking)
