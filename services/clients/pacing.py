@@ -10,9 +10,9 @@ the configured rate is above the real one), `back_off(delay)` pauses *every* cal
 `delay` has passed (the pause of several refusals is the latest of them, never their sum) and,
 once per pause, lowers the rate to what the server was seen to take: the calls that succeeded
 (`succeeded()`) in the last `WINDOW` seconds (or since the first), a little under, but never
-below half the rate refused. From there the rate probes upwards slowly (`PROBE` of it a second), up to the
-configured rate: it settles near what the server takes, with a refusal now and then instead of
-a storm of retries. Nothing here sleeps while holding anything.
+below half the rate refused. From there the rate probes upwards slowly (`PROBE` of it a
+second), up to the configured rate: it settles near what the server takes, with a refusal now
+and then instead of a storm of retries. Nothing here sleeps while holding anything.
 
 No library is used: aiolimiter's leaky bucket (the usual choice) can neither push the callers
 already waiting behind a pause nor change its rate while they wait.
