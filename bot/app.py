@@ -72,6 +72,8 @@ class Bot:
                 api_base=settings.stripe_api_base,
                 max_network_retries=settings.stripe_max_network_retries,
                 timeout=settings.stripe_timeout_seconds,
+                max_requests_per_second=settings.stripe_max_requests_per_second,
+                request_burst=settings.stripe_request_burst,
             ),
             notifier=notifier,
         )

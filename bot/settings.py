@@ -61,6 +61,11 @@ class Settings(StoreSettings):
     stripe_api_base: str | None = None  # only for a local Stripe stand-in
     stripe_max_network_retries: int = 2
     stripe_timeout_seconds: float = Field(default=20.0, gt=0)
+    # Stripe calls are paced client-side, shared by all cases: requests a second (unset:
+    # Stripe's documented limit for the key, 25 in test mode, 100 live; 0: no pacing) and how
+    # many may go at once (unset: a fifth of a second's worth)
+    stripe_max_requests_per_second: float | None = Field(default=None, ge=0)
+    stripe_request_burst: int | None = Field(default=None, ge=1)
 
     customer_hash_salt: SecretStr = SecretStr("refund-bot")
     raw_event_retention_days: float = Field(default=30, ge=0)  # processed webhook bodies

@@ -17,6 +17,14 @@ client sends, and what this server therefore accepts on `/api/{method}`:
 - Socket Mode: `apps.connections.open` (app-level `xapp-` token) hands out a WebSocket URL on
   this server; `socket` (sandbox.slack_socket.SocketHub) delivers envelopes and keeps the acks.
 
+Rate limits (`rate_limits=SlackLimits()`, off by default; assign another, or None, while
+serving): chat.postMessage about one message a second per channel with short bursts, every
+other method its tier's requests a minute (Tier 1: 1+, 2: 20+, 3: 50+, 4: 100+), per method,
+with a small burst. Over a limit the method is not executed: HTTP 429, `{"ok": false, "error":
+"ratelimited"}` and `Retry-After` in whole seconds until the next request would pass. Such
+calls are recorded with `limited=True` and counted in `rate_limited`. (Slack's workspace-wide
+posting limit has no published number and is not modelled.)
+
 Faults (`inject`) answer the next matching calls with 429 + Retry-After, a 5xx, or an `ok: false`
 error, optionally after a delay. The SDK's rate-limit handler reads only the first character of
 Retry-After (so "30" waits 3 s) and adds up to 1 s of jitter; its server-error handler retries
@@ -40,6 +48,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from aiohttp import web
 
 from sandbox.http import RunningServer, start
+from sandbox.rate_limit import Buckets, Limit, retry_after_seconds
 from sandbox.slack_socket import SocketHub
 
 UPLOAD = "file_upload"
@@ -50,6 +59,14 @@ JSON_FIELDS = {"blocks": "invalid_blocks_format", "attachments": "invalid_attach
 RECORDED_HEADERS = ("Content-Type", "User-Agent")
 STATUS_ERRORS = {429: "ratelimited", 500: "internal_error", 503: "service_unavailable"}
 RESPONSE_URL_USES = 5  # Slack accepts up to five posts to one response_url
+# The tier of each method served here, as Slack's method reference lists them (chat.postMessage
+# has its own per-channel limit; chat.getPermalink and auth.test are "special", kept at Tier 4).
+METHOD_TIERS = {
+    "auth.test": 4, "chat.update": 3, "chat.delete": 3, "chat.postEphemeral": 4,
+    "chat.getPermalink": 4, "views.open": 4, "views.push": 4, "views.update": 4,
+    "views.publish": 4, "usergroups.users.list": 2, "users.info": 4, "conversations.info": 3,
+    "files.getUploadURLExternal": 4, "files.completeUploadExternal": 4,
+}
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -60,6 +77,50 @@ class SlackError(Exception):
     def __init__(self, code: str) -> None:
         super().__init__(code)
         self.code = code
+
+
+POST_MESSAGE_LIMIT = Limit(1.0, burst=3)   # per channel: one a second, short bursts
+
+
+def _default_tiers() -> dict[int, Limit]:
+    return {1: Limit.per_minute(1), 2: Limit.per_minute(20), 3: Limit.per_minute(50),
+            4: Limit.per_minute(100)}
+
+
+@dataclass(frozen=True)
+class SlackLimits:
+    """Slack's Web API limits: chat.postMessage per channel, the others per method by tier."""
+
+    post_message: Limit = POST_MESSAGE_LIMIT
+    tiers: dict[int, Limit] = field(default_factory=_default_tiers)
+
+    def of(self, method: str, params: dict[str, Any]) -> tuple[tuple[str, str], Limit] | None:
+        """The bucket a call takes from (its key and limit); None for a method not limited."""
+        if method == "chat.postMessage":
+            return (method, str(params.get("channel", ""))), self.post_message
+        tier = METHOD_TIERS.get(method)
+        if tier is None or tier not in self.tiers:
+            return None
+        return (method, ""), self.tiers[tier]
+
+
+class _Limiter:
+    """The buckets of one `SlackLimits`, made as calls need them."""
+
+    def __init__(self, limits: SlackLimits, clock: Callable[[], float]) -> None:
+        self.limits = limits
+        self._clock = clock
+        self._buckets: dict[tuple[str, str], Buckets] = {}
+
+    def wait(self, method: str, params: dict[str, Any]) -> float:
+        found = self.limits.of(method, params)
+        if found is None:
+            return 0.0
+        key, limit = found
+        buckets = self._buckets.get(key)
+        if buckets is None:
+            buckets = self._buckets[key] = Buckets(limit, self._clock)
+        return buckets.take()
 
 
 @dataclass
@@ -73,6 +134,7 @@ class SlackCall:
     ok: bool = True
     error: str | None = None
     faulted: bool = False
+    limited: bool = False  # refused by a rate limit (429 ratelimited, not executed)
 
 
 @dataclass
@@ -120,8 +182,12 @@ class SlackSandbox:
     responses: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     faults: list[SlackFault] = field(default_factory=list)
     socket: SocketHub = field(default_factory=SocketHub)
+    rate_limits: SlackLimits | None = None  # None: no limits
+    rate_clock: Callable[[], float] = field(default=time.monotonic, repr=False)
 
     def __post_init__(self) -> None:
+        self._limiter: _Limiter | None = None
+        self._refused = 0
         self._ts = itertools.count(1_700_000_000_000_100, 100)  # microseconds
         self._ids = itertools.count(1)
         self._waiters: set[asyncio.Event] = set()
@@ -173,6 +239,18 @@ class SlackSandbox:
         if not self.url:
             raise RuntimeError("the sandbox has no URL yet; use serve() or set .url")
         return f"{self.url}/response/{response_id}"
+
+    @property
+    def rate_limited(self) -> int:
+        """How many calls a rate limit refused (429 ratelimited) since the stand-in started."""
+        return self._refused
+
+    def _limit_wait(self, method: str, params: dict[str, Any]) -> float:
+        if self.rate_limits is None:
+            return 0.0
+        if self._limiter is None or self._limiter.limits is not self.rate_limits:
+            self._limiter = _Limiter(self.rate_limits, self.rate_clock)
+        return self._limiter.wait(method, params)
 
     @property
     def api_url(self) -> str:
@@ -265,6 +343,9 @@ class SlackSandbox:
             handler = self._handlers().get(method)
             if handler is None:
                 raise SlackError("unknown_method")
+            wait = self._limit_wait(method, params)
+            if wait:
+                return self._limited_answer(request, method, params, arrived, wait)
             body = {"ok": True, **handler(params)}
         except SlackError as exc:
             body = {"ok": False, "error": exc.code}
@@ -325,19 +406,27 @@ class SlackSandbox:
         return web.json_response({"ok": False, "error": error}, status=fault.status,
                                  headers=headers)
 
+    def _limited_answer(self, request: web.Request, method: str, params: dict[str, Any],
+                        arrived: float, wait: float) -> web.Response:
+        self._refused += 1
+        self._record(request, method, params, arrived, 429, "ratelimited", limited=True)
+        return web.json_response({"ok": False, "error": "ratelimited"}, status=429,
+                                 headers={"Retry-After": str(retry_after_seconds(wait))})
+
     def _answer(self, request: web.Request, method: str, params: dict[str, Any], arrived: float,
                 body: dict[str, Any], status: int = 200) -> web.Response:
         self._record(request, method, params, arrived, status, body.get("error"))
         return web.json_response(body, status=status)
 
     def _record(self, request: web.Request, method: str, params: dict[str, Any], arrived: float,
-                status: int, error: str | None, *, faulted: bool = False) -> None:
+                status: int, error: str | None, *, faulted: bool = False,
+                limited: bool = False) -> None:
         headers = {h: request.headers[h] for h in RECORDED_HEADERS if h in request.headers}
         auth = request.headers.get("Authorization")
         if auth:
             headers["Authorization"] = auth[:12] + "..."  # scheme and token prefix only
         self.calls.append(SlackCall(method, params, headers, arrived, request.method, status,
-                                    error is None, error, faulted))
+                                    error is None, error, faulted, limited))
         for event in self._waiters:
             event.set()
 

@@ -21,6 +21,12 @@ semantics where refunds depend on them:
   `charge_already_refunded`. Three-decimal currencies need amounts divisible by 10.
 - Faults (`inject`) for the next matching requests: 500 before or after processing, 429 with
   Retry-After, timeouts, connection resets. See `sandbox.stripe_faults.Fault`.
+- A rate limit (`rate_limit=Limit(rate, burst)`, off by default; settable while serving): a
+  token bucket over every authenticated request of the account, as Stripe's global limiter
+  (25 a second in test mode, 100 live). Over it: 429 with Stripe's body (`invalid_request_error`,
+  code `rate_limit`) and `Stripe-Rate-Limited-Reason: global-rate`, and no `Retry-After`:
+  Stripe documents none, it asks for exponential back-off. Nothing is executed or stored; the
+  request is recorded with `limited=True` and counted in `rate_limited`.
 - Events for refund.created/updated/failed, charge.refunded, charge.refund.updated,
   charge.dispute.created/updated/closed and payment_intent.payment_failed, delivered signed to
   one endpoint.
@@ -44,6 +50,7 @@ from typing import Any, Literal
 
 from aiohttp import web
 
+from sandbox.rate_limit import Buckets, Limit
 from sandbox.stripe_account import AccountKeys
 from sandbox.stripe_faults import Fault, FaultQueue
 from sandbox.stripe_forms import FormError, parse_form
@@ -81,6 +88,8 @@ from sandbox.stripe_params import (
 from sandbox.stripe_webhooks import Delivery, WebhookSender
 
 API_VERSION = "2026-10-28.endive"
+RATE_LIMIT_MESSAGE = ("Request rate limit exceeded. You can learn more about rate limits here "
+                      "https://stripe.com/docs/rate-limits.")
 REFUND_FAILURE_REASONS = (
     "charge_for_pending_refund_disputed",
     "declined",
@@ -126,6 +135,7 @@ class _Call:
     fault: Fault | None = None
     replayed: bool = False
     reset: bool = False
+    limited: bool = False
 
 
 _CALL: ContextVar[_Call | None] = ContextVar("stripe_sandbox_call", default=None)
@@ -152,6 +162,7 @@ class RequestRecord:
     status: int | None
     replayed: bool
     fault: str | None
+    limited: bool = False  # refused by the rate limit (429, not executed)
 
 
 class StripeSandbox:
@@ -165,8 +176,14 @@ class StripeSandbox:
         refund_mode: Literal["succeeded", "pending"] = "succeeded",
         webhook_timeout: float = 5.0,
         idempotency_ttl_seconds: float | None = None,
+        rate_limit: Limit | None = None,
+        rate_clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.clock = clock
+        self._rate_clock = rate_clock
+        self._limiter: Buckets | None = None
+        self._refused_before = 0
+        self.rate_limit = rate_limit
         self.timeout_delay = timeout_delay
         self.refund_mode: str = refund_mode
         self.payment_intents: dict[str, PaymentIntent] = {}
@@ -215,6 +232,23 @@ class StripeSandbox:
     @idempotency_ttl_seconds.setter
     def idempotency_ttl_seconds(self, seconds: float | None) -> None:
         self.keys.ttl_seconds = seconds
+
+    @property
+    def rate_limit(self) -> Limit | None:
+        """The token bucket every request passes (None: no limit). Setting it starts a full
+        bucket and keeps the count of requests refused so far."""
+        return self._limiter.limit if self._limiter is not None else None
+
+    @rate_limit.setter
+    def rate_limit(self, limit: Limit | None) -> None:
+        refused = self.rate_limited
+        self._limiter = Buckets(limit, self._rate_clock) if limit is not None else None
+        self._refused_before = refused
+
+    @property
+    def rate_limited(self) -> int:
+        """How many requests the rate limit refused (with a 429) since the stand-in started."""
+        return self._refused_before + (self._limiter.limited if self._limiter is not None else 0)
 
     def backdate(self, refund_id: str, created: int) -> Refund:
         """Move a refund in time (tests of day windows); list pages see it at once."""
@@ -411,6 +445,7 @@ class StripeSandbox:
                     status=status,
                     replayed=call.replayed,
                     fault=call.fault.kind if call.fault else None,
+                    limited=call.limited,
                 )
             )
 
@@ -425,6 +460,9 @@ class StripeSandbox:
                                    resource.canonical if resource is not None else None)
         except ApiError as exc:
             return self._error(exc, request_id)
+        if self._limiter is not None and self._limiter.take():
+            call.limited = True
+            return self._rate_limited(request_id)
         fault = call.fault = self.faults.take(request.method, request.path)
         if fault and not fault.after_processing:
             if fault.kind in ("500", "429"):
@@ -512,12 +550,7 @@ class StripeSandbox:
             headers["Stripe-Should-Retry"] = "true" if fault.should_retry else "false"
         if fault.kind == "429":
             headers["Retry-After"] = _seconds(fault.retry_after)
-            exc = ApiError(
-                429,
-                "Request rate limit exceeded. You can learn more about rate limits here "
-                "https://stripe.com/docs/rate-limits.",
-                code="rate_limit",
-            )
+            exc = ApiError(429, RATE_LIMIT_MESSAGE, code="rate_limit")
         else:
             exc = ApiError(
                 500,
@@ -525,6 +558,11 @@ class StripeSandbox:
                 type="api_error",
             )
         return self._error(exc, request_id, headers)
+
+    def _rate_limited(self, request_id: str) -> web.Response:
+        """Stripe's answer from its rate limiter: the reason header, no Retry-After."""
+        exc = ApiError(429, RATE_LIMIT_MESSAGE, code="rate_limit")
+        return self._error(exc, request_id, {"Stripe-Rate-Limited-Reason": "global-rate"})
 
     def _error(
         self, exc: ApiError, request_id: str, headers: dict[str, str] | None = None

@@ -8,9 +8,18 @@ units (`services.money` exponents, ISO 4217).
 
 Retries: the official client retries connection errors, timeouts, 409 and 5xx itself
 (`max_network_retries`, same idempotency key each time). It does not retry 429, so this module
-does, honouring `Retry-After`, with the same key. A 5xx Stripe stored under a key is replayed on
-every retry: such a failure is reported as `unavailable` with `maybe_applied=True`, meaning the
-refund may exist; look for it (`refunds_for`, by metadata) before deciding anything.
+does, with the same key. A 5xx Stripe stored under a key is replayed on every retry: such a
+failure is reported as `unavailable` with `maybe_applied=True`, meaning the refund may exist;
+look for it (`refunds_for`, by metadata) before deciding anything.
+
+Pacing: every call of one gateway waits for its slot in one shared schedule
+(`services.clients.pacing.Pacer`), at `max_requests_per_second` (by default Stripe's documented
+limit for the key: 25 a second in test mode, 100 live; 0 turns pacing off), so concurrent cases
+take turns instead of meeting Stripe's limiter together. A 429 from the rate limiter pauses the
+whole schedule for the back-off (`Retry-After` when Stripe sends one, else `backoff_base` doubling
+per attempt; Stripe documents no `Retry-After` and asks for exponential back-off) and slows it a
+little; the retry then waits its turn like any call. A 429 `lock_timeout` (another request holds
+the object) only delays its own caller.
 """
 
 from __future__ import annotations
@@ -22,6 +31,7 @@ from typing import Any, TypeVar
 
 import stripe
 
+from services.clients.pacing import Pacer
 from services.clients.stripe_errors import StripeGatewayError, gateway_error
 from services.clients.stripe_money import checked_currency, from_stripe_amount, to_stripe_amount
 from services.clients.stripe_records import (
@@ -45,6 +55,9 @@ DISPUTE_TEXT_EVIDENCE = frozenset({
     "shipping_carrier", "shipping_date", "shipping_tracking_number", "uncategorized_text",
 })
 EVIDENCE_TEXT_LIMIT = 150_000  # Stripe: combined characters of all text evidence
+# Stripe's documented global rate limits, requests a second per account
+TEST_MODE_LIMIT = 25.0
+LIVE_MODE_LIMIT = 100.0
 
 T = TypeVar("T")
 
@@ -67,9 +80,14 @@ class StripeGateway:
         backoff_base: float = 0.5,
         send_reason: bool = True,
         max_retry_after: float = 60.0,
+        max_requests_per_second: float | None = None,
+        request_burst: int | None = None,
     ) -> None:
         if not api_key:
             raise ValueError("a Stripe API key is required")
+        rate = documented_limit(api_key) if max_requests_per_second is None \
+            else max_requests_per_second
+        self.pacer = Pacer(rate, request_burst or max(1, int(rate // 5))) if rate > 0 else None
         self._http = stripe.HTTPXClient(timeout=timeout)
         self._client = stripe.StripeClient(
             api_key,
@@ -323,16 +341,27 @@ class StripeGateway:
 
     async def _call(self, op: Callable[[], Awaitable[T]], *, writes: bool) -> T:
         attempt = 0
+        pacer = self.pacer
         while True:
+            if pacer is not None:
+                await pacer.acquire()
             try:
-                return await op()
+                result = await op()
             except stripe.RateLimitError as exc:
                 if attempt >= self._rate_limit_retries:
                     raise gateway_error(exc, writes=writes) from exc
-                await asyncio.sleep(self._retry_delay(exc, attempt))
+                delay = self._retry_delay(exc, attempt)
                 attempt += 1
+                if pacer is not None and _error_code(exc) != "lock_timeout":
+                    pacer.back_off(delay)   # everyone waits; this retry then takes its turn
+                else:
+                    await asyncio.sleep(delay)
+                continue
             except stripe.StripeError as exc:
                 raise gateway_error(exc, writes=writes) from exc
+            if pacer is not None:
+                pacer.succeeded()
+            return result
 
     def _retry_delay(self, exc: stripe.StripeError, attempt: int) -> float:
         retry_after = _header(exc, "retry-after")
@@ -342,6 +371,11 @@ class StripeGateway:
             except ValueError:
                 pass  # an HTTP date: fall back to our own backoff
         return min(self._backoff_base * 2**attempt, self._max_retry_after)
+
+
+def documented_limit(api_key: str) -> float:
+    """Stripe's global rate limit for the key's mode (a test key: test mode, else live)."""
+    return TEST_MODE_LIMIT if api_key.startswith(("sk_test_", "rk_test_")) else LIVE_MODE_LIMIT
 
 
 def _ref_field(payment_ref: str) -> str:
@@ -358,6 +392,12 @@ def _key(idempotency_key: str) -> str:
     if not idempotency_key or len(idempotency_key) > 255:
         raise StripeGatewayError("invalid", "idempotency key must be 1..255 characters")
     return idempotency_key
+
+
+def _error_code(exc: stripe.StripeError) -> str | None:
+    body = exc.json_body if isinstance(exc.json_body, dict) else {}
+    error = body.get("error")
+    return str(error.get("code")) if isinstance(error, dict) and error.get("code") else None
 
 
 def _header(exc: stripe.StripeError, name: str) -> str | None:
