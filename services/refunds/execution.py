@@ -2,7 +2,9 @@
 
 The order is what makes it safe:
 1. claim the case (compare-and-set to `executing`): one executor per case;
-2. re-quote when the booking changed or the quote is older than the allowed age;
+2. re-quote when the booking changed or the quote is older than the allowed age (the booking
+   is read from Checkfront once per execution, and that read also gives the write-back its
+   status check; an execution the intake starts at once reuses the intake's own read);
 3. plan: one `executions` row per Stripe allocation, each with an idempotency key derived
    from the case, the payment and the plan number, committed *before* any Stripe call, in
    the same transaction as the over-refund guard (`guard`): the planned amounts plus what the
