@@ -77,7 +77,7 @@ class Bot:
             ),
             notifier=notifier,
         )
-        worker = Worker(svc)
+        worker = Worker(svc, concurrency=settings.worker_concurrency)
         rejected = Rejections()
         app = web.Application(client_max_size=settings.max_body_bytes)
         app[CONTEXT_KEY] = AppContext(

@@ -39,6 +39,8 @@ class Settings(StoreSettings):
     max_body_bytes: int = 256 * 1024
     # on SIGTERM: how long calls in flight may finish; what is still queued stays stored
     shutdown_grace_seconds: float = Field(default=10.0, ge=0)
+    # webhook events applied at once (those of one booking always one after the other)
+    worker_concurrency: int = Field(default=8, ge=1, le=256)
 
     checkfront_host: str  # acme.checkfront.com, or a full http(s):// base URL
     checkfront_api_key: SecretStr

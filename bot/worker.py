@@ -1,14 +1,27 @@
-"""The background worker: applies stored webhook events in order and runs tracked tasks.
+"""The background worker: applies stored webhook events, several at once, and runs tracked
+tasks.
+
+Events are applied concurrently, at most `concurrency` at a time (`WORKER_CONCURRENCY`), with
+the events of one booking strictly one after the other in arrival order: each event names what
+it may touch (`routing.ordering_keys`: the booking's code and id, the Stripe payment, charge,
+refund or dispute), and waits until every event taken before it that shares one of those names
+has ended (`Turns`). Events of different bookings overlap their Checkfront and Stripe calls;
+what they share in the store is safe to share because every state change is a compare-and-set
+inside a `BEGIN IMMEDIATE` transaction (no network call is made inside one) and the
+over-refund guard reads the ledger inside the transaction that plans the refund. At most
+`WINDOW_PER_SLOT` events per slot are taken from the queue ahead of being run, so a long
+backlog stays in the queue (and in the store), not in memory as tasks.
 
 Nothing is fire-and-forget: every task is kept until it ends, its failure is logged, and
 `drain()` waits for all of it (tests use that). `stop(grace)` is the bounded shutdown: it takes
-no more queued events, lets the one in hand and the tracked tasks finish for at most `grace`
-seconds, then cancels them; every event not yet applied is still stored unprocessed, and the
-next start re-queues it.
+no more queued events (nor starts any taken but still waiting for its turn), lets the ones in
+hand and the tracked tasks finish for at most `grace` seconds, then cancels them; every event
+not yet applied is still stored unprocessed, and the next start re-queues it.
 
 Events an outage kept for a retry are taken up by a loop of their own (`retry_events`, every
 `RETRY_POLL_SECONDS` and at start-up), apart from the queue: a retry never waits behind new
-events, nor they behind it. It runs here rather than in the scheduler because it must run
+events of other bookings, nor they behind it (it takes its turn with its own booking's events
+and a slot like any other). It runs here rather than in the scheduler because it must run
 wherever webhooks are received, scheduler or not, and its times are stored on the events, so
 a restart loses none.
 """
@@ -23,7 +36,7 @@ from typing import Any
 
 from services.deps import Deps
 from services.intake.events import StoredEvent, claim_due, unprocessed
-from services.intake.routing import process
+from services.intake.routing import ordering_keys, process
 from services.refunds.execution import resume_all
 from services.refunds.writeback import retry_due
 from services.store.db import utcnow
@@ -31,17 +44,74 @@ from services.store.db import utcnow
 log = logging.getLogger(__name__)
 
 RETRY_POLL_SECONDS = 15.0  # how often events waiting for a retry are looked at
+DEFAULT_CONCURRENCY = 8    # events applied at once (WORKER_CONCURRENCY)
+WINDOW_PER_SLOT = 8        # events taken from the queue ahead of their turn, per slot
+
+
+class Turn:
+    """One event's place in the order of the names it touches: `wait()` returns once every
+    event claimed before it on one of those names has ended; `end()` lets the next ones go."""
+
+    def __init__(self, turns: Turns, keys: frozenset[str], after: list[asyncio.Event]) -> None:
+        self._turns = turns
+        self.keys = keys
+        self._after = after
+        self.ended = asyncio.Event()
+
+    async def wait(self) -> None:
+        for before in self._after:
+            await before.wait()
+
+    def end(self) -> None:
+        if not self.ended.is_set():
+            self.ended.set()
+            self._turns.forget(self)
+
+
+class Turns:
+    """Per-name order of events: a claim waits for the last claim made before it on each of
+    its names (which itself waited for the ones before it), so the events of one booking run
+    one at a time, in the order they were claimed. A claim only ever waits for earlier claims:
+    there is no cycle, so no deadlock. A claim with no name waits for nothing."""
+
+    def __init__(self) -> None:
+        self._last: dict[str, Turn] = {}
+
+    def claim(self, keys: frozenset[str]) -> Turn:
+        after = [self._last[key].ended for key in sorted(keys) if key in self._last]
+        turn = Turn(self, keys, after)
+        for key in keys:
+            self._last[key] = turn
+        return turn
+
+    def forget(self, turn: Turn) -> None:
+        for key in turn.keys:
+            if self._last.get(key) is turn:
+                del self._last[key]
+
+    def __len__(self) -> int:
+        """How many names an unended claim holds (0 once every claim has ended)."""
+        return len(self._last)
 
 
 class Worker:
-    def __init__(self, svc: Deps, retry_every: float = RETRY_POLL_SECONDS) -> None:
+    def __init__(self, svc: Deps, retry_every: float = RETRY_POLL_SECONDS,
+                 concurrency: int = DEFAULT_CONCURRENCY) -> None:
+        if concurrency < 1:
+            raise ValueError("the worker needs a concurrency of at least 1")
         self.svc = svc
+        self.concurrency = concurrency
         self._queue: asyncio.Queue[StoredEvent] = asyncio.Queue()
         self._consumer: asyncio.Task[None] | None = None
         self._retrier: asyncio.Task[None] | None = None
         self._retry_every = retry_every
         self._retrying = asyncio.Lock()
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._slots = asyncio.Semaphore(concurrency)
+        self._window = asyncio.Semaphore(concurrency * WINDOW_PER_SLOT)
+        self._turns = Turns()
+        self._taken: set[asyncio.Task[str]] = set()     # taken from the queue, not ended
+        self._waiting: set[asyncio.Task[str]] = set()   # of those, not applying yet
         self.failures: list[str] = []
 
     async def start(self) -> None:
@@ -78,7 +148,7 @@ class Worker:
         if grace is None:
             await self.drain()
         else:
-            self._forget_queued()
+            await self._stop_taking()
             try:
                 if grace > 0:
                     await asyncio.wait_for(self._finish_in_hand(), timeout=grace)
@@ -91,8 +161,20 @@ class Worker:
         else:   # with one, a retry still running is cancelled: its claim lapses, it runs later
             await self._cancel_all()
 
+    async def _stop_taking(self) -> None:
+        """Take nothing more from the queue, and start none of the events taken but still
+        waiting for their turn: all of them stay stored, unprocessed, for the next start."""
+        if self._consumer is not None:
+            self._consumer.cancel()
+            await asyncio.gather(self._consumer, return_exceptions=True)
+        self._forget_queued()
+        waiting = list(self._waiting)
+        for task in waiting:
+            task.cancel()
+        await asyncio.gather(*waiting, return_exceptions=True)
+
     async def _cancel_all(self) -> None:
-        leftover = [t for t in self._tasks if not t.done()]
+        leftover = [t for t in self._tasks | self._taken if not t.done()]
         leftover += [task for task in (self._retrier, self._consumer) if task is not None]
         for task in leftover:
             task.cancel()
@@ -108,7 +190,7 @@ class Worker:
             self._queue.task_done()
 
     async def _finish_in_hand(self) -> None:
-        """Wait for the event being applied and the tracked tasks, taking no queued event."""
+        """Wait for the events being applied and the tracked tasks, taking no queued event."""
         while True:
             self._forget_queued()
             await self._queue.join()
@@ -119,11 +201,11 @@ class Worker:
                 await asyncio.wait(pending)
 
     async def retry_events(self, now: datetime | None = None) -> list[str]:
-        """Process, one after the other, the events whose retry is due at `now`; their
-        outcomes."""
+        """Process the events whose retry is due at `now`, each in its booking's turn and in a
+        slot (several at once); their outcomes, in the order they were due."""
         async with self._retrying:
-            return [await self._apply(event, now)
-                    for event in await claim_due(self.svc.store, now or utcnow())]
+            due = await claim_due(self.svc.store, now or utcnow())
+            return list(await asyncio.gather(*(self._in_turn(event, now) for event in due)))
 
     async def _retry_loop(self) -> None:
         while True:
@@ -134,12 +216,43 @@ class Worker:
             await asyncio.sleep(self._retry_every)
 
     async def _consume(self) -> None:
+        """Take events in arrival order, each with its turn claimed at once (so that the order
+        of one booking's events is the queue's), and run each in a task of its own."""
         while True:
-            event = await self._queue.get()
+            await self._window.acquire()
             try:
-                await self._apply(event)
-            finally:
-                self._queue.task_done()
+                event = await self._queue.get()
+            except BaseException:
+                self._window.release()
+                raise
+            task = self._in_turn(event, None)
+            self._taken.add(task)
+            self._waiting.add(task)
+            task.add_done_callback(self._taken_ended)
+
+    def _taken_ended(self, task: asyncio.Task[str]) -> None:
+        self._taken.discard(task)
+        self._waiting.discard(task)
+        self._window.release()
+        self._queue.task_done()
+
+    def _in_turn(self, event: StoredEvent, now: datetime | None) -> asyncio.Task[str]:
+        """A task that waits for the events claimed before it on its names, then for a slot,
+        and applies it. Its turn is claimed now, and ended when the task ends, however it ends
+        (even cancelled before it began)."""
+        turn = self._turns.claim(ordering_keys(event))
+        task = asyncio.create_task(self._when_its_turn(event, turn, now),
+                                   name=f"event-{event.row_id}")
+        task.add_done_callback(lambda _: turn.end())
+        return task
+
+    async def _when_its_turn(self, event: StoredEvent, turn: Turn, now: datetime | None) -> str:
+        await turn.wait()
+        async with self._slots:
+            task = asyncio.current_task()
+            if task is not None:   # applying from here on: a stop lets it finish
+                self._waiting.discard(task)
+            return await self._apply(event, now)
 
     async def _apply(self, event: StoredEvent, now: datetime | None = None) -> str:
         try:

@@ -34,7 +34,8 @@ semantics where refunds depend on them:
   (`POST /v1/disputes/{id}/close`, the dispute is then lost); payment links
   (`POST /v1/payment_links`) with inline `price_data`, one URL each.
 
-Setting up payments (`add_payment`, `POST /v1/payment_intents`) emits no events.
+Setting up payments (`add_payment`, `POST /v1/payment_intents`) emits no events. Retrieving a
+PaymentIntent takes `expand[]=latest_charge`, as Stripe's does: the charge comes in its place.
 """
 
 from __future__ import annotations
@@ -635,8 +636,16 @@ class StripeSandbox:
         return _ok(pi.to_json())
 
     async def _get_payment_intent(self, request: web.Request) -> web.Response:
+        p = _current().params
+        allow(p, {"expand"})
         pi = self._payment_intent(request.match_info["id"], "intent")
-        return _ok(pi.to_json())
+        body = pi.to_json()
+        for path in _expanded(p):   # Stripe expands `latest_charge` into the charge itself
+            if path != "latest_charge":
+                raise invalid(f"This property cannot be expanded ({path}).", "expand")
+            if pi.latest_charge:
+                body["latest_charge"] = self._charge(pi.latest_charge, "latest_charge").to_json()
+        return _ok(body)
 
     async def _get_charge(self, request: web.Request) -> web.Response:
         charge = self._charge(request.match_info["id"], "id")
@@ -1125,6 +1134,17 @@ async def _read_params(request: web.Request) -> tuple[dict[str, Any], list[tuple
         return parse_form(pairs), pairs
     except FormError as exc:
         raise invalid(str(exc)) from None
+
+
+def _expanded(params: dict[str, Any]) -> list[str]:
+    """The `expand[]` paths asked for (the form parser gives a list, or one string)."""
+    value = params.get("expand")
+    if value is None:
+        return []
+    paths = value if isinstance(value, list) else [value]
+    if not all(isinstance(path, str) for path in paths):
+        raise invalid("Invalid array", "expand")
+    return paths
 
 
 def _json(

@@ -73,6 +73,41 @@ async def test_partial_refund_and_what_is_left(stand_in: StandIn) -> None:
     assert await gateway.get_refund(made.id) == made
 
 
+async def test_a_refund_after_reading_what_is_left_costs_two_calls(stand_in: StandIn) -> None:
+    """One PaymentIntent retrieve (its charge expanded) and the create: the currency check
+    before the create uses the currency that retrieve gave, and still refuses another one."""
+    gateway = stand_in.gateway()
+    pi = stand_in.sandbox.add_payment(5000, "eur")
+    assert await gateway.unrefunded_amount(pi.id) == (5000, "EUR")
+    with pytest.raises(StripeGatewayError) as wrong:
+        await refund(gateway, pi.id, 1000, "k-usd", currency="USD")
+    assert (wrong.value.kind, wrong.value.message) == \
+        ("invalid", f"payment {pi.id} is in EUR, not USD")
+    await refund(gateway, pi.id, 1000, "k-eur", currency="EUR")
+    calls = [(r.method, r.path) for r in stand_in.sandbox.requests]
+    assert calls == [("GET", f"/v1/payment_intents/{pi.id}"), ("POST", "/v1/refunds")]
+
+
+async def test_a_charge_is_read_in_one_call_and_a_failed_one_is_not_remembered(
+    stand_in: StandIn,
+) -> None:
+    gateway = stand_in.gateway()
+    pi = stand_in.sandbox.add_payment(3000, "usd")
+    assert await gateway.unrefunded_amount(str(pi.latest_charge)) == (3000, "USD")
+    await refund(gateway, str(pi.latest_charge), 500, "k-ch")
+    assert [r.path for r in stand_in.sandbox.requests] == \
+        [f"/v1/charges/{pi.latest_charge}", "/v1/refunds"]
+
+    failed = stand_in.sandbox.fail_payment(2000, "usd")
+    with pytest.raises(StripeGatewayError):
+        await gateway.unrefunded_amount(failed.id)
+    before = len(stand_in.sandbox.requests)
+    with pytest.raises(StripeGatewayError):
+        await refund(gateway, failed.id, 100, "k-failed", currency="EUR")
+    # not remembered from the failed read: the currency was asked again before refusing
+    assert [r.method for r in stand_in.sandbox.requests[before:]] == ["GET"]
+
+
 async def test_same_key_is_replayed_and_refunds_once(stand_in: StandIn) -> None:
     gateway = stand_in.gateway()
     pi = stand_in.sandbox.add_payment(5000, "usd")

@@ -106,6 +106,25 @@ async def test_payment_intent_and_charge_expose_refund_fields(env: Env) -> None:
     assert charge.payment_intent == pi.id
 
 
+async def test_payment_intent_retrieve_expands_its_latest_charge(env: Env) -> None:
+    pi = env.sandbox.add_payment(5000, "usd")
+    await env.client.v1.refunds.create_async({"payment_intent": pi.id, "amount": 700})
+    fetched = await env.client.v1.payment_intents.retrieve_async(
+        pi.id, {"expand": ["latest_charge"]})
+    charge = fetched.to_dict()["latest_charge"]
+    assert isinstance(charge, dict)
+    assert (charge["id"], charge["object"], charge["amount_refunded"], charge["currency"]) == \
+        (pi.latest_charge, "charge", 700, "usd")
+
+    plain = await env.get(f"/v1/payment_intents/{pi.id}")
+    assert plain.json()["latest_charge"] == pi.latest_charge
+    bad = await env.get(f"/v1/payment_intents/{pi.id}", {"expand[]": "customer"})
+    assert bad.status_code == 400
+    assert "cannot be expanded" in bad.json()["error"]["message"]
+    unknown = await env.get(f"/v1/payment_intents/{pi.id}", {"colour": "red"})
+    assert unknown.status_code == 400
+
+
 async def test_create_and_confirm_payment_intent_through_the_client(env: Env) -> None:
     pi = await env.client.v1.payment_intents.create_async(
         {"amount": 2500, "currency": "eur", "confirm": True, "payment_method": "pm_card_visa",

@@ -4,7 +4,8 @@ should not go.
 
 `get_booking_snapshot` returns `{"booking": ..., "transactions": [...]}` in the shape of
 Checkfront's booking webhook (read by `checkfront_bodies`); `transactions` is there only when
-the account exposes `GET booking/{id}/transact`. The errors are in `checkfront_errors`.
+the account exposes `GET booking/{id}/transact`; `get_booking` is the booking alone, one call.
+The errors are in `checkfront_errors`.
 
 Never logs credentials, note bodies, or customer details.
 """
@@ -103,10 +104,16 @@ class CheckfrontClient:
         check that reads no booking)."""
         return await self._request("GET", "ping")
 
+    async def get_booking(self, booking: str) -> dict[str, Any]:
+        """Booking by numeric id or code, in booking-webhook shape, without its transactions
+        (one call: what a status check needs)."""
+        ref = _booking_ref(booking)
+        return booking_from_body(await self._request("GET", f"booking/{quote(ref)}"))
+
     async def get_booking_snapshot(self, booking: str) -> dict[str, Any]:
         """Booking by numeric id or code, in booking-webhook shape plus `transactions`."""
         ref = _booking_ref(booking)
-        shaped = booking_from_body(await self._request("GET", f"booking/{quote(ref)}"))
+        shaped = await self.get_booking(ref)
         snapshot: dict[str, Any] = {"booking": shaped}
         if self._fetch_transactions:
             booking_id = shaped["@attributes"]["booking_id"] or ref

@@ -20,11 +20,18 @@ whole schedule for the back-off (`Retry-After` when Stripe sends one, else `back
 per attempt; Stripe documents no `Retry-After` and asks for exponential back-off) and slows it a
 little; the retry then waits its turn like any call. A 429 `lock_timeout` (another request holds
 the object) only delays its own caller.
+
+Calls per refund: what is left on a PaymentIntent is one retrieve (`expand=["latest_charge"]`
+brings the charge along); the refund is one create. The currency check before the create
+uses the currency Stripe gave for that payment when it was read: a payment with a successful
+charge never changes currency, so the gateway remembers it (`PAID_IN_REMEMBERED` payments) and
+asks Stripe only for a payment it has not read yet.
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from functools import partial
 from typing import Any, TypeVar
@@ -58,6 +65,7 @@ EVIDENCE_TEXT_LIMIT = 150_000  # Stripe: combined characters of all text evidenc
 # Stripe's documented global rate limits, requests a second per account
 TEST_MODE_LIMIT = 25.0
 LIVE_MODE_LIMIT = 100.0
+PAID_IN_REMEMBERED = 10_000  # payments whose currency is kept for the check before a refund
 
 T = TypeVar("T")
 
@@ -99,6 +107,8 @@ class StripeGateway:
         self._backoff_base = backoff_base
         self._send_reason = send_reason
         self._max_retry_after = max_retry_after
+        # payment (pi_/ch_) -> its currency, read from a successful charge: it never changes
+        self._paid_in: OrderedDict[str, str] = OrderedDict()
 
     async def close(self) -> None:
         await self._http.close_async()
@@ -309,6 +319,12 @@ class StripeGateway:
             query["starting_after"] = page.data[-1].id
 
     async def _payment_currency(self, payment_ref: str) -> str:
+        """The payment's currency: as Stripe gave it when the payment was last read here (a
+        payment with a successful charge keeps its currency), else asked now."""
+        known = self._paid_in.get(payment_ref)
+        if known is not None:
+            self._paid_in.move_to_end(payment_ref)
+            return known
         if payment_ref.startswith("pi_"):
             pi = await self._call(
                 lambda: self._client.v1.payment_intents.retrieve_async(payment_ref),
@@ -319,25 +335,43 @@ class StripeGateway:
         return str(charge["currency"]).upper()
 
     async def _charge_of(self, payment_ref: str) -> dict[str, Any]:
+        """The charge of a payment: a PaymentIntent's latest charge comes expanded in the same
+        call (a Stripe emulator that leaves it an id costs one more); remembers the currency
+        of a successful charge."""
         if _ref_field(payment_ref) == "payment_intent":
+            params: dict[str, Any] = {"expand": ["latest_charge"]}
             pi = (
                 await self._call(
-                    lambda: self._client.v1.payment_intents.retrieve_async(payment_ref),
+                    lambda: self._client.v1.payment_intents.retrieve_async(
+                        payment_ref, params),
                     writes=False,
                 )
             ).to_dict()
-            charge_id = ref_id(pi.get("latest_charge"))
+            latest = pi.get("latest_charge")
+            charge_id = ref_id(latest)
             if not charge_id:
                 raise StripeGatewayError(
                     "invalid",
                     f"payment {payment_ref} has no charge (status {pi.get('status')})",
                 )
         else:
-            charge_id = payment_ref
-        charge = await self._call(
-            lambda: self._client.v1.charges.retrieve_async(charge_id), writes=False
-        )
-        return charge.to_dict()
+            latest, charge_id = None, payment_ref
+        if isinstance(latest, dict):
+            charge = latest
+        else:
+            charge = (await self._call(
+                lambda: self._client.v1.charges.retrieve_async(charge_id), writes=False
+            )).to_dict()
+        if charge.get("status") == "succeeded":
+            self._remember_currency((payment_ref, charge_id), str(charge["currency"]).upper())
+        return charge
+
+    def _remember_currency(self, refs: tuple[str, ...], currency: str) -> None:
+        for ref in refs:
+            self._paid_in[ref] = currency
+            self._paid_in.move_to_end(ref)
+        while len(self._paid_in) > PAID_IN_REMEMBERED:
+            self._paid_in.popitem(last=False)
 
     async def _call(self, op: Callable[[], Awaitable[T]], *, writes: bool) -> T:
         attempt = 0

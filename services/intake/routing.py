@@ -1,5 +1,6 @@
 """What each stored webhook event does: a table from source and event type to the service
-call that handles it, and `process`, which runs one event and records how it ended.
+call that handles it, `process`, which runs one event and records how it ended, and
+`ordering_keys`, what an event may touch (the worker runs events that share one in order).
 
 Processing is idempotent per event row: an event already marked processed is not run again,
 and every handler below is safe to run twice for the same event.
@@ -37,7 +38,7 @@ from services.refunds import cases, decisions
 from services.refunds.execution import apply_refund_event
 from services.refunds.models import OPEN, CaseError
 from services.refunds.opening import open_case
-from services.refunds.snapshots import assemble_snapshot, record_payment
+from services.refunds.snapshots import read_booking, record_payment
 from services.store import audit
 from services.store.db import utcnow
 
@@ -70,6 +71,63 @@ async def process(svc: Deps, event: StoredEvent, *, now: datetime | None = None)
                            detail={"event_id": event.event_id, "error": str(exc)})
     await mark_processed(svc.store, event.row_id, outcome)
     return outcome
+
+
+def ordering_keys(event: StoredEvent) -> frozenset[str]:
+    """The names of what an event may touch that another event may touch too: the worker runs
+    two events that share a name one after the other, in arrival order, and others at once.
+
+    - Checkfront (booking notices and payments): the booking, by code and by id as the body
+      gives them (upper case, as a booking's identity is kept: `models.booking_key`). A
+      payment notice changes the snapshot a booking notice quotes, so the two share the name.
+    - Stripe: every object the event names (the refund, charge, PaymentIntent, dispute: the
+      refund events of one payment, the dispute events of one dispute and a failed payment's
+      retries each keep their order) and the booking in the metadata this bot puts on every
+      refund (`booking_code`, `booking_id`): a refund event of ours therefore waits for the
+      booking's own events, the execution that made the refund included.
+    A dispute or a failed payment carries no booking of ours, only the payment: it is ordered
+    with that payment's refund events, not with the booking's notices. That is enough: what it
+    records (a hold, an issue) is read inside the refund's planning, and Stripe refuses a
+    refund on a disputed charge whatever the order.
+    An event that names nothing (an unknown source, a body without ids) waits for no one.
+    """
+    names: set[str] = set()
+    if event.source == "checkfront":
+        for part in ("booking", "transaction"):
+            body = event.payload.get(part)
+            if isinstance(body, dict):
+                attributes = body.get("@attributes")
+                names |= _booking_names(body.get("code"), body.get("booking_id"), (
+                    attributes.get("booking_id") if isinstance(attributes, dict) else None))
+    elif event.source == "stripe":
+        data = event.payload.get("data")
+        found = data.get("object") if isinstance(data, dict) else None
+        found = found if isinstance(found, dict) else {}
+        listed = found.get("refunds")
+        objects = [found, *((listed.get("data") or []) if isinstance(listed, dict) else [])]
+        for obj in objects:
+            if not isinstance(obj, dict):
+                continue
+            for field in ("id", "charge", "payment_intent", "latest_charge"):
+                ref = _stripe_id(obj.get(field))
+                if ref:
+                    names.add(f"stripe:{ref}")
+            meta = obj.get("metadata")
+            if isinstance(meta, dict):
+                names |= _booking_names(meta.get("booking_code"), meta.get("booking_id"))
+    return frozenset(names)
+
+
+def _booking_names(*refs: object) -> set[str]:
+    return {f"booking:{str(ref).strip().upper()}" for ref in refs
+            if isinstance(ref, str | int) and not isinstance(ref, bool) and str(ref).strip()}
+
+
+def _stripe_id(value: object) -> str | None:
+    """An object's id, sent as an id or expanded to the object."""
+    if isinstance(value, dict):
+        value = value.get("id")
+    return value if isinstance(value, str) and value else None
 
 
 async def retry_failed(svc: Deps, row_id: int, *, by: str) -> str:
@@ -156,7 +214,8 @@ async def _checkfront_booking(svc: Deps, event: StoredEvent) -> str:
     if status not in svc.config.cancelled_statuses:
         return f"ignored: status {status or '-'}"
     hint = str(booking.get("code") or (booking.get("@attributes") or {}).get("booking_id"))
-    raw = await assemble_snapshot(svc, hint, booking=booking)  # named as the API names it
+    read = await read_booking(svc, hint, booking=booking)  # named as the API names it
+    raw = read.raw
     earlier = await cases.latest_for_booking(svc.store, str(raw["booking"].get("code") or hint))
     if earlier is not None and earlier.status not in OPEN:
         # one cancellation, one case: later notices (our own note or status write-back
@@ -168,7 +227,8 @@ async def _checkfront_booking(svc: Deps, event: StoredEvent) -> str:
         case = await decisions.nudge(svc, opened.case, by="worker")
         resumed = f": resumed, {case.status}" if case.status != opened.case.status else ""
         return f"case {case.id} already open{resumed}"
-    case = await decisions.run_if_auto_approved(svc, opened.case)
+    # the booking was read just now, by this same step: an approval at once does not read it
+    case = await decisions.run_if_auto_approved(svc, opened.case, read=read)
     return f"case {case.id} {case.status}"
 
 

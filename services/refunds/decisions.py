@@ -17,6 +17,7 @@ from services.deps import Deps
 from services.refunds import cases
 from services.refunds.execution import execute
 from services.refunds.models import APPROVED, AlreadyDecided, Case, IllegalTransition, Status
+from services.refunds.snapshots import BookingRead
 from services.store import audit
 from services.store.db import iso_utc, utcnow
 
@@ -45,12 +46,14 @@ async def deny(svc: Deps, case_id: int, *, by: str, reason: str,
     return case
 
 
-async def run_if_auto_approved(svc: Deps, case: Case) -> Case:
+async def run_if_auto_approved(svc: Deps, case: Case, *, read: BookingRead | None = None
+                               ) -> Case:
     """A freshly opened case the policy approved is refunded at once; any other is returned
-    as it is (a person decides, or there is nothing to refund)."""
+    as it is (a person decides, or there is nothing to refund). `read`: the booking as the
+    caller read it to open the case, moments ago; the execution then does not read it again."""
     if case.status != Status.AUTO_APPROVED:
         return case
-    return await execute(svc, case.id, actor="policy")
+    return await execute(svc, case.id, actor="policy", read=read)
 
 
 async def retry(svc: Deps, case_id: int, *, by: str) -> Case:

@@ -2,7 +2,9 @@
 
 The order is what makes it safe:
 1. claim the case (compare-and-set to `executing`): one executor per case;
-2. re-quote when the booking changed or the quote is older than the allowed age;
+2. re-quote when the booking changed or the quote is older than the allowed age (the booking
+   is read from Checkfront once per execution, and that read also gives the write-back its
+   status check; an execution the intake starts at once reuses the intake's own read);
 3. plan: one `executions` row per Stripe allocation, each with an idempotency key derived
    from the case, the payment and the plan number, committed *before* any Stripe call, in
    the same transaction as the over-refund guard (`guard`): the planned amounts plus what the
@@ -42,14 +44,21 @@ from services.refunds.models import (
     booking_key,
 )
 from services.refunds.refund_calls import PlannedRefund, call_stripe
-from services.refunds.snapshots import assemble_snapshot, quote_snapshot
+from services.refunds.snapshots import BookingRead, quote_snapshot, read_booking
 from services.refunds.writeback import write_back
 from services.store import audit
 from services.store.db import utcnow
 
 
-async def execute(svc: Deps, case_id: int, *, actor: str) -> Case:
-    """Run an approved (or failed, for a retry) case to its outcome."""
+async def execute(svc: Deps, case_id: int, *, actor: str, read: BookingRead | None = None
+                  ) -> Case:
+    """Run an approved (or failed, for a retry) case to its outcome.
+
+    `read`: the booking as the caller read it in this same step, moments before (the intake
+    that has just opened and auto-approved the case): nothing can have changed in between, so
+    it is not read again. Without it (a person's approval, a retry, a restart) the booking is
+    read from Checkfront now. Either way that one read also gives the status the write-back
+    checks."""
     if svc.stripe is None:
         raise CaseError("Stripe is not configured; refunds cannot be executed")
     case = await cases.get(svc.store, case_id)
@@ -61,7 +70,7 @@ async def execute(svc: Deps, case_id: int, *, actor: str) -> Case:
         raise IllegalTransition(f"case {case_id} is {case.status}; nothing to execute")
     await svc.notifier.case_updated(case)
     try:
-        case = await _run(svc, case, actor)
+        case = await _run(svc, case, actor, read)
     except Exception as exc:  # the case must never be left silently in `executing`
         case = await _finish(svc, await cases.get(svc.store, case_id), Status.FAILED,
                              f"unexpected error: {exc.__class__.__name__}: {exc}", actor)
@@ -85,11 +94,12 @@ async def resume_all(svc: Deps) -> list[Case]:
     return resumed
 
 
-async def _run(svc: Deps, case: Case, actor: str) -> Case:
+async def _run(svc: Deps, case: Case, actor: str, read: BookingRead | None) -> Case:
     assert svc.stripe is not None
-    snapshot = await _fresh_snapshot(svc, case)
-    if snapshot is None:  # re-quoted with another result: back to a person
+    fresh = await _fresh_snapshot(svc, case, read)
+    if fresh is None:  # re-quoted with another result: back to a person
         return await cases.get(svc.store, case.id)
+    snapshot, status_now = fresh
     plan, manual, refusal = await _plan(svc, case, snapshot)
     faults.reached("after_execution_row")
     if refusal is not None:   # the over-refund guard gave the planned rows up
@@ -111,31 +121,37 @@ async def _run(svc: Deps, case: Case, actor: str) -> Case:
         return await _finish(svc, case, Status.FAILED, "; ".join(problems), actor)
 
     faults.reached("before_writeback")
-    await write_back(svc, case, actor, manual)
+    await write_back(svc, case, actor, manual, status_now=status_now)
     return await _finish(svc, case, Status.PARTIALLY_REFUNDED if manual > 0
                          else Status.REFUNDED, _outcome(case, manual), actor)
 
 
-async def _fresh_snapshot(svc: Deps, case: Case) -> BookingSnapshot | None:
-    """The booking as it is now; re-quote if it changed or the quote went stale."""
+async def _fresh_snapshot(svc: Deps, case: Case, read: BookingRead | None
+                          ) -> tuple[BookingSnapshot, str | None] | None:
+    """The booking as it is now (`read`, else read from Checkfront once), with the status
+    Checkfront gave; re-quote if it changed or the quote went stale (None: back to a
+    person)."""
     stored = await cases.current_quote(svc.store, case)
-    raw = stored.snapshot
-    if svc.checkfront is not None:
-        raw = await assemble_snapshot(svc, case.booking_id, exclude_case=case.id)
+    raw, status_now = stored.snapshot, None
+    if read is None and svc.checkfront is not None:
+        read = await read_booking(svc, case.booking_id, exclude_case=case.id)
+    if read is not None:
+        raw, status_now = read.raw, read.status_now
     snapshot = parse_snapshot(raw, default_currency=svc.book.currency)
     age = utcnow() - datetime.fromisoformat(stored.created_at)
     changed = snapshot.fingerprint != stored.quote.booking_fingerprint
     stale = age > svc.config.quote_max_age
     if not changed and not stale:
-        return snapshot
+        return snapshot, status_now
     if await ledger.executed(svc.store, case.id):
-        return snapshot  # money already moved for this plan: finish it, do not re-decide
+        # money already moved for this plan: finish it, do not re-decide
+        return snapshot, status_now
     cancelled_at = datetime.fromisoformat(case.cancelled_at)
     _, quote = await quote_snapshot(svc, raw, cancelled_at, case.waiver)
     why = "the booking changed since it was quoted" if changed else \
         f"the quote was older than {svc.config.quote_max_age}"
     if quote.version == case.quote_version:
-        return snapshot
+        return snapshot, status_now
     async with svc.store.transaction() as tx:
         await cases.add_quote(tx, case.id, quote, raw)
         await audit.append(tx, actor="policy", action="quote.remade", case_id=case.id,
@@ -144,7 +160,7 @@ async def _fresh_snapshot(svc: Deps, case: Case) -> BookingSnapshot | None:
             case.approved_amount == case.refund_amount
         if unchanged and not changed:
             await cases.set_quote_version(tx, case.id, quote.version)
-            return snapshot
+            return snapshot, status_now
         await cases.transition(
             tx, case, Status.PENDING_APPROVAL, actor="policy",
             reason=f"re-quoted because {why}: refund now "

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -61,6 +62,21 @@ async def record_payment(store: Store, transaction: dict[str, Any], actor: str) 
         return bool(cursor.rowcount)
 
 
+@dataclass(frozen=True)
+class BookingRead:
+    """A booking as one step read it: the snapshot (`assemble_snapshot`), and the status
+    Checkfront's API gave at that moment (None when Checkfront was not asked). A step that
+    goes on to refund reuses both instead of asking again (`execution`, `writeback`)."""
+
+    raw: dict[str, Any]
+    status_now: str | None
+
+
+def booking_status(booking: dict[str, Any]) -> str:
+    """A booking's status code as Checkfront's API shows it, upper case ("" when none)."""
+    return str(booking.get("status") or booking.get("status_id") or "").upper()
+
+
 async def assemble_snapshot(
     svc: Deps, booking_ref: str, booking: dict[str, Any] | None = None,
     *, exclude_case: int | None = None,
@@ -69,6 +85,14 @@ async def assemble_snapshot(
     and the refunds this bot made for it (but those of `exclude_case`: its executor counts
     its own). The booking is always fetched when Checkfront is configured, and its id and code
     are the API's: a webhook body is a hint, never the booking's identity."""
+    return (await read_booking(svc, booking_ref, booking, exclude_case=exclude_case)).raw
+
+
+async def read_booking(
+    svc: Deps, booking_ref: str, booking: dict[str, Any] | None = None,
+    *, exclude_case: int | None = None,
+) -> BookingRead:
+    """`assemble_snapshot`, with the status Checkfront's API gave for the booking."""
     fetched: dict[str, Any] = {}
     if booking is None or svc.checkfront is not None:
         if svc.checkfront is None:
@@ -85,7 +109,8 @@ async def assemble_snapshot(
             known.setdefault(key, t)
     if known or "transactions" in fetched:
         snapshot["transactions"] = list(known.values())
-    return snapshot
+    api = fetched.get("booking")
+    return BookingRead(snapshot, booking_status(api) if isinstance(api, dict) else None)
 
 
 def _named_by_the_api(booking: dict[str, Any], api: Any) -> dict[str, Any]:

@@ -22,6 +22,7 @@ from services.deps import Deps
 from services.money import display
 from services.refunds import cases, ledger
 from services.refunds.models import Case
+from services.refunds.snapshots import booking_status
 from services.store import audit
 from services.store.db import Store, iso_utc, now_iso, utcnow
 
@@ -38,15 +39,20 @@ class PendingWriteback:
     next_at: str
 
 
-async def write_back(svc: Deps, case: Case, actor: str, manual: int) -> bool:
+async def write_back(svc: Deps, case: Case, actor: str, manual: int, *,
+                     status_now: str | None = None) -> bool:
     """Status (if the booking is not already cancelled) and a note with the refund. True when
-    Checkfront took both; False when the write-back is kept for a retry."""
+    Checkfront took both; False when the write-back is kept for a retry.
+
+    `status_now`: the booking's status as Checkfront's API gave it earlier in the same step
+    (the execution read the booking just before refunding); without it, the booking is read
+    now (a retry, a refund event that closed a case)."""
     if svc.checkfront is None:
         return True
     detail: dict[str, Any] = {"note": await _note(svc, case, actor, manual)}
     try:
-        booking = (await svc.checkfront.get_booking_snapshot(case.booking_id))["booking"]
-        status_now = str(booking.get("status") or booking.get("status_id") or "").upper()
+        if status_now is None:
+            status_now = booking_status(await svc.checkfront.get_booking(case.booking_id))
         if status_now not in svc.config.cancelled_statuses:
             await svc.checkfront.update_status(case.booking_id, svc.config.status_after_refund,
                                                notify=svc.config.notify_customer)
