@@ -56,8 +56,8 @@ class SlackNotifier:
         if has_card or await self._needs_person(case):
             await self.outbox.add(self.channels.approvals, "card", case.id)
         elif case.status in FINAL:
-            if card is None:
-                await self.outbox.add(self.channels.approvals, "compact", case.id)
+            if card is None:   # one line per case, also when told twice (a restart)
+                await self.outbox.add_once(self.channels.approvals, "compact", case.id, {})
             kept = await writeback.pending(self.store, case.id)
             if kept is not None:   # a compact line cannot say it: one alert of its own
                 message = cards.writeback_alert(case, kept)

@@ -219,7 +219,10 @@ async def _checkfront_booking(svc: Deps, event: StoredEvent) -> str:
     earlier = await cases.latest_for_booking(svc.store, str(raw["booking"].get("code") or hint))
     if earlier is not None and earlier.status not in OPEN:
         # one cancellation, one case: later notices (our own note or status write-back
-        # included) do not reopen it; a person can still open one with /refund quote
+        # included) do not reopen it; a person can still open one with /refund quote. The
+        # case is shown again: a bot stopped between its outcome and its notice (this event
+        # then still unprocessed) would otherwise never have told anyone
+        await svc.notifier.case_updated(earlier)
         return f"ignored: booking already has case {earlier.id} ({earlier.status})"
     cancelled_at = datetime.fromisoformat(event.received_at)
     opened = await open_case(svc, raw, cancelled_at=cancelled_at, source="checkfront_webhook")
