@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Mapping
+from functools import lru_cache
 from typing import Any
 
 EMAIL_HASH = "email_hash"  # the customer's salted email hash, kept in place of the email
@@ -65,6 +66,8 @@ def _mapping(data: Mapping[str, Any], salt: str | None) -> dict[str, Any]:
 
 
 def _value(value: Any, salt: str | None) -> Any:
+    if isinstance(value, str | int | float | bool | None):   # most of a body: no ABC check
+        return value
     if isinstance(value, Mapping):
         return _mapping(value, salt)
     if isinstance(value, list | tuple):
@@ -84,6 +87,7 @@ def _customer(customer: Mapping[str, Any], salt: str | None) -> dict[str, Any]:
     return kept
 
 
+@lru_cache(maxsize=4096)   # bodies repeat the same few dozen keys; the answer is the key's
 def _dropped(key: Any) -> bool:
     name = str(key).casefold()
     return name in _DROPPED_KEYS or any(part in name for part in _DROPPED_PARTS)

@@ -3,7 +3,8 @@ store, 200.
 
 Checkfront documents neither an event id nor a signature: the body's hash is the id and a
 shared secret (in the URL path, or as the HTTP Basic password) authenticates the sender.
-Processing happens after the answer, in the worker.
+Processing happens after the answer, in the worker. The 200 follows the durable insert; when
+the store cannot take the event the answer is 503 with Retry-After (Checkfront sends it again).
 """
 
 from __future__ import annotations
@@ -19,9 +20,10 @@ from urllib.parse import parse_qsl
 from aiohttp import web
 
 from handlers.http.bodies import MAX_DEPTH, too_deep
-from handlers.http.context import AppContext, read_limited
+from handlers.http.context import AppContext, read_limited, store_unavailable
 from services.intake import rejections
 from services.intake.events import body_hash, checkfront_kind, store_event
+from services.store.writer import StoreUnavailable
 
 
 async def receive(request: web.Request) -> web.Response:
@@ -37,9 +39,12 @@ async def receive(request: web.Request) -> web.Response:
     except ValueError as exc:
         ctx.rejections.reject("checkfront", rejections.MALFORMED)
         return web.json_response({"error": f"malformed body: {exc}"}, status=400)
-    event = await store_event(ctx.svc.store, source="checkfront", event_id=body_hash(body),
-                              kind=checkfront_kind(payload), payload=payload,
-                              salt=ctx.svc.config.customer_hash_salt)
+    try:
+        event = await store_event(ctx.svc.store, source="checkfront", event_id=body_hash(body),
+                                  kind=checkfront_kind(payload), payload=payload,
+                                  salt=ctx.svc.config.customer_hash_salt)
+    except StoreUnavailable as exc:
+        return store_unavailable("checkfront", exc)
     if event is None:
         return web.json_response({"ok": True, "duplicate": True})
     ctx.worker.submit(event)

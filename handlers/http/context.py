@@ -2,11 +2,13 @@
 
 The context holds the services, the event queue, the counter of rejected requests and a few
 settings; the bot passes its worker in as the queue, and the handlers know it only by that
-protocol. `read_limited` reads a body within its size limit.
+protocol. `read_limited` reads a body within its size limit; `store_unavailable` is the answer
+when a webhook could not be stored.
 """
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -16,6 +18,8 @@ from services.deps import Deps
 from services.intake import rejections
 from services.intake.events import StoredEvent
 from services.intake.rejections import Rejections
+
+log = logging.getLogger(__name__)
 
 CONTEXT_KEY: web.AppKey[AppContext] = web.AppKey("refund_bot_context")
 
@@ -52,3 +56,15 @@ async def read_limited(request: web.Request, limit: int, *, source: str) -> byte
         ctx.rejections.reject(source, rejections.TOO_LARGE)
         return web.json_response({"error": "body too large"}, status=413)
     return body
+
+
+RETRY_AFTER_SECONDS = 5
+
+
+def store_unavailable(source: str, error: Exception) -> web.Response:
+    """A webhook the store could not take (closed, disk error, locked too long): our failure,
+    not the sender's, so 503 with Retry-After (Checkfront and Stripe deliver it again), not a
+    rejection. The log names the error only: its text is SQLite's, never the body's."""
+    log.error("%s webhook not stored, answered 503: %s", source, error)
+    return web.json_response({"error": "store unavailable, retry later"}, status=503,
+                             headers={"Retry-After": str(RETRY_AFTER_SECONDS)})

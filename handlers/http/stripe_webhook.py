@@ -1,5 +1,7 @@
 """POST /webhooks/stripe: verify Stripe-Signature (300 s tolerance), bound the event's depth,
-de-duplicate by event id, store, 200; the worker applies it.
+de-duplicate by event id, store, 200; the worker applies it. The 200 follows the durable
+insert; when the store cannot take the event the answer is 503 with Retry-After (Stripe
+delivers it again).
 """
 
 from __future__ import annotations
@@ -7,10 +9,11 @@ from __future__ import annotations
 from aiohttp import web
 
 from handlers.http.bodies import MAX_DEPTH, too_deep
-from handlers.http.context import AppContext, read_limited
+from handlers.http.context import AppContext, read_limited, store_unavailable
 from services.clients.stripe_events import InvalidStripeSignature, verify_event
 from services.intake import rejections
 from services.intake.events import store_event
+from services.store.writer import StoreUnavailable
 
 
 async def receive(request: web.Request) -> web.Response:
@@ -35,8 +38,12 @@ async def receive(request: web.Request) -> web.Response:
     if not event_id or not kind:
         ctx.rejections.reject("stripe", rejections.MALFORMED)
         return web.json_response({"error": "event without id or type"}, status=400)
-    stored = await store_event(ctx.svc.store, source="stripe", event_id=event_id, kind=kind,
-                               payload=event, salt=ctx.svc.config.customer_hash_salt)
+    try:
+        stored = await store_event(ctx.svc.store, source="stripe", event_id=event_id,
+                                   kind=kind, payload=event,
+                                   salt=ctx.svc.config.customer_hash_salt)
+    except StoreUnavailable as exc:
+        return store_unavailable("stripe", exc)
     if stored is None:
         return web.json_response({"ok": True, "duplicate": True})
     ctx.worker.submit(stored)

@@ -1,5 +1,7 @@
 """Received webhook events and their table: stored once (de-duplicated by source and id)
 before anyone answers 200, read back by the worker, marked processed with their outcome.
+Storing goes through the store's intake writer (`services.store.writer`), never behind the
+worker's transactions; everything after it through the store's own connection.
 
 An event that could not be applied is never marked processed without a result: one that met
 a Checkfront or Stripe outage is kept for a retry (`defer`: its attempts, last error and next
@@ -22,8 +24,10 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import sqlite3
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import partial
 from typing import Any
 
 from services.config import EventRetries
@@ -31,6 +35,7 @@ from services.errors import DomainError
 from services.privacy import scrub
 from services.store import audit
 from services.store.db import Row, Store, dumps, iso_utc, now_iso, utcnow
+from services.store.writer import Batch, StoreUnavailable
 
 CLAIM_FOR = timedelta(minutes=15)  # a retry in progress keeps others off the event this long
 QUEUED, RETRYING, FAILED, PROCESSED = "queued", "retrying", "failed", "processed"
@@ -87,23 +92,51 @@ def checkfront_kind(payload: dict[str, Any]) -> str:
     return "unknown"
 
 
+_INSERT = ("INSERT OR IGNORE INTO webhook_events (source, event_id, kind, received_at, payload) "
+           "VALUES (?, ?, ?, ?, ?)")
+
+
 async def store_event(store: Store, *, source: str, event_id: str, kind: str,
                       payload: dict[str, Any], salt: str | None = None) -> StoredEvent | None:
     """Insert the event, scrubbed (with `salt`, the customer's email is kept as its salted
-    hash); None when an event with this id was already received. The event returned holds
-    the payload as received, for the worker to process now."""
+    hash), with its `webhook.received` audit row; None when an event with this id was already
+    received. The event returned holds the payload as received, for the worker to process now.
+
+    It goes through the store's intake writer (a connection of its own, group commit): when
+    this returns, the event and its audit row are committed. StoreUnavailable when the store
+    could not take it (closed, disk error, locked too long): not stored, to be sent again."""
     received = now_iso()
-    async with store.transaction() as tx:
-        cursor = await tx.execute(
-            "INSERT OR IGNORE INTO webhook_events (source, event_id, kind, received_at, payload) "
-            "VALUES (?, ?, ?, ?, ?)",
-            (source, event_id, kind, received, dumps(scrub(payload, salt))))
-        if not cursor.rowcount:
-            return None
-        row_id = int(cursor.lastrowid or 0)
-        await audit.append(tx, actor=source, action="webhook.received",
-                           detail={"event_id": event_id, "kind": kind, "row": row_id})
+    params = (source, event_id, kind, received, dumps(scrub(payload, salt)))
+    writer = store.writer
+    if writer is not None:
+        row_id = await writer.run(partial(_insert_event, params))
+    else:   # an in-memory store has one connection
+        try:
+            async with store.transaction() as tx:
+                cursor = await tx.execute(_INSERT, params)
+                row_id = int(cursor.lastrowid or 0) if cursor.rowcount else None
+                if row_id is not None:
+                    await audit.append(tx, actor=source, action="webhook.received",
+                                       detail={"event_id": event_id, "kind": kind,
+                                               "row": row_id})
+        except sqlite3.Error as exc:
+            raise StoreUnavailable(f"{type(exc).__name__}: {exc}") from exc
+    if row_id is None:
+        return None
     return StoredEvent(row_id, source, event_id, kind, received, payload)
+
+
+def _insert_event(params: tuple[str, str, str, str, str], batch: Batch) -> int | None:
+    """In the writer's batch: the event's row and its audit row; None for a duplicate (also
+    of an event earlier in the same batch)."""
+    cursor = batch.conn.execute(_INSERT, params)
+    if not cursor.rowcount:
+        return None
+    row_id = int(cursor.lastrowid or 0)
+    source, event_id, kind = params[0], params[1], params[2]
+    audit.Chain.of(batch).append(actor=source, action="webhook.received",
+                                 detail={"event_id": event_id, "kind": kind, "row": row_id})
+    return row_id
 
 
 async def purge_payloads(store: Store, keep: timedelta, now: datetime | None = None) -> int:

@@ -1,7 +1,9 @@
 """The audit trail: append-only rows chained by SHA-256, so any edit shows.
 
 Each row's hash covers its own content and the previous row's hash. Rows are written in the
-same transaction as the state change they describe. SQLite triggers refuse UPDATE and DELETE;
+same transaction as the state change they describe: `append` on the store's connection,
+`Chain` inside the intake writer's batches (the chain's end read once per batch). Both hold
+SQLite's write lock, so the chain stays linear. SQLite triggers refuse UPDATE and DELETE;
 `verify` catches whatever goes around them (an edited file).
 """
 
@@ -9,12 +11,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+import sqlite3
 from dataclasses import dataclass
 from typing import Any
 
 import aiosqlite
 
 from services.store.db import Store, dumps, now_iso
+from services.store.writer import Batch
 
 GENESIS = "0" * 64
 
@@ -64,6 +68,39 @@ async def append(
         (at, actor, action, case_id, detail_json, prev, digest),
     )
     return int(cursor.lastrowid or 0)
+
+
+class Chain:
+    """The chain's end inside an intake writer's batch (`services.store.writer`): read once a
+    transaction, on the first row appended; each row written exactly as `append` writes it,
+    linked to the one before, without reading the last hash again."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self._conn = conn
+        last = conn.execute("SELECT hash FROM audit_log ORDER BY id DESC LIMIT 1").fetchone()
+        self.last_hash: str = last[0] if last else GENESIS
+
+    @classmethod
+    def of(cls, batch: Batch) -> Chain:
+        """The chain of `batch`'s transaction (the batch holds the write lock)."""
+        chain = batch.memo.get(cls)
+        if chain is None:
+            chain = batch.memo[cls] = cls(batch.conn)
+        return chain
+
+    def append(self, *, actor: str, action: str, case_id: int | None = None,
+               detail: dict[str, Any] | None = None) -> int:
+        prev = self.last_hash
+        at = now_iso()
+        detail_json = dumps(detail or {})
+        digest = row_hash(prev, at, actor, action, case_id, detail_json)
+        cursor = self._conn.execute(
+            "INSERT INTO audit_log (at, actor, action, case_id, detail, prev_hash, hash) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (at, actor, action, case_id, detail_json, prev, digest),
+        )
+        self.last_hash = digest
+        return int(cursor.lastrowid or 0)
 
 
 async def record(store: Store, **entry: Any) -> int:

@@ -8,6 +8,11 @@ Long reads (reports, listings, the health check's counts) go through `read_one`/
 a read-only connection of their own: in WAL mode a reader sees the last committed state and
 neither waits for the writer nor holds it up, so a report never stalls intake or the worker.
 Reads that must see the caller's own uncommitted writes stay on the transaction (`tx`).
+
+Webhook intake writes through a connection of its own too, the intake writer
+(`services.store.writer`: one thread, group commit), so a webhook's answer never waits behind
+the worker's transactions; SQLite's write lock (`BEGIN IMMEDIATE`) serialises it with this one.
+It starts with `open` and is closed first by `close`, with what it holds committed.
 """
 
 from __future__ import annotations
@@ -22,6 +27,8 @@ from pathlib import Path
 from typing import Any
 
 import aiosqlite
+
+from services.store.writer import IntakeWriter, StoreUnavailable
 
 Row = aiosqlite.Row
 
@@ -55,6 +62,7 @@ class Store:
         self.path = str(path)
         self._db: aiosqlite.Connection | None = None
         self._reader: aiosqlite.Connection | None = None
+        self._writer: IntakeWriter | None = None
         self._lock = asyncio.Lock()
 
     @property
@@ -62,6 +70,14 @@ class Store:
         if self._db is None:
             raise RuntimeError("store is not open")
         return self._db
+
+    @property
+    def writer(self) -> IntakeWriter | None:
+        """The intake writer (`services.store.writer`); None for an in-memory store, whose
+        one connection is the store's own."""
+        if self._db is None:
+            raise StoreUnavailable("store is not open")
+        return self._writer
 
     async def open(self) -> Store:
         if self.path != ":memory:":
@@ -77,9 +93,16 @@ class Store:
             self._reader.row_factory = aiosqlite.Row
             await self._reader.execute("PRAGMA busy_timeout=5000")
             await self._reader.execute("PRAGMA query_only=ON")
+            async with self._db.execute("PRAGMA synchronous") as cursor:
+                found = await cursor.fetchone()
+            self._writer = await IntakeWriter(
+                self.path, synchronous=int(found[0]) if found else 2).start()
         return self
 
     async def close(self) -> None:
+        if self._writer is not None:   # first: what it holds is committed before the rest
+            await self._writer.close()
+            self._writer = None
         if self._reader is not None:
             await self._reader.close()
             self._reader = None

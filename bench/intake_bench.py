@@ -1,0 +1,382 @@
+"""Webhook intake benchmark: the bot's real aiohttp app storing Checkfront cancellations, beside
+a floor measured in the same run.
+
+    python bench/intake_bench.py [--sequential N] [--concurrent N] [--seconds S] [--rates 100,500]
+
+The bot (`bot.app.Bot`, its store, intake writer and worker) serves in this process; the
+Checkfront and Stripe stand-ins in a child process; the load generator (an aiohttp client) in
+another, so neither's CPU is the bot's. Each request is a Checkfront "Booking Status Change"
+webhook (path-token authenticated), a cancellation; the answer 200 means stored.
+
+The floor: a bare aiohttp app that reads the same body and inserts it into a table of the same
+shape (`INSERT OR IGNORE`, unique by source and id) through aiosqlite and commits (two thread
+round trips), at the bot's durability (same journal_mode and synchronous, read from the bot's
+store), on the same machine, with the same client, in the same run.
+
+Cases:
+- sequential, one request at a time; 16 concurrent (16 connections, each sending as soon as
+  it has its answer): stored/s. The bot's worker is stopped here (events stay queued, as in a
+  storm's first seconds), so this is intake alone, like the floor. Bot and floor alternate
+  `--rounds` times and the best round of each is compared (the machine is shared and noisy).
+- fixed rate (open loop: request i is due at i/rate; latency from when it was due), 100/s then
+  500/s, for `--seconds` each, with the worker running: every cancellation is of a real paid
+  booking in the stand-ins, which the worker processes (Checkfront reads, a quote, the case,
+  Stripe refunds when the policy approves) while the next ones arrive. p50/p99 latency. The
+  floor's fixed-rate figures are taken before, with no bot running.
+
+The last lines: each figure beside the floor's, the ratio and the issue's target, OK or MISS.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import multiprocessing
+import sys
+import tempfile
+import time
+from decimal import Decimal
+from multiprocessing.connection import Connection
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+import aiohttp  # noqa: E402
+import aiosqlite  # noqa: E402
+from aiohttp import web  # noqa: E402
+
+from bot.app import Bot  # noqa: E402
+from bot.cli.world import EXAMPLE_POLICIES, STRIPE_WEBHOOK_SECRET, WEBHOOK_TOKEN  # noqa: E402
+from bot.settings import load_settings  # noqa: E402
+from sandbox.http import start  # noqa: E402
+from services.store.db import Store  # noqa: E402
+
+CONCURRENCY = 16
+TARGET_RATIO = 0.70
+TARGET_P99_MS = 20.0
+
+
+# --- the stand-ins (child process) ---------------------------------------------------------
+
+def standins_main(conn: Connection, bookings: int) -> None:
+    from sandbox.checkfront_server import CheckfrontSandbox
+    from sandbox.stripe_server import StripeSandbox
+    from services.money import to_minor
+
+    async def main() -> None:
+        checkfront, stripe = CheckfrontSandbox(), StripeSandbox()
+        cf_server = await start(checkfront.app())
+        stripe_server = await start(stripe.app())
+        now = time.time()
+        bodies = []
+        for n in range(bookings):
+            code = f"STORM-{n:05d}"
+            total = Decimal("105.00") if n % 2 else Decimal("52.50")
+            checkfront.add_booking(
+                code=code, status="PAID", currency="USD", customer_name="Ana Silva",
+                customer_email=f"{code.lower()}@example.test", created_date=int(now - 864000),
+                items=[{"sku": "kayak-tour", "name": "Kayak tour", "item_id": "1",
+                        "start": int(now + 72 * 3600), "end": int(now + 74 * 3600),
+                        "total": str(total), "tax": "5.00", "qty": 1}],
+                transactions=[], paid_total="0")
+            intent = stripe.add_payment(to_minor(str(total), "USD"), "USD",
+                                        metadata={"booking": code})
+            checkfront.add_transaction(code, amount=str(total), transaction_id=intent.id,
+                                       gateway_id="Stripe", date=int(now - 864000))
+            checkfront.booking(code).status = "STOP"
+            for item in checkfront.booking(code).items:
+                item.status = "STOP"
+            bodies.append(json.dumps(checkfront.webhook_body(code)).encode())
+        conn.send({"checkfront": cf_server.url, "stripe": stripe_server.url,
+                   "api_key": checkfront.api_key, "api_secret": checkfront.api_secret,
+                   "bodies": bodies})
+        loop = asyncio.get_running_loop()
+        while True:
+            message = await loop.run_in_executor(None, conn.recv)
+            if message[0] == "webhook":
+                stripe.configure_webhook(message[1], STRIPE_WEBHOOK_SECRET)
+                conn.send("ok")
+            else:
+                break
+        await cf_server.stop()
+        await stripe_server.stop()
+
+    asyncio.run(main())
+
+
+# --- the load generator (child process) ----------------------------------------------------
+
+def load_main(conn: Connection) -> None:
+    async def closed_loop(session: aiohttp.ClientSession, url: str, bodies: list[bytes],
+                          concurrency: int) -> dict[str, Any]:
+        queue = list(reversed(bodies))
+        latencies: list[float] = []
+        bad = 0
+
+        async def one_connection() -> None:
+            nonlocal bad
+            while queue:
+                body = queue.pop()
+                began = time.perf_counter()
+                async with session.post(url, data=body,
+                                        headers={"Content-Type": "application/json"}) as r:
+                    await r.read()
+                    bad += r.status != 200
+                latencies.append(time.perf_counter() - began)
+
+        began = time.perf_counter()
+        await asyncio.gather(*(one_connection() for _ in range(concurrency)))
+        return {"elapsed": time.perf_counter() - began, "latencies": latencies, "bad": bad}
+
+    async def open_loop(session: aiohttp.ClientSession, url: str, bodies: list[bytes],
+                        rate: float) -> dict[str, Any]:
+        latencies: list[float] = []
+        bad = 0
+
+        async def one(body: bytes, due: float) -> None:
+            nonlocal bad
+            async with session.post(url, data=body,
+                                    headers={"Content-Type": "application/json"}) as r:
+                await r.read()
+                bad += r.status != 200
+            latencies.append(time.perf_counter() - due)
+
+        tasks = []
+        began = time.perf_counter()
+        for n, body in enumerate(bodies):
+            due = began + n / rate
+            wait = due - time.perf_counter()
+            if wait > 0:
+                await asyncio.sleep(wait)
+            tasks.append(asyncio.create_task(one(body, due)))
+        await asyncio.gather(*tasks)
+        return {"elapsed": time.perf_counter() - began, "latencies": latencies, "bad": bad}
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        connector = aiohttp.TCPConnector(limit=256)
+        async with aiohttp.ClientSession(connector=connector) as session:
+            while True:
+                job = await loop.run_in_executor(None, conn.recv)
+                if job is None:
+                    return
+                kind, url, bodies, n = job
+                if kind == "closed":
+                    conn.send(await closed_loop(session, url, bodies, n))
+                else:
+                    conn.send(await open_loop(session, url, bodies, n))
+
+    asyncio.run(main())
+
+
+# --- the floor ------------------------------------------------------------------------------
+
+async def floor_app(path: Path, synchronous: int) -> tuple[web.Application, aiosqlite.Connection]:
+    db = await aiosqlite.connect(path)
+    await db.execute("PRAGMA journal_mode=WAL")
+    await db.execute(f"PRAGMA synchronous={synchronous}")
+    await db.execute(
+        "CREATE TABLE webhook_events (id INTEGER PRIMARY KEY, source TEXT NOT NULL, "
+        "event_id TEXT NOT NULL, kind TEXT NOT NULL, received_at TEXT NOT NULL, "
+        "payload TEXT NOT NULL, processed_at TEXT, outcome TEXT, UNIQUE (source, event_id))")
+    await db.commit()
+    counter = iter(range(1 << 62))
+
+    async def receive(request: web.Request) -> web.Response:
+        body = await request.read()
+        await db.execute(
+            "INSERT OR IGNORE INTO webhook_events (source, event_id, kind, received_at, payload) "
+            "VALUES (?, ?, ?, ?, ?)",
+            ("checkfront", str(next(counter)), "booking", "now", body.decode()))
+        await db.commit()
+        return web.json_response({"ok": True})
+
+    app = web.Application()
+    app.router.add_post("/webhooks/checkfront/{token}", receive)
+    return app, db
+
+
+# --- the run --------------------------------------------------------------------------------
+
+def distinct_bodies(template: bytes, count: int, prefix: str) -> list[bytes]:
+    """`count` different cancellation bodies (each its own event id: the body's hash)."""
+    payload = json.loads(template)
+    out = []
+    for n in range(count):
+        payload["booking"]["code"] = f"{prefix}-{n:06d}"
+        out.append(json.dumps(payload).encode())
+    return out
+
+
+async def start_bot(folder: Path, world: dict[str, Any]) -> tuple[Bot, Any]:
+    settings = load_settings(
+        _env_file=None, database_path=folder / "refunds.db", policy_file=EXAMPLE_POLICIES,
+        checkfront_host=world["checkfront"], checkfront_api_key=world["api_key"],
+        checkfront_api_secret=world["api_secret"], checkfront_webhook_secret=WEBHOOK_TOKEN,
+        stripe_secret_key="sk_test_sandbox", stripe_webhook_secret=STRIPE_WEBHOOK_SECRET,
+        stripe_api_base=world["stripe"], stripe_timeout_seconds=5.0, scheduler_enabled=False,
+        log_level="WARNING")
+    bot = await Bot.create(settings)
+    return bot, await start(bot.web)
+
+
+def rate(result: dict[str, Any]) -> float:
+    return len(result["latencies"]) / result["elapsed"]
+
+
+def pct(result: dict[str, Any], q: float) -> float:
+    ordered = sorted(result["latencies"])
+    return 1000 * ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+async def stored(store: Store) -> int:
+    row = await store.read_one("SELECT COUNT(*) FROM webhook_events WHERE source='checkfront'")
+    return int(row[0]) if row else 0
+
+
+async def run(args: argparse.Namespace) -> int:
+    ctx = multiprocessing.get_context("spawn")
+    rates = [float(r) for r in args.rates.split(",")]
+    real = sum(int(r * args.seconds) for r in rates)
+    stand_pipe, stand_child = ctx.Pipe()
+    standins = ctx.Process(target=standins_main, args=(stand_child, real), daemon=True)
+    standins.start()
+    load_pipe, load_child = ctx.Pipe()
+    loader = ctx.Process(target=load_main, args=(load_child,), daemon=True)
+    loader.start()
+    loop = asyncio.get_running_loop()
+    world = await loop.run_in_executor(None, stand_pipe.recv)
+
+    async def job(kind: str, url: str, bodies: list[bytes], n: float) -> dict[str, Any]:
+        load_pipe.send((kind, url, bodies, n))
+        result = await loop.run_in_executor(None, load_pipe.recv)
+        if result["bad"]:
+            raise SystemExit(f"{result['bad']} requests were not answered 200")
+        return result
+
+    lines: list[str] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        # intake alone: the bot with its worker stopped, and the floor
+        (folder / "alone").mkdir()
+        bot, server = await start_bot(folder / "alone", world)
+        await bot.worker.stop(grace=0)
+        sync_row = await bot.svc.store.fetch_one("PRAGMA synchronous")
+        journal = await bot.svc.store.fetch_one("PRAGMA journal_mode")
+        synchronous = int(sync_row[0]) if sync_row else 2
+        floor, floor_db = await floor_app(folder / "floor.db", synchronous)
+        floor_server = await start(floor)
+        bot_url = f"{server.url}/webhooks/checkfront/{WEBHOOK_TOKEN}"
+        floor_url = f"{floor_server.url}/webhooks/checkfront/{WEBHOOK_TOKEN}"
+        template = world["bodies"][0]
+        print(f"store: journal_mode={journal[0] if journal else '?'} synchronous={synchronous}"
+              f" (the floor at the same)", flush=True)
+
+        results: dict[str, dict[str, Any]] = {}
+        warm = distinct_bodies(template, 200, "WARM")
+        await job("closed", bot_url, warm, 4)
+        await job("closed", floor_url, warm, 4)
+        for name, count, conc in (("sequential", args.sequential, 1),
+                                  (f"{CONCURRENCY} concurrent", args.concurrent, CONCURRENCY)):
+            for n in range(args.rounds):   # alternated; the best round of each counts
+                bodies = distinct_bodies(template, count, f"{name.split()[0].upper()}{n}")
+                before = await stored(bot.svc.store)
+                mine = await job("closed", bot_url, bodies, conc)
+                assert await stored(bot.svc.store) - before == count, "not every event stored"
+                floors = await job("closed", floor_url, bodies, conc)
+                print(f"{name} round {n + 1}: bot {rate(mine):,.0f}/s  floor "
+                      f"{rate(floors):,.0f}/s", flush=True)
+                if f"bot {name}" not in results or rate(mine) > rate(results[f"bot {name}"]):
+                    results[f"bot {name}"] = mine
+                if (f"floor {name}" not in results
+                        or rate(floors) > rate(results[f"floor {name}"])):
+                    results[f"floor {name}"] = floors
+        for r in rates:   # the floor at the fixed rates, on a machine without the bot's work
+            results[f"floor {r:g}/s"] = await job(
+                "open", floor_url, distinct_bodies(template, int(r * args.seconds), f"R{r:g}"),
+                r)
+        writer = bot.svc.store.writer
+        batches = writer.batches if writer else 0
+        await server.stop()
+        await bot.close()
+        await floor_server.stop()
+        await floor_db.close()
+
+        # fixed rates with the worker busy: real cancellations, processed as they come
+        (folder / "busy").mkdir()
+        bot, server = await start_bot(folder / "busy", world)
+        stand_pipe.send(("webhook", f"{server.url}/webhooks/stripe"))
+        await loop.run_in_executor(None, stand_pipe.recv)
+        bot_url = f"{server.url}/webhooks/checkfront/{WEBHOOK_TOKEN}"
+        real_bodies = list(world["bodies"])
+        for r in rates:
+            count = int(r * args.seconds)
+            bodies, real_bodies = real_bodies[:count], real_bodies[count:]
+            done_before = await done_cases(bot.svc.store)
+            began = time.perf_counter()
+            results[f"bot {r:g}/s"] = await job("open", bot_url, bodies, r)
+            took = time.perf_counter() - began
+            worked = await done_cases(bot.svc.store) - done_before
+            backlog = await bot.svc.store.read_one(
+                "SELECT COUNT(*) FROM webhook_events WHERE processed_at IS NULL")
+            print(f"{r:g}/s with the worker busy: bot p50 {pct(results[f'bot {r:g}/s'], .5):.1f}"
+                  f" ms p99 {pct(results[f'bot {r:g}/s'], .99):.1f} ms; the worker processed "
+                  f"{worked} cancellations in {took:.1f} s ({worked / took:.1f}/s), "
+                  f"{backlog[0] if backlog else '?'} events waiting; floor p50 "
+                  f"{pct(results[f'floor {r:g}/s'], .5):.1f} ms p99 "
+                  f"{pct(results[f'floor {r:g}/s'], .99):.1f} ms", flush=True)
+        await server.stop()
+        await bot.worker.stop(grace=0)
+        await bot.close()
+
+    load_pipe.send(None)
+    stand_pipe.send(("stop",))
+    loader.join(10)
+    standins.join(10)
+
+    print(f"intake writer: {(args.sequential + args.concurrent) * args.rounds + 200} events in "
+          f"{batches} transactions (intake alone)")
+    failed = 0
+    for name in ("sequential", f"{CONCURRENCY} concurrent"):
+        bot_rate, floor_rate = rate(results[f"bot {name}"]), rate(results[f"floor {name}"])
+        ratio = bot_rate / floor_rate
+        ok = ratio >= TARGET_RATIO
+        failed += not ok
+        lines.append(f"intake {name}: bot {bot_rate:,.0f}/s  floor {floor_rate:,.0f}/s  "
+                     f"ratio {ratio:.2f}  target >= {TARGET_RATIO:.2f}  {'OK' if ok else 'MISS'}")
+    for r in rates:
+        bot_r, floor_r = results[f"bot {r:g}/s"], results[f"floor {r:g}/s"]
+        ok = pct(bot_r, .99) < TARGET_P99_MS
+        failed += not ok
+        lines.append(f"intake {r:g}/s worker busy: bot p50 {pct(bot_r, .5):.1f} ms p99 "
+                     f"{pct(bot_r, .99):.1f} ms  floor p50 {pct(floor_r, .5):.1f} ms p99 "
+                     f"{pct(floor_r, .99):.1f} ms  target p99 < {TARGET_P99_MS:g} ms  "
+                     f"{'OK' if ok else 'MISS'}")
+    print("\n".join(lines))
+    return 1 if failed else 0
+
+
+async def done_cases(store: Store) -> int:
+    row = await store.read_one(
+        "SELECT COUNT(*) FROM webhook_events WHERE processed_at IS NOT NULL "
+        "AND source = 'checkfront'")
+    return int(row[0]) if row else 0
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--sequential", type=int, default=2000)
+    parser.add_argument("--concurrent", type=int, default=4000)
+    parser.add_argument("--seconds", type=float, default=4.0, help="per fixed rate")
+    parser.add_argument("--rates", default="100,500")
+    parser.add_argument("--rounds", type=int, default=2,
+                        help="bot and floor alternated this many times (intake alone); the "
+                             "best round of each is compared")
+    return asyncio.run(run(parser.parse_args()))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,220 @@
+"""The intake writer: webhook events committed in groups through a connection of their own,
+each with its audit row, the chain linear across both connections; a store that cannot take
+an event answers 503 (sent again), never a 200 for an event not stored."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sqlite3
+from pathlib import Path
+
+import httpx
+import pytest
+
+from bot.cli.world import Item, World
+from services.intake.events import store_event
+from services.store import audit
+from services.store.db import Store
+from services.store.writer import Batch, IntakeWriter, StoreUnavailable
+
+
+@pytest.fixture
+async def store(tmp_path: Path) -> Store:
+    opened = await Store(tmp_path / "intake.db").open()
+    yield opened
+    await opened.close()
+
+
+def payload(n: int) -> dict[str, object]:
+    return {"booking": {"code": f"BK-{n}", "status": "STOP",
+                        "customer": {"email": f"guest{n}@example.test"}}}
+
+
+async def count(store: Store, table: str, where: str = "1") -> int:
+    row = await store.fetch_one(f"SELECT COUNT(*) FROM {table} WHERE {where}")
+    assert row is not None
+    return int(row[0])
+
+
+async def test_concurrent_events_are_committed_in_groups_each_with_its_audit_row(
+    store: Store,
+) -> None:
+    assert store.writer is not None
+    before = store.writer.batches
+    stored = await asyncio.gather(*(
+        store_event(store, source="checkfront", event_id=f"ev-{n}", kind="booking",
+                    payload=payload(n), salt="s") for n in range(200)))
+
+    assert all(event is not None for event in stored)
+    assert sorted(e.row_id for e in stored if e) == list(range(1, 201))
+    assert store.writer.batches - before < 50   # grouped, not one transaction each
+    assert await count(store, "webhook_events") == 200
+    rows = await store.fetch_all("SELECT actor, action, detail FROM audit_log ORDER BY id")
+    assert [(r["actor"], r["action"]) for r in rows] == [("checkfront", "webhook.received")] * 200
+    details = sorted((json.loads(r["detail"]) for r in rows), key=lambda d: d["row"])
+    by_row = {e.row_id: e for e in stored if e}
+    assert details == [{"event_id": by_row[d["row"]].event_id, "kind": "booking",
+                        "row": d["row"]} for d in details]
+    assert (await audit.verify(store)).ok
+    # scrubbed as before: no email in what was stored
+    dump = json.dumps([dict(r) for r in await store.fetch_all("SELECT * FROM webhook_events")])
+    assert "example.test" not in dump
+
+
+async def test_a_duplicate_is_recognised_also_within_one_batch(store: Store) -> None:
+    first, second, third = await asyncio.gather(*(
+        store_event(store, source="stripe", event_id="evt_same", kind="refund.updated",
+                    payload={"id": "evt_same"}) for _ in range(3)))
+    again = await store_event(store, source="stripe", event_id="evt_same",
+                              kind="refund.updated", payload={"id": "evt_same"})
+    other_source = await store_event(store, source="checkfront", event_id="evt_same",
+                                     kind="booking", payload={})
+
+    assert [e is None for e in (first, second, third)].count(False) == 1
+    assert again is None and other_source is not None
+    assert await count(store, "webhook_events") == 2
+    assert await count(store, "audit_log") == 2
+    assert (await audit.verify(store)).ok
+
+
+async def test_the_chain_stays_linear_with_intake_and_other_transactions_interleaved(
+    store: Store,
+) -> None:
+    async def intake(n: int) -> None:
+        for k in range(40):
+            await store_event(store, source="checkfront", event_id=f"in-{n}-{k}",
+                              kind="booking", payload=payload(k))
+
+    async def work(n: int) -> None:
+        for k in range(40):
+            async with store.transaction() as tx:
+                await audit.append(tx, actor="worker", action="case.opened", case_id=k,
+                                   detail={"n": n})
+                await asyncio.sleep(0)   # hold the write lock across a turn of the loop
+                await audit.append(tx, actor="worker", action="case.quoted", case_id=k)
+
+    await asyncio.gather(*(intake(n) for n in range(4)), *(work(n) for n in range(3)))
+
+    result = await audit.verify(store)
+    assert result.ok, result
+    assert result.rows == 4 * 40 + 3 * 40 * 2
+    assert await count(store, "audit_log", "action = 'webhook.received'") == 160
+
+
+async def test_a_failing_unit_fails_alone(store: Store) -> None:
+    assert store.writer is not None
+
+    def broken(batch: Batch) -> None:
+        batch.conn.execute("INSERT INTO audit_log (id) VALUES (NULL)")  # NOT NULL columns
+
+    results = await asyncio.gather(
+        store_event(store, source="checkfront", event_id="a", kind="booking", payload={}),
+        store.writer.run(broken),
+        store_event(store, source="checkfront", event_id="b", kind="booking", payload={}),
+        return_exceptions=True)
+
+    assert results[0] is not None and not isinstance(results[0], BaseException)
+    assert isinstance(results[1], StoreUnavailable)
+    assert results[2] is not None and not isinstance(results[2], BaseException)
+    assert await count(store, "webhook_events") == 2
+    assert (await audit.verify(store)).ok
+
+
+async def test_the_write_lock_held_too_long_fails_the_batch_and_nothing_is_stored(
+    store: Store,
+) -> None:
+    assert store.writer is not None
+    store.writer.busy_timeout = 0.2
+    other = sqlite3.connect(store.path, isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")   # another process holds the write lock
+    try:
+        with pytest.raises(StoreUnavailable, match="locked"):
+            await store_event(store, source="checkfront", event_id="x", kind="booking",
+                              payload={})
+    finally:
+        other.execute("ROLLBACK")
+        other.close()
+    assert await count(store, "webhook_events") == 0
+    assert await store_event(store, source="checkfront", event_id="x", kind="booking",
+                             payload={}) is not None   # the redelivery is stored
+
+
+async def test_close_commits_everything_queued_and_then_refuses(tmp_path: Path) -> None:
+    store = await Store(tmp_path / "closing.db").open()
+    pending = [asyncio.ensure_future(store_event(
+        store, source="checkfront", event_id=f"c-{n}", kind="booking", payload={}))
+        for n in range(100)]
+    await asyncio.sleep(0)   # every one of them handed to the writer
+    await store.close()
+    stored = await asyncio.gather(*pending)
+    assert all(event is not None for event in stored)
+    with pytest.raises(StoreUnavailable):
+        await store_event(store, source="checkfront", event_id="late", kind="booking",
+                          payload={})
+
+    reopened = await Store(tmp_path / "closing.db").open()
+    try:
+        assert await count(reopened, "webhook_events") == 100
+        assert (await audit.verify(reopened)).ok
+    finally:
+        await reopened.close()
+
+
+async def test_the_writer_commits_at_the_stores_durability(store: Store) -> None:
+    assert store.writer is not None
+    synchronous = await store.fetch_one("PRAGMA synchronous")
+    assert synchronous is not None
+    assert store.writer.synchronous == int(synchronous[0])
+
+    def setting(batch: Batch) -> tuple[int, str]:
+        return (batch.conn.execute("PRAGMA synchronous").fetchone()[0],
+                batch.conn.execute("PRAGMA journal_mode").fetchone()[0])
+
+    assert await store.writer.run(setting) == (int(synchronous[0]), "wal")
+
+
+async def test_a_writer_that_cannot_open_its_file_fails_to_start(tmp_path: Path) -> None:
+    with pytest.raises(sqlite3.Error):
+        await IntakeWriter(str(tmp_path / "missing" / "x.db"), synchronous=2).start()
+
+
+async def test_a_webhook_the_store_cannot_take_is_answered_503_and_stored_on_redelivery(
+    world: World,
+) -> None:
+    world.paid_booking("LOCK-1", [Item("kayak-tour", "105.00", "5.00")])
+    world.checkfront.booking("LOCK-1").status = "STOP"
+    body = world.checkfront.webhook_body("LOCK-1")
+    store = world.bot.svc.store
+    assert store.writer is not None
+    store.writer.busy_timeout = 0.2
+    other = sqlite3.connect(store.path, isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")
+    try:
+        async with httpx.AsyncClient() as client:
+            refused = await client.post(world.webhook_url(), json=body)
+    finally:
+        other.execute("ROLLBACK")
+        other.close()
+
+    assert refused.status_code == 503
+    assert refused.headers["Retry-After"] == "5"
+    assert await count(store, "webhook_events") == 0
+    assert world.bot.rejections.by_source() == {}   # not the sender's fault
+
+    async with httpx.AsyncClient() as client:
+        accepted = await client.post(world.webhook_url(), json=body)
+    await world.settle()
+    assert accepted.status_code == 200 and accepted.json()["ok"] is True
+    assert await count(store, "webhook_events", "source = 'checkfront'") == 1
+    assert (await audit.verify(store)).ok
+
+
+async def test_webhooks_to_a_closed_store_are_answered_503(world: World) -> None:
+    await world.bot.svc.store.close()
+    async with httpx.AsyncClient() as client:
+        checkfront = await client.post(world.webhook_url(), json={"booking": {"code": "Z"}})
+        stripe = await client.post(f"{world.bot_url}/webhooks/stripe", content=b"{}",
+                                   headers={"Stripe-Signature": "t=1,v1=00"})
+    assert checkfront.status_code == 503 and checkfront.headers["Retry-After"] == "5"
+    assert stripe.status_code == 400   # a bad signature is refused before the store is asked
