@@ -9,13 +9,14 @@ import json
 import sqlite3
 from pathlib import Path
 
+import aiosqlite
 import httpx
 import pytest
 
 from bot.cli.world import Item, World
 from services.intake.events import store_event
 from services.store import audit
-from services.store.db import Store
+from services.store.db import SYNC_FULL, SYNC_NORMAL, Store
 from services.store.writer import Batch, IntakeWriter, StoreUnavailable
 
 
@@ -161,17 +162,33 @@ async def test_close_commits_everything_queued_and_then_refuses(tmp_path: Path) 
         await reopened.close()
 
 
-async def test_the_writer_commits_at_the_stores_durability(store: Store) -> None:
+async def test_webhooks_and_durable_transactions_are_synced_the_rest_is_not(
+        store: Store) -> None:
+    """Durability: the intake writer syncs every commit (FULL); the store's transactions sync
+    only when asked (`durable=True`: a person's decision, the mark before a Stripe refund)."""
     assert store.writer is not None
-    synchronous = await store.fetch_one("PRAGMA synchronous")
-    assert synchronous is not None
-    assert store.writer.synchronous == int(synchronous[0])
 
     def setting(batch: Batch) -> tuple[int, str]:
         return (batch.conn.execute("PRAGMA synchronous").fetchone()[0],
                 batch.conn.execute("PRAGMA journal_mode").fetchone()[0])
 
-    assert await store.writer.run(setting) == (int(synchronous[0]), "wal")
+    assert await store.writer.run(setting) == (SYNC_FULL, "wal")
+
+    async def level(tx: aiosqlite.Connection) -> int:
+        async with tx.execute("PRAGMA synchronous") as cursor:
+            row = await cursor.fetchone()
+        assert row is not None
+        return int(row[0])
+
+    async with store.transaction() as tx:
+        assert await level(tx) == SYNC_NORMAL
+    async with store.transaction(durable=True) as tx:
+        assert await level(tx) == SYNC_FULL
+    with pytest.raises(RuntimeError):
+        async with store.transaction(durable=True) as tx:
+            raise RuntimeError("rolled back")
+    async with store.transaction() as tx:   # back to NORMAL after a durable one, even failed
+        assert await level(tx) == SYNC_NORMAL
 
 
 async def test_a_writer_that_cannot_open_its_file_fails_to_start(tmp_path: Path) -> None:

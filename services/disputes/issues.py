@@ -212,7 +212,7 @@ async def set_failed_again(store: Store, issue: PaymentIssue, why: str, detail: 
 
 async def claim(store: Store, issue_id: int, kind: str, *, by: str, doing: str) -> PaymentIssue:
     """Take an open issue for one action (compare-and-set), or raise IssueTaken/IssueError."""
-    async with store.transaction() as tx:
+    async with store.transaction(durable=True) as tx:   # a person's action, before Stripe
         cursor = await tx.execute(
             "UPDATE payment_issues SET state = 'working', acted_by = ?, acted_at = ?, "
             "outcome = ?, attempts = attempts + 1, updated_at = ? "

@@ -26,7 +26,7 @@ async def automation_state(store: Store) -> Automation:
 
 async def set_automation(svc: Deps, *, paused: bool, reason: str, by: str) -> Automation:
     state = Automation(paused=paused, reason=reason, by=by, at=now_iso())
-    async with svc.store.transaction() as tx:
+    async with svc.store.transaction(durable=True) as tx:   # a person's (or the breaker's) switch
         await set_state(tx, AUTOMATION_KEY, state.__dict__)
         await audit.append(tx, actor=by, action="automation.paused" if paused
                            else "automation.resumed", detail={"reason": reason})

@@ -181,7 +181,7 @@ async def approve(
     reason: str | None = None, quote_version: str | None = None,
 ) -> Case:
     """A person approves a pending case, at the quoted amount or an adjusted one."""
-    async with store.transaction() as tx:
+    async with store.transaction(durable=True) as tx:   # a person's decision
         case = await _pending(store, case_id, quote_version)
         quoted = (await current_quote(store, case)).quote
         net_paid = quoted.net_paid
@@ -208,7 +208,7 @@ async def deny(store: Store, case_id: int, *, by: str, reason: str,
                quote_version: str | None = None) -> Case:
     if not reason.strip():
         raise CaseError("a denial needs a reason")
-    async with store.transaction() as tx:
+    async with store.transaction(durable=True) as tx:   # a person's decision
         case = await _pending(store, case_id, quote_version)
         await record_decision(tx, case, "deny", by=by, reason=reason)
         return await transition(tx, case, Status.DENIED, actor=by, reason=reason)

@@ -68,7 +68,9 @@ async def call_stripe(svc: Deps, case: Case, item: PlannedRefund) -> list[str]:
             return await _record_refund(svc, case, item, found)
         # Stripe holds no refund of this plan: the first call never made one; the key, which
         # Stripe no longer remembers, is sent as a new request
-    async with svc.store.transaction() as tx:
+    # synced to disk before the call: after any crash, the refund is known to have been asked
+    # for with this key (so it is asked again with it, or looked up once the key is too old)
+    async with svc.store.transaction(durable=True) as tx:
         await ledger.mark_called(tx, item.row_id)
     try:
         refund = await svc.stripe.create_refund(

@@ -13,6 +13,20 @@ Webhook intake writes through a connection of its own too, the intake writer
 (`services.store.writer`: one thread, group commit), so a webhook's answer never waits behind
 the worker's transactions; SQLite's write lock (`BEGIN IMMEDIATE`) serialises it with this one.
 It starts with `open` and is closed first by `close`, with what it holds committed.
+
+Durability. In WAL mode every commit survives the process being killed. Surviving an OS crash
+or a power cut takes a sync of the log to disk, which costs a few milliseconds a commit, so it
+is paid where it matters and nowhere else (`synchronous` FULL for those commits, NORMAL for the
+rest):
+- what came from outside and cannot be asked for again: every webhook before its 200 (the
+  intake writer always syncs) and a person's decision (`transaction(durable=True)`);
+- what precedes money leaving: the commit that marks a planned refund as sent, just before the
+  Stripe call (it carries the plan and its idempotency key to disk, and every commit before it,
+  since the log is written in order).
+Everything else the bot writes it can work out again from those after an OS crash: an event
+whose outcome was lost is applied again (every handler is idempotent), a refund whose answer
+was lost is asked again with its key. What an OS crash can repeat is a chat post whose "sent"
+mark was lost.
 """
 
 from __future__ import annotations
@@ -31,6 +45,9 @@ import aiosqlite
 from services.store.writer import IntakeWriter, StoreUnavailable
 
 Row = aiosqlite.Row
+
+
+SYNC_NORMAL, SYNC_FULL = 1, 2   # SQLite's `synchronous` levels (see Durability above)
 
 
 def utcnow() -> datetime:
@@ -85,6 +102,7 @@ class Store:
         self._db = await aiosqlite.connect(self.path, isolation_level=None)
         self._db.row_factory = aiosqlite.Row
         await self._db.execute("PRAGMA journal_mode=WAL")
+        await self._db.execute(f"PRAGMA synchronous={SYNC_NORMAL}")
         await self._db.execute("PRAGMA busy_timeout=5000")
         await self._db.execute("PRAGMA foreign_keys=ON")
         await self._migrate()
@@ -93,10 +111,7 @@ class Store:
             self._reader.row_factory = aiosqlite.Row
             await self._reader.execute("PRAGMA busy_timeout=5000")
             await self._reader.execute("PRAGMA query_only=ON")
-            async with self._db.execute("PRAGMA synchronous") as cursor:
-                found = await cursor.fetchone()
-            self._writer = await IntakeWriter(
-                self.path, synchronous=int(found[0]) if found else 2).start()
+            self._writer = await IntakeWriter(self.path, synchronous=SYNC_FULL).start()
         return self
 
     async def close(self) -> None:
@@ -117,16 +132,25 @@ class Store:
         await self.close()
 
     @asynccontextmanager
-    async def transaction(self) -> AsyncIterator[aiosqlite.Connection]:
+    async def transaction(self, *, durable: bool = False
+                          ) -> AsyncIterator[aiosqlite.Connection]:
+        """One write transaction. `durable`: its commit is synced to disk before this returns
+        (a person's decision, the mark before a Stripe refund; see the module's docstring)."""
         async with self._lock:
-            await self.db.execute("BEGIN IMMEDIATE")
+            if durable:
+                await self.db.execute(f"PRAGMA synchronous={SYNC_FULL}")
             try:
-                yield self.db
-            except BaseException:
-                await self.db.execute("ROLLBACK")
-                raise
-            else:
-                await self.db.execute("COMMIT")
+                await self.db.execute("BEGIN IMMEDIATE")
+                try:
+                    yield self.db
+                except BaseException:
+                    await self.db.execute("ROLLBACK")
+                    raise
+                else:
+                    await self.db.execute("COMMIT")
+            finally:
+                if durable:
+                    await self.db.execute(f"PRAGMA synchronous={SYNC_NORMAL}")
 
     async def fetch_one(self, sql: str, params: Iterable[Any] = ()) -> Row | None:
         async with self.db.execute(sql, tuple(params)) as cursor:
