@@ -145,6 +145,7 @@ async def run(stand_ins: StandIns, label: str, cases: int, concurrency: int,
         checkfront_api_secret=stand_ins.cf_secret, checkfront_webhook_secret="bench-token",
         stripe_secret_key="sk_test_bench", stripe_webhook_secret="whsec_bench",
         stripe_api_base=stand_ins.stripe_url, scheduler_enabled=False, log_level="WARNING",
+        stripe_max_requests_per_second=0,   # the stand-ins run without rate limits
         worker_concurrency=concurrency)
     bot = await Bot.create(settings)
     try:
