@@ -172,7 +172,8 @@ def parse_snapshot(data: Mapping[str, Any], default_currency: str | None = None)
             _parse_transaction(t, index, currency) for index, t in enumerate(transactions_raw)
         )
     created = booking.get("created_date")
-    created_at = _timestamp(created, "booking.created_date") if created not in (None, "") else None
+    created_at = (_timestamp(created, "booking", "created_date")
+                  if created not in (None, "") else None)
     return BookingSnapshot(
         booking_id=booking_id or code,
         code=code or booking_id,
@@ -183,8 +184,8 @@ def parse_snapshot(data: Mapping[str, Any], default_currency: str | None = None)
         customer_email=str(customer.get("email") or "") if _is_mapping(customer) else "",
         customer_email_hash=str(customer.get(EMAIL_HASH) or "")
         if _is_mapping(customer) else "",
-        order_total=_amount(order, "total", "booking.order.total", currency),
-        paid_total=_amount(order, "paid_total", "booking.order.paid_total", currency)
+        order_total=_amount(order, "total", "booking.order", currency),
+        paid_total=_amount(order, "paid_total", "booking.order", currency)
         if order.get("paid_total") not in (None, "")
         else 0,
         lines=lines,
@@ -214,8 +215,8 @@ def _parse_line(item: Any, index: int, currency: str) -> BookingLine:
     line_id = str(attributes.get("line_id") or item.get("line_id") or index + 1)
     if item.get("start_date") in (None, ""):
         raise SnapshotError(f"{where}.start_date is missing")
-    total = _amount(item, "total", f"{where}.total", currency)
-    tax = _amount(item, "tax_total", f"{where}.tax_total", currency) if item.get(
+    total = _amount(item, "total", where, currency)
+    tax = _amount(item, "tax_total", where, currency) if item.get(
         "tax_total"
     ) not in (None, "") else 0
     if tax > total:
@@ -231,7 +232,7 @@ def _parse_line(item: Any, index: int, currency: str) -> BookingLine:
         item_id=str(attributes.get("item_id") or item.get("item_id") or "").strip(),
         sku=sku,
         name=str(item.get("name") or sku or f"line {line_id}"),
-        start=_timestamp(item["start_date"], f"{where}.start_date"),
+        start=_timestamp(item["start_date"], where, "start_date"),
         total=total,
         tax=tax,
         qty=qty,
@@ -248,11 +249,11 @@ def _parse_transaction(raw: Any, index: int, currency: str) -> Transaction:
         raise SnapshotError(f"{where}.transaction_id is missing")
     if raw.get("date") in (None, ""):
         raise SnapshotError(f"{where}.date is missing")
-    amount = _amount(raw, "amount", f"{where}.amount", currency)
+    amount = _amount(raw, "amount", where, currency)
     original = raw.get("original_transaction_id")
     return Transaction(
         id=tid,
-        date=_timestamp(raw["date"], f"{where}.date"),
+        date=_timestamp(raw["date"], where, "date"),
         status=checkfront_status(raw, "status"),
         amount=abs(amount),
         gateway=str(raw.get("gateway_id") or ""),
@@ -288,23 +289,25 @@ def _require_mapping(data: Mapping[str, Any], key: str, where: str) -> Mapping[s
 
 
 def _amount(data: Mapping[str, Any], key: str, where: str, currency: str) -> int:
-    if data.get(key) in (None, ""):
-        raise SnapshotError(f"{where} is missing")
+    """`data[key]` in minor units; errors name `where.key` (worded only when raised)."""
+    value = data.get(key)
+    if value is None or value == "":
+        raise SnapshotError(f"{where}.{key} is missing")
     try:
-        return to_minor(data[key], currency)
+        return to_minor(value, currency)
     except MoneyError as exc:
-        raise SnapshotError(f"{where}: {exc}") from exc
+        raise SnapshotError(f"{where}.{key}: {exc}") from exc
 
 
-def _timestamp(value: Any, where: str) -> datetime:
+def _timestamp(value: Any, where: str, key: str) -> datetime:
     try:
         seconds = _whole(value)
     except MoneyError as exc:
-        raise SnapshotError(f"{where}: not a unix timestamp: {value!r}") from exc
+        raise SnapshotError(f"{where}.{key}: not a unix timestamp: {value!r}") from exc
     try:
         return datetime.fromtimestamp(seconds, tz=UTC)
     except (OverflowError, OSError, ValueError) as exc:
-        raise SnapshotError(f"{where}: unix timestamp out of range: {value!r}") from exc
+        raise SnapshotError(f"{where}.{key}: unix timestamp out of range: {value!r}") from exc
 
 
 def _whole(value: Any) -> int:
@@ -315,6 +318,12 @@ def _whole(value: Any) -> int:
     if type(value) is str and value.isascii() and value.isdigit():
         return int(value)
     return int(to_decimal(value))
+
+
+# json.dumps(material, sort_keys=True, separators=(",", ":")), byte for byte, with the encoder
+# built once; the material is a fresh tree of dicts, lists and scalars, so the check for
+# reference cycles has nothing to find.
+_CANONICAL_JSON = json.JSONEncoder(sort_keys=True, separators=(",", ":"), check_circular=False)
 
 
 def _fingerprint(
@@ -334,5 +343,5 @@ def _fingerprint(
             (t.id, t.status, t.amount, t.original_id or "") for t in transactions
         ),
     }
-    blob = json.dumps(material, sort_keys=True, separators=(",", ":"))
+    blob = _CANONICAL_JSON.encode(material)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
