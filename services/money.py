@@ -2,6 +2,8 @@
 
 Amounts enter as strings, ints or JSON floats (Checkfront types them float); they are read
 through `Decimal(str(value))` and refused when they carry more decimals than the currency has.
+Plain decimal text ("210.00", "-5") and ints are read digit by digit without the Decimal,
+to the same result (tests/test_quote_serialise.py compares the two paths).
 """
 
 from __future__ import annotations
