@@ -2,11 +2,15 @@
 
 Amounts enter as strings, ints or JSON floats (Checkfront types them float); they are read
 through `Decimal(str(value))` and refused when they carry more decimals than the currency has.
+Plain decimal text ("210.00", "-5") and ints are read digit by digit without the Decimal,
+to the same result (tests/test_quote_serialise.py compares the two paths).
 """
 
 from __future__ import annotations
 
+import re
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
+from functools import lru_cache
 
 from services.errors import DomainError
 
@@ -29,6 +33,7 @@ def normalize_currency(currency: str) -> str:
     return code
 
 
+@lru_cache(maxsize=256)  # a pure function of a short code, read for every amount formatted
 def exponent(currency: str) -> int:
     """Number of minor-unit digits: JPY 0, USD 2, KWD 3."""
     code = normalize_currency(currency)
@@ -52,8 +57,32 @@ def to_decimal(value: str | int | float | Decimal) -> Decimal:
     return number
 
 
+# What amounts almost always look like ("210.00", "-5", "7500"): ASCII digits, at most
+# MAX_DIGITS before the point. Anything else (exponents, "+", "_", ".5", other digits) is read
+# by the general path.
+_PLAIN_AMOUNT = re.compile(rf"(-?)([0-9]{{1,{MAX_DIGITS}}})(?:\.([0-9]*))?", re.ASCII)
+
+
 def to_minor(value: str | int | float | Decimal, currency: str) -> int:
     """Major units to minor units, exactly. "12.345" USD raises; "12.3" USD is 1230."""
+    kind = type(value)
+    if kind is int:  # not bool: bool is refused by the general path
+        if -(10**MAX_DIGITS) < value < 10**MAX_DIGITS:
+            return value * 10 ** exponent(currency)
+    elif kind is str or kind is float:
+        plain = _PLAIN_AMOUNT.fullmatch(str(value).strip())
+        if plain is not None:
+            sign, whole, fraction = plain.groups()
+            fraction = (fraction or "").rstrip("0")  # "12.300" is 12.3
+            places = exponent(currency)
+            if len(fraction) <= places:
+                minor = int(whole + fraction.ljust(places, "0"))
+                return -minor if sign else minor
+    return _to_minor_exact(value, currency)  # which also words every refusal
+
+
+def _to_minor_exact(value: str | int | float | Decimal, currency: str) -> int:
+    """`to_minor` for any input, through Decimal's digits."""
     number = to_decimal(value)
     places = exponent(currency)
     # Exact work on the digits: Decimal arithmetic rounds to the context's 28 significant
@@ -84,9 +113,8 @@ def format_minor(minor: int, currency: str) -> str:
     places = exponent(currency)
     if places == 0:
         return str(minor)
-    sign = "-" if minor < 0 else ""
-    whole, frac = divmod(abs(minor), 10**places)
-    return f"{sign}{whole}.{frac:0{places}d}"
+    digits = str(abs(minor)).rjust(places + 1, "0")  # 5 -> "005"
+    return f"{'-' if minor < 0 else ''}{digits[:-places]}.{digits[-places:]}"
 
 
 def display(minor: int, currency: str) -> str:
@@ -100,5 +128,9 @@ def display(minor: int, currency: str) -> str:
 
 def percent_of(minor: int, percent: Decimal | int) -> int:
     """round_half_up(minor × percent / 100) to a whole minor unit."""
-    share = Decimal(minor) * Decimal(percent) / Decimal(100)
-    return int(share.quantize(Decimal(1), rounding=ROUND_HALF_UP))
+    share = Decimal(minor) * Decimal(percent) / _HUNDRED
+    return int(share.quantize(_ONE, rounding=ROUND_HALF_UP))
+
+
+_HUNDRED = Decimal(100)
+_ONE = Decimal(1)

@@ -141,7 +141,7 @@ class BookingSnapshot:
 
 def parse_snapshot(data: Mapping[str, Any], default_currency: str | None = None) -> BookingSnapshot:
     """Read a snapshot dict; raise SnapshotError naming the first missing or bad field."""
-    if not isinstance(data, Mapping):
+    if not _is_mapping(data):
         raise SnapshotError("booking snapshot must be a JSON object")
     booking = _require_mapping(data, "booking", "booking")
     order = _require_mapping(booking, "order", "booking.order")
@@ -166,25 +166,26 @@ def parse_snapshot(data: Mapping[str, Any], default_currency: str | None = None)
     transactions_raw = data.get("transactions")
     transactions: tuple[Transaction, ...] | None = None
     if transactions_raw is not None:
-        if not isinstance(transactions_raw, Sequence) or isinstance(transactions_raw, str):
+        if not _is_list(transactions_raw):
             raise SnapshotError("transactions must be a list")
         transactions = tuple(
             _parse_transaction(t, index, currency) for index, t in enumerate(transactions_raw)
         )
     created = booking.get("created_date")
-    created_at = _timestamp(created, "booking.created_date") if created not in (None, "") else None
+    created_at = (_timestamp(created, "booking", "created_date")
+                  if created not in (None, "") else None)
     return BookingSnapshot(
         booking_id=booking_id or code,
         code=code or booking_id,
         status=checkfront_status(booking, "status", "status_id"),
         currency=currency,
         created_at=created_at,
-        customer_name=str(customer.get("name") or "") if isinstance(customer, Mapping) else "",
-        customer_email=str(customer.get("email") or "") if isinstance(customer, Mapping) else "",
+        customer_name=str(customer.get("name") or "") if _is_mapping(customer) else "",
+        customer_email=str(customer.get("email") or "") if _is_mapping(customer) else "",
         customer_email_hash=str(customer.get(EMAIL_HASH) or "")
-        if isinstance(customer, Mapping) else "",
-        order_total=_amount(order, "total", "booking.order.total", currency),
-        paid_total=_amount(order, "paid_total", "booking.order.paid_total", currency)
+        if _is_mapping(customer) else "",
+        order_total=_amount(order, "total", "booking.order", currency),
+        paid_total=_amount(order, "paid_total", "booking.order", currency)
         if order.get("paid_total") not in (None, "")
         else 0,
         lines=lines,
@@ -195,27 +196,27 @@ def parse_snapshot(data: Mapping[str, Any], default_currency: str | None = None)
 
 def _items(order: Mapping[str, Any]) -> list[Mapping[str, Any]]:
     items = order.get("items")
-    if isinstance(items, Mapping):
+    if _is_mapping(items):
         items = items.get("item")
     if items is None:
         raise SnapshotError("booking.order.items is missing")
-    if isinstance(items, Mapping):  # XML-converted payloads send one item as an object
+    if _is_mapping(items):  # XML-converted payloads send one item as an object
         return [items]
-    if isinstance(items, Sequence) and not isinstance(items, str):
+    if _is_list(items):
         return list(items)
     raise SnapshotError("booking.order.items.item must be an object or a list")
 
 
 def _parse_line(item: Any, index: int, currency: str) -> BookingLine:
     where = f"booking.order.items[{index}]"
-    if not isinstance(item, Mapping):
+    if not _is_mapping(item):
         raise SnapshotError(f"{where} must be an object")
     attributes = _attributes(item, where)
     line_id = str(attributes.get("line_id") or item.get("line_id") or index + 1)
     if item.get("start_date") in (None, ""):
         raise SnapshotError(f"{where}.start_date is missing")
-    total = _amount(item, "total", f"{where}.total", currency)
-    tax = _amount(item, "tax_total", f"{where}.tax_total", currency) if item.get(
+    total = _amount(item, "total", where, currency)
+    tax = _amount(item, "tax_total", where, currency) if item.get(
         "tax_total"
     ) not in (None, "") else 0
     if tax > total:
@@ -223,7 +224,7 @@ def _parse_line(item: Any, index: int, currency: str) -> BookingLine:
     sku = str(item.get("sku") or "").strip()
     qty_raw = item.get("qty", 1)
     try:
-        qty = int(to_decimal(qty_raw or 1))
+        qty = _whole(qty_raw or 1)
     except MoneyError as exc:
         raise SnapshotError(f"{where}.qty: {exc}") from exc
     return BookingLine(
@@ -231,7 +232,7 @@ def _parse_line(item: Any, index: int, currency: str) -> BookingLine:
         item_id=str(attributes.get("item_id") or item.get("item_id") or "").strip(),
         sku=sku,
         name=str(item.get("name") or sku or f"line {line_id}"),
-        start=_timestamp(item["start_date"], f"{where}.start_date"),
+        start=_timestamp(item["start_date"], where, "start_date"),
         total=total,
         tax=tax,
         qty=qty,
@@ -241,18 +242,18 @@ def _parse_line(item: Any, index: int, currency: str) -> BookingLine:
 
 def _parse_transaction(raw: Any, index: int, currency: str) -> Transaction:
     where = f"transactions[{index}]"
-    if not isinstance(raw, Mapping):
+    if not _is_mapping(raw):
         raise SnapshotError(f"{where} must be an object")
     tid = str(raw.get("transaction_id") or "").strip()
     if not tid:
         raise SnapshotError(f"{where}.transaction_id is missing")
     if raw.get("date") in (None, ""):
         raise SnapshotError(f"{where}.date is missing")
-    amount = _amount(raw, "amount", f"{where}.amount", currency)
+    amount = _amount(raw, "amount", where, currency)
     original = raw.get("original_transaction_id")
     return Transaction(
         id=tid,
-        date=_timestamp(raw["date"], f"{where}.date"),
+        date=_timestamp(raw["date"], where, "date"),
         status=checkfront_status(raw, "status"),
         amount=abs(amount),
         gateway=str(raw.get("gateway_id") or ""),
@@ -260,41 +261,69 @@ def _parse_transaction(raw: Any, index: int, currency: str) -> Transaction:
     )
 
 
+def _is_mapping(value: Any) -> bool:
+    """isinstance(value, Mapping), trying first what JSON gives (the ABC check is slow)."""
+    return type(value) is dict or isinstance(value, Mapping)
+
+
+def _is_list(value: Any) -> bool:
+    """A sequence that is not a string; a JSON list first."""
+    return type(value) is list or (isinstance(value, Sequence) and not isinstance(value, str))
+
+
 def _attributes(data: Mapping[str, Any], where: str) -> Mapping[str, Any]:
     """The XML-style `@attributes` object, or an empty one when absent."""
     value = data.get("@attributes")
     if value in (None, ""):
         return {}
-    if not isinstance(value, Mapping):
+    if not _is_mapping(value):
         raise SnapshotError(f"{where}.@attributes must be an object")
     return value
 
 
 def _require_mapping(data: Mapping[str, Any], key: str, where: str) -> Mapping[str, Any]:
     value = data.get(key)
-    if not isinstance(value, Mapping):
+    if not _is_mapping(value):
         raise SnapshotError(f"{where} is missing or not an object")
     return value
 
 
 def _amount(data: Mapping[str, Any], key: str, where: str, currency: str) -> int:
-    if data.get(key) in (None, ""):
-        raise SnapshotError(f"{where} is missing")
+    """`data[key]` in minor units; errors name `where.key` (worded only when raised)."""
+    value = data.get(key)
+    if value is None or value == "":
+        raise SnapshotError(f"{where}.{key} is missing")
     try:
-        return to_minor(data[key], currency)
+        return to_minor(value, currency)
     except MoneyError as exc:
-        raise SnapshotError(f"{where}: {exc}") from exc
+        raise SnapshotError(f"{where}.{key}: {exc}") from exc
 
 
-def _timestamp(value: Any, where: str) -> datetime:
+def _timestamp(value: Any, where: str, key: str) -> datetime:
     try:
-        seconds = to_decimal(value)
+        seconds = _whole(value)
     except MoneyError as exc:
-        raise SnapshotError(f"{where}: not a unix timestamp: {value!r}") from exc
+        raise SnapshotError(f"{where}.{key}: not a unix timestamp: {value!r}") from exc
     try:
-        return datetime.fromtimestamp(int(seconds), tz=UTC)
+        return datetime.fromtimestamp(seconds, tz=UTC)
     except (OverflowError, OSError, ValueError) as exc:
-        raise SnapshotError(f"{where}: unix timestamp out of range: {value!r}") from exc
+        raise SnapshotError(f"{where}.{key}: unix timestamp out of range: {value!r}") from exc
+
+
+def _whole(value: Any) -> int:
+    """A number read exactly and truncated toward zero, as `int(to_decimal(value))`; the
+    usual unix seconds and quantities ("1795705200", 2) skip the Decimal."""
+    if type(value) is int:  # not bool, which to_decimal refuses
+        return value
+    if type(value) is str and value.isascii() and value.isdigit():
+        return int(value)
+    return int(to_decimal(value))
+
+
+# json.dumps(material, sort_keys=True, separators=(",", ":")), byte for byte, with the encoder
+# built once; the material is a fresh tree of dicts, lists and scalars, so the check for
+# reference cycles has nothing to find.
+_CANONICAL_JSON = json.JSONEncoder(sort_keys=True, separators=(",", ":"), check_circular=False)
 
 
 def _fingerprint(
@@ -314,5 +343,5 @@ def _fingerprint(
             (t.id, t.status, t.amount, t.original_id or "") for t in transactions
         ),
     }
-    blob = json.dumps(material, sort_keys=True, separators=(",", ":"))
+    blob = _CANONICAL_JSON.encode(material)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]

@@ -86,8 +86,14 @@ class Policy(_Strict):
 
     def tier_for(self, notice_hours: Decimal) -> Tier:
         """The tier with the largest min_notice_hours not above the notice."""
-        eligible = [t for t in self.tiers if t.min_notice_hours <= notice_hours]
-        return max(eligible, key=lambda t: t.min_notice_hours)
+        best: Tier | None = None
+        for tier in self.tiers:  # min_notice_hours are unique (checked at load)
+            hours = tier.min_notice_hours
+            if hours <= notice_hours and (best is None or hours > best.min_notice_hours):
+                best = tier
+        if best is None:
+            raise ValueError(f"no tier covers {notice_hours} hours of notice")
+        return best
 
     def applies_to(self, sku: str, item_id: str) -> bool:
         return (bool(sku) and sku in self.match.skus) or (

@@ -9,10 +9,11 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field, fields
 from datetime import datetime, timedelta
 from decimal import ROUND_FLOOR, Decimal
 from enum import StrEnum
+from functools import lru_cache
 from typing import Any
 
 from services.errors import DomainError
@@ -37,6 +38,9 @@ class RiskFlag:
     code: str
     reason: str
 
+    def to_dict(self) -> dict[str, Any]:
+        return {"code": self.code, "reason": self.reason}
+
 
 @dataclass(frozen=True)
 class QuoteLine:
@@ -53,12 +57,33 @@ class QuoteLine:
     tax_refund: int
     reason: str  # which tier, "non-refundable", "already started", "waiver WEATHER"
 
+    def to_dict(self, currency: str) -> dict[str, Any]:
+        """JSON-ready, amounts as decimal strings in `currency` (see `Quote.to_dict`)."""
+        return {
+            "line_id": self.line_id,
+            "sku": self.sku,
+            "name": self.name,
+            "start": self.start,
+            "notice_hours": self.notice_hours,
+            "policy_id": self.policy_id,
+            "percent": self.percent,
+            "amount": format_minor(self.amount, currency),
+            "tax": format_minor(self.tax, currency),
+            "refund": format_minor(self.refund, currency),
+            "tax_refund": format_minor(self.tax_refund, currency),
+            "reason": self.reason,
+        }
+
 
 @dataclass(frozen=True)
 class Allocation:
     payment: str  # Stripe pi_/ch_ id, or "manual"
     amount: int
     method: str  # "stripe" | "manual"
+
+    def to_dict(self, currency: str) -> dict[str, Any]:
+        return {"payment": self.payment, "amount": format_minor(self.amount, currency),
+                "method": self.method}
 
 
 @dataclass(frozen=True)
@@ -91,19 +116,38 @@ class Quote:
         return format_minor(minor, self.currency)
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready: amounts as decimal strings in major units with the currency's exponent."""
-        data = asdict(self)
-        for name in _MONEY_FIELDS:
-            data[name] = self.amount(data[name])
-        for line in data["lines"]:
-            for name in _LINE_MONEY:
-                line[name] = self.amount(line[name])
-        for allocation in data["allocations"]:
-            allocation["amount"] = self.amount(allocation["amount"])
-        data["decision"] = self.decision.value
-        data["policy_ids"] = list(self.policy_ids)
-        data["reasons"] = list(self.reasons)
-        return data
+        """JSON-ready: amounts as decimal strings in major units with the currency's exponent.
+
+        Written out field by field (it runs twice per quote: for `version`, and into the
+        audit row); it equals what `dataclasses.asdict` gives with those conversions, which
+        tests/test_quote_serialise.py checks, so a field added here must be added there too.
+        """
+        currency = self.currency
+        return {
+            "booking_id": self.booking_id,
+            "booking_code": self.booking_code,
+            "currency": currency,
+            "cancelled_at": self.cancelled_at,
+            "waiver": self.waiver,
+            "policy_ids": list(self.policy_ids),
+            "clauses": dict(self.clauses),
+            "lines": tuple(line.to_dict(currency) for line in self.lines),
+            "fee": format_minor(self.fee, currency),
+            "entitlement": format_minor(self.entitlement, currency),
+            "order_total": format_minor(self.order_total, currency),
+            "paid": format_minor(self.paid, currency),
+            "already_refunded": format_minor(self.already_refunded, currency),
+            "net_paid": format_minor(self.net_paid, currency),
+            "retained": format_minor(self.retained, currency),
+            "total_refund": format_minor(self.total_refund, currency),
+            "allocations": tuple(a.to_dict(currency) for a in self.allocations),
+            "decision": self.decision.value,
+            "reasons": list(self.reasons),
+            "risk_flags": tuple(flag.to_dict() for flag in self.risk_flags),
+            "booking_fingerprint": self.booking_fingerprint,
+            "policy_digest": self.policy_digest,
+            "version": self.version,
+        }
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Quote:
@@ -160,7 +204,7 @@ def build_quote(
                 f"no policy applies to line {line.line_id} (sku {line.sku or '-'}, "
                 f"item {line.item_id or '-'}) and no policy is marked default"
             )
-        if policy not in applied:
+        if all(p is not policy for p in applied):  # ids are unique: identity is equality
             applied.append(policy)
         lines.append(_quote_line(line, policy, cancelled_at, waiver_code))
 
@@ -209,6 +253,11 @@ def build_quote(
     return _with_version(quote)
 
 
+_NO_REFUND = Decimal(0)
+_HUNDREDTHS = Decimal("0.01")
+_MICROSECONDS_PER_HOUR = Decimal(3_600_000_000)
+
+
 def _quote_line(
     line: BookingLine, policy: Policy, cancelled_at: datetime, waiver: str | None
 ) -> QuoteLine:
@@ -216,9 +265,9 @@ def _quote_line(
     if waiver and waiver in policy.waivers:  # rule 4
         percent, reason = policy.waivers[waiver], f"waiver {waiver}"
     elif line.sku and line.sku in policy.non_refundable_skus:  # rule 3
-        percent, reason = Decimal(0), "non-refundable"
+        percent, reason = _NO_REFUND, "non-refundable"
     elif line.start <= cancelled_at:
-        percent, reason = Decimal(0), "already started"
+        percent, reason = _NO_REFUND, "already started"
     else:
         tier = policy.tier_for(notice)
         percent = tier.refund_percent
@@ -230,7 +279,7 @@ def _quote_line(
         sku=line.sku,
         name=line.name,
         start=line.start.isoformat(),
-        notice_hours=str(notice.quantize(Decimal("0.01"), rounding=ROUND_FLOOR)),
+        notice_hours=str(notice.quantize(_HUNDREDTHS, rounding=ROUND_FLOOR)),
         policy_id=policy.id,
         percent=_plain(percent),
         amount=line.amount_excl_tax,
@@ -305,15 +354,22 @@ def _decide(
 
 def _minor(value: Decimal, currency: str, field_name: str) -> int:
     try:
-        return to_minor(value, currency)
+        return _policy_minor(value, currency)
     except MoneyError as exc:
         raise QuoteError(f"policy {field_name}: {exc}") from exc
+
+
+@lru_cache(maxsize=1024)
+def _policy_minor(value: Decimal, currency: str) -> int:
+    """A policy amount (fee, limit) in minor units: the same few values on every quote. Equal
+    Decimals ("10", "10.00") are one key and have one minor amount; refusals are not kept."""
+    return to_minor(value, currency)
 
 
 def _hours(delta: timedelta) -> Decimal:
     """A time difference in hours, exactly (timedelta.total_seconds() is a float)."""
     microseconds = (delta.days * 86400 + delta.seconds) * 1_000_000 + delta.microseconds
-    return Decimal(microseconds) / Decimal(3_600_000_000)
+    return Decimal(microseconds) / _MICROSECONDS_PER_HOUR
 
 
 def _plain(number: Decimal) -> str:
@@ -321,10 +377,16 @@ def _plain(number: Decimal) -> str:
     return text
 
 
+# json.dumps(material, sort_keys=True, separators=(",", ":")), byte for byte, with the encoder
+# built once; the material is a fresh tree of dicts, lists and scalars, so the check for
+# reference cycles has nothing to find.
+_CANONICAL_JSON = json.JSONEncoder(sort_keys=True, separators=(",", ":"), check_circular=False)
+
+
 def _with_version(quote: Quote) -> Quote:
     """A short hash of everything the quote says: a button carries it to detect staleness."""
     material = quote.to_dict()
     material.pop("version", None)
-    blob = json.dumps(material, sort_keys=True, separators=(",", ":"))
+    blob = _CANONICAL_JSON.encode(material)
     version = hashlib.sha256(blob.encode()).hexdigest()[:12]
     return Quote(**{**quote.__dict__, "version": version})
