@@ -17,7 +17,7 @@ from typing import Any
 
 import aiosqlite
 
-from services.store.db import Store, dumps, now_iso
+from services.store.db import Store, dumps, now_iso, one
 from services.store.writer import Batch
 
 GENESIS = "0" * 64
@@ -56,8 +56,7 @@ async def append(
     detail: dict[str, Any] | None = None,
 ) -> int:
     """Append one row inside the caller's transaction (which holds the write lock)."""
-    async with tx.execute("SELECT hash FROM audit_log ORDER BY id DESC LIMIT 1") as cursor:
-        last = await cursor.fetchone()
+    last = await one(tx, "SELECT hash FROM audit_log ORDER BY id DESC LIMIT 1")
     prev = last[0] if last else GENESIS
     at = now_iso()
     detail_json = dumps(detail or {})

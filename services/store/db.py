@@ -153,22 +153,19 @@ class Store:
                     await self.db.execute(f"PRAGMA synchronous={SYNC_NORMAL}")
 
     async def fetch_one(self, sql: str, params: Iterable[Any] = ()) -> Row | None:
-        async with self.db.execute(sql, tuple(params)) as cursor:
-            return await cursor.fetchone()
+        """The first row of a query on the store's connection (for queries of one row)."""
+        return await one(self.db, sql, params)
 
     async def fetch_all(self, sql: str, params: Iterable[Any] = ()) -> list[Row]:
-        async with self.db.execute(sql, tuple(params)) as cursor:
-            return list(await cursor.fetchall())
+        return await rows(self.db, sql, params)
 
     async def read_one(self, sql: str, params: Iterable[Any] = ()) -> Row | None:
         """One row from the read-only connection (committed state only)."""
-        async with (self._reader or self.db).execute(sql, tuple(params)) as cursor:
-            return await cursor.fetchone()
+        return await one(self._reader or self.db, sql, params)
 
     async def read_all(self, sql: str, params: Iterable[Any] = ()) -> list[Row]:
         """Every row from the read-only connection (committed state only)."""
-        async with (self._reader or self.db).execute(sql, tuple(params)) as cursor:
-            return list(await cursor.fetchall())
+        return await rows(self._reader or self.db, sql, params)
 
     async def get_state(self, key: str) -> Any:
         row = await self.fetch_one("SELECT value FROM state WHERE key = ?", (key,))
@@ -195,6 +192,18 @@ class Store:
                     "INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)",
                     (version, name, now_iso()),
                 )
+
+
+async def rows(conn: aiosqlite.Connection, sql: str, params: Iterable[Any] = ()) -> list[Row]:
+    """Every row of a query, in one trip to the connection's thread (a cursor used by hand
+    takes three: execute, fetch, close). For a transaction's reads too (`rows(tx, ...)`)."""
+    return list(await conn.execute_fetchall(sql, tuple(params)))
+
+
+async def one(conn: aiosqlite.Connection, sql: str, params: Iterable[Any] = ()) -> Row | None:
+    """The first row of a query of (at most) one row, in one trip: see `rows`."""
+    found = await conn.execute_fetchall(sql, tuple(params))
+    return next(iter(found), None)
 
 
 async def set_state(tx: aiosqlite.Connection, key: str, value: Any) -> None:
