@@ -57,7 +57,7 @@ async def reconcile_day(
     tz: ZoneInfo,
     *,
     now: datetime | None = None,
-    batch_size: int = 100,
+    batch_size: int = 500,
     check_checkfront: bool = True,
 ) -> ReconRun:
     """Reconcile one business day and store the result (a re-run of a day replaces it)."""
