@@ -50,6 +50,7 @@ from services.clients.stripe_records import (
     payment_from,
     ref_id,
     refund_from,
+    refunds_page,
 )
 
 REFUND_REASON = "requested_by_customer"
@@ -307,17 +308,36 @@ class StripeGateway:
 
     async def _listed_refunds(self, params: Mapping[str, Any]) -> AsyncIterator[StripeRefund]:
         """Every refund Stripe lists for `params`, newest first, page by page: each next page
-        starts after the last refund of the one before, until Stripe says there is no more."""
+        starts after the last refund of the one before, until Stripe says there is no more.
+
+        Pages are read as plain JSON through the official client's `raw_request_async` (auth,
+        API version, retries and errors stay its job) and only the fields a `StripeRefund`
+        holds are kept: no client object is built per refund. While the caller works through
+        one page the next is already being fetched, one page ahead and never more; a caller
+        that stops early cancels it."""
         query = dict(params)
-        while True:
-            page = await self._call(
-                partial(self._client.v1.refunds.list_async, dict(query)), writes=False
-            )
-            for item in page.data:
-                yield refund_from(item)
-            if not page.has_more or not page.data:
-                return
-            query["starting_after"] = page.data[-1].id
+        ahead: asyncio.Task[tuple[list[StripeRefund], bool]] | None = \
+            asyncio.ensure_future(self._refund_page(dict(query)))
+        try:
+            while ahead is not None:
+                refunds, has_more = await ahead
+                ahead = None
+                if has_more and refunds:
+                    query["starting_after"] = refunds[-1].id
+                    ahead = asyncio.ensure_future(self._refund_page(dict(query)))
+                for refund in refunds:
+                    yield refund
+        finally:
+            if ahead is not None:
+                ahead.cancel()
+
+    async def _refund_page(self, query: dict[str, Any]) -> tuple[list[StripeRefund], bool]:
+        """One page of `GET /v1/refunds`: its refunds and whether Stripe has more."""
+        response = await self._call(
+            partial(self._client.raw_request_async, "get", "/v1/refunds", **query),
+            writes=False,
+        )
+        return refunds_page(response.data)
 
     async def _payment_currency(self, payment_ref: str) -> str:
         """The payment's currency: as Stripe gave it when the payment was last read here (a

@@ -1,11 +1,16 @@
 """What Stripe's refunds, disputes, PaymentIntents and Payment Links read as in the project's
-terms: frozen records with amounts in project minor units and currencies in upper case."""
+terms: frozen records with amounts in project minor units and currencies in upper case.
+
+The readers take the official client's objects or the plain JSON of a response alike;
+`refunds_page` reads a list page's JSON straight into records, no client object in between."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from services.clients.stripe_errors import StripeGatewayError
 from services.clients.stripe_money import from_stripe_amount
 
 
@@ -60,8 +65,8 @@ class StripePaymentLink:
 
 
 def refund_from(obj: Any) -> StripeRefund:
-    """A Stripe refund (object or dict) as a `StripeRefund`."""
-    data: dict[str, Any] = obj.to_dict() if hasattr(obj, "to_dict") else dict(obj)
+    """A Stripe refund (object or mapping) as a `StripeRefund`."""
+    data: Mapping[str, Any] = obj.to_dict() if hasattr(obj, "to_dict") else obj
     currency = str(data["currency"]).upper()
     metadata = data.get("metadata") or {}
     return StripeRefund(
@@ -75,6 +80,14 @@ def refund_from(obj: Any) -> StripeRefund:
         metadata={str(k): str(v) for k, v in metadata.items()},
         created=int(data["created"]),
     )
+
+
+def refunds_page(page: Mapping[str, Any]) -> tuple[list[StripeRefund], bool]:
+    """A list page of refunds (its JSON: `data`, `has_more`) as records, and whether Stripe
+    has more after it."""
+    if page.get("object") != "list" or not isinstance(page.get("data"), list):
+        raise StripeGatewayError("unavailable", "Stripe's answer to a listing is not a list")
+    return [refund_from(item) for item in page["data"]], bool(page.get("has_more"))
 
 
 def dispute_from(obj: Any) -> StripeDispute:

@@ -4,7 +4,10 @@ One run covers one business day (see `days`). Stripe's refunds created in that w
 streamed page by page and matched, a batch at a time, against our `executions` rows: by Stripe
 refund id first, then by payment + amount against rows still `planned` (the bot called Stripe
 but never heard back). Only counters, totals, the discrepancies and the ids of matched ledger
-rows are kept, so memory stays flat however many refunds the day had.
+rows are kept, so memory stays flat however many refunds the day had. The gateway reads the
+listing's pages as plain JSON, one page ahead of this loop, so Stripe (or the network) works
+on the next page while this one is matched. Ledger rows of the day the listing did not return
+are looked up one refund each, a few at a time, and settled in the ledger's order.
 
 The kinds of discrepancy and how a run is stored are described in `runs`; the queries of our
 ledger are in `services.refunds.ledger`, the Checkfront look-ups in `booking_check`.
@@ -12,6 +15,7 @@ ledger are in `services.refunds.ledger`, the Checkfront look-ups in `booking_che
 
 from __future__ import annotations
 
+import asyncio
 from collections import Counter
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -46,8 +50,11 @@ from services.store.db import iso_utc, utcnow
 STALE_AFTER = timedelta(hours=48)
 CARRY_LOOKBACK = timedelta(days=30)   # how far back ledger rows still pending are followed
 IN_FLIGHT = timedelta(hours=1)        # a planned row called this recently may still be answered
+LOOKUPS_AT_ONCE = 8                   # Stripe look-ups of one refund each in flight at once
+LOOKUP_BATCH = 100                    # ledger rows whose look-ups are gathered together
 RECHECK_LIMIT = 500                   # open problems of earlier days checked again per run
 PENDING_STATUSES = ("pending", "requires_action")
+_NO_AGE = timedelta(0)
 FAILED_STATUSES = ("failed", "canceled")
 
 
@@ -57,7 +64,7 @@ async def reconcile_day(
     tz: ZoneInfo,
     *,
     now: datetime | None = None,
-    batch_size: int = 100,
+    batch_size: int = 500,
     check_checkfront: bool = True,
 ) -> ReconRun:
     """Reconcile one business day and store the result (a re-run of a day replaces it)."""
@@ -140,10 +147,12 @@ class _DayReconciliation:
 
     async def _classify(self, refund: StripeRefund, row: ExecutionWithBooking | None) -> None:
         cur = refund.currency
-        moved = refund.status not in FAILED_STATUSES
+        status = refund.status
+        moved = status not in FAILED_STATUSES
         self._add(cur, "refunded" if moved else "failed", refund.amount)
-        age = self.now - datetime.fromtimestamp(refund.created, UTC)
-        stale = refund.status in PENDING_STATUSES and age > STALE_AFTER
+        pending = status in PENDING_STATUSES  # only a pending refund's age matters
+        age = self.now - datetime.fromtimestamp(refund.created, UTC) if pending else _NO_AGE
+        stale = pending and age > STALE_AFTER
         common: dict[str, Any] = {"amount": refund.amount, "currency": cur,
                                   "refund_id": refund.id,
                                   "payment_ref": refund.payment_intent or refund.charge}
@@ -221,19 +230,38 @@ class _DayReconciliation:
     # ---- ledger side ----------------------------------------------------------------------
 
     async def unseen_ledger(self) -> None:
-        """Ledger rows of the day with a refund id that Stripe's listing did not return."""
+        """Ledger rows of the day with a refund id that Stripe's listing did not return, looked
+        up at Stripe `LOOKUPS_AT_ONCE` at a time and settled in the ledger's order."""
         unseen = [execution_id async for execution_id in
                   ledger.ids_with_refund_between(self.store, self.start, self.end)
                   if execution_id not in self.seen]
+        rows: list[ExecutionWithBooking] = []
         async for row in ledger.rows_with_ids(self.store, unseen):
-            await self._look_up(row)
+            rows.append(row)
+            if len(rows) >= LOOKUP_BATCH:
+                await self._look_up(rows)
+                rows = []
+        await self._look_up(rows)
         await self._check_bookings()
 
-    async def _look_up(self, row: ExecutionWithBooking) -> None:
-        assert row.refund_id is not None
-        try:
-            refund = await self.stripe.get_refund(row.refund_id)
-        except StripeGatewayError as exc:
+    async def _look_up(self, rows: list[ExecutionWithBooking]) -> None:
+        gate = asyncio.Semaphore(LOOKUPS_AT_ONCE)
+
+        async def one(refund_id: str) -> StripeRefund | StripeGatewayError:
+            async with gate:
+                try:
+                    return await self.stripe.get_refund(refund_id)
+                except StripeGatewayError as exc:
+                    return exc
+
+        answers = await asyncio.gather(*(one(str(row.refund_id)) for row in rows))
+        for row, answer in zip(rows, answers, strict=True):
+            await self._settle(row, answer)
+
+    async def _settle(self, row: ExecutionWithBooking,
+                      answer: StripeRefund | StripeGatewayError) -> None:
+        if isinstance(answer, StripeGatewayError):
+            exc = answer
             if exc.kind != "not_found":
                 self.notes.append(f"could not look up {row.refund_id} at Stripe ({exc.kind})")
                 return
@@ -245,6 +273,7 @@ class _DayReconciliation:
                         currency=row.currency, refund_id=row.refund_id, execution_id=row.id,
                         case_id=row.case_id, payment_ref=row.payment_ref)
             return
+        refund = answer
         if self.lo <= refund.created < self.hi:
             await self._classify(refund, row)
         else:
