@@ -250,9 +250,12 @@ async def insert(tx: aiosqlite.Connection, *, booking_id: str, booking_code: str
          now, now),
     )
     case_id = int(cursor.lastrowid or 0)
+    data = quote.to_dict()
     await tx.execute(
-        "INSERT INTO quotes (case_id, version, created_at, snapshot, quote) VALUES (?, ?, ?, ?, ?)",
-        (case_id, quote.version, now, dumps(scrub(snapshot)), dumps(quote.to_dict())),
+        "INSERT INTO quotes (case_id, version, created_at, snapshot, quote, currency, "
+        "order_total, skus) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        (case_id, quote.version, now, dumps(scrub(snapshot)), dumps(data),
+         *_outlier_columns(data, currency)),
     )
     async with tx.execute("SELECT * FROM cases WHERE id = ?", (case_id,)) as cur:
         row = await cur.fetchone()
@@ -264,11 +267,28 @@ async def add_quote(tx: aiosqlite.Connection, case_id: int, quote: Quote,
                     snapshot: dict[str, Any]) -> None:
     """Keep a re-quote beside the case's earlier ones (a version already kept stays); its
     snapshot is kept scrubbed of the customer's contact details."""
+    async with tx.execute("SELECT currency FROM cases WHERE id = ?", (case_id,)) as cur:
+        row = await cur.fetchone()
+    data = quote.to_dict()
+    columns = _outlier_columns(data, row["currency"]) if row is not None else (None, None, None)
     await tx.execute(
-        "INSERT OR IGNORE INTO quotes (case_id, version, created_at, snapshot, quote) "
-        "VALUES (?, ?, ?, ?, ?)",
-        (case_id, quote.version, now_iso(), dumps(scrub(snapshot)), dumps(quote.to_dict())),
+        "INSERT OR IGNORE INTO quotes (case_id, version, created_at, snapshot, quote, currency, "
+        "order_total, skus) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        (case_id, quote.version, now_iso(), dumps(scrub(snapshot)), dumps(data), *columns),
     )
+
+
+def _outlier_columns(quote: dict[str, Any],
+                     currency: str) -> tuple[str, int | None, str | None]:
+    """What the value-outlier flag reads of a quote, kept beside it: its case's currency, its
+    order total in minor units and its lines' skus (as `recent_order_totals` would read them
+    from the JSON; None when that would not read, so that it still reads the JSON)."""
+    try:
+        total: int | None = to_minor(quote["order_total"], currency)
+        skus: str | None = dumps([line.get("sku") for line in quote.get("lines", [])])
+    except (KeyError, TypeError, AttributeError, ValueError):
+        total = skus = None
+    return currency, total, skus
 
 
 async def set_quote_version(tx: aiosqlite.Connection, case_id: int, version: str) -> None:
@@ -294,14 +314,20 @@ async def refunded_for_customer(store: Store, customer_hash: str, *, other_than_
 async def recent_order_totals(store: Store, *, currency: str, other_than_booking: str,
                               limit: int) -> list[tuple[frozenset[str | None], int]]:
     """(skus, order total in minor units) of the current quotes of the latest cases of other
-    bookings in `currency`, newest first. Read from the stored JSON directly: this runs for
-    every new case, over up to `limit` quotes, and needs two fields of each."""
+    bookings in `currency`, newest quote first. This runs for every new case: it reads the
+    columns kept beside each quote (the quotes of a currency by index, newest first, each case
+    by its id), and a quote's JSON only where those are missing."""
     rows = await store.fetch_all(
-        "SELECT q.quote FROM quotes q JOIN cases c ON c.id = q.case_id "
-        "WHERE c.booking_id != ? AND q.version = c.quote_version AND c.currency = ? "
-        "ORDER BY q.id DESC LIMIT ?", (other_than_booking, currency, limit))
+        "SELECT q.order_total, q.skus, CASE WHEN q.order_total IS NULL OR q.skus IS NULL "
+        "THEN q.quote END AS quote FROM quotes q CROSS JOIN cases c ON c.id = q.case_id "
+        "WHERE q.currency = ? AND c.currency = ? AND c.booking_id != ? "
+        "AND q.version = c.quote_version ORDER BY q.id DESC LIMIT ?",
+        (currency, currency, other_than_booking, limit))
     totals = []
     for row in rows:
+        if row["quote"] is None:
+            totals.append((frozenset(json.loads(row["skus"])), int(row["order_total"])))
+            continue
         quote = json.loads(row["quote"])
         skus = frozenset(line.get("sku") for line in quote.get("lines", []))
         totals.append((skus, to_minor(quote["order_total"], currency)))

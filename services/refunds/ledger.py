@@ -102,10 +102,10 @@ async def for_booking(tx: aiosqlite.Connection, keys: Sequence[str],
     """Every row of every case of a booking (named by any of `keys`: its key, code or id) and
     every row on any of its payments, whatever case it belongs to; oldest first."""
     names, refs = ",".join("?" for _ in keys), ",".join("?" for _ in payment_refs) or "NULL"
-    async with tx.execute(
-        "SELECT e.* FROM executions e JOIN cases c ON c.id = e.case_id "
-        f"WHERE c.booking_key IN ({names}) OR c.booking_code IN ({names}) "
-        f"OR c.booking_id IN ({names}) OR e.payment_ref IN ({refs}) ORDER BY e.id",
+    async with tx.execute(  # each side of the OR by its index (executions' case, payment)
+        "SELECT * FROM executions WHERE case_id IN (SELECT id FROM cases "
+        f"WHERE booking_key IN ({names}) OR booking_code IN ({names}) "
+        f"OR booking_id IN ({names})) OR payment_ref IN ({refs}) ORDER BY id",
         (*keys, *keys, *keys, *payment_refs),
     ) as cur:
         return [Execution.from_row(r) for r in await cur.fetchall()]
