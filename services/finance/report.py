@@ -8,7 +8,6 @@ import io
 import json
 from dataclasses import dataclass, field
 from datetime import date
-from typing import Any
 from zoneinfo import ZoneInfo
 
 from services.errors import DomainError
@@ -53,13 +52,13 @@ async def range_report(store: Store, first: date, last: date, tz: ZoneInfo) -> R
     rows = await ledger.report_rows(store, start.isoformat(), end.isoformat())
     report = RangeReport(first, last, [])
     for r in rows:
-        quote: dict[str, Any] = json.loads(r["quote"]) if r["quote"] else {}
+        policies: list[str] = json.loads(r["policy_ids"]) if r["policy_ids"] else []
         report.rows.append({
             "refunded_at": r["created_at"][:19] + "Z", "booking": r["booking_code"],
             "case": str(r["case_id"]), "currency": r["currency"],
             "quoted": format_minor(r["refund_amount"], r["currency"]),
             "refunded": format_minor(r["amount"], r["currency"]),
-            "policies": " ".join(quote.get("policy_ids", [])),
+            "policies": " ".join(policies),
             "decision": r["decision"] or "", "decided_by": r["decided_by"] or "",
             "stripe_refund_id": r["stripe_refund_id"], "payment": r["payment_ref"],
             "status": r["status"]})

@@ -82,9 +82,9 @@ async def latest_for_booking(store: Store, booking: str) -> Case | None:
 
 async def list_cases(store: Store, status: Status | None = None, limit: int = 200) -> list[Case]:
     if status is None:
-        rows = await store.fetch_all("SELECT * FROM cases ORDER BY id DESC LIMIT ?", (limit,))
+        rows = await store.read_all("SELECT * FROM cases ORDER BY id DESC LIMIT ?", (limit,))
     else:
-        rows = await store.fetch_all(
+        rows = await store.read_all(
             "SELECT * FROM cases WHERE status = ? ORDER BY id DESC LIMIT ?", (status, limit)
         )
     return [Case.from_row(r) for r in rows]
@@ -111,7 +111,7 @@ async def changed_before(store: Store, statuses: tuple[Status, ...], cutoff: str
 
 async def count(store: Store, status: Status) -> int:
     """How many cases are in `status`."""
-    row = await store.fetch_one("SELECT COUNT(*) FROM cases WHERE status = ?", (status.value,))
+    row = await store.read_one("SELECT COUNT(*) FROM cases WHERE status = ?", (status.value,))
     return int(row[0]) if row else 0
 
 
@@ -338,7 +338,7 @@ async def recent_order_totals(store: Store, *, currency: str, other_than_booking
 
 async def denials_between(store: Store, start: str, end: str) -> int:
     """Denials decided in [start, end) (stored ISO times)."""
-    row = await store.fetch_one(
+    row = await store.read_one(
         "SELECT COUNT(*) AS n FROM decisions WHERE decision = 'deny' AND decided_at >= ? "
         "AND decided_at < ?", (start, end))
     return int(row["n"]) if row else 0
@@ -348,7 +348,7 @@ async def waiting_since_before(store: Store, cutoff: str,
                                limit: int = 100) -> list[tuple[int, str, str]]:
     """(case id, booking code, since) of cases waiting for a person since before `cutoff`,
     longest waiting first."""
-    rows = await store.fetch_all(
+    rows = await store.read_all(
         "SELECT id, booking_code, updated_at FROM cases WHERE status = 'pending_approval' "
         "AND updated_at < ? ORDER BY updated_at LIMIT ?", (cutoff, limit))
     return [(int(r["id"]), r["booking_code"], r["updated_at"]) for r in rows]
@@ -356,7 +356,7 @@ async def waiting_since_before(store: Store, cutoff: str,
 
 async def opened_by_source(store: Store, start: str, end: str) -> dict[str, int]:
     """Cases opened in [start, end), counted by where they came from."""
-    rows = await store.fetch_all(
+    rows = await store.read_all(
         "SELECT source, COUNT(*) AS n FROM cases WHERE created_at >= ? AND created_at < ? "
         "GROUP BY source", (start, end))
     return {r["source"]: int(r["n"]) for r in rows}
@@ -367,7 +367,7 @@ async def repeat_customers(store: Store, since: str, statuses: tuple[str, ...],
     """(customer hash, cases) for customers with at least `at_least` cases in `statuses`
     opened since `since`, most first."""
     marks = ",".join("?" for _ in statuses)
-    rows = await store.fetch_all(
+    rows = await store.read_all(
         "SELECT customer_hash, COUNT(*) AS n FROM cases WHERE customer_hash IS NOT NULL "
         f"AND created_at >= ? AND status IN ({marks}) GROUP BY customer_hash "
         "HAVING COUNT(*) >= ? ORDER BY n DESC LIMIT ?",
@@ -378,7 +378,7 @@ async def repeat_customers(store: Store, since: str, statuses: tuple[str, ...],
 async def cancelled_skus(store: Store, start: str, end: str) -> dict[str, int]:
     """Cases opened in [start, end) per sku in their booking's items (a case counts once per
     sku)."""
-    rows = await store.fetch_all(
+    rows = await store.read_all(
         "SELECT t.value AS sku, COUNT(DISTINCT c.id) AS n FROM cases c "
         "JOIN quotes q ON q.case_id = c.id AND q.version = c.quote_version, "
         "json_tree(q.snapshot, '$.booking.order.items') t "
