@@ -7,6 +7,7 @@ without the new columns, several decisions per case, a case whose quote is missi
 
 from __future__ import annotations
 
+import itertools
 import json
 import sqlite3
 from datetime import date
@@ -26,8 +27,9 @@ UTC = ZoneInfo("UTC")
 
 
 async def reference_totals(store: Store, *, currency: str, other_than_booking: str,
-                           limit: int) -> list[tuple[frozenset[str | None], int]]:
-    """`cases.recent_order_totals` before migration 009: every quote's JSON decoded."""
+                           sku: str, limit: int) -> list[int]:
+    """What the value-outlier flag read before migration 009: every quote's JSON decoded,
+    then the totals of those with a line of `sku` kept."""
     rows = await store.fetch_all(
         "SELECT q.quote FROM quotes q JOIN cases c ON c.id = q.case_id "
         "WHERE c.booking_id != ? AND q.version = c.quote_version AND c.currency = ? "
@@ -35,8 +37,8 @@ async def reference_totals(store: Store, *, currency: str, other_than_booking: s
     totals = []
     for row in rows:
         found = json.loads(row["quote"])
-        skus = frozenset(line.get("sku") for line in found.get("lines", []))
-        totals.append((skus, to_minor(found["order_total"], currency)))
+        if sku in frozenset(line.get("sku") for line in found.get("lines", [])):
+            totals.append(to_minor(found["order_total"], currency))
     return totals
 
 
@@ -94,12 +96,17 @@ async def test_recent_order_totals_are_those_the_quotes_json_gives(tmp_path: Pat
         assert sum(r["order_total"] is None for r in raw) == 1
         assert all(r["currency"] is not None for r in raw)
 
+        checked = 0
         for currency in ("USD", "JPY", "KWD", "EUR"):
             for other in ("1000", "1001", "1004", "999", "none"):
-                for limit in (3, 200):
-                    args = {"currency": currency, "other_than_booking": other, "limit": limit}
-                    assert await cases.recent_order_totals(store, **args) == \
-                        await reference_totals(store, **args), args
+                for sku in ("kayak", "bike", "boat", "lunch", "none"):
+                    for limit in (3, 200):
+                        args: dict[str, Any] = {"currency": currency, "sku": sku,
+                                                "other_than_booking": other, "limit": limit}
+                        found = await cases.recent_order_totals(store, **args)
+                        assert found == await reference_totals(store, **args), args
+                        checked += len(found)
+        assert checked > 100
     finally:
         await store.close()
 
@@ -155,8 +162,9 @@ async def test_the_migration_keeps_each_quotes_total_and_skus_where_its_text_rea
             ("KWD", 1250, [None, "boat"]), ("usd", 5, ["kayak"]), ("USD", -500, ["kayak"]),
             ("USD", None, ["kayak"]), ("JPY", None, ["kayak"]), ("USD", None, ["kayak"]),
             ("USD", None, None)]
-        for currency in ("USD", "JPY", "KWD", "usd"):
-            args = {"currency": currency, "other_than_booking": "3", "limit": 200}
+        for currency, sku in itertools.product(("USD", "JPY", "KWD", "usd"),
+                                               ("kayak", "boat", "lunch")):
+            args = {"currency": currency, "sku": sku, "other_than_booking": "3", "limit": 200}
             try:
                 expected = await reference_totals(store, **args)
             except (KeyError, ValueError) as exc:  # the last quote: no lines to read

@@ -312,25 +312,29 @@ async def refunded_for_customer(store: Store, customer_hash: str, *, other_than_
 
 
 async def recent_order_totals(store: Store, *, currency: str, other_than_booking: str,
-                              limit: int) -> list[tuple[frozenset[str | None], int]]:
-    """(skus, order total in minor units) of the current quotes of the latest cases of other
-    bookings in `currency`, newest quote first. This runs for every new case: it reads the
-    columns kept beside each quote (the quotes of a currency by index, newest first, each case
-    by its id), and a quote's JSON only where those are missing."""
+                              sku: str, limit: int) -> list[int]:
+    """Order totals (minor units) of those current quotes of the latest `limit` cases of other
+    bookings in `currency` that have a line of `sku`, newest quote first. This runs for every
+    new case: it walks the quotes of the currency by index, newest first, reads the columns
+    kept beside each quote and tests the sku in SQL; a quote's JSON is read only where those
+    columns are missing."""
     rows = await store.fetch_all(
-        "SELECT q.order_total, q.skus, CASE WHEN q.order_total IS NULL OR q.skus IS NULL "
-        "THEN q.quote END AS quote FROM quotes q CROSS JOIN cases c ON c.id = q.case_id "
+        "SELECT r.order_total, r.quote FROM (SELECT q.id, q.order_total, q.skus, "
+        "CASE WHEN q.order_total IS NULL OR q.skus IS NULL THEN q.quote END AS quote "
+        "FROM quotes q CROSS JOIN cases c ON c.id = q.case_id "
         "WHERE q.currency = ? AND c.currency = ? AND c.booking_id != ? "
-        "AND q.version = c.quote_version ORDER BY q.id DESC LIMIT ?",
-        (currency, currency, other_than_booking, limit))
+        "AND q.version = c.quote_version ORDER BY q.id DESC LIMIT ?) AS r "
+        "WHERE r.quote IS NOT NULL OR EXISTS (SELECT 1 FROM json_each(r.skus) AS s "
+        "WHERE s.type = 'text' AND s.value = ?) ORDER BY r.id DESC",
+        (currency, currency, other_than_booking, limit, sku))
     totals = []
     for row in rows:
         if row["quote"] is None:
-            totals.append((frozenset(json.loads(row["skus"])), int(row["order_total"])))
+            totals.append(int(row["order_total"]))
             continue
         quote = json.loads(row["quote"])
-        skus = frozenset(line.get("sku") for line in quote.get("lines", []))
-        totals.append((skus, to_minor(quote["order_total"], currency)))
+        if sku in frozenset(line.get("sku") for line in quote.get("lines", [])):
+            totals.append(to_minor(quote["order_total"], currency))
     return totals
 
 

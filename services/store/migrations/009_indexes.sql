@@ -36,7 +36,8 @@ WHERE json_valid(quotes.quote) AND json_type(quotes.quote, '$.lines') = 'array';
 
 -- Stored totals are written with the currency's exponent ("125.00" USD, "1250" JPY, "1.250"
 -- KWD), so their digits without the point are the minor units; any other text stays NULL.
-CREATE TEMP TABLE quote_totals AS
+CREATE TEMP TABLE quote_totals (id INTEGER PRIMARY KEY, total, places, digits);
+INSERT INTO quote_totals (id, total, places, digits)
 SELECT id, total, places,
        CASE WHEN total GLOB '-*' THEN SUBSTR(total, 2) ELSE total END AS digits
 FROM (SELECT q.id, json_extract(q.quote, '$.order_total') AS total,
