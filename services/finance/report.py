@@ -54,16 +54,28 @@ async def range_report(store: Store, first: date, last: date, tz: ZoneInfo) -> R
     _, end = day_window(last, tz)
     rows = await ledger.report_rows(store, start.isoformat(), end.isoformat())
     report = RangeReport(first, last, [])
+    # many rows share their policies and their amounts: each distinct one is read once
+    policies: dict[str | None, str] = {}
+    money: dict[tuple[int, str], str] = {}
+
+    def amount(minor: int, currency: str) -> str:
+        text = money.get((minor, currency))
+        if text is None:
+            text = money[(minor, currency)] = format_minor(minor, currency)
+        return text
+
     for n, r in enumerate(rows):
         if n and not n % YIELD_EVERY:
             await asyncio.sleep(0)   # a long report lets intake and the worker run meanwhile
-        policies: list[str] = json.loads(r["policy_ids"]) if r["policy_ids"] else []
+        ids = r["policy_ids"]
+        if ids not in policies:
+            policies[ids] = " ".join(json.loads(ids)) if ids else ""
         report.rows.append({
             "refunded_at": r["created_at"][:19] + "Z", "booking": r["booking_code"],
             "case": str(r["case_id"]), "currency": r["currency"],
-            "quoted": format_minor(r["refund_amount"], r["currency"]),
-            "refunded": format_minor(r["amount"], r["currency"]),
-            "policies": " ".join(policies),
+            "quoted": amount(r["refund_amount"], r["currency"]),
+            "refunded": amount(r["amount"], r["currency"]),
+            "policies": policies[ids],
             "decision": r["decision"] or "", "decided_by": r["decided_by"] or "",
             "stripe_refund_id": r["stripe_refund_id"], "payment": r["payment_ref"],
             "status": r["status"]})
