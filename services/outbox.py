@@ -135,7 +135,7 @@ async def retry_later(store: Store, post_id: int, error: str, at: datetime) -> N
 
 async def backlog(store: Store) -> int:
     """How many posts are waiting to go out (the health check shows it)."""
-    row = await store.fetch_one("SELECT COUNT(*) FROM slack_outbox WHERE sent_at IS NULL")
+    row = await store.read_one("SELECT COUNT(*) FROM slack_outbox WHERE sent_at IS NULL")
     return int(row[0]) if row else 0
 
 

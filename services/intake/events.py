@@ -275,7 +275,7 @@ async def claim_failed(store: Store, row_id: int, now: datetime, by: str) -> Sto
 
 async def failed(store: Store, limit: int = 100) -> list[EventRow]:
     """Failed events (dead letters and outages past the bound), the oldest first."""
-    rows = await store.fetch_all(
+    rows = await store.read_all(
         "SELECT * FROM webhook_events WHERE processed_at IS NULL AND failed_at IS NOT NULL "
         "ORDER BY id LIMIT ?", (limit,))
     return [_row(r) for r in rows]
@@ -283,7 +283,7 @@ async def failed(store: Store, limit: int = 100) -> list[EventRow]:
 
 async def retrying(store: Store, limit: int = 100) -> list[EventRow]:
     """Events waiting for a retry, the soonest first."""
-    rows = await store.fetch_all(
+    rows = await store.read_all(
         f"SELECT * FROM webhook_events WHERE {_WAITING} AND next_at IS NOT NULL "
         "ORDER BY next_at, id LIMIT ?", (limit,))
     return [_row(r) for r in rows]
@@ -334,7 +334,7 @@ def _state(processed: str | None, failed_at: str | None, next_at: str | None) ->
 
 
 async def _count(store: Store, where: str) -> int:
-    row = await store.fetch_one(f"SELECT COUNT(*) FROM webhook_events WHERE {where}")
+    row = await store.read_one(f"SELECT COUNT(*) FROM webhook_events WHERE {where}")
     return int(row[0]) if row else 0
 
 

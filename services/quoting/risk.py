@@ -51,10 +51,9 @@ async def assess(
 async def _value_outlier(store: Store, snapshot: BookingSnapshot) -> RiskFlag | None:
     """The booking is worth far more than the usual booking of its main product."""
     main = max(snapshot.lines, key=lambda line: line.total)
-    totals = await cases.recent_order_totals(store, currency=snapshot.currency,
+    values = await cases.recent_order_totals(store, currency=snapshot.currency,
                                              other_than_booking=snapshot.booking_id,
-                                             limit=VALUE_LOOKBACK)
-    values = [total for skus, total in totals if main.sku in skus]
+                                             sku=main.sku, limit=VALUE_LOOKBACK)
     if len(values) < VALUE_MIN_SAMPLES:
         return None
     usual = statistics.median(values)

@@ -82,9 +82,9 @@ async def latest_for_booking(store: Store, booking: str) -> Case | None:
 
 async def list_cases(store: Store, status: Status | None = None, limit: int = 200) -> list[Case]:
     if status is None:
-        rows = await store.fetch_all("SELECT * FROM cases ORDER BY id DESC LIMIT ?", (limit,))
+        rows = await store.read_all("SELECT * FROM cases ORDER BY id DESC LIMIT ?", (limit,))
     else:
-        rows = await store.fetch_all(
+        rows = await store.read_all(
             "SELECT * FROM cases WHERE status = ? ORDER BY id DESC LIMIT ?", (status, limit)
         )
     return [Case.from_row(r) for r in rows]
@@ -111,7 +111,7 @@ async def changed_before(store: Store, statuses: tuple[Status, ...], cutoff: str
 
 async def count(store: Store, status: Status) -> int:
     """How many cases are in `status`."""
-    row = await store.fetch_one("SELECT COUNT(*) FROM cases WHERE status = ?", (status.value,))
+    row = await store.read_one("SELECT COUNT(*) FROM cases WHERE status = ?", (status.value,))
     return int(row[0]) if row else 0
 
 
@@ -250,9 +250,12 @@ async def insert(tx: aiosqlite.Connection, *, booking_id: str, booking_code: str
          now, now),
     )
     case_id = int(cursor.lastrowid or 0)
+    data = quote.to_dict()
     await tx.execute(
-        "INSERT INTO quotes (case_id, version, created_at, snapshot, quote) VALUES (?, ?, ?, ?, ?)",
-        (case_id, quote.version, now, dumps(scrub(snapshot)), dumps(quote.to_dict())),
+        "INSERT INTO quotes (case_id, version, created_at, snapshot, quote, currency, "
+        "order_total, skus) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        (case_id, quote.version, now, dumps(scrub(snapshot)), dumps(data),
+         *_outlier_columns(data, currency)),
     )
     async with tx.execute("SELECT * FROM cases WHERE id = ?", (case_id,)) as cur:
         row = await cur.fetchone()
@@ -264,11 +267,28 @@ async def add_quote(tx: aiosqlite.Connection, case_id: int, quote: Quote,
                     snapshot: dict[str, Any]) -> None:
     """Keep a re-quote beside the case's earlier ones (a version already kept stays); its
     snapshot is kept scrubbed of the customer's contact details."""
+    async with tx.execute("SELECT currency FROM cases WHERE id = ?", (case_id,)) as cur:
+        row = await cur.fetchone()
+    data = quote.to_dict()
+    columns = _outlier_columns(data, row["currency"]) if row is not None else (None, None, None)
     await tx.execute(
-        "INSERT OR IGNORE INTO quotes (case_id, version, created_at, snapshot, quote) "
-        "VALUES (?, ?, ?, ?, ?)",
-        (case_id, quote.version, now_iso(), dumps(scrub(snapshot)), dumps(quote.to_dict())),
+        "INSERT OR IGNORE INTO quotes (case_id, version, created_at, snapshot, quote, currency, "
+        "order_total, skus) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        (case_id, quote.version, now_iso(), dumps(scrub(snapshot)), dumps(data), *columns),
     )
+
+
+def _outlier_columns(quote: dict[str, Any],
+                     currency: str) -> tuple[str, int | None, str | None]:
+    """What the value-outlier flag reads of a quote, kept beside it: its case's currency, its
+    order total in minor units and its lines' skus (as `recent_order_totals` would read them
+    from the JSON; None when that would not read, so that it still reads the JSON)."""
+    try:
+        total: int | None = to_minor(quote["order_total"], currency)
+        skus: str | None = dumps([line.get("sku") for line in quote.get("lines", [])])
+    except (KeyError, TypeError, AttributeError, ValueError):
+        total = skus = None
+    return currency, total, skus
 
 
 async def set_quote_version(tx: aiosqlite.Connection, case_id: int, version: str) -> None:
@@ -292,19 +312,29 @@ async def refunded_for_customer(store: Store, customer_hash: str, *, other_than_
 
 
 async def recent_order_totals(store: Store, *, currency: str, other_than_booking: str,
-                              limit: int) -> list[tuple[frozenset[str | None], int]]:
-    """(skus, order total in minor units) of the current quotes of the latest cases of other
-    bookings in `currency`, newest first. Read from the stored JSON directly: this runs for
-    every new case, over up to `limit` quotes, and needs two fields of each."""
+                              sku: str, limit: int) -> list[int]:
+    """Order totals (minor units) of those current quotes of the latest `limit` cases of other
+    bookings in `currency` that have a line of `sku`, newest quote first. This runs for every
+    new case: it walks the quotes of the currency by index, newest first, reads the columns
+    kept beside each quote and tests the sku in SQL; a quote's JSON is read only where those
+    columns are missing."""
     rows = await store.fetch_all(
-        "SELECT q.quote FROM quotes q JOIN cases c ON c.id = q.case_id "
-        "WHERE c.booking_id != ? AND q.version = c.quote_version AND c.currency = ? "
-        "ORDER BY q.id DESC LIMIT ?", (other_than_booking, currency, limit))
+        "SELECT r.order_total, r.quote FROM (SELECT q.id, q.order_total, q.skus, "
+        "CASE WHEN q.order_total IS NULL OR q.skus IS NULL THEN q.quote END AS quote "
+        "FROM quotes q CROSS JOIN cases c ON c.id = q.case_id "
+        "WHERE q.currency = ? AND c.currency = ? AND c.booking_id != ? "
+        "AND q.version = c.quote_version ORDER BY q.id DESC LIMIT ?) AS r "
+        "WHERE r.quote IS NOT NULL OR EXISTS (SELECT 1 FROM json_each(r.skus) AS s "
+        "WHERE s.type = 'text' AND s.value = ?) ORDER BY r.id DESC",
+        (currency, currency, other_than_booking, limit, sku))
     totals = []
     for row in rows:
+        if row["quote"] is None:
+            totals.append(int(row["order_total"]))
+            continue
         quote = json.loads(row["quote"])
-        skus = frozenset(line.get("sku") for line in quote.get("lines", []))
-        totals.append((skus, to_minor(quote["order_total"], currency)))
+        if sku in frozenset(line.get("sku") for line in quote.get("lines", [])):
+            totals.append(to_minor(quote["order_total"], currency))
     return totals
 
 
@@ -312,7 +342,7 @@ async def recent_order_totals(store: Store, *, currency: str, other_than_booking
 
 async def denials_between(store: Store, start: str, end: str) -> int:
     """Denials decided in [start, end) (stored ISO times)."""
-    row = await store.fetch_one(
+    row = await store.read_one(
         "SELECT COUNT(*) AS n FROM decisions WHERE decision = 'deny' AND decided_at >= ? "
         "AND decided_at < ?", (start, end))
     return int(row["n"]) if row else 0
@@ -322,7 +352,7 @@ async def waiting_since_before(store: Store, cutoff: str,
                                limit: int = 100) -> list[tuple[int, str, str]]:
     """(case id, booking code, since) of cases waiting for a person since before `cutoff`,
     longest waiting first."""
-    rows = await store.fetch_all(
+    rows = await store.read_all(
         "SELECT id, booking_code, updated_at FROM cases WHERE status = 'pending_approval' "
         "AND updated_at < ? ORDER BY updated_at LIMIT ?", (cutoff, limit))
     return [(int(r["id"]), r["booking_code"], r["updated_at"]) for r in rows]
@@ -330,7 +360,7 @@ async def waiting_since_before(store: Store, cutoff: str,
 
 async def opened_by_source(store: Store, start: str, end: str) -> dict[str, int]:
     """Cases opened in [start, end), counted by where they came from."""
-    rows = await store.fetch_all(
+    rows = await store.read_all(
         "SELECT source, COUNT(*) AS n FROM cases WHERE created_at >= ? AND created_at < ? "
         "GROUP BY source", (start, end))
     return {r["source"]: int(r["n"]) for r in rows}
@@ -341,7 +371,7 @@ async def repeat_customers(store: Store, since: str, statuses: tuple[str, ...],
     """(customer hash, cases) for customers with at least `at_least` cases in `statuses`
     opened since `since`, most first."""
     marks = ",".join("?" for _ in statuses)
-    rows = await store.fetch_all(
+    rows = await store.read_all(
         "SELECT customer_hash, COUNT(*) AS n FROM cases WHERE customer_hash IS NOT NULL "
         f"AND created_at >= ? AND status IN ({marks}) GROUP BY customer_hash "
         "HAVING COUNT(*) >= ? ORDER BY n DESC LIMIT ?",
@@ -352,7 +382,7 @@ async def repeat_customers(store: Store, since: str, statuses: tuple[str, ...],
 async def cancelled_skus(store: Store, start: str, end: str) -> dict[str, int]:
     """Cases opened in [start, end) per sku in their booking's items (a case counts once per
     sku)."""
-    rows = await store.fetch_all(
+    rows = await store.read_all(
         "SELECT t.value AS sku, COUNT(DISTINCT c.id) AS n FROM cases c "
         "JOIN quotes q ON q.case_id = c.id AND q.version = c.quote_version, "
         "json_tree(q.snapshot, '$.booking.order.items') t "

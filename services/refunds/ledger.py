@@ -102,10 +102,10 @@ async def for_booking(tx: aiosqlite.Connection, keys: Sequence[str],
     """Every row of every case of a booking (named by any of `keys`: its key, code or id) and
     every row on any of its payments, whatever case it belongs to; oldest first."""
     names, refs = ",".join("?" for _ in keys), ",".join("?" for _ in payment_refs) or "NULL"
-    async with tx.execute(
-        "SELECT e.* FROM executions e JOIN cases c ON c.id = e.case_id "
-        f"WHERE c.booking_key IN ({names}) OR c.booking_code IN ({names}) "
-        f"OR c.booking_id IN ({names}) OR e.payment_ref IN ({refs}) ORDER BY e.id",
+    async with tx.execute(  # each side of the OR by its index (executions' case, payment)
+        "SELECT * FROM executions WHERE case_id IN (SELECT id FROM cases "
+        f"WHERE booking_key IN ({names}) OR booking_code IN ({names}) "
+        f"OR booking_id IN ({names})) OR payment_ref IN ({refs}) ORDER BY id",
         (*keys, *keys, *keys, *payment_refs),
     ) as cur:
         return [Execution.from_row(r) for r in await cur.fetchall()]
@@ -361,7 +361,7 @@ async def settled_by_currency(store: Store, start: str,
                               end: str) -> dict[str, tuple[int, int]]:
     """Refunds that moved money, created in [start, end): currency -> (count, total minor
     units), currencies in order."""
-    rows = await store.fetch_all(
+    rows = await store.read_all(
         "SELECT currency, COUNT(*) AS n, SUM(amount) AS total FROM executions "
         f"WHERE status IN {_SETTLED_SQL} AND created_at >= ? AND created_at < ? "
         "GROUP BY currency ORDER BY currency", (start, end))
@@ -371,7 +371,7 @@ async def settled_by_currency(store: Store, start: str,
 async def approvals_refunded_between(store: Store, start: str, end: str) -> dict[str, int]:
     """Cases with a refund that moved money created in [start, end), counted by their latest
     approval: auto_approve | approve -> cases."""
-    rows = await store.fetch_all(
+    rows = await store.read_all(
         "SELECT d.decision, COUNT(DISTINCT d.case_id) AS n FROM decisions d "
         "WHERE d.decision IN ('auto_approve', 'approve') AND d.id = (SELECT MAX(x.id) FROM "
         "decisions x WHERE x.case_id = d.case_id AND x.decision IN ('auto_approve', 'approve')) "
@@ -383,7 +383,7 @@ async def approvals_refunded_between(store: Store, start: str, end: str) -> dict
 async def first_refunds_between(store: Store, start: str, end: str) -> list[tuple[str, str]]:
     """For each case with refunds that moved money created in [start, end): (when the case
     was cancelled, when the first of those refunds was created)."""
-    rows = await store.fetch_all(
+    rows = await store.read_all(
         "SELECT c.cancelled_at, MIN(e.created_at) AS refunded_at FROM executions e "
         f"JOIN cases c ON c.id = e.case_id WHERE e.status IN {_SETTLED_SQL} "
         "AND e.created_at >= ? AND e.created_at < ? GROUP BY c.id", (start, end))
@@ -392,7 +392,7 @@ async def first_refunds_between(store: Store, start: str, end: str) -> list[tupl
 
 async def settled_count_between(store: Store, start: str, end: str) -> int:
     """How many refunds that moved money were created in [start, end)."""
-    row = await store.fetch_one(
+    row = await store.read_one(
         f"SELECT COUNT(*) AS n FROM executions WHERE status IN {_SETTLED_SQL} "
         "AND created_at >= ? AND created_at < ?", (start, end))
     return int(row["n"]) if row else 0
@@ -402,7 +402,7 @@ async def not_rejected_by_currency(store: Store, start: datetime,
                                    end: datetime) -> dict[str, tuple[int, int]]:
     """Rows created in [start, end) but rejected ones (refunds made, under way or attempted):
     currency -> (count, total minor units)."""
-    rows = await store.fetch_all(
+    rows = await store.read_all(
         "SELECT currency, COUNT(*) AS n, COALESCE(SUM(amount), 0) AS total FROM executions "
         "WHERE status != 'rejected' AND created_at >= ? AND created_at < ? "
         "GROUP BY currency", (iso_utc(start), iso_utc(end)))
@@ -414,7 +414,7 @@ async def last_called(store: Store, updated_after: str, limit: int) -> list[Row]
     or rejected), updated after `updated_after`, newest first: id, status, failure reason."""
     known = _sql_list((ExecutionStatus.SUCCEEDED, ExecutionStatus.PENDING,
                        ExecutionStatus.FAILED, ExecutionStatus.REJECTED))
-    return await store.fetch_all(
+    return await store.read_all(
         "SELECT id, status, failure_reason FROM executions WHERE called_at IS NOT NULL "
         f"AND status IN {known} AND updated_at > ? "
         "ORDER BY updated_at DESC, id DESC LIMIT ?", (updated_after, limit))
@@ -424,15 +424,18 @@ async def last_called(store: Store, updated_after: str, limit: int) -> list[Row]
 
 async def report_rows(store: Store, start: str, end: str) -> list[Row]:
     """Rows with a Stripe refund created in [start, end), oldest first, each with its case
-    (id, booking code, quoted refund), the case's current quote and its latest decision and
-    who made it: what a range report lists."""
-    return await store.fetch_all(
+    (id, booking code, quoted refund), the policy ids of the case's current quote (JSON text)
+    and its latest decision and who made it: what a range report lists. Read on the read-only
+    connection: a long report holds up no writer. Each row finds its case, quote and latest
+    decision by index, so the cost follows the rows listed, not the store's size."""
+    return await store.read_all(
         "SELECT e.created_at, e.amount, e.currency, e.status, e.stripe_refund_id, "
-        "e.payment_ref, c.id AS case_id, c.booking_code, c.refund_amount, q.quote, "
-        "(SELECT decision FROM decisions d WHERE d.case_id = c.id ORDER BY d.id DESC LIMIT 1) "
-        "AS decision, (SELECT decided_by FROM decisions d WHERE d.case_id = c.id "
-        "ORDER BY d.id DESC LIMIT 1) AS decided_by "
+        "e.payment_ref, c.id AS case_id, c.booking_code, c.refund_amount, "
+        "q.quote -> '$.policy_ids' AS policy_ids, "
+        "d.decision, d.decided_by "
         "FROM executions e JOIN cases c ON c.id = e.case_id "
         "LEFT JOIN quotes q ON q.case_id = c.id AND q.version = c.quote_version "
+        "LEFT JOIN decisions d ON d.id = (SELECT MAX(x.id) FROM decisions x "
+        "WHERE x.case_id = c.id) "
         "WHERE e.stripe_refund_id IS NOT NULL AND e.created_at >= ? AND e.created_at < ? "
         "ORDER BY e.created_at", (start, end))
