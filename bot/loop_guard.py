@@ -45,7 +45,7 @@ class LoopGuard:
         self.running = 0          # cases inside `turn()`
         self.held = 0             # cases that waited for their turn (tests, benchmarks)
         self._in_flight = 0       # webhooks being answered
-        self._last_intake = float("-inf")
+        self.last_intake = float("-inf")   # monotonic time the last webhook ended
         self._waiting: deque[asyncio.Future[None]] = deque()
         self._ticker: asyncio.Task[None] | None = None
 
@@ -56,10 +56,10 @@ class LoopGuard:
 
     def intake_ended(self) -> None:
         self._in_flight -= 1
-        self._last_intake = time.monotonic()
+        self.last_intake = time.monotonic()
 
     def intake_busy(self) -> bool:
-        return self._in_flight > 0 or time.monotonic() - self._last_intake < self.quiet_after
+        return self._in_flight > 0 or time.monotonic() - self.last_intake < self.quiet_after
 
     # --- the worker side -------------------------------------------------------------------
 
