@@ -10,8 +10,11 @@ webhook (path-token authenticated), a cancellation; the answer 200 means stored.
 
 The floor: a bare aiohttp app that reads the same body and inserts it into a table of the same
 shape (`INSERT OR IGNORE`, unique by source and id) through aiosqlite and commits (two thread
-round trips), at the bot's durability (same journal_mode and synchronous, read from the bot's
-store), on the same machine, with the same client, in the same run.
+round trips), at the durability a webhook's 200 pays in the bot (the store's journal_mode and
+the intake writer's synchronous), on the same machine, with the same client, in the same run.
+Beside each rate, the CPU time a request cost this process (`time.process_time()`, every
+thread: the bot's writer, the floor's aiosqlite thread), the figure that does not move with
+the machine's other load.
 
 Cases:
 - sequential, one request at a time; 16 concurrent (16 connections, each sending as soon as
@@ -21,8 +24,10 @@ Cases:
 - fixed rate (open loop: request i is due at i/rate; latency from when it was due), 100/s then
   500/s, for `--seconds` each, with the worker running: every cancellation is of a real paid
   booking in the stand-ins, which the worker processes (Checkfront reads, a quote, the case,
-  Stripe refunds when the policy approves) while the next ones arrive. p50/p99 latency. The
-  floor's fixed-rate figures are taken before, with no bot running.
+  Stripe refunds when the policy approves) while the next ones arrive. p50/p99 latency, the
+  cases the worker finished meanwhile (it must keep going), how many it held for the loop
+  (`bot.loop_guard`), and the loop's lag (a timer every 5 ms: how late it fired). The floor's
+  fixed-rate figures are taken before, with no bot running.
 
 The last lines: each figure beside the floor's, the ratio and the issue's target, OK or MISS.
 """
@@ -360,7 +365,9 @@ async def run(args: argparse.Namespace) -> int:
         ok = ratio >= TARGET_RATIO
         failed += not ok
         lines.append(f"intake {name}: bot {bot_rate:,.0f}/s  floor {floor_rate:,.0f}/s  "
-                     f"ratio {ratio:.2f}  target >= {TARGET_RATIO:.2f}  {'OK' if ok else 'MISS'}")
+                     f"ratio {ratio:.2f}  target >= {TARGET_RATIO:.2f}  {'OK' if ok else 'MISS'}"
+                     f"  (CPU a request: bot {1e6 * results[f'bot {name}']['cpu']:.0f} us, "
+                     f"floor {1e6 * results[f'floor {name}']['cpu']:.0f} us)")
     for r in rates:
         bot_r, floor_r = results[f"bot {r:g}/s"], results[f"floor {r:g}/s"]
         ok = pct(bot_r, .99) < TARGET_P99_MS
