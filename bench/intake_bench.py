@@ -10,8 +10,11 @@ webhook (path-token authenticated), a cancellation; the answer 200 means stored.
 
 The floor: a bare aiohttp app that reads the same body and inserts it into a table of the same
 shape (`INSERT OR IGNORE`, unique by source and id) through aiosqlite and commits (two thread
-round trips), at the bot's durability (same journal_mode and synchronous, read from the bot's
-store), on the same machine, with the same client, in the same run.
+round trips), at the durability a webhook's 200 pays in the bot (the store's journal_mode and
+the intake writer's synchronous), on the same machine, with the same client, in the same run.
+Beside each rate, the CPU time a request cost this process (`time.process_time()`, every
+thread: the bot's writer, the floor's aiosqlite thread), the figure that does not move with
+the machine's other load.
 
 Cases:
 - sequential, one request at a time; 16 concurrent (16 connections, each sending as soon as
@@ -21,8 +24,10 @@ Cases:
 - fixed rate (open loop: request i is due at i/rate; latency from when it was due), 100/s then
   500/s, for `--seconds` each, with the worker running: every cancellation is of a real paid
   booking in the stand-ins, which the worker processes (Checkfront reads, a quote, the case,
-  Stripe refunds when the policy approves) while the next ones arrive. p50/p99 latency. The
-  floor's fixed-rate figures are taken before, with no bot running.
+  Stripe refunds when the policy approves) while the next ones arrive. p50/p99 latency, the
+  cases the worker finished meanwhile (it must keep going), how many it held for the loop
+  (`bot.loop_guard`), and the loop's lag (a timer every 5 ms: how late it fired). The floor's
+  fixed-rate figures are taken before, with no bot running.
 
 The last lines: each figure beside the floor's, the ratio and the issue's target, OK or MISS.
 """
@@ -218,6 +223,7 @@ async def start_bot(folder: Path, world: dict[str, Any]) -> tuple[Bot, Any]:
         checkfront_api_secret=world["api_secret"], checkfront_webhook_secret=WEBHOOK_TOKEN,
         stripe_secret_key="sk_test_sandbox", stripe_webhook_secret=STRIPE_WEBHOOK_SECRET,
         stripe_api_base=world["stripe"], stripe_timeout_seconds=5.0, scheduler_enabled=False,
+        stripe_max_requests_per_second=0,   # the stand-ins run without rate limits
         log_level="WARNING")
     bot = await Bot.create(settings)
     return bot, await start(bot.web)
@@ -264,9 +270,10 @@ async def run(args: argparse.Namespace) -> int:
         (folder / "alone").mkdir()
         bot, server = await start_bot(folder / "alone", world)
         await bot.worker.stop(grace=0)
-        sync_row = await bot.svc.store.fetch_one("PRAGMA synchronous")
         journal = await bot.svc.store.fetch_one("PRAGMA journal_mode")
-        synchronous = int(sync_row[0]) if sync_row else 2
+        writer = bot.svc.store.writer
+        assert writer is not None, "a file store has an intake writer"
+        synchronous = writer.synchronous   # what a webhook's commit pays before its 200
         floor, floor_db = await floor_app(folder / "floor.db", synchronous)
         floor_server = await start(floor)
         bot_url = f"{server.url}/webhooks/checkfront/{WEBHOOK_TOKEN}"
@@ -284,11 +291,16 @@ async def run(args: argparse.Namespace) -> int:
             for n in range(args.rounds):   # alternated; the best round of each counts
                 bodies = distinct_bodies(template, count, f"{name.split()[0].upper()}{n}")
                 before = await stored(bot.svc.store)
+                cpu = time.process_time()
                 mine = await job("closed", bot_url, bodies, conc)
+                mine["cpu"] = (time.process_time() - cpu) / count
                 assert await stored(bot.svc.store) - before == count, "not every event stored"
+                cpu = time.process_time()
                 floors = await job("closed", floor_url, bodies, conc)
-                print(f"{name} round {n + 1}: bot {rate(mine):,.0f}/s  floor "
-                      f"{rate(floors):,.0f}/s", flush=True)
+                floors["cpu"] = (time.process_time() - cpu) / count
+                print(f"{name} round {n + 1}: bot {rate(mine):,.0f}/s "
+                      f"({1e6 * mine['cpu']:.0f} us CPU each)  floor {rate(floors):,.0f}/s "
+                      f"({1e6 * floors['cpu']:.0f} us CPU each)", flush=True)
                 if f"bot {name}" not in results or rate(mine) > rate(results[f"bot {name}"]):
                     results[f"bot {name}"] = mine
                 if (f"floor {name}" not in results
@@ -298,8 +310,7 @@ async def run(args: argparse.Namespace) -> int:
             results[f"floor {r:g}/s"] = await job(
                 "open", floor_url, distinct_bodies(template, int(r * args.seconds), f"R{r:g}"),
                 r)
-        writer = bot.svc.store.writer
-        batches = writer.batches if writer else 0
+        batches = writer.batches
         await server.stop()
         await bot.close()
         await floor_server.stop()
@@ -316,16 +327,24 @@ async def run(args: argparse.Namespace) -> int:
             count = int(r * args.seconds)
             bodies, real_bodies = real_bodies[:count], real_bodies[count:]
             done_before = await done_cases(bot.svc.store)
+            lags: list[float] = []
+            probe = asyncio.create_task(loop_lag(lags))
+            held = bot.worker.guard.held
             began = time.perf_counter()
             results[f"bot {r:g}/s"] = await job("open", bot_url, bodies, r)
             took = time.perf_counter() - began
+            probe.cancel()
+            lags.sort()
             worked = await done_cases(bot.svc.store) - done_before
             backlog = await bot.svc.store.read_one(
                 "SELECT COUNT(*) FROM webhook_events WHERE processed_at IS NULL")
             print(f"{r:g}/s with the worker busy: bot p50 {pct(results[f'bot {r:g}/s'], .5):.1f}"
                   f" ms p99 {pct(results[f'bot {r:g}/s'], .99):.1f} ms; the worker processed "
                   f"{worked} cancellations in {took:.1f} s ({worked / took:.1f}/s), "
-                  f"{backlog[0] if backlog else '?'} events waiting; floor p50 "
+                  f"{backlog[0] if backlog else '?'} events waiting, "
+                  f"{bot.worker.guard.held - held} cases held for the loop; loop lag p99 "
+                  f"{1000 * lags[int(.99 * len(lags))]:.1f} ms max {1000 * lags[-1]:.1f} ms; "
+                  f"floor p50 "
                   f"{pct(results[f'floor {r:g}/s'], .5):.1f} ms p99 "
                   f"{pct(results[f'floor {r:g}/s'], .99):.1f} ms", flush=True)
         await server.stop()
@@ -346,7 +365,9 @@ async def run(args: argparse.Namespace) -> int:
         ok = ratio >= TARGET_RATIO
         failed += not ok
         lines.append(f"intake {name}: bot {bot_rate:,.0f}/s  floor {floor_rate:,.0f}/s  "
-                     f"ratio {ratio:.2f}  target >= {TARGET_RATIO:.2f}  {'OK' if ok else 'MISS'}")
+                     f"ratio {ratio:.2f}  target >= {TARGET_RATIO:.2f}  {'OK' if ok else 'MISS'}"
+                     f"  (CPU a request: bot {1e6 * results[f'bot {name}']['cpu']:.0f} us, "
+                     f"floor {1e6 * results[f'floor {name}']['cpu']:.0f} us)")
     for r in rates:
         bot_r, floor_r = results[f"bot {r:g}/s"], results[f"floor {r:g}/s"]
         ok = pct(bot_r, .99) < TARGET_P99_MS
@@ -357,6 +378,15 @@ async def run(args: argparse.Namespace) -> int:
                      f"{'OK' if ok else 'MISS'}")
     print("\n".join(lines))
     return 1 if failed else 0
+
+
+async def loop_lag(lags: list[float], every: float = 0.005) -> None:
+    """How late a timer fires (how long a ready callback waits), every `every` seconds."""
+    loop = asyncio.get_running_loop()
+    while True:
+        due = loop.time() + every
+        await asyncio.sleep(every)
+        lags.append(max(0.0, loop.time() - due))
 
 
 async def done_cases(store: Store) -> int:

@@ -34,6 +34,7 @@ from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Any
 
+from bot.loop_guard import LoopGuard
 from services.deps import Deps
 from services.intake.events import StoredEvent, claim_due, unprocessed
 from services.intake.routing import ordering_keys, process
@@ -110,6 +111,7 @@ class Worker:
         self._slots = asyncio.Semaphore(concurrency)
         self._window = asyncio.Semaphore(concurrency * WINDOW_PER_SLOT)
         self._turns = Turns()
+        self.guard = LoopGuard()   # a case starts when the loop can spare it (intake first)
         self._taken: set[asyncio.Task[str]] = set()     # taken from the queue, not ended
         self._waiting: set[asyncio.Task[str]] = set()   # of those, not applying yet
         self.failures: list[str] = []
@@ -248,7 +250,7 @@ class Worker:
 
     async def _when_its_turn(self, event: StoredEvent, turn: Turn, now: datetime | None) -> str:
         await turn.wait()
-        async with self._slots:
+        async with self._slots, self.guard.turn():
             task = asyncio.current_task()
             if task is not None:   # applying from here on: a stop lets it finish
                 self._waiting.discard(task)

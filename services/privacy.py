@@ -60,13 +60,20 @@ def _mapping(data: Mapping[str, Any], salt: str | None) -> dict[str, Any]:
     for key, value in data.items():
         if key == "customer" and isinstance(value, Mapping):
             kept[key] = _customer(value, salt)
-        elif not (_dropped(key) or (person and key == "name")):
+        elif _dropped(key) or (person and key == "name"):
+            continue
+        elif type(value) in _SCALARS:   # most of a body: kept as it is, no call, no ABC check
+            kept[key] = value
+        else:
             kept[key] = _value(value, salt)
     return kept
 
 
+_SCALARS = frozenset({str, int, float, bool, type(None)})
+
+
 def _value(value: Any, salt: str | None) -> Any:
-    if isinstance(value, str | int | float | bool | None):   # most of a body: no ABC check
+    if type(value) in _SCALARS:
         return value
     if isinstance(value, Mapping):
         return _mapping(value, salt)

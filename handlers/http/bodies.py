@@ -44,17 +44,25 @@ def check_depth(value: Any, max_depth: int = MAX_DEPTH, *, what: str = "body") -
 
 def too_deep(value: Any, max_depth: int) -> bool:
     """Whether lists and objects in `value` nest deeper than `max_depth` (walked without
-    recursion; `{}` is 1 deep, a scalar 0)."""
+    recursion, containers only; `{}` is 1 deep, a scalar 0)."""
+    if not isinstance(value, dict | list):
+        return False
     stack: list[tuple[Any, int]] = [(value, 1)]
     while stack:
         node, depth = stack.pop()
-        if isinstance(node, dict):
-            children: Any = node.values()
-        elif isinstance(node, list):
-            children = node
-        else:
-            continue
         if depth > max_depth:
             return True
-        stack.extend((child, depth + 1) for child in children)
+        for child in node.values() if isinstance(node, dict) else node:
+            if isinstance(child, dict | list):
+                stack.append((child, depth + 1))
     return False
+
+
+def json_too_deep(raw: bytes, value: Any, max_depth: int = MAX_DEPTH) -> bool:
+    """`too_deep` for `value` parsed from the JSON text `raw`, mostly without the walk: every
+    level of nesting opens with a bracket, so a text of no more than `max_depth` brackets
+    (counted in C, strings' brackets included, which only makes the count larger) cannot
+    nest deeper; only a body with more is walked."""
+    if raw.count(b"{") + raw.count(b"[") <= max_depth:
+        return False
+    return too_deep(value, max_depth)

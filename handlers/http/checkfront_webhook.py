@@ -19,7 +19,7 @@ from urllib.parse import parse_qsl
 
 from aiohttp import web
 
-from handlers.http.bodies import MAX_DEPTH, too_deep
+from handlers.http.bodies import MAX_DEPTH, json_too_deep, too_deep
 from handlers.http.context import AppContext, read_limited, store_unavailable
 from services.intake import rejections
 from services.intake.events import body_hash, checkfront_kind, store_event
@@ -76,9 +76,11 @@ def parse_body(body: bytes, content_type: str) -> dict[str, Any]:
         raise ValueError("not UTF-8") from None
     if content_type == "application/x-www-form-urlencoded":
         payload = _nest(parse_qsl(text, keep_blank_values=True, strict_parsing=True))
+        deep = too_deep(payload, MAX_DEPTH)
     else:
         payload = _json(text)
-    if too_deep(payload, MAX_DEPTH):
+        deep = json_too_deep(body, payload, MAX_DEPTH)
+    if deep:
         raise ValueError(f"nested deeper than {MAX_DEPTH} levels")
     return payload
 

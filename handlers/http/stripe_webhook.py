@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from handlers.http.bodies import MAX_DEPTH, too_deep
+from handlers.http.bodies import MAX_DEPTH, json_too_deep
 from handlers.http.context import AppContext, read_limited, store_unavailable
 from services.clients.stripe_events import InvalidStripeSignature, verify_event
 from services.intake import rejections
@@ -29,7 +29,7 @@ async def receive(request: web.Request) -> web.Response:
         return web.json_response({"error": "invalid signature"}, status=400)
     except RecursionError:  # signed, but nested too deep for the JSON parser
         event = None
-    if event is None or too_deep(event, MAX_DEPTH):
+    if event is None or json_too_deep(body, event, MAX_DEPTH):
         why = f"event nested deeper than {MAX_DEPTH} levels"
         ctx.rejections.reject("stripe", rejections.TOO_DEEP)
         return web.json_response({"error": why}, status=400)
