@@ -110,7 +110,14 @@ def _to_minor_exact(value: str | int | float | Decimal, currency: str) -> int:
 
 def format_minor(minor: int, currency: str) -> str:
     """Minor units to a decimal string with the currency's exponent: 7500 USD -> "75.00"."""
-    places = exponent(currency)
+    return format_places(minor, exponent(currency))
+
+
+def format_places(minor: int, places: int) -> str:
+    """`format_minor` with the exponent already looked up (a quote formats ~20 amounts)."""
+    if places == 2 and minor >= 0:  # the usual case, in one divmod
+        whole, cents = divmod(minor, 100)
+        return f"{whole}.{cents:02d}"
     if places == 0:
         return str(minor)
     digits = str(abs(minor)).rjust(places + 1, "0")  # 5 -> "005"
@@ -127,10 +134,26 @@ def display(minor: int, currency: str) -> str:
 
 
 def percent_of(minor: int, percent: Decimal | int) -> int:
-    """round_half_up(minor × percent / 100) to a whole minor unit."""
+    """round_half_up(minor × percent / 100) to a whole minor unit (halves away from zero).
+
+    A whole percent of 0..100 and an amount under 10**20 (the product has well under
+    Decimal's 28 digits, so the Decimal path is exact too) are worked in integers; anything
+    else goes through Decimal. tests/test_money.py compares the two."""
+    if (type(percent) is int and 0 <= percent <= 100 and type(minor) is int
+            and -_EXACT_BELOW < minor < _EXACT_BELOW):
+        share, rest = divmod(abs(minor) * percent, 100)
+        if rest >= 50:
+            share += 1
+        return -share if minor < 0 else share
+    return _percent_of_exact(minor, percent)
+
+
+def _percent_of_exact(minor: int, percent: Decimal | int) -> int:
+    """`percent_of` through Decimal, for any input."""
     share = Decimal(minor) * Decimal(percent) / _HUNDRED
     return int(share.quantize(_ONE, rounding=ROUND_HALF_UP))
 
 
+_EXACT_BELOW = 10**20
 _HUNDRED = Decimal(100)
 _ONE = Decimal(1)

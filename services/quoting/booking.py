@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Generic, TypeVar, overload
 
 from services.clients.checkfront_bodies import checkfront_status
 from services.errors import DomainError
@@ -20,6 +20,38 @@ from services.money import MoneyError, normalize_currency, to_decimal, to_minor
 from services.privacy import EMAIL_HASH, customer_hash
 
 STRIPE_PREFIXES = ("pi_", "ch_")
+
+_Owner = TypeVar("_Owner")
+_Value = TypeVar("_Value")
+
+
+class computed_once(Generic[_Owner, _Value]):
+    """`functools.cached_property` without its lock (Python 3.11's takes an RLock on every
+    first read, which costs more than most values it keeps). For frozen dataclasses without
+    slots: the value is kept in the instance's __dict__, outside the dataclass fields
+    (equality, `fields`, `asdict` and `replace` do not see it). Two threads may both compute
+    it: the function must be pure."""
+
+    def __init__(self, func: Callable[[_Owner], _Value]) -> None:
+        self.func = func
+        self.name = func.__name__
+        self.__doc__ = func.__doc__
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.name = name
+
+    @overload
+    def __get__(self, instance: None, owner: type | None = None) -> computed_once[_Owner, _Value]:
+        ...
+
+    @overload
+    def __get__(self, instance: _Owner, owner: type | None = None) -> _Value: ...
+
+    def __get__(self, instance: _Owner | None, owner: type | None = None) -> Any:
+        if instance is None:
+            return self
+        value = instance.__dict__[self.name] = self.func(instance)
+        return value
 
 
 class SnapshotError(DomainError, ValueError):
@@ -41,6 +73,12 @@ class BookingLine:
     @property
     def amount_excl_tax(self) -> int:
         return self.total - self.tax
+
+    @computed_once
+    def start_iso(self) -> str:
+        """`start.isoformat()`, written once (the fingerprint and every quote line read it);
+        not a field: equality, `fields` and `replace` do not see it."""
+        return self.start.isoformat()
 
 
 @dataclass(frozen=True)
@@ -337,7 +375,7 @@ def _fingerprint(
         "status": str(booking.get("status") or ""),
         "total": str(order.get("total")),
         "paid_total": str(order.get("paid_total")),
-        "lines": [(ln.line_id, ln.sku, ln.item_id, ln.start.isoformat(), ln.total, ln.tax)
+        "lines": [(ln.line_id, ln.sku, ln.item_id, ln.start_iso, ln.total, ln.tax)
                   for ln in lines],
         "transactions": None if transactions is None else sorted(
             (t.id, t.status, t.amount, t.original_id or "") for t in transactions
