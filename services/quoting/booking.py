@@ -12,6 +12,7 @@ import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from json.encoder import encode_basestring_ascii as _esc
 from typing import Any, Generic, TypeVar, overload
 
 from services.clients.checkfront_bodies import checkfront_status
@@ -359,8 +360,7 @@ def _whole(value: Any) -> int:
 
 
 # json.dumps(material, sort_keys=True, separators=(",", ":")), byte for byte, with the encoder
-# built once; the material is a fresh tree of dicts, lists and scalars, so the check for
-# reference cycles has nothing to find.
+# built once: the fingerprint's text for a material `_canonical_fingerprint` cannot write.
 _CANONICAL_JSON = json.JSONEncoder(sort_keys=True, separators=(",", ":"), check_circular=False)
 
 
@@ -381,5 +381,32 @@ def _fingerprint(
             (t.id, t.status, t.amount, t.original_id or "") for t in transactions
         ),
     }
-    blob = _CANONICAL_JSON.encode(material)
+    try:
+        blob = _canonical_fingerprint(material)
+    except TypeError:  # a value of another type than the parser's own (_esc refuses it)
+        blob = _CANONICAL_JSON.encode(material)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def _canonical_fingerprint(m: dict[str, Any]) -> str:
+    """`_CANONICAL_JSON.encode(m)` for `_fingerprint`'s material, written as one template: keys
+    in sorted order, strings through the json module's own escaping (what the encoder calls),
+    ints as `int.__repr__` writes them, as the encoder does. tests/test_quote_serialise.py
+    compares it with `json.dumps`."""
+    lines = ",".join([
+        f"[{_esc(a)},{_esc(b)},{_esc(c)},{_esc(d)},{_int(e)},{_int(f)}]"
+        for a, b, c, d, e, f in m["lines"]])
+    found = m["transactions"]
+    transactions = "null" if found is None else "[" + ",".join([
+        f"[{_esc(a)},{_esc(b)},{_int(c)},{_esc(d)}]" for a, b, c, d in found]) + "]"
+    return (f'{{"lines":[{lines}],"paid_total":{_esc(m["paid_total"])},'
+            f'"status":{_esc(m["status"])},"total":{_esc(m["total"])},'
+            f'"transactions":{transactions}}}')
+
+
+def _int(value: int) -> str:
+    """An int as the json encoder writes it; anything else is refused (TypeError), and the
+    encoder writes it instead."""
+    if type(value) is not int:
+        raise TypeError(f"not an int: {type(value).__name__}")
+    return int.__repr__(value)

@@ -239,7 +239,8 @@ def build_quote(
     gross = sum(q.refund + q.tax_refund for q in lines)
     entitlement = max(0, gross - fee)
 
-    net_paid = snapshot.net_paid  # rule 7
+    paid, already_refunded = snapshot.paid, snapshot.already_refunded
+    net_paid = paid - already_refunded  # rule 7 (snapshot.net_paid, its two sums read once)
     retained = snapshot.order_total - entitlement
     refund = min(max(net_paid - retained, 0), max(net_paid, 0))
 
@@ -260,8 +261,8 @@ def build_quote(
         fee=fee,
         entitlement=entitlement,
         order_total=snapshot.order_total,
-        paid=snapshot.paid,
-        already_refunded=snapshot.already_refunded,
+        paid=paid,
+        already_refunded=already_refunded,
         net_paid=net_paid,
         retained=retained,
         total_refund=refund,
