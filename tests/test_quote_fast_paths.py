@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from dataclasses import FrozenInstanceError, fields
 from datetime import UTC, datetime, timedelta
 from decimal import ROUND_FLOOR, Decimal
 from pathlib import Path
@@ -23,7 +24,7 @@ from hypothesis import strategies as st
 
 from services.clients.checkfront_bodies import _text, checkfront_status
 from services.money import _percent_of_exact, percent_of
-from services.quoting.booking import BookingLine, parse_snapshot
+from services.quoting.booking import BookingLine, frozen_new, parse_snapshot
 from services.quoting.policy import Policy, load_policies, parse_policies
 from services.quoting.quote import (
     Quote,
@@ -227,3 +228,20 @@ def test_checkfront_status_reads_the_first_value_given(record: dict[str, Any], s
     value = next((v for v in (record.get(k) for k in keys) if v), default)
     want = (_text(value) if strip else str(value)).upper()
     assert checkfront_status(record, *keys, default=default, strip=strip) == want
+
+
+def test_frozen_new_builds_what_the_constructor_builds() -> None:
+    raw = json.loads((REPO / "examples" / "booking.json").read_text(encoding="utf-8"))
+    book = load_policies(REPO / "examples" / "policies.yml")
+    snapshot = parse_snapshot(raw, default_currency=book.currency)
+    q = build_quote(snapshot, book, snapshot.lines[0].start - timedelta(hours=30))
+    for made in (snapshot, *snapshot.lines, *(snapshot.transactions or ()),
+                 *snapshot.payments(), q, *q.lines, *q.allocations):
+        kind = type(made)
+        again = kind(**{f.name: getattr(made, f.name) for f in fields(kind)})
+        assert made == again
+        assert [f.name for f in fields(kind)] == [k for k in vars(made) if not k.startswith("_")
+                                                  and k != "start_iso"]
+        with pytest.raises(FrozenInstanceError):
+            made.__setattr__(fields(kind)[0].name, None)
+    assert frozen_new(RiskFlag, code="c", reason="r") == RiskFlag("c", "r")

@@ -20,7 +20,7 @@ from typing import Any, NamedTuple
 from services.errors import DomainError
 from services.money import MoneyError, exponent, format_minor, percent_of, to_minor
 from services.money import format_places as _format
-from services.quoting.booking import BookingLine, BookingSnapshot, computed_once
+from services.quoting.booking import BookingLine, BookingSnapshot, computed_once, frozen_new
 from services.quoting.policy import Policy, PolicyBook
 
 
@@ -249,7 +249,8 @@ def build_quote(
     if waiver_code and not waived:
         reasons.append(f"waiver {waiver_code} is not offered by the applied policies")
 
-    quote = Quote(
+    quote = frozen_new(
+        Quote,
         booking_id=snapshot.booking_id,
         booking_code=snapshot.code,
         currency=currency,
@@ -272,6 +273,7 @@ def build_quote(
         risk_flags=tuple(risk_flags),
         booking_fingerprint=snapshot.fingerprint,
         policy_digest=book.digest,
+        version="",
     )
     # The version, set before anyone sees the quote (as __init__ sets the other fields): a
     # short hash of everything the quote says, which a button carries to detect staleness.
@@ -360,7 +362,8 @@ def _quote_line(
     amount = line.total - line.tax
     refund = percent_of(amount, percent)  # rule 5
     tax_refund = percent_of(line.tax, percent) if policy.refund_tax else 0
-    return QuoteLine(
+    return frozen_new(
+        QuoteLine,
         line_id=line.line_id,
         sku=line.sku,
         name=line.name,
@@ -396,10 +399,11 @@ def _allocate(snapshot: BookingSnapshot, refund: int) -> list[Allocation]:
         if not payment.refundable_via_stripe or payment.unrefunded <= 0:
             continue
         take = min(left, payment.unrefunded)
-        allocations.append(Allocation(payment=payment.transaction.id, amount=take, method="stripe"))
+        allocations.append(frozen_new(Allocation, payment=payment.transaction.id, amount=take,
+                                      method="stripe"))
         left -= take
     if left > 0:
-        allocations.append(Allocation(payment="manual", amount=left, method="manual"))
+        allocations.append(frozen_new(Allocation, payment="manual", amount=left, method="manual"))
     return allocations
 
 
