@@ -207,9 +207,11 @@ def parse_snapshot(data: Mapping[str, Any], default_currency: str | None = None)
     except MoneyError as exc:
         raise SnapshotError(f"booking.order.@attributes.currency_id: {exc}") from exc
     customer = booking.get("customer") or {}
-    lines = tuple(
+    if not _is_mapping(customer):
+        customer = {}
+    lines = tuple([
         _parse_line(item, index, currency) for index, item in enumerate(_items(order))
-    )
+    ])
     if not lines:
         raise SnapshotError("booking.order.items has no item")
     transactions_raw = data.get("transactions")
@@ -217,9 +219,9 @@ def parse_snapshot(data: Mapping[str, Any], default_currency: str | None = None)
     if transactions_raw is not None:
         if not _is_list(transactions_raw):
             raise SnapshotError("transactions must be a list")
-        transactions = tuple(
+        transactions = tuple([
             _parse_transaction(t, index, currency) for index, t in enumerate(transactions_raw)
-        )
+        ])
     created = booking.get("created_date")
     created_at = (_timestamp(created, "booking", "created_date")
                   if created not in (None, "") else None)
@@ -230,10 +232,9 @@ def parse_snapshot(data: Mapping[str, Any], default_currency: str | None = None)
         status=checkfront_status(booking, "status", "status_id"),
         currency=currency,
         created_at=created_at,
-        customer_name=str(customer.get("name") or "") if _is_mapping(customer) else "",
-        customer_email=str(customer.get("email") or "") if _is_mapping(customer) else "",
-        customer_email_hash=str(customer.get(EMAIL_HASH) or "")
-        if _is_mapping(customer) else "",
+        customer_name=str(customer.get("name") or ""),
+        customer_email=str(customer.get("email") or ""),
+        customer_email_hash=str(customer.get(EMAIL_HASH) or ""),
         order_total=_amount(order, "total", "booking.order", currency),
         paid_total=_amount(order, "paid_total", "booking.order", currency)
         if order.get("paid_total") not in (None, "")

@@ -219,6 +219,7 @@ def build_quote(
 
     lines: list[QuoteLine] = []
     applied: list[Policy] = []
+    plans: dict[int, _Plan] = {}  # id(policy): its plan, for the policies applied so far
     for line in snapshot.lines:
         policy = book.policy_for(line.sku, line.item_id)  # rule 1
         if policy is None:
@@ -226,9 +227,11 @@ def build_quote(
                 f"no policy applies to line {line.line_id} (sku {line.sku or '-'}, "
                 f"item {line.item_id or '-'}) and no policy is marked default"
             )
-        if all(p is not policy for p in applied):  # ids are unique: identity is equality
+        plan = plans.get(id(policy))  # ids are unique: identity is equality
+        if plan is None:
             applied.append(policy)
-        lines.append(_quote_line(line, policy, _plan(policy), cancelled_at, waiver_code))
+            plan = plans[id(policy)] = _plan(policy)
+        lines.append(_quote_line(line, policy, plan, cancelled_at, waiver_code))
 
     waived = {p.id for p in applied if waiver_code and waiver_code in p.waivers}
     fee = max(
