@@ -112,11 +112,14 @@ def format_minor(minor: int, currency: str) -> str:
     return format_places(minor, exponent(currency))
 
 
+_CENTS = tuple(f"{cents:02d}" for cents in range(100))  # "00".."99": a format spec costs more
+
+
 def format_places(minor: int, places: int) -> str:
     """`format_minor` with the exponent already looked up (a quote formats ~20 amounts)."""
-    if places == 2 and minor >= 0:  # the usual case, in one divmod
+    if places == 2 and minor >= 0:  # the usual case: one divmod, the cents from a table
         whole, cents = divmod(minor, 100)
-        return f"{whole}.{cents:02d}"
+        return f"{whole}.{_CENTS[cents]}"
     if places == 0:
         return str(minor)
     digits = str(abs(minor)).rjust(places + 1, "0")  # 5 -> "005"

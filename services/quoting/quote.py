@@ -387,9 +387,7 @@ def _notice_text(microseconds: int) -> str:
     "53.00", "-0.50". Exactly the Decimal form of `_hours(delta)` quantized with ROUND_FLOOR:
     floor division is the floor, and datetimes span too few hours (< 10**8) for Decimal's 28
     digits to have rounded the quotient across a hundredth."""
-    hundredths = microseconds // 36_000_000
-    whole, cents = divmod(abs(hundredths), 100)
-    return f"-{whole}.{cents:02d}" if hundredths < 0 else f"{whole}.{cents:02d}"
+    return _format(microseconds // 36_000_000, 2)  # hundredths of an hour, as money's cents
 
 
 def _allocate(snapshot: BookingSnapshot, refund: int) -> list[Allocation]:
