@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import FrozenInstanceError, fields
+from dataclasses import FrozenInstanceError, fields, replace
 from datetime import UTC, datetime, timedelta
 from decimal import ROUND_FLOOR, Decimal
 from pathlib import Path
@@ -24,7 +24,7 @@ from hypothesis import strategies as st
 
 from services.clients.checkfront_bodies import _text, checkfront_status
 from services.money import _percent_of_exact, percent_of
-from services.quoting.booking import BookingLine, frozen_new, parse_snapshot
+from services.quoting.booking import BookingLine, _fingerprint, frozen_new, parse_snapshot
 from services.quoting.policy import Policy, load_policies, parse_policies
 from services.quoting.quote import (
     Quote,
@@ -245,3 +245,21 @@ def test_frozen_new_builds_what_the_constructor_builds() -> None:
         with pytest.raises(FrozenInstanceError):
             made.__setattr__(fields(kind)[0].name, None)
     assert frozen_new(RiskFlag, code="c", reason="r") == RiskFlag("c", "r")
+
+
+def test_a_fingerprint_the_template_cannot_write_is_written_by_the_encoder() -> None:
+    raw = json.loads((REPO / "examples" / "booking.json").read_text(encoding="utf-8"))
+    snapshot = parse_snapshot(raw)
+    odd = (replace(snapshot.lines[0], total=True, line_id=3), *snapshot.lines[1:])
+    booking, order = raw["booking"], raw["booking"]["order"]
+    material = {
+        "status": str(booking.get("status") or ""), "total": str(order.get("total")),
+        "paid_total": str(order.get("paid_total")),
+        "lines": [(ln.line_id, ln.sku, ln.item_id, ln.start.isoformat(), ln.total, ln.tax)
+                  for ln in odd],
+        "transactions": sorted((t.id, t.status, t.amount, t.original_id or "")
+                               for t in snapshot.transactions or ()),
+    }
+    want = hashlib.sha256(json.dumps(material, sort_keys=True, separators=(",", ":"))
+                          .encode()).hexdigest()[:16]
+    assert _fingerprint(booking, order, odd, snapshot.transactions) == want

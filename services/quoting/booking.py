@@ -385,37 +385,36 @@ def _fingerprint(
     transactions: tuple[Transaction, ...] | None,
 ) -> str:
     """What a quote depends on; a different fingerprint means the booking changed."""
-    material = {
-        "status": str(booking.get("status") or ""),
-        "total": str(order.get("total")),
-        "paid_total": str(order.get("paid_total")),
-        "lines": [(ln.line_id, ln.sku, ln.item_id, ln.start_iso, ln.total, ln.tax)
-                  for ln in lines],
-        "transactions": None if transactions is None else sorted(
-            (t.id, t.status, t.amount, t.original_id or "") for t in transactions
-        ),
-    }
+    status = str(booking.get("status") or "")
+    total, paid_total = str(order.get("total")), str(order.get("paid_total"))
+    paid = None if transactions is None else sorted(
+        [(t.id, t.status, t.amount, t.original_id or "") for t in transactions])
     try:
-        blob = _canonical_fingerprint(material)
+        blob = _canonical_fingerprint(status, total, paid_total, lines, paid)
     except TypeError:  # a value of another type than the parser's own (_esc refuses it)
-        blob = _CANONICAL_JSON.encode(material)
+        blob = _CANONICAL_JSON.encode({
+            "status": status, "total": total, "paid_total": paid_total,
+            "lines": [(ln.line_id, ln.sku, ln.item_id, ln.start_iso, ln.total, ln.tax)
+                      for ln in lines],
+            "transactions": paid,
+        })
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
-def _canonical_fingerprint(m: dict[str, Any]) -> str:
-    """`_CANONICAL_JSON.encode(m)` for `_fingerprint`'s material, written as one template: keys
-    in sorted order, strings through the json module's own escaping (what the encoder calls),
-    ints as `int.__repr__` writes them, as the encoder does. tests/test_quote_serialise.py
-    compares it with `json.dumps`."""
-    lines = ",".join([
-        f"[{_esc(a)},{_esc(b)},{_esc(c)},{_esc(d)},{_int(e)},{_int(f)}]"
-        for a, b, c, d, e, f in m["lines"]])
-    found = m["transactions"]
-    transactions = "null" if found is None else "[" + ",".join([
-        f"[{_esc(a)},{_esc(b)},{_int(c)},{_esc(d)}]" for a, b, c, d in found]) + "]"
-    return (f'{{"lines":[{lines}],"paid_total":{_esc(m["paid_total"])},'
-            f'"status":{_esc(m["status"])},"total":{_esc(m["total"])},'
-            f'"transactions":{transactions}}}')
+def _canonical_fingerprint(status: str, total: str, paid_total: str,
+                           lines: tuple[BookingLine, ...],
+                           transactions: list[tuple[str, str, int, str]] | None) -> str:
+    """`_CANONICAL_JSON.encode` of the fingerprint's material (the fallback in `_fingerprint`
+    spells it out), written as one template: keys in sorted order, strings through the json
+    module's own escaping (what the encoder calls), ints as `int.__repr__` writes them, as
+    the encoder does. tests/test_quote_serialise.py compares it with `json.dumps`."""
+    rows = ",".join([
+        f"[{_esc(ln.line_id)},{_esc(ln.sku)},{_esc(ln.item_id)},{_esc(ln.start_iso)},"
+        f"{_int(ln.total)},{_int(ln.tax)}]" for ln in lines])
+    paid = "null" if transactions is None else "[" + ",".join([
+        f"[{_esc(a)},{_esc(b)},{_int(c)},{_esc(d)}]" for a, b, c, d in transactions]) + "]"
+    return (f'{{"lines":[{rows}],"paid_total":{_esc(paid_total)},"status":{_esc(status)},'
+            f'"total":{_esc(total)},"transactions":{paid}}}')
 
 
 def _int(value: int) -> str:
