@@ -8,7 +8,6 @@ to the same result (tests/test_quote_serialise.py compares the two paths).
 
 from __future__ import annotations
 
-import re
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from functools import lru_cache
 
@@ -57,12 +56,6 @@ def to_decimal(value: str | int | float | Decimal) -> Decimal:
     return number
 
 
-# What amounts almost always look like ("210.00", "-5", "7500"): ASCII digits, at most
-# MAX_DIGITS before the point. Anything else (exponents, "+", "_", ".5", other digits) is read
-# by the general path.
-_PLAIN_AMOUNT = re.compile(rf"(-?)([0-9]{{1,{MAX_DIGITS}}})(?:\.([0-9]*))?", re.ASCII)
-
-
 def to_minor(value: str | int | float | Decimal, currency: str) -> int:
     """Major units to minor units, exactly. "12.345" USD raises; "12.3" USD is 1230."""
     kind = type(value)
@@ -70,14 +63,20 @@ def to_minor(value: str | int | float | Decimal, currency: str) -> int:
         if -(10**MAX_DIGITS) < value < 10**MAX_DIGITS:
             return value * 10 ** exponent(currency)
     elif kind is str or kind is float:
-        plain = _PLAIN_AMOUNT.fullmatch(str(value).strip())
-        if plain is not None:
-            sign, whole, fraction = plain.groups()
-            fraction = (fraction or "").rstrip("0")  # "12.300" is 12.3
+        # What amounts almost always look like ("210.00", "-5", "7500"): ASCII digits, at
+        # most MAX_DIGITS before the point, read with str methods (cheaper than a regex).
+        # Anything else (exponents, "+", "_", ".5", other digits) is read by the general path.
+        whole, _, fraction = str(value).strip().partition(".")
+        negative = whole[:1] == "-"
+        if negative:
+            whole = whole[1:]
+        if (whole.isascii() and whole.isdigit() and len(whole) <= MAX_DIGITS
+                and fraction.isascii() and (fraction.isdigit() or not fraction)):
+            fraction = fraction.rstrip("0")  # "12.300" is 12.3
             places = exponent(currency)
             if len(fraction) <= places:
                 minor = int(whole + fraction.ljust(places, "0"))
-                return -minor if sign else minor
+                return -minor if negative else minor
     return _to_minor_exact(value, currency)  # which also words every refusal
 
 
@@ -110,7 +109,17 @@ def _to_minor_exact(value: str | int | float | Decimal, currency: str) -> int:
 
 def format_minor(minor: int, currency: str) -> str:
     """Minor units to a decimal string with the currency's exponent: 7500 USD -> "75.00"."""
-    places = exponent(currency)
+    return format_places(minor, exponent(currency))
+
+
+_CENTS = tuple(f"{cents:02d}" for cents in range(100))  # "00".."99": a format spec costs more
+
+
+def format_places(minor: int, places: int) -> str:
+    """`format_minor` with the exponent already looked up (a quote formats ~20 amounts)."""
+    if places == 2 and minor >= 0:  # the usual case: one divmod, the cents from a table
+        whole, cents = divmod(minor, 100)
+        return f"{whole}.{_CENTS[cents]}"
     if places == 0:
         return str(minor)
     digits = str(abs(minor)).rjust(places + 1, "0")  # 5 -> "005"
@@ -127,10 +136,26 @@ def display(minor: int, currency: str) -> str:
 
 
 def percent_of(minor: int, percent: Decimal | int) -> int:
-    """round_half_up(minor × percent / 100) to a whole minor unit."""
+    """round_half_up(minor × percent / 100) to a whole minor unit (halves away from zero).
+
+    A whole percent of 0..100 and an amount under 10**20 (the product has well under
+    Decimal's 28 digits, so the Decimal path is exact too) are worked in integers; anything
+    else goes through Decimal. tests/test_money.py compares the two."""
+    if (type(percent) is int and 0 <= percent <= 100 and type(minor) is int
+            and -_EXACT_BELOW < minor < _EXACT_BELOW):
+        share, rest = divmod(abs(minor) * percent, 100)
+        if rest >= 50:
+            share += 1
+        return -share if minor < 0 else share
+    return _percent_of_exact(minor, percent)
+
+
+def _percent_of_exact(minor: int, percent: Decimal | int) -> int:
+    """`percent_of` through Decimal, for any input."""
     share = Decimal(minor) * Decimal(percent) / _HUNDRED
     return int(share.quantize(_ONE, rounding=ROUND_HALF_UP))
 
 
+_EXACT_BELOW = 10**20
 _HUNDRED = Decimal(100)
 _ONE = Decimal(1)

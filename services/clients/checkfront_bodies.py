@@ -33,8 +33,14 @@ def checkfront_status(
     trusts them. `strip=False` keeps blanks around the code (" VOID " stays unequal to
     "VOID"), as the snapshot's lines and the webhook's cancellation check have always read it.
     """
-    values = (record.get(key) for key in keys)
-    value = next((v for v in values if v), default)
+    value: Any = default
+    for key in keys:  # a loop, not generators: this runs for every line a snapshot reads
+        found = record.get(key)
+        if found:
+            value = found
+            break
+    if type(value) is str:
+        return (value.strip() if strip else value).upper()
     return (_text(value) if strip else str(value)).upper()
 
 

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from json.encoder import encode_basestring_ascii as _esc
+from typing import Any, Generic, TypeVar, overload
 
 from services.clients.checkfront_bodies import checkfront_status
 from services.errors import DomainError
@@ -20,6 +21,48 @@ from services.money import MoneyError, normalize_currency, to_decimal, to_minor
 from services.privacy import EMAIL_HASH, customer_hash
 
 STRIPE_PREFIXES = ("pi_", "ch_")
+
+_Owner = TypeVar("_Owner")
+_Value = TypeVar("_Value")
+
+
+def frozen_new(cls: type[_Owner], **values: Any) -> _Owner:
+    """`cls(**values)` for a frozen dataclass given every field, in field order, and without
+    __post_init__: the instance's __dict__ filled at once, where the generated __init__ calls
+    object.__setattr__ field by field (a sixth of a quote went there). The instance is the
+    same: equal to the constructor's, as frozen, with the same fields."""
+    instance = object.__new__(cls)
+    instance.__dict__.update(values)
+    return instance
+
+
+class computed_once(Generic[_Owner, _Value]):
+    """`functools.cached_property` without its lock (Python 3.11's takes an RLock on every
+    first read, which costs more than most values it keeps). For frozen dataclasses without
+    slots: the value is kept in the instance's __dict__, outside the dataclass fields
+    (equality, `fields`, `asdict` and `replace` do not see it). Two threads may both compute
+    it: the function must be pure."""
+
+    def __init__(self, func: Callable[[_Owner], _Value]) -> None:
+        self.func = func
+        self.name = func.__name__
+        self.__doc__ = func.__doc__
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.name = name
+
+    @overload
+    def __get__(self, instance: None, owner: type | None = None) -> computed_once[_Owner, _Value]:
+        ...
+
+    @overload
+    def __get__(self, instance: _Owner, owner: type | None = None) -> _Value: ...
+
+    def __get__(self, instance: _Owner | None, owner: type | None = None) -> Any:
+        if instance is None:
+            return self
+        value = instance.__dict__[self.name] = self.func(instance)
+        return value
 
 
 class SnapshotError(DomainError, ValueError):
@@ -41,6 +84,12 @@ class BookingLine:
     @property
     def amount_excl_tax(self) -> int:
         return self.total - self.tax
+
+    @computed_once
+    def start_iso(self) -> str:
+        """`start.isoformat()`, written once (the fingerprint and every quote line read it);
+        not a field: equality, `fields` and `replace` do not see it."""
+        return self.start.isoformat()
 
 
 @dataclass(frozen=True)
@@ -136,7 +185,7 @@ class BookingSnapshot:
             taken = min(left[t.id], unattributed)
             left[t.id] -= taken
             unattributed -= taken
-        return [Payment(transaction=t, unrefunded=left[t.id]) for t in paid]
+        return [frozen_new(Payment, transaction=t, unrefunded=left[t.id]) for t in paid]
 
 
 def parse_snapshot(data: Mapping[str, Any], default_currency: str | None = None) -> BookingSnapshot:
@@ -158,9 +207,11 @@ def parse_snapshot(data: Mapping[str, Any], default_currency: str | None = None)
     except MoneyError as exc:
         raise SnapshotError(f"booking.order.@attributes.currency_id: {exc}") from exc
     customer = booking.get("customer") or {}
-    lines = tuple(
+    if not _is_mapping(customer):
+        customer = {}
+    lines = tuple([
         _parse_line(item, index, currency) for index, item in enumerate(_items(order))
-    )
+    ])
     if not lines:
         raise SnapshotError("booking.order.items has no item")
     transactions_raw = data.get("transactions")
@@ -168,22 +219,22 @@ def parse_snapshot(data: Mapping[str, Any], default_currency: str | None = None)
     if transactions_raw is not None:
         if not _is_list(transactions_raw):
             raise SnapshotError("transactions must be a list")
-        transactions = tuple(
+        transactions = tuple([
             _parse_transaction(t, index, currency) for index, t in enumerate(transactions_raw)
-        )
+        ])
     created = booking.get("created_date")
     created_at = (_timestamp(created, "booking", "created_date")
                   if created not in (None, "") else None)
-    return BookingSnapshot(
+    return frozen_new(
+        BookingSnapshot,
         booking_id=booking_id or code,
         code=code or booking_id,
         status=checkfront_status(booking, "status", "status_id"),
         currency=currency,
         created_at=created_at,
-        customer_name=str(customer.get("name") or "") if _is_mapping(customer) else "",
-        customer_email=str(customer.get("email") or "") if _is_mapping(customer) else "",
-        customer_email_hash=str(customer.get(EMAIL_HASH) or "")
-        if _is_mapping(customer) else "",
+        customer_name=str(customer.get("name") or ""),
+        customer_email=str(customer.get("email") or ""),
+        customer_email_hash=str(customer.get(EMAIL_HASH) or ""),
         order_total=_amount(order, "total", "booking.order", currency),
         paid_total=_amount(order, "paid_total", "booking.order", currency)
         if order.get("paid_total") not in (None, "")
@@ -227,7 +278,8 @@ def _parse_line(item: Any, index: int, currency: str) -> BookingLine:
         qty = _whole(qty_raw or 1)
     except MoneyError as exc:
         raise SnapshotError(f"{where}.qty: {exc}") from exc
-    return BookingLine(
+    return frozen_new(
+        BookingLine,
         line_id=line_id,
         item_id=str(attributes.get("item_id") or item.get("item_id") or "").strip(),
         sku=sku,
@@ -251,7 +303,8 @@ def _parse_transaction(raw: Any, index: int, currency: str) -> Transaction:
         raise SnapshotError(f"{where}.date is missing")
     amount = _amount(raw, "amount", where, currency)
     original = raw.get("original_transaction_id")
-    return Transaction(
+    return frozen_new(
+        Transaction,
         id=tid,
         date=_timestamp(raw["date"], where, "date"),
         status=checkfront_status(raw, "status"),
@@ -321,8 +374,7 @@ def _whole(value: Any) -> int:
 
 
 # json.dumps(material, sort_keys=True, separators=(",", ":")), byte for byte, with the encoder
-# built once; the material is a fresh tree of dicts, lists and scalars, so the check for
-# reference cycles has nothing to find.
+# built once: the fingerprint's text for a material `_canonical_fingerprint` cannot write.
 _CANONICAL_JSON = json.JSONEncoder(sort_keys=True, separators=(",", ":"), check_circular=False)
 
 
@@ -333,15 +385,41 @@ def _fingerprint(
     transactions: tuple[Transaction, ...] | None,
 ) -> str:
     """What a quote depends on; a different fingerprint means the booking changed."""
-    material = {
-        "status": str(booking.get("status") or ""),
-        "total": str(order.get("total")),
-        "paid_total": str(order.get("paid_total")),
-        "lines": [(ln.line_id, ln.sku, ln.item_id, ln.start.isoformat(), ln.total, ln.tax)
-                  for ln in lines],
-        "transactions": None if transactions is None else sorted(
-            (t.id, t.status, t.amount, t.original_id or "") for t in transactions
-        ),
-    }
-    blob = _CANONICAL_JSON.encode(material)
+    status = str(booking.get("status") or "")
+    total, paid_total = str(order.get("total")), str(order.get("paid_total"))
+    paid = None if transactions is None else sorted(
+        [(t.id, t.status, t.amount, t.original_id or "") for t in transactions])
+    try:
+        blob = _canonical_fingerprint(status, total, paid_total, lines, paid)
+    except TypeError:  # a value of another type than the parser's own (_esc refuses it)
+        blob = _CANONICAL_JSON.encode({
+            "status": status, "total": total, "paid_total": paid_total,
+            "lines": [(ln.line_id, ln.sku, ln.item_id, ln.start_iso, ln.total, ln.tax)
+                      for ln in lines],
+            "transactions": paid,
+        })
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def _canonical_fingerprint(status: str, total: str, paid_total: str,
+                           lines: tuple[BookingLine, ...],
+                           transactions: list[tuple[str, str, int, str]] | None) -> str:
+    """`_CANONICAL_JSON.encode` of the fingerprint's material (the fallback in `_fingerprint`
+    spells it out), written as one template: keys in sorted order, strings through the json
+    module's own escaping (what the encoder calls), ints as `int.__repr__` writes them, as
+    the encoder does. tests/test_quote_serialise.py compares it with `json.dumps`."""
+    rows = ",".join([
+        f"[{_esc(ln.line_id)},{_esc(ln.sku)},{_esc(ln.item_id)},{_esc(ln.start_iso)},"
+        f"{_int(ln.total)},{_int(ln.tax)}]" for ln in lines])
+    paid = "null" if transactions is None else "[" + ",".join([
+        f"[{_esc(a)},{_esc(b)},{_int(c)},{_esc(d)}]" for a, b, c, d in transactions]) + "]"
+    return (f'{{"lines":[{rows}],"paid_total":{_esc(paid_total)},"status":{_esc(status)},'
+            f'"total":{_esc(total)},"transactions":{paid}}}')
+
+
+def _int(value: int) -> str:
+    """An int as the json encoder writes it; anything else is refused (TypeError), and the
+    encoder writes it instead."""
+    if type(value) is not int:
+        raise TypeError(f"not an int: {type(value).__name__}")
+    return int.__repr__(value)

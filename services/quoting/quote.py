@@ -11,14 +11,16 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from datetime import datetime, timedelta
-from decimal import ROUND_FLOOR, Decimal
+from decimal import Decimal
 from enum import StrEnum
 from functools import lru_cache
-from typing import Any
+from json.encoder import encode_basestring_ascii as _esc
+from typing import Any, NamedTuple
 
 from services.errors import DomainError
-from services.money import MoneyError, format_minor, percent_of, to_minor
-from services.quoting.booking import BookingLine, BookingSnapshot
+from services.money import MoneyError, exponent, format_minor, percent_of, to_minor
+from services.money import format_places as _format
+from services.quoting.booking import BookingLine, BookingSnapshot, computed_once, frozen_new
 from services.quoting.policy import Policy, PolicyBook
 
 
@@ -59,6 +61,7 @@ class QuoteLine:
 
     def to_dict(self, currency: str) -> dict[str, Any]:
         """JSON-ready, amounts as decimal strings in `currency` (see `Quote.to_dict`)."""
+        places = exponent(currency)
         return {
             "line_id": self.line_id,
             "sku": self.sku,
@@ -67,10 +70,10 @@ class QuoteLine:
             "notice_hours": self.notice_hours,
             "policy_id": self.policy_id,
             "percent": self.percent,
-            "amount": format_minor(self.amount, currency),
-            "tax": format_minor(self.tax, currency),
-            "refund": format_minor(self.refund, currency),
-            "tax_refund": format_minor(self.tax_refund, currency),
+            "amount": _format(self.amount, places),
+            "tax": _format(self.tax, places),
+            "refund": _format(self.refund, places),
+            "tax_refund": _format(self.tax_refund, places),
             "reason": self.reason,
         }
 
@@ -82,7 +85,7 @@ class Allocation:
     method: str  # "stripe" | "manual"
 
     def to_dict(self, currency: str) -> dict[str, Any]:
-        return {"payment": self.payment, "amount": format_minor(self.amount, currency),
+        return {"payment": self.payment, "amount": _format(self.amount, exponent(currency)),
                 "method": self.method}
 
 
@@ -118,11 +121,31 @@ class Quote:
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready: amounts as decimal strings in major units with the currency's exponent.
 
-        Written out field by field (it runs twice per quote: for `version`, and into the
-        audit row); it equals what `dataclasses.asdict` gives with those conversions, which
-        tests/test_quote_serialise.py checks, so a field added here must be added there too.
+        A fresh dict each call (callers may change it), copied from `_serialised`, which is
+        built once per quote; it equals what `dataclasses.asdict` gives with those
+        conversions, which tests/test_quote_serialise.py checks, so a field added here must be
+        added there too.
         """
+        body = self._serialised
+        return {
+            **body,
+            "policy_ids": list(body["policy_ids"]),
+            "clauses": dict(body["clauses"]),
+            "lines": tuple([dict(line) for line in body["lines"]]),
+            "allocations": tuple([dict(a) for a in body["allocations"]]),
+            "reasons": list(body["reasons"]),
+            "risk_flags": tuple([dict(flag) for flag in body["risk_flags"]]),
+            "version": self.version,
+        }
+
+    @computed_once
+    def _serialised(self) -> dict[str, Any]:
+        """Everything `to_dict` says but the version, written out field by field; built once
+        (the quote is frozen) and never handed out: `to_dict` gives copies, `build_quote`
+        hashes it for the version. Not a dataclass field: `fields`, `asdict`, `replace` and
+        equality do not see it."""
         currency = self.currency
+        places = exponent(currency)
         return {
             "booking_id": self.booking_id,
             "booking_code": self.booking_code,
@@ -131,22 +154,21 @@ class Quote:
             "waiver": self.waiver,
             "policy_ids": list(self.policy_ids),
             "clauses": dict(self.clauses),
-            "lines": tuple(line.to_dict(currency) for line in self.lines),
-            "fee": format_minor(self.fee, currency),
-            "entitlement": format_minor(self.entitlement, currency),
-            "order_total": format_minor(self.order_total, currency),
-            "paid": format_minor(self.paid, currency),
-            "already_refunded": format_minor(self.already_refunded, currency),
-            "net_paid": format_minor(self.net_paid, currency),
-            "retained": format_minor(self.retained, currency),
-            "total_refund": format_minor(self.total_refund, currency),
-            "allocations": tuple(a.to_dict(currency) for a in self.allocations),
+            "lines": tuple([line.to_dict(currency) for line in self.lines]),
+            "fee": _format(self.fee, places),
+            "entitlement": _format(self.entitlement, places),
+            "order_total": _format(self.order_total, places),
+            "paid": _format(self.paid, places),
+            "already_refunded": _format(self.already_refunded, places),
+            "net_paid": _format(self.net_paid, places),
+            "retained": _format(self.retained, places),
+            "total_refund": _format(self.total_refund, places),
+            "allocations": tuple([a.to_dict(currency) for a in self.allocations]),
             "decision": self.decision.value,
             "reasons": list(self.reasons),
-            "risk_flags": tuple(flag.to_dict() for flag in self.risk_flags),
+            "risk_flags": tuple([flag.to_dict() for flag in self.risk_flags]),
             "booking_fingerprint": self.booking_fingerprint,
             "policy_digest": self.policy_digest,
-            "version": self.version,
         }
 
     @classmethod
@@ -197,6 +219,7 @@ def build_quote(
 
     lines: list[QuoteLine] = []
     applied: list[Policy] = []
+    plans: dict[int, _Plan] = {}  # id(policy): its plan, for the policies applied so far
     for line in snapshot.lines:
         policy = book.policy_for(line.sku, line.item_id)  # rule 1
         if policy is None:
@@ -204,9 +227,11 @@ def build_quote(
                 f"no policy applies to line {line.line_id} (sku {line.sku or '-'}, "
                 f"item {line.item_id or '-'}) and no policy is marked default"
             )
-        if all(p is not policy for p in applied):  # ids are unique: identity is equality
+        plan = plans.get(id(policy))  # ids are unique: identity is equality
+        if plan is None:
             applied.append(policy)
-        lines.append(_quote_line(line, policy, cancelled_at, waiver_code))
+            plan = plans[id(policy)] = _plan(policy)
+        lines.append(_quote_line(line, policy, plan, cancelled_at, waiver_code))
 
     waived = {p.id for p in applied if waiver_code and waiver_code in p.waivers}
     fee = max(
@@ -217,7 +242,8 @@ def build_quote(
     gross = sum(q.refund + q.tax_refund for q in lines)
     entitlement = max(0, gross - fee)
 
-    net_paid = snapshot.net_paid  # rule 7
+    paid, already_refunded = snapshot.paid, snapshot.already_refunded
+    net_paid = paid - already_refunded  # rule 7 (snapshot.net_paid, its two sums read once)
     retained = snapshot.order_total - entitlement
     refund = min(max(net_paid - retained, 0), max(net_paid, 0))
 
@@ -226,20 +252,21 @@ def build_quote(
     if waiver_code and not waived:
         reasons.append(f"waiver {waiver_code} is not offered by the applied policies")
 
-    quote = Quote(
+    quote = frozen_new(
+        Quote,
         booking_id=snapshot.booking_id,
         booking_code=snapshot.code,
         currency=currency,
         cancelled_at=cancelled_at.isoformat(),
         waiver=waiver_code,
-        policy_ids=tuple(p.id for p in applied),
+        policy_ids=tuple([p.id for p in applied]),
         clauses={p.id: p.text for p in applied},
         lines=tuple(lines),
         fee=fee,
         entitlement=entitlement,
         order_total=snapshot.order_total,
-        paid=snapshot.paid,
-        already_refunded=snapshot.already_refunded,
+        paid=paid,
+        already_refunded=already_refunded,
         net_paid=net_paid,
         retained=retained,
         total_refund=refund,
@@ -249,45 +276,118 @@ def build_quote(
         risk_flags=tuple(risk_flags),
         booking_fingerprint=snapshot.fingerprint,
         policy_digest=book.digest,
+        version="",
     )
-    return _with_version(quote)
+    # The version, set before anyone sees the quote (as __init__ sets the other fields): a
+    # short hash of everything the quote says, which a button carries to detect staleness.
+    object.__setattr__(quote, "version", _version(quote._serialised))
+    return quote
 
 
 _NO_REFUND = Decimal(0)
-_HUNDREDTHS = Decimal("0.01")
 _MICROSECONDS_PER_HOUR = Decimal(3_600_000_000)
 
 
-def _quote_line(
-    line: BookingLine, policy: Policy, cancelled_at: datetime, waiver: str | None
-) -> QuoteLine:
-    notice = _hours(line.start - cancelled_at)  # rule 2
-    if waiver and waiver in policy.waivers:  # rule 4
-        percent, reason = policy.waivers[waiver], f"waiver {waiver}"
-    elif line.sku and line.sku in policy.non_refundable_skus:  # rule 3
-        percent, reason = _NO_REFUND, "non-refundable"
-    elif line.start <= cancelled_at:
-        percent, reason = _NO_REFUND, "already started"
-    else:
-        tier = policy.tier_for(notice)
-        percent = tier.refund_percent
+class _Tier(NamedTuple):
+    """A tier read for integer work: its threshold in whole microseconds of notice."""
+
+    min_notice: int  # microseconds
+    percent: Decimal | int  # an int when the percent is whole (money.percent_of's fast path)
+    percent_text: str  # _plain(refund_percent)
+    reason: str
+
+
+class _Plan(NamedTuple):
+    """What `_quote_line` reads of a policy, worked out once per policy."""
+
+    tiers: tuple[_Tier, ...] | None  # most notice first; None: a threshold is not whole µs
+    waivers: dict[str, tuple[Decimal | int, str]]  # code: (percent, its text)
+    non_refundable: frozenset[str]
+
+
+_PLANS: dict[int, tuple[Policy, _Plan]] = {}
+_MAX_PLANS = 4096  # policies seen by one process: a few per book; tests build many books
+
+
+def _plan(policy: Policy) -> _Plan:
+    """The policy's plan, kept by identity (a Policy is frozen: its plan never changes)."""
+    kept = _PLANS.get(id(policy))
+    if kept is not None and kept[0] is policy:
+        return kept[1]
+    tiers: list[_Tier] = []
+    for tier in policy.tiers:
+        numerator, denominator = tier.min_notice_hours.as_integer_ratio()  # exact
+        threshold, rest = divmod(numerator * 3_600_000_000, denominator)
+        if rest:  # not whole microseconds: such a policy's tiers are chosen by Decimal
+            tiers = []
+            break
         reason = f"{_plain(tier.min_notice_hours)}h+ notice tier"
-    refund = percent_of(line.amount_excl_tax, percent)  # rule 5
+        tiers.append(_Tier(threshold, _whole_or_exact(tier.refund_percent),
+                           _plain(tier.refund_percent), reason))
+    plan = _Plan(
+        tiers=tuple(sorted(tiers, reverse=True)) if tiers else None,
+        waivers={code: (_whole_or_exact(percent), _plain(percent))
+                 for code, percent in policy.waivers.items()},
+        non_refundable=frozenset(policy.non_refundable_skus),
+    )
+    if len(_PLANS) >= _MAX_PLANS:
+        _PLANS.clear()
+    _PLANS[id(policy)] = (policy, plan)
+    return plan
+
+
+def _whole_or_exact(percent: Decimal) -> Decimal | int:
+    """A whole percent as an int (integer arithmetic in percent_of), any other as is."""
+    whole = int(percent)
+    return whole if whole == percent else percent
+
+
+def _quote_line(
+    line: BookingLine, policy: Policy, plan: _Plan, cancelled_at: datetime, waiver: str | None
+) -> QuoteLine:
+    delta = line.start - cancelled_at
+    notice = (delta.days * 86400 + delta.seconds) * 1_000_000 + delta.microseconds  # rule 2, µs
+    percent: Decimal | int
+    if waiver and waiver in plan.waivers:  # rule 4
+        percent, percent_text = plan.waivers[waiver]
+        reason = f"waiver {waiver}"
+    elif line.sku and line.sku in plan.non_refundable:  # rule 3
+        percent, percent_text, reason = 0, "0", "non-refundable"
+    elif notice <= 0:  # the line starts at or before the cancellation
+        percent, percent_text, reason = 0, "0", "already started"
+    elif plan.tiers is not None:
+        # the tier with the most notice not above this one; the 0h tier always qualifies
+        percent, percent_text, reason = next(t[1:] for t in plan.tiers if t.min_notice <= notice)
+    else:
+        tier = policy.tier_for(_hours(delta))
+        percent, percent_text = tier.refund_percent, _plain(tier.refund_percent)
+        reason = f"{_plain(tier.min_notice_hours)}h+ notice tier"
+    amount = line.total - line.tax
+    refund = percent_of(amount, percent)  # rule 5
     tax_refund = percent_of(line.tax, percent) if policy.refund_tax else 0
-    return QuoteLine(
+    return frozen_new(
+        QuoteLine,
         line_id=line.line_id,
         sku=line.sku,
         name=line.name,
-        start=line.start.isoformat(),
-        notice_hours=str(notice.quantize(_HUNDREDTHS, rounding=ROUND_FLOOR)),
+        start=line.start_iso,
+        notice_hours=_notice_text(notice),
         policy_id=policy.id,
-        percent=_plain(percent),
-        amount=line.amount_excl_tax,
+        percent=percent_text,
+        amount=amount,
         tax=line.tax,
         refund=refund,
         tax_refund=tax_refund,
         reason=reason,
     )
+
+
+def _notice_text(microseconds: int) -> str:
+    """Hours of notice rounded down to the hundredth, as `str(Decimal.quantize)` writes it:
+    "53.00", "-0.50". Exactly the Decimal form of `_hours(delta)` quantized with ROUND_FLOOR:
+    floor division is the floor, and datetimes span too few hours (< 10**8) for Decimal's 28
+    digits to have rounded the quotient across a hundredth."""
+    return _format(microseconds // 36_000_000, 2)  # hundredths of an hour, as money's cents
 
 
 def _allocate(snapshot: BookingSnapshot, refund: int) -> list[Allocation]:
@@ -300,10 +400,11 @@ def _allocate(snapshot: BookingSnapshot, refund: int) -> list[Allocation]:
         if not payment.refundable_via_stripe or payment.unrefunded <= 0:
             continue
         take = min(left, payment.unrefunded)
-        allocations.append(Allocation(payment=payment.transaction.id, amount=take, method="stripe"))
+        allocations.append(frozen_new(Allocation, payment=payment.transaction.id, amount=take,
+                                      method="stripe"))
         left -= take
     if left > 0:
-        allocations.append(Allocation(payment="manual", amount=left, method="manual"))
+        allocations.append(frozen_new(Allocation, payment="manual", amount=left, method="manual"))
     return allocations
 
 
@@ -378,15 +479,51 @@ def _plain(number: Decimal) -> str:
 
 
 # json.dumps(material, sort_keys=True, separators=(",", ":")), byte for byte, with the encoder
-# built once; the material is a fresh tree of dicts, lists and scalars, so the check for
-# reference cycles has nothing to find.
+# built once: the version's text, for a material `_canonical` cannot write.
 _CANONICAL_JSON = json.JSONEncoder(sort_keys=True, separators=(",", ":"), check_circular=False)
 
 
-def _with_version(quote: Quote) -> Quote:
-    """A short hash of everything the quote says: a button carries it to detect staleness."""
-    material = quote.to_dict()
-    material.pop("version", None)
-    blob = _CANONICAL_JSON.encode(material)
-    version = hashlib.sha256(blob.encode()).hexdigest()[:12]
-    return Quote(**{**quote.__dict__, "version": version})
+def _version(material: dict[str, Any]) -> str:
+    """A short hash of everything the quote says (its `to_dict` but the version)."""
+    try:
+        blob = _canonical(material)
+    except TypeError:  # a value that is not text where the quote's own are (esc refuses it)
+        blob = _CANONICAL_JSON.encode(material)
+    return hashlib.sha256(blob.encode()).hexdigest()[:12]
+
+
+def _canonical(m: dict[str, Any]) -> str:
+    """`_CANONICAL_JSON.encode(m)` for the quote's own `_serialised` shape, written as one
+    template: keys in sorted order, every string through the json module's own escaping
+    (`encode_basestring_ascii`, what the encoder calls), amounts and the decision, which are
+    digits and a fixed word, as they are. A third of the encoder's time; the tests compare the
+    two over generated quotes."""
+    lines = ",".join([
+        f'{{"amount":"{ln["amount"]}","line_id":{_esc(ln["line_id"])},"name":{_esc(ln["name"])},'
+        f'"notice_hours":{_esc(ln["notice_hours"])},"percent":{_esc(ln["percent"])},'
+        f'"policy_id":{_esc(ln["policy_id"])},"reason":{_esc(ln["reason"])},'
+        f'"refund":"{ln["refund"]}","sku":{_esc(ln["sku"])},"start":{_esc(ln["start"])},'
+        f'"tax":"{ln["tax"]}","tax_refund":"{ln["tax_refund"]}"}}'
+        for ln in m["lines"]])
+    allocations = ",".join([
+        f'{{"amount":"{a["amount"]}","method":{_esc(a["method"])},"payment":{_esc(a["payment"])}}}'
+        for a in m["allocations"]])
+    clauses = ",".join([f"{_esc(k)}:{_esc(v)}" for k, v in sorted(m["clauses"].items())])
+    flags = ",".join([f'{{"code":{_esc(f["code"])},"reason":{_esc(f["reason"])}}}'
+                      for f in m["risk_flags"]])
+    waiver = m["waiver"]
+    return (
+        f'{{"allocations":[{allocations}],"already_refunded":"{m["already_refunded"]}",'
+        f'"booking_code":{_esc(m["booking_code"])},'
+        f'"booking_fingerprint":{_esc(m["booking_fingerprint"])},'
+        f'"booking_id":{_esc(m["booking_id"])},"cancelled_at":{_esc(m["cancelled_at"])},'
+        f'"clauses":{{{clauses}}},"currency":{_esc(m["currency"])},'
+        f'"decision":"{m["decision"]}","entitlement":"{m["entitlement"]}",'
+        f'"fee":"{m["fee"]}","lines":[{lines}],"net_paid":"{m["net_paid"]}",'
+        f'"order_total":"{m["order_total"]}","paid":"{m["paid"]}",'
+        f'"policy_digest":{_esc(m["policy_digest"])},'
+        f'"policy_ids":[{",".join(map(_esc, m["policy_ids"]))}],'
+        f'"reasons":[{",".join(map(_esc, m["reasons"]))}],"retained":"{m["retained"]}",'
+        f'"risk_flags":[{flags}],"total_refund":"{m["total_refund"]}",'
+        f'"waiver":{"null" if waiver is None else _esc(waiver)}}}'
+    )
