@@ -50,10 +50,11 @@ async def run_if_auto_approved(svc: Deps, case: Case, *, read: BookingRead | Non
                                ) -> Case:
     """A freshly opened case the policy approved is refunded at once; any other is returned
     as it is (a person decides, or there is nothing to refund). `read`: the booking as the
-    caller read it to open the case, moments ago; the execution then does not read it again."""
+    caller read it to open the case, moments ago; the execution then does not read it again, nor
+    the case, which `case` is as the opening transaction left it."""
     if case.status != Status.AUTO_APPROVED:
         return case
-    return await execute(svc, case.id, actor="policy", read=read)
+    return await execute(svc, case.id, actor="policy", read=read, case=case)
 
 
 async def retry(svc: Deps, case_id: int, *, by: str) -> Case:
