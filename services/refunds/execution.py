@@ -42,6 +42,7 @@ from services.refunds.models import (
     CaseError,
     IllegalTransition,
     Status,
+    StoredQuote,
     booking_key,
 )
 from services.refunds.refund_calls import PlannedRefund, call_stripe
@@ -52,7 +53,7 @@ from services.store.db import utcnow
 
 
 async def execute(svc: Deps, case_id: int, *, actor: str, read: BookingRead | None = None,
-                  case: Case | None = None) -> Case:
+                  case: Case | None = None, quote: Quote | None = None) -> Case:
     """Run an approved (or failed, for a retry) case to its outcome.
 
     `read`: the booking as the caller read it in this same step, moments before (the intake
@@ -61,9 +62,10 @@ async def execute(svc: Deps, case_id: int, *, actor: str, read: BookingRead | No
     read from Checkfront now. Either way that one read also gives the status the write-back
     checks.
 
-    `case`: the case as the caller's own transaction left it moments before (the intake that
-    has just opened it); it is not read again. The claim is a compare-and-set on the case's
-    revision either way, so a case changed in between is refused, never run twice."""
+    `case` and `quote`: the case and its quote as the caller's own transaction stored them
+    moments before (the intake that has just opened it, with `read`); they are not read again.
+    The claim is a compare-and-set on the case's revision either way, so a case changed in
+    between is refused, never run twice."""
     if svc.stripe is None:
         raise CaseError("Stripe is not configured; refunds cannot be executed")
     if case is None or case.id != case_id:
@@ -76,7 +78,7 @@ async def execute(svc: Deps, case_id: int, *, actor: str, read: BookingRead | No
         raise IllegalTransition(f"case {case_id} is {case.status}; nothing to execute")
     await svc.notifier.case_updated(case)
     try:
-        case = await _run(svc, case, actor, read)
+        case = await _run(svc, case, actor, read, quote)
     except Exception as exc:  # the case must never be left silently in `executing`
         case = await _finish(svc, await cases.get(svc.store, case_id), Status.FAILED,
                              f"unexpected error: {exc.__class__.__name__}: {exc}", actor)
@@ -100,9 +102,10 @@ async def resume_all(svc: Deps) -> list[Case]:
     return resumed
 
 
-async def _run(svc: Deps, case: Case, actor: str, read: BookingRead | None) -> Case:
+async def _run(svc: Deps, case: Case, actor: str, read: BookingRead | None,
+               quote: Quote | None) -> Case:
     assert svc.stripe is not None
-    fresh = await _fresh_snapshot(svc, case, read)
+    fresh = await _fresh_snapshot(svc, case, read, quote)
     if fresh is None:  # re-quoted with another result: back to a person
         return await cases.get(svc.store, case.id)
     snapshot, status_now, quote = fresh
@@ -135,12 +138,19 @@ async def _run(svc: Deps, case: Case, actor: str, read: BookingRead | None) -> C
                          else Status.REFUNDED, _outcome(case, manual), actor, written=written)
 
 
-async def _fresh_snapshot(svc: Deps, case: Case, read: BookingRead | None
+async def _fresh_snapshot(svc: Deps, case: Case, read: BookingRead | None,
+                          opened: Quote | None = None
                           ) -> tuple[BookingSnapshot, str | None, Quote] | None:
     """The booking as it is now (`read`, else read from Checkfront once), with the status
     Checkfront gave, and the case's current quote (read once: the write-back's note quotes its
-    clauses); re-quote if it changed or the quote went stale (None: back to a person)."""
-    stored = await cases.current_quote(svc.store, case)
+    clauses); re-quote if it changed or the quote went stale (None: back to a person).
+
+    `opened`: the quote the caller's transaction stored with the case moments ago, made from
+    `read` (its row's time is the case's creation time: one insert wrote both)."""
+    if opened is not None and read is not None and opened.version == case.quote_version:
+        stored = StoredQuote(opened.version, case.created_at, read.raw, opened)
+    else:
+        stored = await cases.current_quote(svc.store, case)
     raw, status_now = stored.snapshot, None
     if read is None and svc.checkfront is not None:
         read = await read_booking(svc, case.booking_id, exclude_case=case.id)
