@@ -18,7 +18,7 @@ from services.refunds.models import Status
 from services.store import audit
 
 TRANSACTIONS = 7   # open, claim, plan, mark sent (synced), Stripe's answer, outcome, processed
-STATEMENTS = 59     # every statement the store's connection runs for the case, reads included
+STATEMENTS = 58     # every statement the store's connection runs for the case, reads included
 
 
 async def test_an_automatic_refund_in_few_store_trips(world: World) -> None:

@@ -287,12 +287,17 @@ async def _to_person(svc: Deps, case: Case, actor: str, reason: str) -> Case:
 async def _finish(svc: Deps, case: Case, status: Status, reason: str, actor: str, *,
                   written: dict[str, Any] | None = None) -> Case:
     """The case's outcome; `written`: what Checkfront took (`tell_checkfront`), recorded in the
-    same transaction."""
+    same transaction. `case` is the case as this execution last saw it (its claim): the
+    transition is a compare-and-set on it, and only when the case changed since is it read
+    again (inside the transaction) and moved from where it now is."""
     async with svc.store.transaction() as tx:
         if written is not None:
             await record_written(tx, case.id, written)
-        current = await cases.get(svc.store, case.id)
-        return await cases.transition(tx, current, status, actor=actor, reason=reason)
+        try:
+            return await cases.transition(tx, case, status, actor=actor, reason=reason)
+        except (AlreadyDecided, IllegalTransition):
+            current = await cases.get(svc.store, case.id)
+            return await cases.transition(tx, current, status, actor=actor, reason=reason)
 
 
 async def apply_refund_event(svc: Deps, refund: dict[str, Any], event_type: str) -> Case | None:
