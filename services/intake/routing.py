@@ -225,13 +225,16 @@ async def _checkfront_booking(svc: Deps, event: StoredEvent) -> str:
         await svc.notifier.case_updated(earlier)
         return f"ignored: booking already has case {earlier.id} ({earlier.status})"
     cancelled_at = datetime.fromisoformat(event.received_at)
-    opened = await open_case(svc, raw, cancelled_at=cancelled_at, source="checkfront_webhook")
+    opened = await open_case(svc, raw, cancelled_at=cancelled_at, source="checkfront_webhook",
+                             no_case_yet=earlier is None)
     if not opened.created:  # an approval a crash left unexecuted is run now
         case = await decisions.nudge(svc, opened.case, by="worker")
         resumed = f": resumed, {case.status}" if case.status != opened.case.status else ""
         return f"case {case.id} already open{resumed}"
-    # the booking was read just now, by this same step: an approval at once does not read it
-    case = await decisions.run_if_auto_approved(svc, opened.case, read=read)
+    # the booking was read just now, by this same step, and the case and its quote stored: an
+    # approval at once reads none of them again
+    case = await decisions.run_if_auto_approved(svc, opened.case, read=read,
+                                                quote=opened.quote)
     return f"case {case.id} {case.status}"
 
 

@@ -31,7 +31,7 @@ from services.refunds.models import (
     booking_key,
 )
 from services.store import audit
-from services.store.db import Row, Store, clock_utc, dumps, now_iso
+from services.store.db import Row, Store, clock_utc, dumps, now_iso, one
 
 
 async def get(store: Store, case_id: int) -> Case:
@@ -148,20 +148,18 @@ async def transition(
     fields = {"status": str(to), "status_reason": reason, "updated_at": now_iso()}
     fields.update(changes or {})
     assignments = ", ".join(f"{name} = ?" for name in fields)
-    cursor = await tx.execute(
-        f"UPDATE cases SET {assignments}, revision = revision + 1 "
-        "WHERE id = ? AND status = ? AND revision = ?",
+    # the compare-and-set and the row it leaves, in one trip (`RETURNING`: no row, no change)
+    row = await one(
+        tx, f"UPDATE cases SET {assignments}, revision = revision + 1 "
+        "WHERE id = ? AND status = ? AND revision = ? RETURNING *",
         (*fields.values(), case.id, str(case.status), case.revision),
     )
-    if cursor.rowcount != 1:
+    if row is None:
         raise AlreadyDecided(f"case {case.id} changed while this request was handled")
     await audit.append(
         tx, actor=actor, action=f"case.{to}", case_id=case.id,
         detail={"from": str(case.status), "to": str(to), "reason": reason, **(detail or {})},
     )
-    async with tx.execute("SELECT * FROM cases WHERE id = ?", (case.id,)) as cur:
-        row = await cur.fetchone()
-    assert row is not None
     return Case.from_row(row)
 
 
@@ -240,16 +238,17 @@ async def insert(tx: aiosqlite.Connection, *, booking_id: str, booking_code: str
     scrubbed of the customer's contact details); keyed on the booking's code (one open case
     per key: a second raises IntegrityError)."""
     now = now_iso()
-    cursor = await tx.execute(
-        "INSERT INTO cases (booking_id, booking_code, booking_key, status, currency, "
+    row = await one(
+        tx, "INSERT INTO cases (booking_id, booking_code, booking_key, status, currency, "
         "cancelled_at, waiver, source, requested_by, quote_version, refund_amount, "
         "customer_hash, created_at, updated_at) "
-        "VALUES (?, ?, ?, 'quoted', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        "VALUES (?, ?, ?, 'quoted', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING *",
         (booking_id, booking_code, booking_key(booking_code), currency, quote.cancelled_at,
          quote.waiver, source, requested_by, quote.version, quote.total_refund, customer_hash,
          now, now),
     )
-    case_id = int(cursor.lastrowid or 0)
+    assert row is not None
+    case_id = int(row["id"])
     data = quote.to_dict()
     await tx.execute(
         "INSERT INTO quotes (case_id, version, created_at, snapshot, quote, currency, "
@@ -257,9 +256,6 @@ async def insert(tx: aiosqlite.Connection, *, booking_id: str, booking_code: str
         (case_id, quote.version, now, dumps(scrub(snapshot)), dumps(data),
          *_outlier_columns(data, currency)),
     )
-    async with tx.execute("SELECT * FROM cases WHERE id = ?", (case_id,)) as cur:
-        row = await cur.fetchone()
-    assert row is not None
     return Case.from_row(row)
 
 
@@ -267,8 +263,7 @@ async def add_quote(tx: aiosqlite.Connection, case_id: int, quote: Quote,
                     snapshot: dict[str, Any]) -> None:
     """Keep a re-quote beside the case's earlier ones (a version already kept stays); its
     snapshot is kept scrubbed of the customer's contact details."""
-    async with tx.execute("SELECT currency FROM cases WHERE id = ?", (case_id,)) as cur:
-        row = await cur.fetchone()
+    row = await one(tx, "SELECT currency FROM cases WHERE id = ?", (case_id,))
     data = quote.to_dict()
     columns = _outlier_columns(data, row["currency"]) if row is not None else (None, None, None)
     await tx.execute(

@@ -14,6 +14,7 @@ from datetime import datetime, timedelta
 
 from services import faults
 from services.deps import Deps
+from services.quoting.quote import Quote
 from services.refunds import cases
 from services.refunds.execution import execute
 from services.refunds.models import APPROVED, AlreadyDecided, Case, IllegalTransition, Status
@@ -46,14 +47,16 @@ async def deny(svc: Deps, case_id: int, *, by: str, reason: str,
     return case
 
 
-async def run_if_auto_approved(svc: Deps, case: Case, *, read: BookingRead | None = None
-                               ) -> Case:
+async def run_if_auto_approved(svc: Deps, case: Case, *, read: BookingRead | None = None,
+                               quote: Quote | None = None) -> Case:
     """A freshly opened case the policy approved is refunded at once; any other is returned
     as it is (a person decides, or there is nothing to refund). `read`: the booking as the
-    caller read it to open the case, moments ago; the execution then does not read it again."""
+    caller read it to open the case, moments ago; the execution then does not read it again, nor
+    the case and its quote (`quote`), which are as the opening transaction stored them."""
     if case.status != Status.AUTO_APPROVED:
         return case
-    return await execute(svc, case.id, actor="policy", read=read)
+    return await execute(svc, case.id, actor="policy", read=read, case=case,
+                         quote=quote)
 
 
 async def retry(svc: Deps, case_id: int, *, by: str) -> Case:

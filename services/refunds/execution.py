@@ -30,6 +30,7 @@ from services.deps import Deps
 from services.disputes.holds import holds_on
 from services.money import display
 from services.quoting.booking import BookingSnapshot, parse_snapshot
+from services.quoting.quote import Quote
 from services.refunds import cases, guard, ledger
 from services.refunds.guard import Refusal
 from services.refunds.ledger import Execution, ExecutionStatus
@@ -41,27 +42,34 @@ from services.refunds.models import (
     CaseError,
     IllegalTransition,
     Status,
+    StoredQuote,
     booking_key,
 )
 from services.refunds.refund_calls import PlannedRefund, call_stripe
 from services.refunds.snapshots import BookingRead, quote_snapshot, read_booking
-from services.refunds.writeback import write_back
+from services.refunds.writeback import record_written, tell_checkfront, write_back
 from services.store import audit
 from services.store.db import utcnow
 
 
-async def execute(svc: Deps, case_id: int, *, actor: str, read: BookingRead | None = None
-                  ) -> Case:
+async def execute(svc: Deps, case_id: int, *, actor: str, read: BookingRead | None = None,
+                  case: Case | None = None, quote: Quote | None = None) -> Case:
     """Run an approved (or failed, for a retry) case to its outcome.
 
     `read`: the booking as the caller read it in this same step, moments before (the intake
     that has just opened and auto-approved the case): nothing can have changed in between, so
     it is not read again. Without it (a person's approval, a retry, a restart) the booking is
     read from Checkfront now. Either way that one read also gives the status the write-back
-    checks."""
+    checks.
+
+    `case` and `quote`: the case and its quote as the caller's own transaction stored them
+    moments before (the intake that has just opened it, with `read`); they are not read again.
+    The claim is a compare-and-set on the case's revision either way, so a case changed in
+    between is refused, never run twice."""
     if svc.stripe is None:
         raise CaseError("Stripe is not configured; refunds cannot be executed")
-    case = await cases.get(svc.store, case_id)
+    if case is None or case.id != case_id:
+        case = await cases.get(svc.store, case_id)
     if case.status in (Status.APPROVED, Status.AUTO_APPROVED, Status.FAILED):
         async with svc.store.transaction() as tx:
             case = await cases.transition(tx, case, Status.EXECUTING, actor=actor,
@@ -70,7 +78,7 @@ async def execute(svc: Deps, case_id: int, *, actor: str, read: BookingRead | No
         raise IllegalTransition(f"case {case_id} is {case.status}; nothing to execute")
     await svc.notifier.case_updated(case)
     try:
-        case = await _run(svc, case, actor, read)
+        case = await _run(svc, case, actor, read, quote)
     except Exception as exc:  # the case must never be left silently in `executing`
         case = await _finish(svc, await cases.get(svc.store, case_id), Status.FAILED,
                              f"unexpected error: {exc.__class__.__name__}: {exc}", actor)
@@ -94,12 +102,13 @@ async def resume_all(svc: Deps) -> list[Case]:
     return resumed
 
 
-async def _run(svc: Deps, case: Case, actor: str, read: BookingRead | None) -> Case:
+async def _run(svc: Deps, case: Case, actor: str, read: BookingRead | None,
+               quote: Quote | None) -> Case:
     assert svc.stripe is not None
-    fresh = await _fresh_snapshot(svc, case, read)
+    fresh = await _fresh_snapshot(svc, case, read, quote)
     if fresh is None:  # re-quoted with another result: back to a person
         return await cases.get(svc.store, case.id)
-    snapshot, status_now = fresh
+    snapshot, status_now, quote = fresh
     plan, manual, refusal = await _plan(svc, case, snapshot)
     faults.reached("after_execution_row")
     if refusal is not None:   # the over-refund guard gave the planned rows up
@@ -121,17 +130,27 @@ async def _run(svc: Deps, case: Case, actor: str, read: BookingRead | None) -> C
         return await _finish(svc, case, Status.FAILED, "; ".join(problems), actor)
 
     faults.reached("before_writeback")
-    await write_back(svc, case, actor, manual, status_now=status_now)
+    # Checkfront told, then what it took and the case's outcome in one transaction (a write-back
+    # Checkfront did not take is kept for a retry in a transaction of its own, `writeback`)
+    written = await tell_checkfront(svc, case, actor, manual, status_now=status_now,
+                                    quote=quote)
     return await _finish(svc, case, Status.PARTIALLY_REFUNDED if manual > 0
-                         else Status.REFUNDED, _outcome(case, manual), actor)
+                         else Status.REFUNDED, _outcome(case, manual), actor, written=written)
 
 
-async def _fresh_snapshot(svc: Deps, case: Case, read: BookingRead | None
-                          ) -> tuple[BookingSnapshot, str | None] | None:
+async def _fresh_snapshot(svc: Deps, case: Case, read: BookingRead | None,
+                          opened: Quote | None = None
+                          ) -> tuple[BookingSnapshot, str | None, Quote] | None:
     """The booking as it is now (`read`, else read from Checkfront once), with the status
-    Checkfront gave; re-quote if it changed or the quote went stale (None: back to a
-    person)."""
-    stored = await cases.current_quote(svc.store, case)
+    Checkfront gave, and the case's current quote (read once: the write-back's note quotes its
+    clauses); re-quote if it changed or the quote went stale (None: back to a person).
+
+    `opened`: the quote the caller's transaction stored with the case moments ago, made from
+    `read` (its row's time is the case's creation time: one insert wrote both)."""
+    if opened is not None and read is not None and opened.version == case.quote_version:
+        stored = StoredQuote(opened.version, case.created_at, read.raw, opened)
+    else:
+        stored = await cases.current_quote(svc.store, case)
     raw, status_now = stored.snapshot, None
     if read is None and svc.checkfront is not None:
         read = await read_booking(svc, case.booking_id, exclude_case=case.id)
@@ -142,16 +161,16 @@ async def _fresh_snapshot(svc: Deps, case: Case, read: BookingRead | None
     changed = snapshot.fingerprint != stored.quote.booking_fingerprint
     stale = age > svc.config.quote_max_age
     if not changed and not stale:
-        return snapshot, status_now
+        return snapshot, status_now, stored.quote
     if await ledger.executed(svc.store, case.id):
         # money already moved for this plan: finish it, do not re-decide
-        return snapshot, status_now
+        return snapshot, status_now, stored.quote
     cancelled_at = datetime.fromisoformat(case.cancelled_at)
     _, quote = await quote_snapshot(svc, raw, cancelled_at, case.waiver)
     why = "the booking changed since it was quoted" if changed else \
         f"the quote was older than {svc.config.quote_max_age}"
     if quote.version == case.quote_version:
-        return snapshot, status_now
+        return snapshot, status_now, stored.quote
     async with svc.store.transaction() as tx:
         await cases.add_quote(tx, case.id, quote, raw)
         await audit.append(tx, actor="policy", action="quote.remade", case_id=case.id,
@@ -160,7 +179,7 @@ async def _fresh_snapshot(svc: Deps, case: Case, read: BookingRead | None
             case.approved_amount == case.refund_amount
         if unchanged and not changed:
             await cases.set_quote_version(tx, case.id, quote.version)
-            return snapshot, status_now
+            return snapshot, status_now, quote
         await cases.transition(
             tx, case, Status.PENDING_APPROVAL, actor="policy",
             reason=f"re-quoted because {why}: refund now "
@@ -188,14 +207,17 @@ async def _plan(svc: Deps, case: Case, snapshot: BookingSnapshot
         rows = await ledger.for_case(tx, case.id)
         new, manual = _new_rows(case, snapshot, rows)
         attempt = max((r.attempt for r in rows), default=0) + 1
+        # the case's planned rows, oldest first: those it had, then those added now (read
+        # inside this transaction, which holds the write lock, nothing else can change them)
+        planned = [r for r in rows if r.status == ExecutionStatus.PLANNED]
         for ref, take in new:
             key = f"refund-bot:case-{case.id}:{ref}:plan-{attempt}"
-            await ledger.add_planned(tx, case_id=case.id, payment_ref=ref, amount=take,
-                                     currency=case.currency, attempt=attempt, key=key)
+            planned.append(await ledger.add_planned(
+                tx, case_id=case.id, payment_ref=ref, amount=take, currency=case.currency,
+                attempt=attempt, key=key))
             await audit.append(tx, actor="worker", action="execution.planned", case_id=case.id,
                                detail={"payment": ref, "amount": case.money(take),
                                        "idempotency_key": key})
-        planned = await ledger.planned(tx, case.id)
         to_send = [r for r in planned if r.called_at is None]
         if to_send:
             refusal = await _guard(tx, case, snapshot, to_send, left)
@@ -262,10 +284,20 @@ async def _to_person(svc: Deps, case: Case, actor: str, reason: str) -> Case:
                                       changes={"approved_amount": None})
 
 
-async def _finish(svc: Deps, case: Case, status: Status, reason: str, actor: str) -> Case:
+async def _finish(svc: Deps, case: Case, status: Status, reason: str, actor: str, *,
+                  written: dict[str, Any] | None = None) -> Case:
+    """The case's outcome; `written`: what Checkfront took (`tell_checkfront`), recorded in the
+    same transaction. `case` is the case as this execution last saw it (its claim): the
+    transition is a compare-and-set on it, and only when the case changed since is it read
+    again (inside the transaction) and moved from where it now is."""
     async with svc.store.transaction() as tx:
-        current = await cases.get(svc.store, case.id)
-        return await cases.transition(tx, current, status, actor=actor, reason=reason)
+        if written is not None:
+            await record_written(tx, case.id, written)
+        try:
+            return await cases.transition(tx, case, status, actor=actor, reason=reason)
+        except (AlreadyDecided, IllegalTransition):
+            current = await cases.get(svc.store, case.id)
+            return await cases.transition(tx, current, status, actor=actor, reason=reason)
 
 
 async def apply_refund_event(svc: Deps, refund: dict[str, Any], event_type: str) -> Case | None:

@@ -20,6 +20,8 @@ from typing import Any
 import aiosqlite
 
 from services.store.db import Row, Store, iso_utc, now_iso
+from services.store.db import one as one_row
+from services.store.db import rows as all_rows
 
 
 class ExecutionStatus(StrEnum):
@@ -80,21 +82,23 @@ class Execution:
 
 async def for_case(tx: aiosqlite.Connection, case_id: int) -> list[Execution]:
     """Every row of the case, oldest first."""
-    async with tx.execute("SELECT * FROM executions WHERE case_id = ? ORDER BY id",
-                          (case_id,)) as cur:
-        return [Execution.from_row(r) for r in await cur.fetchall()]
+    found = await all_rows(tx, "SELECT * FROM executions WHERE case_id = ? ORDER BY id", (case_id,))
+    return [Execution.from_row(r) for r in found]
 
 
 async def add_planned(tx: aiosqlite.Connection, *, case_id: int, payment_ref: str, amount: int,
-                      currency: str, attempt: int, key: str) -> None:
-    """A new `planned` row: its idempotency key is committed before Stripe is called."""
+                      currency: str, attempt: int, key: str) -> Execution:
+    """A new `planned` row: its idempotency key is committed before Stripe is called. The row
+    as written (one trip: `RETURNING`)."""
     now = now_iso()
-    await tx.execute(
-        "INSERT INTO executions (case_id, payment_ref, amount, currency, attempt, "
+    row = await one_row(
+        tx, "INSERT INTO executions (case_id, payment_ref, amount, currency, attempt, "
         "idempotency_key, status, created_at, updated_at) "
-        "VALUES (?, ?, ?, ?, ?, ?, 'planned', ?, ?)",
+        "VALUES (?, ?, ?, ?, ?, ?, 'planned', ?, ?) RETURNING *",
         (case_id, payment_ref, amount, currency, attempt, key, now, now),
     )
+    assert row is not None
+    return Execution.from_row(row)
 
 
 async def for_booking(tx: aiosqlite.Connection, keys: Sequence[str],
@@ -102,22 +106,13 @@ async def for_booking(tx: aiosqlite.Connection, keys: Sequence[str],
     """Every row of every case of a booking (named by any of `keys`: its key, code or id) and
     every row on any of its payments, whatever case it belongs to; oldest first."""
     names, refs = ",".join("?" for _ in keys), ",".join("?" for _ in payment_refs) or "NULL"
-    async with tx.execute(  # each side of the OR by its index (executions' case, payment)
-        "SELECT * FROM executions WHERE case_id IN (SELECT id FROM cases "
+    found = await all_rows(  # each side of the OR by its index (executions' case, payment)
+        tx, "SELECT * FROM executions WHERE case_id IN (SELECT id FROM cases "
         f"WHERE booking_key IN ({names}) OR booking_code IN ({names}) "
         f"OR booking_id IN ({names})) OR payment_ref IN ({refs}) ORDER BY id",
         (*keys, *keys, *keys, *payment_refs),
-    ) as cur:
-        return [Execution.from_row(r) for r in await cur.fetchall()]
-
-
-async def planned(tx: aiosqlite.Connection, case_id: int) -> list[Execution]:
-    """The case's rows still `planned`, oldest first."""
-    async with tx.execute(
-        "SELECT * FROM executions WHERE case_id = ? AND status = 'planned' ORDER BY id",
-        (case_id,),
-    ) as cur:
-        return [Execution.from_row(r) for r in await cur.fetchall()]
+    )
+    return [Execution.from_row(r) for r in found]
 
 
 async def mark_called(tx: aiosqlite.Connection, row_id: int) -> None:

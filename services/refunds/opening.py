@@ -40,12 +40,18 @@ async def open_case(
     source: str,
     requested_by: str | None = None,
     waiver: str | None = None,
+    no_case_yet: bool = False,
 ) -> OpenedCase:
-    """Quote the booking, open its case (one open case per booking) and decide."""
+    """Quote the booking, open its case (one open case per booking) and decide.
+
+    `no_case_yet`: the caller has just found no case at all for the booking, so the look-up of
+    an open one is not made again; one opened meanwhile is still found, since a second open
+    case of a booking is refused by the store (its key is unique among open cases)."""
     snapshot, quote = await quote_snapshot(svc, raw, cancelled_at, waiver)
-    existing = await cases.find_open(svc.store, snapshot.code)  # by the booking's key
-    if existing is not None:
-        return OpenedCase(existing, quote, created=False)
+    if not no_case_yet:
+        existing = await cases.find_open(svc.store, snapshot.code)  # by the booking's key
+        if existing is not None:
+            return OpenedCase(existing, quote, created=False)
     automation = await automation_state(svc.store)
     try:
         async with svc.store.transaction() as tx:

@@ -17,9 +17,12 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+import aiosqlite
+
 from services.clients.checkfront_errors import CheckfrontError
 from services.deps import Deps
 from services.money import display
+from services.quoting.quote import Quote
 from services.refunds import cases, ledger
 from services.refunds.models import Case
 from services.refunds.snapshots import booking_status
@@ -49,7 +52,26 @@ async def write_back(svc: Deps, case: Case, actor: str, manual: int, *,
     now (a retry, a refund event that closed a case)."""
     if svc.checkfront is None:
         return True
-    detail: dict[str, Any] = {"note": await _note(svc, case, actor, manual)}
+    written = await tell_checkfront(svc, case, actor, manual, status_now=status_now)
+    if written is None:
+        return False
+    async with svc.store.transaction() as tx:
+        await record_written(tx, case.id, written)
+    return True
+
+
+async def tell_checkfront(svc: Deps, case: Case, actor: str, manual: int, *,
+                          status_now: str | None = None, quote: Quote | None = None
+                          ) -> dict[str, Any] | None:
+    """`write_back`'s calls to Checkfront, without recording that they were taken: what
+    Checkfront took (for `record_written`, in the caller's next transaction), or None when
+    the write-back is kept for a retry (recorded here) or Checkfront is not configured.
+
+    `quote`: the case's current quote as the caller read it in this step (the note quotes its
+    clauses); without it, it is read."""
+    if svc.checkfront is None:
+        return None
+    detail: dict[str, Any] = {"note": await _note(svc, case, actor, manual, quote)}
     try:
         if status_now is None:
             status_now = booking_status(await svc.checkfront.get_booking(case.booking_id))
@@ -60,13 +82,18 @@ async def write_back(svc: Deps, case: Case, actor: str, manual: int, *,
         await svc.checkfront.add_note(case.booking_id, detail["note"])
     except CheckfrontError as exc:
         await _keep(svc, case, actor, manual, str(exc), detail)
-        return False
-    async with svc.store.transaction() as tx:
-        await tx.execute("UPDATE checkfront_writebacks SET done_at = ?, updated_at = ? "
-                         "WHERE case_id = ? AND done_at IS NULL", (now_iso(), now_iso(), case.id))
-        await audit.append(tx, actor="checkfront", action="checkfront.written", case_id=case.id,
-                           detail=detail)
-    return True
+        return None
+    return detail
+
+
+async def record_written(tx: aiosqlite.Connection, case_id: int, written: dict[str, Any]
+                         ) -> None:
+    """Inside the caller's transaction: Checkfront took the write-back `tell_checkfront`
+    made (a kept one is done), audited."""
+    await tx.execute("UPDATE checkfront_writebacks SET done_at = ?, updated_at = ? "
+                     "WHERE case_id = ? AND done_at IS NULL", (now_iso(), now_iso(), case_id))
+    await audit.append(tx, actor="checkfront", action="checkfront.written", case_id=case_id,
+                       detail=written)
 
 
 async def retry_due(svc: Deps, now: datetime | None = None) -> list[int]:
@@ -111,9 +138,11 @@ async def count_pending(store: Store) -> int:
     return int(row[0]) if row else 0
 
 
-async def _note(svc: Deps, case: Case, actor: str, manual: int) -> str:
+async def _note(svc: Deps, case: Case, actor: str, manual: int,
+                quote: Quote | None = None) -> str:
     refunds = await ledger.settled(svc.store, case.id)
-    quote = (await cases.current_quote(svc.store, case)).quote
+    if quote is None:
+        quote = (await cases.current_quote(svc.store, case)).quote
     decided = await cases.last_decision(svc.store, case.id)
     total = sum(r.amount for r in refunds)
     clauses = "; ".join(f"[{k}] {v}" for k, v in quote.clauses.items())
