@@ -163,3 +163,41 @@ def test_an_answer_that_is_not_a_list_page_is_refused() -> None:
         refunds_page({"object": "refund", "id": "re_1"})
     assert refused.value.kind == "unavailable"
     assert refunds_page({"object": "list", "data": [], "has_more": False}) == ([], False)
+
+
+async def test_a_reader_that_never_awaits_still_gets_the_next_page_fetched(env: Env) -> None:
+    made = await env.refunds(41)
+    gateway = env.gateway()
+    before = env.listings()
+    stream = window(gateway, page_size=40)
+
+    first_page = []
+    for _ in range(40):  # nothing awaited between refunds but the listing itself
+        first_page.append(await anext(stream))
+    asked_while_reading = env.listings() - before
+    rest = [r async for r in stream]
+
+    assert asked_while_reading == 2  # page 2 was asked for while page 1 was being read
+    assert first_page + rest == made[::-1]
+
+
+def test_a_page_reads_as_each_refund_read_alone() -> None:
+    items: list[dict[str, Any]] = [
+        {"id": "re_1", "amount": 12_300, "currency": "isk", "status": "succeeded",
+         "payment_intent": {"id": "pi_1"}, "charge": "ch_1", "metadata": {"case_id": 7},
+         "created": T0},
+        {"id": "re_2", "amount": 1_234, "currency": "usd", "status": None,
+         "payment_intent": None, "charge": "ch_2", "metadata": None, "created": T0 + 1},
+        {"id": "re_3", "amount": 12_340, "currency": "kwd", "status": "failed",
+         "payment_intent": "pi_3", "charge": "", "failure_reason": "declined",
+         "metadata": {}, "created": T0 + 2},
+        {"id": "re_4", "amount": 99, "currency": "usd", "status": "pending",
+         "payment_intent": "pi_4", "charge": None, "metadata": {"booking_code": "BK-1"},
+         "created": T0 + 3},
+    ]
+    listed, more = refunds_page({"object": "list", "data": items, "has_more": True})
+    assert listed == [refund_from(item) for item in items]
+    assert [r.amount for r in listed] == [123, 1_234, 12_340, 99]  # ISK: 100 = 1 krona
+    assert more is True
+    with pytest.raises(StripeGatewayError):
+        refunds_page({"object": "list", "data": [dict(items[0], currency="us")]})

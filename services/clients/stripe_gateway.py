@@ -67,6 +67,7 @@ EVIDENCE_TEXT_LIMIT = 150_000  # Stripe: combined characters of all text evidenc
 TEST_MODE_LIMIT = 25.0
 LIVE_MODE_LIMIT = 100.0
 PAID_IN_REMEMBERED = 10_000  # payments whose currency is kept for the check before a refund
+PAGE_TURNS_EVERY = 5  # refunds handed over per turn of the event loop while a page is awaited
 
 T = TypeVar("T")
 
@@ -314,7 +315,10 @@ class StripeGateway:
         API version, retries and errors stay its job) and only the fields a `StripeRefund`
         holds are kept: no client object is built per refund. While the caller works through
         one page the next is already being fetched, one page ahead and never more; a caller
-        that stops early cancels it."""
+        that stops early cancels it. A caller that works without awaiting anything would keep
+        that fetch from running (sending the request, reading and parsing the answer each
+        take turns of the event loop), so until the next page has arrived the listing gives
+        the loop one turn every `PAGE_TURNS_EVERY` refunds it hands over."""
         query = dict(params)
         ahead: asyncio.Task[tuple[list[StripeRefund], bool]] | None = \
             asyncio.ensure_future(self._refund_page(dict(query)))
@@ -325,7 +329,9 @@ class StripeGateway:
                 if has_more and refunds:
                     query["starting_after"] = refunds[-1].id
                     ahead = asyncio.ensure_future(self._refund_page(dict(query)))
-                for refund in refunds:
+                for n, refund in enumerate(refunds):
+                    if n % PAGE_TURNS_EVERY == 0 and ahead is not None and not ahead.done():
+                        await asyncio.sleep(0)   # one turn of the loop for the next page
                     yield refund
         finally:
             if ahead is not None:

@@ -2,7 +2,9 @@
 terms: frozen records with amounts in project minor units and currencies in upper case.
 
 The readers take the official client's objects or the plain JSON of a response alike;
-`refunds_page` reads a list page's JSON straight into records, no client object in between."""
+`refunds_page` reads a list page's JSON straight into records, no client object in between,
+each currency's rules looked up once a page (a listing holds thousands of refunds in a currency
+or two)."""
 
 from __future__ import annotations
 
@@ -11,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from services.clients.stripe_errors import StripeGatewayError
-from services.clients.stripe_money import from_stripe_amount
+from services.clients.stripe_money import checked_currency, from_stripe_amount
 
 
 @dataclass(frozen=True)
@@ -87,7 +89,28 @@ def refunds_page(page: Mapping[str, Any]) -> tuple[list[StripeRefund], bool]:
     has more after it."""
     if page.get("object") != "list" or not isinstance(page.get("data"), list):
         raise StripeGatewayError("unavailable", "Stripe's answer to a listing is not a list")
-    return [refund_from(item) for item in page["data"]], bool(page.get("has_more"))
+    read: list[StripeRefund] = []
+    scales: dict[str, tuple[str, int]] = {}   # Stripe's currency -> (ours, divisor): a page
+    for item in page["data"]:                 # holds a currency or two, read once each
+        raw = item["currency"]
+        known = scales.get(raw)
+        if known is None:
+            code = str(raw).upper()
+            known = scales[raw] = (checked_currency(code), _divisor(code))
+        metadata = item.get("metadata")
+        read.append(StripeRefund(
+            str(item["id"]), int(item["amount"]) // known[1], known[0],
+            str(item.get("status") or "pending"), ref_id(item.get("payment_intent")),
+            ref_id(item.get("charge")), item.get("failure_reason"),
+            {str(k): str(v) for k, v in metadata.items()} if metadata else {},
+            int(item["created"])))
+    return read, bool(page.get("has_more"))
+
+
+def _divisor(currency: str) -> int:
+    """What a Stripe amount in `currency` is divided by for project minor units (1, or 100
+    for ISK): `from_stripe_amount` is that floor division."""
+    return 10 ** 9 // from_stripe_amount(10 ** 9, currency)
 
 
 def dispute_from(obj: Any) -> StripeDispute:

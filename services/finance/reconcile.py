@@ -153,6 +153,17 @@ class _DayReconciliation:
         pending = status in PENDING_STATUSES  # only a pending refund's age matters
         age = self.now - datetime.fromtimestamp(refund.created, UTC) if pending else _NO_AGE
         stale = pending and age > STALE_AFTER
+        if row is not None and cur == row.currency and refund.amount == row.amount \
+                and moved and not stale:
+            self.seen.add(row.id)   # the common case, matched, without building a discrepancy
+            per = self.totals[cur]   # `refunded` was just added to it
+            amount = refund.amount
+            per["ledger"] = per.get("ledger", 0) + amount
+            per["matched"] = per.get("matched", 0) + amount
+            self.counts[MATCHED] += 1
+            self.bookings.add(row.booking_id or row.booking_code, row.booking_code, refund,
+                              row.case_id)
+            return
         common: dict[str, Any] = {"amount": refund.amount, "currency": cur,
                                   "refund_id": refund.id,
                                   "payment_ref": refund.payment_intent or refund.charge}
