@@ -26,14 +26,13 @@ from services.clients.checkfront_bodies import _text, checkfront_status
 from services.money import _percent_of_exact, percent_of
 from services.quoting.booking import BookingLine, _fingerprint, frozen_new, parse_snapshot
 from services.quoting.policy import Policy, load_policies, parse_policies
+from services.quoting.canonical import quote_text
+from services.quoting.plans import plain, plan_of
 from services.quoting.quote import (
     Quote,
     RiskFlag,
-    _canonical,
     _hours,
     _notice_text,
-    _plain,
-    _plan,
     _quote_line,
     build_quote,
 )
@@ -74,7 +73,7 @@ def test_example_versions_are_the_ones_stored_before(waiver: str | None, hours: 
     q = build_quote(snapshot, book, snapshot.lines[0].start - timedelta(hours=hours),
                     waiver=waiver, risk_flags=flags)
     assert q.version == EXAMPLE_VERSIONS[(waiver, hours, flagged)]
-    assert _canonical(q._serialised) == canonical_reference(q)
+    assert quote_text(q._serialised) == canonical_reference(q)
 
 
 @SETTINGS
@@ -91,7 +90,7 @@ def test_version_is_the_hash_of_the_canonical_json(
     q = quote(snapshot, book, CANCELLED_AT + timedelta(seconds=offset), waiver=waiver,
               risk_flags=risk)
     blob = canonical_reference(q)
-    assert _canonical(q._serialised) == blob
+    assert quote_text(q._serialised) == blob
     assert q.version == hashlib.sha256(blob.encode()).hexdigest()[:12]
 
 
@@ -135,10 +134,10 @@ def reference_line(line: BookingLine, p: Policy, cancelled_at: datetime,
     else:
         tier = p.tier_for(notice)
         percent = tier.refund_percent
-        reason = f"{_plain(tier.min_notice_hours)}h+ notice tier"
+        reason = f"{plain(tier.min_notice_hours)}h+ notice tier"
     refund = _percent_of_exact(line.amount_excl_tax, percent)
     tax_refund = _percent_of_exact(line.tax, percent) if p.refund_tax else 0
-    return (str(notice.quantize(Decimal("0.01"), rounding=ROUND_FLOOR)), _plain(percent),
+    return (str(notice.quantize(Decimal("0.01"), rounding=ROUND_FLOOR)), plain(percent),
             refund, tax_refund, reason, line.start.isoformat())
 
 
@@ -176,7 +175,7 @@ def test_a_line_is_quoted_as_the_decimal_rules_say(
     cancelled_at = start - timedelta(microseconds=notice_us)
     line = BookingLine(line_id="1", item_id="", sku=sku, name="n", start=start,
                        total=total + tax, tax=tax, qty=1, status="")
-    got = _quote_line(line, p, _plan(p), cancelled_at, waiver)
+    got = _quote_line(line, p, plan_of(p), cancelled_at, waiver)
     assert (got.notice_hours, got.percent, got.refund, got.tax_refund, got.reason,
             got.start) == reference_line(line, p, cancelled_at, waiver)
 
@@ -184,14 +183,14 @@ def test_a_line_is_quoted_as_the_decimal_rules_say(
 def test_tiers_in_fractions_of_a_microsecond_are_chosen_by_decimal() -> None:
     book = parse_policies(policies(policy("p", default=True, tiers=[
         ("0", "0"), ("0.0000000001", "50"), ("24", "100")])))
-    assert _plan(book.policies[0]).tiers is None
+    assert plan_of(book.policies[0]).tiers is None
     start = datetime(2026, 11, 26, 15, 0, tzinfo=UTC)
     line = BookingLine(line_id="1", item_id="", sku="kayak", name="n", start=start,
                        total=1000, tax=0, qty=1, status="")
-    got = _quote_line(line, book.policies[0], _plan(book.policies[0]),
+    got = _quote_line(line, book.policies[0], plan_of(book.policies[0]),
                       start - timedelta(microseconds=1), None)
     assert (got.percent, got.refund, got.reason) == (
-        "50", 500, f"{_plain(Decimal('0.0000000001'))}h+ notice tier")
+        "50", 500, f"{plain(Decimal('0.0000000001'))}h+ notice tier")
 
 
 @settings(max_examples=500, deadline=None)

@@ -7,18 +7,16 @@ The engine does not care whether it came from a webhook or from the API.
 
 from __future__ import annotations
 
-import hashlib
-import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from json.encoder import encode_basestring_ascii as _esc
 from typing import Any, Generic, TypeVar, overload
 
 from services.clients.checkfront_bodies import checkfront_status
 from services.errors import DomainError
 from services.money import MoneyError, normalize_currency, to_decimal, to_minor
 from services.privacy import EMAIL_HASH, customer_hash
+from services.quoting.canonical import esc, short_hash
 
 STRIPE_PREFIXES = ("pi_", "ch_")
 
@@ -373,11 +371,6 @@ def _whole(value: Any) -> int:
     return int(to_decimal(value))
 
 
-# json.dumps(material, sort_keys=True, separators=(",", ":")), byte for byte, with the encoder
-# built once: the fingerprint's text for a material `_canonical_fingerprint` cannot write.
-_CANONICAL_JSON = json.JSONEncoder(sort_keys=True, separators=(",", ":"), check_circular=False)
-
-
 def _fingerprint(
     booking: Mapping[str, Any],
     order: Mapping[str, Any],
@@ -389,32 +382,27 @@ def _fingerprint(
     total, paid_total = str(order.get("total")), str(order.get("paid_total"))
     paid = None if transactions is None else sorted(
         [(t.id, t.status, t.amount, t.original_id or "") for t in transactions])
-    try:
-        blob = _canonical_fingerprint(status, total, paid_total, lines, paid)
-    except TypeError:  # a value of another type than the parser's own (_esc refuses it)
-        blob = _CANONICAL_JSON.encode({
-            "status": status, "total": total, "paid_total": paid_total,
-            "lines": [(ln.line_id, ln.sku, ln.item_id, ln.start_iso, ln.total, ln.tax)
-                      for ln in lines],
-            "transactions": paid,
-        })
-    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+    return short_hash(lambda: _canonical_fingerprint(status, total, paid_total, lines, paid),
+                      lambda: {"status": status, "total": total, "paid_total": paid_total,
+                               "lines": [(ln.line_id, ln.sku, ln.item_id, ln.start_iso,
+                                          ln.total, ln.tax) for ln in lines],
+                               "transactions": paid}, 16)
 
 
 def _canonical_fingerprint(status: str, total: str, paid_total: str,
                            lines: tuple[BookingLine, ...],
                            transactions: list[tuple[str, str, int, str]] | None) -> str:
-    """`_CANONICAL_JSON.encode` of the fingerprint's material (the fallback in `_fingerprint`
+    """`CANONICAL_JSON.encode` of the fingerprint's material (the fallback in `_fingerprint`
     spells it out), written as one template: keys in sorted order, strings through the json
     module's own escaping (what the encoder calls), ints as `int.__repr__` writes them, as
     the encoder does. tests/test_quote_serialise.py compares it with `json.dumps`."""
     rows = ",".join([
-        f"[{_esc(ln.line_id)},{_esc(ln.sku)},{_esc(ln.item_id)},{_esc(ln.start_iso)},"
+        f"[{esc(ln.line_id)},{esc(ln.sku)},{esc(ln.item_id)},{esc(ln.start_iso)},"
         f"{_int(ln.total)},{_int(ln.tax)}]" for ln in lines])
     paid = "null" if transactions is None else "[" + ",".join([
-        f"[{_esc(a)},{_esc(b)},{_int(c)},{_esc(d)}]" for a, b, c, d in transactions]) + "]"
-    return (f'{{"lines":[{rows}],"paid_total":{_esc(paid_total)},"status":{_esc(status)},'
-            f'"total":{_esc(total)},"transactions":{paid}}}')
+        f"[{esc(a)},{esc(b)},{_int(c)},{esc(d)}]" for a, b, c, d in transactions]) + "]"
+    return (f'{{"lines":[{rows}],"paid_total":{esc(paid_total)},"status":{esc(status)},'
+            f'"total":{esc(total)},"transactions":{paid}}}')
 
 
 def _int(value: int) -> str:

@@ -6,21 +6,20 @@ The rules are numbered as in README ("Quote rules"); comments below cite them.
 
 from __future__ import annotations
 
-import hashlib
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from datetime import datetime, timedelta
 from decimal import Decimal
 from enum import StrEnum
 from functools import lru_cache
-from json.encoder import encode_basestring_ascii as _esc
-from typing import Any, NamedTuple
+from typing import Any
 
 from services.errors import DomainError
 from services.money import MoneyError, exponent, format_minor, percent_of, to_minor
 from services.money import format_places as _format
 from services.quoting.booking import BookingLine, BookingSnapshot, computed_once, frozen_new
+from services.quoting.canonical import quote_text, short_hash
+from services.quoting.plans import Plan, plain, plan_of
 from services.quoting.policy import Policy, PolicyBook
 
 
@@ -219,7 +218,7 @@ def build_quote(
 
     lines: list[QuoteLine] = []
     applied: list[Policy] = []
-    plans: dict[int, _Plan] = {}  # id(policy): its plan, for the policies applied so far
+    plans: dict[int, Plan] = {}  # id(policy): its plan, for the policies applied so far
     for line in snapshot.lines:
         policy = book.policy_for(line.sku, line.item_id)  # rule 1
         if policy is None:
@@ -230,7 +229,7 @@ def build_quote(
         plan = plans.get(id(policy))  # ids are unique: identity is equality
         if plan is None:
             applied.append(policy)
-            plan = plans[id(policy)] = _plan(policy)
+            plan = plans[id(policy)] = plan_of(policy)
         lines.append(_quote_line(line, policy, plan, cancelled_at, waiver_code))
 
     waived = {p.id for p in applied if waiver_code and waiver_code in p.waivers}
@@ -280,70 +279,17 @@ def build_quote(
     )
     # The version, set before anyone sees the quote (as __init__ sets the other fields): a
     # short hash of everything the quote says, which a button carries to detect staleness.
-    object.__setattr__(quote, "version", _version(quote._serialised))
+    material = quote._serialised   # everything the quote says but its version
+    object.__setattr__(quote, "version", short_hash(lambda: quote_text(material),
+                                                    lambda: material, 12))
     return quote
 
 
-_NO_REFUND = Decimal(0)
 _MICROSECONDS_PER_HOUR = Decimal(3_600_000_000)
 
 
-class _Tier(NamedTuple):
-    """A tier read for integer work: its threshold in whole microseconds of notice."""
-
-    min_notice: int  # microseconds
-    percent: Decimal | int  # an int when the percent is whole (money.percent_of's fast path)
-    percent_text: str  # _plain(refund_percent)
-    reason: str
-
-
-class _Plan(NamedTuple):
-    """What `_quote_line` reads of a policy, worked out once per policy."""
-
-    tiers: tuple[_Tier, ...] | None  # most notice first; None: a threshold is not whole µs
-    waivers: dict[str, tuple[Decimal | int, str]]  # code: (percent, its text)
-    non_refundable: frozenset[str]
-
-
-_PLANS: dict[int, tuple[Policy, _Plan]] = {}
-_MAX_PLANS = 4096  # policies seen by one process: a few per book; tests build many books
-
-
-def _plan(policy: Policy) -> _Plan:
-    """The policy's plan, kept by identity (a Policy is frozen: its plan never changes)."""
-    kept = _PLANS.get(id(policy))
-    if kept is not None and kept[0] is policy:
-        return kept[1]
-    tiers: list[_Tier] = []
-    for tier in policy.tiers:
-        numerator, denominator = tier.min_notice_hours.as_integer_ratio()  # exact
-        threshold, rest = divmod(numerator * 3_600_000_000, denominator)
-        if rest:  # not whole microseconds: such a policy's tiers are chosen by Decimal
-            tiers = []
-            break
-        reason = f"{_plain(tier.min_notice_hours)}h+ notice tier"
-        tiers.append(_Tier(threshold, _whole_or_exact(tier.refund_percent),
-                           _plain(tier.refund_percent), reason))
-    plan = _Plan(
-        tiers=tuple(sorted(tiers, reverse=True)) if tiers else None,
-        waivers={code: (_whole_or_exact(percent), _plain(percent))
-                 for code, percent in policy.waivers.items()},
-        non_refundable=frozenset(policy.non_refundable_skus),
-    )
-    if len(_PLANS) >= _MAX_PLANS:
-        _PLANS.clear()
-    _PLANS[id(policy)] = (policy, plan)
-    return plan
-
-
-def _whole_or_exact(percent: Decimal) -> Decimal | int:
-    """A whole percent as an int (integer arithmetic in percent_of), any other as is."""
-    whole = int(percent)
-    return whole if whole == percent else percent
-
-
 def _quote_line(
-    line: BookingLine, policy: Policy, plan: _Plan, cancelled_at: datetime, waiver: str | None
+    line: BookingLine, policy: Policy, plan: Plan, cancelled_at: datetime, waiver: str | None
 ) -> QuoteLine:
     delta = line.start - cancelled_at
     notice = (delta.days * 86400 + delta.seconds) * 1_000_000 + delta.microseconds  # rule 2, µs
@@ -360,8 +306,8 @@ def _quote_line(
         percent, percent_text, reason = next(t[1:] for t in plan.tiers if t.min_notice <= notice)
     else:
         tier = policy.tier_for(_hours(delta))
-        percent, percent_text = tier.refund_percent, _plain(tier.refund_percent)
-        reason = f"{_plain(tier.min_notice_hours)}h+ notice tier"
+        percent, percent_text = tier.refund_percent, plain(tier.refund_percent)
+        reason = f"{plain(tier.min_notice_hours)}h+ notice tier"
     amount = line.total - line.tax
     refund = percent_of(amount, percent)  # rule 5
     tax_refund = percent_of(line.tax, percent) if policy.refund_tax else 0
@@ -471,59 +417,3 @@ def _hours(delta: timedelta) -> Decimal:
     """A time difference in hours, exactly (timedelta.total_seconds() is a float)."""
     microseconds = (delta.days * 86400 + delta.seconds) * 1_000_000 + delta.microseconds
     return Decimal(microseconds) / _MICROSECONDS_PER_HOUR
-
-
-def _plain(number: Decimal) -> str:
-    text = format(number.normalize(), "f")
-    return text
-
-
-# json.dumps(material, sort_keys=True, separators=(",", ":")), byte for byte, with the encoder
-# built once: the version's text, for a material `_canonical` cannot write.
-_CANONICAL_JSON = json.JSONEncoder(sort_keys=True, separators=(",", ":"), check_circular=False)
-
-
-def _version(material: dict[str, Any]) -> str:
-    """A short hash of everything the quote says (its `to_dict` but the version)."""
-    try:
-        blob = _canonical(material)
-    except TypeError:  # a value that is not text where the quote's own are (esc refuses it)
-        blob = _CANONICAL_JSON.encode(material)
-    return hashlib.sha256(blob.encode()).hexdigest()[:12]
-
-
-def _canonical(m: dict[str, Any]) -> str:
-    """`_CANONICAL_JSON.encode(m)` for the quote's own `_serialised` shape, written as one
-    template: keys in sorted order, every string through the json module's own escaping
-    (`encode_basestring_ascii`, what the encoder calls), amounts and the decision, which are
-    digits and a fixed word, as they are. A third of the encoder's time; the tests compare the
-    two over generated quotes."""
-    lines = ",".join([
-        f'{{"amount":"{ln["amount"]}","line_id":{_esc(ln["line_id"])},"name":{_esc(ln["name"])},'
-        f'"notice_hours":{_esc(ln["notice_hours"])},"percent":{_esc(ln["percent"])},'
-        f'"policy_id":{_esc(ln["policy_id"])},"reason":{_esc(ln["reason"])},'
-        f'"refund":"{ln["refund"]}","sku":{_esc(ln["sku"])},"start":{_esc(ln["start"])},'
-        f'"tax":"{ln["tax"]}","tax_refund":"{ln["tax_refund"]}"}}'
-        for ln in m["lines"]])
-    allocations = ",".join([
-        f'{{"amount":"{a["amount"]}","method":{_esc(a["method"])},"payment":{_esc(a["payment"])}}}'
-        for a in m["allocations"]])
-    clauses = ",".join([f"{_esc(k)}:{_esc(v)}" for k, v in sorted(m["clauses"].items())])
-    flags = ",".join([f'{{"code":{_esc(f["code"])},"reason":{_esc(f["reason"])}}}'
-                      for f in m["risk_flags"]])
-    waiver = m["waiver"]
-    return (
-        f'{{"allocations":[{allocations}],"already_refunded":"{m["already_refunded"]}",'
-        f'"booking_code":{_esc(m["booking_code"])},'
-        f'"booking_fingerprint":{_esc(m["booking_fingerprint"])},'
-        f'"booking_id":{_esc(m["booking_id"])},"cancelled_at":{_esc(m["cancelled_at"])},'
-        f'"clauses":{{{clauses}}},"currency":{_esc(m["currency"])},'
-        f'"decision":"{m["decision"]}","entitlement":"{m["entitlement"]}",'
-        f'"fee":"{m["fee"]}","lines":[{lines}],"net_paid":"{m["net_paid"]}",'
-        f'"order_total":"{m["order_total"]}","paid":"{m["paid"]}",'
-        f'"policy_digest":{_esc(m["policy_digest"])},'
-        f'"policy_ids":[{",".join(map(_esc, m["policy_ids"]))}],'
-        f'"reasons":[{",".join(map(_esc, m["reasons"]))}],"retained":"{m["retained"]}",'
-        f'"risk_flags":[{flags}],"total_refund":"{m["total_refund"]}",'
-        f'"waiver":{"null" if waiver is None else _esc(waiver)}}}'
-    )

@@ -1,0 +1,65 @@
+"""Canonical JSON for the short hashes that name what a quote said (its version) and what a
+booking was (its fingerprint): `json.dumps(material, sort_keys=True, separators=(",", ":"))`
+byte for byte, written by templates where the material has its usual shape (a third of the
+encoder's time) and by the encoder, built once, where it does not.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable
+from json.encoder import encode_basestring_ascii as esc
+from typing import Any
+
+__all__ = ["CANONICAL_JSON", "esc", "quote_text", "short_hash"]
+
+CANONICAL_JSON = json.JSONEncoder(sort_keys=True, separators=(",", ":"), check_circular=False)
+
+
+def short_hash(text: Callable[[], str], material: Callable[[], Any], length: int) -> str:
+    """The first `length` hex digits of the SHA-256 of the material's canonical JSON: `text()`
+    (a template), or, when a value is not of a type the template writes (the json module's
+    escaping refuses it), the encoder over `material()`."""
+    try:
+        blob = text()
+    except TypeError:
+        blob = CANONICAL_JSON.encode(material())
+    return hashlib.sha256(blob.encode()).hexdigest()[:length]
+
+
+def quote_text(m: dict[str, Any]) -> str:
+    """`CANONICAL_JSON.encode(m)` for the quote's own `_serialised` shape, written as one
+    template: keys in sorted order, every string through the json module's own escaping
+    (`encode_basestring_ascii`, what the encoder calls), amounts and the decision, which are
+    digits and a fixed word, as they are. A third of the encoder's time; the tests compare the
+    two over generated quotes."""
+    lines = ",".join([
+        f'{{"amount":"{ln["amount"]}","line_id":{esc(ln["line_id"])},"name":{esc(ln["name"])},'
+        f'"notice_hours":{esc(ln["notice_hours"])},"percent":{esc(ln["percent"])},'
+        f'"policy_id":{esc(ln["policy_id"])},"reason":{esc(ln["reason"])},'
+        f'"refund":"{ln["refund"]}","sku":{esc(ln["sku"])},"start":{esc(ln["start"])},'
+        f'"tax":"{ln["tax"]}","tax_refund":"{ln["tax_refund"]}"}}'
+        for ln in m["lines"]])
+    allocations = ",".join([
+        f'{{"amount":"{a["amount"]}","method":{esc(a["method"])},"payment":{esc(a["payment"])}}}'
+        for a in m["allocations"]])
+    clauses = ",".join([f"{esc(k)}:{esc(v)}" for k, v in sorted(m["clauses"].items())])
+    flags = ",".join([f'{{"code":{esc(f["code"])},"reason":{esc(f["reason"])}}}'
+                      for f in m["risk_flags"]])
+    waiver = m["waiver"]
+    return (
+        f'{{"allocations":[{allocations}],"already_refunded":"{m["already_refunded"]}",'
+        f'"booking_code":{esc(m["booking_code"])},'
+        f'"booking_fingerprint":{esc(m["booking_fingerprint"])},'
+        f'"booking_id":{esc(m["booking_id"])},"cancelled_at":{esc(m["cancelled_at"])},'
+        f'"clauses":{{{clauses}}},"currency":{esc(m["currency"])},'
+        f'"decision":"{m["decision"]}","entitlement":"{m["entitlement"]}",'
+        f'"fee":"{m["fee"]}","lines":[{lines}],"net_paid":"{m["net_paid"]}",'
+        f'"order_total":"{m["order_total"]}","paid":"{m["paid"]}",'
+        f'"policy_digest":{esc(m["policy_digest"])},'
+        f'"policy_ids":[{",".join(map(esc, m["policy_ids"]))}],'
+        f'"reasons":[{",".join(map(esc, m["reasons"]))}],"retained":"{m["retained"]}",'
+        f'"risk_flags":[{flags}],"total_refund":"{m["total_refund"]}",'
+        f'"waiver":{"null" if waiver is None else esc(waiver)}}}'
+    )
