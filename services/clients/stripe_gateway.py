@@ -40,6 +40,7 @@ import stripe
 
 from services.clients.pacing import Pacer
 from services.clients.stripe_errors import StripeGatewayError, gateway_error
+from services.clients.stripe_listing import one_page_ahead
 from services.clients.stripe_money import checked_currency, from_stripe_amount, to_stripe_amount
 from services.clients.stripe_records import (
     StripeDispute,
@@ -67,7 +68,6 @@ EVIDENCE_TEXT_LIMIT = 150_000  # Stripe: combined characters of all text evidenc
 TEST_MODE_LIMIT = 25.0
 LIVE_MODE_LIMIT = 100.0
 PAID_IN_REMEMBERED = 10_000  # payments whose currency is kept for the check before a refund
-PAGE_TURNS_EVERY = 5  # refunds handed over per turn of the event loop while a page is awaited
 
 T = TypeVar("T")
 
@@ -307,38 +307,16 @@ class StripeGateway:
 
     # ---- internals ---------------------------------------------------------------------------
 
-    async def _listed_refunds(self, params: Mapping[str, Any]) -> AsyncIterator[StripeRefund]:
-        """Every refund Stripe lists for `params`, newest first, page by page: each next page
-        starts after the last refund of the one before, until Stripe says there is no more.
-
-        Pages are read as plain JSON through the official client's `raw_request_async` (auth,
-        API version, retries and errors stay its job) and only the fields a `StripeRefund`
-        holds are kept: no client object is built per refund. While the caller works through
-        one page the next is already being fetched, one page ahead and never more; a caller
-        that stops early cancels it. A caller that works without awaiting anything would keep
-        that fetch from running (sending the request, reading and parsing the answer each
-        take turns of the event loop), so until the next page has arrived the listing gives
-        the loop one turn every `PAGE_TURNS_EVERY` refunds it hands over."""
-        query = dict(params)
-        ahead: asyncio.Task[tuple[list[StripeRefund], bool]] | None = \
-            asyncio.ensure_future(self._refund_page(dict(query)))
-        try:
-            while ahead is not None:
-                refunds, has_more = await ahead
-                ahead = None
-                if has_more and refunds:
-                    query["starting_after"] = refunds[-1].id
-                    ahead = asyncio.ensure_future(self._refund_page(dict(query)))
-                for n, refund in enumerate(refunds):
-                    if n % PAGE_TURNS_EVERY == 0 and ahead is not None and not ahead.done():
-                        await asyncio.sleep(0)   # one turn of the loop for the next page
-                    yield refund
-        finally:
-            if ahead is not None:
-                ahead.cancel()
+    def _listed_refunds(self, params: Mapping[str, Any]) -> AsyncIterator[StripeRefund]:
+        """Every refund Stripe lists for `params`, newest first, one page ahead
+        (`stripe_listing.one_page_ahead`), each page read as plain JSON (`_refund_page`)."""
+        return one_page_ahead(self._refund_page, params)
 
     async def _refund_page(self, query: dict[str, Any]) -> tuple[list[StripeRefund], bool]:
-        """One page of `GET /v1/refunds`: its refunds and whether Stripe has more."""
+        """One page of `GET /v1/refunds`: its refunds and whether Stripe has more. Read as plain
+        JSON through the official client's `raw_request_async` (auth, API version, retries and
+        errors stay its job), keeping only what a `StripeRefund` holds: no client object is
+        built per refund."""
         response = await self._call(
             partial(self._client.raw_request_async, "get", "/v1/refunds", **query),
             writes=False,
