@@ -10,7 +10,8 @@ on the next page while this one is matched. Ledger rows of the day the listing d
 are looked up one refund each, a few at a time, and settled in the ledger's order.
 
 The kinds of discrepancy and how a run is stored are described in `runs`; the queries of our
-ledger are in `services.refunds.ledger`, the Checkfront look-ups in `booking_check`.
+ledger are in `services.refunds.ledger`, the Checkfront look-ups in `booking_check`, whether a
+problem of an earlier day still stands in `recheck`.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from services.clients.stripe_records import StripeRefund
 from services.deps import Deps
 from services.finance.booking_check import BookingCheck, RefundedBooking
 from services.finance.days import day_window
+from services.finance.recheck import still_wrong
 from services.finance.runs import (
     AMOUNT_MISMATCH,
     CHECKFRONT_NOT_UPDATED,
@@ -35,6 +37,7 @@ from services.finance.runs import (
     KINDS,
     MATCHED,
     MISSING_IN_STRIPE,
+    PENDING_STATUSES,
     STALE_PENDING,
     Discrepancy,
     ReconcileError,
@@ -43,8 +46,8 @@ from services.finance.runs import (
     save_run,
 )
 from services.money import display, to_minor
-from services.refunds import cases, ledger, snapshots
-from services.refunds.ledger import ExecutionStatus, ExecutionWithBooking
+from services.refunds import ledger, snapshots
+from services.refunds.ledger import ExecutionWithBooking
 from services.store.db import iso_utc, utcnow
 
 STALE_AFTER = timedelta(hours=48)
@@ -53,7 +56,6 @@ IN_FLIGHT = timedelta(hours=1)        # a planned row called this recently may s
 LOOKUPS_AT_ONCE = 8                   # Stripe look-ups of one refund each in flight at once
 LOOKUP_BATCH = 100                    # ledger rows whose look-ups are gathered together
 RECHECK_LIMIT = 500                   # open problems of earlier days checked again per run
-PENDING_STATUSES = ("pending", "requires_action")
 _NO_AGE = timedelta(0)
 FAILED_STATUSES = ("failed", "canceled")
 
@@ -368,7 +370,8 @@ class _DayReconciliation:
         for old in await open_from_other_days(self.store, self.day, RECHECK_LIMIT):
             if old.key in self.found:
                 continue
-            still = await self._still_wrong(old)
+            still = await still_wrong(self.store, self.stripe, self.bookings, old,
+                                      self._answered_elsewhere)
             if still is None:
                 self.resolved_ids.append(int(old.id or 0))
             else:
@@ -376,61 +379,6 @@ class _DayReconciliation:
                     old.detail = still
                 self.found[old.key] = old
                 self.carried += 1
-
-    async def _still_wrong(self, old: Discrepancy) -> str | bool | None:
-        """None: resolved. A string: still wrong (new detail). True: still wrong, unchanged."""
-        kind = old.kind
-        if kind == CHECKFRONT_NOT_UPDATED:
-            if not self.bookings.enabled:
-                return True
-            ref = old.booking_code or ""
-            if old.case_id is not None:
-                booking_id = await cases.booking_id_of(self.store, old.case_id)
-                ref = booking_id if booking_id is not None else ref
-            return await self.bookings.problem(ref, old.amount or 0, old.currency or "USD")
-        if kind == EXTERNAL:
-            return None if await ledger.has_refund(self.store, old.refund_id) else True
-        if kind == FAILED:
-            return await self._failure_still_open(old)
-        execution = None
-        if old.execution_id is not None:
-            execution = await ledger.row_with_id(self.store, old.execution_id)
-        if execution is not None and execution.status in (ExecutionStatus.REJECTED, "canceled"):
-            return None  # the bot gave the row up: nothing was or will be refunded by it
-        refund_id = old.refund_id or (execution.refund_id if execution else None)
-        if refund_id is None:
-            if execution is not None and execution.status == ExecutionStatus.PLANNED:
-                return None if await self._answered_elsewhere(execution) else True
-            return True
-        try:
-            refund = await self.stripe.get_refund(refund_id)
-        except StripeGatewayError:
-            return True  # still missing, or Stripe unreadable now: keep it open
-        if kind == MISSING_IN_STRIPE:
-            return None
-        if kind == STALE_PENDING:
-            return True if refund.status in PENDING_STATUSES else None
-        if execution is None:
-            return True
-        if kind == AMOUNT_MISMATCH:
-            return None if refund.amount == execution.amount else True
-        if kind == CURRENCY_MISMATCH:
-            return None if refund.currency == execution.currency else True
-        return True
-
-    async def _failure_still_open(self, old: Discrepancy) -> str | bool | None:
-        """A failed refund is settled once its case got its money some other way or was
-        closed without it."""
-        if old.case_id is None:
-            return True  # made outside the bot: a person closes it
-        status = await cases.status_of(self.store, old.case_id)
-        if status is None:
-            return True
-        if status in ("refunded", "partially_refunded", "denied", "skipped"):
-            later = await ledger.refunded_after(self.store, old.case_id, old.execution_id or 0)
-            if later or status in ("denied", "skipped"):
-                return None
-        return True
 
     # ---- bookkeeping ----------------------------------------------------------------------
 

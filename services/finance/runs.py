@@ -38,6 +38,7 @@ KINDS = (MATCHED, EXTERNAL, MISSING_IN_STRIPE, AMOUNT_MISMATCH, CURRENCY_MISMATC
          STALE_PENDING, CHECKFRONT_NOT_UPDATED)
 
 AUTO_RESOLVER = "reconcile"
+PENDING_STATUSES = ("pending", "requires_action")   # Stripe refund statuses still under way
 
 
 class ReconcileError(DomainError):
