@@ -25,9 +25,9 @@ from hypothesis import strategies as st
 from services.clients.checkfront_bodies import _text, checkfront_status
 from services.money import _percent_of_exact, percent_of
 from services.quoting.booking import BookingLine, _fingerprint, frozen_new, parse_snapshot
-from services.quoting.policy import Policy, load_policies, parse_policies
 from services.quoting.canonical import quote_text
 from services.quoting.plans import plain, plan_of
+from services.quoting.policy import Policy, load_policies, parse_policies
 from services.quoting.quote import (
     Quote,
     RiskFlag,
