@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
 
-from bot.cli import case_commands, demo, doctor, event_commands, report_commands
+from bot.cli import case_commands, demo, doctor, event_commands, report_commands, store_commands
 from bot.cli.render import quote_table
 from bot.settings import SettingsError
 from services.errors import DomainError
@@ -72,6 +72,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.register(commands)
     report_commands.register(commands)
     doctor.register(commands)
+    store_commands.register(commands)
     return parser
 
 
