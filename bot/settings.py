@@ -32,6 +32,11 @@ class LogSettings(BaseSettings):
     log_level: str = "INFO"
     log_format: Literal["json", "text"] | None = None
 
+    @field_validator("log_format", mode="before")
+    @classmethod
+    def _unset_when_empty(cls, value: object) -> object:
+        return None if isinstance(value, str) and not value.strip() else value
+
 
 class StoreSettings(LogSettings):
     """Enough to open the store (for read-only commands such as `audit verify`)."""
