@@ -23,6 +23,7 @@ from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
+from bot import logs
 from bot.loop_guard import LoopGuard
 from bot.scheduler import build_scheduler
 from bot.settings import Settings
@@ -217,8 +218,7 @@ class MaskedAccessLogger(AbstractAccessLogger):
 
 def serve(settings: Settings) -> None:
     """Run until interrupted (blocking)."""
-    logging.basicConfig(level=settings.log_level,
-                        format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    logs.setup(level=settings.log_level, fmt=settings.log_format or "json")
 
     async def application() -> web.Application:
         bot = await Bot.create(settings)

@@ -22,10 +22,24 @@ class SettingsError(Exception):
     """A missing or invalid setting; the message names it (never its value)."""
 
 
-class StoreSettings(BaseSettings):
-    """Enough to open the store (for read-only commands such as `audit verify`)."""
+class LogSettings(BaseSettings):
+    """How the bot logs (`bot.logs`): from `LOG_LEVEL` up, as `LOG_FORMAT` (json: one JSON
+    object a line; text: for a terminal). Unset, the format is json under `serve` and text
+    for the other commands."""
 
     model_config = SettingsConfigDict(env_file=".env", extra="ignore", case_sensitive=False)
+
+    log_level: str = "INFO"
+    log_format: Literal["json", "text"] | None = None
+
+    @field_validator("log_format", mode="before")
+    @classmethod
+    def _unset_when_empty(cls, value: object) -> object:
+        return None if isinstance(value, str) and not value.strip() else value
+
+
+class StoreSettings(LogSettings):
+    """Enough to open the store (for read-only commands such as `audit verify`)."""
 
     database_path: Path = Path("var/refunds.db")
 
@@ -35,7 +49,6 @@ class Settings(StoreSettings):
     mode: Mode = Mode.ASSISTED
     host: str = "127.0.0.1"
     port: int = 8080
-    log_level: str = "INFO"
     max_body_bytes: int = 256 * 1024
     # on SIGTERM: how long calls in flight may finish; what is still queued stays stored
     shutdown_grace_seconds: float = Field(default=10.0, ge=0)
@@ -156,6 +169,10 @@ def load_settings(**overrides: object) -> Settings:
 
 def load_store_settings() -> StoreSettings:
     return _load(StoreSettings, {})
+
+
+def load_log_settings() -> LogSettings:
+    return _load(LogSettings, {})
 
 
 def _load(kind: type[_S], overrides: dict[str, object]) -> _S:

@@ -35,8 +35,9 @@ from datetime import datetime
 from typing import Any
 
 from bot.loop_guard import LoopGuard
+from services import correlation
 from services.deps import Deps
-from services.intake.events import StoredEvent, claim_due, unprocessed
+from services.intake.events import StoredEvent, booking_of, claim_due, unprocessed
 from services.intake.routing import ordering_keys, process
 from services.refunds.execution import resume_all
 from services.refunds.writeback import retry_due
@@ -257,6 +258,8 @@ class Worker:
             return await self._apply(event, now)
 
     async def _apply(self, event: StoredEvent, now: datetime | None = None) -> str:
+        # this event's task: its lines, audit rows and calls carry the intake's correlation id
+        correlation.begin(correlation.for_event(event.row_id), booking_code=booking_of(event))
         try:
             outcome = await process(self.svc, event, now=now)
         except Exception:  # the store itself failed: the event stays as it was, for later

@@ -49,13 +49,14 @@ class PostedMessage:
 # --- posts to deliver ----------------------------------------------------------------------
 
 async def add(store: Store, channel: str, kind: str, case_id: int | None,
-              payload: dict[str, Any] | None = None) -> None:
-    """Queue a post, due now."""
+              payload: dict[str, Any] | None = None) -> int:
+    """Queue a post, due now; its row id."""
     async with store.transaction() as tx:
-        await tx.execute(
+        cursor = await tx.execute(
             "INSERT INTO slack_outbox (channel, kind, case_id, payload, created_at, next_at) "
             "VALUES (?, ?, ?, ?, ?, ?)",
             (channel, kind, case_id, dumps(payload or {}), now_iso(), now_iso()))
+        return int(cursor.lastrowid or 0)
 
 
 async def seen(store: Store, kind: str, case_id: int, payload: dict[str, Any]) -> bool:

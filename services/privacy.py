@@ -98,3 +98,9 @@ def _customer(customer: Mapping[str, Any], salt: str | None) -> dict[str, Any]:
 def _dropped(key: Any) -> bool:
     name = str(key).casefold()
     return name in _DROPPED_KEYS or any(part in name for part in _DROPPED_PARTS)
+
+
+def is_contact_key(key: Any) -> bool:
+    """Whether a field of this name holds a customer's contact details (an email, a phone, an
+    address, a full name, a booking form's fields): what `scrub` drops wherever it appears."""
+    return _dropped(key)

@@ -91,7 +91,9 @@ def bot_env(folder: Path, port: int, **settings: str) -> dict[str, str]:
         "CHECKFRONT_HOST": "http://127.0.0.1:9", "CHECKFRONT_API_KEY": "k",
         "CHECKFRONT_API_SECRET": "s", "CHECKFRONT_WEBHOOK_SECRET": TOKEN,
         "STRIPE_SECRET_KEY": "sk_test_x", "STRIPE_WEBHOOK_SECRET": "whsec_x",
-        "STRIPE_API_BASE": "http://127.0.0.1:9", **settings,
+        "STRIPE_API_BASE": "http://127.0.0.1:9",
+        "LOG_FORMAT": "text",   # these tests read the log as text; test_logs reads the JSON
+        **settings,
     }
 
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import logging
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -36,7 +35,6 @@ def register(commands: argparse._SubParsersAction) -> None:
 
 
 async def run(keep: str | None = None) -> int:
-    logging.basicConfig(level=logging.WARNING)
     folder = Path(keep) if keep else Path(tempfile.mkdtemp(prefix="refund-demo-"))
     folder.mkdir(parents=True, exist_ok=True)
     world = await World.start(folder, slack=True)

@@ -12,9 +12,10 @@ from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
 
+from bot import logs
 from bot.cli import case_commands, demo, doctor, event_commands, report_commands, store_commands
 from bot.cli.render import quote_table
-from bot.settings import SettingsError
+from bot.settings import SettingsError, load_log_settings
 from services.errors import DomainError
 from services.quoting.booking import parse_snapshot
 from services.quoting.policy import load_policies
@@ -84,6 +85,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
+        if args.command != "serve":   # `serve` sets up its own logging, json by default
+            logs.setup(level="WARNING", fmt=load_log_settings().log_format or "text")
         return int(args.handler(args))
     except INPUT_ERRORS as exc:
         print(f"error: {exc}", file=sys.stderr)

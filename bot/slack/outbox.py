@@ -6,6 +6,11 @@ per second (Slack's chat.postMessage limit); a failed call (a 429 after the clie
 Retry-After retries, a 5xx, a lost link) keeps its row and tries again later. A case's card
 row is rendered from the case's *current* state when it is sent, so several queued refreshes
 of one card collapse into one call; a dispute's card likewise.
+
+Each call is made under the correlation of the work that queued its row (`services.correlation`:
+the webhook event or Slack request, the case), kept in memory from `add` to the send, and
+logged on one line once sent; a row a previous run queued goes out under an id of its own
+(`ob-...`) with its case.
 """
 
 from __future__ import annotations
@@ -23,7 +28,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.slack import card_state
 from bot.slack.ui.disputes import issue_card
-from services import faults
+from services import correlation, faults
 from services import outbox as posts
 from services.disputes import issues
 from services.outbox import Post
@@ -46,10 +51,14 @@ class Outbox:
         self._task: asyncio.Task[None] | None = None
         self._idle = asyncio.Event()
         self._idle.set()
+        self._origins: dict[int, correlation.Bound] = {}   # post id: who queued it (unsent)
 
     async def add(self, channel: str, kind: str, case_id: int | None,
                   payload: dict[str, Any] | None = None) -> None:
-        await posts.add(self.store, channel, kind, case_id, payload)
+        post_id = await posts.add(self.store, channel, kind, case_id, payload)
+        origin = correlation.current()
+        if origin is not None:
+            self._origins[post_id] = origin
         self._idle.clear()
         self._wake.set()
 
@@ -108,16 +117,32 @@ class Outbox:
             if row.id in done:
                 continue
             await self._pace(row.channel)
-            try:
-                done |= await self._send(row)
-            except SlackApiError as exc:
-                await self._failed(row, exc.response.get("error", "slack error"))
-            except Exception as exc:  # keep the row, try again later
-                log.warning("slack post failed: %s", exc.__class__.__name__)
-                await self._failed(row, exc.__class__.__name__)
-            finally:
-                self._last_post[row.channel] = time.monotonic()
+            with self._correlated(row):
+                try:
+                    sent = await self._send(row)
+                except SlackApiError as exc:
+                    await self._failed(row, exc.response.get("error", "slack error"))
+                except Exception as exc:  # keep the row, try again later
+                    log.warning("slack post failed: %s", exc.__class__.__name__)
+                    await self._failed(row, exc.__class__.__name__)
+                else:
+                    if sent:
+                        log.info("slack %s sent to %s", row.kind, row.channel)
+                    done |= sent
+                    for post_id in sent:
+                        self._origins.pop(post_id, None)
+                finally:
+                    self._last_post[row.channel] = time.monotonic()
         return bool(rows)
+
+    def _correlated(self, row: Post) -> contextlib.AbstractContextManager[correlation.Bound]:
+        """The correlation the row was queued under (a new one when this run did not queue
+        it), its case bound."""
+        origin = self._origins.get(row.id)
+        if origin is None:
+            return correlation.scope(correlation.new_id("ob"), case_id=row.case_id)
+        return correlation.scope(origin.correlation_id, case_id=origin.case_id or row.case_id,
+                                 booking_code=origin.booking_code)
 
     async def _pace(self, channel: str) -> None:
         """Wait until `interval` has passed since the last call to this channel ended."""

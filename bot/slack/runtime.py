@@ -18,6 +18,10 @@ Events API deliveries are de-duplicated by event_id in the store (`services.inta
 in both modes: a retry of a delivery that failed is handled, a second delivery of a handled
 event is not, with or without Slack's retry number. Other requests (commands, clicks, modals)
 carry no event id; Slack's retries of those are acked and dropped as before.
+
+Every request is given a correlation id of its own (`sl-...`, `services.correlation`), with
+the case bound when a button or a modal names one: the lines, audit rows and calls of the work
+it hands on carry them.
 """
 
 from __future__ import annotations
@@ -49,11 +53,14 @@ from slack_sdk.web.async_client import AsyncWebClient
 from bot.settings import Settings
 from bot.slack.notifier import Channels, SlackNotifier
 from bot.slack.outbox import Outbox
+from bot.slack.ui.payloads import CaseRef
 from bot.worker import Worker
 from handlers.http.bodies import BadBody, loads
 from handlers.http.context import read_limited
 from handlers.slack import actions, commands, disputes, home, intake, views
 from handlers.slack.deps import GroupMembers, SlackDeps
+from handlers.slack.listeners import case_of, metadata_of
+from services import correlation
 from services.deps import Deps
 from services.intake import slack_events
 from services.intake.rejections import BAD_SIGNATURE, MALFORMED, TOO_DEEP, Rejections
@@ -151,6 +158,7 @@ class SlackRuntime:
         deps = SlackDeps(svc=svc, worker=worker, client=delivery.client, rules=rules,
                          groups=GroupMembers(rules.group_id), notifier=delivery.notifier,
                          outbox=delivery.outbox, zone=settings.zone)
+        app.middleware(_correlate)
         app.middleware(_skip_slack_retries)
         actions.register(app, deps)
         views.register(app, deps)
@@ -333,6 +341,25 @@ def _socket_handler(runtime: SlackRuntime, app_token: str) -> Any:
                                       started)
 
     return Handler(runtime.app, app_token)
+
+
+async def _correlate(req: Any, resp: Any, next: Any) -> Any:
+    """Each Slack request (click, command, modal, event) logs under a correlation id of its own,
+    with the case bound when a button or a modal names one; work it hands on keeps both."""
+    correlation.begin(correlation.new_id("sl"), case_id=_case_named(req.body))
+    return await next()
+
+
+def _case_named(body: Any) -> int | None:
+    if not isinstance(body, dict):
+        return None
+    if body.get("type") == "block_actions":
+        return case_of(body)
+    view = body.get("view")
+    if body.get("type") == "view_submission" and isinstance(view, dict):
+        ref = metadata_of(view, CaseRef)
+        return ref.case_id if ref is not None else None
+    return None
 
 
 async def _skip_slack_retries(req: Any, resp: Any, next: Any) -> Any:

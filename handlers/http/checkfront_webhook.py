@@ -21,6 +21,7 @@ from aiohttp import web
 
 from handlers.http.bodies import MAX_DEPTH, json_too_deep, too_deep
 from handlers.http.context import AppContext, read_limited, store_unavailable
+from services import correlation
 from services.intake import rejections
 from services.intake.events import body_hash, checkfront_kind, store_event
 from services.store.writer import StoreUnavailable
@@ -47,6 +48,7 @@ async def receive(request: web.Request) -> web.Response:
         return store_unavailable("checkfront", exc)
     if event is None:
         return web.json_response({"ok": True, "duplicate": True})
+    correlation.begin(correlation.for_event(event.row_id))  # this request's lines from here
     ctx.worker.submit(event)
     return web.json_response({"ok": True, "event": event.event_id})
 

@@ -10,6 +10,7 @@ from aiohttp import web
 
 from handlers.http.bodies import MAX_DEPTH, json_too_deep
 from handlers.http.context import AppContext, read_limited, store_unavailable
+from services import correlation
 from services.clients.stripe_events import InvalidStripeSignature, verify_event
 from services.intake import rejections
 from services.intake.events import store_event
@@ -46,5 +47,6 @@ async def receive(request: web.Request) -> web.Response:
         return store_unavailable("stripe", exc)
     if stored is None:
         return web.json_response({"ok": True, "duplicate": True})
+    correlation.begin(correlation.for_event(stored.row_id))  # this request's lines from here
     ctx.worker.submit(stored)
     return web.json_response({"ok": True})

@@ -320,6 +320,17 @@ def subject(source: str, payload: dict[str, Any]) -> str | None:
     return _safe_id(found.get("id")) if isinstance(found, dict) else None
 
 
+def booking_of(event: StoredEvent) -> str | None:
+    """The booking code an event names, safe to log: a Checkfront notice's booking, the
+    `booking_code` this bot puts in every refund's metadata; None when it names none."""
+    if event.source == "checkfront":
+        return subject(event.source, event.payload)
+    data = event.payload.get("data")
+    found = data.get("object") if isinstance(data, dict) else None
+    metadata = found.get("metadata") if isinstance(found, dict) else None
+    return _safe_id(metadata.get("booking_code")) if isinstance(metadata, dict) else None
+
+
 def _safe_id(value: object) -> str | None:
     text = str(value) if isinstance(value, str | int) and not isinstance(value, bool) else ""
     return text if _SUBJECT.match(text) else None

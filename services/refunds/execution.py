@@ -25,7 +25,7 @@ from typing import Any
 
 import aiosqlite
 
-from services import faults
+from services import correlation, faults
 from services.deps import Deps
 from services.disputes.holds import holds_on
 from services.money import display
@@ -70,6 +70,7 @@ async def execute(svc: Deps, case_id: int, *, actor: str, read: BookingRead | No
         raise CaseError("Stripe is not configured; refunds cannot be executed")
     if case is None or case.id != case_id:
         case = await cases.get(svc.store, case_id)
+    correlation.bind(case_id=case.id, booking_code=case.booking_code)
     if case.status in (Status.APPROVED, Status.AUTO_APPROVED, Status.FAILED):
         async with svc.store.transaction() as tx:
             case = await cases.transition(tx, case, Status.EXECUTING, actor=actor,

@@ -10,7 +10,7 @@ from typing import Any
 
 import aiosqlite
 
-from services import faults
+from services import correlation, faults
 from services.config import Mode
 from services.deps import Deps
 from services.money import to_minor
@@ -73,6 +73,7 @@ async def open_case(
             raise
         return OpenedCase(existing, quote, created=False)
     faults.reached("after_case_stored")
+    correlation.bind(case_id=case.id, booking_code=case.booking_code)  # the lines from here on
     await svc.notifier.case_opened(case, quote)
     return OpenedCase(case, quote, created=True)
 

@@ -4,7 +4,9 @@ Each row's hash covers its own content and the previous row's hash. Rows are wri
 same transaction as the state change they describe: `append` on the store's connection,
 `Chain` inside the intake writer's batches (the chain's end read once per batch). Both hold
 SQLite's write lock, so the chain stays linear. SQLite triggers refuse UPDATE and DELETE;
-`verify` catches whatever goes around them (an edited file).
+`verify` catches whatever goes around them (an edited file). A row written while a correlation
+is bound (`services.correlation`: a webhook's event, a Slack request) carries its id in the
+detail as `correlation_id`, inside what the hash covers.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from typing import Any
 
 import aiosqlite
 
+from services import correlation
 from services.store.db import Store, dumps, now_iso, one
 from services.store.writer import Batch
 
@@ -59,7 +62,7 @@ async def append(
     last = await one(tx, "SELECT hash FROM audit_log ORDER BY id DESC LIMIT 1")
     prev = last[0] if last else GENESIS
     at = now_iso()
-    detail_json = dumps(detail or {})
+    detail_json = dumps(correlation.stamp(detail) or {})  # the correlation id, if any
     digest = row_hash(prev, at, actor, action, case_id, detail_json)
     cursor = await tx.execute(
         "INSERT INTO audit_log (at, actor, action, case_id, detail, prev_hash, hash) "
@@ -91,7 +94,7 @@ class Chain:
                detail: dict[str, Any] | None = None) -> int:
         prev = self.last_hash
         at = now_iso()
-        detail_json = dumps(detail or {})
+        detail_json = dumps(correlation.stamp(detail) or {})  # the correlation id, if any
         digest = row_hash(prev, at, actor, action, case_id, detail_json)
         cursor = self._conn.execute(
             "INSERT INTO audit_log (at, actor, action, case_id, detail, prev_hash, hash) "
