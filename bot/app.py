@@ -136,6 +136,7 @@ class Bot:
                                   settings.outbox_stall_seconds,
                                   stopping=lambda: bot._stop_by is not None)
         app.router.add_get("/readyz", bot.readiness.handler())
+        metrics.watch_readiness(bot.readiness.checks)
         app.on_startup.append(bot._on_startup)
         app.on_shutdown.append(bot._on_shutdown)
         app.on_cleanup.append(bot._on_cleanup)

@@ -9,7 +9,7 @@ count apart). Three kinds of source, each kept off the hot paths:
   histograms and errors by kind, 429s included; instrumented where the clients are built),
   scheduler job runs and their last success (an APScheduler listener);
 - what is kept in memory anyway, read at scrape time: rejected requests per source and reason
-  (`Rejections`), the worker's queue and events in flight;
+  (`Rejections`), the worker's queue and events in flight, and `/readyz`'s checks;
 - the store, read at scrape time on its read-only connection (`StoreCollector`): cases per
   state, events waiting, the outbox's depth and oldest unsent post, the automation switch,
   open reconciliation problems; and what happened since the bot started, read off the audit
@@ -30,7 +30,7 @@ import logging
 import re
 import time
 from collections import Counter as Tally
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -209,11 +209,16 @@ class BotMetrics:
 
     # --- the endpoint ----------------------------------------------------------------------
 
+    def watch_readiness(self, checks: Callable[[], Awaitable[dict[str, str]]]) -> None:
+        """`/readyz`'s checks, asked at scrape time (`refund_bot_ready`)."""
+        self.memory.readiness = checks
+
     async def render(self, accept: str = "") -> tuple[bytes, str]:
         """The exposition (and its content type) in the format the scraper's `Accept` asks
         for (Prometheus' text format by default, OpenMetrics on request), after reading the
         store."""
         await self.store_collector.refresh()
+        await self.memory.refresh()
         encode, content_type = choose_encoder(accept)
         return encode(self.registry), content_type
 
@@ -296,8 +301,20 @@ class MemoryCollector(Collector):
     def __init__(self, rejections: Rejections) -> None:
         self.rejections = rejections
         self.worker: Any = None
+        self.readiness: Callable[[], Awaitable[dict[str, str]]] | None = None
+        self._ready: dict[str, str] = {}
+
+    async def refresh(self) -> None:
+        if self.readiness is not None:
+            self._ready = await self.readiness()
 
     def collect(self) -> Iterator[Metric]:
+        if self.readiness is not None:
+            ready = GaugeMetricFamily(f"{PREFIX}_ready", "1 when the check passes (or is off), "
+                                      "as /readyz answers it", labels=["check"])
+            for check, answer in self._ready.items():
+                ready.add_metric([check], 1 if answer in ("ok", "off") else 0)
+            yield ready
         rejected = CounterMetricFamily(f"{PREFIX}_webhooks_rejected", "Requests refused "
                                        "(bad signature, unauthorized, too large, malformed, "
                                        "too deep), by source and reason",

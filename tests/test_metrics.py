@@ -105,6 +105,8 @@ async def test_a_scrape_shows_what_happened_in_the_run(world: World) -> None:
                  service="checkfront") == len(world.checkfront.requests)
 
     assert value(got, "refund_bot_store_up") == 1
+    assert value(got, "refund_bot_ready", check="store") == 1
+    assert value(got, "refund_bot_ready", check="worker") == 1
     assert value(got, "refund_bot_worker_queue_depth") == 0
     assert value(got, "refund_bot_worker_in_flight") == 0
     assert value(got, "refund_bot_automation_paused") == 0
