@@ -7,7 +7,9 @@ count apart). Three kinds of source, each kept off the hot paths:
   received per source and HTTP status (an aiohttp response signal), events applied per outcome
   (the worker, through `services.telemetry`), calls to Stripe, Checkfront and Slack (latency
   histograms and errors by kind, 429s included; instrumented where the clients are built),
-  scheduler job runs and their last success (an APScheduler listener);
+  scheduler job runs and their last success (an APScheduler listener). Checkfront is timed by
+  httpx event hooks, which fire on answers only: a lost link to Checkfront is not counted here
+  (the event it held up shows as `retrying`);
 - what is kept in memory anyway, read at scrape time: rejected requests per source and reason
   (`Rejections`), the worker's queue and events in flight, and `/readyz`'s checks;
 - the store, read at scrape time on its read-only connection (`StoreCollector`): cases per
