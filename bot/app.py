@@ -1,7 +1,8 @@
 """App assembly: the bot's parts built in order, and the aiohttp application that serves them.
 
 Settings → store → Slack delivery (the outbox and the notifier) → `Deps` with that notifier →
-worker → aiohttp application (webhooks, health, and Slack when configured). Its access log
+worker → aiohttp application (webhooks, health, readiness, metrics, and Slack when configured)
+with the metrics (`bot.metrics`) watching each part as it is built. Its access log
 masks the Checkfront webhook's path token.
 
 Stopping is bounded: from SIGTERM (aiohttp's shutdown) the bot takes no new work (the
@@ -25,6 +26,8 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from bot import logs
 from bot.loop_guard import LoopGuard
+from bot.metrics import CHECKFRONT, BotMetrics
+from bot.readiness import Readiness
 from bot.scheduler import build_scheduler
 from bot.settings import Settings
 from bot.slack.digest import DigestPoster
@@ -56,13 +59,20 @@ class Bot:
     slack: SlackRuntime | None = None
     scheduler: AsyncIOScheduler | None = None
     rejections: Rejections = field(default_factory=Rejections)
+    metrics: BotMetrics = field(default_factory=BotMetrics)
+    readiness: Readiness | None = None
     _stop_by: float | None = field(default=None, repr=False)  # monotonic; set when stopping
 
     @classmethod
     async def create(cls, settings: Settings) -> Bot:
         book = load_policies(settings.policy_file)
         store = await Store(settings.database_path).open()
+        rejected = Rejections()
+        metrics = BotMetrics(rejections=rejected)
+        await metrics.watch_store(store)
         delivery = SlackDelivery.build(settings, store) if settings.slack_bot_token else None
+        if delivery is not None:
+            metrics.watch_slack(delivery.client)
         notifier: Notifier = delivery.notifier if delivery is not None else NullNotifier()
         svc = Deps(
             store=store,
@@ -72,6 +82,7 @@ class Bot:
                 settings.checkfront_base_url,
                 settings.checkfront_api_key.get_secret_value(),
                 settings.checkfront_api_secret.get_secret_value(),
+                event_hooks=metrics.httpx_hooks(CHECKFRONT),
             ),
             stripe=StripeGateway(
                 settings.stripe_secret_key.get_secret_value(),
@@ -80,11 +91,13 @@ class Bot:
                 timeout=settings.stripe_timeout_seconds,
                 max_requests_per_second=settings.stripe_max_requests_per_second,
                 request_burst=settings.stripe_request_burst,
+                http_client=metrics.stripe_http_client(timeout=settings.stripe_timeout_seconds),
             ),
             notifier=notifier,
+            telemetry=metrics,
         )
         worker = Worker(svc, concurrency=settings.worker_concurrency)
-        rejected = Rejections()
+        metrics.watch_worker(worker)
         app = web.Application(client_max_size=settings.max_body_bytes)
         app[CONTEXT_KEY] = AppContext(
             svc=svc,
@@ -101,6 +114,9 @@ class Bot:
         app.router.add_post(checkfront_path, intake(checkfront_webhook.receive, worker.guard))
         app.router.add_post("/webhooks/stripe", intake(stripe_webhook.receive, worker.guard))
         app.router.add_get("/healthz", healthz)
+        app.router.add_get("/metrics", metrics.handler(
+            settings.metrics_token.get_secret_value() if settings.metrics_token else None))
+        app.on_response_prepare.append(metrics.webhook_answered)
         slack = SlackRuntime.build(settings, svc, worker, delivery, rejected) \
             if delivery else None
         if slack is not None:
@@ -114,8 +130,14 @@ class Bot:
                 svc, tz=settings.zone, daily_at=settings.digest_at, on_digest=poster,
                 anomaly_every=settings.anomaly_check_at,
                 misfire_grace_time=settings.scheduler_misfire_grace_seconds)
+            metrics.watch_scheduler(scheduler)
         bot = cls(settings=settings, svc=svc, worker=worker, web=app, slack=slack,
-                  scheduler=scheduler, rejections=rejected)
+                  scheduler=scheduler, rejections=rejected, metrics=metrics)
+        bot.readiness = Readiness(store, worker, scheduler, slack.outbox if slack else None,
+                                  settings.outbox_stall_seconds,
+                                  stopping=lambda: bot._stop_by is not None)
+        app.router.add_get("/readyz", bot.readiness.handler())
+        metrics.watch_readiness(bot.readiness.checks)
         app.on_startup.append(bot._on_startup)
         app.on_shutdown.append(bot._on_shutdown)
         app.on_cleanup.append(bot._on_cleanup)

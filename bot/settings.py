@@ -54,6 +54,10 @@ class Settings(StoreSettings):
     shutdown_grace_seconds: float = Field(default=10.0, ge=0)
     # webhook events applied at once (those of one booking always one after the other)
     worker_concurrency: int = Field(default=8, ge=1, le=256)
+    # /metrics: when set, only for "Authorization: Bearer <token>"
+    metrics_token: SecretStr | None = None
+    # /readyz: the Slack outbox is stalled when a post is due this long with no call to Slack
+    outbox_stall_seconds: float = Field(default=600, gt=0)
 
     checkfront_host: str  # acme.checkfront.com, or a full http(s):// base URL
     checkfront_api_key: SecretStr

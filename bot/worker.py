@@ -42,6 +42,7 @@ from services.intake.routing import ordering_keys, process
 from services.refunds.execution import resume_all
 from services.refunds.writeback import retry_due
 from services.store.db import utcnow
+from services.telemetry import NOT_PROCESSED
 
 log = logging.getLogger(__name__)
 
@@ -129,6 +130,21 @@ class Worker:
 
     def submit(self, event: StoredEvent) -> None:
         self._queue.put_nowait(event)
+
+    @property
+    def running(self) -> bool:
+        """Whether it takes events from its queue (started, not stopped, not crashed)."""
+        return self._consumer is not None and not self._consumer.done()
+
+    @property
+    def queued(self) -> int:
+        """Events in the queue, not taken yet."""
+        return self._queue.qsize()
+
+    @property
+    def in_flight(self) -> int:
+        """Events being applied now (taken and past their turn)."""
+        return len(self._taken) - len(self._waiting)
 
     def spawn(self, work: Callable[[], Awaitable[Any]], name: str) -> asyncio.Task[Any]:
         """Run `work` in the background, tracked until it ends."""
@@ -265,8 +281,10 @@ class Worker:
         except Exception:  # the store itself failed: the event stays as it was, for later
             log.exception("event %s/%s %s failed", event.source, event.kind, event.row_id)
             self.failures.append(f"event {event.row_id}")
-            return "not processed"
+            self.svc.telemetry.event_done(event.source, NOT_PROCESSED)
+            return NOT_PROCESSED
         log.info("event %s/%s %s: %s", event.source, event.kind, event.row_id, outcome)
+        self.svc.telemetry.event_done(event.source, outcome)
         return outcome
 
     async def _guard(self, work: Callable[[], Awaitable[Any]], name: str) -> Any:

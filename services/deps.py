@@ -1,5 +1,6 @@
 """The dependencies every service call takes: the store, the policy book, the deployment's
-settings, the Checkfront and Stripe clients, and the notifier that tells people.
+settings, the Checkfront and Stripe clients, the notifier that tells people, and the telemetry
+that tells whoever watches the bot (`services.telemetry`).
 
 The app, the CLI and the tests build one; nothing attaches parts to it afterwards.
 """
@@ -13,6 +14,7 @@ from services.config import RefundConfig
 from services.notify import Notifier, NullNotifier
 from services.quoting.policy import PolicyBook
 from services.store.db import Store
+from services.telemetry import NullTelemetry, Telemetry
 
 if TYPE_CHECKING:
     from services.clients.checkfront import CheckfrontClient
@@ -27,3 +29,4 @@ class Deps:
     checkfront: CheckfrontClient | None = None
     stripe: StripeGateway | None = None
     notifier: Notifier = field(default_factory=NullNotifier)
+    telemetry: Telemetry = field(default_factory=NullTelemetry)

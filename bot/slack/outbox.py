@@ -92,6 +92,16 @@ class Outbox:
         """Wait until every due row is sent (tests and shutdown)."""
         await self._idle.wait()
 
+    @property
+    def running(self) -> bool:
+        """Whether its sending loop runs (started, not stopped, not crashed)."""
+        return self._task is not None and not self._task.done()
+
+    @property
+    def last_attempt(self) -> float | None:
+        """When (monotonic) its last call to Slack ended, None before the first."""
+        return max(self._last_post.values(), default=None)
+
     async def pending(self) -> list[Post]:
         return await posts.unsent(self.store)
 

@@ -60,6 +60,7 @@ class CheckfrontClient:
         backoff_base: float = 0.5,
         max_backoff: float = 8.0,
         fetch_transactions: bool = True,
+        event_hooks: Mapping[str, list[Any]] | None = None,  # httpx's (the bot's metrics)
     ) -> None:
         self._base = _normalise_base(base_url)
         if not api_key or not api_secret:
@@ -73,6 +74,7 @@ class CheckfrontClient:
             timeout=httpx.Timeout(timeout),
             follow_redirects=False,  # followed by hand so credentials go only where allowed
             headers={"Accept": "application/json", "User-Agent": "refund-bot/0.1"},
+            event_hooks=event_hooks,
         )
 
     def __repr__(self) -> str:

@@ -92,6 +92,7 @@ class StripeGateway:
         max_retry_after: float = 60.0,
         max_requests_per_second: float | None = None,
         request_burst: int | None = None,
+        http_client: stripe.AIOHTTPClient | None = None,  # the SDK's client, e.g. timed
     ) -> None:
         if not api_key:
             raise ValueError("a Stripe API key is required")
@@ -99,7 +100,7 @@ class StripeGateway:
             else max_requests_per_second
         self.pacer = Pacer(rate, request_burst or max(1, int(rate // 5))) if rate > 0 else None
         # the SDK's aiohttp client: a call costs a third of the CPU its httpx client takes
-        self._http = stripe.AIOHTTPClient(timeout=timeout)
+        self._http = http_client or stripe.AIOHTTPClient(timeout=timeout)
         self._client = stripe.StripeClient(
             api_key,
             http_client=self._http,
