@@ -271,7 +271,8 @@ def test_only_the_first_name_is_shown(risky: Quote) -> None:
 
 # --- outcome cards ------------------------------------------------------------------------------
 
-AT = "<!date^1795183509^{date_short_pretty} {time}|2026-11-20 14:05 UTC>"  # the decision time below, as Slack shows it
+# the decision time below, as Slack shows it
+AT = "<!date^1795183509^{date_short_pretty} {time}|2026-11-20 14:05 UTC>"
 
 
 def outcome(quote: Quote, case: Case, **kwargs: Any) -> cards.Message:

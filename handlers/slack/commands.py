@@ -93,7 +93,7 @@ async def quote(deps: SlackDeps, args: list[str], user: str, channel: str,
     if len(args) >= 3 and args[1].lower() == "waiver":
         waiver = args[2].upper()
     elif len(args) > 1:
-        await _error(respond, "Usage: `/refund quote <booking> [waiver CODE]`")
+        await _error(respond, "Usage: `/refund quote &lt;booking&gt; [waiver CODE]`")
         return
     raw = await assemble_snapshot(deps.svc, booking)
     snapshot, q = await quote_snapshot(deps.svc, raw, utcnow(), waiver)

@@ -4,8 +4,8 @@ rows turned into lines a few hundred at a time so the event loop keeps serving r
 
 The CSV is opened in spreadsheets: a cell starting with `=`, `+`, `-`, `@`, a tab or a carriage
 return would be read as a formula, so such a cell gets a leading `'` (OWASP's CSV injection
-advice) and the writer quotes whatever needs quoting. The bot's own amounts are never negative,
-so no figure changes."""
+advice), line breaks inside a cell become spaces, and the writer quotes whatever needs quoting.
+The bot's own amounts are never negative, so no figure changes."""
 
 from __future__ import annotations
 
@@ -53,8 +53,13 @@ class RangeReport:
 
 
 def csv_cell(value: str) -> str:
-    """A cell a spreadsheet shows as text: a leading `'` when it would start a formula."""
-    return "'" + value if value.startswith(FORMULA_START) else value
+    """A cell a spreadsheet shows as text: a leading `'` when it would start a formula, and no
+    line break of its own (the writer ends lines with a bare newline and would not quote a CR)."""
+    if value.startswith(FORMULA_START):
+        value = "'" + value
+    if "\r" in value or "\n" in value:
+        value = value.replace("\r\n", " ").replace("\r", " ").replace("\n", " ")
+    return value
 
 
 async def range_report(store: Store, first: date, last: date, tz: ZoneInfo) -> RangeReport:

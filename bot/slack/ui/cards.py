@@ -327,8 +327,8 @@ def status_message(case: Case | None, history_lines: list[str]) -> Message:
     """The answer to `/refund status`."""
     if case is None:
         return Message("No refund case found", [section(
-            ":mag: No refund case found for that booking. `/refund quote <booking>` shows what "
-            "a refund would be.")])
+            ":mag: No refund case found for that booking. `/refund quote &lt;booking&gt;` shows "
+            "what a refund would be.")])
     c = case.currency
     pairs = [("Status", f"*{esc(case.status.value.replace('_', ' '), 40)}*"),
              ("Refund", money(_amount(case), c)),
