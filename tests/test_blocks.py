@@ -224,7 +224,8 @@ def test_approval_card_content(risky: Quote) -> None:
     assert "*repeat_refunder*" in why and "3 other refunds" in why
     assert why.count("3 other refunds") == 1  # the flag and its "risk: …" reason said once
     assert not any(b["type"] == "context" and "paused" in json.dumps(b) for b in card.blocks)
-    assert card.text == "Refund needs approval: 200.00 USD for booking KMVQ-261124"
+    assert card.text == ("Refund needs approval: 200.00 USD for booking KMVQ-261124, customer "
+                         "Ana: this customer had 3 other refunds in the last 90 days")
 
 
 def test_approval_card_says_why_in_shadow_mode() -> None:
@@ -236,7 +237,7 @@ def test_approval_card_says_why_in_shadow_mode() -> None:
     why = next(b["text"]["text"] for b in of_type(card, "section")
                if b.get("text", {}).get("text", "").startswith("*Why a person is needed*"))
     assert why.split("\n")[1:] == ["• shadow mode: would auto-approve",
-                                   "• within the auto-approve limit 200.00"]
+                                   "• within the auto-approve limit 200.00 USD"]
 
 
 def test_approval_card_banner_when_paused(risky: Quote) -> None:
@@ -270,6 +271,10 @@ def test_only_the_first_name_is_shown(risky: Quote) -> None:
 
 # --- outcome cards ------------------------------------------------------------------------------
 
+# the decision time below, as Slack shows it
+AT = "<!date^1795183509^{date_short_pretty} {time}|2026-11-20 14:05 UTC>"
+
+
 def outcome(quote: Quote, case: Case, **kwargs: Any) -> cards.Message:
     args: dict[str, Any] = {"customer_first_name": "Ana", "decided_by": "U1ABC",
                             "decided_at": "2026-11-20T14:05:09.123456+00:00", "refunds": [],
@@ -288,7 +293,7 @@ def test_outcome_approved_with_adjustment(risky: Quote) -> None:
                      status_reason="customer was offered a voucher for the rest")
     message = outcome(risky, case)
     assert message.blocks[0]["text"]["text"] == "Refund approved · 150.00 USD"
-    assert ("Approved by <@U1ABC> at 14:05 UTC · 150.00 USD (adjusted from 200.00: customer "
+    assert (f"Approved by <@U1ABC> at {AT} · 150.00 USD (adjusted from 200.00 USD: customer "
             "was offered a voucher for the rest)") in outcome_text(message)
     assert buttons(message) == {}
 
@@ -298,17 +303,18 @@ def test_outcome_adjustment_reason_can_be_passed(risky: Quote) -> None:
                      status_reason="executing")
     message = outcome(risky, case, decided_by="maria", decision_reason="goodwill")
     text = outcome_text(message)
-    assert "Approved by maria at 14:05 UTC · 150.00 USD (adjusted from 200.00: goodwill)" in text
+    assert f"Approved by maria at {AT} · 150.00 USD (adjusted from 200.00 USD: goodwill)" \
+        in text
     assert "Refunding… 150.00 USD" in text
     everything = texts(message)
-    assert "*Refund*\n*150.00 USD* (quoted 200.00)" in everything
+    assert "*Refund*\n*150.00 USD* (quoted 200.00 USD)" in everything
     assert "• executing" not in everything  # an outcome's status reason is not a "reason"
 
 
 def test_outcome_denied(risky: Quote) -> None:
     case = make_case(risky, status=Status.DENIED, status_reason="booked through a reseller")
     message = outcome(risky, case, decided_by="maria")
-    assert "Denied by maria at 14:05 UTC: booked through a reseller" in outcome_text(message)
+    assert f"Denied by maria at {AT}: booked through a reseller" in outcome_text(message)
     assert "Approved" not in outcome_text(message)
     assert buttons(message) == {}
 
@@ -325,8 +331,8 @@ def test_outcome_refunded_lists_stripe_refunds(risky: Quote) -> None:
     message = outcome(risky, case, refunds=refunds)
     assert message.blocks[0]["text"]["text"] == "Refunded · 200.00 USD"
     text = outcome_text(message)
-    assert "Approved by <@U1ABC> at 14:05 UTC · 200.00 USD" in text
-    assert "Refunded: `re_3QxA` (152.00), `re_3QxB` (48.00, pending)" in text
+    assert f"Approved by <@U1ABC> at {AT} · 200.00 USD" in text
+    assert "Refunded: `re_3QxA` (152.00 USD), `re_3QxB` (48.00 USD, pending)" in text
     assert buttons(message) == {}
 
 
@@ -348,7 +354,7 @@ def test_outcome_partially_refunded_names_what_is_left(risky: Quote) -> None:
     refunds = [{"stripe_refund_id": "re_3QxA", "amount": 15200, "status": "succeeded",
                 "payment_ref": "pi_3QxKayak0002"}]
     text = outcome_text(outcome(risky, case, refunds=refunds))
-    assert "Refunded: `re_3QxA` (152.00)" in text
+    assert "Refunded: `re_3QxA` (152.00 USD)" in text
     assert "*Still to refund by hand:* 48.00 USD" in text
 
 
@@ -363,7 +369,7 @@ def test_every_status_renders_within_limits(risky: Quote, status: Status) -> Non
 def test_policy_decisions_render_as_text() -> None:
     quote = make_quote()
     case = make_case(quote, status=Status.AUTO_APPROVED, approved_amount=20000)
-    assert "Approved by policy at 14:05 UTC" in outcome_text(outcome(quote, case,
+    assert f"Approved by policy at {AT}" in outcome_text(outcome(quote, case,
                                                                      decided_by="policy"))
 
 

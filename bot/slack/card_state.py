@@ -11,7 +11,8 @@ from collections.abc import Sequence
 from typing import Any
 
 from bot.slack.ui import cards
-from bot.slack.ui.kit import archive_link, clock, who
+from bot.slack.ui.kit import archive_link
+from bot.slack.ui.thread import thread_reply
 from services import outbox
 from services.disputes.holds import flags_now
 from services.refunds import cases, ledger, writeback
@@ -65,22 +66,7 @@ async def render_compact(store: Store, case_ids: Sequence[int]) -> cards.Message
 
 async def thread_details(store: Store, case: Case) -> str:
     """The thread reply under a decided card: what happened, with the references."""
-    lines = [f"Case #{case.id} {case.booking_code}: *{case.status.value}*"
-             + (f" — {case.status_reason}" if case.status_reason else "")]
-    for entry in await audit.history(store, case.id):
-        d = entry.detail
-        if entry.action == "stripe.refund":
-            lines.append(f"• Stripe refund {d.get('refund_id')} {d.get('amount')} on "
-                         f"{d.get('payment')} ({d.get('status')}), "
-                         f"key `{d.get('idempotency_key')}`")
-        elif entry.action == "stripe.refund_error":
-            lines.append(f"• Stripe error on {d.get('payment')}: {d.get('error')}")
-        elif entry.action.startswith("checkfront."):
-            lines.append(f"• Checkfront: {entry.action.split('.', 1)[1]}")
-        elif entry.action in ("case.approved", "case.denied"):
-            lines.append(f"• {entry.action.split('.', 1)[1]} by {who(entry.actor)} at "
-                         f"{clock(entry.at)}" + (f": {d['reason']}" if d.get("reason") else ""))
-    return "\n".join(lines)
+    return thread_reply(case, await audit.history(store, case.id))
 
 
 async def card_links(store: Store, case_ids: Sequence[int]) -> dict[int, str]:

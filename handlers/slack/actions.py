@@ -13,7 +13,7 @@ from typing import Any
 from slack_bolt.async_app import AsyncApp
 
 from bot.slack.ui import cards, ids
-from bot.slack.ui.kit import clock, who
+from bot.slack.ui.kit import date_token, esc, who
 from bot.slack.ui.payloads import CaseRef, QuoteRequest
 from handlers.slack.deps import SlackDeps
 from handlers.slack.listeners import (
@@ -72,7 +72,7 @@ async def approve(deps: SlackDeps, body: Body, respond: Respond) -> None:
         await tell(_already(exc))
         return
     except CaseError as exc:
-        await tell(str(exc))
+        await tell(esc(exc, 1000))
 
 
 async def retry(deps: SlackDeps, body: Body, respond: Respond) -> None:
@@ -142,15 +142,16 @@ async def request_refund(deps: SlackDeps, body: Body, respond: Respond) -> None:
                              requested_by=user, waiver=request.waiver)
     case = opened.case
     if not opened.created:
-        await tell(f"Booking {case.booking_code} already has case #{case.id} "
-                   f"({case.status.value}).")
+        await tell(f"Booking `{esc(case.booking_code, 60)}` already has case #{case.id} "
+                   f"({case.status.value.replace('_', ' ')}).")
         return
-    await tell(f"Case #{case.id} opened for {case.booking_code}: "
+    await tell(f"Case #{case.id} opened for `{esc(case.booking_code, 60)}`: "
                f"{case.status.value.replace('_', ' ')}.")
     await decisions.run_if_auto_approved(deps.svc, case)
 
 
 def _already(exc: AlreadyDecided) -> str:
     if exc.decided_by and exc.outcome:
-        return f"Already {exc.outcome} by {who(exc.decided_by)} at {clock(exc.decided_at)}."
-    return str(exc)
+        return (f"Already {esc(exc.outcome, 40)} by {who(exc.decided_by)} at "
+                f"{date_token(exc.decided_at)}.")
+    return esc(exc, 1000)

@@ -14,6 +14,7 @@ from typing import Any
 from slack_bolt.async_app import AsyncApp
 
 from bot.slack.ui import cards
+from bot.slack.ui.kit import esc
 from handlers.slack.deps import SlackDeps
 from handlers.slack.listeners import Body, refuse
 from services.clients.checkfront_errors import (
@@ -54,28 +55,30 @@ async def _run(deps: SlackDeps, sub: str, args: list[str], user: str, channel: s
     handler = COMMANDS.get(sub)
     if handler is None:
         message = cards.help_message()
-        await respond(text=f"I don't know `{sub}`. " + message.text,
-                      blocks=[cards.error_message(f"I don't know `{sub}`.").blocks[0],
+        unknown = f"I don't know `{esc(sub, 40)}`."
+        await respond(text=f"{unknown} " + message.text,
+                      blocks=[cards.error_message(unknown).blocks[0],
                               *message.blocks],
                       response_type="ephemeral")
         return
     try:
         await handler(deps, args, user, channel, respond)
     except BookingNotFound:
-        await _error(respond, f"Checkfront has no booking `{args[0] if args else ''}`. "
+        await _error(respond, f"Checkfront has no booking `{esc(args[0] if args else '', 60)}`. "
                      "Check the booking code (e.g. `KMVQ-060314`) or id.")
     except CheckfrontUnavailable:
         await _error(respond, "Checkfront isn't answering right now. Try again in a minute; "
                      "nothing was changed.")
     except CheckfrontError as exc:
-        await _error(respond, f"Checkfront refused the request: {exc}")
+        await _error(respond, f"Checkfront refused the request: {esc(exc, 500)}")
     except (SnapshotError, QuoteError) as exc:
-        await _error(respond, f"I can't quote this booking: {exc}")
+        await _error(respond, f"I can't quote this booking: {esc(exc, 500)}")
     except ReportError as exc:
-        await _error(respond, f"{exc}. Usage: `/refund report 2026-11-01 2026-11-30`")
+        await _error(respond, f"{esc(exc, 300)}. Usage: `/refund report 2026-11-01 2026-11-30`")
 
 
 async def _error(respond: Any, text: str) -> None:
+    """`text` is mrkdwn: what it quotes from the person or a service is `esc`aped."""
     message = cards.error_message(text)
     await respond(text=message.text, blocks=message.blocks, response_type="ephemeral")
 
@@ -90,7 +93,7 @@ async def quote(deps: SlackDeps, args: list[str], user: str, channel: str,
     if len(args) >= 3 and args[1].lower() == "waiver":
         waiver = args[2].upper()
     elif len(args) > 1:
-        await _error(respond, "Usage: `/refund quote <booking> [waiver CODE]`")
+        await _error(respond, "Usage: `/refund quote &lt;booking&gt; [waiver CODE]`")
         return
     raw = await assemble_snapshot(deps.svc, booking)
     snapshot, q = await quote_snapshot(deps.svc, raw, utcnow(), waiver)

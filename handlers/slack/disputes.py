@@ -25,7 +25,7 @@ from bot.slack.ui.ids import (
     RETRY_PAYMENT,
     SUBMIT_EVIDENCE,
 )
-from bot.slack.ui.kit import clock, who
+from bot.slack.ui.kit import date_token, esc, who
 from handlers.slack.deps import SlackDeps
 from handlers.slack.listeners import (
     NOT_APPROVER,
@@ -75,7 +75,7 @@ async def _refuse(deps: SlackDeps, body: Body, respond: Any, action_id: str, why
                                "issue": issue.id if issue else None,
                                "stripe_id": issue.stripe_id if issue else None})
     text = "Only refund approvers can act on disputes and failed payments. Ask a manager or " \
-        "finance lead." if why == NOT_APPROVER else why
+        "finance lead." if why == NOT_APPROVER else esc(why, 1000)
     await deps.tell(user, channel_of(body), text, respond)
 
 
@@ -95,16 +95,16 @@ async def _run(deps: SlackDeps, body: Body, respond: Any, action_id: str, work: 
     try:
         issue = await work(deps.svc, issue.id, by=user)
     except IssueTaken as exc:
-        by = f" by {who(exc.by)} at {clock(exc.at)}" if exc.by else ""
-        await deps.tell(user, channel_of(body), f"{exc}{by}.", respond)
+        by = f" by {who(exc.by)} at {date_token(exc.at)}" if exc.by else ""
+        await deps.tell(user, channel_of(body), f"{esc(exc, 500)}{by}.", respond)
         await deps.notifier.issue_updated(issue)
         return
     except IssueError as exc:
-        await deps.tell(user, channel_of(body), str(exc), respond)
+        await deps.tell(user, channel_of(body), esc(exc, 1000), respond)
         return
     if issue.state == IssueState.OPEN and "failed" in (issue.outcome or ""):
-        await deps.tell(user, channel_of(body), (issue.outcome or "")[:1].upper()
-                        + (issue.outcome or "")[1:], respond)
+        outcome = esc(issue.outcome, 1000)
+        await deps.tell(user, channel_of(body), outcome[:1].upper() + outcome[1:], respond)
 
 
 async def _issue_of(svc: Deps, body: Body) -> PaymentIssue | None:

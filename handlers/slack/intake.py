@@ -11,6 +11,7 @@ from __future__ import annotations
 from slack_bolt.async_app import AsyncApp
 
 from bot.slack.ui import ids
+from bot.slack.ui.kit import esc
 from bot.slack.ui.payloads import EventRef
 from handlers.slack.deps import SlackDeps
 from handlers.slack.listeners import Body, Respond, button_listener, read_button, teller, user_of
@@ -30,13 +31,14 @@ async def retry(deps: SlackDeps, body: Body, respond: Respond) -> None:
     try:
         outcome = await retry_failed(deps.svc, ref.event_id, by=user_of(body))
     except EventError as exc:
-        await tell(str(exc))
+        await tell(esc(exc, 1000))
         return
     if outcome.startswith("retrying:"):
         await tell(f"Event #{ref.event_id} still could not be processed "
-                   f"({outcome.removeprefix('retrying: ')}). The bot keeps retrying it and "
-                   "posts a new card if it keeps failing.")
+                   f"({esc(outcome.removeprefix('retrying: '), 500)}). The bot keeps "
+                   "retrying it and posts a new card if it keeps failing.")
     elif outcome.startswith("failed:"):
-        await tell(f"Event #{ref.event_id} failed again: {outcome.removeprefix('failed: ')}")
+        await tell(f"Event #{ref.event_id} failed again: "
+                   f"{esc(outcome.removeprefix('failed: '), 500)}")
     else:
-        await tell(f"Event #{ref.event_id} processed: {outcome}.")
+        await tell(f"Event #{ref.event_id} processed: {esc(outcome, 500)}.")

@@ -16,6 +16,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 from bot.slack.ui import payloads
+from bot.slack.ui.kit import esc
 from handlers.slack.deps import SlackDeps
 
 Body = dict[str, Any]
@@ -93,10 +94,10 @@ async def refuse(deps: SlackDeps, user: str, action: str, case_id: int | None,
                  why: str = NOT_APPROVER, *, tell: Tell | None = None,
                  note: str | None = None) -> None:
     """Audit a refused request against its case (when known); then, given `tell`, say so to
-    the person: `note`, or else the reason itself."""
+    the person: `note` (mrkdwn of the caller's own), or else the reason itself, escaped."""
     await deps.audit_refusal(user, action, case_id, why)
     if tell is not None:
-        await tell(note or why)
+        await tell(note or esc(why, 1000))
 
 
 async def refuse_click(deps: SlackDeps, body: Body, respond: Respond, action: str) -> None:

@@ -13,6 +13,7 @@ from typing import Any
 from slack_bolt.async_app import AsyncApp
 
 from bot.slack.ui import cards, ids
+from bot.slack.ui.kit import esc
 from bot.slack.ui.payloads import AdjustForm, CaseRef
 from handlers.slack.deps import SlackDeps
 from handlers.slack.listeners import Body, metadata_of, refuse, user_of
@@ -61,7 +62,7 @@ async def _deny(deps: SlackDeps, user: str, form: CaseRef, reason: str) -> None:
         await decisions.deny(deps.svc, form.case_id, by=user, reason=reason,
                              quote_version=form.version)
     except CaseError as exc:
-        await deps.tell(user, None, f"Could not deny case #{form.case_id}: {exc}")
+        await deps.tell(user, None, f"Could not deny case #{form.case_id}: {esc(exc, 1000)}")
 
 
 def _adjust_listener(deps: SlackDeps) -> Any:
@@ -115,10 +116,10 @@ async def _adjust(deps: SlackDeps, user: str, form: AdjustForm, amount: int,
                      tell=lambda text: deps.tell(user, None, text))
         return
     except CaseError as exc:
-        await deps.tell(user, None, f"Could not approve case #{case_id}: {exc}")
+        await deps.tell(user, None, f"Could not approve case #{case_id}: {esc(exc, 1000)}")
         return
     try:
         await decisions.approve(deps.svc, case_id, by=user, amount=amount, reason=reason,
                                 quote_version=form.version)
     except CaseError as exc:
-        await deps.tell(user, None, f"Could not approve case #{case_id}: {exc}")
+        await deps.tell(user, None, f"Could not approve case #{case_id}: {esc(exc, 1000)}")

@@ -1,6 +1,11 @@
 """Refund reports over a date range: the figures and one CSV row per refund, read from the
 executions ledger on the store's read-only connection (a long report holds up no writer), the
-rows turned into lines a few hundred at a time so the event loop keeps serving requests."""
+rows turned into lines a few hundred at a time so the event loop keeps serving requests.
+
+The CSV is opened in spreadsheets: a cell starting with `=`, `+`, `-`, `@`, a tab or a carriage
+return would be read as a formula, so such a cell gets a leading `'` (OWASP's CSV injection
+advice), line breaks inside a cell become spaces, and the writer quotes whatever needs quoting.
+The bot's own amounts are never negative, so no figure changes."""
 
 from __future__ import annotations
 
@@ -21,6 +26,7 @@ from services.store.db import Store
 
 MAX_DAYS = 366
 YIELD_EVERY = 500  # rows turned into CSV lines between two turns of the event loop
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 COLUMNS = ("refunded_at", "booking", "case", "currency", "quoted", "refunded", "policies",
            "decision", "decided_by", "stripe_refund_id", "payment", "status")
 
@@ -41,8 +47,19 @@ class RangeReport:
         out = io.StringIO()
         writer = csv.DictWriter(out, fieldnames=COLUMNS, lineterminator="\n")
         writer.writeheader()
-        writer.writerows(self.rows)
+        writer.writerows({key: csv_cell(value) for key, value in row.items()}
+                         for row in self.rows)
         return out.getvalue()
+
+
+def csv_cell(value: str) -> str:
+    """A cell a spreadsheet shows as text: a leading `'` when it would start a formula, and no
+    line break of its own (the writer ends lines with a bare newline and would not quote a CR)."""
+    if value.startswith(FORMULA_START):
+        value = "'" + value
+    if "\r" in value or "\n" in value:
+        value = value.replace("\r\n", " ").replace("\r", " ").replace("\n", " ")
+    return value
 
 
 async def range_report(store: Store, first: date, last: date, tz: ZoneInfo) -> RangeReport:

@@ -5,7 +5,12 @@ re-exported, so callers find every refund message in one import. Pure functions 
 typed quotes (`Quote`, amounts in minor units) to `Message`s and modal views; no network and no
 Slack client. The cards say what `bot.cli.render.quote_table` says on the terminal. Contact
 details never reach a message: only the customer's first name is passed in, and free text is
-scrubbed of anything shaped like an email, phone or card number.
+scrubbed of anything shaped like an email, phone or card number. Every string from a person, a
+booking, Stripe or Checkfront goes through `kit.esc` in mrkdwn (fallback `text` included) and
+`kit.plain` in plain_text; times are `kit.date_token`s; amounts are `kit.money`. A card's
+fallback text (what notifications and screen readers say) carries the amount, the booking, the
+customer's first name and why, in about 200 characters; the quote version and the case's source
+stay in the audit, the card says where the quote comes from in words.
 """
 
 from __future__ import annotations
@@ -20,8 +25,9 @@ from bot.slack.ui.kit import (
     MESSAGE_BLOCKS,
     Message,
     actions,
+    amounts_in,
     button,
-    clock,
+    clip,
     confirm,
     context,
     date_token,
@@ -32,10 +38,9 @@ from bot.slack.ui.kit import (
     header,
     line_sections,
     money,
-    number,
     plain,
+    scrub,
     section,
-    utc_text,
     who,
 )
 from bot.slack.ui.payloads import QuoteRequest, button_value, parse_button_value, parse_metadata
@@ -69,6 +74,9 @@ HELP_COMMANDS: tuple[tuple[str, str, str], ...] = (
      "to this channel.", "/refund report 2026-11-01 2026-11-30"),
     ("/refund help", "This list.", "/refund help"),
 )
+CARD_FALLBACK = 220  # "about 200 characters": amount, booking, customer, why
+SOURCES = {"checkfront_webhook": "the cancellation in Checkfront",
+           "slack": "a request in Slack", "cli": "the command line"}
 APPROVED_PATH = (Status.APPROVED, Status.AUTO_APPROVED, Status.EXECUTING, Status.REFUNDED,
                  Status.PARTIALLY_REFUNDED, Status.FAILED)
 
@@ -77,6 +85,28 @@ APPROVED_PATH = (Status.APPROVED, Status.AUTO_APPROVED, Status.EXECUTING, Status
 
 def _amount(case: Case) -> int:
     return case.approved_amount if case.approved_amount is not None else case.refund_amount
+
+
+def _first(first_name: str) -> str:
+    words = first_name.split()
+    return words[0] if words else ""
+
+
+def card_text(head: str, first_name: str, why: str | None) -> str:
+    """A card's fallback text: `head` (mrkdwn, its pieces escaped: amount and booking), the
+    customer's first name and the reason, cut to about 200 characters (the reason gives way)."""
+    first = _first(first_name)
+    text = head + (f", customer {esc(first, 40)}" if first else "")
+    if why:
+        room = CARD_FALLBACK - len(text) - 2
+        if room > 20:
+            text += f": {esc(why, room)}"
+    return fallback(text)
+
+
+def source_text(source: str) -> str:
+    """Where a case came from, in words (mrkdwn)."""
+    return SOURCES.get(source) or esc(source.replace("_", " "), 40)
 
 
 def _summary(case: Case, quote: Quote, first_name: str, automation: Automation,
@@ -88,10 +118,10 @@ def _summary(case: Case, quote: Quote, first_name: str, automation: Automation,
         blocks.append(context(f":double_vertical_bar: Automation paused by {who(automation.by)}: "
                               f"{esc(automation.reason or 'no reason given', 300)}"))
     pairs = [("Booking", f"`{esc(case.booking_code, 60)}`"),
-             ("Customer", esc(first_name.split()[0], 40) if first_name.strip() else "—"),
+             ("Customer", esc(_first(first_name), 40) or "—"),
              ("Cancelled", date_token(case.cancelled_at)),
              ("Refund", f"*{money(_amount(case), case.currency)}*" + (
-                 f" (quoted {number(case.refund_amount, case.currency)})"
+                 f" (quoted {money(case.refund_amount, case.currency)})"
                  if _amount(case) != case.refund_amount else "")),
              ("Paid (net)", quote_money(quote, quote.net_paid))]
     if case.waiver:
@@ -99,17 +129,17 @@ def _summary(case: Case, quote: Quote, first_name: str, automation: Automation,
     blocks.append(fields(pairs))
     reasons = reason_lines(case if pending else None, quote)
     blocks += quote_blocks(quote, reasons_title=reasons_title, reasons=reasons)
-    requested = f" by {who(case.requested_by)}" if case.requested_by else ""
-    blocks.append(context(f"Case #{case.id} · quote {esc(case.quote_version or '—', 40)} · "
-                          f"from {esc(case.source, 40)}{requested} · "
-                          f"updated {utc_text(case.updated_at)}"))
+    requested = f" · requested by {who(case.requested_by)}" if case.requested_by else ""
+    blocks.append(context(f"Case #{case.id} · quoted from {source_text(case.source)} at "
+                          f"{date_token(case.cancelled_at)}{requested} · "
+                          f"updated {date_token(case.updated_at)}"))
     return blocks
 
 
 def approval_card(case: Case, quote: Quote, *, customer_first_name: str,
                   automation: Automation) -> Message:
     amount = money(case.refund_amount, case.currency)
-    code = plain(case.booking_code, 60)
+    code = plain(case.booking_code, 60)  # for the confirm dialog (plain_text)
     value = button_value(case.id, case.quote_version)
     manual = sum(a.amount for a in quote.allocations if a.method == "manual")
     by_hand = f" {money(manual, case.currency)} of it must then be refunded by hand." \
@@ -123,8 +153,21 @@ def approval_card(case: Case, quote: Quote, *, customer_first_name: str,
                       pending=True)
     blocks.append(actions(approve, button("Deny", ids.DENY, value, style="danger"),
                           button("Adjust", ids.ADJUST, value)))
-    return Message(fallback(f"Refund needs approval: {amount} for booking {code}"),
+    why = "; ".join(amounts_in(r, case.currency) for r in _why(case, quote))
+    return Message(card_text(f"Refund needs approval: {amount} for booking "
+                             f"{esc(case.booking_code, 60)}", customer_first_name, why),
                    fit(blocks, 2))
+
+
+def _why(case: Case, quote: Quote) -> list[str]:
+    """The reasons a person is needed, each once: the case's, then the quote's, then the flags."""
+    said: list[str] = []
+    for reason in [*(case.status_reason or "").split("; "), *quote.reasons,
+                   *(f.reason for f in quote.risk_flags)]:
+        reason = reason.strip().removeprefix("risk: ")
+        if reason and reason not in said:
+            said.append(reason)
+    return said
 
 
 def _refund_list(refunds: list[dict[str, Any]], currency: str) -> str:
@@ -132,7 +175,7 @@ def _refund_list(refunds: list[dict[str, Any]], currency: str) -> str:
     for r in refunds[:10]:
         status = "" if r.get("status") == "succeeded" else f", {esc(r.get('status'), 20)}"
         shown.append(f"`{esc(r.get('stripe_refund_id'), 60)}` "
-                     f"({number(int(r.get('amount') or 0), currency)}{status})")
+                     f"({money(int(r.get('amount') or 0), currency)}{status})")
     more = f" …and {len(refunds) - 10} more" if len(refunds) > 10 else ""
     return ", ".join(shown) + more
 
@@ -146,17 +189,18 @@ def _outcome(case: Case, decided_by: str | None, decided_at: str | None,
         adjusted = ""
         if case.approved_amount is not None and case.approved_amount != case.refund_amount:
             why = decision_reason or (case.status_reason if status == Status.APPROVED else None)
-            adjusted = f" (adjusted from {number(case.refund_amount, c)}" + \
+            adjusted = f" (adjusted from {money(case.refund_amount, c)}" + \
                 (f": {esc(why, 300)})" if why else ")")
-        rows.append(f":white_check_mark: Approved by {who(decided_by)} at {clock(decided_at)} "
+        rows.append(f":white_check_mark: Approved by {who(decided_by)} at {date_token(decided_at)} "
                     f"· {money(final, c)}{adjusted}")
     done = [r for r in refunds if r.get("status") in SETTLED]
     if status == Status.DENIED:
-        by = f" by {who(decided_by)} at {clock(decided_at)}" if decided_by else ""
+        by = f" by {who(decided_by)} at {date_token(decided_at)}" if decided_by else ""
         reason = decision_reason or case.status_reason or "no reason given"
         rows.append(f":no_entry: Denied{by}: {esc(reason, 600)}")
     elif status == Status.SKIPPED:
-        rows.append(f":heavy_minus_sign: Skipped: {esc(case.status_reason or '—', 600)}")
+        rows.append(":heavy_minus_sign: Skipped: "
+                    f"{esc(amounts_in(case.status_reason or '—', c), 600)}")
     elif status == Status.EXECUTING:
         rows.append(f":hourglass_flowing_sand: Refunding… {money(final, c)}")
     elif status in (Status.REFUNDED, Status.PARTIALLY_REFUNDED) and refunds:
@@ -164,7 +208,8 @@ def _outcome(case: Case, decided_by: str | None, decided_at: str | None,
     elif status == Status.REFUNDED:
         rows.append(f":money_with_wings: Refunded {money(final, c)}")
     elif status == Status.FAILED:
-        rows.append(f":x: *Refund failed:* {esc(case.status_reason or 'no reason given', 600)}")
+        rows.append(":x: *Refund failed:* "
+                    f"{esc(amounts_in(case.status_reason or 'no reason given', c), 600)}")
         if refunds:
             rows.append(f"Stripe refunds so far: {_refund_list(refunds, c)}")
     elif status in (Status.PENDING_APPROVAL, Status.QUOTED):
@@ -212,7 +257,9 @@ def outcome_card(case: Case, quote: Quote, *, customer_first_name: str,
                 f"Try again to refund {amount} for booking {plain(case.booking_code, 60)}. "
                 "Refunds Stripe already made are not repeated.", "Retry", "Cancel"))))
     blocks += tail
-    return Message(fallback(f"{title} for booking {plain(case.booking_code, 60)}"),
+    why = decision_reason or case.status_reason
+    return Message(card_text(f"{title} for booking {esc(case.booking_code, 60)}",
+                             customer_first_name, amounts_in(why, c) if why else None),
                    fit(blocks, len(tail)))
 
 
@@ -230,9 +277,10 @@ def _compact(case: Case, quote: Quote) -> str:
     if case.status == Status.PARTIALLY_REFUNDED:
         return f"◐ Auto-refunded part of {amount} · {tail} · rest by hand"
     if case.status == Status.DENIED:
-        return f"✗ No refund · {tail} · {esc(case.status_reason or 'policy', 200)}"
+        return f"✗ No refund · {tail} · {esc(amounts_in(case.status_reason or 'policy', c), 200)}"
     if case.status == Status.SKIPPED:
-        return f"– Skipped · {tail} · {esc(case.status_reason or 'nothing paid', 200)}"
+        why = amounts_in(case.status_reason or "nothing paid", c)
+        return f"– Skipped · {tail} · {esc(why, 200)}"
     return f"… {esc(case.status.value.replace('_', ' '), 40).capitalize()} {amount} · {tail}"
 
 
@@ -269,9 +317,9 @@ def quote_message(quote: Quote, *, booking_ref: str, waiver: str | None,
         tail = section(":warning: That booking reference is too long to request from here.")
     else:
         tail = actions(button("Request refund", ids.REQUEST, value, style="primary"))
-    blocks += [context(f"Only you can see this · quote {esc(quote.version or '—', 40)}"),
-               tail]
-    text = f"Refund quote for {plain(code, 60)}: {quote_money(quote, quote.total_refund)}"
+    blocks += [context("Only you can see this · quoted as if cancelled at "
+                       f"{date_token(quote.cancelled_at)}"), tail]
+    text = f"Refund quote for {esc(code, 60)}: {quote_money(quote, quote.total_refund)}"
     return Message(fallback(text), fit(blocks, 2))
 
 
@@ -279,24 +327,24 @@ def status_message(case: Case | None, history_lines: list[str]) -> Message:
     """The answer to `/refund status`."""
     if case is None:
         return Message("No refund case found", [section(
-            ":mag: No refund case found for that booking. `/refund quote <booking>` shows what "
-            "a refund would be.")])
+            ":mag: No refund case found for that booking. `/refund quote &lt;booking&gt;` shows "
+            "what a refund would be.")])
     c = case.currency
     pairs = [("Status", f"*{esc(case.status.value.replace('_', ' '), 40)}*"),
              ("Refund", money(_amount(case), c)),
              ("Booking", f"`{esc(case.booking_code, 60)}`"),
              ("Cancelled", date_token(case.cancelled_at)),
-             ("Opened", f"{date_token(case.created_at)} from {esc(case.source, 40)}"),
+             ("Opened", f"{date_token(case.created_at)} from {source_text(case.source)}"),
              ("Updated", date_token(case.updated_at))]
     if case.approved_amount is not None and case.approved_amount != case.refund_amount:
         pairs.append(("Quoted", money(case.refund_amount, c)))
     blocks = [header(f"Refund case #{case.id} · {plain(case.booking_code, 60)}"), fields(pairs)]
     if case.status_reason:
-        blocks.append(section(f"_{esc(case.status_reason, 1000)}_"))
+        blocks.append(section(f"_{esc(amounts_in(case.status_reason, c), 1000)}_"))
     blocks += line_sections([f"• {esc(h, 400)}" for h in history_lines], title="History",
                             max_sections=4)
-    return Message(fallback(f"Refund case #{case.id} for {plain(case.booking_code, 60)}: "
-                            f"{case.status.value}"), blocks)
+    return Message(fallback(f"Refund case #{case.id} for {esc(case.booking_code, 60)}: "
+                            f"{case.status.value.replace('_', ' ')}"), blocks)
 
 
 # --- help, alerts, errors ------------------------------------------------------------------
@@ -315,7 +363,7 @@ def automation_alert(paused: bool, reason: str, by: str, details: list[str]) -> 
     if not paused:
         line = f":arrow_forward: Automation resumed by {who(by)}" + \
             (f": {esc(reason, 500)}" if reason.strip() else "")
-        return Message(fallback(f"Automation resumed: {plain(reason, 200)}"), [section(line)])
+        return Message(fallback(f"Automation resumed: {esc(reason, 200)}"), [section(line)])
     resume = button("Resume automation", ids.RESUME, "resume", style="primary",
                     confirm_dialog=confirm(
                         "Resume automation?",
@@ -327,7 +375,8 @@ def automation_alert(paused: bool, reason: str, by: str, details: list[str]) -> 
                       "person until automation resumes."),
               *line_sections([f"• {esc(d, 400)}" for d in details], max_sections=3),
               actions(resume)]
-    return Message(fallback(f"Automation paused: {plain(reason, 200)}"), blocks)
+    return Message(fallback(f"Automation paused: {esc(reason or 'no reason given', 200)}"),
+                   blocks)
 
 
 def _checkfront_pending_line(kept: PendingWriteback) -> str:
@@ -338,13 +387,15 @@ def _checkfront_pending_line(kept: PendingWriteback) -> str:
 
 def writeback_alert(case: Case, kept: PendingWriteback) -> Message:
     """For a refund shown only as a compact line: Checkfront was not told yet."""
-    code = plain(case.booking_code, 60)
     return Message(
-        fallback(f"Checkfront not updated for booking {code}"),
+        fallback(f"Checkfront not updated for booking {esc(case.booking_code, 60)}"),
         [section(f"Case #{case.id} · `{esc(case.booking_code, 60)}` · refunded through Stripe "
                  f"{money(_amount(case), case.currency)}\n{_checkfront_pending_line(kept)}")])
 
 
 def error_message(text: str) -> Message:
-    return Message(fallback(f"Sorry: {plain(text, 200)}"),
-                   [section(f":warning: {esc(text, 2000)}")])
+    """An answer saying what went wrong. `text` is mrkdwn: the caller `esc`apes what it quotes
+    from people, bookings, Stripe or Checkfront, and keeps its own `code` formatting."""
+    text = scrub(text)
+    return Message(fallback(f"Sorry: {clip(text, 200)}"),
+                   [section(f":warning: {clip(text, 2000)}")])

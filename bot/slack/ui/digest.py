@@ -2,7 +2,9 @@
 plain text for the log and the command line.
 
 Pure functions from the day's run, figures, anomalies, automation state, open disputes and
-webhook events that failed to a `Message` or a string; no store, no network.
+webhook events that failed to a `Message` or a string; no store, no network. In the Block Kit
+digest every text from a booking, a person, Stripe or Checkfront is escaped (`kit.esc`), times
+are `kit.date_token`s and amounts `kit.money`; the plain-text digest is for the log.
 """
 
 from __future__ import annotations
@@ -15,12 +17,17 @@ from bot.slack.ui.disputes import dispute_line
 from bot.slack.ui.intake import RETRY_COMMAND, failed_line, failed_text
 from bot.slack.ui.kit import (
     Message,
+    amounts_in,
     clip,
     context,
+    date_token,
     divider,
+    esc,
     header,
     line_sections,
+    money,
     section,
+    who,
 )
 from services.disputes.issues import PaymentIssue
 from services.finance.anomaly import Anomaly
@@ -58,7 +65,7 @@ def digest_message(run: ReconRun, stats: DayStats, anomalies: list[Anomaly],
                    failed_events: Sequence[EventRow] = ()) -> Message:
     """The digest for the digest channel; `card_links` links waiting cases to their cards."""
     day = run.day.isoformat()
-    refunds = [f"• {cur}: {n} refund(s), *{display(total, cur)}*"
+    refunds = [f"• {esc(cur, 8)}: {n} refund(s), *{money(total, cur)}*"
                for cur, (n, total) in stats.refunds.items()] or ["• none"]
     d = stats.decisions
     refunds.append(f"• {d.get('auto_approve', 0)} automatic · {d.get('approve', 0)} approved "
@@ -68,39 +75,42 @@ def digest_message(run: ReconRun, stats: DayStats, anomalies: list[Anomaly],
         refunds.append(f"• median cancellation → refund: {hours} h {minutes} min")
     recon = [f"• {kind.replace('_', ' ')}: {count}" for kind, count in sorted(run.counts.items())
              if count]
-    recon += [f"• totals {cur}: " + ", ".join(f"{k} {display(v, cur)}" for k, v in figures.items())
+    recon += [f"• totals {esc(cur, 8)}: "
+              + ", ".join(f"{esc(k, 40)} {_money(v, cur)}" for k, v in figures.items())
               for cur, figures in run.totals.items()]
-    problems = [f"• :warning: {p.kind.replace('_', ' ')} · {p.booking_code or '?'} · "
-                f"{display(p.amount, p.currency) if p.amount is not None and p.currency else ''}"
-                f" — {p.detail}" for p in run.open_errors]
-    problems += [f"• :white_check_mark: resolved: {p.kind.replace('_', ' ')} · "
-                 f"{p.booking_code or '?'}" for p in run.resolved]
-    alerts = [f"• {':rotating_light: ' if a.blocking else ''}{a.reason}" for a in anomalies]
-    state = (f":double_vertical_bar: *Automation paused* by {automation.by}: {automation.reason}"
+    problems = [f"• :warning: {esc(p.kind.replace('_', ' '), 40)} · "
+                f"{esc(p.booking_code or '?', 60)} · "
+                f"{_money(p.amount, p.currency) if p.amount is not None and p.currency else ''}"
+                f" — {esc(_amounts(p.detail, p.currency), 300)}" for p in run.open_errors]
+    problems += [f"• :white_check_mark: resolved: {esc(p.kind.replace('_', ' '), 40)} · "
+                 f"{esc(p.booking_code or '?', 60)}" for p in run.resolved]
+    alerts = [f"• {':rotating_light: ' if a.blocking else ''}{esc(a.reason, 300)}"
+              for a in anomalies]
+    state = (f":double_vertical_bar: *Automation paused* by {who(automation.by)}: "
+             f"{esc(automation.reason or 'no reason given', 300)}"
              if automation.paused else ":arrow_forward: Automation running")
-    waiting = [f"• <{card_links[i]}|case #{i}> {code} waiting since {since[:16]} UTC"
-               if i in card_links else f"• case #{i} {code} waiting since {since[:16]} UTC"
-               for i, code, since in stats.waiting]
+    waiting = [f"• {_case_link(i, card_links.get(i))} `{esc(code, 60)}` waiting since "
+               f"{date_token(since)}" for i, code, since in stats.waiting]
     open_disputes = [dispute_line(issue) for issue in disputes]
     blocks: list[dict[str, Any]] = [header(f"Refund digest · {day}")]
-    blocks += line_sections(refunds, title="*Refunds*")
+    blocks += line_sections(refunds, title="Refunds")
     blocks.append(divider())
-    blocks += line_sections(recon or ["• nothing to reconcile"], title="*Reconciliation*")
+    blocks += line_sections(recon or ["• nothing to reconcile"], title="Reconciliation")
     if problems:
-        blocks += line_sections(problems, title="*Open discrepancies*")
-    blocks += line_sections(alerts or ["• none"], title="*Anomalies*")
+        blocks += line_sections(problems, title="Open discrepancies")
+    blocks += line_sections(alerts or ["• none"], title="Anomalies")
     blocks.append(section(state))
     if waiting:
-        blocks += line_sections(waiting, title="*Waiting for approval over 24 h*")
+        blocks += line_sections(waiting, title="Waiting for approval over 24 h")
     if open_disputes:
-        blocks += line_sections(open_disputes, title="*Open disputes*")
+        blocks += line_sections(open_disputes, title="Open disputes")
     if failed_events:
         blocks += line_sections(
             [*(failed_line(row) for row in failed_events),
              f"_Retry one from its card, or with `{RETRY_COMMAND} N`._"],
-            title=f"*Webhook events not processed ({len(failed_events)})*")
-    blocks.append(context(f"{run.tz} day · {run.stripe_count} Stripe refunds read · "
-                          f"ran {run.ran_at[:16]} UTC"))
+            title=f"Webhook events not processed ({len(failed_events)})")
+    blocks.append(context(f"{esc(run.tz, 60)} day · {run.stripe_count} Stripe refunds read · "
+                          f"ran {date_token(run.ran_at)}"))
     summary = f"Refund digest {day}: {len(run.open_errors)} open discrepancies, " \
         f"{len(anomalies)} anomalies"
     if automation.paused:
@@ -110,6 +120,21 @@ def digest_message(run: ReconRun, stats: DayStats, anomalies: list[Anomaly],
             f"{'' if len(failed_events) == 1 else 's'} failed"
     text = clip(summary, 300)
     return Message(text=text, blocks=blocks[:50])
+
+
+def _case_link(case_id: int, link: str | None) -> str:
+    return f"<{link}|case #{case_id}>" if link else f"case #{case_id}"
+
+
+def _money(minor: int, currency: str) -> str:
+    try:
+        return money(minor, currency)
+    except MoneyError:
+        return esc(f"{minor} {currency}", 40)
+
+
+def _amounts(text: str, currency: str | None) -> str:
+    return amounts_in(text, currency) if currency else text
 
 
 # ---- plain text -------------------------------------------------------------------------------

@@ -17,7 +17,6 @@ from bot.slack.ui.kit import (
     actions,
     archive_link,
     button,
-    clock,
     confirm,
     context,
     date_token,
@@ -30,12 +29,10 @@ from bot.slack.ui.kit import (
     money,
     plain,
     section,
-    utc_text,
     who,
 )
 from bot.slack.ui.payloads import IssueRef, parse
 from services.disputes.issues import DISPUTE, IssueState, PaymentIssue
-from services.money import display
 
 PREVIEW_CHARS = 280  # per evidence field on the card
 # Evidence fields in the order a reader wants them.
@@ -73,7 +70,7 @@ def _booking(issue: PaymentIssue) -> str:
 
 def _outcome_lines(issue: PaymentIssue) -> list[str]:
     """Who did what, when, and how it ended (replaces the buttons once final)."""
-    by = f" — {who(issue.acted_by)} at {clock(issue.acted_at)}" if issue.acted_by else ""
+    by = f" — {who(issue.acted_by)} at {date_token(issue.acted_at)}" if issue.acted_by else ""
     text = esc(issue.outcome or "", 600)
     outcome = text[:1].upper() + text[1:]
     if issue.state == IssueState.WORKING:
@@ -124,8 +121,8 @@ def dispute_card(issue: PaymentIssue) -> Message:
     return _with_tail(
         issue, blocks, buttons,
         footer=f"Dispute `{esc(issue.stripe_id, 60)}` · issue #{issue.id} · "
-               f"opened {utc_text(issue.created_at)}",
-        text=f"Dispute {amount} on booking {plain(issue.booking_code or 'unknown', 60)}: "
+               f"opened {date_token(issue.created_at)}",
+        text=f"Dispute {amount} on booking {esc(issue.booking_code or 'unknown', 60)}: "
              f"{reason}")
 
 
@@ -161,9 +158,10 @@ def failed_payment_card(issue: PaymentIssue) -> Message:
 
     return _with_tail(
         issue, blocks, buttons,
-        footer=f"Failed payment · issue #{issue.id} · first failed {utc_text(issue.created_at)}",
+        footer=f"Failed payment · issue #{issue.id} · first failed "
+               f"{date_token(issue.created_at)}",
         text=f"Payment failed: {amount} for booking "
-             f"{plain(issue.booking_code or 'unknown', 60)}")
+             f"{esc(issue.booking_code or 'unknown', 60)}: {esc(issue.reason or 'unknown', 120)}")
 
 
 def _facts(issue: PaymentIssue) -> list[dict[str, Any]]:
@@ -192,5 +190,5 @@ def dispute_line(issue: PaymentIssue) -> str:
     name = f"<{link}|{esc(issue.stripe_id, 60)}>" if link else f"`{esc(issue.stripe_id, 60)}`"
     due = date_token(issue.due_by) if issue.due_by else "unknown"
     return (f"• {name} · {esc(issue.booking_code or 'booking not found', 60)} · "
-            f"{display(issue.amount, issue.currency)} · {esc(issue.reason or 'general', 40)} · "
+            f"{money(issue.amount, issue.currency)} · {esc(issue.reason or 'general', 40)} · "
             f"{esc(issue.stripe_status or 'open', 40)} · evidence due {due}")

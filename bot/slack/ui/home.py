@@ -74,7 +74,7 @@ def home_view(facts: HomeFacts, *, approver: bool) -> dict[str, Any]:
 
 def _automation(automation: Automation, approver: bool) -> list[dict[str, Any]]:
     if not automation.paused:
-        hint = " Approvers pause it with `/refund pause <reason>`." if approver else ""
+        hint = " Approvers pause it with `/refund pause &lt;reason&gt;`." if approver else ""
         return [section(":arrow_forward: *Automation running*: refunds within the policy limits "
                         f"are paid without a person.{hint}")]
     blocks = [section(f":double_vertical_bar: *Automation paused* by {who(automation.by)}: "

@@ -19,7 +19,6 @@ from bot.slack.ui.kit import (
     esc,
     fallback,
     header,
-    plain,
     section,
     utc_text,
 )
@@ -41,12 +40,13 @@ def stuck_card(stuck: StuckEvent) -> Message:
         outcome = "This cancellation has no case yet; nothing was refunded." \
             if stuck.kind == "booking" else "Its Checkfront notice was not applied."
         what = f":warning: Booking `{about}` could not be fetched: *{error}*\n{outcome}"
-        text = f"Booking {plain(stuck.subject or 'unknown', 64)} could not be fetched"
+        text = f"Booking {about} could not be fetched: {esc(stuck.error, 120)}"
     else:
         title = "Stripe event not processed"
         what = (f":warning: Stripe event `{esc(stuck.kind, 60)}` for `{about}` could not be "
                 f"processed: *{error}*")
-        text = f"Stripe event {plain(stuck.kind, 60)} could not be processed"
+        text = f"Stripe event {esc(stuck.kind, 60)} for {about} could not be processed: " \
+            f"{esc(stuck.error, 120)}"
     retry = button("Retry", ids.EVENT_RETRY, EventRef(stuck.row_id).dumps(), style="primary",
                    confirm_dialog=confirm(
                        "Process this event again?",

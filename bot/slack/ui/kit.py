@@ -1,10 +1,22 @@
 """Owns the Block Kit primitives the cards are built from: Slack's limits, text safety, builders.
 
 Every builder here clips its text to the limit Slack documents for that field, and `fit` trims a
-message to Slack's 50 blocks, so a message built from them is never refused for length. Times
-read as "14:05 UTC" (`clock`) or "2026-11-24 14:05 UTC" (`utc_text`), or as a Slack date each
-reader sees in their own timezone (`date_token`). Free text from people or bookings goes through
-`esc` (mrkdwn entities) and `scrub` (anything shaped like an email, phone or card number).
+message to Slack's 50 blocks, so a message built from them is never refused for length.
+
+Text safety, the one rule for every surface: Slack parses mrkdwn text objects, section fields,
+context elements, a message's fallback `text`, thread replies and ephemeral answers; it does not
+parse plain_text objects (headers, buttons, confirm dialogs, modal titles, input labels) and
+shows entities there literally. So a string from a person, a booking, Stripe or Checkfront goes
+through `esc` when it lands in mrkdwn (`&`, `<`, `>` as `&amp;` `&lt;` `&gt;`: no `<!channel>`,
+`<@U…>`, `<#C…>` or `<https://…|label>` of its own, no `>` quote; a `*bold*`, `_italic_`,
+`~strike~` or `` `code` `` run it would form gets look-alike markers), and through `plain` when it
+lands in plain_text. Both scrub anything shaped like an email, phone or card number. The bot's
+own markup (`who`'s mentions, `date_token`, links to its cards) is added around escaped text,
+never inside it.
+
+Times in Slack are `date_token`s, which each reader sees in their own timezone, with a readable
+UTC fallback; `utc_text` is for plain text (the log, the command line). Amounts are `money`
+("1,525.00 USD"); `amounts_in` gives bare decimals inside service texts the same form.
 """
 
 from __future__ import annotations
@@ -15,7 +27,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from services.money import display, to_minor
+from services.money import MoneyError, display, exponent, to_minor
 
 # Documented Block Kit limits (characters unless noted).
 HEADER_TEXT = 150
@@ -44,6 +56,10 @@ _PHONE = re.compile(r"\+\d[\d\s().-]{6,}\d")
 # card numbers: 13-19 digits together, in groups of four, or Amex's 4-6-5 (not date ranges)
 _CARD = re.compile(r"\b(?:\d{13,19}|(?:\d{4}[ -]){3}\d{1,7}|\d{4}[ -]\d{6}[ -]\d{5})\b")
 _SLACK_USER = re.compile(r"[UW][A-Z0-9]{2,}")
+# A run of mrkdwn formatting a user string would form: the marker after a start or a non-word
+# character, something not blank, the same marker before an end or a non-word character.
+_FORMAT_RUN = re.compile(r"(?<![\w*_~`])([*_~`])(?=\S)(.+?)(?<=\S)\1(?![\w*_~`])")
+_LOOKALIKE = {"*": "\u2217", "_": "\uff3f", "~": "\u223c", "`": "\u02cb"}
 
 
 @dataclass(frozen=True)
@@ -67,9 +83,18 @@ def scrub(text: str) -> str:
     return _PHONE.sub("[phone hidden]", text)
 
 
+def _unformat(match: re.Match[str]) -> str:
+    mark = _LOOKALIKE[match.group(1)]
+    return f"{mark}{match.group(2)}{mark}"
+
+
 def esc(text: object, limit: int = 500) -> str:
-    """Free text made safe for mrkdwn: scrubbed, clipped, `&<>` escaped."""
+    """Free text made safe for mrkdwn: one line, scrubbed, clipped, `&<>` escaped, and any
+    formatting run it would form given look-alike markers (so it cannot pass for the bot's own
+    bold or code). A SKU like `kayak_tour_2` forms no run and stays as it is."""
     plain = clip(scrub(clip(" ".join(str(text).split()), 2 * limit + 100)), limit)
+    if any(mark in plain for mark in _LOOKALIKE):
+        plain = _FORMAT_RUN.sub(_unformat, plain)
     return plain.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
@@ -95,24 +120,21 @@ def parse_time(iso: str | None) -> datetime | None:
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
-def date_token(iso: str | None) -> str:
-    """A Slack date that each reader sees in their own timezone, UTC text as the fallback."""
+def date_token(iso: str | None, unknown: str = "unknown") -> str:
+    """A Slack date that each reader sees in their own timezone ("Nov 24, 2026 2:05 PM"), with
+    "2026-11-24 14:05 UTC" as the fallback where Slack cannot show it; `unknown` when the time
+    is missing or unreadable."""
     moment = parse_time(iso)
     if moment is None:
-        return esc(iso or "unknown", 40)
+        return esc(iso, 40) if iso else unknown
     utc = moment.astimezone(UTC)
     fallback = utc.strftime("%Y-%m-%d %H:%M UTC")
     return f"<!date^{int(utc.timestamp())}^{{date_short_pretty}} {{time}}|{fallback}>"
 
 
-def clock(iso: str | None) -> str:
-    """"14:05 UTC" for a decision time."""
-    moment = parse_time(iso)
-    return moment.astimezone(UTC).strftime("%H:%M UTC") if moment else "an unknown time"
-
-
 def utc_text(iso: str | None) -> str:
-    """"2026-11-24 14:05 UTC" for a record's time."""
+    """"2026-11-24 14:05 UTC" for a record's time in plain text (the log, the command line);
+    Slack shows `date_token`s."""
     moment = parse_time(iso)
     return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC") if moment else "unknown"
 
@@ -127,6 +149,28 @@ def money(minor: int, currency: str) -> str:
 def number(minor: int, currency: str) -> str:
     """"1,525.00" (no code), for lists where the currency is already stated."""
     return display(minor, currency).rsplit(" ", 1)[0]
+
+
+_BARE_AMOUNT = re.compile(r"(?<![\w.,])(\d+)\.(\d+)(?![\w.,%]| ?[A-Z]{3}\b)")
+
+
+def amounts_in(text: str, currency: str) -> str:
+    """A service text ("refund 1525.00 is over the escalation limit 1500.00") with each bare
+    decimal amount in the currency's exponent shown as `money` ("1,525.00 USD"); anything else,
+    and currencies without decimals, as it was."""
+    try:
+        places = exponent(currency)
+    except MoneyError:
+        return text
+    if not places or "." not in text:
+        return text
+
+    def shown(match: re.Match[str]) -> str:
+        if len(match.group(2)) != places:
+            return match.group(0)
+        return display(to_minor(match.group(0), currency), currency)
+
+    return _BARE_AMOUNT.sub(shown, text)
 
 
 def minor_of(text: str | int, currency: str) -> int:
@@ -263,7 +307,8 @@ def fit(blocks: list[dict[str, Any]], keep_last: int = 0) -> list[dict[str, Any]
 
 
 def fallback(text: str) -> str:
-    """Notification text: one line, no markup beyond what Slack shows plainly."""
+    """Notification text (what a screen reader and the notification say): one line, clipped.
+    Slack parses it as mrkdwn: its pieces from people or bookings are `esc`aped by the caller."""
     return clip(" ".join(text.split()), FALLBACK_TEXT)
 
 

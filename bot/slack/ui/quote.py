@@ -1,6 +1,8 @@
 """The itemised quote in Block Kit: products, lines, totals, allocation, reasons, clauses.
 
 Shared by the approval and outcome cards and the `/refund quote` answer (`bot.slack.ui.cards`).
+Product names, line reasons, policy ids and clauses are escaped (`kit.esc`); the quote's reasons
+show their amounts as every other amount is shown (`kit.amounts_in`).
 """
 
 from __future__ import annotations
@@ -8,7 +10,7 @@ from __future__ import annotations
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from bot.slack.ui.kit import date_token, esc, line_sections, money, number
+from bot.slack.ui.kit import amounts_in, date_token, esc, line_sections, money, number
 from services.quoting.quote import Quote
 from services.refunds.models import Case
 
@@ -105,9 +107,9 @@ def reason_lines(case: Case | None, quote: Quote) -> list[str]:
         reason = reason.strip()
         if reason and reason not in said and reason not in flagged:
             said.append(reason)
-    rows = [f"• {esc(r, 300)}" for r in said]
+    rows = [f"• {esc(amounts_in(r, quote.currency), 300)}" for r in said]
     rows += [f"• :triangular_flag_on_post: *{esc(f.code, 60)}* — "
-             f"{esc(f.reason, 300)}" for f in flags]
+             f"{esc(amounts_in(f.reason, quote.currency), 300)}" for f in flags]
     return rows
 
 
