@@ -17,13 +17,19 @@ client sends, and what this server therefore accepts on `/api/{method}`:
 - Socket Mode: `apps.connections.open` (app-level `xapp-` token) hands out a WebSocket URL on
   this server; `socket` (sandbox.slack_socket.SocketHub) delivers envelopes and keeps the acks.
 
-Rate limits (`rate_limits=SlackLimits()`, off by default; assign another, or None, while
-serving): chat.postMessage about one message a second per channel with short bursts, every
-other method its tier's requests a minute (Tier 1: 1+, 2: 20+, 3: 50+, 4: 100+), per method,
-with a small burst. Over a limit the method is not executed: HTTP 429, `{"ok": false, "error":
+Strict as Slack (sandbox.slack_methods, sandbox.slack_blocks): blocks over Block Kit's limits
+are refused (`invalid_blocks` with Slack's `response_metadata.messages`; `invalid_arguments`
+for a view; HTTP 400 `invalid_blocks` on a response_url), so are posts to an unknown channel
+(`channel_not_found`) or one the bot is not in (`not_in_channel`), and direct messages while
+the manifest's Messages tab is off (`messages_tab_disabled`). The workspace starts with the
+channels in `workspace_channels`, the bot in each; `add_channel`, `add_member`,
+`remove_member` and `messages_tab_enabled` change that.
+
+Rate limits (`rate_limits=SlackLimits()`, sandbox.slack_limits; off by default; assign another,
+or None, while serving): chat.postMessage about one message a second per channel, the other
+methods by tier. Over a limit the method is not executed: HTTP 429, `{"ok": false, "error":
 "ratelimited"}` and `Retry-After` in whole seconds until the next request would pass. Such
-calls are recorded with `limited=True` and counted in `rate_limited`. (Slack's workspace-wide
-posting limit has no published number and is not modelled.)
+calls are recorded with `limited=True` and counted in `rate_limited`.
 
 Faults (`inject`) answer the next matching calls with 429 + Retry-After, a 5xx, or an `ok: false`
 error, optionally after a delay. The SDK's rate-limit handler reads only the first character of
@@ -34,22 +40,31 @@ Retry-After (so "30" waits 3 s) and adds up to 1 s of jitter; its server-error h
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import itertools
 import json
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from aiohttp import web
 
 from sandbox.http import RunningServer, start
-from sandbox.rate_limit import Buckets, Limit, retry_after_seconds
+from sandbox.rate_limit import retry_after_seconds
+from sandbox.slack_blocks import message_errors, slack_messages
+from sandbox.slack_limits import Limiter, SlackLimits
+from sandbox.slack_methods import (
+    MANIFEST,
+    WORKSPACE_CHANNELS,
+    SlackError,
+    SlackFile,
+    SlackMethods,
+)
 from sandbox.slack_socket import SocketHub
+
+__all__ = ["RESPONSE_URL", "UPLOAD", "SlackCall", "SlackError", "SlackFault", "SlackFile",
+           "SlackLimits", "SlackSandbox"]
 
 UPLOAD = "file_upload"
 RESPONSE_URL = "response_url"
@@ -59,68 +74,8 @@ JSON_FIELDS = {"blocks": "invalid_blocks_format", "attachments": "invalid_attach
 RECORDED_HEADERS = ("Content-Type", "User-Agent")
 STATUS_ERRORS = {429: "ratelimited", 500: "internal_error", 503: "service_unavailable"}
 RESPONSE_URL_USES = 5  # Slack accepts up to five posts to one response_url
-# The tier of each method served here, as Slack's method reference lists them (chat.postMessage
-# has its own per-channel limit; chat.getPermalink and auth.test are "special", kept at Tier 4).
-METHOD_TIERS = {
-    "auth.test": 4, "chat.update": 3, "chat.delete": 3, "chat.postEphemeral": 4,
-    "chat.getPermalink": 4, "views.open": 4, "views.push": 4, "views.update": 4,
-    "views.publish": 4, "usergroups.users.list": 2, "users.info": 4, "conversations.info": 3,
-    "files.getUploadURLExternal": 4, "files.completeUploadExternal": 4,
-}
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-
-
-class SlackError(Exception):
-    """An `ok: false` answer with this error code."""
-
-    def __init__(self, code: str) -> None:
-        super().__init__(code)
-        self.code = code
-
-
-POST_MESSAGE_LIMIT = Limit(1.0, burst=3)   # per channel: one a second, short bursts
-
-
-def _default_tiers() -> dict[int, Limit]:
-    return {1: Limit.per_minute(1), 2: Limit.per_minute(20), 3: Limit.per_minute(50),
-            4: Limit.per_minute(100)}
-
-
-@dataclass(frozen=True)
-class SlackLimits:
-    """Slack's Web API limits: chat.postMessage per channel, the others per method by tier."""
-
-    post_message: Limit = POST_MESSAGE_LIMIT
-    tiers: dict[int, Limit] = field(default_factory=_default_tiers)
-
-    def of(self, method: str, params: dict[str, Any]) -> tuple[tuple[str, str], Limit] | None:
-        """The bucket a call takes from (its key and limit); None for a method not limited."""
-        if method == "chat.postMessage":
-            return (method, str(params.get("channel", ""))), self.post_message
-        tier = METHOD_TIERS.get(method)
-        if tier is None or tier not in self.tiers:
-            return None
-        return (method, ""), self.tiers[tier]
-
-
-class _Limiter:
-    """The buckets of one `SlackLimits`, made as calls need them."""
-
-    def __init__(self, limits: SlackLimits, clock: Callable[[], float]) -> None:
-        self.limits = limits
-        self._clock = clock
-        self._buckets: dict[tuple[str, str], Buckets] = {}
-
-    def wait(self, method: str, params: dict[str, Any]) -> float:
-        found = self.limits.of(method, params)
-        if found is None:
-            return 0.0
-        key, limit = found
-        buckets = self._buckets.get(key)
-        if buckets is None:
-            buckets = self._buckets[key] = Buckets(limit, self._clock)
-        return buckets.take()
 
 
 @dataclass
@@ -135,6 +90,7 @@ class SlackCall:
     error: str | None = None
     faulted: bool = False
     limited: bool = False  # refused by a rate limit (429 ratelimited, not executed)
+    details: list[str] = field(default_factory=list)  # Slack's messages with an invalid_* error
 
 
 @dataclass
@@ -148,20 +104,7 @@ class SlackFault:
 
 
 @dataclass
-class SlackFile:
-    id: str
-    filename: str
-    length: int  # as declared to files.getUploadURLExternal
-    content: bytes | None = None
-    title: str | None = None
-    channel: str | None = None
-    thread_ts: str | None = None
-    initial_comment: str | None = None
-    completed: bool = False
-
-
-@dataclass
-class SlackSandbox:
+class SlackSandbox(SlackMethods):
     """State, recording and fault injection for the stand-in. Serve `app()`."""
 
     token: str | None = field(default=None, repr=False)  # None: any xoxb- token is valid
@@ -184,40 +127,19 @@ class SlackSandbox:
     socket: SocketHub = field(default_factory=SocketHub)
     rate_limits: SlackLimits | None = None  # None: no limits
     rate_clock: Callable[[], float] = field(default=time.monotonic, repr=False)
+    members: dict[str, set[str]] = field(default_factory=dict)  # by channel id
+    # channels made at start, the bot a member of each ({}: none)
+    workspace_channels: dict[str, str] = field(default_factory=lambda: dict(WORKSPACE_CHANNELS))
+    manifest: Path = MANIFEST  # the app manifest whose Messages tab setting applies
+    messages_tab_enabled: bool | None = None  # None: as `manifest` says
 
     def __post_init__(self) -> None:
-        self._limiter: _Limiter | None = None
+        self._limiter: Limiter | None = None
         self._refused = 0
-        self._ts = itertools.count(1_700_000_000_000_100, 100)  # microseconds
-        self._ids = itertools.count(1)
         self._waiters: set[asyncio.Event] = set()
-        for user_id, user in list(self.users.items()):
-            self.add_user(user_id, **user)
+        self._start_workspace(self.workspace_channels)
 
     # ---- configuration ---------------------------------------------------------------
-
-    def add_user(self, user_id: str, name: str | None = None, real_name: str | None = None,
-                 tz: str = "UTC", **extra: Any) -> dict[str, Any]:
-        name = name or user_id.lower()
-        real_name = real_name if real_name is not None else name
-        user = {
-            "id": user_id, "team_id": self.team_id, "name": name, "deleted": False,
-            "real_name": real_name, "tz": tz, "tz_offset": _tz_offset(tz),
-            "is_admin": False, "is_bot": False,
-            "profile": {"real_name": real_name, "display_name": name, "team": self.team_id},
-            **extra,
-        }
-        self.users[user_id] = user
-        return user
-
-    def add_channel(self, channel_id: str, name: str, *, is_private: bool = False,
-                    is_member: bool = True) -> dict[str, Any]:
-        channel = {"id": channel_id, "name": name, "name_normalized": name,
-                   "is_channel": True, "is_group": False, "is_im": False,
-                   "is_private": is_private, "is_archived": False, "is_member": is_member,
-                   "created": 1_600_000_000, "creator": self.bot_user_id}
-        self.channels[channel_id] = channel
-        return channel
 
     def inject(self, method: str, status: int = 429, retry_after: int = 1, times: int = 1,
                *, error: str | None = None, delay: float = 0.0) -> SlackFault:
@@ -249,7 +171,7 @@ class SlackSandbox:
         if self.rate_limits is None:
             return 0.0
         if self._limiter is None or self._limiter.limits is not self.rate_limits:
-            self._limiter = _Limiter(self.rate_limits, self.rate_clock)
+            self._limiter = Limiter(self.rate_limits, self.rate_clock)
         return self._limiter.wait(method, params)
 
     @property
@@ -349,6 +271,8 @@ class SlackSandbox:
             body = {"ok": True, **handler(params)}
         except SlackError as exc:
             body = {"ok": False, "error": exc.code}
+            if exc.details:
+                body.update(slack_messages(exc.details))
         return self._answer(request, method, params, arrived, body)
 
     async def _h_upload(self, request: web.Request) -> web.StreamResponse:
@@ -384,6 +308,11 @@ class SlackSandbox:
         if len(posted) >= RESPONSE_URL_USES:
             return self._answer(request, RESPONSE_URL, params, arrived,
                                 {"ok": False, "error": "used_url"}, status=404)
+        errors = message_errors(params.get("blocks"))
+        if errors:  # refused as Slack refuses a webhook's blocks, nothing posted
+            return self._answer(request, RESPONSE_URL, params, arrived,
+                                {"ok": False, "error": "invalid_blocks", **slack_messages(errors)},
+                                status=400)
         posted.append({k: v for k, v in params.items() if k != "response_id"})
         return self._answer(request, RESPONSE_URL, params, arrived, {"ok": True})
 
@@ -415,18 +344,19 @@ class SlackSandbox:
 
     def _answer(self, request: web.Request, method: str, params: dict[str, Any], arrived: float,
                 body: dict[str, Any], status: int = 200) -> web.Response:
-        self._record(request, method, params, arrived, status, body.get("error"))
+        self._record(request, method, params, arrived, status, body.get("error"),
+                     details=body.get("errors") or [])
         return web.json_response(body, status=status)
 
     def _record(self, request: web.Request, method: str, params: dict[str, Any], arrived: float,
                 status: int, error: str | None, *, faulted: bool = False,
-                limited: bool = False) -> None:
+                limited: bool = False, details: list[str] | None = None) -> None:
         headers = {h: request.headers[h] for h in RECORDED_HEADERS if h in request.headers}
         auth = request.headers.get("Authorization")
         if auth:
             headers["Authorization"] = auth[:12] + "..."  # scheme and token prefix only
         self.calls.append(SlackCall(method, params, headers, arrived, request.method, status,
-                                    error is None, error, faulted, limited))
+                                    error is None, error, faulted, limited, list(details or [])))
         for event in self._waiters:
             event.set()
 
@@ -436,189 +366,6 @@ class SlackSandbox:
         valid = token == self.token if self.token else token.startswith("xoxb-")
         if not valid:
             raise SlackError("invalid_auth")
-
-    # ---- methods ---------------------------------------------------------------------
-
-    def _handlers(self) -> dict[str, Callable[[dict[str, Any]], dict[str, Any]]]:
-        return {
-            "auth.test": self._auth_test,
-            "chat.postMessage": self._post_message,
-            "chat.update": self._update,
-            "chat.delete": self._delete,
-            "chat.postEphemeral": self._post_ephemeral,
-            "chat.getPermalink": self._permalink,
-            "views.open": self._views_open,
-            "views.push": self._views_open,
-            "views.update": self._views_update,
-            "views.publish": self._views_publish,
-            "usergroups.users.list": self._usergroup_users,
-            "users.info": self._users_info,
-            "conversations.info": self._conversations_info,
-            "files.getUploadURLExternal": self._get_upload_url,
-            "files.completeUploadExternal": self._complete_upload,
-        }
-
-    def _auth_test(self, p: dict[str, Any]) -> dict[str, Any]:
-        return {"url": "https://sandbox.slack.test/", "team": self.team, "user": "refund-bot",
-                "team_id": self.team_id, "user_id": self.bot_user_id, "bot_id": self.bot_id,
-                "is_enterprise_install": False}
-
-    def _post_message(self, p: dict[str, Any]) -> dict[str, Any]:
-        channel = _required(p, "channel", "channel_not_found")
-        if not (p.get("text") or p.get("blocks") or p.get("attachments")):
-            raise SlackError("no_text")
-        thread_ts = p.get("thread_ts")
-        if thread_ts and (channel, thread_ts) not in self.messages:
-            raise SlackError("thread_not_found")
-        ts = self._next_ts()
-        message: dict[str, Any] = {"type": "message", "user": self.bot_user_id,
-                                   "bot_id": self.bot_id, "app_id": self.app_id,
-                                   "team": self.team_id, "ts": ts, "text": p.get("text", "")}
-        for key in ("blocks", "attachments", "metadata", "thread_ts"):
-            if p.get(key) is not None:
-                message[key] = p[key]
-        self.messages[(channel, ts)] = message
-        return {"channel": channel, "ts": ts, "message": dict(message)}
-
-    def _update(self, p: dict[str, Any]) -> dict[str, Any]:
-        channel = _required(p, "channel", "channel_not_found")
-        ts = _required(p, "ts", "message_not_found")
-        message = self.messages.get((channel, ts))
-        if message is None:
-            raise SlackError("message_not_found")
-        for key in ("text", "blocks", "attachments", "metadata"):
-            if key in p:  # omitted fields keep their previous value
-                message[key] = p[key]
-        message["edited"] = {"user": self.bot_user_id, "ts": self._next_ts()}
-        return {"channel": channel, "ts": ts, "text": message.get("text", ""),
-                "message": dict(message)}
-
-    def _delete(self, p: dict[str, Any]) -> dict[str, Any]:
-        channel = _required(p, "channel", "channel_not_found")
-        ts = _required(p, "ts", "message_not_found")
-        if self.messages.pop((channel, ts), None) is None:
-            raise SlackError("message_not_found")
-        return {"channel": channel, "ts": ts}
-
-    def _post_ephemeral(self, p: dict[str, Any]) -> dict[str, Any]:
-        _required(p, "channel", "channel_not_found")
-        _required(p, "user", "user_not_in_channel")
-        if not (p.get("text") or p.get("blocks") or p.get("attachments")):
-            raise SlackError("no_text")
-        return {"message_ts": self._next_ts()}
-
-    def _permalink(self, p: dict[str, Any]) -> dict[str, Any]:
-        channel = _required(p, "channel", "channel_not_found")
-        ts = _required(p, "message_ts", "message_not_found")
-        if (channel, ts) not in self.messages:
-            raise SlackError("message_not_found")
-        link = f"https://sandbox.slack.test/archives/{channel}/p{ts.replace('.', '')}"
-        return {"channel": channel, "permalink": link}
-
-    def _views_open(self, p: dict[str, Any]) -> dict[str, Any]:
-        _required(p, "trigger_id", "invalid_arguments")
-        view = p.get("view")
-        if not isinstance(view, dict) or "type" not in view:
-            raise SlackError("invalid_arguments")
-        view_id = self._next_id("V")
-        stored = {**view, "id": view_id, "team_id": self.team_id, "app_id": self.app_id,
-                  "bot_id": self.bot_id, "state": {"values": {}}, "hash": self._next_hash(),
-                  "root_view_id": view_id, "previous_view_id": None}
-        self.views[view_id] = stored
-        return {"view": dict(stored)}
-
-    def _views_publish(self, p: dict[str, Any]) -> dict[str, Any]:
-        """A user's Home tab: kept in `home_views` by user id (the last one published)."""
-        user = _required(p, "user_id", "invalid_arguments")
-        view = p.get("view")
-        if not isinstance(view, dict) or view.get("type") != "home":
-            raise SlackError("invalid_arguments")
-        if user not in self.users:
-            raise SlackError("user_not_found")
-        stored = {**view, "id": self._next_id("V"), "team_id": self.team_id,
-                  "app_id": self.app_id, "bot_id": self.bot_id, "hash": self._next_hash()}
-        self.home_views[user] = stored
-        return {"view": dict(stored)}
-
-    def _views_update(self, p: dict[str, Any]) -> dict[str, Any]:
-        view = p.get("view")
-        if not isinstance(view, dict) or "type" not in view:
-            raise SlackError("invalid_arguments")
-        view_id = p.get("view_id")
-        if not view_id and p.get("external_id"):
-            view_id = next((v["id"] for v in self.views.values()
-                            if v.get("external_id") == p["external_id"]), None)
-        current = self.views.get(view_id or "")
-        if current is None:
-            raise SlackError("not_found")
-        if p.get("hash") and p["hash"] != current["hash"]:
-            raise SlackError("hash_conflict")
-        keep = {k: current[k] for k in ("id", "team_id", "app_id", "bot_id", "state",
-                                        "root_view_id", "previous_view_id")}
-        stored = {**view, **keep, "hash": self._next_hash()}
-        self.views[current["id"]] = stored
-        return {"view": dict(stored)}
-
-    def _usergroup_users(self, p: dict[str, Any]) -> dict[str, Any]:
-        group = _required(p, "usergroup", "no_such_subteam")
-        if group not in self.usergroups:
-            raise SlackError("no_such_subteam")
-        return {"users": list(self.usergroups[group])}
-
-    def _users_info(self, p: dict[str, Any]) -> dict[str, Any]:
-        user = self.users.get(_required(p, "user", "user_not_found"))
-        if user is None:
-            raise SlackError("user_not_found")
-        return {"user": user}
-
-    def _conversations_info(self, p: dict[str, Any]) -> dict[str, Any]:
-        channel = self.channels.get(_required(p, "channel", "channel_not_found"))
-        if channel is None:
-            raise SlackError("channel_not_found")
-        return {"channel": channel}
-
-    def _get_upload_url(self, p: dict[str, Any]) -> dict[str, Any]:
-        filename = _required(p, "filename", "invalid_arguments")
-        try:
-            length = int(p.get("length", ""))
-        except ValueError:
-            raise SlackError("invalid_arguments") from None
-        file_id = self._next_id("F")
-        self.files[file_id] = SlackFile(file_id, filename, length)
-        return {"upload_url": f"{self.url}/upload/{file_id}", "file_id": file_id}
-
-    def _complete_upload(self, p: dict[str, Any]) -> dict[str, Any]:
-        entries = p.get("files")
-        if not isinstance(entries, list) or not entries:
-            raise SlackError("invalid_arguments")
-        done: list[SlackFile] = []
-        for entry in entries:
-            upload = self.files.get(str(entry.get("id", ""))) if isinstance(entry, dict) else None
-            if upload is None or upload.content is None or upload.completed:
-                raise SlackError("file_not_found")
-            upload.title = entry.get("title") or upload.filename
-            done.append(upload)
-        channel = p.get("channel_id") or (p.get("channels") or "").split(",")[0] or None
-        for upload in done:
-            upload.completed = True
-            upload.channel = channel
-            upload.thread_ts = p.get("thread_ts")
-            upload.initial_comment = p.get("initial_comment")
-        return {"files": [{"id": f.id, "name": f.filename, "title": f.title, "size": len(
-            f.content or b""), "channels": [f.channel] if f.channel else []} for f in done]}
-
-    # ---- ids -------------------------------------------------------------------------
-
-    def _next_ts(self) -> str:
-        micros = next(self._ts)
-        return f"{micros // 1_000_000}.{micros % 1_000_000:06d}"
-
-    def _next_id(self, prefix: str) -> str:
-        return f"{prefix}0SBX{next(self._ids):06d}"
-
-    def _next_hash(self) -> str:
-        return f"{int(time.time())}.{next(self._ids):08x}"
-
 
 async def _params(request: web.Request) -> dict[str, Any]:
     """Query, form and JSON parameters merged; JSON-in-a-string fields decoded."""
@@ -664,16 +411,3 @@ def _bearer(header: str) -> str | None:
         return None
     return token.strip() or None
 
-
-def _required(p: dict[str, Any], key: str, error: str) -> str:
-    value = p.get(key)
-    if not isinstance(value, str) or not value:
-        raise SlackError(error)
-    return value
-
-
-def _tz_offset(tz: str) -> int:
-    with contextlib.suppress(ZoneInfoNotFoundError, ValueError):
-        offset = datetime.now(UTC).astimezone(ZoneInfo(tz)).utcoffset()
-        return int(offset.total_seconds()) if offset else 0
-    return 0

@@ -157,11 +157,14 @@ async def test_stripe_limit_is_set_and_lifted_while_serving(
 # ---- Slack ---------------------------------------------------------------------------------
 
 
+CHANNELS = {"C1": "one", "C2": "two"}  # the stand-in refuses a post to a channel it lacks
+
+
 @pytest.fixture
 async def slack_env() -> AsyncIterator[tuple[SlackSandbox, AsyncWebClient, Clock]]:
     clock = Clock()
     sandbox = SlackSandbox(rate_limits=SlackLimits(post_message=Limit(1.0, burst=2)),
-                           rate_clock=clock)
+                           rate_clock=clock, workspace_channels=CHANNELS)
     server = await sandbox.serve()
     try:
         yield sandbox, AsyncWebClient(token="xoxb-t", base_url=sandbox.api_url), clock
@@ -228,7 +231,7 @@ async def test_slack_limits_are_set_and_lifted_while_serving(
 
 
 async def test_no_limit_by_default() -> None:
-    slack = SlackSandbox()
+    slack = SlackSandbox(workspace_channels=CHANNELS)
     server = await slack.serve()
     try:
         client = AsyncWebClient(token="xoxb-t", base_url=slack.api_url)
