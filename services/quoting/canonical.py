@@ -8,11 +8,14 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from json.encoder import encode_basestring_ascii as esc
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-__all__ = ["CANONICAL_JSON", "esc", "quote_text", "short_hash"]
+if TYPE_CHECKING:
+    from services.quoting.booking import BookingLine, Transaction
+
+__all__ = ["CANONICAL_JSON", "esc", "fingerprint", "quote_text", "short_hash"]
 
 CANONICAL_JSON = json.JSONEncoder(sort_keys=True, separators=(",", ":"), check_circular=False)
 
@@ -63,3 +66,45 @@ def quote_text(m: dict[str, Any]) -> str:
         f'"risk_flags":[{flags}],"total_refund":"{m["total_refund"]}",'
         f'"waiver":{"null" if waiver is None else esc(waiver)}}}'
     )
+
+
+def fingerprint(
+    booking: Mapping[str, Any],
+    order: Mapping[str, Any],
+    lines: tuple[BookingLine, ...],
+    transactions: tuple[Transaction, ...] | None,
+) -> str:
+    """What a quote depends on; a different fingerprint means the booking changed."""
+    status = str(booking.get("status") or "")
+    total, paid_total = str(order.get("total")), str(order.get("paid_total"))
+    paid = None if transactions is None else sorted(
+        [(t.id, t.status, t.amount, t.original_id or "") for t in transactions])
+    return short_hash(lambda: _canonical_fingerprint(status, total, paid_total, lines, paid),
+                      lambda: {"status": status, "total": total, "paid_total": paid_total,
+                               "lines": [(ln.line_id, ln.sku, ln.item_id, ln.start_iso,
+                                          ln.total, ln.tax) for ln in lines],
+                               "transactions": paid}, 16)
+
+
+def _canonical_fingerprint(status: str, total: str, paid_total: str,
+                           lines: tuple[BookingLine, ...],
+                           transactions: list[tuple[str, str, int, str]] | None) -> str:
+    """`CANONICAL_JSON.encode` of the fingerprint's material (the fallback in `_fingerprint`
+    spells it out), written as one template: keys in sorted order, strings through the json
+    module's own escaping (what the encoder calls), ints as `int.__repr__` writes them, as
+    the encoder does. tests/test_quote_serialise.py compares it with `json.dumps`."""
+    rows = ",".join([
+        f"[{esc(ln.line_id)},{esc(ln.sku)},{esc(ln.item_id)},{esc(ln.start_iso)},"
+        f"{_int(ln.total)},{_int(ln.tax)}]" for ln in lines])
+    paid = "null" if transactions is None else "[" + ",".join([
+        f"[{esc(a)},{esc(b)},{_int(c)},{esc(d)}]" for a, b, c, d in transactions]) + "]"
+    return (f'{{"lines":[{rows}],"paid_total":{esc(paid_total)},"status":{esc(status)},'
+            f'"total":{esc(total)},"transactions":{paid}}}')
+
+
+def _int(value: int) -> str:
+    """An int as the json encoder writes it; anything else is refused (TypeError), and the
+    encoder writes it instead."""
+    if type(value) is not int:
+        raise TypeError(f"not an int: {type(value).__name__}")
+    return int.__repr__(value)
