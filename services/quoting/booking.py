@@ -132,27 +132,46 @@ class BookingSnapshot:
         A refund naming its payment in `original_transaction_id` reduces that one; the others
         reduce the newest payments first.
         """
-        if self.transactions is None:
-            return []
-        paid = sorted(
-            (t for t in self.transactions if t.status == "PAID"),
-            key=lambda t: (t.date, t.id),
-            reverse=True,
-        )
+        return [frozen_new(Payment, transaction=t, unrefunded=left)
+                for t, left in self.unrefunded()[0]]
+
+    def unrefunded(self) -> tuple[list[tuple[Transaction, int]], int, int]:
+        """`payments()` as (transaction, unrefunded) pairs, with `paid` and `already_refunded`,
+        in one pass over the transactions (a quote reads all three)."""
+        transactions = self.transactions
+        if transactions is None:
+            return [], self.paid_total, 0
+        paid: list[Transaction] = []
+        refunds: list[Transaction] = []
+        paid_sum = refunded = 0
+        for t in transactions:
+            if t.status == "PAID":
+                paid.append(t)
+                paid_sum += t.amount
+            elif t.status == "REFUND":
+                refunds.append(t)
+                refunded += t.amount
+        paid.sort(key=_newest, reverse=True)
         left = {t.id: t.amount for t in paid}
         unattributed = 0
-        for refund in (t for t in self.transactions if t.status == "REFUND"):
+        for refund in refunds:
             if refund.original_id in left:
                 taken = min(left[refund.original_id], refund.amount)
                 left[refund.original_id] -= taken
                 unattributed += refund.amount - taken
             else:
                 unattributed += refund.amount
+        pairs = []
         for t in paid:
             taken = min(left[t.id], unattributed)
             left[t.id] -= taken
             unattributed -= taken
-        return [frozen_new(Payment, transaction=t, unrefunded=left[t.id]) for t in paid]
+            pairs.append((t, left[t.id]))
+        return pairs, paid_sum, refunded
+
+
+def _newest(t: Transaction) -> tuple[datetime, str]:
+    return t.date, t.id
 
 
 def parse_snapshot(data: Mapping[str, Any], default_currency: str | None = None) -> BookingSnapshot:
