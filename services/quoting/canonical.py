@@ -20,6 +20,16 @@ __all__ = ["CANONICAL_JSON", "esc", "fingerprint", "quote_text", "short_hash"]
 CANONICAL_JSON = json.JSONEncoder(sort_keys=True, separators=(",", ":"), check_circular=False)
 
 
+def line_text(amount: str, line_id: str, name: str, notice_hours: str, percent: str,
+              policy_id: str, reason: str, refund: str, sku: str, start: str, tax: str,
+              tax_refund: str) -> str:
+    """One quote line's row as `quote_text` writes it (the amounts are digits, as they are)."""
+    return (f'{{"amount":"{amount}","line_id":{esc(line_id)},"name":{esc(name)},'
+            f'"notice_hours":{esc(notice_hours)},"percent":{esc(percent)},'
+            f'"policy_id":{esc(policy_id)},"reason":{esc(reason)},"refund":"{refund}",'
+            f'"sku":{esc(sku)},"start":{esc(start)},"tax":"{tax}","tax_refund":"{tax_refund}"}}')
+
+
 def short_hash(text: Callable[[], str], material: Callable[[], Any], length: int) -> str:
     """The first `length` hex digits of the SHA-256 of the material's canonical JSON: `text()`
     (a template), or, when a value is not of a type the template writes (the json module's
@@ -31,19 +41,18 @@ def short_hash(text: Callable[[], str], material: Callable[[], Any], length: int
     return hashlib.sha256(blob.encode()).hexdigest()[:length]
 
 
-def quote_text(m: dict[str, Any]) -> str:
+def quote_text(m: dict[str, Any], lines: list[str] | None = None) -> str:
     """`CANONICAL_JSON.encode(m)` for the quote's own `_serialised` shape, written as one
     template: keys in sorted order, every string through the json module's own escaping
     (`encode_basestring_ascii`, what the encoder calls), amounts and the decision, which are
     digits and a fixed word, as they are. A third of the encoder's time; the tests compare the
-    two over generated quotes."""
-    lines = ",".join([
-        f'{{"amount":"{ln["amount"]}","line_id":{esc(ln["line_id"])},"name":{esc(ln["name"])},'
-        f'"notice_hours":{esc(ln["notice_hours"])},"percent":{esc(ln["percent"])},'
-        f'"policy_id":{esc(ln["policy_id"])},"reason":{esc(ln["reason"])},'
-        f'"refund":"{ln["refund"]}","sku":{esc(ln["sku"])},"start":{esc(ln["start"])},'
-        f'"tax":"{ln["tax"]}","tax_refund":"{ln["tax_refund"]}"}}'
-        for ln in m["lines"]])
+    two over generated quotes. `lines`: the lines' `line_text`, when the caller has them."""
+    if lines is None:
+        lines = [line_text(ln["amount"], ln["line_id"], ln["name"], ln["notice_hours"],
+                           ln["percent"], ln["policy_id"], ln["reason"], ln["refund"],
+                           ln["sku"], ln["start"], ln["tax"], ln["tax_refund"])
+                 for ln in m["lines"]]
+    lines_text = ",".join(lines)
     allocations = ",".join([
         f'{{"amount":"{a["amount"]}","method":{esc(a["method"])},"payment":{esc(a["payment"])}}}'
         for a in m["allocations"]])
@@ -58,7 +67,7 @@ def quote_text(m: dict[str, Any]) -> str:
         f'"booking_id":{esc(m["booking_id"])},"cancelled_at":{esc(m["cancelled_at"])},'
         f'"clauses":{{{clauses}}},"currency":{esc(m["currency"])},'
         f'"decision":"{m["decision"]}","entitlement":"{m["entitlement"]}",'
-        f'"fee":"{m["fee"]}","lines":[{lines}],"net_paid":"{m["net_paid"]}",'
+        f'"fee":"{m["fee"]}","lines":[{lines_text}],"net_paid":"{m["net_paid"]}",'
         f'"order_total":"{m["order_total"]}","paid":"{m["paid"]}",'
         f'"policy_digest":{esc(m["policy_digest"])},'
         f'"policy_ids":[{",".join(map(esc, m["policy_ids"]))}],'

@@ -32,7 +32,7 @@ from services.quoting.booking import (
     computed_once,
     frozen_new,
 )
-from services.quoting.canonical import quote_text, short_hash
+from services.quoting.canonical import line_text, quote_text, short_hash
 from services.quoting.plans import Plan, keep_route, plain, plan_of, routes_of
 from services.quoting.policy import Policy, PolicyBook
 
@@ -78,6 +78,20 @@ class QuoteLine:
 
     def to_row(self, places: int) -> dict[str, Any]:
         """`to_dict` for a currency of `places` minor digits."""
+        return self.row_and_text(places)[0]
+
+    def row_and_text(self, places: int) -> tuple[dict[str, Any], str | None]:
+        """`to_row(places)` and the row's canonical JSON (`canonical.line_text`), its amounts
+        formatted once for both; None for the text when a value is not one the template
+        writes (the encoder then writes the whole quote)."""
+        amount, tax = _format(self.amount, places), _format(self.tax, places)
+        refund, tax_refund = _format(self.refund, places), _format(self.tax_refund, places)
+        try:
+            text: str | None = line_text(amount, self.line_id, self.name, self.notice_hours,
+                                         self.percent, self.policy_id, self.reason, refund,
+                                         self.sku, self.start, tax, tax_refund)
+        except TypeError:
+            text = None
         return {
             "line_id": self.line_id,
             "sku": self.sku,
@@ -86,12 +100,12 @@ class QuoteLine:
             "notice_hours": self.notice_hours,
             "policy_id": self.policy_id,
             "percent": self.percent,
-            "amount": _format(self.amount, places),
-            "tax": _format(self.tax, places),
-            "refund": _format(self.refund, places),
-            "tax_refund": _format(self.tax_refund, places),
+            "amount": amount,
+            "tax": tax,
+            "refund": refund,
+            "tax_refund": tax_refund,
             "reason": self.reason,
-        }
+        }, text
 
 
 @dataclass(frozen=True)
@@ -236,6 +250,7 @@ def build_quote(
 
     lines: list[QuoteLine] = []
     rows: list[dict[str, Any]] = []  # the lines as `_serialised` writes them
+    texts: list[str | None] = []  # and as its canonical JSON does
     applied: list[Policy] = []
     plans: dict[int, Plan] = {}  # id(policy): its plan, for the policies applied so far
     routes = routes_of(book)
@@ -258,7 +273,9 @@ def build_quote(
         q = _quote_line(line, policy, plan, cancelled_at, waiver_code)
         lines.append(q)
         gross += q.refund + q.tax_refund
-        rows.append(q.to_row(places))
+        row, text = q.row_and_text(places)
+        rows.append(row)
+        texts.append(text)
 
     waived = {p.id for p in applied if waiver_code and waiver_code in p.waivers}
     fee = max(
@@ -322,7 +339,8 @@ def build_quote(
     }
     # The version, set before anyone sees the quote (as __init__ sets the other fields): a
     # short hash of everything the quote says, which a button carries to detect staleness.
-    object.__setattr__(quote, "version", short_hash(lambda: quote_text(material),
+    written = None if None in texts else texts
+    object.__setattr__(quote, "version", short_hash(lambda: quote_text(material, written),
                                                     lambda: material, 12))
     return quote
 
