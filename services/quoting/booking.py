@@ -7,60 +7,29 @@ The engine does not care whether it came from a webhook or from the API.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Generic, TypeVar, overload
+from typing import Any
 
 from services.clients.checkfront_bodies import checkfront_status
 from services.errors import DomainError
-from services.money import MoneyError, normalize_currency, to_decimal, to_minor
+from services.money import (
+    MAX_DIGITS,
+    MoneyError,
+    exponent,
+    normalize_currency,
+    to_decimal,
+    to_minor,
+)
 from services.privacy import EMAIL_HASH, customer_hash
-from services.quoting.canonical import esc, short_hash
+from services.quoting.canonical import fingerprint as _fingerprint
+from services.quoting.frozen import computed_once, frozen_new
 
 STRIPE_PREFIXES = ("pi_", "ch_")
 
-_Owner = TypeVar("_Owner")
-_Value = TypeVar("_Value")
-
-
-def frozen_new(cls: type[_Owner], **values: Any) -> _Owner:
-    """`cls(**values)` for a frozen dataclass given every field, in field order, and without
-    __post_init__: the instance's __dict__ filled at once, where the generated __init__ calls
-    object.__setattr__ field by field (a sixth of a quote went there). The instance is the
-    same: equal to the constructor's, as frozen, with the same fields."""
-    instance = object.__new__(cls)
-    instance.__dict__.update(values)
-    return instance
-
-
-class computed_once(Generic[_Owner, _Value]):
-    """`functools.cached_property` without its lock (Python 3.11's takes an RLock on every
-    first read, which costs more than most values it keeps). For frozen dataclasses without
-    slots: the value is kept in the instance's __dict__, outside the dataclass fields
-    (equality, `fields`, `asdict` and `replace` do not see it). Two threads may both compute
-    it: the function must be pure."""
-
-    def __init__(self, func: Callable[[_Owner], _Value]) -> None:
-        self.func = func
-        self.name = func.__name__
-        self.__doc__ = func.__doc__
-
-    def __set_name__(self, owner: type, name: str) -> None:
-        self.name = name
-
-    @overload
-    def __get__(self, instance: None, owner: type | None = None) -> computed_once[_Owner, _Value]:
-        ...
-
-    @overload
-    def __get__(self, instance: _Owner, owner: type | None = None) -> _Value: ...
-
-    def __get__(self, instance: _Owner | None, owner: type | None = None) -> Any:
-        if instance is None:
-            return self
-        value = instance.__dict__[self.name] = self.func(instance)
-        return value
+__all__ = ["BookingLine", "BookingSnapshot", "Payment", "SnapshotError", "Transaction",
+           "computed_once", "frozen_new", "parse_checked", "parse_snapshot"]
 
 
 class SnapshotError(DomainError, ValueError):
@@ -163,31 +132,213 @@ class BookingSnapshot:
         A refund naming its payment in `original_transaction_id` reduces that one; the others
         reduce the newest payments first.
         """
-        if self.transactions is None:
-            return []
-        paid = sorted(
-            (t for t in self.transactions if t.status == "PAID"),
-            key=lambda t: (t.date, t.id),
-            reverse=True,
-        )
+        return [frozen_new(Payment, transaction=t, unrefunded=left)
+                for t, left in self.unrefunded()[0]]
+
+    def unrefunded(self) -> tuple[list[tuple[Transaction, int]], int, int]:
+        """`payments()` as (transaction, unrefunded) pairs, with `paid` and `already_refunded`,
+        in one pass over the transactions (a quote reads all three)."""
+        transactions = self.transactions
+        if transactions is None:
+            return [], self.paid_total, 0
+        paid: list[Transaction] = []
+        refunds: list[Transaction] = []
+        paid_sum = refunded = 0
+        for t in transactions:
+            if t.status == "PAID":
+                paid.append(t)
+                paid_sum += t.amount
+            elif t.status == "REFUND":
+                refunds.append(t)
+                refunded += t.amount
+        paid.sort(key=_newest, reverse=True)
         left = {t.id: t.amount for t in paid}
         unattributed = 0
-        for refund in (t for t in self.transactions if t.status == "REFUND"):
+        for refund in refunds:
             if refund.original_id in left:
                 taken = min(left[refund.original_id], refund.amount)
                 left[refund.original_id] -= taken
                 unattributed += refund.amount - taken
             else:
                 unattributed += refund.amount
+        pairs = []
         for t in paid:
             taken = min(left[t.id], unattributed)
             left[t.id] -= taken
             unattributed -= taken
-        return [frozen_new(Payment, transaction=t, unrefunded=left[t.id]) for t in paid]
+            pairs.append((t, left[t.id]))
+        return pairs, paid_sum, refunded
+
+
+def _newest(t: Transaction) -> tuple[datetime, str]:
+    return t.date, t.id
 
 
 def parse_snapshot(data: Mapping[str, Any], default_currency: str | None = None) -> BookingSnapshot:
-    """Read a snapshot dict; raise SnapshotError naming the first missing or bad field."""
+    """Read a snapshot dict; raise SnapshotError naming the first missing or bad field.
+
+    A snapshot of the usual shape (plain dicts, lists and strings as Checkfront sends them)
+    is read in one pass (`_read_usual`); anything else, and every refusal, by the
+    validating path below, which gives the same snapshot for what both read."""
+    if type(data) is dict:
+        snapshot = _read_usual(data, default_currency)
+        if snapshot is not None:
+            return snapshot
+    return parse_checked(data, default_currency)
+
+
+def _read_usual(data: dict[str, Any], default_currency: str | None) -> BookingSnapshot | None:
+    """`parse_checked(data, default_currency)` for a snapshot of the usual shape, in one pass
+    that reads each value straight into its field; None when anything is unusual or wrong (the
+    validating path then reads it and words any refusal). The usual shape: the booking, its
+    order and their `@attributes` as dicts, the items as a list under `items.item`, every item
+    and transaction a dict, amounts as plain text, times as unix seconds (text or int)."""
+    booking = data.get("booking")
+    if type(booking) is not dict:
+        return None
+    order, attributes = booking.get("order"), booking.get("@attributes")
+    if type(order) is not dict or type(attributes) is not dict:
+        return None
+    order_attributes, items = order.get("@attributes"), order.get("items")
+    if type(order_attributes) is not dict or type(items) is not dict:
+        return None
+    items = items.get("item")
+    currency = order_attributes.get("currency_id") or default_currency
+    customer = booking.get("customer") or _NOBODY
+    if type(items) is not list or not items or type(currency) is not str \
+            or type(customer) is not dict:
+        return None
+    try:
+        currency = normalize_currency(currency)
+    except MoneyError:
+        return None
+    places = exponent(currency)
+    booking_id = str(attributes.get("booking_id") or booking.get("booking_id") or "").strip()
+    code = str(booking.get("code") or booking.get("id") or "").strip()
+    if not booking_id and not code:
+        return None
+    new = object.__new__
+    lines: list[BookingLine] = []
+    for index, item in enumerate(items):
+        line_attributes = item.get("@attributes") if type(item) is dict else None
+        if type(line_attributes) is not dict:
+            return None
+        start = _moment(item.get("start_date"))
+        total = _usual_minor(item.get("total"), currency, places)
+        tax = item.get("tax_total")
+        tax = 0 if tax is None or tax == "" else _usual_minor(tax, currency, places)
+        qty = item.get("qty", 1) or 1
+        if type(qty) is str and qty.isascii() and qty.isdigit():
+            qty = int(qty)
+        if start is None or total is None or tax is None or tax > total or type(qty) is not int:
+            return None
+        line_id = str(line_attributes.get("line_id") or item.get("line_id") or index + 1)
+        sku = str(item.get("sku") or "").strip()
+        status = item.get("status")
+        line = new(BookingLine)
+        line.__dict__.update(
+            line_id=line_id,
+            item_id=str(line_attributes.get("item_id") or item.get("item_id") or "").strip(),
+            sku=sku, name=str(item.get("name") or sku or f"line {line_id}"), start=start[0],
+            total=total, tax=tax, qty=qty,
+            status=(status.upper() if type(status) is str
+                    else checkfront_status(item, "status", strip=False)),
+            start_iso=start[1])
+        lines.append(line)
+    transactions: list[Transaction] | None = None
+    listed = data.get("transactions")
+    if listed is not None:
+        if type(listed) is not list:
+            return None
+        transactions = []
+        for raw in listed:
+            if type(raw) is not dict:
+                return None
+            tid = str(raw.get("transaction_id") or "").strip()
+            when = _moment(raw.get("date"))
+            amount = _usual_minor(raw.get("amount"), currency, places)
+            if not tid or when is None or amount is None:
+                return None
+            status, original = raw.get("status"), raw.get("original_transaction_id")
+            transaction = new(Transaction)
+            transaction.__dict__.update(
+                id=tid, date=when[0],
+                status=(status.strip().upper() if type(status) is str
+                        else checkfront_status(raw, "status")),
+                amount=abs(amount), gateway=str(raw.get("gateway_id") or ""),
+                original_id=None if original is None or original == "" else str(original).strip())
+            transactions.append(transaction)
+    created = booking.get("created_date")
+    created_at = None if created is None or created == "" else _moment(created)
+    order_total = _usual_minor(order.get("total"), currency, places)
+    paid_total = order.get("paid_total")
+    paid_total = (0 if paid_total is None or paid_total == ""
+                  else _usual_minor(paid_total, currency, places))
+    if (created_at is None and created is not None and created != "") or order_total is None \
+            or paid_total is None:
+        return None
+    status = booking.get("status") or booking.get("status_id")
+    snapshot = new(BookingSnapshot)
+    lines_kept = tuple(lines)
+    transactions_kept = None if transactions is None else tuple(transactions)
+    snapshot.__dict__.update(
+        booking_id=booking_id or code, code=code or booking_id,
+        status=(status.strip().upper() if type(status) is str
+                else checkfront_status(booking, "status", "status_id")),
+        currency=currency, created_at=None if created_at is None else created_at[0],
+        customer_name=str(customer.get("name") or ""),
+        customer_email=str(customer.get("email") or ""),
+        customer_email_hash=str(customer.get(EMAIL_HASH) or ""),
+        order_total=order_total, paid_total=paid_total, lines=lines_kept,
+        transactions=transactions_kept,
+        fingerprint=_fingerprint(booking, order, lines_kept, transactions_kept))
+    return snapshot
+
+
+_NOBODY: dict[str, Any] = {}
+_MOMENTS: dict[str | int, tuple[datetime, str]] = {}
+_MAX_MOMENTS = 4096  # distinct unix seconds kept: a day's departures and payments
+
+
+def _moment(value: Any) -> tuple[datetime, str] | None:
+    """The UTC datetime of unix seconds given as text or an int, as `_timestamp` reads them,
+    with its ISO text; None where `_timestamp` refuses (or is not asked: other types). Kept
+    per distinct value (a datetime is immutable): the same booking is read several times per
+    case, its lines share a start, and `datetime.fromtimestamp` was a tenth of a snapshot."""
+    kind = type(value)  # exact types: True == 1 and 1.0 == 1 must not find 1's moment
+    if kind is not str and kind is not int:
+        return None
+    kept = _MOMENTS.get(value)
+    if kept is None:
+        try:
+            moment = _timestamp(value, "", "")
+        except SnapshotError:
+            return None
+        if len(_MOMENTS) >= _MAX_MOMENTS:
+            _MOMENTS.clear()
+        kept = _MOMENTS[value] = (moment, moment.isoformat())
+    return kept
+
+
+def _usual_minor(value: Any, currency: str, places: int) -> int | None:
+    """`to_minor(value, currency)` as `_amount` reads it, or None where `_amount` refuses.
+    Text with exactly the currency's decimals ("210.00") is read here, digit for digit what
+    `to_minor` does; anything else by `to_minor`."""
+    if type(value) is str:
+        whole, _, fraction = value.partition(".")
+        if (len(fraction) == places and whole.isdigit() and fraction.isdigit()
+                and whole.isascii() and fraction.isascii() and len(whole) <= MAX_DIGITS):
+            return int(whole + fraction)
+    if value is None or value == "":
+        return None
+    try:
+        return to_minor(value, currency)
+    except MoneyError:
+        return None
+
+
+def parse_checked(data: Mapping[str, Any], default_currency: str | None = None) -> BookingSnapshot:
+    """`parse_snapshot` field by field, each value validated: the reference and the fallback."""
     if not _is_mapping(data):
         raise SnapshotError("booking snapshot must be a JSON object")
     booking = _require_mapping(data, "booking", "booking")
@@ -369,45 +520,3 @@ def _whole(value: Any) -> int:
     if type(value) is str and value.isascii() and value.isdigit():
         return int(value)
     return int(to_decimal(value))
-
-
-def _fingerprint(
-    booking: Mapping[str, Any],
-    order: Mapping[str, Any],
-    lines: tuple[BookingLine, ...],
-    transactions: tuple[Transaction, ...] | None,
-) -> str:
-    """What a quote depends on; a different fingerprint means the booking changed."""
-    status = str(booking.get("status") or "")
-    total, paid_total = str(order.get("total")), str(order.get("paid_total"))
-    paid = None if transactions is None else sorted(
-        [(t.id, t.status, t.amount, t.original_id or "") for t in transactions])
-    return short_hash(lambda: _canonical_fingerprint(status, total, paid_total, lines, paid),
-                      lambda: {"status": status, "total": total, "paid_total": paid_total,
-                               "lines": [(ln.line_id, ln.sku, ln.item_id, ln.start_iso,
-                                          ln.total, ln.tax) for ln in lines],
-                               "transactions": paid}, 16)
-
-
-def _canonical_fingerprint(status: str, total: str, paid_total: str,
-                           lines: tuple[BookingLine, ...],
-                           transactions: list[tuple[str, str, int, str]] | None) -> str:
-    """`CANONICAL_JSON.encode` of the fingerprint's material (the fallback in `_fingerprint`
-    spells it out), written as one template: keys in sorted order, strings through the json
-    module's own escaping (what the encoder calls), ints as `int.__repr__` writes them, as
-    the encoder does. tests/test_quote_serialise.py compares it with `json.dumps`."""
-    rows = ",".join([
-        f"[{esc(ln.line_id)},{esc(ln.sku)},{esc(ln.item_id)},{esc(ln.start_iso)},"
-        f"{_int(ln.total)},{_int(ln.tax)}]" for ln in lines])
-    paid = "null" if transactions is None else "[" + ",".join([
-        f"[{esc(a)},{esc(b)},{_int(c)},{esc(d)}]" for a, b, c, d in transactions]) + "]"
-    return (f'{{"lines":[{rows}],"paid_total":{esc(paid_total)},"status":{esc(status)},'
-            f'"total":{esc(total)},"transactions":{paid}}}')
-
-
-def _int(value: int) -> str:
-    """An int as the json encoder writes it; anything else is refused (TypeError), and the
-    encoder writes it instead."""
-    if type(value) is not int:
-        raise TypeError(f"not an int: {type(value).__name__}")
-    return int.__repr__(value)

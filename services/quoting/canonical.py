@@ -8,13 +8,26 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from json.encoder import encode_basestring_ascii as esc
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-__all__ = ["CANONICAL_JSON", "esc", "quote_text", "short_hash"]
+if TYPE_CHECKING:
+    from services.quoting.booking import BookingLine, Transaction
+
+__all__ = ["CANONICAL_JSON", "esc", "fingerprint", "quote_text", "short_hash"]
 
 CANONICAL_JSON = json.JSONEncoder(sort_keys=True, separators=(",", ":"), check_circular=False)
+
+
+def line_text(amount: str, line_id: str, name: str, notice_hours: str, percent: str,
+              policy_id: str, reason: str, refund: str, sku: str, start: str, tax: str,
+              tax_refund: str) -> str:
+    """One quote line's row as `quote_text` writes it (the amounts are digits, as they are)."""
+    return (f'{{"amount":"{amount}","line_id":{esc(line_id)},"name":{esc(name)},'
+            f'"notice_hours":{esc(notice_hours)},"percent":{esc(percent)},'
+            f'"policy_id":{esc(policy_id)},"reason":{esc(reason)},"refund":"{refund}",'
+            f'"sku":{esc(sku)},"start":{esc(start)},"tax":"{tax}","tax_refund":"{tax_refund}"}}')
 
 
 def short_hash(text: Callable[[], str], material: Callable[[], Any], length: int) -> str:
@@ -28,19 +41,18 @@ def short_hash(text: Callable[[], str], material: Callable[[], Any], length: int
     return hashlib.sha256(blob.encode()).hexdigest()[:length]
 
 
-def quote_text(m: dict[str, Any]) -> str:
+def quote_text(m: dict[str, Any], lines: list[str] | None = None) -> str:
     """`CANONICAL_JSON.encode(m)` for the quote's own `_serialised` shape, written as one
     template: keys in sorted order, every string through the json module's own escaping
     (`encode_basestring_ascii`, what the encoder calls), amounts and the decision, which are
     digits and a fixed word, as they are. A third of the encoder's time; the tests compare the
-    two over generated quotes."""
-    lines = ",".join([
-        f'{{"amount":"{ln["amount"]}","line_id":{esc(ln["line_id"])},"name":{esc(ln["name"])},'
-        f'"notice_hours":{esc(ln["notice_hours"])},"percent":{esc(ln["percent"])},'
-        f'"policy_id":{esc(ln["policy_id"])},"reason":{esc(ln["reason"])},'
-        f'"refund":"{ln["refund"]}","sku":{esc(ln["sku"])},"start":{esc(ln["start"])},'
-        f'"tax":"{ln["tax"]}","tax_refund":"{ln["tax_refund"]}"}}'
-        for ln in m["lines"]])
+    two over generated quotes. `lines`: the lines' `line_text`, when the caller has them."""
+    if lines is None:
+        lines = [line_text(ln["amount"], ln["line_id"], ln["name"], ln["notice_hours"],
+                           ln["percent"], ln["policy_id"], ln["reason"], ln["refund"],
+                           ln["sku"], ln["start"], ln["tax"], ln["tax_refund"])
+                 for ln in m["lines"]]
+    lines_text = ",".join(lines)
     allocations = ",".join([
         f'{{"amount":"{a["amount"]}","method":{esc(a["method"])},"payment":{esc(a["payment"])}}}'
         for a in m["allocations"]])
@@ -55,7 +67,7 @@ def quote_text(m: dict[str, Any]) -> str:
         f'"booking_id":{esc(m["booking_id"])},"cancelled_at":{esc(m["cancelled_at"])},'
         f'"clauses":{{{clauses}}},"currency":{esc(m["currency"])},'
         f'"decision":"{m["decision"]}","entitlement":"{m["entitlement"]}",'
-        f'"fee":"{m["fee"]}","lines":[{lines}],"net_paid":"{m["net_paid"]}",'
+        f'"fee":"{m["fee"]}","lines":[{lines_text}],"net_paid":"{m["net_paid"]}",'
         f'"order_total":"{m["order_total"]}","paid":"{m["paid"]}",'
         f'"policy_digest":{esc(m["policy_digest"])},'
         f'"policy_ids":[{",".join(map(esc, m["policy_ids"]))}],'
@@ -63,3 +75,45 @@ def quote_text(m: dict[str, Any]) -> str:
         f'"risk_flags":[{flags}],"total_refund":"{m["total_refund"]}",'
         f'"waiver":{"null" if waiver is None else esc(waiver)}}}'
     )
+
+
+def fingerprint(
+    booking: Mapping[str, Any],
+    order: Mapping[str, Any],
+    lines: tuple[BookingLine, ...],
+    transactions: tuple[Transaction, ...] | None,
+) -> str:
+    """What a quote depends on; a different fingerprint means the booking changed."""
+    status = str(booking.get("status") or "")
+    total, paid_total = str(order.get("total")), str(order.get("paid_total"))
+    paid = None if transactions is None else sorted(
+        [(t.id, t.status, t.amount, t.original_id or "") for t in transactions])
+    return short_hash(lambda: _canonical_fingerprint(status, total, paid_total, lines, paid),
+                      lambda: {"status": status, "total": total, "paid_total": paid_total,
+                               "lines": [(ln.line_id, ln.sku, ln.item_id, ln.start_iso,
+                                          ln.total, ln.tax) for ln in lines],
+                               "transactions": paid}, 16)
+
+
+def _canonical_fingerprint(status: str, total: str, paid_total: str,
+                           lines: tuple[BookingLine, ...],
+                           transactions: list[tuple[str, str, int, str]] | None) -> str:
+    """`CANONICAL_JSON.encode` of the fingerprint's material (the fallback in `_fingerprint`
+    spells it out), written as one template: keys in sorted order, strings through the json
+    module's own escaping (what the encoder calls), ints as `int.__repr__` writes them, as
+    the encoder does. tests/test_quote_serialise.py compares it with `json.dumps`."""
+    rows = ",".join([
+        f"[{esc(ln.line_id)},{esc(ln.sku)},{esc(ln.item_id)},{esc(ln.start_iso)},"
+        f"{_int(ln.total)},{_int(ln.tax)}]" for ln in lines])
+    paid = "null" if transactions is None else "[" + ",".join([
+        f"[{esc(a)},{esc(b)},{_int(c)},{esc(d)}]" for a, b, c, d in transactions]) + "]"
+    return (f'{{"lines":[{rows}],"paid_total":{esc(paid_total)},"status":{esc(status)},'
+            f'"total":{esc(total)},"transactions":{paid}}}')
+
+
+def _int(value: int) -> str:
+    """An int as the json encoder writes it; anything else is refused (TypeError), and the
+    encoder writes it instead."""
+    if type(value) is not int:
+        raise TypeError(f"not an int: {type(value).__name__}")
+    return int.__repr__(value)

@@ -8,7 +8,7 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import NamedTuple
 
-from services.quoting.policy import Policy
+from services.quoting.policy import Policy, PolicyBook
 
 
 class Tier(NamedTuple):
@@ -57,6 +57,32 @@ def plan_of(policy: Policy) -> Plan:
         _PLANS.clear()
     _PLANS[id(policy)] = (policy, plan)
     return plan
+
+
+_ROUTES: dict[int, tuple[PolicyBook, dict[tuple[str, str], Policy]]] = {}
+_MAX_ROUTES = 4096  # (sku, item id) pairs kept per book, and books kept
+
+
+def routes_of(book: PolicyBook) -> dict[tuple[str, str], Policy]:
+    """The book's policy by (sku, item id) for the pairs met so far (`book.policy_for`'s
+    answers: a book is frozen, so they never change), kept by the book's identity; fill it
+    with `keep_route`."""
+    kept = _ROUTES.get(id(book))
+    if kept is not None and kept[0] is book:
+        return kept[1]
+    if len(_ROUTES) >= _MAX_ROUTES:
+        _ROUTES.clear()
+    routes: dict[tuple[str, str], Policy] = {}
+    _ROUTES[id(book)] = (book, routes)
+    return routes
+
+
+def keep_route(routes: dict[tuple[str, str], Policy], route: tuple[str, str],
+               policy: Policy) -> None:
+    """Keep `book.policy_for(*route)` in the book's routes, which stay bounded."""
+    if len(routes) >= _MAX_ROUTES:
+        routes.clear()
+    routes[route] = policy
 
 
 def whole_or_exact(percent: Decimal) -> Decimal | int:

@@ -15,11 +15,25 @@ from functools import lru_cache
 from typing import Any
 
 from services.errors import DomainError
-from services.money import MoneyError, exponent, format_minor, percent_of, to_minor
+from services.money import (
+    _CENTS,
+    _EXACT_BELOW,
+    MoneyError,
+    exponent,
+    format_minor,
+    percent_of,
+    to_minor,
+)
 from services.money import format_places as _format
-from services.quoting.booking import BookingLine, BookingSnapshot, computed_once, frozen_new
-from services.quoting.canonical import quote_text, short_hash
-from services.quoting.plans import Plan, plain, plan_of
+from services.quoting.booking import (
+    BookingLine,
+    BookingSnapshot,
+    Transaction,
+    computed_once,
+    frozen_new,
+)
+from services.quoting.canonical import line_text, quote_text, short_hash
+from services.quoting.plans import Plan, keep_route, plain, plan_of, routes_of
 from services.quoting.policy import Policy, PolicyBook
 
 
@@ -60,7 +74,24 @@ class QuoteLine:
 
     def to_dict(self, currency: str) -> dict[str, Any]:
         """JSON-ready, amounts as decimal strings in `currency` (see `Quote.to_dict`)."""
-        places = exponent(currency)
+        return self.to_row(exponent(currency))
+
+    def to_row(self, places: int) -> dict[str, Any]:
+        """`to_dict` for a currency of `places` minor digits."""
+        return self.row_and_text(places)[0]
+
+    def row_and_text(self, places: int) -> tuple[dict[str, Any], str | None]:
+        """`to_row(places)` and the row's canonical JSON (`canonical.line_text`), its amounts
+        formatted once for both; None for the text when a value is not one the template
+        writes (the encoder then writes the whole quote)."""
+        amount, tax = _format(self.amount, places), _format(self.tax, places)
+        refund, tax_refund = _format(self.refund, places), _format(self.tax_refund, places)
+        try:
+            text: str | None = line_text(amount, self.line_id, self.name, self.notice_hours,
+                                         self.percent, self.policy_id, self.reason, refund,
+                                         self.sku, self.start, tax, tax_refund)
+        except TypeError:
+            text = None
         return {
             "line_id": self.line_id,
             "sku": self.sku,
@@ -69,12 +100,12 @@ class QuoteLine:
             "notice_hours": self.notice_hours,
             "policy_id": self.policy_id,
             "percent": self.percent,
-            "amount": _format(self.amount, places),
-            "tax": _format(self.tax, places),
-            "refund": _format(self.refund, places),
-            "tax_refund": _format(self.tax_refund, places),
+            "amount": amount,
+            "tax": tax,
+            "refund": refund,
+            "tax_refund": tax_refund,
             "reason": self.reason,
-        }
+        }, text
 
 
 @dataclass(frozen=True)
@@ -214,23 +245,37 @@ def build_quote(
     if cancelled_at.tzinfo is None:
         raise QuoteError("cancellation time must carry a timezone")
     currency = snapshot.currency
+    places = exponent(currency)
     waiver_code = waiver.strip().upper() if waiver else None
 
     lines: list[QuoteLine] = []
+    rows: list[dict[str, Any]] = []  # the lines as `_serialised` writes them
+    texts: list[str | None] = []  # and as its canonical JSON does
     applied: list[Policy] = []
     plans: dict[int, Plan] = {}  # id(policy): its plan, for the policies applied so far
+    routes = routes_of(book)
+    gross = 0
     for line in snapshot.lines:
-        policy = book.policy_for(line.sku, line.item_id)  # rule 1
+        route = (line.sku, line.item_id)
+        policy = routes.get(route)
         if policy is None:
-            raise QuoteError(
-                f"no policy applies to line {line.line_id} (sku {line.sku or '-'}, "
-                f"item {line.item_id or '-'}) and no policy is marked default"
-            )
+            policy = book.policy_for(line.sku, line.item_id)  # rule 1
+            if policy is None:
+                raise QuoteError(
+                    f"no policy applies to line {line.line_id} (sku {line.sku or '-'}, "
+                    f"item {line.item_id or '-'}) and no policy is marked default"
+                )
+            keep_route(routes, route, policy)
         plan = plans.get(id(policy))  # ids are unique: identity is equality
         if plan is None:
             applied.append(policy)
             plan = plans[id(policy)] = plan_of(policy)
-        lines.append(_quote_line(line, policy, plan, cancelled_at, waiver_code))
+        q = _quote_line(line, policy, plan, cancelled_at, waiver_code)
+        lines.append(q)
+        gross += q.refund + q.tax_refund
+        row, text = q.row_and_text(places)
+        rows.append(row)
+        texts.append(text)
 
     waived = {p.id for p in applied if waiver_code and waiver_code in p.waivers}
     fee = max(
@@ -238,49 +283,64 @@ def build_quote(
          for p in applied if p.id not in waived),
         default=0,
     )  # rule 6
-    gross = sum(q.refund + q.tax_refund for q in lines)
     entitlement = max(0, gross - fee)
 
-    paid, already_refunded = snapshot.paid, snapshot.already_refunded
-    net_paid = paid - already_refunded  # rule 7 (snapshot.net_paid, its two sums read once)
-    retained = snapshot.order_total - entitlement
+    payments, paid, already_refunded = snapshot.unrefunded()
+    net_paid = paid - already_refunded  # rule 7 (snapshot.net_paid, in the same pass)
+    order_total = snapshot.order_total
+    retained = order_total - entitlement
     refund = min(max(net_paid - retained, 0), max(net_paid, 0))
 
-    allocations = _allocate(snapshot, refund)  # rule 9
+    allocations = _allocate(payments, refund)  # rule 9
     decision, reasons = _decide(snapshot, book, net_paid, refund, allocations, risk_flags)
     if waiver_code and not waived:
         reasons.append(f"waiver {waiver_code} is not offered by the applied policies")
 
+    policy_ids = tuple([p.id for p in applied])
+    clauses = {p.id: p.text for p in applied}
+    flags = tuple(risk_flags)
+    reasons_kept = tuple(reasons)
+    at = cancelled_at.isoformat()
     quote = frozen_new(
         Quote,
-        booking_id=snapshot.booking_id,
-        booking_code=snapshot.code,
-        currency=currency,
-        cancelled_at=cancelled_at.isoformat(),
-        waiver=waiver_code,
-        policy_ids=tuple([p.id for p in applied]),
-        clauses={p.id: p.text for p in applied},
-        lines=tuple(lines),
-        fee=fee,
-        entitlement=entitlement,
-        order_total=snapshot.order_total,
-        paid=paid,
-        already_refunded=already_refunded,
-        net_paid=net_paid,
-        retained=retained,
-        total_refund=refund,
-        allocations=tuple(allocations),
-        decision=decision,
-        reasons=tuple(reasons),
-        risk_flags=tuple(risk_flags),
-        booking_fingerprint=snapshot.fingerprint,
-        policy_digest=book.digest,
-        version="",
+        booking_id=snapshot.booking_id, booking_code=snapshot.code, currency=currency,
+        cancelled_at=at, waiver=waiver_code, policy_ids=policy_ids, clauses=clauses,
+        lines=tuple(lines), fee=fee, entitlement=entitlement, order_total=order_total,
+        paid=paid, already_refunded=already_refunded, net_paid=net_paid, retained=retained,
+        total_refund=refund, allocations=tuple(allocations), decision=decision,
+        reasons=reasons_kept, risk_flags=flags, booking_fingerprint=snapshot.fingerprint,
+        policy_digest=book.digest, version="",
     )
+    # What `Quote._serialised` writes, from the values at hand (the amounts formatted once,
+    # the lines' rows made beside them): tests/test_quote_serialise.py compares the two.
+    quote.__dict__["_serialised"] = material = {
+        "booking_id": snapshot.booking_id,
+        "booking_code": snapshot.code,
+        "currency": currency,
+        "cancelled_at": at,
+        "waiver": waiver_code,
+        "policy_ids": list(policy_ids),
+        "clauses": dict(clauses),
+        "lines": tuple(rows),
+        "fee": _format(fee, places),
+        "entitlement": _format(entitlement, places),
+        "order_total": _format(order_total, places),
+        "paid": _format(paid, places),
+        "already_refunded": _format(already_refunded, places),
+        "net_paid": _format(net_paid, places),
+        "retained": _format(retained, places),
+        "total_refund": _format(refund, places),
+        "allocations": tuple([a.to_dict(currency) for a in allocations]),
+        "decision": decision.value,
+        "reasons": list(reasons_kept),
+        "risk_flags": tuple([flag.to_dict() for flag in flags]),
+        "booking_fingerprint": snapshot.fingerprint,
+        "policy_digest": book.digest,
+    }
     # The version, set before anyone sees the quote (as __init__ sets the other fields): a
     # short hash of everything the quote says, which a button carries to detect staleness.
-    material = quote._serialised   # everything the quote says but its version
-    object.__setattr__(quote, "version", short_hash(lambda: quote_text(material),
+    written = None if None in texts else texts
+    object.__setattr__(quote, "version", short_hash(lambda: quote_text(material, written),
                                                     lambda: material, 12))
     return quote
 
@@ -303,29 +363,42 @@ def _quote_line(
         percent, percent_text, reason = 0, "0", "already started"
     elif plan.tiers is not None:
         # the tier with the most notice not above this one; the 0h tier always qualifies
-        percent, percent_text, reason = next(t[1:] for t in plan.tiers if t.min_notice <= notice)
+        for tier in plan.tiers:
+            if tier.min_notice <= notice:
+                break
+        _, percent, percent_text, reason = tier
     else:
-        tier = policy.tier_for(_hours(delta))
-        percent, percent_text = tier.refund_percent, plain(tier.refund_percent)
-        reason = f"{plain(tier.min_notice_hours)}h+ notice tier"
-    amount = line.total - line.tax
-    refund = percent_of(amount, percent)  # rule 5
-    tax_refund = percent_of(line.tax, percent) if policy.refund_tax else 0
-    return frozen_new(
-        QuoteLine,
+        chosen = policy.tier_for(_hours(delta))
+        percent, percent_text = chosen.refund_percent, plain(chosen.refund_percent)
+        reason = f"{plain(chosen.min_notice_hours)}h+ notice tier"
+    tax = line.tax
+    amount = line.total - tax
+    if (type(percent) is int and type(amount) is int and type(tax) is int
+            and 0 <= percent <= 100 and 0 <= amount < _EXACT_BELOW and 0 <= tax < _EXACT_BELOW):
+        # percent_of's integer path, for the amounts it sees almost always (not negative)
+        refund = (amount * percent + 50) // 100  # rule 5, halves up
+        tax_refund = (tax * percent + 50) // 100 if policy.refund_tax else 0
+    else:
+        refund = percent_of(amount, percent)  # rule 5
+        tax_refund = percent_of(tax, percent) if policy.refund_tax else 0
+    hundredths = notice // 36_000_000  # hours of notice, floored to the hundredth
+    quoted = object.__new__(QuoteLine)
+    quoted.__dict__.update(
         line_id=line.line_id,
         sku=line.sku,
         name=line.name,
         start=line.start_iso,
-        notice_hours=_notice_text(notice),
+        notice_hours=(f"{hundredths // 100}.{_CENTS[hundredths % 100]}" if hundredths >= 0
+                      else _notice_text(notice)),  # _notice_text's usual case, inline
         policy_id=policy.id,
         percent=percent_text,
         amount=amount,
-        tax=line.tax,
+        tax=tax,
         refund=refund,
         tax_refund=tax_refund,
         reason=reason,
     )
+    return quoted
 
 
 def _notice_text(microseconds: int) -> str:
@@ -336,17 +409,18 @@ def _notice_text(microseconds: int) -> str:
     return _format(microseconds // 36_000_000, 2)  # hundredths of an hour, as money's cents
 
 
-def _allocate(snapshot: BookingSnapshot, refund: int) -> list[Allocation]:
-    """Newest Stripe payments first, each capped at what is left of it; the rest is manual."""
+def _allocate(payments: list[tuple[Transaction, int]], refund: int) -> list[Allocation]:
+    """Newest Stripe payments first, each capped at what is left of it; the rest is manual.
+    `payments` as `BookingSnapshot.unrefunded` gives them."""
     allocations: list[Allocation] = []
     left = refund
-    for payment in snapshot.payments():
+    for transaction, unrefunded in payments:
         if left == 0:
             break
-        if not payment.refundable_via_stripe or payment.unrefunded <= 0:
+        if unrefunded <= 0 or not transaction.is_stripe:
             continue
-        take = min(left, payment.unrefunded)
-        allocations.append(frozen_new(Allocation, payment=payment.transaction.id, amount=take,
+        take = min(left, unrefunded)
+        allocations.append(frozen_new(Allocation, payment=transaction.id, amount=take,
                                       method="stripe"))
         left -= take
     if left > 0:
