@@ -162,7 +162,7 @@ class BotMetrics:
 
     # --- the clients ---------------------------------------------------------------------
 
-    def api_call(self, service: str, operation: str, seconds: float,
+    def observe_call(self, service: str, operation: str, seconds: float,
                  kind: str | None) -> None:
         self.api_seconds.labels(service, operation).observe(seconds)
         if kind is not None:
@@ -184,7 +184,7 @@ class BotMetrics:
             request = response.request
             began = request.extensions.get(started)
             if began is not None:
-                self.api_call(service, f"{request.method} {_path_shape(request.url.path)}",
+                self.observe_call(service, f"{request.method} {_path_shape(request.url.path)}",
                               time.perf_counter() - began, error_kind(response.status_code))
 
         return {"request": [on_request], "response": [on_response]}
@@ -205,7 +205,7 @@ class BotMetrics:
                 kind = None if status == 429 or status >= 500 else "api_error"
                 raise
             finally:
-                self.api_call(SLACK, api_method, time.perf_counter() - began, kind)
+                self.observe_call(SLACK, api_method, time.perf_counter() - began, kind)
 
         client.api_call = timed  # type: ignore[method-assign]
 
@@ -274,7 +274,7 @@ class TimedStripeHTTP(stripe.AIOHTTPClient):
             kind = error_kind(answer[1])
             return answer
         finally:
-            self._metrics.api_call(STRIPE, _stripe_operation(method, url),
+            self._metrics.observe_call(STRIPE, _stripe_operation(method, url),
                                    time.perf_counter() - began, kind)
 
 
