@@ -23,6 +23,7 @@ from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
+from bot.checkfront_transport import CheckfrontTransport
 from bot.loop_guard import LoopGuard
 from bot.scheduler import build_scheduler
 from bot.settings import Settings
@@ -71,6 +72,7 @@ class Bot:
                 settings.checkfront_base_url,
                 settings.checkfront_api_key.get_secret_value(),
                 settings.checkfront_api_secret.get_secret_value(),
+                transport=CheckfrontTransport(),
             ),
             stripe=StripeGateway(
                 settings.stripe_secret_key.get_secret_value(),

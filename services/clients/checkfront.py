@@ -7,6 +7,11 @@ Checkfront's booking webhook (read by `checkfront_bodies`); `transactions` is th
 the account exposes `GET booking/{id}/transact`; `get_booking` is the booking alone, one call.
 The errors are in `checkfront_errors`.
 
+`transport`: the httpx transport the calls go through (httpx's own by default); the bot gives
+one over aiohttp (`bot.checkfront_transport`), which costs a case far less CPU. A transport must
+report a request that may have reached Checkfront as anything but `ConnectError` or
+`ConnectTimeout`: those are taken for "never sent" and resent even when not idempotent.
+
 Never logs credentials, note bodies, or customer details.
 """
 
@@ -60,6 +65,7 @@ class CheckfrontClient:
         backoff_base: float = 0.5,
         max_backoff: float = 8.0,
         fetch_transactions: bool = True,
+        transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         self._base = _normalise_base(base_url)
         if not api_key or not api_secret:
@@ -73,6 +79,7 @@ class CheckfrontClient:
             timeout=httpx.Timeout(timeout),
             follow_redirects=False,  # followed by hand so credentials go only where allowed
             headers={"Accept": "application/json", "User-Agent": "refund-bot/0.1"},
+            transport=transport,   # None: httpx's own; the bot gives one over aiohttp
         )
 
     def __repr__(self) -> str:
