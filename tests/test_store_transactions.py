@@ -5,6 +5,7 @@ what it was when each of those was a trip of its own."""
 from __future__ import annotations
 
 import asyncio
+import json
 import sqlite3
 from pathlib import Path
 from typing import Any
@@ -12,7 +13,10 @@ from typing import Any
 import aiosqlite
 import pytest
 
-from services.intake.events import store_event
+from bot.cli.world import STRIPE_WEBHOOK_SECRET, Item, World
+from services.intake.events import body_hash, store_event
+from services.intake.routing import process
+from services.refunds import cases
 from services.store import audit
 from services.store.db import SYNC_FULL, SYNC_NORMAL, Store, Tx, one
 
@@ -138,3 +142,31 @@ async def test_the_chain_stays_linear_with_the_intake_writer_appending_between(
         await asyncio.gather(*(f(n) for n in range(20) for f in (worker_side, intake_side)))
         result = await audit.verify(store)
         assert result.ok and result.rows == 60, result
+
+
+TRIPS = 32   # trips to the store's thread for one automatic refund (about 56 at a trip a statement)
+
+
+async def test_an_automatic_refund_in_few_trips_to_the_store_thread(world: World) -> None:
+    world.stripe.configure_webhook(f"{world.bot_url}/webhooks/stripe",
+                                   STRIPE_WEBHOOK_SECRET, events=["charge.dispute.created"])
+    world.paid_booking("TRIPS-2", [Item("kayak-tour", "120.00", "0.00", hours_ahead=72)])
+    booking = world.checkfront.booking("TRIPS-2")
+    booking.status = "STOP"
+    for item in booking.items:
+        item.status = "STOP"
+    body = world.checkfront.webhook_body("TRIPS-2")
+    svc = world.bot.svc
+    event = await store_event(svc.store, source="checkfront", kind="booking",
+                              event_id=body_hash(json.dumps(body).encode()), payload=body)
+    assert event is not None
+    trips = count_trips(svc.store)
+    outcome = await process(svc, event)
+    made = trips[0]
+    [case] = await cases.list_cases(svc.store)
+    assert outcome == f"case {case.id} refunded"
+    assert made <= TRIPS, made
+    assert [e.action for e in await audit.history(svc.store, case.id)] == [
+        "case.opened", "quote.made", "case.auto_approved", "case.executing",
+        "execution.planned", "stripe.refund", "checkfront.written", "case.refunded"]
+    assert (await audit.verify(svc.store)).ok
