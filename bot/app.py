@@ -25,6 +25,7 @@ from aiohttp.abc import AbstractAccessLogger
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from bot import logs
+from bot.checkfront_transport import CheckfrontTransport
 from bot.loop_guard import LoopGuard
 from bot.metrics import CHECKFRONT, BotMetrics
 from bot.readiness import Readiness
@@ -83,6 +84,7 @@ class Bot:
                 settings.checkfront_api_key.get_secret_value(),
                 settings.checkfront_api_secret.get_secret_value(),
                 event_hooks=metrics.httpx_hooks(CHECKFRONT),
+                transport=CheckfrontTransport(),
             ),
             stripe=StripeGateway(
                 settings.stripe_secret_key.get_secret_value(),

@@ -7,6 +7,11 @@ Checkfront's booking webhook (read by `checkfront_bodies`); `transactions` is th
 the account exposes `GET booking/{id}/transact`; `get_booking` is the booking alone, one call.
 The errors are in `checkfront_errors`.
 
+`transport`: the httpx transport the calls go through (httpx's own by default); the bot gives
+one over aiohttp (`bot.checkfront_transport`), which costs a case far less CPU. A transport must
+report a request that may have reached Checkfront as anything but `ConnectError` or
+`ConnectTimeout`: those are taken for "never sent" and resent even when not idempotent.
+
 Never logs credentials, note bodies, or customer details.
 """
 
@@ -61,6 +66,7 @@ class CheckfrontClient:
         max_backoff: float = 8.0,
         fetch_transactions: bool = True,
         event_hooks: Mapping[str, list[Any]] | None = None,  # httpx's (the bot's metrics)
+        transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         self._base = _normalise_base(base_url)
         if not api_key or not api_secret:
@@ -75,6 +81,7 @@ class CheckfrontClient:
             follow_redirects=False,  # followed by hand so credentials go only where allowed
             headers={"Accept": "application/json", "User-Agent": "refund-bot/0.1"},
             event_hooks=event_hooks,
+            transport=transport,   # None: httpx's own; the bot gives one over aiohttp
         )
 
     def __repr__(self) -> str:

@@ -1,8 +1,9 @@
 """The audit trail: append-only rows chained by SHA-256, so any edit shows.
 
 Each row's hash covers its own content and the previous row's hash. Rows are written in the
-same transaction as the state change they describe: `append` on the store's connection,
-`Chain` inside the intake writer's batches (the chain's end read once per batch). Both hold
+same transaction as the state change they describe: `append` inside a store transaction (with
+its next trip to the connection's thread, the chain's end read once per transaction), `Chain`
+inside the intake writer's batches (the chain's end read once per batch). Both hold
 SQLite's write lock, so the chain stays linear. SQLite triggers refuse UPDATE and DELETE;
 `verify` catches whatever goes around them (an edited file). A row written while a correlation
 is bound (`services.correlation`: a webhook's event, a Slack request) carries its id in the
@@ -20,7 +21,7 @@ from typing import Any
 import aiosqlite
 
 from services import correlation
-from services.store.db import Store, dumps, now_iso, one
+from services.store.db import Store, Tx, dumps, now_iso, one
 from services.store.writer import Batch
 
 GENESIS = "0" * 64
@@ -57,12 +58,21 @@ async def append(
     action: str,
     case_id: int | None = None,
     detail: dict[str, Any] | None = None,
-) -> int:
-    """Append one row inside the caller's transaction (which holds the write lock)."""
+) -> int | None:
+    """Append one row inside the caller's transaction (which holds the write lock).
+
+    In a store transaction (`Tx`) the row is written with the transaction's next trip to the
+    connection's thread (its next statement or its commit), linked to the chain's end read
+    there once per transaction (`Chain`): no trip of its own, and None for its id. On a bare
+    connection it is written now, and its id returned."""
+    detail_json = dumps(correlation.stamp(detail) or {})  # the correlation id, if any
+    if isinstance(tx, Tx):
+        tx.defer(lambda conn, memo: Chain.in_memo(conn, memo).append_json(
+            actor=actor, action=action, case_id=case_id, detail_json=detail_json))
+        return None
     last = await one(tx, "SELECT hash FROM audit_log ORDER BY id DESC LIMIT 1")
     prev = last[0] if last else GENESIS
     at = now_iso()
-    detail_json = dumps(correlation.stamp(detail) or {})  # the correlation id, if any
     digest = row_hash(prev, at, actor, action, case_id, detail_json)
     cursor = await tx.execute(
         "INSERT INTO audit_log (at, actor, action, case_id, detail, prev_hash, hash) "
@@ -90,11 +100,23 @@ class Chain:
             chain = batch.memo[cls] = cls(batch.conn)
         return chain
 
+    @classmethod
+    def in_memo(cls, conn: sqlite3.Connection, memo: dict[Any, Any]) -> Chain:
+        """The chain of a store transaction (`Tx.memo`, in the connection's thread)."""
+        chain = memo.get(cls)
+        if chain is None:
+            chain = memo[cls] = cls(conn)
+        return chain
+
     def append(self, *, actor: str, action: str, case_id: int | None = None,
                detail: dict[str, Any] | None = None) -> int:
+        return self.append_json(actor=actor, action=action, case_id=case_id,
+                                detail_json=dumps(correlation.stamp(detail) or {}))
+
+    def append_json(self, *, actor: str, action: str, case_id: int | None,
+                    detail_json: str) -> int:
         prev = self.last_hash
         at = now_iso()
-        detail_json = dumps(correlation.stamp(detail) or {})  # the correlation id, if any
         digest = row_hash(prev, at, actor, action, case_id, detail_json)
         cursor = self._conn.execute(
             "INSERT INTO audit_log (at, actor, action, case_id, detail, prev_hash, hash) "

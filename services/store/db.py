@@ -14,6 +14,14 @@ Webhook intake writes through a connection of its own too, the intake writer
 the worker's transactions; SQLite's write lock (`BEGIN IMMEDIATE`) serialises it with this one.
 It starts with `open` and is closed first by `close`, with what it holds committed.
 
+Trips. aiosqlite runs each statement in the connection's thread, one hand-off (and event-loop
+wake-up) a statement. A transaction (`Tx`) therefore sends `BEGIN IMMEDIATE` (and a durable
+one's `synchronous` switch) with its first statement, and `COMMIT` (and the switch back) with
+what is left; work that needs no answer inside the body, the audit chain's rows
+(`audit.append`), is deferred to the next trip the transaction makes anyway, in order. Inside a
+transaction, `Store.db` is the transaction, so a read made through the store in its body is
+part of it (after its `BEGIN`, seeing its deferred rows), as before.
+
 Durability. In WAL mode every commit survives the process being killed. Surviving an OS crash
 or a power cut takes a sync of the log to disk, which costs a few milliseconds a commit, so it
 is paid where it matters and nowhere else (`synchronous` FULL for those commits, NORMAL for the
@@ -33,14 +41,17 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Iterable
-from contextlib import asynccontextmanager
+import sqlite3
+from collections.abc import AsyncIterator, Callable, Iterable
+from contextlib import asynccontextmanager, suppress
+from contextvars import ContextVar
 from datetime import UTC, datetime
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
 import aiosqlite
+from aiosqlite.context import contextmanager as _awaitable_or_context
 
 from services.store.writer import IntakeWriter, StoreUnavailable
 
@@ -74,6 +85,107 @@ def dumps(value: Any) -> str:
     return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
 
 
+Deferred = Callable[[sqlite3.Connection, dict[Any, Any]], Any]
+
+
+class Tx:
+    """One write transaction on the store's connection, in as few trips to its thread as it
+    can: `BEGIN IMMEDIATE` goes with the first statement, `COMMIT` with what is still deferred
+    (`defer`); each statement's answer is awaited as with aiosqlite's own methods (`execute`,
+    `execute_fetchall`, `executemany`; anything else is the connection's own). Used only
+    through `Store.transaction`, which holds the store's lock for it."""
+
+    def __init__(self, conn: aiosqlite.Connection, *, durable: bool) -> None:
+        self.raw = conn
+        self.open = True
+        self.memo: dict[Any, Any] = {}   # the deferred work's own state, in the thread
+        self._durable = durable
+        self._pending: list[Deferred] = []
+        self._begin_sent = False
+        self._synced = False   # `synchronous` FULL was set, in the thread
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.raw, name)
+
+    def defer(self, work: Deferred) -> None:
+        """Run `work(sqlite3_connection, memo)` in the connection's thread inside this
+        transaction, before its next statement or its commit (in the order deferred)."""
+        self._pending.append(work)
+
+    async def _trip(self, work: Callable[[sqlite3.Connection], Any]) -> Any:
+        begin = not self._begin_sent
+        pending, self._pending = self._pending, []
+        self._begin_sent = True
+
+        def run() -> Any:
+            conn = self.raw._conn
+            if begin:
+                if self._durable:
+                    conn.execute(f"PRAGMA synchronous={SYNC_FULL}")
+                    self._synced = True
+                conn.execute("BEGIN IMMEDIATE")
+            for deferred in pending:
+                deferred(conn, self.memo)
+            return work(conn)
+
+        return await self.raw._execute(run)
+
+    @_awaitable_or_context
+    async def execute(self, sql: str, parameters: Iterable[Any] | None = None
+                      ) -> aiosqlite.Cursor:
+        params = () if parameters is None else parameters
+        return aiosqlite.Cursor(self.raw, await self._trip(lambda c: c.execute(sql, params)))
+
+    @_awaitable_or_context
+    async def execute_fetchall(self, sql: str, parameters: Iterable[Any] | None = None
+                               ) -> list[sqlite3.Row]:
+        params = () if parameters is None else parameters
+        return await self._trip(lambda c: c.execute(sql, params).fetchall())
+
+    @_awaitable_or_context
+    async def executemany(self, sql: str, parameters: Iterable[Iterable[Any]]
+                          ) -> aiosqlite.Cursor:
+        return aiosqlite.Cursor(self.raw, await self._trip(
+            lambda c: c.executemany(sql, parameters)))
+
+    async def _commit(self) -> None:
+        if not self._begin_sent and not self._pending:
+            return   # nothing was asked of the store: nothing to begin or commit
+
+        def commit(conn: sqlite3.Connection) -> None:
+            conn.execute("COMMIT")   # failing, the caller rolls back (`_rollback`)
+            self._sync_back(conn)
+
+        await self._trip(commit)
+
+    async def _rollback(self) -> None:
+        self._pending = []
+        if not self._begin_sent:
+            return
+
+        def rollback() -> None:   # after any trip still under way (the thread runs in order)
+            conn = self.raw._conn
+            try:
+                _rollback(conn)
+            finally:
+                self._sync_back(conn)
+
+        await self.raw._execute(rollback)
+
+    def _sync_back(self, conn: sqlite3.Connection) -> None:
+        if self._synced:
+            conn.execute(f"PRAGMA synchronous={SYNC_NORMAL}")
+            self._synced = False
+
+
+def _rollback(conn: sqlite3.Connection) -> None:
+    if conn.in_transaction:
+        conn.execute("ROLLBACK")
+
+
+_ACTIVE: ContextVar[Tx | None] = ContextVar("store_transaction", default=None)
+
+
 class Store:
     def __init__(self, path: str | Path) -> None:
         self.path = str(path)
@@ -84,8 +196,12 @@ class Store:
 
     @property
     def db(self) -> aiosqlite.Connection:
+        """The store's connection; inside one of its transactions, that transaction (`Tx`)."""
         if self._db is None:
             raise RuntimeError("store is not open")
+        tx = _ACTIVE.get()
+        if tx is not None and tx.open and tx.raw is self._db:
+            return tx  # type: ignore[return-value]   # the connection's methods, in its trips
         return self._db
 
     @property
@@ -137,20 +253,26 @@ class Store:
         """One write transaction. `durable`: its commit is synced to disk before this returns
         (a person's decision, the mark before a Stripe refund; see the module's docstring)."""
         async with self._lock:
-            if durable:
-                await self.db.execute(f"PRAGMA synchronous={SYNC_FULL}")
+            if self._db is None:
+                raise RuntimeError("store is not open")
+            tx = Tx(self._db, durable=durable)
+            token = _ACTIVE.set(tx)
             try:
-                await self.db.execute("BEGIN IMMEDIATE")
                 try:
-                    yield self.db
+                    yield tx  # type: ignore[misc]   # the connection's methods, in fewer trips
                 except BaseException:
-                    await self.db.execute("ROLLBACK")
+                    await tx._rollback()
                     raise
                 else:
-                    await self.db.execute("COMMIT")
+                    try:
+                        await tx._commit()
+                    except BaseException:
+                        await tx._rollback()
+                        raise
             finally:
-                if durable:
-                    await self.db.execute(f"PRAGMA synchronous={SYNC_NORMAL}")
+                tx.open = False
+                with suppress(ValueError):   # ended in another context (closed late)
+                    _ACTIVE.reset(token)
 
     async def fetch_one(self, sql: str, params: Iterable[Any] = ()) -> Row | None:
         """The first row of a query on the store's connection (for queries of one row)."""

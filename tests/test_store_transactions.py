@@ -1,0 +1,172 @@
+"""Store transactions in few trips (`services.store.db.Tx`): BEGIN IMMEDIATE goes with the first
+statement, COMMIT with the audit rows still deferred; what a transaction does and refuses is
+what it was when each of those was a trip of its own."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+import aiosqlite
+import pytest
+
+from bot.cli.world import STRIPE_WEBHOOK_SECRET, Item, World
+from services.intake.events import body_hash, store_event
+from services.intake.routing import process
+from services.refunds import cases
+from services.store import audit
+from services.store.db import SYNC_FULL, SYNC_NORMAL, Store, Tx, one
+
+
+def count_trips(store: Store) -> list[int]:
+    """A counter of the trips made to the store connection's thread from now on."""
+    made = [0]
+    conn = store._db
+    assert conn is not None
+    original = conn._execute
+
+    async def counted(fn: Any, *args: Any, **kwargs: Any) -> Any:
+        made[0] += 1
+        return await original(fn, *args, **kwargs)
+
+    conn._execute = counted  # type: ignore[method-assign]
+    return made
+
+
+async def audit_rows(path: Path) -> list[tuple[str, str]]:
+    with sqlite3.connect(path) as db:
+        return [(r[0], r[1]) for r in db.execute("SELECT actor, action FROM audit_log ORDER BY id")]
+
+
+async def test_a_transaction_of_a_write_and_two_audit_rows_is_two_trips(tmp_path: Path) -> None:
+    async with Store(tmp_path / "s.db") as store:
+        trips = count_trips(store)
+        async with store.transaction() as tx:
+            await tx.execute("INSERT INTO state (key, value, updated_at) VALUES ('k', '1', 'x')")
+            await audit.append(tx, actor="t", action="one")
+            await audit.append(tx, actor="t", action="two")
+        assert trips[0] == 2   # BEGIN + INSERT; the audit rows + COMMIT
+        assert (await audit.verify(store)).ok
+    assert await audit_rows(tmp_path / "s.db") == [("t", "one"), ("t", "two")]
+
+
+async def test_audit_rows_alone_are_one_trip_and_an_empty_transaction_none(
+        tmp_path: Path) -> None:
+    async with Store(tmp_path / "s.db") as store:
+        trips = count_trips(store)
+        await audit.record(store, actor="t", action="alone")
+        assert trips[0] == 1
+        async with store.transaction():
+            pass
+        assert trips[0] == 1
+        assert (await audit.verify(store)).ok
+
+
+async def test_a_failing_body_leaves_neither_its_writes_nor_its_deferred_audit_rows(
+        tmp_path: Path) -> None:
+    async with Store(tmp_path / "s.db") as store:
+        await audit.record(store, actor="t", action="before")
+        with pytest.raises(RuntimeError):
+            async with store.transaction() as tx:
+                await tx.execute("INSERT INTO state (key, value, updated_at) "
+                                 "VALUES ('k', '1', 'x')")
+                await audit.append(tx, actor="t", action="lost")
+                raise RuntimeError("the body failed")
+        assert not store.db.in_transaction
+        assert await store.get_state("k") is None
+        await audit.record(store, actor="t", action="after")
+        assert (await audit.verify(store)).ok
+    assert await audit_rows(tmp_path / "s.db") == [("t", "before"), ("t", "after")]
+
+
+async def test_a_failing_deferred_row_rolls_the_transaction_back(tmp_path: Path) -> None:
+    async with Store(tmp_path / "s.db") as store:
+        with pytest.raises(sqlite3.OperationalError):
+            async with store.transaction() as tx:
+                await tx.execute("INSERT INTO state (key, value, updated_at) "
+                                 "VALUES ('k', '1', 'x')")
+                tx.defer(lambda conn, memo: conn.execute("SELECT * FROM no_such_table"))
+        assert not store.db.in_transaction
+        assert await store.get_state("k") is None
+
+
+async def test_reads_through_the_store_inside_a_transaction_are_part_of_it(
+        tmp_path: Path) -> None:
+    async with Store(tmp_path / "s.db") as store:
+        async with store.transaction() as tx:
+            assert store.db is tx and isinstance(tx, Tx)
+            await audit.append(tx, actor="t", action="deferred")
+            # a read through the store sends BEGIN and the deferred row first: it sees both
+            row = await store.fetch_one("SELECT COUNT(*) FROM audit_log")
+            assert row is not None and row[0] == 1
+            assert store.db.raw.in_transaction
+        assert store.db is not tx and isinstance(store.db, aiosqlite.Connection)
+
+
+async def test_a_durable_transaction_syncs_its_commit_and_switches_back(tmp_path: Path) -> None:
+    async with Store(tmp_path / "s.db") as store:
+        seen: list[int] = []
+        async with store.transaction(durable=True) as tx:
+            row = await one(tx, "PRAGMA synchronous")
+            seen.append(row[0] if row else -1)
+        row = await store.fetch_one("PRAGMA synchronous")
+        seen.append(row[0] if row else -1)
+        with pytest.raises(RuntimeError):
+            async with store.transaction(durable=True) as tx:
+                await tx.execute("SELECT 1")
+                raise RuntimeError("the body failed")
+        row = await store.fetch_one("PRAGMA synchronous")
+        seen.append(row[0] if row else -1)
+        assert seen == [SYNC_FULL, SYNC_NORMAL, SYNC_NORMAL]
+
+
+async def test_the_chain_stays_linear_with_the_intake_writer_appending_between(
+        tmp_path: Path) -> None:
+    """The chain's end is read inside each transaction, so rows the intake writer (another
+    connection) appended between two transactions are linked to, never forked from."""
+    async with Store(tmp_path / "s.db") as store:
+        async def worker_side(n: int) -> None:
+            async with store.transaction() as tx:
+                await tx.execute("INSERT INTO state (key, value, updated_at) VALUES (?, '1', 'x') "
+                                 "ON CONFLICT (key) DO NOTHING", (f"k{n}",))
+                await audit.append(tx, actor="worker", action=f"w{n}")
+                await audit.append(tx, actor="worker", action=f"w{n}b")
+
+        async def intake_side(n: int) -> None:
+            await store_event(store, source="checkfront", kind="booking", event_id=f"e{n}",
+                              payload={"n": n})
+
+        await asyncio.gather(*(f(n) for n in range(20) for f in (worker_side, intake_side)))
+        result = await audit.verify(store)
+        assert result.ok and result.rows == 60, result
+
+
+TRIPS = 32   # trips to the store's thread for one automatic refund (about 56 at a trip a statement)
+
+
+async def test_an_automatic_refund_in_few_trips_to_the_store_thread(world: World) -> None:
+    world.stripe.configure_webhook(f"{world.bot_url}/webhooks/stripe",
+                                   STRIPE_WEBHOOK_SECRET, events=["charge.dispute.created"])
+    world.paid_booking("TRIPS-2", [Item("kayak-tour", "120.00", "0.00", hours_ahead=72)])
+    booking = world.checkfront.booking("TRIPS-2")
+    booking.status = "STOP"
+    for item in booking.items:
+        item.status = "STOP"
+    body = world.checkfront.webhook_body("TRIPS-2")
+    svc = world.bot.svc
+    event = await store_event(svc.store, source="checkfront", kind="booking",
+                              event_id=body_hash(json.dumps(body).encode()), payload=body)
+    assert event is not None
+    trips = count_trips(svc.store)
+    outcome = await process(svc, event)
+    made = trips[0]
+    [case] = await cases.list_cases(svc.store)
+    assert outcome == f"case {case.id} refunded"
+    assert made <= TRIPS, made
+    assert [e.action for e in await audit.history(svc.store, case.id)] == [
+        "case.opened", "quote.made", "case.auto_approved", "case.executing",
+        "execution.planned", "stripe.refund", "checkfront.written", "case.refunded"]
+    assert (await audit.verify(svc.store)).ok
