@@ -46,10 +46,11 @@ from services.finance.runs import (
     save_run,
 )
 from services.money import display, to_minor
-from services.refunds import ledger, snapshots
+from services.refunds import ledger, manual, snapshots
 from services.refunds.ledger import ExecutionWithBooking
 from services.store.db import iso_utc, utcnow
 
+MANUAL = "manual"                     # the day's figure of refunds recorded as made by hand
 STALE_AFTER = timedelta(hours=48)
 CARRY_LOOKBACK = timedelta(days=30)   # how far back ledger rows still pending are followed
 IN_FLIGHT = timedelta(hours=1)        # a planned row called this recently may still be answered
@@ -78,6 +79,7 @@ async def reconcile_day(
     await work.unsent_planned()
     await work.carried_pending()
     await work.recheck_open()
+    await work.by_hand()
     return await work.save()
 
 
@@ -363,6 +365,18 @@ class _DayReconciliation:
             elif refund.status in FAILED_STATUSES:
                 self._found(FAILED, refund.id, f"{_what(refund)} {refund.status} at Stripe"
                             f"{_reason(refund)}; our ledger still says pending", **args)
+
+    # ---- refunds made by hand --------------------------------------------------------------
+
+    async def by_hand(self) -> None:
+        """Refunds an approver recorded as made by hand this day: counted as `manual` in the
+        day's totals, never looked for in Stripe (they are not there by design)."""
+        done = await manual.between(self.store, self.start, self.end)
+        for refund in done:
+            self._add(refund.currency, MANUAL, refund.amount)
+        if done:
+            self.notes.append(f"{len(done)} refund(s) were made by hand (recorded with Mark "
+                              "refunded), not through Stripe")
 
     # ---- problems of earlier days ---------------------------------------------------------
 
