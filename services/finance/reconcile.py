@@ -7,7 +7,9 @@ but never heard back). Only counters, totals, the discrepancies and the ids of m
 rows are kept, so memory stays flat however many refunds the day had. The gateway reads the
 listing's pages as plain JSON, one page ahead of this loop, so Stripe (or the network) works
 on the next page while this one is matched. Ledger rows of the day the listing did not return
-are looked up one refund each, a few at a time, and settled in the ledger's order.
+are looked up one refund each, a few at a time, and settled in the ledger's order. Refunds an
+approver recorded as made by hand that day (`services.refunds.manual`) are counted in the day's
+`manual` total and never looked for in Stripe.
 
 The kinds of discrepancy and how a run is stored are described in `runs`; the queries of our
 ledger are in `services.refunds.ledger`, the Checkfront look-ups in `booking_check`, whether a
