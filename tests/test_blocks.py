@@ -16,6 +16,7 @@ from slack_sdk.models.blocks import Block
 from slack_sdk.models.views import View
 
 from bot.slack.ui import cards, ids
+from bot.slack.ui.details import details_modal
 from bot.slack.ui.home import HOME_ROWS, HomeFacts, home_view
 from services.quoting.booking import parse_snapshot
 from services.quoting.policy import load_policies
@@ -115,7 +116,7 @@ def check_message(message: cards.Message) -> None:
 def check_modal(view: dict[str, Any]) -> None:
     assert view["type"] == "modal"
     assert len(_text(view["title"])) <= 24
-    assert len(_text(view["submit"])) <= 24 and len(_text(view["close"])) <= 24
+    assert len(_text(view.get("submit"))) <= 24 and len(_text(view["close"])) <= 24
     assert len(view["private_metadata"]) <= 3000
     assert len(view["blocks"]) <= 100
     for block in view["blocks"]:
@@ -145,6 +146,11 @@ def texts(message: cards.Message) -> str:
 
     walk(message.blocks)
     return "\n".join(found)
+
+
+def modal_text(view: dict[str, Any]) -> str:
+    return "\n".join(b["text"]["text"] for b in view["blocks"] if "text" in b
+                     and isinstance(b["text"], dict))
 
 
 def of_type(message: cards.Message, kind: str) -> list[dict[str, Any]]:
@@ -187,7 +193,7 @@ def test_approval_card_buttons_confirm_and_values(risky: Quote) -> None:
     card = cards.approval_card(case, risky, customer_first_name="Ana", automation=RUNNING)
     check_message(card)
     found = buttons(card)
-    assert list(found) == [ids.APPROVE, ids.DENY, ids.ADJUST]
+    assert list(found) == [ids.APPROVE, ids.DENY, ids.ADJUST, ids.DETAILS]
     assert found[ids.APPROVE]["style"] == "primary"
     assert found[ids.DENY]["style"] == "danger"
     assert "style" not in found[ids.ADJUST]
@@ -203,24 +209,35 @@ def test_approval_card_content(risky: Quote) -> None:
     card = cards.approval_card(case, risky, customer_first_name="Ana", automation=RUNNING)
     header = card.blocks[0]
     assert header["type"] == "header"
-    assert header["text"]["text"] == "Refund needs approval · 200.00 USD"
+    assert header["text"]["text"] == "Refund needs approval · 200.00 USD · KMVQ-261124"
     text = all_text(card)
     assert "KMVQ-261124" in text and "Ana" in text
     assert f"<!date^{int(START.timestamp())}^{{date_short_pretty}} {{time}}|" \
            "2026-11-26 15:00 UTC>" in text
-    sections = [b["text"]["text"] for b in of_type(card, "section") if "text" in b]
+    # decision first: the amount once, the itemisation, allocation and clause behind Details
+    assert json.dumps(card.blocks).count("200.00 USD") == 2  # the header, the confirm dialog
+    assert "*Quote*" not in text and "*Refund to*" not in text
+    fields_text = json.dumps(card.blocks[2:4])
+    for label in ("*Customer*", "*Product*", "*Notice*", "*Policy*"):
+        assert label in fields_text
+    assert "standard-48h" in fields_text
+    details = details_modal(case, risky)
+    check_modal(details)
+    sections = [b["text"]["text"] for b in details["blocks"] if b["type"] == "section"]
     quote_text = next(s for s in sections if s.startswith("*Quote*"))
     assert "Sunset kayak tour (200.00 + 10.00 tax) — 100% (48h+ notice tier) [standard-48h] → " \
            "200.00 + 10.00 tax" in quote_text
     assert ":no_entry_sign: Photo package" in quote_text and "*not refundable*" in quote_text
-    assert "Cancellation fee −10.00 USD" in quote_text
-    assert "*Total refund 200.00 USD*" in quote_text
+    totals = next(s for s in sections if s.startswith("Order total"))
+    assert "Cancellation fee −10.00 USD" in totals
+    assert "*Total refund 200.00 USD*" in totals
     refund_to = next(s for s in sections if s.startswith("*Refund to*"))
     assert "`pi_3QxKayak0002` — 152.00 USD" in refund_to
     assert "`pi_3QxKayak0001` — 48.00 USD" in refund_to
     policy = next(s for s in sections if s.startswith("*Policy*"))
     assert "> Full refund 48+ hours before the start" in policy and "*default*" in policy
-    why = next(s for s in sections if s.startswith("*Why a person is needed*"))
+    card_sections = [b["text"]["text"] for b in of_type(card, "section") if "text" in b]
+    why = next(s for s in card_sections if s.startswith("*Why a person is needed*"))
     assert "*repeat_refunder*" in why and "3 other refunds" in why
     assert why.count("3 other refunds") == 1  # the flag and its "risk: …" reason said once
     assert not any(b["type"] == "context" and "paused" in json.dumps(b) for b in card.blocks)
@@ -257,7 +274,7 @@ def test_manual_allocation_is_flagged_for_a_person() -> None:
     card = cards.approval_card(case, quote, customer_first_name="Ana", automation=RUNNING)
     check_message(card)
     text = all_text(card)
-    assert ":warning: *Refund by hand* — 200.00 USD" in text
+    assert ":warning: *Refund by hand* — 200.00 USD" in modal_text(details_modal(case, quote))
     assert "must be refunded by hand" in text  # the quote's reason
     assert "200.00 USD of it must then be refunded by hand" in \
         buttons(card)[ids.APPROVE]["confirm"]["text"]["text"]
@@ -285,17 +302,18 @@ def outcome(quote: Quote, case: Case, **kwargs: Any) -> cards.Message:
 
 
 def outcome_text(message: cards.Message) -> str:
-    return message.blocks[-1]["text"]["text"]
+    """The outcome lines: the section under the header."""
+    return message.blocks[1]["text"]["text"]
 
 
 def test_outcome_approved_with_adjustment(risky: Quote) -> None:
     case = make_case(risky, status=Status.APPROVED, approved_amount=15000,
                      status_reason="customer was offered a voucher for the rest")
     message = outcome(risky, case)
-    assert message.blocks[0]["text"]["text"] == "Refund approved · 150.00 USD"
-    assert (f"Approved by <@U1ABC> at {AT} · 150.00 USD (adjusted from 200.00 USD: customer "
+    assert message.blocks[0]["text"]["text"] == "Refund approved · 150.00 USD · KMVQ-261124"
+    assert (f"Approved by <@U1ABC> at {AT} (adjusted from 200.00 USD: customer "
             "was offered a voucher for the rest)") in outcome_text(message)
-    assert buttons(message) == {}
+    assert list(buttons(message)) == [ids.DETAILS]
 
 
 def test_outcome_adjustment_reason_can_be_passed(risky: Quote) -> None:
@@ -303,11 +321,11 @@ def test_outcome_adjustment_reason_can_be_passed(risky: Quote) -> None:
                      status_reason="executing")
     message = outcome(risky, case, decided_by="maria", decision_reason="goodwill")
     text = outcome_text(message)
-    assert f"Approved by maria at {AT} · 150.00 USD (adjusted from 200.00 USD: goodwill)" \
-        in text
-    assert "Refunding… 150.00 USD" in text
+    assert f"Approved by maria at {AT} (adjusted from 200.00 USD: goodwill)" in text
+    assert "Refunding through Stripe…" in text
+    assert message.blocks[0]["text"]["text"] == "Refunding 150.00 USD… · KMVQ-261124"
     everything = texts(message)
-    assert "*Refund*\n*150.00 USD* (quoted 200.00 USD)" in everything
+    assert everything.count("150.00 USD") == 1  # the header's amount, not repeated below
     assert "• executing" not in everything  # an outcome's status reason is not a "reason"
 
 
@@ -316,7 +334,7 @@ def test_outcome_denied(risky: Quote) -> None:
     message = outcome(risky, case, decided_by="maria")
     assert f"Denied by maria at {AT}: booked through a reseller" in outcome_text(message)
     assert "Approved" not in outcome_text(message)
-    assert buttons(message) == {}
+    assert list(buttons(message)) == [ids.DETAILS]
 
 
 def test_outcome_refunded_lists_stripe_refunds(risky: Quote) -> None:
@@ -329,11 +347,12 @@ def test_outcome_refunded_lists_stripe_refunds(risky: Quote) -> None:
          "payment_ref": "pi_3QxKayak0001"},
     ]
     message = outcome(risky, case, refunds=refunds)
-    assert message.blocks[0]["text"]["text"] == "Refunded · 200.00 USD"
+    assert message.blocks[0]["text"]["text"] == "Refunded 200.00 USD · KMVQ-261124"
     text = outcome_text(message)
-    assert f"Approved by <@U1ABC> at {AT} · 200.00 USD" in text
-    assert "Refunded: `re_3QxA` (152.00 USD), `re_3QxB` (48.00 USD, pending)" in text
-    assert buttons(message) == {}
+    assert f"Approved by <@U1ABC> at {AT}" in text
+    assert "Through Stripe: `re_3QxA` (152.00 USD), `re_3QxB` (48.00 USD, pending)" in text
+    assert "Total refund" not in json.dumps(message.blocks)
+    assert list(buttons(message)) == [ids.DETAILS]
 
 
 def test_outcome_failed_offers_retry(risky: Quote) -> None:
@@ -341,9 +360,9 @@ def test_outcome_failed_offers_retry(risky: Quote) -> None:
                      status_reason="Stripe refund re_3QxC failed: expired_or_canceled_card")
     message = outcome(risky, case)
     assert "Refund failed:* Stripe refund re_3QxC failed: expired_or_canceled_card" in \
-        message.blocks[-2]["text"]["text"]
+        outcome_text(message)
     found = buttons(message)
-    assert list(found) == [ids.RETRY]
+    assert list(found) == [ids.RETRY, ids.MARK_REFUNDED, ids.DETAILS]
     assert cards.parse_button_value(found[ids.RETRY]["value"]) == (12, risky.version)
     assert "200.00 USD" in found[ids.RETRY]["confirm"]["text"]["text"]
 
@@ -353,9 +372,12 @@ def test_outcome_partially_refunded_names_what_is_left(risky: Quote) -> None:
                      status_reason="48.00 USD must be refunded by hand (not paid through Stripe)")
     refunds = [{"stripe_refund_id": "re_3QxA", "amount": 15200, "status": "succeeded",
                 "payment_ref": "pi_3QxKayak0002"}]
-    text = outcome_text(outcome(risky, case, refunds=refunds))
-    assert "Refunded: `re_3QxA` (152.00 USD)" in text
-    assert "*Still to refund by hand:* 48.00 USD" in text
+    message = outcome(risky, case, refunds=refunds)
+    text = outcome_text(message)
+    assert message.blocks[0]["text"]["text"] == "Refunded 152.00 USD through Stripe · KMVQ-261124"
+    assert "Through Stripe: `re_3QxA`" in text and "152.00" not in text
+    assert "*Approved — refund 48.00 USD by hand* (not paid through Stripe)" in text
+    assert list(buttons(message)) == [ids.MARK_REFUNDED, ids.DETAILS]
 
 
 @pytest.mark.parametrize("status", list(Status))

@@ -38,10 +38,16 @@ async def test_pending_case_posts_a_card_with_the_quote_and_three_buttons(sworld
 
     text = all_text(card)
     assert "CARD-1" in text and "830.00" in text
-    assert "standard-48h" in text and "Full refund 48+ hours" in text
+    assert "standard-48h" in text  # the policy on the card; its clause is behind Details
     assert "@example.test" not in text  # no customer email anywhere
     found = buttons(card)
-    assert set(found) == {ids.APPROVE, ids.DENY, ids.ADJUST}
+    assert {ids.APPROVE, ids.DENY, ids.ADJUST, ids.DETAILS} <= set(found)
+    assert sworld.sender is not None and sworld.slack is not None
+    await sworld.sender.click(ids.DETAILS, found[ids.DETAILS]["value"], JOE,
+                              message_ts=card["ts"])
+    await sworld.settle()
+    details = json.dumps(sworld.slack.calls_to("views.open")[-1].params["view"])
+    assert "Full refund 48+ hours" in details and "@example.test" not in details
     assert found[ids.APPROVE]["style"] == "primary"
     assert found[ids.DENY]["style"] == "danger"
     assert cards.parse_button_value(found[ids.APPROVE]["value"]) == (

@@ -174,7 +174,8 @@ async def _dispute_part(world: World) -> None:
 
 
 def _buttons(message: dict[str, Any]) -> dict[str, str]:
-    return {e["action_id"]: e["value"] for b in message.get("blocks") or []
+    return {e["action_id"]: e.get("value") or e.get("url") or ""
+            for b in message.get("blocks") or []
             if b.get("type") == "actions" for e in b.get("elements", [])}
 
 

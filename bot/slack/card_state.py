@@ -2,7 +2,10 @@
 
 Its card, its thread reply and a batch of compact lines are read from the store at the moment
 the outbox sends them, so a card always shows the case as it is now however many refreshes
-were queued. Block Kit itself is bot.slack.ui's job.
+were queued. Block Kit itself is bot.slack.ui's job. The link buttons' targets (`CardLinks`:
+the Checkfront host, the Stripe key's mode) come from the settings, through the outbox. A
+decided card's thread reply carries the quote (items, totals, allocation, clauses) that the
+collapsed card leaves out.
 """
 
 from __future__ import annotations
@@ -12,10 +15,12 @@ from typing import Any
 
 from bot.slack.ui import cards
 from bot.slack.ui.kit import archive_link
+from bot.slack.ui.links import NO_LINKS, CardLinks
+from bot.slack.ui.quote import detail_text
 from bot.slack.ui.thread import thread_reply
 from services import outbox
 from services.disputes.holds import flags_now
-from services.refunds import cases, ledger, writeback
+from services.refunds import cases, ledger, manual, writeback
 from services.refunds.automation import automation_state
 from services.refunds.models import Case, Status
 from services.store import audit
@@ -38,21 +43,25 @@ async def card_context(store: Store, case: Case) -> dict[str, Any]:
         "refunds": [dict(r) for r in refunds],
         "automation": await automation_state(store),
         "checkfront_pending": await writeback.pending(store, case.id),
+        "by_hand": await manual.of_case(store, case.id)
+        if case.status == Status.REFUNDED_BY_HAND else None,
     }
 
 
-async def render_card(store: Store, case: Case) -> cards.Message:
+async def render_card(store: Store, case: Case,
+                      links: CardLinks = NO_LINKS) -> cards.Message:
     """The case's card as it stands: buttons while it waits for a person, else the outcome."""
     ctx = await card_context(store, case)
     if case.status == Status.PENDING_APPROVAL:
         return cards.approval_card(case, await flags_now(store, ctx["quote"]),
                                     customer_first_name=ctx["customer_first_name"],
-                                    automation=ctx["automation"])
+                                    automation=ctx["automation"], links=links)
     return cards.outcome_card(case, ctx["quote"], customer_first_name=ctx["customer_first_name"],
                                decided_by=ctx["decided_by"], decided_at=ctx["decided_at"],
                                refunds=ctx["refunds"], automation=ctx["automation"],
                                decision_reason=ctx["decision_reason"],
-                               checkfront_pending=ctx["checkfront_pending"])
+                               checkfront_pending=ctx["checkfront_pending"],
+                               by_hand=ctx["by_hand"], links=links)
 
 
 async def render_compact(store: Store, case_ids: Sequence[int]) -> cards.Message:
@@ -65,8 +74,12 @@ async def render_compact(store: Store, case_ids: Sequence[int]) -> cards.Message
 
 
 async def thread_details(store: Store, case: Case) -> str:
-    """The thread reply under a decided card: what happened, with the references."""
-    return thread_reply(case, await audit.history(store, case.id))
+    """The thread reply under a decided card: what happened, with the references, then the
+    quote it was decided on."""
+    steps = thread_reply(case, await audit.history(store, case.id))
+    if case.status == Status.REFUNDED_BY_HAND:   # the quote is in the reply before this one
+        return steps
+    return steps + "\n\n" + detail_text((await cases.current_quote(store, case)).quote)
 
 
 async def card_links(store: Store, case_ids: Sequence[int]) -> dict[int, str]:

@@ -30,7 +30,7 @@ from services.refunds.models import Case, Status
 from services.store.db import Store
 
 FINAL = (Status.REFUNDED, Status.PARTIALLY_REFUNDED, Status.DENIED, Status.SKIPPED,
-         Status.FAILED)
+         Status.FAILED, Status.REFUNDED_BY_HAND)
 
 
 @dataclass(frozen=True)

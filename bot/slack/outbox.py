@@ -41,8 +41,10 @@ log = logging.getLogger(__name__)
 class Outbox:
     def __init__(self, store: Store, client: AsyncWebClient, *,
                  per_channel_interval: float = 1.0,
-                 retry_after: timedelta = timedelta(seconds=5)) -> None:
+                 retry_after: timedelta = timedelta(seconds=5),
+                 links: card_state.CardLinks = card_state.NO_LINKS) -> None:
         self.store = store
+        self.links = links   # where a card's link buttons point
         self.client = client
         self.interval = per_channel_interval
         self.retry_after = retry_after
@@ -193,7 +195,7 @@ class Outbox:
     async def _send_card(self, row: Post) -> set[int]:
         assert row.case_id is not None
         case = await cases.get(self.store, row.case_id)
-        message = await card_state.render_card(self.store, case)
+        message = await card_state.render_card(self.store, case, self.links)
         existing = await posts.message_of(self.store, case.id)
         if existing is not None:
             await self.client.chat_update(channel=existing.channel, ts=existing.ts,

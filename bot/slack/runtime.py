@@ -53,11 +53,12 @@ from slack_sdk.web.async_client import AsyncWebClient
 from bot.settings import Settings
 from bot.slack.notifier import Channels, SlackNotifier
 from bot.slack.outbox import Outbox
+from bot.slack.ui.links import CardLinks
 from bot.slack.ui.payloads import CaseRef
 from bot.worker import Worker
 from handlers.http.bodies import BadBody, loads
 from handlers.http.context import read_limited
-from handlers.slack import actions, commands, disputes, home, intake, views
+from handlers.slack import actions, card_actions, commands, disputes, home, intake, views
 from handlers.slack.deps import GroupMembers, SlackDeps
 from handlers.slack.listeners import case_of, metadata_of
 from services import correlation
@@ -102,7 +103,9 @@ class SlackDelivery:
         assert settings.slack_bot_token is not None
         client = web_client(settings.slack_bot_token.get_secret_value(),
                             _base_url(settings))
-        outbox = Outbox(store, client, per_channel_interval=settings.slack_post_interval_seconds)
+        outbox = Outbox(store, client, per_channel_interval=settings.slack_post_interval_seconds,
+                        links=CardLinks.of(settings.checkfront_base_url,
+                                           settings.stripe_secret_key.get_secret_value()))
         channels = Channels(approvals=settings.slack_approvals_channel,
                             digest=settings.slack_digest_channel or
                             settings.slack_approvals_channel)
@@ -166,6 +169,7 @@ class SlackRuntime:
         disputes.register(app, deps)
         home.register(app, deps)
         intake.register(app, deps)
+        card_actions.register(app, deps)
         app_token = settings.slack_app_token.get_secret_value() \
             if settings.slack_app_token else None
         return cls(app=app, deps=deps, outbox=delivery.outbox, notifier=delivery.notifier,

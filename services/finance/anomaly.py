@@ -55,7 +55,8 @@ STRIPE_FAILURES = "stripe_failures"
 REPEAT_REFUNDER = "repeat_refunder"
 SKU_SPIKE = "sku_spike"
 MAD_TO_SIGMA = 1.4826
-REFUNDED_STATUSES = ("refunded", "partially_refunded", "executing", "approved", "auto_approved")
+REFUNDED_STATUSES = ("refunded", "partially_refunded", "refunded_by_hand", "executing",
+                     "approved", "auto_approved")
 
 
 @dataclass(frozen=True)

@@ -78,6 +78,8 @@ async def _failure_still_open(store: Store, old: Discrepancy) -> str | bool | No
     status = await cases.status_of(store, old.case_id)
     if status is None:
         return True
+    if status == "refunded_by_hand":
+        return None  # an approver recorded the rest as refunded by hand (services.refunds.manual)
     if status in ("refunded", "partially_refunded", "denied", "skipped"):
         later = await ledger.refunded_after(store, old.case_id, old.execution_id or 0)
         if later or status in ("denied", "skipped"):

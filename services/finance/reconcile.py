@@ -7,7 +7,9 @@ but never heard back). Only counters, totals, the discrepancies and the ids of m
 rows are kept, so memory stays flat however many refunds the day had. The gateway reads the
 listing's pages as plain JSON, one page ahead of this loop, so Stripe (or the network) works
 on the next page while this one is matched. Ledger rows of the day the listing did not return
-are looked up one refund each, a few at a time, and settled in the ledger's order.
+are looked up one refund each, a few at a time, and settled in the ledger's order. Refunds an
+approver recorded as made by hand that day (`services.refunds.manual`) are counted in the day's
+`manual` total and never looked for in Stripe.
 
 The kinds of discrepancy and how a run is stored are described in `runs`; the queries of our
 ledger are in `services.refunds.ledger`, the Checkfront look-ups in `booking_check`, whether a
@@ -46,10 +48,11 @@ from services.finance.runs import (
     save_run,
 )
 from services.money import display, to_minor
-from services.refunds import ledger, snapshots
+from services.refunds import ledger, manual, snapshots
 from services.refunds.ledger import ExecutionWithBooking
 from services.store.db import iso_utc, utcnow
 
+MANUAL = "manual"                     # the day's figure of refunds recorded as made by hand
 STALE_AFTER = timedelta(hours=48)
 CARRY_LOOKBACK = timedelta(days=30)   # how far back ledger rows still pending are followed
 IN_FLIGHT = timedelta(hours=1)        # a planned row called this recently may still be answered
@@ -78,6 +81,7 @@ async def reconcile_day(
     await work.unsent_planned()
     await work.carried_pending()
     await work.recheck_open()
+    await work.by_hand()
     return await work.save()
 
 
@@ -363,6 +367,18 @@ class _DayReconciliation:
             elif refund.status in FAILED_STATUSES:
                 self._found(FAILED, refund.id, f"{_what(refund)} {refund.status} at Stripe"
                             f"{_reason(refund)}; our ledger still says pending", **args)
+
+    # ---- refunds made by hand --------------------------------------------------------------
+
+    async def by_hand(self) -> None:
+        """Refunds an approver recorded as made by hand this day: counted as `manual` in the
+        day's totals, never looked for in Stripe (they are not there by design)."""
+        done = await manual.between(self.store, self.start, self.end)
+        for refund in done:
+            self._add(refund.currency, MANUAL, refund.amount)
+        if done:
+            self.notes.append(f"{len(done)} refund(s) were made by hand (recorded with Mark "
+                              "refunded), not through Stripe")
 
     # ---- problems of earlier days ---------------------------------------------------------
 

@@ -299,8 +299,8 @@ async def refunded_for_customer(store: Store, customer_hash: str, *, other_than_
     since `since`."""
     row = await store.fetch_one(
         "SELECT COUNT(*) AS n FROM cases WHERE customer_hash = ? AND booking_id != ? "
-        "AND status IN ('refunded', 'partially_refunded', 'executing', 'approved', "
-        "'auto_approved') AND created_at >= ?",
+        "AND status IN ('refunded', 'partially_refunded', 'refunded_by_hand', 'executing', "
+        "'approved', 'auto_approved') AND created_at >= ?",
         (customer_hash, other_than_booking, since),
     )
     return int(row["n"]) if row else 0

@@ -27,6 +27,7 @@ class Status(StrEnum):
     REFUNDED = "refunded"
     PARTIALLY_REFUNDED = "partially_refunded"
     FAILED = "failed"
+    REFUNDED_BY_HAND = "refunded_by_hand"   # what Stripe could not refund, done by a person
 
 
 TRANSITIONS: dict[Status, frozenset[Status]] = {
@@ -39,15 +40,18 @@ TRANSITIONS: dict[Status, frozenset[Status]] = {
                                  Status.PENDING_APPROVAL}),
     # failed -> refunded: Stripe's events show the refunds whose answer was lost went out
     Status.FAILED: frozenset({Status.EXECUTING, Status.PENDING_APPROVAL, Status.REFUNDED,
-                              Status.PARTIALLY_REFUNDED}),
+                              Status.PARTIALLY_REFUNDED, Status.REFUNDED_BY_HAND}),
     Status.REFUNDED: frozenset({Status.FAILED}),
-    Status.PARTIALLY_REFUNDED: frozenset({Status.FAILED}),
+    # partially_refunded/failed -> refunded_by_hand: an approver recorded the rest as refunded
+    # by hand ("Mark refunded", services.refunds.manual)
+    Status.PARTIALLY_REFUNDED: frozenset({Status.FAILED, Status.REFUNDED_BY_HAND}),
+    Status.REFUNDED_BY_HAND: frozenset({Status.FAILED}),
     Status.DENIED: frozenset(),
     Status.SKIPPED: frozenset(),
 }
 APPROVED = (Status.APPROVED, Status.AUTO_APPROVED)   # an intent to refund, not yet claimed
 OPEN = frozenset(set(Status) - {Status.REFUNDED, Status.PARTIALLY_REFUNDED, Status.DENIED,
-                                Status.SKIPPED})
+                                Status.SKIPPED, Status.REFUNDED_BY_HAND})
 
 
 def booking_key(code: str) -> str:

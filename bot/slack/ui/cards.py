@@ -43,11 +43,20 @@ from bot.slack.ui.kit import (
     section,
     who,
 )
+from bot.slack.ui.links import NO_LINKS, CardLinks, link_buttons
 from bot.slack.ui.payloads import QuoteRequest, button_value, parse_button_value, parse_metadata
-from bot.slack.ui.quote import DECISIONS, notice_text, quote_blocks, quote_money, reason_lines
+from bot.slack.ui.quote import (
+    DECISIONS,
+    card_facts,
+    notice_text,
+    quote_blocks,
+    quote_money,
+    reason_lines,
+)
 from services.quoting.quote import Quote
 from services.refunds.automation import Automation
 from services.refunds.ledger import SETTLED
+from services.refunds.manual import CLOSABLE, ManualRefund
 from services.refunds.models import Case, Status
 from services.refunds.writeback import PendingWriteback
 
@@ -78,7 +87,7 @@ CARD_FALLBACK = 220  # "about 200 characters": amount, booking, customer, why
 SOURCES = {"checkfront_webhook": "the cancellation in Checkfront",
            "slack": "a request in Slack", "cli": "the command line"}
 APPROVED_PATH = (Status.APPROVED, Status.AUTO_APPROVED, Status.EXECUTING, Status.REFUNDED,
-                 Status.PARTIALLY_REFUNDED, Status.FAILED)
+                 Status.PARTIALLY_REFUNDED, Status.FAILED, Status.REFUNDED_BY_HAND)
 
 
 # --- cards ---------------------------------------------------------------------------------
@@ -109,54 +118,59 @@ def source_text(source: str) -> str:
     return SOURCES.get(source) or esc(source.replace("_", " "), 40)
 
 
-def _summary(case: Case, quote: Quote, first_name: str, automation: Automation,
-             title: str, reasons_title: str, *, pending: bool) -> list[dict[str, Any]]:
-    """Header, banner, key facts, the itemised quote and the reasons (the case's own status
-    reason only while it waits for a person; afterwards it describes the outcome)."""
-    blocks = [header(title)]
-    if automation.paused:
-        blocks.append(context(f":double_vertical_bar: Automation paused by {who(automation.by)}: "
-                              f"{esc(automation.reason or 'no reason given', 300)}"))
-    pairs = [("Booking", f"`{esc(case.booking_code, 60)}`"),
-             ("Customer", esc(_first(first_name), 40) or "—"),
-             ("Cancelled", date_token(case.cancelled_at)),
-             ("Refund", f"*{money(_amount(case), case.currency)}*" + (
-                 f" (quoted {money(case.refund_amount, case.currency)})"
-                 if _amount(case) != case.refund_amount else "")),
-             ("Paid (net)", quote_money(quote, quote.net_paid))]
+def _manual(quote: Quote) -> int:
+    return sum(a.amount for a in quote.allocations if a.method == "manual")
+
+
+def _facts(case: Case, quote: Quote, first_name: str) -> dict[str, Any]:
+    """A card's 4–6 fields: customer, product and start, notice and tier, policy (waiver)."""
+    pairs = [("Customer", esc(_first(first_name), 40) or "—"), *card_facts(quote)]
     if case.waiver:
         pairs.append(("Waiver", esc(case.waiver, 40)))
-    blocks.append(fields(pairs))
-    reasons = reason_lines(case if pending else None, quote)
-    blocks += quote_blocks(quote, reasons_title=reasons_title, reasons=reasons)
+    return fields(pairs)
+
+
+def _about(case: Case) -> dict[str, Any]:
     requested = f" · requested by {who(case.requested_by)}" if case.requested_by else ""
-    blocks.append(context(f"Case #{case.id} · quoted from {source_text(case.source)} at "
-                          f"{date_token(case.cancelled_at)}{requested} · "
-                          f"updated {date_token(case.updated_at)}"))
-    return blocks
+    return context(f"Case #{case.id} · from {source_text(case.source)} · cancelled "
+                   f"{date_token(case.cancelled_at)}{requested}")
 
 
-def approval_card(case: Case, quote: Quote, *, customer_first_name: str,
-                  automation: Automation) -> Message:
+def approval_buttons(case: Case, quote: Quote,
+                     links: CardLinks = NO_LINKS) -> list[dict[str, Any]]:
+    """The buttons of a card waiting for a person, in order: the decision (Approve, Deny,
+    Adjust), Details, then the links. Another button for a waiting card goes in here."""
     amount = money(case.refund_amount, case.currency)
     code = plain(case.booking_code, 60)  # for the confirm dialog (plain_text)
     value = button_value(case.id, case.quote_version)
-    manual = sum(a.amount for a in quote.allocations if a.method == "manual")
+    manual = _manual(quote)
     by_hand = f" {money(manual, case.currency)} of it must then be refunded by hand." \
         if manual else ""
     approve = button("Approve", ids.APPROVE, value, style="primary", confirm_dialog=confirm(
         "Approve this refund?",
         f"Refund {amount} for booking {code} back to the payments it was paid with.{by_hand}",
         "Approve", "Cancel"))
-    blocks = _summary(case, quote, customer_first_name, automation,
-                      f"Refund needs approval · {amount}", "Why a person is needed",
-                      pending=True)
-    blocks.append(actions(approve, button("Deny", ids.DENY, value, style="danger"),
-                          button("Adjust", ids.ADJUST, value)))
+    return [approve, button("Deny", ids.DENY, value, style="danger"),
+            button("Adjust", ids.ADJUST, value), button("Details", ids.DETAILS, value),
+            *link_buttons(links, case.booking_code, quote)]
+
+
+def approval_card(case: Case, quote: Quote, *, customer_first_name: str,
+                  automation: Automation, links: CardLinks = NO_LINKS) -> Message:
+    """Decision first: the amount and booking, why a person is needed with the risk flags, a
+    few facts, the buttons. The itemised quote is behind Details."""
+    amount = money(case.refund_amount, case.currency)
+    blocks = [header(f"Refund needs approval · {amount} · {plain(case.booking_code, 60)}")]
+    if automation.paused:
+        blocks.append(context(f":double_vertical_bar: Automation paused by {who(automation.by)}: "
+                              f"{esc(automation.reason or 'no reason given', 300)}"))
+    blocks += line_sections(reason_lines(case, quote), title="Why a person is needed")
+    blocks += [_facts(case, quote, customer_first_name), _about(case),
+               actions(*approval_buttons(case, quote, links))]
     why = "; ".join(amounts_in(r, case.currency) for r in _why(case, quote))
     return Message(card_text(f"Refund needs approval: {amount} for booking "
                              f"{esc(case.booking_code, 60)}", customer_first_name, why),
-                   fit(blocks, 2))
+                   fit(blocks, 1))
 
 
 def _why(case: Case, quote: Quote) -> list[str]:
@@ -170,20 +184,54 @@ def _why(case: Case, quote: Quote) -> list[str]:
     return said
 
 
-def _refund_list(refunds: list[dict[str, Any]], currency: str) -> str:
+def _refund_list(refunds: list[dict[str, Any]], currency: str, *, amounts: bool) -> str:
     shown = []
     for r in refunds[:10]:
-        status = "" if r.get("status") == "succeeded" else f", {esc(r.get('status'), 20)}"
-        shown.append(f"`{esc(r.get('stripe_refund_id'), 60)}` "
-                     f"({money(int(r.get('amount') or 0), currency)}{status})")
+        status = "" if r.get("status") == "succeeded" else esc(r.get("status"), 20)
+        said = [money(int(r.get("amount") or 0), currency)] if amounts else []
+        said += [status] if status else []
+        shown.append(f"`{esc(r.get('stripe_refund_id'), 60)}`"
+                     + (f" ({', '.join(said)})" if said else ""))
     more = f" …and {len(refunds) - 10} more" if len(refunds) > 10 else ""
     return ", ".join(shown) + more
 
 
+def _moved(refunds: list[dict[str, Any]]) -> int:
+    return sum(int(r.get("amount") or 0) for r in refunds if r.get("status") in SETTLED)
+
+
+def _title(case: Case, refunds: list[dict[str, Any]], by_hand: ManualRefund | None) -> str:
+    """The header: the outcome and the one amount that moved (or is to move)."""
+    c, final = case.currency, _amount(case)
+    moved = _moved(refunds)
+    if case.status == Status.PARTIALLY_REFUNDED:
+        if moved:
+            return f"Refunded {money(moved, c)} through Stripe"
+        return f"Approved — refund {money(max(final - moved, 0), c)} by hand"
+    if case.status == Status.REFUNDED_BY_HAND:
+        return f"Refunded {money(moved + (by_hand.amount if by_hand else 0), c)}"
+    if case.status == Status.REFUNDED:
+        return f"Refunded {money(moved or final, c)}"
+    return {
+        Status.APPROVED: f"Refund approved · {money(final, c)}",
+        Status.AUTO_APPROVED: f"Refund auto-approved · {money(final, c)}",
+        Status.EXECUTING: f"Refunding {money(final, c)}…",
+        Status.FAILED: f"Refund failed · {money(final, c)}",
+        Status.DENIED: f"Refund denied · {money(case.refund_amount, c)}",
+        Status.SKIPPED: "Nothing to refund",
+        Status.PENDING_APPROVAL: f"Refund waiting for approval · {money(final, c)}",
+        Status.QUOTED: f"Refund quoted · {money(final, c)}",
+    }[case.status]
+
+
 def _outcome(case: Case, decided_by: str | None, decided_at: str | None,
-             refunds: list[dict[str, Any]], decision_reason: str | None) -> list[str]:
+             refunds: list[dict[str, Any]], decision_reason: str | None,
+             by_hand: ManualRefund | None = None) -> list[str]:
+    """The outcome lines under the header: who decided, what moved and what is left, each
+    amount once (the header's is not repeated)."""
     c, status = case.currency, case.status
     final = _amount(case)
+    moved = _moved(refunds)
     rows = []
     if status in APPROVED_PATH and decided_by:
         adjusted = ""
@@ -191,9 +239,10 @@ def _outcome(case: Case, decided_by: str | None, decided_at: str | None,
             why = decision_reason or (case.status_reason if status == Status.APPROVED else None)
             adjusted = f" (adjusted from {money(case.refund_amount, c)}" + \
                 (f": {esc(why, 300)})" if why else ")")
-        rows.append(f":white_check_mark: Approved by {who(decided_by)} at {date_token(decided_at)} "
-                    f"· {money(final, c)}{adjusted}")
-    done = [r for r in refunds if r.get("status") in SETTLED]
+        rows.append(f":white_check_mark: Approved by {who(decided_by)} at "
+                    f"{date_token(decided_at)}{adjusted}")
+    several = len(refunds) > 1 or status in (Status.FAILED, Status.EXECUTING,
+                                             Status.REFUNDED_BY_HAND)
     if status == Status.DENIED:
         by = f" by {who(decided_by)} at {date_token(decided_at)}" if decided_by else ""
         reason = decision_reason or case.status_reason or "no reason given"
@@ -202,65 +251,79 @@ def _outcome(case: Case, decided_by: str | None, decided_at: str | None,
         rows.append(":heavy_minus_sign: Skipped: "
                     f"{esc(amounts_in(case.status_reason or '—', c), 600)}")
     elif status == Status.EXECUTING:
-        rows.append(f":hourglass_flowing_sand: Refunding… {money(final, c)}")
-    elif status in (Status.REFUNDED, Status.PARTIALLY_REFUNDED) and refunds:
-        rows.append(f":money_with_wings: Refunded: {_refund_list(refunds, c)}")
-    elif status == Status.REFUNDED:
-        rows.append(f":money_with_wings: Refunded {money(final, c)}")
+        rows.append(":hourglass_flowing_sand: Refunding through Stripe…")
+    elif status in (Status.REFUNDED, Status.PARTIALLY_REFUNDED, Status.REFUNDED_BY_HAND) \
+            and refunds:
+        rows.append(":money_with_wings: Through Stripe: "
+                    f"{_refund_list(refunds, c, amounts=several)}")
     elif status == Status.FAILED:
         rows.append(":x: *Refund failed:* "
                     f"{esc(amounts_in(case.status_reason or 'no reason given', c), 600)}")
         if refunds:
-            rows.append(f"Stripe refunds so far: {_refund_list(refunds, c)}")
+            rows.append(f"Stripe refunds so far: {_refund_list(refunds, c, amounts=True)}")
+        if moved:
+            rows.append(f"Left to refund: {money(max(final - moved, 0), c)}")
     elif status in (Status.PENDING_APPROVAL, Status.QUOTED):
         rows.append(":hourglass: Waiting for a decision.")
     if status == Status.EXECUTING and refunds:
-        rows.append(f"So far: {_refund_list(refunds, c)}")
+        rows.append(f"So far: {_refund_list(refunds, c, amounts=True)}")
     if status == Status.PARTIALLY_REFUNDED:
-        left = final - sum(int(r.get("amount") or 0) for r in done)
-        rows.append(f":warning: *Still to refund by hand:* {money(max(left, 0), c)} "
-                    "(not paid through Stripe)")
+        if moved:
+            rows.append(f":warning: *Approved — refund {money(max(final - moved, 0), c)} by "
+                        "hand* (not paid through Stripe). Mark refunded once it is done.")
+        else:
+            rows.append(":warning: *Nothing of it was paid through Stripe:* refund it by hand, "
+                        "then Mark refunded.")
+    if status == Status.REFUNDED_BY_HAND and by_hand is not None:
+        amount = f"{money(by_hand.amount, c)} " if moved else ""
+        ref = f", reference `{esc(by_hand.reference, 100)}`" if by_hand.reference else ""
+        rows.append(f":raised_hand: By hand: {amount}by {esc(by_hand.method_text, 40)}{ref} · "
+                    f"recorded by {who(by_hand.recorded_by)} at "
+                    f"{date_token(by_hand.recorded_at)}")
     return rows
+
+
+def outcome_buttons(case: Case, quote: Quote, refunds: list[dict[str, Any]],
+                    links: CardLinks = NO_LINKS) -> list[dict[str, Any]]:
+    """A decided card's buttons: Retry (failed), Mark refunded (money left to refund by
+    hand), Details, the links."""
+    value = button_value(case.id, case.quote_version)
+    made = []
+    if case.status == Status.FAILED:
+        made.append(button(
+            "Retry refund", ids.RETRY, value, style="primary", confirm_dialog=confirm(
+                "Retry this refund?",
+                f"Try again to refund {money(_amount(case), case.currency)} for booking "
+                f"{plain(case.booking_code, 60)}. Refunds Stripe already made are not repeated.",
+                "Retry", "Cancel")))
+    if case.status in CLOSABLE and _amount(case) > _moved(refunds):
+        made.append(button("Mark refunded", ids.MARK_REFUNDED, value))
+    made.append(button("Details", ids.DETAILS, value))
+    return made + link_buttons(links, case.booking_code, quote)
 
 
 def outcome_card(case: Case, quote: Quote, *, customer_first_name: str,
                  decided_by: str | None, decided_at: str | None, refunds: list[dict[str, Any]],
                  automation: Automation, decision_reason: str | None = None,
-                 checkfront_pending: PendingWriteback | None = None) -> Message:
-    """The card after a decision: the summary, and the outcome where the buttons were."""
-    c = case.currency
-    amount = money(_amount(case), c)
-    titles = {
-        Status.APPROVED: f"Refund approved · {amount}",
-        Status.AUTO_APPROVED: f"Refund auto-approved · {amount}",
-        Status.EXECUTING: f"Refunding… · {amount}",
-        Status.REFUNDED: f"Refunded · {amount}",
-        Status.PARTIALLY_REFUNDED: f"Partly refunded · {amount}",
-        Status.FAILED: f"Refund failed · {amount}",
-        Status.DENIED: f"Refund denied · {money(case.refund_amount, c)}",
-        Status.SKIPPED: "Nothing to refund",
-        Status.PENDING_APPROVAL: f"Refund waiting for approval · {amount}",
-        Status.QUOTED: f"Refund quoted · {amount}",
-    }
-    title = titles[case.status]
-    blocks = _summary(case, quote, customer_first_name, automation, title, "Reasons",
-                      pending=False)
-    lines = _outcome(case, decided_by, decided_at, refunds, decision_reason)
+                 checkfront_pending: PendingWriteback | None = None,
+                 by_hand: ManualRefund | None = None, links: CardLinks = NO_LINKS) -> Message:
+    """The card after a decision, collapsed: the outcome with the one amount that moved, who
+    decided, what is left by hand; the quote is behind Details and in the thread."""
+    title = _title(case, refunds, by_hand)
+    blocks = [header(f"{title} · {plain(case.booking_code, 60)}")]
+    lines = _outcome(case, decided_by, decided_at, refunds, decision_reason, by_hand)
     if checkfront_pending is not None:
         lines.append(_checkfront_pending_line(checkfront_pending))
-    tail = line_sections(lines, max_sections=1)
-    if case.status == Status.FAILED:
-        tail.append(actions(button(
-            "Retry refund", ids.RETRY, button_value(case.id, case.quote_version),
-            style="primary", confirm_dialog=confirm(
-                "Retry this refund?",
-                f"Try again to refund {amount} for booking {plain(case.booking_code, 60)}. "
-                "Refunds Stripe already made are not repeated.", "Retry", "Cancel"))))
-    blocks += tail
+    blocks += line_sections(lines, max_sections=1)
+    first = esc(_first(customer_first_name), 40)
+    blocks.append(context(f"Case #{case.id} · `{esc(case.booking_code, 60)}`"
+                          + (f" · customer {first}" if first else "")
+                          + f" · updated {date_token(case.updated_at)}"))
+    blocks.append(actions(*outcome_buttons(case, quote, refunds, links)))
     why = decision_reason or case.status_reason
-    return Message(card_text(f"{title} for booking {esc(case.booking_code, 60)}",
-                             customer_first_name, amounts_in(why, c) if why else None),
-                   fit(blocks, len(tail)))
+    return Message(card_text(f"{esc(title, 120)} for booking {esc(case.booking_code, 60)}",
+                             customer_first_name, amounts_in(why, case.currency) if why else None),
+                   fit(blocks, 1))
 
 
 # --- digests, quotes, status --------------------------------------------------------------

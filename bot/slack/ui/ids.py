@@ -15,6 +15,10 @@ RETRY = "refund_retry"
 REQUEST = "refund_request"          # on an ephemeral quote: open a case
 RESUME = "automation_resume"        # on a pause alert
 HOME_RESUME = "home_resume"         # on the Home tab: resume, then draw the tab again
+DETAILS = "refund_details"          # on a card: the itemised quote in a modal
+MARK_REFUNDED = "refund_mark_refunded"  # on a card with money left to refund by hand
+OPEN_CHECKFRONT = "link_checkfront"  # url buttons: Slack opens the page, the bot only acks
+VIEW_STRIPE = "link_stripe"
 
 # dispute and failed-payment buttons (ACTIONS: all of them)
 SUBMIT_EVIDENCE = "dispute_submit_evidence"
@@ -30,9 +34,15 @@ EVENT_RETRY = "event_retry"
 # modals
 DENY_VIEW = "refund_deny_view"
 ADJUST_VIEW = "refund_adjust_view"
+DETAILS_VIEW = "refund_details_view"
+MANUAL_VIEW = "refund_manual_view"
 
 # input blocks and their elements inside the modals
 REASON_BLOCK = "reason"
 REASON_INPUT = "reason_input"
 AMOUNT_BLOCK = "amount"
 AMOUNT_INPUT = "amount_input"
+METHOD_BLOCK = "method"
+METHOD_INPUT = "method_input"
+REFERENCE_BLOCK = "reference"
+REFERENCE_INPUT = "reference_input"

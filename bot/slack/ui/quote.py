@@ -1,6 +1,10 @@
 """The itemised quote in Block Kit: products, lines, totals, allocation, reasons, clauses.
 
-Shared by the approval and outcome cards and the `/refund quote` answer (`bot.slack.ui.cards`).
+Shown whole by the `/refund quote` answer (`bot.slack.ui.cards`), behind a card's Details
+button (`bot.slack.ui.details`) and in a decided card's thread (`detail_text`); the cards
+themselves carry only the decision's facts (`card_facts`). Wherever room runs out the item list
+is cut and says how many lines are hidden; the totals (fee, retained, total refund) are never
+cut.
 Product names, line reasons, policy ids and clauses are escaped (`kit.esc`); the quote's reasons
 show their amounts as every other amount is shown (`kit.amounts_in`).
 """
@@ -95,6 +99,62 @@ def _clauses(quote: Quote) -> list[str]:
                            if part.strip())
         rows.append(f"*{esc(policy_id, 60)}*\n{quoted or '> (no text)'}")
     return rows
+
+
+def first_start(quote: Quote) -> tuple[str, str | None, int]:
+    """(the first product's name, its start, how many other products) for a card's field."""
+    if not quote.lines:
+        return "", None, 0
+    first = min(quote.lines, key=lambda ln: ln.start)
+    others = len({ln.name for ln in quote.lines} - {first.name})
+    return first.name, first.start, others
+
+
+def card_facts(quote: Quote) -> list[tuple[str, str]]:
+    """The quote's part of a card's fields: product and start, notice and tier, policy."""
+    name, start, others = first_start(quote)
+    product = esc(name, 80) or "—"
+    if others:
+        product += f" +{others} more"
+    if start:
+        product += f"\nstarts {date_token(start)}"
+    facts = [("Product", product)]
+    if quote.lines:
+        nearest = min(quote.lines, key=lambda ln: Decimal(ln.notice_hours))
+        facts.append(("Notice", f"{notice_text(nearest.notice_hours)} · "
+                                f"{esc(nearest.reason, 80)}"))
+    policies = ", ".join(esc(p, 40) for p in (quote.policy_ids or tuple(quote.clauses)))
+    facts.append(("Policy", policies or "—"))
+    return facts
+
+
+def detail_blocks(quote: Quote, *, reasons: list[str],
+                  item_sections: int = 3) -> list[dict[str, Any]]:
+    """The whole quote for the Details modal: products, the items (cut first, saying how many
+    are hidden), the totals in a section of their own, the allocation, reasons and clauses."""
+    blocks = line_sections(_products(quote), title="Products", max_sections=3)
+    blocks += line_sections(_items(quote), title="Quote", max_sections=item_sections)
+    blocks += line_sections(_totals(quote), max_sections=1)
+    blocks += line_sections(_allocations(quote), title="Refund to")
+    if reasons:
+        blocks += line_sections(reasons, title="Reasons")
+    blocks += line_sections(_clauses(quote), title="Policy")
+    return blocks
+
+
+THREAD_ITEMS = 15   # item lines a thread reply lists before it says how many more
+
+
+def detail_text(quote: Quote) -> str:
+    """The quote as a thread reply's text: items (at most THREAD_ITEMS, then how many more),
+    the totals, the allocation and the policy clauses."""
+    items = _items(quote)
+    shown = items[:THREAD_ITEMS]
+    if len(items) > len(shown):
+        shown.append(f"_…and {len(items) - len(shown)} more lines (Details on the card)_")
+    parts = ["*Quote*", *shown, *_totals(quote), "*Refund to*", *_allocations(quote)]
+    parts += _clauses(quote)[:3]
+    return "\n".join(parts)
 
 
 def reason_lines(case: Case | None, quote: Quote) -> list[str]:

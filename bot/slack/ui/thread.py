@@ -2,7 +2,8 @@
 
 A pure function from the case and its audit entries to the reply's mrkdwn text. It says who
 decided and when, each Stripe refund (its id is the reference people quote to Stripe) with its
-amount, what Stripe refused and why, and whether Checkfront was updated. Idempotency keys,
+amount, what Stripe refused and why, what was refunded by hand (amount, method, reference),
+and whether Checkfront was updated. Idempotency keys,
 quote versions and other internal ids stay in the audit. Every text from a person, Stripe or
 Checkfront is escaped (`kit.esc`), times are `kit.date_token`s, amounts `kit.money`.
 """
@@ -13,6 +14,7 @@ from collections.abc import Iterable
 
 from bot.slack.ui.kit import amounts_in, date_token, esc, money, who
 from services.money import MoneyError, to_minor
+from services.refunds.manual import METHODS
 from services.refunds.models import Case
 from services.store.audit import AuditEntry
 
@@ -43,6 +45,11 @@ def _step(entry: AuditEntry, currency: str) -> str | None:
     if entry.action == "checkfront.writeback_failed":
         return (f"• Checkfront not updated yet ({esc(d.get('error') or 'no reason given', 200)})"
                 "; the bot retries it")
+    if entry.action == "case.refunded_by_hand":
+        ref = f", reference `{esc(d.get('reference'), 100)}`" if d.get("reference") else ""
+        method = esc(METHODS.get(str(d.get("method")), str(d.get("method"))), 40)
+        return (f"• Refunded by hand: {_amount(d.get('amount'), currency)} by {method}{ref}, "
+                f"recorded by {who(entry.actor)} at {date_token(entry.at)}")
     if entry.action in ("case.approved", "case.denied"):
         reason = d.get("reason")
         said = f": {esc(amounts_in(str(reason), currency), THREAD_REASON)}" if reason else ""
