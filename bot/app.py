@@ -84,7 +84,7 @@ class Bot:
                 settings.checkfront_api_key.get_secret_value(),
                 settings.checkfront_api_secret.get_secret_value(),
                 event_hooks=metrics.httpx_hooks(CHECKFRONT),
-                transport=CheckfrontTransport(),
+                transport=CheckfrontTransport(on_lost=metrics.httpx_lost(CHECKFRONT)),
             ),
             stripe=StripeGateway(
                 settings.stripe_secret_key.get_secret_value(),

@@ -13,9 +13,17 @@ resend even a note. Here a connection that could not be made (`ClientConnectorEr
 `httpx.ConnectError`, as httpx's own transport says it; any other lost connection is
 `httpx.ReadError`, "may have been received", so a request that is not idempotent is not sent
 twice.
+
+A request that gets no answer at all (a refused or lost connection, a timeout) is told to
+`on_lost`, with its time: httpx's event hooks only see answers, and the bot's metrics count
+these as the `network` kind.
 """
 
 from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
 
 import aiohttp
 import httpx
@@ -23,7 +31,21 @@ from httpx_aiohttp import AiohttpTransport
 
 
 class CheckfrontTransport(AiohttpTransport):
+    def __init__(self, *, on_lost: Callable[[httpx.Request, float], None] | None = None,
+                 **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._on_lost = on_lost
+
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        began = time.perf_counter()
+        try:
+            return await self._answer(request)
+        except httpx.TransportError:
+            if self._on_lost is not None:
+                self._on_lost(request, time.perf_counter() - began)
+            raise
+
+    async def _answer(self, request: httpx.Request) -> httpx.Response:
         try:
             return await super().handle_async_request(request)
         except httpx.ConnectTimeout as exc:

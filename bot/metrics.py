@@ -163,7 +163,7 @@ class BotMetrics:
     # --- the clients ---------------------------------------------------------------------
 
     def observe_call(self, service: str, operation: str, seconds: float,
-                 kind: str | None) -> None:
+                     kind: str | None) -> None:
         self.api_seconds.labels(service, operation).observe(seconds)
         if kind is not None:
             self.api_errors.labels(service, kind).inc()
@@ -185,9 +185,17 @@ class BotMetrics:
             began = request.extensions.get(started)
             if began is not None:
                 self.observe_call(service, f"{request.method} {_path_shape(request.url.path)}",
-                              time.perf_counter() - began, error_kind(response.status_code))
+                                  time.perf_counter() - began, error_kind(response.status_code))
 
         return {"request": [on_request], "response": [on_response]}
+
+    def httpx_lost(self, service: str) -> Callable[[httpx.Request, float], None]:
+        """For a transport (`bot.checkfront_transport`): a request that got no answer (refused
+        or lost connection, timeout), timed and counted as the `network` kind."""
+        def lost(request: httpx.Request, seconds: float) -> None:
+            self.observe_call(service, f"{request.method} {_path_shape(request.url.path)}",
+                              seconds, "network")
+        return lost
 
     def watch_slack(self, client: AsyncWebClient) -> None:
         """Time every Web API method call of `client` and count its errors: each 429, 5xx and

@@ -189,3 +189,31 @@ def test_each_bot_counts_in_a_registry_of_its_own() -> None:
         "refund_bot_events_total", {"source": "stripe", "outcome": "processed"}) == 1
     assert second.registry.get_sample_value(
         "refund_bot_events_total", {"source": "stripe", "outcome": "processed"}) is None
+
+
+async def test_a_checkfront_call_that_gets_no_answer_counts_as_a_network_error() -> None:
+    import socket
+
+    from bot.checkfront_transport import CheckfrontTransport
+    from bot.metrics import CHECKFRONT
+    from services.clients.checkfront import CheckfrontClient
+    from services.clients.checkfront_errors import CheckfrontError
+
+    with socket.socket() as s:   # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    metrics = BotMetrics()
+    client = CheckfrontClient(f"http://127.0.0.1:{port}", "key", "secret", retries=1,
+                              backoff_base=0.0, event_hooks=metrics.httpx_hooks(CHECKFRONT),
+                              transport=CheckfrontTransport(
+                                  on_lost=metrics.httpx_lost(CHECKFRONT)))
+    try:
+        with pytest.raises(CheckfrontError):
+            await client.ping()
+    finally:
+        await client.aclose()
+    assert metrics.registry.get_sample_value(
+        "refund_bot_api_errors_total", {"service": "checkfront", "kind": "network"}) == 2
+    assert metrics.registry.get_sample_value(
+        "refund_bot_api_call_duration_seconds_count",
+        {"service": "checkfront", "operation": "GET /api/3.0/ping"}) == 2
