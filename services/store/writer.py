@@ -18,6 +18,8 @@ in it with `StoreUnavailable`: the store's failure, not the caller's input, so a
 to 1 ms) rather than SQLite's default busy handler (1, 2, 5, 10, 15, 20, 25 … ms), so a commit
 the worker finishes is followed within a millisecond. `close()` refuses new work, commits (or
 fails) everything already queued and stops the thread: nothing queued is dropped.
+`lock_waits`, `lock_wait_seconds` and `lock_wait_longest` count the batches that found the
+lock held and how long they waited: with the worker busy, most of a webhook's late answers.
 """
 
 from __future__ import annotations
@@ -76,6 +78,9 @@ class IntakeWriter:
         self.busy_timeout = busy_timeout
         self.max_batch = max_batch
         self.batches = 0            # transactions committed (tests and benchmarks read it)
+        self.lock_waits = 0         # BEGINs that found the write lock held by another connection
+        self.lock_wait_seconds = 0.0    # ... and how long they waited for it, in all
+        self.lock_wait_longest = 0.0    # ... and at most
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._guard = threading.Lock()
         self._closed = True
@@ -195,18 +200,30 @@ class IntakeWriter:
 
     def _begin(self, conn: sqlite3.Connection) -> None:
         """BEGIN IMMEDIATE, trying again in short steps while another connection writes."""
-        deadline = time.monotonic() + self.busy_timeout
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            return
+        except sqlite3.OperationalError as exc:
+            if not _busy(exc):
+                raise
+        began = time.monotonic()
+        deadline = began + self.busy_timeout
         pause = FIRST_PAUSE
-        while True:
-            try:
-                conn.execute("BEGIN IMMEDIATE")
-                return
-            except sqlite3.OperationalError as exc:
-                busy = (getattr(exc, "sqlite_errorcode", 0) & 0xFF) == sqlite3.SQLITE_BUSY
-                if not busy or time.monotonic() >= deadline:
-                    raise
-            time.sleep(pause)
-            pause = min(pause * 2, LONGEST_PAUSE)
+        try:
+            while True:
+                time.sleep(pause)
+                pause = min(pause * 2, LONGEST_PAUSE)
+                try:
+                    conn.execute("BEGIN IMMEDIATE")
+                    return
+                except sqlite3.OperationalError as exc:
+                    if not _busy(exc) or time.monotonic() >= deadline:
+                        raise
+        finally:
+            waited = time.monotonic() - began
+            self.lock_waits += 1
+            self.lock_wait_seconds += waited
+            self.lock_wait_longest = max(self.lock_wait_longest, waited)
 
     def _resolve(self, outcomes: list[tuple[asyncio.AbstractEventLoop, asyncio.Future[Any],
                                             Any, BaseException | None]]) -> None:
@@ -224,6 +241,10 @@ class IntakeWriter:
                 return
             if request is not _STOP:
                 self._resolve([(request.loop, request.future, None, error)])
+
+
+def _busy(exc: sqlite3.OperationalError) -> bool:
+    return (getattr(exc, "sqlite_errorcode", 0) & 0xFF) == sqlite3.SQLITE_BUSY
 
 
 def _unavailable(exc: BaseException) -> BaseException:
