@@ -9,7 +9,6 @@ what is accepted, the values read and the errors raised are exactly `json.loads`
 from __future__ import annotations
 
 import json
-import re
 from typing import Any
 
 import orjson
@@ -49,7 +48,7 @@ def parse_json(raw: bytes) -> Any:
     `json.loads` of the text decoded as UTF-8, which accepts it as before or raises its own
     error: UnicodeDecodeError, JSONDecodeError with its line and column, RecursionError for
     a deep body."""
-    if _LONG_DIGITS.search(raw) is None:
+    if _DIGIT_RUN not in raw.translate(_DIGITS_AS_ZERO):
         try:
             return orjson.loads(raw)
         except orjson.JSONDecodeError:
@@ -57,7 +56,10 @@ def parse_json(raw: bytes) -> Any:
     return json.loads(raw.decode("utf-8"))
 
 
-_LONG_DIGITS = re.compile(rb"[0-9]{19}")
+# the text with every digit as "0" and every other byte as "x": a run of 19 digits is a run of
+# 19 zeros (found in C at a fraction of a regular expression's cost)
+_DIGITS_AS_ZERO = bytes(0x30 if 0x30 <= byte <= 0x39 else 0x78 for byte in range(256))
+_DIGIT_RUN = b"0" * 19
 
 
 def check_depth(value: Any, max_depth: int = MAX_DEPTH, *, what: str = "body") -> None:
