@@ -3,12 +3,14 @@ inserts in groups, so intake never waits behind the worker's transactions on the
 shared connection and pays one thread hop per batch instead of one per statement.
 
 Callers hand it a unit of work (`run(work)`), a plain function of the `Batch` (its `conn`,
-inside the transaction). The thread takes everything waiting, runs `BEGIN IMMEDIATE`, each
-unit in order, `COMMIT`, and only then resolves the callers' futures: whatever a caller is
-answered, its rows are committed at the store's durability (same file, WAL, the store's own
-`synchronous` setting). `BEGIN IMMEDIATE` serialises this connection with the store's
-(and with other processes), so a unit that reads the audit chain's end sees the last row
-either of them wrote and the chain stays linear.
+inside the transaction). The units queued in one turn of the event loop are handed to the
+thread together after that turn (one wake-up of the thread per turn, not per unit; the answers
+come back in one callback per batch). The thread takes everything waiting, runs `BEGIN
+IMMEDIATE`, each unit in order, `COMMIT`, and only then resolves the callers' futures: whatever
+a caller is answered, its rows are committed at the store's durability (same file, WAL, the
+store's own `synchronous` setting). `BEGIN IMMEDIATE` serialises this connection with the
+store's (and with other processes), so a unit that reads the audit chain's end sees the last
+row either of them wrote and the chain stays linear.
 
 A unit that raises fails alone: its batch is rolled back and its other units are run again,
 each in a transaction of its own. A batch that cannot be written at all (disk error, the write
@@ -81,8 +83,10 @@ class IntakeWriter:
         self.lock_waits = 0         # BEGINs that found the write lock held by another connection
         self.lock_wait_seconds = 0.0    # ... and how long they waited for it, in all
         self.lock_wait_longest = 0.0    # ... and at most
-        self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()   # lists of _Request, _STOP
+        self._pending: dict[asyncio.AbstractEventLoop, list[_Request]] = {}
         self._guard = threading.Lock()
+        self._dead: BaseException | None = None    # the thread stopped on an error
         self._closed = True
         self._thread: threading.Thread | None = None
 
@@ -108,8 +112,24 @@ class IntakeWriter:
         with self._guard:
             if self._closed:
                 raise StoreUnavailable("the store is closed")
-            self._queue.put(_Request(work, loop, future))
+            pending = self._pending.get(loop)
+            if pending is None:   # the first this turn of the loop: hand them over after it
+                pending = self._pending[loop] = []
+                loop.call_soon(self._hand_over, loop)
+            pending.append(_Request(work, loop, future))
         return await future
+
+    def _hand_over(self, loop: asyncio.AbstractEventLoop) -> None:
+        """What this loop's callers queued during one turn, to the thread at once: one wake-up
+        of the thread (and one GIL hand-off) per turn of the loop, not per webhook."""
+        with self._guard:
+            pending = self._pending.pop(loop, None)
+            if pending and self._dead is None:
+                self._queue.put(pending)
+                return
+        if pending:   # the thread is gone: nobody would answer them
+            _settle([(r.future, None, StoreUnavailable(f"intake writer stopped: {self._dead!r}"))
+                     for r in pending])
 
     async def close(self) -> None:
         """Take no more work; commit what is queued; stop the thread."""
@@ -117,6 +137,9 @@ class IntakeWriter:
             if self._closed:
                 return
             self._closed = True
+            for pending in self._pending.values():   # queued before the close: still written
+                self._queue.put(pending)
+            self._pending.clear()
             self._queue.put(_STOP)
         if self._thread is not None:
             await asyncio.to_thread(self._thread.join)
@@ -140,29 +163,33 @@ class IntakeWriter:
             log.exception("intake writer stopped")
             with self._guard:
                 self._closed = True
+                self._dead = exc
             self._fail_queued(StoreUnavailable(f"intake writer stopped: {exc!r}"))
         finally:
             conn.close()
 
     def _serve(self, conn: sqlite3.Connection) -> None:
+        waiting: list[_Request] = []   # taken from the queue, not yet written
+        stop = False
         while True:
-            first = self._queue.get()
-            if first is _STOP:
-                return
-            batch = [first]
-            stop = False
-            while len(batch) < self.max_batch:
+            if not waiting:
+                if stop:
+                    return
+                first = self._queue.get()
+                if first is _STOP:
+                    return
+                waiting = list(first)
+            while not stop and len(waiting) < self.max_batch:
                 try:
                     following = self._queue.get_nowait()
                 except queue.Empty:
                     break
                 if following is _STOP:
-                    stop = True
-                    break
-                batch.append(following)
+                    stop = True   # what is waiting is still written, then the thread stops
+                else:
+                    waiting.extend(following)
+            batch, waiting = waiting[:self.max_batch], waiting[self.max_batch:]
             self._write(conn, batch)
-            if stop:
-                return
 
     def _write(self, conn: sqlite3.Connection, batch: list[_Request]) -> None:
         try:
@@ -236,11 +263,11 @@ class IntakeWriter:
     def _fail_queued(self, error: BaseException) -> None:
         while True:
             try:
-                request = self._queue.get_nowait()
+                requests = self._queue.get_nowait()
             except queue.Empty:
                 return
-            if request is not _STOP:
-                self._resolve([(request.loop, request.future, None, error)])
+            if requests is not _STOP:
+                self._resolve([(r.loop, r.future, None, error) for r in requests])
 
 
 def _busy(exc: sqlite3.OperationalError) -> bool:
