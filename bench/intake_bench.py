@@ -26,7 +26,8 @@ Cases:
   booking in the stand-ins, which the worker processes (Checkfront reads, a quote, the case,
   Stripe refunds when the policy approves) while the next ones arrive. p50/p99 latency, the
   cases the worker finished meanwhile (it must keep going), how many it held for the loop
-  (`bot.loop_guard`), and the loop's lag (a timer every 5 ms: how late it fired). The floor's
+  (`bot.loop_guard`), the loop's lag (a timer every 5 ms: how late it fired), and how long
+  the intake writer waited for the write lock the worker's transactions held. The floor's
   fixed-rate figures are taken before, with no bot running.
 
 The last lines: each figure beside the floor's, the ratio and the issue's target, OK or MISS.
@@ -330,6 +331,11 @@ async def run(args: argparse.Namespace) -> int:
             lags: list[float] = []
             probe = asyncio.create_task(loop_lag(lags))
             held = bot.worker.guard.held
+            busy_writer = bot.svc.store.writer
+            assert busy_writer is not None
+            waits = (busy_writer.lock_waits, busy_writer.lock_wait_seconds,
+                     busy_writer.batches)
+            busy_writer.lock_wait_longest = 0.0
             began = time.perf_counter()
             results[f"bot {r:g}/s"] = await job("open", bot_url, bodies, r)
             took = time.perf_counter() - began
@@ -338,6 +344,11 @@ async def run(args: argparse.Namespace) -> int:
             worked = await done_cases(bot.svc.store) - done_before
             backlog = await bot.svc.store.read_one(
                 "SELECT COUNT(*) FROM webhook_events WHERE processed_at IS NULL")
+            waited = busy_writer.lock_waits - waits[0]
+            print(f"{r:g}/s intake writer: {waited} of {busy_writer.batches - waits[2]} "
+                  f"batches waited for the worker's write lock, "
+                  f"{1000 * (busy_writer.lock_wait_seconds - waits[1]):.0f} ms in all, longest "
+                  f"{1000 * busy_writer.lock_wait_longest:.1f} ms", flush=True)
             print(f"{r:g}/s with the worker busy: bot p50 {pct(results[f'bot {r:g}/s'], .5):.1f}"
                   f" ms p99 {pct(results[f'bot {r:g}/s'], .99):.1f} ms; the worker processed "
                   f"{worked} cancellations in {took:.1f} s ({worked / took:.1f}/s), "

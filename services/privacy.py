@@ -55,15 +55,22 @@ def scrub(data: Mapping[str, Any], salt: str | None = None) -> dict[str, Any]:
 
 
 def _mapping(data: Mapping[str, Any], salt: str | None) -> dict[str, Any]:
-    person = str(data.get("object") or "") in _PERSON_OBJECTS
+    # the same walk as `value_of`/`mapping` in its plainest form (tests/test_intake_cpu.py),
+    # with the common types tested by identity first: most of a body is scalars and dicts
+    found = data.get("object")
+    person = (found if type(found) is str else str(found or "")) in _PERSON_OBJECTS
     kept: dict[str, Any] = {}
     for key, value in data.items():
-        if key == "customer" and isinstance(value, Mapping):
+        kind = type(value)
+        if kind in _SCALARS:   # no call, no ABC check
+            if not (_dropped(key) or (person and key == "name")):
+                kept[key] = value
+        elif key == "customer" and (kind is dict or isinstance(value, Mapping)):
             kept[key] = _customer(value, salt)
         elif _dropped(key) or (person and key == "name"):
             continue
-        elif type(value) in _SCALARS:   # most of a body: kept as it is, no call, no ABC check
-            kept[key] = value
+        elif kind is dict:
+            kept[key] = _mapping(value, salt)
         else:
             kept[key] = _value(value, salt)
     return kept
@@ -73,8 +80,13 @@ _SCALARS = frozenset({str, int, float, bool, type(None)})
 
 
 def _value(value: Any, salt: str | None) -> Any:
-    if type(value) in _SCALARS:
+    kind = type(value)
+    if kind in _SCALARS:
         return value
+    if kind is dict:
+        return _mapping(value, salt)
+    if kind is list:
+        return [_value(v, salt) for v in value]
     if isinstance(value, Mapping):
         return _mapping(value, salt)
     if isinstance(value, list | tuple):

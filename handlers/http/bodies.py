@@ -1,13 +1,17 @@
 """Reading a request body within bounds: JSON parsed without a RecursionError, and no deeper
 than the depth limit, so nothing downstream (storing, hashing, routing) walks an unbounded tree.
 
-`BadBody` is a ValueError whose message is the reason a 400 answer gives.
+`BadBody` is a ValueError whose message is the reason a 400 answer gives. `parse_json` is
+the webhooks' parse: orjson's, with the standard library's for whatever orjson refuses, so
+what is accepted, the values read and the errors raised are exactly `json.loads`'s.
 """
 
 from __future__ import annotations
 
 import json
 from typing import Any
+
+import orjson
 
 MAX_DEPTH = 64  # real Checkfront, Stripe and Slack bodies are under 20 deep
 
@@ -34,6 +38,28 @@ def loads(text: str, *, max_depth: int = MAX_DEPTH, what: str = "body") -> Any:
         raise BadBody(f"{what} is not JSON") from None
     check_depth(value, max_depth, what=what)
     return value
+
+
+def parse_json(raw: bytes) -> Any:
+    """`json.loads(raw)`, faster: orjson parses what it accepts (standard JSON, UTF-8 without
+    lone surrogates, nesting under 1,024 levels), to the same values; a text with a run of 19
+    digits or more (where an integer may be past 64 bits, which orjson would read as a float)
+    and anything orjson refuses (NaN and Infinity, a BOM, invalid text) goes to
+    `json.loads` of the text decoded as UTF-8, which accepts it as before or raises its own
+    error: UnicodeDecodeError, JSONDecodeError with its line and column, RecursionError for
+    a deep body."""
+    if _DIGIT_RUN not in raw.translate(_DIGITS_AS_ZERO):
+        try:
+            return orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            pass
+    return json.loads(raw.decode("utf-8"))
+
+
+# the text with every digit as "0" and every other byte as "x": a run of 19 digits is a run of
+# 19 zeros (found in C at a fraction of a regular expression's cost)
+_DIGITS_AS_ZERO = bytes(0x30 if 0x30 <= byte <= 0x39 else 0x78 for byte in range(256))
+_DIGIT_RUN = b"0" * 19
 
 
 def check_depth(value: Any, max_depth: int = MAX_DEPTH, *, what: str = "body") -> None:

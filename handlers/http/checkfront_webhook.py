@@ -19,8 +19,8 @@ from urllib.parse import parse_qsl
 
 from aiohttp import web
 
-from handlers.http.bodies import MAX_DEPTH, json_too_deep, too_deep
-from handlers.http.context import AppContext, read_limited, store_unavailable
+from handlers.http.bodies import MAX_DEPTH, json_too_deep, parse_json, too_deep
+from handlers.http.context import DUPLICATE_TEXT, AppContext, ok, read_limited, store_unavailable
 from services import correlation
 from services.intake import rejections
 from services.intake.events import body_hash, checkfront_kind, store_event
@@ -47,10 +47,10 @@ async def receive(request: web.Request) -> web.Response:
     except StoreUnavailable as exc:
         return store_unavailable("checkfront", exc)
     if event is None:
-        return web.json_response({"ok": True, "duplicate": True})
+        return ok(DUPLICATE_TEXT)
     correlation.begin(correlation.for_event(event.row_id))  # this request's lines from here
     ctx.worker.submit(event)
-    return web.json_response({"ok": True, "event": event.event_id})
+    return ok(f'{{"ok": true, "event": {json.dumps(event.event_id)}}}')
 
 
 def _authenticated(request: web.Request, ctx: AppContext) -> bool:
@@ -72,24 +72,29 @@ def parse_body(body: bytes, content_type: str) -> dict[str, Any]:
     """JSON, or a form body with PHP-style keys (`booking[order][total]=...`)."""
     if not body.strip():
         raise ValueError("empty body")
-    try:
-        text = body.decode("utf-8")
-    except UnicodeDecodeError:
-        raise ValueError("not UTF-8") from None
     if content_type == "application/x-www-form-urlencoded":
-        payload = _nest(parse_qsl(text, keep_blank_values=True, strict_parsing=True))
+        payload = _nest(parse_qsl(_text(body), keep_blank_values=True, strict_parsing=True))
         deep = too_deep(payload, MAX_DEPTH)
     else:
-        payload = _json(text)
+        payload = _json(body)
         deep = json_too_deep(body, payload, MAX_DEPTH)
     if deep:
         raise ValueError(f"nested deeper than {MAX_DEPTH} levels")
     return payload
 
 
-def _json(text: str) -> dict[str, Any]:
+def _text(body: bytes) -> str:
     try:
-        payload = json.loads(text)
+        return body.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ValueError("not UTF-8") from None
+
+
+def _json(body: bytes) -> dict[str, Any]:
+    try:
+        payload = parse_json(body)
+    except UnicodeDecodeError:   # json.loads of bytes that are not UTF-8 (nor UTF-16/32)
+        raise ValueError("not UTF-8") from None
     except json.JSONDecodeError as exc:
         raise ValueError(f"invalid JSON at line {exc.lineno} column {exc.colno}") from None
     except RecursionError:

@@ -3,7 +3,8 @@
 The context holds the services, the event queue, the counter of rejected requests and a few
 settings; the bot passes its worker in as the queue, and the handlers know it only by that
 protocol. `read_limited` reads a body within its size limit; `store_unavailable` is the answer
-when a webhook could not be stored.
+when a webhook could not be stored; `ok` is a webhook's 200, as `web.json_response` writes it
+for the same dict, without encoding the same few texts again per request.
 """
 
 from __future__ import annotations
@@ -56,6 +57,15 @@ async def read_limited(request: web.Request, limit: int, *, source: str) -> byte
         ctx.rejections.reject(source, rejections.TOO_LARGE)
         return web.json_response({"error": "body too large"}, status=413)
     return body
+
+
+OK_TEXT = '{"ok": true}'              # json.dumps({"ok": True})
+DUPLICATE_TEXT = '{"ok": true, "duplicate": true}'
+
+
+def ok(text: str = OK_TEXT) -> web.Response:
+    """A 200 with the JSON `text`: what `web.json_response` answers for the dict it encodes."""
+    return web.Response(text=text, content_type="application/json")
 
 
 RETRY_AFTER_SECONDS = 5

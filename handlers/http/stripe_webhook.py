@@ -9,7 +9,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from handlers.http.bodies import MAX_DEPTH, json_too_deep
-from handlers.http.context import AppContext, read_limited, store_unavailable
+from handlers.http.context import DUPLICATE_TEXT, AppContext, ok, read_limited, store_unavailable
 from services import correlation
 from services.clients.stripe_events import InvalidStripeSignature, verify_event
 from services.intake import rejections
@@ -46,7 +46,7 @@ async def receive(request: web.Request) -> web.Response:
     except StoreUnavailable as exc:
         return store_unavailable("stripe", exc)
     if stored is None:
-        return web.json_response({"ok": True, "duplicate": True})
+        return ok(DUPLICATE_TEXT)
     correlation.begin(correlation.for_event(stored.row_id))  # this request's lines from here
     ctx.worker.submit(stored)
-    return web.json_response({"ok": True})
+    return ok()

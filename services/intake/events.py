@@ -30,6 +30,8 @@ from datetime import datetime, timedelta
 from functools import partial
 from typing import Any
 
+import orjson
+
 from services.config import EventRetries
 from services.errors import DomainError
 from services.privacy import scrub
@@ -106,7 +108,7 @@ async def store_event(store: Store, *, source: str, event_id: str, kind: str,
     this returns, the event and its audit row are committed. StoreUnavailable when the store
     could not take it (closed, disk error, locked too long): not stored, to be sent again."""
     received = now_iso()
-    params = (source, event_id, kind, received, dumps(scrub(payload, salt)))
+    params = (source, event_id, kind, received, payload_json(scrub(payload, salt)))
     writer = store.writer
     if writer is not None:
         row_id = await writer.run(partial(_insert_event, params))
@@ -124,6 +126,23 @@ async def store_event(store: Store, *, source: str, event_id: str, kind: str,
     if row_id is None:
         return None
     return StoredEvent(row_id, source, event_id, kind, received, payload)
+
+
+def payload_json(value: dict[str, Any]) -> str:
+    """The stored text of an event's payload: what `dumps` writes (keys sorted, no spaces,
+    non-ASCII as is), through orjson. The two differ only where `dumps` would be needed: a
+    value orjson cannot write (an integer past 64 bits, a key that is not text, a lone
+    surrogate) and a float that is not finite (orjson writes it as null, `dumps` as NaN or
+    Infinity); so a text with a null in it, or none at all, is written by `dumps`. Floats may
+    be spelled otherwise (1e16 for 1e+16): the same numbers read back. Not for the audit
+    chain, whose hashed text is `dumps`'s byte for byte."""
+    try:
+        text = orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
+    except TypeError:
+        return dumps(value)
+    if b"null" in text:
+        return dumps(value)
+    return text.decode()
 
 
 def _insert_event(params: tuple[str, str, str, str, str], batch: Batch) -> int | None:

@@ -3,12 +3,14 @@ inserts in groups, so intake never waits behind the worker's transactions on the
 shared connection and pays one thread hop per batch instead of one per statement.
 
 Callers hand it a unit of work (`run(work)`), a plain function of the `Batch` (its `conn`,
-inside the transaction). The thread takes everything waiting, runs `BEGIN IMMEDIATE`, each
-unit in order, `COMMIT`, and only then resolves the callers' futures: whatever a caller is
-answered, its rows are committed at the store's durability (same file, WAL, the store's own
-`synchronous` setting). `BEGIN IMMEDIATE` serialises this connection with the store's
-(and with other processes), so a unit that reads the audit chain's end sees the last row
-either of them wrote and the chain stays linear.
+inside the transaction). The units queued in one turn of the event loop are handed to the
+thread together after that turn (one wake-up of the thread per turn, not per unit; the answers
+come back in one callback per batch). The thread takes everything waiting, runs `BEGIN
+IMMEDIATE`, each unit in order, `COMMIT`, and only then resolves the callers' futures: whatever
+a caller is answered, its rows are committed at the store's durability (same file, WAL, the
+store's own `synchronous` setting). `BEGIN IMMEDIATE` serialises this connection with the
+store's (and with other processes), so a unit that reads the audit chain's end sees the last
+row either of them wrote and the chain stays linear.
 
 A unit that raises fails alone: its batch is rolled back and its other units are run again,
 each in a transaction of its own. A batch that cannot be written at all (disk error, the write
@@ -18,6 +20,8 @@ in it with `StoreUnavailable`: the store's failure, not the caller's input, so a
 to 1 ms) rather than SQLite's default busy handler (1, 2, 5, 10, 15, 20, 25 … ms), so a commit
 the worker finishes is followed within a millisecond. `close()` refuses new work, commits (or
 fails) everything already queued and stops the thread: nothing queued is dropped.
+`lock_waits`, `lock_wait_seconds` and `lock_wait_longest` count the batches that found the
+lock held and how long they waited: with the worker busy, most of a webhook's late answers.
 """
 
 from __future__ import annotations
@@ -76,8 +80,13 @@ class IntakeWriter:
         self.busy_timeout = busy_timeout
         self.max_batch = max_batch
         self.batches = 0            # transactions committed (tests and benchmarks read it)
-        self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self.lock_waits = 0         # BEGINs that found the write lock held by another connection
+        self.lock_wait_seconds = 0.0    # ... and how long they waited for it, in all
+        self.lock_wait_longest = 0.0    # ... and at most
+        self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()   # lists of _Request, _STOP
+        self._pending: dict[asyncio.AbstractEventLoop, list[_Request]] = {}
         self._guard = threading.Lock()
+        self._dead: BaseException | None = None    # the thread stopped on an error
         self._closed = True
         self._thread: threading.Thread | None = None
 
@@ -103,8 +112,24 @@ class IntakeWriter:
         with self._guard:
             if self._closed:
                 raise StoreUnavailable("the store is closed")
-            self._queue.put(_Request(work, loop, future))
+            pending = self._pending.get(loop)
+            if pending is None:   # the first this turn of the loop: hand them over after it
+                pending = self._pending[loop] = []
+                loop.call_soon(self._hand_over, loop)
+            pending.append(_Request(work, loop, future))
         return await future
+
+    def _hand_over(self, loop: asyncio.AbstractEventLoop) -> None:
+        """What this loop's callers queued during one turn, to the thread at once: one wake-up
+        of the thread (and one GIL hand-off) per turn of the loop, not per webhook."""
+        with self._guard:
+            pending = self._pending.pop(loop, None)
+            if pending and self._dead is None:
+                self._queue.put(pending)
+                return
+        if pending:   # the thread is gone: nobody would answer them
+            _settle([(r.future, None, StoreUnavailable(f"intake writer stopped: {self._dead!r}"))
+                     for r in pending])
 
     async def close(self) -> None:
         """Take no more work; commit what is queued; stop the thread."""
@@ -112,6 +137,9 @@ class IntakeWriter:
             if self._closed:
                 return
             self._closed = True
+            for pending in self._pending.values():   # queued before the close: still written
+                self._queue.put(pending)
+            self._pending.clear()
             self._queue.put(_STOP)
         if self._thread is not None:
             await asyncio.to_thread(self._thread.join)
@@ -135,29 +163,33 @@ class IntakeWriter:
             log.exception("intake writer stopped")
             with self._guard:
                 self._closed = True
+                self._dead = exc
             self._fail_queued(StoreUnavailable(f"intake writer stopped: {exc!r}"))
         finally:
             conn.close()
 
     def _serve(self, conn: sqlite3.Connection) -> None:
+        waiting: list[_Request] = []   # taken from the queue, not yet written
+        stop = False
         while True:
-            first = self._queue.get()
-            if first is _STOP:
-                return
-            batch = [first]
-            stop = False
-            while len(batch) < self.max_batch:
+            if not waiting:
+                if stop:
+                    return
+                first = self._queue.get()
+                if first is _STOP:
+                    return
+                waiting = list(first)
+            while not stop and len(waiting) < self.max_batch:
                 try:
                     following = self._queue.get_nowait()
                 except queue.Empty:
                     break
                 if following is _STOP:
-                    stop = True
-                    break
-                batch.append(following)
+                    stop = True   # what is waiting is still written, then the thread stops
+                else:
+                    waiting.extend(following)
+            batch, waiting = waiting[:self.max_batch], waiting[self.max_batch:]
             self._write(conn, batch)
-            if stop:
-                return
 
     def _write(self, conn: sqlite3.Connection, batch: list[_Request]) -> None:
         try:
@@ -195,18 +227,30 @@ class IntakeWriter:
 
     def _begin(self, conn: sqlite3.Connection) -> None:
         """BEGIN IMMEDIATE, trying again in short steps while another connection writes."""
-        deadline = time.monotonic() + self.busy_timeout
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            return
+        except sqlite3.OperationalError as exc:
+            if not _busy(exc):
+                raise
+        began = time.monotonic()
+        deadline = began + self.busy_timeout
         pause = FIRST_PAUSE
-        while True:
-            try:
-                conn.execute("BEGIN IMMEDIATE")
-                return
-            except sqlite3.OperationalError as exc:
-                busy = (getattr(exc, "sqlite_errorcode", 0) & 0xFF) == sqlite3.SQLITE_BUSY
-                if not busy or time.monotonic() >= deadline:
-                    raise
-            time.sleep(pause)
-            pause = min(pause * 2, LONGEST_PAUSE)
+        try:
+            while True:
+                time.sleep(pause)
+                pause = min(pause * 2, LONGEST_PAUSE)
+                try:
+                    conn.execute("BEGIN IMMEDIATE")
+                    return
+                except sqlite3.OperationalError as exc:
+                    if not _busy(exc) or time.monotonic() >= deadline:
+                        raise
+        finally:
+            waited = time.monotonic() - began
+            self.lock_waits += 1
+            self.lock_wait_seconds += waited
+            self.lock_wait_longest = max(self.lock_wait_longest, waited)
 
     def _resolve(self, outcomes: list[tuple[asyncio.AbstractEventLoop, asyncio.Future[Any],
                                             Any, BaseException | None]]) -> None:
@@ -219,11 +263,15 @@ class IntakeWriter:
     def _fail_queued(self, error: BaseException) -> None:
         while True:
             try:
-                request = self._queue.get_nowait()
+                requests = self._queue.get_nowait()
             except queue.Empty:
                 return
-            if request is not _STOP:
-                self._resolve([(request.loop, request.future, None, error)])
+            if requests is not _STOP:
+                self._resolve([(r.loop, r.future, None, error) for r in requests])
+
+
+def _busy(exc: sqlite3.OperationalError) -> bool:
+    return (getattr(exc, "sqlite_errorcode", 0) & 0xFF) == sqlite3.SQLITE_BUSY
 
 
 def _unavailable(exc: BaseException) -> BaseException:
