@@ -8,6 +8,8 @@ when it goes out.
   it is final, one thread reply under the card says what happened.
 - A case decided by policy gets one compact line; a Checkfront write-back still waiting gets
   one alert of its own.
+- Automation paused gets an alert with a Resume button; resumed, one line, and each pause
+  alert still showing Resume is updated to say who resumed it and when.
 - A dispute or failed payment gets a card when it opens; later changes refresh that card once
   it is posted (until then the post draws it as it stands).
 - A webhook event that Checkfront or Stripe kept failing past the retry bound gets one card
@@ -27,7 +29,7 @@ from services.notify import StuckEvent
 from services.quoting.quote import Quote
 from services.refunds import cases, writeback
 from services.refunds.models import Case, Status
-from services.store.db import Store
+from services.store.db import Store, now_iso
 
 FINAL = (Status.REFUNDED, Status.PARTIALLY_REFUNDED, Status.DENIED, Status.SKIPPED,
          Status.FAILED, Status.REFUNDED_BY_HAND)
@@ -68,9 +70,18 @@ class SlackNotifier:
                                        {"status": str(case.status)})
 
     async def automation_changed(self, paused: bool, reason: str, by: str) -> None:
+        """A pause posts an alert with Resume (remembered once out); a resume posts one line
+        and then updates every such alert in place (`unpause`), without its button."""
         message = cards.automation_alert(paused, reason, by, [])
+        if paused:
+            await self.outbox.add(self.channels.approvals, "alert", None,
+                                  {"text": message.text, "blocks": message.blocks,
+                                   "pause": {"reason": reason, "by": by}})
+            return
         await self.outbox.add(self.channels.approvals, "alert", None,
                               {"text": message.text, "blocks": message.blocks})
+        await self.outbox.add(self.channels.approvals, "unpause", None,
+                              {"by": by, "at": now_iso()})
 
     async def issue_opened(self, issue: PaymentIssue) -> None:
         await self.outbox.add(self.channels.approvals, "issue", None, {"issue_id": issue.id})

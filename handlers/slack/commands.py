@@ -13,7 +13,7 @@ from typing import Any
 
 from slack_bolt.async_app import AsyncApp
 
-from bot.slack.ui import cards
+from bot.slack.ui import cards, notes
 from bot.slack.ui.kit import esc
 from handlers.slack.deps import SlackDeps
 from handlers.slack.listeners import Body, refuse
@@ -153,7 +153,9 @@ async def help_(deps: SlackDeps, args: list[str], user: str, channel: str,
 async def report(deps: SlackDeps, args: list[str], user: str, channel: str,
                  respond: Any) -> None:
     """Figures for a date range privately, and a CSV of every refund in the channel (uploaded
-    through the outbox, paced and retried like every other post)."""
+    through the outbox, paced and retried like every other post). Where Slack refuses the file
+    (the bot not in the channel, a direct message) the person is told privately how to fix it:
+    at once for a DM, through the command's response URL once the outbox is refused."""
     try:
         first, last = (date.fromisoformat(a) for a in args[:2])
     except ValueError:
@@ -165,11 +167,14 @@ async def report(deps: SlackDeps, args: list[str], user: str, channel: str,
     lines += [f"• {cur}: {n} refund(s), {display(total, cur)}"
               for cur, (n, total) in found.totals.items()] or ["• none"]
     lines += [f"• {decision.replace('_', ' ')}: {n}" for decision, n in found.decisions.items()]
-    if found.rows and channel:
+    if found.rows and channel[:1] == "D":   # the Messages tab is off: no file in a DM
+        lines.append(notes.upload_refused(channel, "messages_tab_disabled"))
+    elif found.rows and channel:
         await deps.outbox.add_file(
             channel, filename=f"refunds-{first}-{last}.csv", content=found.csv().encode(),
-            title=f"Refunds {first} to {last}", comment=f"<@{user}> asked for this")
-        lines.append("The CSV of every refund is in this channel.")
+            title=f"Refunds {first} to {last}", comment=f"<@{user}> asked for this",
+            response_url=getattr(respond, "response_url", None))
+        lines.append("The CSV of every refund follows in this channel.")
     await respond(text="\n".join(lines), response_type="ephemeral")
 
 

@@ -422,7 +422,10 @@ def help_message() -> Message:
     ])
 
 
-def automation_alert(paused: bool, reason: str, by: str, details: list[str]) -> Message:
+def automation_alert(paused: bool, reason: str, by: str, details: list[str], *,
+                     resumed_by: str | None = None, resumed_at: str | None = None) -> Message:
+    """The pause alert (with Resume), or the resumed line. Given `resumed_by`, the pause alert
+    as it reads once automation resumed: the same words, who resumed it and when, no button."""
     if not paused:
         line = f":arrow_forward: Automation resumed by {who(by)}" + \
             (f": {esc(reason, 500)}" if reason.strip() else "")
@@ -432,10 +435,17 @@ def automation_alert(paused: bool, reason: str, by: str, details: list[str]) -> 
                         "Resume automation?",
                         "Refunds within the policy limits will again be paid without a person. "
                         "Cases already waiting stay with the approvers.", "Resume", "Cancel"))
+    paused_by = (f":double_vertical_bar: Automatic refunds were paused by {who(by)}: "
+                 f"*{esc(reason or 'no reason given', 1000)}*")
+    if resumed_by is not None:
+        blocks = [header("Automation paused, then resumed"), section(paused_by),
+                  context(f":arrow_forward: Resumed by {who(resumed_by)} at "
+                          f"{date_token(resumed_at)}")]
+        return Message(fallback(f"Automation resumed (it was paused: "
+                                f"{esc(reason or 'no reason given', 150)})"), blocks)
     blocks = [header("Automation paused"),
-              section(f":double_vertical_bar: Automatic refunds were paused by {who(by)}: "
-                      f"*{esc(reason or 'no reason given', 1000)}*\nEvery new case waits for a "
-                      "person until automation resumes."),
+              section(f"{paused_by}\nEvery new case waits for a person until automation "
+                      "resumes."),
               *line_sections([f"• {esc(d, 400)}" for d in details], max_sections=3),
               actions(resume)]
     return Message(fallback(f"Automation paused: {esc(reason or 'no reason given', 200)}"),
