@@ -226,3 +226,23 @@ def test_amounts_by_currency_and_locale_never_float() -> None:
 async def _due_now(world: World) -> None:
     async with world.bot.svc.store.transaction() as tx:
         await tx.execute("UPDATE customer_messages SET next_at = '2000-01-01T00:00:00+00:00'")
+
+
+async def test_failed_alert_reaches_slack_safely(tmp_path: Path, smtp: SandboxSmtp) -> None:
+    from tests.slack_text_checks import unsafe
+
+    w = await World.start(tmp_path, slack=True, smtp_url=smtp.url, customer_messages="auto",
+                          customer_mail_attempts=1)
+    try:
+        await closed(w, "MSG-9", [Item("kayak-tour", "105.00", "5.00",
+                                                hours_ahead=72)])
+        smtp.refuse(550, times=1)
+        await w.bot.mail.run_once()
+        await w.settle()
+        assert w.slack is not None
+        posts = [p for p in w.slack.calls_to("chat.postMessage")
+                 if "Customer message not sent" in str(p.params)]
+        assert len(posts) == 1 and "MSG-9" in str(posts[0].params)
+        assert unsafe(posts[0].params) == []
+    finally:
+        await w.stop()
