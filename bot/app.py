@@ -19,6 +19,7 @@ import re
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
@@ -27,6 +28,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from bot import logs
 from bot.checkfront_transport import CheckfrontTransport
 from bot.loop_guard import LoopGuard
+from bot.mail import CustomerMail, SmtpMailer
 from bot.metrics import CHECKFRONT, BotMetrics
 from bot.readiness import Readiness
 from bot.scheduler import build_scheduler
@@ -38,6 +40,7 @@ from handlers.http import checkfront_webhook, stripe_webhook
 from handlers.http.context import CONTEXT_KEY, AppContext
 from services.clients.checkfront import CheckfrontClient
 from services.clients.stripe_gateway import StripeGateway
+from services.customers.drafts import Templates
 from services.deps import Deps
 from services.health import backlog
 from services.intake.rejections import Rejections
@@ -62,6 +65,7 @@ class Bot:
     rejections: Rejections = field(default_factory=Rejections)
     metrics: BotMetrics = field(default_factory=BotMetrics)
     readiness: Readiness | None = None
+    mail: CustomerMail | None = None   # customer messages, when SMTP_URL is set
     _stop_by: float | None = field(default=None, repr=False)  # monotonic; set when stopping
 
     @classmethod
@@ -135,6 +139,11 @@ class Bot:
             metrics.watch_scheduler(scheduler)
         bot = cls(settings=settings, svc=svc, worker=worker, web=app, slack=slack,
                   scheduler=scheduler, rejections=rejected, metrics=metrics)
+        if settings.smtp_url:
+            folder = settings.customer_templates_dir
+            bot.mail = CustomerMail(svc, SmtpMailer(settings.smtp_url),
+                                    settings.customer_settings(),
+                                    Templates(Path(folder) if folder else None))
         bot.readiness = Readiness(store, worker, scheduler, slack.outbox if slack else None,
                                   settings.outbox_stall_seconds,
                                   stopping=lambda: bot._stop_by is not None)
@@ -155,6 +164,8 @@ class Bot:
         await self.worker.start()
         if self.scheduler is not None:
             self.scheduler.start()
+        if self.mail is not None:
+            await self.mail.start()
 
     async def _on_shutdown(self, _app: web.Application) -> None:
         """Before aiohttp waits for the requests in flight: the grace period starts."""
@@ -178,6 +189,8 @@ class Bot:
         """Stop within what is left of the grace period, then close the clients and store."""
         await self._stop_taking_work()
         await self.worker.stop(grace=self._grace_left())
+        if self.mail is not None:
+            await self.mail.stop()
         if self.slack is not None:
             await self.slack.stop(grace=self._grace_left())
         if self.svc.checkfront is not None:

@@ -14,6 +14,7 @@ when it goes out.
   it is posted (until then the post draws it as it stands).
 - A webhook event that Checkfront or Stripe kept failing past the retry bound gets one card
   with Retry each time its retries stop.
+- A customer message whose sending retries ran out gets one alert.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from bot.slack.outbox import Outbox
-from bot.slack.ui import cards, intake
+from bot.slack.ui import cards, customer, intake
 from services import outbox as posts
 from services.disputes import issues
 from services.disputes.issues import PaymentIssue
@@ -97,6 +98,11 @@ class SlackNotifier:
         message = intake.stuck_card(stuck)
         await self.outbox.add(self.channels.approvals, "alert", None,
                               {"text": message.text, "blocks": message.blocks})
+
+    async def customer_message_failed(self, case: Case, outcome: str, error: str) -> None:
+        message = customer.failed_alert(case, outcome, error)
+        await self.outbox.add_once(self.channels.approvals, "alert", case.id,
+                                   {"text": message.text, "blocks": message.blocks})
 
     async def _needs_person(self, case: Case) -> bool:
         if case.status == Status.PENDING_APPROVAL:
