@@ -15,7 +15,7 @@ from datetime import datetime
 
 import aiosqlite
 
-from services.store.db import Row, Store, iso_utc, now_iso, one
+from services.store.db import Row, Store, Tx, iso_utc, now_iso, one
 
 REFUNDED = "refunded"
 PARTLY_REFUNDED = "partly_refunded"
@@ -58,12 +58,20 @@ def outcome_of(status: str, refund_amount: int, approved_amount: int | None) -> 
     return None
 
 
+_OWE = ("INSERT OR IGNORE INTO customer_messages (case_id, outcome, created_at, next_at) "
+        "VALUES (?, ?, ?, ?)")
+
+
 async def enqueue(tx: aiosqlite.Connection, case_id: int, outcome: str) -> None:
-    """Owe the customer this message (inside the closing transaction; once per outcome)."""
+    """Owe the customer this message (inside the closing transaction; once per outcome). In a
+    store transaction (`Tx`) the row needs no answer, so it goes with the transaction's next
+    trip to the connection's thread, as an audit row does."""
     at = now_iso()
-    await tx.execute(
-        "INSERT OR IGNORE INTO customer_messages (case_id, outcome, created_at, next_at) "
-        "VALUES (?, ?, ?, ?)", (case_id, outcome, at, at))
+    params = (case_id, outcome, at, at)
+    if isinstance(tx, Tx):
+        tx.defer(lambda conn, memo: conn.execute(_OWE, params))
+        return
+    await tx.execute(_OWE, params)
 
 
 async def get(store: Store, message_id: int) -> Message | None:
