@@ -112,14 +112,15 @@ def format_minor(minor: int, currency: str) -> str:
     return format_places(minor, exponent(currency))
 
 
-_CENTS = tuple(f"{cents:02d}" for cents in range(100))  # "00".."99": a format spec costs more
+CENTS = tuple(f"{cents:02d}" for cents in range(100))  # "00".."99": a format spec costs more
+"""The two digits of each cent, for code that writes exponent-2 amounts inline."""
 
 
 def format_places(minor: int, places: int) -> str:
     """`format_minor` with the exponent already looked up (a quote formats ~20 amounts)."""
     if places == 2 and minor >= 0:  # the usual case: one divmod, the cents from a table
         whole, cents = divmod(minor, 100)
-        return f"{whole}.{_CENTS[cents]}"
+        return f"{whole}.{CENTS[cents]}"
     if places == 0:
         return str(minor)
     digits = str(abs(minor)).rjust(places + 1, "0")  # 5 -> "005"
@@ -142,7 +143,7 @@ def percent_of(minor: int, percent: Decimal | int) -> int:
     Decimal's 28 digits, so the Decimal path is exact too) are worked in integers; anything
     else goes through Decimal. tests/test_money.py compares the two."""
     if (type(percent) is int and 0 <= percent <= 100 and type(minor) is int
-            and -_EXACT_BELOW < minor < _EXACT_BELOW):
+            and -EXACT_BELOW < minor < EXACT_BELOW):
         share, rest = divmod(abs(minor) * percent, 100)
         if rest >= 50:
             share += 1
@@ -156,6 +157,7 @@ def _percent_of_exact(minor: int, percent: Decimal | int) -> int:
     return int(share.quantize(_ONE, rounding=ROUND_HALF_UP))
 
 
-_EXACT_BELOW = 10**20
+EXACT_BELOW = 10**20
+"""Amounts below this times a whole percent of 0..100 are exact in Decimal's 28 digits."""
 _HUNDRED = Decimal(100)
 _ONE = Decimal(1)

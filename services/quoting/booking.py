@@ -29,7 +29,7 @@ from services.quoting.frozen import computed_once, frozen_new
 STRIPE_PREFIXES = ("pi_", "ch_")
 
 __all__ = ["BookingLine", "BookingSnapshot", "Payment", "SnapshotError", "Transaction",
-           "computed_once", "frozen_new", "parse_checked", "parse_snapshot"]
+           "computed_once", "epoch_micros", "frozen_new", "parse_checked", "parse_snapshot"]
 
 
 class SnapshotError(DomainError, ValueError):
@@ -57,6 +57,12 @@ class BookingLine:
         """`start.isoformat()`, written once (the fingerprint and every quote line read it);
         not a field: equality, `fields` and `replace` do not see it."""
         return self.start.isoformat()
+
+    @computed_once
+    def _start_us(self) -> int:
+        """`start` as whole microseconds since the unix epoch, exactly: notice is the
+        difference of two of these (the usual reader fills it from the unix seconds)."""
+        return epoch_micros(self.start)
 
 
 @dataclass(frozen=True)
@@ -243,7 +249,7 @@ def _read_usual(data: dict[str, Any], default_currency: str | None) -> BookingSn
             total=total, tax=tax, qty=qty,
             status=(status.upper() if type(status) is str
                     else checkfront_status(item, "status", strip=False)),
-            start_iso=start[1])
+            start_iso=start[1], _start_us=start[2])
         lines.append(line)
     transactions: list[Transaction] | None = None
     listed = data.get("transactions")
@@ -296,15 +302,16 @@ def _read_usual(data: dict[str, Any], default_currency: str | None) -> BookingSn
 
 
 _NOBODY: dict[str, Any] = {}
-_MOMENTS: dict[str | int, tuple[datetime, str]] = {}
+_MOMENTS: dict[str | int, tuple[datetime, str, int]] = {}
 _MAX_MOMENTS = 4096  # distinct unix seconds kept: a day's departures and payments
 
 
-def _moment(value: Any) -> tuple[datetime, str] | None:
+def _moment(value: Any) -> tuple[datetime, str, int] | None:
     """The UTC datetime of unix seconds given as text or an int, as `_timestamp` reads them,
-    with its ISO text; None where `_timestamp` refuses (or is not asked: other types). Kept
-    per distinct value (a datetime is immutable): the same booking is read several times per
-    case, its lines share a start, and `datetime.fromtimestamp` was a tenth of a snapshot."""
+    with its ISO text and its microseconds since the epoch; None where `_timestamp` refuses
+    (or is not asked: other types). Kept per distinct value (a datetime is immutable): the
+    same booking is read several times per case, its lines share a start, and
+    `datetime.fromtimestamp` was a tenth of a snapshot."""
     kind = type(value)  # exact types: True == 1 and 1.0 == 1 must not find 1's moment
     if kind is not str and kind is not int:
         return None
@@ -316,8 +323,18 @@ def _moment(value: Any) -> tuple[datetime, str] | None:
             return None
         if len(_MOMENTS) >= _MAX_MOMENTS:
             _MOMENTS.clear()
-        kept = _MOMENTS[value] = (moment, moment.isoformat())
+        kept = _MOMENTS[value] = (moment, moment.isoformat(), epoch_micros(moment))
     return kept
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def epoch_micros(moment: datetime) -> int:
+    """Microseconds from the unix epoch to an aware datetime, exactly (timedelta's own
+    integers; `timestamp()` is a float)."""
+    delta = moment - _EPOCH
+    return (delta.days * 86400 + delta.seconds) * 1_000_000 + delta.microseconds
 
 
 def _usual_minor(value: Any, currency: str, places: int) -> int | None:

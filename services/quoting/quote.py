@@ -8,16 +8,17 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from enum import StrEnum
 from functools import lru_cache
+from hashlib import sha256
 from typing import Any
 
 from services.errors import DomainError
 from services.money import (
-    _CENTS,
-    _EXACT_BELOW,
+    CENTS,
+    EXACT_BELOW,
     MoneyError,
     exponent,
     format_minor,
@@ -30,10 +31,11 @@ from services.quoting.booking import (
     BookingSnapshot,
     Transaction,
     computed_once,
+    epoch_micros,
     frozen_new,
 )
-from services.quoting.canonical import line_text, quote_text, short_hash
-from services.quoting.plans import Plan, keep_route, plain, plan_of, routes_of
+from services.quoting.canonical import CANONICAL_JSON, esc, line_text
+from services.quoting.plans import Plan, book_plan, keep_route, plain
 from services.quoting.policy import Policy, PolicyBook
 
 
@@ -246,43 +248,111 @@ def build_quote(
         raise QuoteError("cancellation time must carry a timezone")
     currency = snapshot.currency
     places = exponent(currency)
+    cents = places == 2  # amounts written inline as whole.cents; any other exponent by _format
     waiver_code = waiver.strip().upper() if waiver else None
+    at, cancelled_us = _instant(cancelled_at)
 
     lines: list[QuoteLine] = []
     rows: list[dict[str, Any]] = []  # the lines as `_serialised` writes them
-    texts: list[str | None] = []  # and as its canonical JSON does
-    applied: list[Policy] = []
-    plans: dict[int, Plan] = {}  # id(policy): its plan, for the policies applied so far
-    routes = routes_of(book)
+    texts: list[str] | None = []  # and as its canonical JSON does (None: the encoder's job)
+    applied: dict[int, tuple[Policy, Plan]] = {}  # id(policy): the policies applied, in order
+    shelf = book_plan(book)
+    routes = shelf.routes
     gross = 0
+    new = object.__new__
     for line in snapshot.lines:
-        route = (line.sku, line.item_id)
-        policy = routes.get(route)
-        if policy is None:
-            policy = book.policy_for(line.sku, line.item_id)  # rule 1
-            if policy is None:
+        sku = line.sku
+        route = (sku, line.item_id)
+        kept = routes.get(route)
+        if kept is None:
+            found = book.policy_for(sku, line.item_id)  # rule 1
+            if found is None:
                 raise QuoteError(
                     f"no policy applies to line {line.line_id} (sku {line.sku or '-'}, "
                     f"item {line.item_id or '-'}) and no policy is marked default"
                 )
-            keep_route(routes, route, policy)
-        plan = plans.get(id(policy))  # ids are unique: identity is equality
-        if plan is None:
-            applied.append(policy)
-            plan = plans[id(policy)] = plan_of(policy)
-        q = _quote_line(line, policy, plan, cancelled_at, waiver_code)
-        lines.append(q)
-        gross += q.refund + q.tax_refund
-        row, text = q.row_and_text(places)
-        rows.append(row)
-        texts.append(text)
+            kept = keep_route(routes, route, found)
+        policy, plan = kept
+        if id(policy) not in applied:  # ids are unique while kept: identity is equality
+            applied[id(policy)] = kept
+        # `_quote_line` and `QuoteLine.row_and_text`, in one step for the usual line: a tier
+        # chosen in whole microseconds, a whole percent, amounts an exponent-2 currency writes
+        # as whole.cents. tests/test_quote_fast_paths.py compares the two.
+        notice = line._start_us - cancelled_us  # rule 2, µs
+        if waiver_code and waiver_code in plan.waivers:  # rule 4
+            rule = plan.waivers[waiver_code]
+        elif sku and sku in plan.non_refundable:  # rule 3
+            rule = plan.refused
+        elif notice <= 0:  # the line starts at or before the cancellation
+            rule = plan.started
+        elif plan.tiers is not None:
+            for tier in plan.tiers:  # the most notice not above this; 0h always qualifies
+                if tier.min_notice <= notice:
+                    break
+            rule = tier
+        else:
+            rule = None
+        tax = line.tax
+        amount = line.total - tax
+        percent = rule.percent if rule is not None else None
+        if (cents and type(percent) is int and type(amount) is int and type(tax) is int
+                and 0 <= percent <= 100 and 0 <= amount < EXACT_BELOW
+                and 0 <= tax < EXACT_BELOW):
+            refund = (amount * percent + 50) // 100  # rule 5, halves up
+            tax_refund = (tax * percent + 50) // 100 if policy.refund_tax else 0
+            hundredths = notice // 36_000_000  # hours of notice, floored to the hundredth
+            notice_text = (f"{hundredths // 100}.{CENTS[hundredths % 100]}" if hundredths >= 0
+                           else _notice_text(notice))
+            amount_text = f"{amount // 100}.{CENTS[amount % 100]}"
+            tax_text = f"{tax // 100}.{CENTS[tax % 100]}"
+            refund_text = f"{refund // 100}.{CENTS[refund % 100]}"
+            tax_refund_text = f"{tax_refund // 100}.{CENTS[tax_refund % 100]}"
+            line_id, name, start = line.line_id, line.name, line.start_iso
+            percent_text, policy_id, reason = rule.percent_text, policy.id, rule.reason
+            quoted = new(QuoteLine)
+            quoted.__dict__.update({
+                "line_id": line_id, "sku": sku, "name": name, "start": start,
+                "notice_hours": notice_text, "policy_id": policy_id,
+                "percent": percent_text, "amount": amount, "tax": tax, "refund": refund,
+                "tax_refund": tax_refund, "reason": reason})
+            rows.append({
+                "line_id": line_id, "sku": sku, "name": name, "start": start,
+                "notice_hours": notice_text, "policy_id": policy_id,
+                "percent": percent_text, "amount": amount_text, "tax": tax_text,
+                "refund": refund_text, "tax_refund": tax_refund_text, "reason": reason})
+            if texts is not None:
+                try:
+                    texts.append(
+                        f'{{"amount":"{amount_text}","line_id":{esc(line_id)},'
+                        f'"name":{esc(name)},"notice_hours":"{notice_text}",{rule.json}'
+                        f'"refund":"{refund_text}","sku":{esc(sku)},"start":{esc(start)},'
+                        f'"tax":"{tax_text}","tax_refund":"{tax_refund_text}"}}')
+                except TypeError:  # a value the template does not write
+                    texts = None
+        else:
+            quoted = _quote_line(line, policy, plan, cancelled_at, waiver_code)
+            refund, tax_refund = quoted.refund, quoted.tax_refund
+            row, text = quoted.row_and_text(places)
+            rows.append(row)
+            if text is None:
+                texts = None
+            elif texts is not None:
+                texts.append(text)
+        lines.append(quoted)
+        gross += refund + tax_refund
 
-    waived = {p.id for p in applied if waiver_code and waiver_code in p.waivers}
-    fee = max(
-        (_minor(p.cancellation_fee, currency, f"{p.id}.cancellation_fee")
-         for p in applied if p.id not in waived),
-        default=0,
-    )  # rule 6
+    fee = 0  # rule 6: the largest fee of the applied policies the waiver does not waive
+    offered = False  # whether an applied policy offers the waiver
+    for policy, plan in applied.values():
+        if waiver_code and waiver_code in plan.waivers:
+            offered = True
+            continue
+        charged = plan.fees.get(currency)
+        if charged is None:
+            charged = plan.fees[currency] = _minor(policy.cancellation_fee, currency,
+                                                   f"{policy.id}.cancellation_fee")
+        if charged > fee:
+            fee = charged
     entitlement = max(0, gross - fee)
 
     payments, paid, already_refunded = snapshot.unrefunded()
@@ -292,57 +362,131 @@ def build_quote(
     refund = min(max(net_paid - retained, 0), max(net_paid, 0))
 
     allocations = _allocate(payments, refund)  # rule 9
-    decision, reasons = _decide(snapshot, book, net_paid, refund, allocations, risk_flags)
-    if waiver_code and not waived:
+    limits = shelf.limits.get(currency)
+    if limits is None:
+        limits = shelf.limits[currency] = (
+            _minor(book.escalate_over, currency, "escalate_over"),
+            _minor(book.auto_approve_max, currency, "auto_approve_max"))
+    decision, reasons = _decide(snapshot, book, net_paid, refund, allocations, risk_flags,
+                                limits)
+    if waiver_code and not offered:
         reasons.append(f"waiver {waiver_code} is not offered by the applied policies")
 
-    policy_ids = tuple([p.id for p in applied])
-    clauses = {p.id: p.text for p in applied}
+    plans = list(applied.values())
+    policy_ids = tuple([p.id for p, _ in plans])
+    clauses = {p.id: p.text for p, _ in plans}
     flags = tuple(risk_flags)
     reasons_kept = tuple(reasons)
-    at = cancelled_at.isoformat()
-    quote = frozen_new(
-        Quote,
-        booking_id=snapshot.booking_id, booking_code=snapshot.code, currency=currency,
-        cancelled_at=at, waiver=waiver_code, policy_ids=policy_ids, clauses=clauses,
-        lines=tuple(lines), fee=fee, entitlement=entitlement, order_total=order_total,
-        paid=paid, already_refunded=already_refunded, net_paid=net_paid, retained=retained,
-        total_refund=refund, allocations=tuple(allocations), decision=decision,
-        reasons=reasons_kept, risk_flags=flags, booking_fingerprint=snapshot.fingerprint,
-        policy_digest=book.digest, version="",
-    )
+    booking_id, code, fingerprint = snapshot.booking_id, snapshot.code, snapshot.fingerprint
+    quote = new(Quote)
+    quote.__dict__.update({
+        "booking_id": booking_id, "booking_code": code, "currency": currency,
+        "cancelled_at": at, "waiver": waiver_code, "policy_ids": policy_ids,
+        "clauses": clauses, "lines": tuple(lines), "fee": fee, "entitlement": entitlement,
+        "order_total": order_total, "paid": paid, "already_refunded": already_refunded,
+        "net_paid": net_paid, "retained": retained, "total_refund": refund,
+        "allocations": tuple(allocations), "decision": decision, "reasons": reasons_kept,
+        "risk_flags": flags, "booking_fingerprint": fingerprint,
+        "policy_digest": book.digest, "version": ""})
+    if cents and min(retained, net_paid, already_refunded, paid, order_total) >= 0:
+        fee_text = f"{fee // 100}.{CENTS[fee % 100]}"
+        entitlement_text = f"{entitlement // 100}.{CENTS[entitlement % 100]}"
+        order_total_text = f"{order_total // 100}.{CENTS[order_total % 100]}"
+        paid_text = f"{paid // 100}.{CENTS[paid % 100]}"
+        refunded_text = f"{already_refunded // 100}.{CENTS[already_refunded % 100]}"
+        net_paid_text = f"{net_paid // 100}.{CENTS[net_paid % 100]}"
+        retained_text = f"{retained // 100}.{CENTS[retained % 100]}"
+        refund_text = f"{refund // 100}.{CENTS[refund % 100]}"
+    else:
+        fee_text, entitlement_text = _format(fee, places), _format(entitlement, places)
+        order_total_text, paid_text = _format(order_total, places), _format(paid, places)
+        refunded_text, net_paid_text = (_format(already_refunded, places),
+                                        _format(net_paid, places))
+        retained_text, refund_text = _format(retained, places), _format(refund, places)
+    allocation_rows = tuple([{"payment": a.payment, "amount": _format(a.amount, places),
+                              "method": a.method} for a in allocations])
+    decision_text = decision.value
     # What `Quote._serialised` writes, from the values at hand (the amounts formatted once,
     # the lines' rows made beside them): tests/test_quote_serialise.py compares the two.
     quote.__dict__["_serialised"] = material = {
-        "booking_id": snapshot.booking_id,
-        "booking_code": snapshot.code,
+        "booking_id": booking_id,
+        "booking_code": code,
         "currency": currency,
         "cancelled_at": at,
         "waiver": waiver_code,
         "policy_ids": list(policy_ids),
         "clauses": dict(clauses),
         "lines": tuple(rows),
-        "fee": _format(fee, places),
-        "entitlement": _format(entitlement, places),
-        "order_total": _format(order_total, places),
-        "paid": _format(paid, places),
-        "already_refunded": _format(already_refunded, places),
-        "net_paid": _format(net_paid, places),
-        "retained": _format(retained, places),
-        "total_refund": _format(refund, places),
-        "allocations": tuple([a.to_dict(currency) for a in allocations]),
-        "decision": decision.value,
+        "fee": fee_text,
+        "entitlement": entitlement_text,
+        "order_total": order_total_text,
+        "paid": paid_text,
+        "already_refunded": refunded_text,
+        "net_paid": net_paid_text,
+        "retained": retained_text,
+        "total_refund": refund_text,
+        "allocations": allocation_rows,
+        "decision": decision_text,
         "reasons": list(reasons_kept),
         "risk_flags": tuple([flag.to_dict() for flag in flags]),
-        "booking_fingerprint": snapshot.fingerprint,
+        "booking_fingerprint": fingerprint,
         "policy_digest": book.digest,
     }
     # The version, set before anyone sees the quote (as __init__ sets the other fields): a
     # short hash of everything the quote says, which a button carries to detect staleness.
-    written = None if None in texts else texts
-    object.__setattr__(quote, "version", short_hash(lambda: quote_text(material, written),
-                                                    lambda: material, 12))
+    # Its canonical JSON is `canonical.quote_text(material)`, written here from the values
+    # at hand; the encoder writes it when a value is not one the template writes.
+    try:
+        if texts is None:
+            raise TypeError("a line the template does not write")
+        clauses_text = ",".join([plan.clause_json for _, plan in plans] if len(plans) == 1
+                                else [plan.clause_json for _, plan in
+                                      sorted(plans, key=_by_id)])
+        allocations_text = ",".join([
+            f'{{"amount":"{a["amount"]}","method":{esc(a["method"])},'
+            f'"payment":{esc(a["payment"])}}}' for a in allocation_rows])
+        flags_text = ",".join([f'{{"code":{esc(f.code)},"reason":{esc(f.reason)}}}'
+                               for f in flags])
+        blob = (
+            f'{{"allocations":[{allocations_text}],"already_refunded":"{refunded_text}",'
+            f'"booking_code":{esc(code)},"booking_fingerprint":{esc(fingerprint)},'
+            f'"booking_id":{esc(booking_id)},"cancelled_at":{esc(at)},'
+            f'"clauses":{{{clauses_text}}},"currency":{esc(currency)},'
+            f'"decision":"{decision_text}","entitlement":"{entitlement_text}",'
+            f'"fee":"{fee_text}","lines":[{",".join(texts)}],"net_paid":"{net_paid_text}",'
+            f'"order_total":"{order_total_text}","paid":"{paid_text}",'
+            f'"policy_digest":{shelf.digest_json},'
+            f'"policy_ids":[{",".join([plan.id_json for _, plan in plans])}],'
+            f'"reasons":[{",".join(map(esc, reasons_kept))}],"retained":"{retained_text}",'
+            f'"risk_flags":[{flags_text}],"total_refund":"{refund_text}",'
+            f'"waiver":{"null" if waiver_code is None else esc(waiver_code)}}}'
+        )
+    except TypeError:
+        blob = CANONICAL_JSON.encode(material)
+    quote.__dict__["version"] = sha256(blob.encode()).hexdigest()[:12]
     return quote
+
+
+def _by_id(kept: tuple[Policy, Plan]) -> str:
+    return kept[0].id
+
+
+_INSTANTS: dict[datetime, tuple[str, int]] = {}
+_MAX_INSTANTS = 4096  # distinct cancellation times kept: the cases of a storm share a few
+
+
+def _instant(moment: datetime) -> tuple[str, int]:
+    """An aware datetime's ISO text and its microseconds since the unix epoch, exactly. Kept
+    for UTC datetimes (the cases of one cancelled departure share their time): equal UTC
+    datetimes have equal fields, so one text; other zones are worked out each time."""
+    if type(moment) is datetime and moment.tzinfo is UTC:
+        kept = _INSTANTS.get(moment)
+        if kept is None:
+            if len(_INSTANTS) >= _MAX_INSTANTS:
+                _INSTANTS.clear()
+            kept = _INSTANTS[moment] = (moment.isoformat(), epoch_micros(moment))
+        return kept
+    return moment.isoformat(), epoch_micros(moment)
 
 
 _MICROSECONDS_PER_HOUR = Decimal(3_600_000_000)
@@ -355,8 +499,7 @@ def _quote_line(
     notice = (delta.days * 86400 + delta.seconds) * 1_000_000 + delta.microseconds  # rule 2, µs
     percent: Decimal | int
     if waiver and waiver in plan.waivers:  # rule 4
-        percent, percent_text = plan.waivers[waiver]
-        reason = f"waiver {waiver}"
+        percent, percent_text, reason, _ = plan.waivers[waiver]
     elif line.sku and line.sku in plan.non_refundable:  # rule 3
         percent, percent_text, reason = 0, "0", "non-refundable"
     elif notice <= 0:  # the line starts at or before the cancellation
@@ -366,7 +509,7 @@ def _quote_line(
         for tier in plan.tiers:
             if tier.min_notice <= notice:
                 break
-        _, percent, percent_text, reason = tier
+        _, percent, percent_text, reason, _ = tier
     else:
         chosen = policy.tier_for(_hours(delta))
         percent, percent_text = chosen.refund_percent, plain(chosen.refund_percent)
@@ -374,7 +517,7 @@ def _quote_line(
     tax = line.tax
     amount = line.total - tax
     if (type(percent) is int and type(amount) is int and type(tax) is int
-            and 0 <= percent <= 100 and 0 <= amount < _EXACT_BELOW and 0 <= tax < _EXACT_BELOW):
+            and 0 <= percent <= 100 and 0 <= amount < EXACT_BELOW and 0 <= tax < EXACT_BELOW):
         # percent_of's integer path, for the amounts it sees almost always (not negative)
         refund = (amount * percent + 50) // 100  # rule 5, halves up
         tax_refund = (tax * percent + 50) // 100 if policy.refund_tax else 0
@@ -388,7 +531,7 @@ def _quote_line(
         sku=line.sku,
         name=line.name,
         start=line.start_iso,
-        notice_hours=(f"{hundredths // 100}.{_CENTS[hundredths % 100]}" if hundredths >= 0
+        notice_hours=(f"{hundredths // 100}.{CENTS[hundredths % 100]}" if hundredths >= 0
                       else _notice_text(notice)),  # _notice_text's usual case, inline
         policy_id=policy.id,
         percent=percent_text,
@@ -435,11 +578,12 @@ def _decide(
     refund: int,
     allocations: list[Allocation],
     risk_flags: tuple[RiskFlag, ...],
+    limits: tuple[int, int],
 ) -> tuple[Decision, list[str]]:
-    """Rule 8, then rule 9's manual override."""
+    """Rule 8, then rule 9's manual override; `limits`: the book's escalate_over and
+    auto_approve_max in the snapshot currency's minor units."""
     currency = snapshot.currency
-    escalate_over = _minor(book.escalate_over, currency, "escalate_over")
-    auto_max = _minor(book.auto_approve_max, currency, "auto_approve_max")
+    escalate_over, auto_max = limits
     reasons: list[str] = []
     if net_paid <= 0:
         reason = "nothing was paid" if net_paid == 0 else "refunds already exceed payments"
