@@ -153,11 +153,16 @@ class Quote:
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready: amounts as decimal strings in major units with the currency's exponent.
 
-        A fresh dict each call (callers may change it), copied from `_serialised`, which is
-        built once per quote; it equals what `dataclasses.asdict` gives with those
-        conversions, which tests/test_quote_serialise.py checks, so a field added here must be
-        added there too.
+        A fresh dict each call (callers may change it). It equals what `dataclasses.asdict`
+        gives with those conversions, which tests/test_quote_serialise.py checks, so a field
+        added here must be added there too. The first call hands out the form `build_quote`
+        wrote (nothing else holds it, and it is not kept); later calls copy `_serialised`,
+        written again from the fields.
         """
+        written = self.__dict__.pop("_written", None)
+        if written is not None:
+            written["version"] = self.version
+            return written
         body = self._serialised
         return {
             **body,
@@ -173,9 +178,10 @@ class Quote:
     @computed_once
     def _serialised(self) -> dict[str, Any]:
         """Everything `to_dict` says but the version, written out field by field; built once
-        (the quote is frozen) and never handed out: `to_dict` gives copies, `build_quote`
-        hashes it for the version. Not a dataclass field: `fields`, `asdict`, `replace` and
-        equality do not see it."""
+        (the quote is frozen) and never handed out: `to_dict` gives copies. `build_quote`
+        writes the same form from its own values (as `_written`, hashed for the version);
+        tests/test_quote_serialise.py compares the two. Not a dataclass field: `fields`,
+        `asdict`, `replace` and equality do not see it."""
         currency = self.currency
         places = exponent(currency)
         return {
@@ -407,8 +413,8 @@ def build_quote(
                               "method": a.method} for a in allocations])
     decision_text = decision.value
     # What `Quote._serialised` writes, from the values at hand (the amounts formatted once,
-    # the lines' rows made beside them): tests/test_quote_serialise.py compares the two.
-    quote.__dict__["_serialised"] = material = {
+    # the lines' rows made beside them), for the first `to_dict`: tests compare the two.
+    quote.__dict__["_written"] = material = {
         "booking_id": booking_id,
         "booking_code": code,
         "currency": currency,
@@ -557,14 +563,17 @@ def _allocate(payments: list[tuple[Transaction, int]], refund: int) -> list[Allo
     `payments` as `BookingSnapshot.unrefunded` gives them."""
     allocations: list[Allocation] = []
     left = refund
+    new = object.__new__
     for transaction, unrefunded in payments:
         if left == 0:
             break
         if unrefunded <= 0 or not transaction.is_stripe:
             continue
         take = min(left, unrefunded)
-        allocations.append(frozen_new(Allocation, payment=transaction.id, amount=take,
-                                      method="stripe"))
+        allocation = new(Allocation)
+        allocation.__dict__.update({"payment": transaction.id, "amount": take,
+                                    "method": "stripe"})
+        allocations.append(allocation)
         left -= take
     if left > 0:
         allocations.append(frozen_new(Allocation, payment="manual", amount=left, method="manual"))
