@@ -127,6 +127,23 @@ def format_places(minor: int, places: int) -> str:
     return f"{'-' if minor < 0 else ''}{digits[:-places]}.{digits[-places:]}"
 
 
+CENTS_TEXT: dict[int, str] = {}
+"""`format_places(minor, 2)` by minor amount, for the amounts met so far (`cents_text` fills
+it): a quote writes about twenty amounts, and prices, fees and their shares recur. Look an
+amount up only when its type is exactly int (True and 1.0 hash as 1)."""
+_MAX_CENTS_TEXT = 4096
+
+
+def cents_text(minor: int) -> str:
+    """`format_places(minor, 2)`, kept in CENTS_TEXT (bounded) for an exact int."""
+    text = format_places(minor, 2)
+    if type(minor) is int:
+        if len(CENTS_TEXT) >= _MAX_CENTS_TEXT:
+            CENTS_TEXT.clear()
+        CENTS_TEXT[minor] = text
+    return text
+
+
 def display(minor: int, currency: str) -> str:
     """Human form with thousands separators and the code: "1,234.50 USD"."""
     text = format_minor(minor, currency)

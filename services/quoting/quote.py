@@ -18,8 +18,10 @@ from typing import Any
 from services.errors import DomainError
 from services.money import (
     CENTS,
+    CENTS_TEXT,
     EXACT_BELOW,
     MoneyError,
+    cents_text,
     exponent,
     format_minor,
     percent_of,
@@ -29,10 +31,8 @@ from services.money import format_places as _format
 from services.quoting.booking import (
     BookingLine,
     BookingSnapshot,
-    Transaction,
     computed_once,
     epoch_micros,
-    frozen_new,
 )
 from services.quoting.canonical import CANONICAL_JSON, esc, line_text
 from services.quoting.plans import Plan, book_plan, keep_route, plain
@@ -265,7 +265,7 @@ def build_quote(
     shelf = book_plan(book)
     routes = shelf.routes
     gross = 0
-    new = object.__new__
+    new, setattr_, written = object.__new__, object.__setattr__, CENTS_TEXT
     for line in snapshot.lines:
         sku = line.sku
         route = (sku, line.item_id)
@@ -306,26 +306,25 @@ def build_quote(
                 and 0 <= tax < EXACT_BELOW):
             refund = (amount * percent + 50) // 100  # rule 5, halves up
             tax_refund = (tax * percent + 50) // 100 if policy.refund_tax else 0
-            hundredths = notice // 36_000_000  # hours of notice, floored to the hundredth
-            notice_text = (f"{hundredths // 100}.{CENTS[hundredths % 100]}" if hundredths >= 0
-                           else _notice_text(notice))
-            amount_text = f"{amount // 100}.{CENTS[amount % 100]}"
-            tax_text = f"{tax // 100}.{CENTS[tax % 100]}"
-            refund_text = f"{refund // 100}.{CENTS[refund % 100]}"
-            tax_refund_text = f"{tax_refund // 100}.{CENTS[tax_refund % 100]}"
+            # hours of notice floored to the hundredth, written as cents are (`_notice_text`)
+            hundredths = notice // 36_000_000
+            notice_text = written.get(hundredths) or cents_text(hundredths)
+            amount_text = written.get(amount) or cents_text(amount)
+            tax_text = written.get(tax) or cents_text(tax)
+            refund_text = written.get(refund) or cents_text(refund)
+            tax_refund_text = written.get(tax_refund) or cents_text(tax_refund)
             line_id, name, start = line.line_id, line.name, line.start_iso
-            percent_text, policy_id, reason = rule.percent_text, policy.id, rule.reason
             quoted = new(QuoteLine)
-            quoted.__dict__.update({
+            values = {
                 "line_id": line_id, "sku": sku, "name": name, "start": start,
-                "notice_hours": notice_text, "policy_id": policy_id,
-                "percent": percent_text, "amount": amount, "tax": tax, "refund": refund,
-                "tax_refund": tax_refund, "reason": reason})
-            rows.append({
-                "line_id": line_id, "sku": sku, "name": name, "start": start,
-                "notice_hours": notice_text, "policy_id": policy_id,
-                "percent": percent_text, "amount": amount_text, "tax": tax_text,
-                "refund": refund_text, "tax_refund": tax_refund_text, "reason": reason})
+                "notice_hours": notice_text, "policy_id": policy.id,
+                "percent": rule.percent_text, "amount": amount, "tax": tax, "refund": refund,
+                "tax_refund": tax_refund, "reason": rule.reason}
+            setattr_(quoted, "__dict__", values)  # frozen: as frozen_new fills it
+            row = values.copy()
+            row["amount"], row["tax"] = amount_text, tax_text
+            row["refund"], row["tax_refund"] = refund_text, tax_refund_text
+            rows.append(row)
             if texts is not None:
                 try:
                     texts.append(
@@ -366,8 +365,45 @@ def build_quote(
     order_total = snapshot.order_total
     retained = order_total - entitlement
     refund = min(max(net_paid - retained, 0), max(net_paid, 0))
+    if not (cents and type(order_total) is int and type(paid) is int
+            and type(already_refunded) is int):  # then every amount below is an exact int
+        written = {}  # and each is written by cents_text or _format, never looked up
 
-    allocations = _allocate(payments, refund)  # rule 9
+    # rule 9: newest Stripe payments first, each capped at what is left of it; the rest is
+    # manual. Each allocation's row and canonical JSON beside it.
+    allocations: list[Allocation] = []
+    allocation_rows: list[dict[str, Any]] = []
+    allocation_texts: list[str] = []
+    left = refund
+    for transaction, unrefunded in payments:
+        if left == 0:
+            break
+        if unrefunded <= 0 or not transaction.is_stripe:
+            continue
+        take = min(left, unrefunded)
+        allocation = new(Allocation)
+        payment = transaction.id
+        setattr_(allocation, "__dict__", {"payment": payment, "amount": take,
+                                          "method": "stripe"})
+        allocations.append(allocation)
+        take_text = (written.get(take) or cents_text(take)) if cents else _format(take, places)
+        allocation_rows.append({"payment": payment, "amount": take_text, "method": "stripe"})
+        try:
+            allocation_texts.append(
+                f'{{"amount":"{take_text}","method":"stripe","payment":{esc(payment)}}}')
+        except TypeError:  # an id the template does not write
+            texts = None
+        left -= take
+    if left > 0:
+        allocation = new(Allocation)
+        setattr_(allocation, "__dict__", {"payment": "manual", "amount": left,
+                                          "method": "manual"})
+        allocations.append(allocation)
+        left_text = (written.get(left) or cents_text(left)) if cents else _format(left, places)
+        allocation_rows.append({"payment": "manual", "amount": left_text, "method": "manual"})
+        allocation_texts.append(f'{{"amount":"{left_text}","method":"manual",'
+                                f'"payment":"manual"}}')
+
     limits = shelf.limits.get(currency)
     if limits is None:
         limits = shelf.limits[currency] = (
@@ -379,13 +415,18 @@ def build_quote(
         reasons.append(f"waiver {waiver_code} is not offered by the applied policies")
 
     plans = list(applied.values())
-    policy_ids = tuple([p.id for p, _ in plans])
-    clauses = {p.id: p.text for p, _ in plans}
+    if len(plans) == 1:
+        (only, only_plan), = plans
+        policy_ids: tuple[str, ...] = (only.id,)
+        clauses = {only.id: only.text}
+    else:
+        policy_ids = tuple([p.id for p, _ in plans])
+        clauses = {p.id: p.text for p, _ in plans}
     flags = tuple(risk_flags)
     reasons_kept = tuple(reasons)
     booking_id, code, fingerprint = snapshot.booking_id, snapshot.code, snapshot.fingerprint
     quote = new(Quote)
-    quote.__dict__.update({
+    setattr_(quote, "__dict__", {
         "booking_id": booking_id, "booking_code": code, "currency": currency,
         "cancelled_at": at, "waiver": waiver_code, "policy_ids": policy_ids,
         "clauses": clauses, "lines": tuple(lines), "fee": fee, "entitlement": entitlement,
@@ -394,23 +435,21 @@ def build_quote(
         "allocations": tuple(allocations), "decision": decision, "reasons": reasons_kept,
         "risk_flags": flags, "booking_fingerprint": fingerprint,
         "policy_digest": book.digest, "version": ""})
-    if cents and min(retained, net_paid, already_refunded, paid, order_total) >= 0:
-        fee_text = f"{fee // 100}.{CENTS[fee % 100]}"
-        entitlement_text = f"{entitlement // 100}.{CENTS[entitlement % 100]}"
-        order_total_text = f"{order_total // 100}.{CENTS[order_total % 100]}"
-        paid_text = f"{paid // 100}.{CENTS[paid % 100]}"
-        refunded_text = f"{already_refunded // 100}.{CENTS[already_refunded % 100]}"
-        net_paid_text = f"{net_paid // 100}.{CENTS[net_paid % 100]}"
-        retained_text = f"{retained // 100}.{CENTS[retained % 100]}"
-        refund_text = f"{refund // 100}.{CENTS[refund % 100]}"
+    if cents:
+        fee_text = written.get(fee) or cents_text(fee)
+        entitlement_text = written.get(entitlement) or cents_text(entitlement)
+        order_total_text = written.get(order_total) or cents_text(order_total)
+        paid_text = written.get(paid) or cents_text(paid)
+        refunded_text = written.get(already_refunded) or cents_text(already_refunded)
+        net_paid_text = written.get(net_paid) or cents_text(net_paid)
+        retained_text = written.get(retained) or cents_text(retained)
+        refund_text = written.get(refund) or cents_text(refund)
     else:
         fee_text, entitlement_text = _format(fee, places), _format(entitlement, places)
         order_total_text, paid_text = _format(order_total, places), _format(paid, places)
         refunded_text, net_paid_text = (_format(already_refunded, places),
                                         _format(net_paid, places))
         retained_text, refund_text = _format(retained, places), _format(refund, places)
-    allocation_rows = tuple([{"payment": a.payment, "amount": _format(a.amount, places),
-                              "method": a.method} for a in allocations])
     decision_text = decision.value
     # What `Quote._serialised` writes, from the values at hand (the amounts formatted once,
     # the lines' rows made beside them), for the first `to_dict`: tests compare the two.
@@ -431,10 +470,10 @@ def build_quote(
         "net_paid": net_paid_text,
         "retained": retained_text,
         "total_refund": refund_text,
-        "allocations": allocation_rows,
+        "allocations": tuple(allocation_rows),
         "decision": decision_text,
         "reasons": list(reasons_kept),
-        "risk_flags": tuple([flag.to_dict() for flag in flags]),
+        "risk_flags": tuple([flag.to_dict() for flag in flags]) if flags else (),
         "booking_fingerprint": fingerprint,
         "policy_digest": book.digest,
     }
@@ -445,24 +484,23 @@ def build_quote(
     try:
         if texts is None:
             raise TypeError("a line the template does not write")
-        clauses_text = ",".join([plan.clause_json for _, plan in plans] if len(plans) == 1
-                                else [plan.clause_json for _, plan in
-                                      sorted(plans, key=_by_id)])
-        allocations_text = ",".join([
-            f'{{"amount":"{a["amount"]}","method":{esc(a["method"])},'
-            f'"payment":{esc(a["payment"])}}}' for a in allocation_rows])
+        if len(plans) == 1:
+            clauses_text, ids_text = only_plan.clause_json, only_plan.id_json
+        else:
+            clauses_text = ",".join([plan.clause_json for _, plan in sorted(plans, key=_by_id)])
+            ids_text = ",".join([plan.id_json for _, plan in plans])
         flags_text = ",".join([f'{{"code":{esc(f.code)},"reason":{esc(f.reason)}}}'
-                               for f in flags])
+                               for f in flags]) if flags else ""
         blob = (
-            f'{{"allocations":[{allocations_text}],"already_refunded":"{refunded_text}",'
+            f'{{"allocations":[{",".join(allocation_texts)}],'
+            f'"already_refunded":"{refunded_text}",'
             f'"booking_code":{esc(code)},"booking_fingerprint":{esc(fingerprint)},'
             f'"booking_id":{esc(booking_id)},"cancelled_at":{esc(at)},'
             f'"clauses":{{{clauses_text}}},"currency":{esc(currency)},'
             f'"decision":"{decision_text}","entitlement":"{entitlement_text}",'
             f'"fee":"{fee_text}","lines":[{",".join(texts)}],"net_paid":"{net_paid_text}",'
             f'"order_total":"{order_total_text}","paid":"{paid_text}",'
-            f'"policy_digest":{shelf.digest_json},'
-            f'"policy_ids":[{",".join([plan.id_json for _, plan in plans])}],'
+            f'"policy_digest":{shelf.digest_json},"policy_ids":[{ids_text}],'
             f'"reasons":[{",".join(map(esc, reasons_kept))}],"retained":"{retained_text}",'
             f'"risk_flags":[{flags_text}],"total_refund":"{refund_text}",'
             f'"waiver":{"null" if waiver_code is None else esc(waiver_code)}}}'
@@ -556,28 +594,6 @@ def _notice_text(microseconds: int) -> str:
     floor division is the floor, and datetimes span too few hours (< 10**8) for Decimal's 28
     digits to have rounded the quotient across a hundredth."""
     return _format(microseconds // 36_000_000, 2)  # hundredths of an hour, as money's cents
-
-
-def _allocate(payments: list[tuple[Transaction, int]], refund: int) -> list[Allocation]:
-    """Newest Stripe payments first, each capped at what is left of it; the rest is manual.
-    `payments` as `BookingSnapshot.unrefunded` gives them."""
-    allocations: list[Allocation] = []
-    left = refund
-    new = object.__new__
-    for transaction, unrefunded in payments:
-        if left == 0:
-            break
-        if unrefunded <= 0 or not transaction.is_stripe:
-            continue
-        take = min(left, unrefunded)
-        allocation = new(Allocation)
-        allocation.__dict__.update({"payment": transaction.id, "amount": take,
-                                    "method": "stripe"})
-        allocations.append(allocation)
-        left -= take
-    if left > 0:
-        allocations.append(frozen_new(Allocation, payment="manual", amount=left, method="manual"))
-    return allocations
 
 
 def _decide(
