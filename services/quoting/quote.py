@@ -618,7 +618,8 @@ def _decide(
     if refund > escalate_over:
         reasons.append(f"refund {format_minor(refund, currency)} is over the escalation "
                        f"limit {format_minor(escalate_over, currency)}")
-    reasons.extend(f"risk: {flag.reason}" for flag in risk_flags)
+    if risk_flags:
+        reasons.extend([f"risk: {flag.reason}" for flag in risk_flags])
     if currency != book.currency:
         reasons.append(f"booking currency {currency} differs from the policy currency "
                        f"{book.currency}")
@@ -631,7 +632,8 @@ def _decide(
         decision = Decision.NEEDS_APPROVAL
         reasons.append(f"refund {format_minor(refund, currency)} is over the auto-approve "
                        f"limit {format_minor(auto_max, currency)}")
-    manual = sum(a.amount for a in allocations if a.method == "manual")
+    last = allocations[-1] if allocations else None  # the manual rest, if any, comes last
+    manual = last.amount if last is not None and last.method == "manual" else 0
     if manual:
         if decision == Decision.AUTO_APPROVE:  # "within the limit" no longer explains anything
             reasons.clear()
