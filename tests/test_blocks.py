@@ -193,7 +193,7 @@ def test_approval_card_buttons_confirm_and_values(risky: Quote) -> None:
     card = cards.approval_card(case, risky, customer_first_name="Ana", automation=RUNNING)
     check_message(card)
     found = buttons(card)
-    assert list(found) == [ids.APPROVE, ids.DENY, ids.ADJUST, ids.DETAILS]
+    assert list(found) == [ids.APPROVE, ids.DENY, ids.ADJUST, ids.CLAIM, ids.DETAILS]
     assert found[ids.APPROVE]["style"] == "primary"
     assert found[ids.DENY]["style"] == "danger"
     assert "style" not in found[ids.ADJUST]

@@ -62,6 +62,10 @@ REFUSED_FOR_GOOD = frozenset({"not_in_channel", "channel_not_found", "messages_t
                               "restricted_action", "not_allowed_token_type", "invalid_auth"})
 Reply = Callable[[str, str], Awaitable[Any]]  # (response_url, text): answer someone privately
 
+# what chat.postEphemeral answers when the note can never be delivered
+UNDELIVERABLE = frozenset({"user_not_in_channel", "channel_not_found", "not_in_channel",
+                           "is_archived", "user_not_found"})
+
 
 class Outbox:
     def __init__(self, store: Store, client: AsyncWebClient, *,
@@ -301,8 +305,11 @@ class Outbox:
             return await self._mark_sent([row.id])
         if kind == "unpause":
             return await self._send_unpause(row)
+        if kind == "ephemeral":
+            return await self._send_ephemeral(row)
         answer = await self.client.chat_postMessage(channel=row.channel, text=payload["text"],
-                                                    blocks=payload.get("blocks"))
+                                                    blocks=payload.get("blocks"),
+                                                    thread_ts=payload.get("thread_ts"))
         if isinstance(payload.get("pause"), dict):   # resuming will update it in place
             await posts.remember_pause_alert(self.store, answer["channel"], answer["ts"],
                                              payload["pause"])
@@ -319,6 +326,21 @@ class Outbox:
             await self.client.chat_update(channel=alert["channel"], ts=alert["ts"],
                                           text=message.text, blocks=message.blocks)
             await posts.forget_pause_alert(self.store, alert["channel"], alert["ts"])
+        return await self._mark_sent([row.id])
+
+    async def _send_ephemeral(self, row: Post) -> set[int]:
+        """A private note to one person in a channel (or its thread). One Slack will never
+        deliver (the person or the bot left the channel) is given up, not retried."""
+        payload = row.payload
+        try:
+            await self.client.chat_postEphemeral(channel=row.channel, user=payload["user"],
+                                                 text=payload["text"],
+                                                 thread_ts=payload.get("thread_ts"))
+        except SlackApiError as exc:
+            error = exc.response.get("error")
+            if error not in UNDELIVERABLE:
+                raise
+            log.warning("slack ephemeral given up: %s", error)
         return await self._mark_sent([row.id])
 
     async def _send_card(self, row: Post) -> set[int]:
