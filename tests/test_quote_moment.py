@@ -67,13 +67,17 @@ async def test_a_quote_at_a_moment_is_priced_then_and_offers_no_request(sworld: 
 async def test_request_refund_on_a_cancelled_booking_uses_its_cancellation_time(
     sworld: World,
 ) -> None:
-    assert sworld.sender is not None
+    assert sworld.sender is not None and sworld.slack is not None
     first, _ = await pending_card(sworld, "WHEN-2")
     store = sworld.bot.svc.store
     await cases.deny(store, first.id, by=FIONA, reason="customer asked to wait")
     await sworld.settle()
     booking_id = str(sworld.checkfront.booking("WHEN-2").booking_id)
     raw_now = utcnow()
+    await sworld.sender.command("quote WHEN-2", SAM)
+    await sworld.settle()
+    assert any("Quoted at its cancellation, <!date^" in json.dumps(c.params)
+               for c in sworld.slack.calls_to("response_url"))
 
     await sworld.sender.click(ids.REQUEST, json.dumps({"b": booking_id, "w": None}), SAM)
     await sworld.settle()

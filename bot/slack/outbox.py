@@ -5,7 +5,9 @@ the store (services/outbox.py), so a restart loses none. Posts to one channel go
 per second (Slack's chat.postMessage limit); a failed call (a 429 after the client's own
 Retry-After retries, a 5xx, a lost link) keeps its row and tries again later. A case's card
 row is rendered from the case's *current* state when it is sent, so several queued refreshes
-of one card collapse into one call; a dispute's card likewise.
+of one card collapse into one call; a dispute's card likewise. A row may reply in a thread
+(`thread_ts`: a waiting card's reminder); an `ephemeral` row is a private note to one person
+(the one who asked for a refund), given up when Slack says it can never be delivered.
 
 Each call is made under the correlation of the work that queued its row (`services.correlation`:
 the webhook event or Slack request, the case), kept in memory from `add` to the send, and

@@ -1,5 +1,9 @@
 """Owns `/refund quote|status|pause|resume|report|help`: ack at once, answer privately after.
 
+`/refund quote <booking> [at <time>] [waiver CODE]` quotes at the moment asked for (a time in
+the business's timezone, or ISO 8601), else at the booking's cancellation when Checkfront
+already cancelled it, else now; a quote for another moment offers no Request refund.
+
 Unknown subcommands, unknown bookings and Checkfront being down each get a helpful answer,
 never a stack trace or silence. Pause and resume are for approvers; anyone else is refused
 (audited, told, nothing changed).
@@ -145,7 +149,8 @@ async def quote(deps: SlackDeps, args: list[str], user: str, channel: str,
         await _error(respond, f"{exc}. {QUOTE_USAGE}")
         return
     raw = await assemble_snapshot(deps.svc, asked.booking)
-    moment = asked.at or await requests.moment(deps.svc, raw, utcnow())
+    now = utcnow()
+    moment = asked.at or await requests.moment(deps.svc, raw, now)
     snapshot, q = await quote_snapshot(deps.svc, raw, moment, asked.waiver)
     existing = await cases.find_open(deps.svc.store, snapshot.code)  # by the booking key
     message = cards.quote_message(
@@ -156,6 +161,9 @@ async def quote(deps: SlackDeps, args: list[str], user: str, channel: str,
         note = (f"Quoted as if cancelled at {date_token(iso_utc(asked.at))}. To open a case, "
                 "quote it without `at`: a case is quoted when it is asked for.")
         blocks = [context(note), *(b for b in blocks if not _requests(b))]
+    elif moment != now:
+        blocks = [context(f"Quoted at its cancellation, {date_token(iso_utc(moment))}: what "
+                          "Request refund opens."), *blocks]
     await respond(text=message.text, blocks=blocks, response_type="ephemeral")
 
 
