@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import time
 from typing import Any
-from urllib.parse import parse_qs, urlencode
+from urllib.parse import urlencode
 
 from bot.cli.world import World
 from sandbox.slack_requests import TEAM
@@ -14,17 +14,9 @@ from tests.slack_text_checks import unsafe
 
 
 async def select(world: World, action_id: str, value: str, user: str) -> Any:
-    """A static select's choice, as Slack posts it."""
+    """A static select's choice on the Home tab, as Slack posts it."""
     assert world.sender is not None
-    body = parse_qs(world.sender.click_body(action_id, "", user))
-    payload = json.loads(body["payload"][0])
-    payload["actions"] = [{"action_id": action_id, "block_id": "controls",
-                           "type": "static_select", "action_ts": str(time.time()),
-                           "selected_option": {"value": value,
-                                               "text": {"type": "plain_text", "text": value}}}]
-    payload["container"] = {"type": "view", "view_id": "V0HOME"}
-    payload.pop("channel", None)
-    return await world.sender.post(urlencode({"payload": json.dumps(payload)}))
+    return await world.sender.select(action_id, value, user)
 
 
 async def message_shortcut(world: World, callback_id: str, text: str, user: str,
