@@ -60,6 +60,11 @@ async def test_a_quote_at_a_moment_is_priced_then_and_offers_no_request(sworld: 
     assert "Quoted as if cancelled at <!date^" in then and ids.REQUEST not in then
     assert then_answer["text"] == "Refund quote for WHEN-1: 0.00 USD"  # 1h before the start
     assert "is not a time like 2026-12-01 14:00" in str(bad.get("text") or json.dumps(bad))
+    for hostile in ("at <!channel>", "at 2026-12-01 <@U123>", "waiver <https://evil.example|x>",
+                    "<!here> at"):
+        await sworld.sender.command(f"quote WHEN-1 {hostile}", SAM)
+    await sworld.settle()
+    assert len(sworld.slack.calls_to("response_url")) == 7
     assert unsafe_calls(sworld) == []
     assert await cases.list_cases(sworld.bot.svc.store) == []
 
