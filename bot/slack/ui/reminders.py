@@ -25,6 +25,7 @@ OUTCOMES = {
     Status.DENIED: "was denied",
     Status.SKIPPED: "needed no refund",
     Status.FAILED: "was approved but the refund failed; the approvers will retry it",
+    Status.REFUNDED_BY_HAND: "was refunded (part of it by hand)",
 }
 
 
