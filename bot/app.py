@@ -19,6 +19,7 @@ import re
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 
 from aiohttp import web
@@ -34,6 +35,7 @@ from bot.readiness import Readiness
 from bot.scheduler import build_scheduler
 from bot.settings import Settings
 from bot.slack.digest import DigestPoster
+from bot.slack.nudges import NudgePoster
 from bot.slack.runtime import SlackDelivery, SlackRuntime
 from bot.worker import Worker
 from handlers.http import checkfront_webhook, stripe_webhook
@@ -135,7 +137,10 @@ class Bot:
             scheduler = build_scheduler(
                 svc, tz=settings.zone, daily_at=settings.digest_at, on_digest=poster,
                 anomaly_every=settings.anomaly_check_at,
-                misfire_grace_time=settings.scheduler_misfire_grace_seconds)
+                misfire_grace_time=settings.scheduler_misfire_grace_seconds,
+                on_nudge=NudgePoster(store, slack.outbox, slack.deps.rules) if slack else None,
+                remind_after=_hours(settings.reminder_after_hours),
+                escalate_after=_hours(settings.escalate_after_hours))
             metrics.watch_scheduler(scheduler)
         bot = cls(settings=settings, svc=svc, worker=worker, web=app, slack=slack,
                   scheduler=scheduler, rejections=rejected, metrics=metrics)
@@ -198,6 +203,11 @@ class Bot:
         if self.svc.stripe is not None:
             await self.svc.stripe.close()
         await self.svc.store.close()
+
+
+def _hours(hours: float) -> timedelta | None:
+    """A setting in hours as a wait; 0 turns it off (None)."""
+    return timedelta(hours=hours) if hours > 0 else None
 
 
 def intake(handler: Handler, guard: LoopGuard) -> Handler:

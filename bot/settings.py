@@ -120,6 +120,10 @@ class Settings(StoreSettings):
     slack_finance_leads: str = ""  # may approve any amount
     slack_no_self_approval: bool = False
     slack_post_interval_seconds: float = Field(default=1.0, ge=0)
+    # a card waiting this long gets one reminder in its thread (the approver group, else the
+    # approvers), then one escalation to the finance leads; 0 turns either off
+    reminder_after_hours: float = Field(default=4, ge=0)
+    escalate_after_hours: float = Field(default=24, ge=0)
 
     @field_validator("business_timezone")
     @classmethod

@@ -23,12 +23,13 @@ from dataclasses import dataclass
 
 from bot.slack.outbox import Outbox
 from bot.slack.ui import cards, customer, intake
+from bot.slack.ui.reminders import requester_note
 from services import outbox as posts
 from services.disputes import issues
 from services.disputes.issues import PaymentIssue
 from services.notify import StuckEvent
 from services.quoting.quote import Quote
-from services.refunds import cases, writeback
+from services.refunds import cases, requests, writeback
 from services.refunds.models import Case, Status
 from services.store.db import Store, now_iso
 
@@ -69,6 +70,21 @@ class SlackNotifier:
         if case.status in FINAL and has_card:
             await self.outbox.add_once(self.channels.approvals, "thread", case.id,
                                        {"status": str(case.status)})
+        if case.status in FINAL:
+            await self._tell_requester(case)
+
+    async def _tell_requester(self, case: Case) -> None:
+        """Whoever pressed Request refund is told privately where they asked, once an
+        outcome (the same note twice is one)."""
+        asked = await requests.of(self.store, case.id)
+        if asked is None:
+            return
+        last = await cases.last_decision(self.store, case.id)
+        payload = {"user": asked.user, "status": str(case.status),
+                   "text": requester_note(case, last["decided_by"] if last else None)}
+        if asked.thread_ts:
+            payload["thread_ts"] = asked.thread_ts
+        await self.outbox.add_once(asked.channel, "ephemeral", case.id, payload)
 
     async def automation_changed(self, paused: bool, reason: str, by: str) -> None:
         """A pause posts an alert with Resume (remembered once out); a resume posts one line

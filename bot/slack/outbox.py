@@ -5,7 +5,9 @@ the store (services/outbox.py), so a restart loses none. Posts to one channel go
 per second (Slack's chat.postMessage limit); a failed call (a 429 after the client's own
 Retry-After retries, a 5xx, a lost link) keeps its row and tries again later. A case's card
 row is rendered from the case's *current* state when it is sent, so several queued refreshes
-of one card collapse into one call; a dispute's card likewise.
+of one card collapse into one call; a dispute's card likewise. A row may reply in a thread
+(`thread_ts`: a waiting card's reminder); an `ephemeral` row is a private note to one person
+(the one who asked for a refund), given up when Slack says it can never be delivered.
 
 Each call is made under the correlation of the work that queued its row (`services.correlation`:
 the webhook event or Slack request, the case), kept in memory from `add` to the send, and
@@ -61,6 +63,10 @@ REFUSED_FOR_GOOD = frozenset({"not_in_channel", "channel_not_found", "messages_t
                               "is_archived", "cannot_dm_bot", "invalid_blocks",
                               "restricted_action", "not_allowed_token_type", "invalid_auth"})
 Reply = Callable[[str, str], Awaitable[Any]]  # (response_url, text): answer someone privately
+
+# what chat.postEphemeral answers when the note can never be delivered
+UNDELIVERABLE = frozenset({"user_not_in_channel", "channel_not_found", "not_in_channel",
+                           "is_archived", "user_not_found"})
 
 
 class Outbox:
@@ -301,8 +307,11 @@ class Outbox:
             return await self._mark_sent([row.id])
         if kind == "unpause":
             return await self._send_unpause(row)
+        if kind == "ephemeral":
+            return await self._send_ephemeral(row)
         answer = await self.client.chat_postMessage(channel=row.channel, text=payload["text"],
-                                                    blocks=payload.get("blocks"))
+                                                    blocks=payload.get("blocks"),
+                                                    thread_ts=payload.get("thread_ts"))
         if isinstance(payload.get("pause"), dict):   # resuming will update it in place
             await posts.remember_pause_alert(self.store, answer["channel"], answer["ts"],
                                              payload["pause"])
@@ -319,6 +328,21 @@ class Outbox:
             await self.client.chat_update(channel=alert["channel"], ts=alert["ts"],
                                           text=message.text, blocks=message.blocks)
             await posts.forget_pause_alert(self.store, alert["channel"], alert["ts"])
+        return await self._mark_sent([row.id])
+
+    async def _send_ephemeral(self, row: Post) -> set[int]:
+        """A private note to one person in a channel (or its thread). One Slack will never
+        deliver (the person or the bot left the channel) is given up, not retried."""
+        payload = row.payload
+        try:
+            await self.client.chat_postEphemeral(channel=row.channel, user=payload["user"],
+                                                 text=payload["text"],
+                                                 thread_ts=payload.get("thread_ts"))
+        except SlackApiError as exc:
+            error = exc.response.get("error")
+            if error not in UNDELIVERABLE:
+                raise
+            log.warning("slack ephemeral given up: %s", error)
         return await self._mark_sent([row.id])
 
     async def _send_card(self, row: Post) -> set[int]:

@@ -23,13 +23,14 @@ from handlers.slack.listeners import (
     Body,
     Respond,
     button_listener,
+    channel_of,
     read_button,
     refuse,
     teller,
     user_of,
 )
 from services.quoting.quote import Quote
-from services.refunds import cases, decisions
+from services.refunds import cases, decisions, requests
 from services.refunds.automation import switch_automation
 from services.refunds.models import AlreadyDecided, Case, CaseError, StaleQuote, Status
 from services.refunds.opening import open_case
@@ -148,9 +149,12 @@ async def request_refund(deps: SlackDeps, body: Body, respond: Respond) -> None:
         return
     user, tell = user_of(body), teller(deps, body, respond)
     raw = await assemble_snapshot(deps.svc, request.booking)
-    opened = await open_case(deps.svc, raw, cancelled_at=utcnow(), source="slack",
-                             requested_by=user, waiver=request.waiver)
+    opened = await open_case(deps.svc, raw, cancelled_at=await requests.moment(
+        deps.svc, raw, utcnow()), source="slack", requested_by=user, waiver=request.waiver)
     case = opened.case
+    if opened.created and channel_of(body):   # told privately there once it is decided
+        await requests.record(deps.svc.store, case.id, user=user, channel=str(channel_of(body)),
+                              thread_ts=(body.get("container") or {}).get("thread_ts"))
     if not opened.created:
         await tell(f"Booking `{esc(case.booking_code, 60)}` already has case #{case.id} "
                    f"({case.status.value.replace('_', ' ')}).")
