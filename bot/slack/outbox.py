@@ -346,7 +346,11 @@ class Outbox:
         return await self._mark_sent([row.id])
 
     async def _send_card(self, row: Post) -> set[int]:
+        """The case's card drawn as it stands now. It answers the card posts queued before it
+        was drawn (read first), never one queued while it was on its way: that one's change
+        may not be in it, so it goes out next."""
         assert row.case_id is not None
+        answered = await posts.unsent_for_case(self.store, "card", row.case_id)
         case = await cases.get(self.store, row.case_id)
         message = await card_state.render_card(self.store, case, self.links)
         existing = await posts.message_of(self.store, case.id)
@@ -357,7 +361,7 @@ class Outbox:
             answer = await self.client.chat_postMessage(channel=row.channel,
                                                         text=message.text, blocks=message.blocks)
             await posts.remember_card(self.store, case.id, answer["channel"], answer["ts"])
-        return await self._mark_sent(await posts.unsent_for_case(self.store, "card", case.id))
+        return await self._mark_sent(sorted({row.id, *answered}))
 
     async def _send_issue(self, row: Post) -> set[int]:
         """A dispute or failed-payment card, drawn as the issue stands when it goes out; where
