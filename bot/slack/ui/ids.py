@@ -46,3 +46,12 @@ METHOD_BLOCK = "method"
 METHOD_INPUT = "method_input"
 REFERENCE_BLOCK = "reference"
 REFERENCE_INPUT = "reference_input"
+
+# the customer message (issue 13): on a closed case's card, and its modal
+CUSTOMER_MESSAGE = "customer_message"        # open the draft in a modal
+CUSTOMER_RETRY = "customer_message_retry"    # queue a failed message again
+CUSTOMER_VIEW = "customer_message_view"
+SUBJECT_BLOCK = "subject"
+SUBJECT_INPUT = "subject_input"
+BODY_BLOCK = "body"
+BODY_INPUT = "body_input"
