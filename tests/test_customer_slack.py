@@ -219,6 +219,7 @@ def test_the_modal_keeps_to_slacks_limits_with_a_long_hostile_draft() -> None:
         body = [b for b in view["blocks"] if b.get("block_id") == ids.BODY_BLOCK]
         if text is long_text:
             assert body == [] and "cannot be edited here" in json.dumps(view)
+            assert not [b for b in view["blocks"] if b["type"] == "input"]
         else:
             assert body[0]["element"]["initial_value"] == text
             assert body[0]["element"]["max_length"] == 3000

@@ -123,17 +123,19 @@ def _send_listener(deps: SlackDeps) -> Any:
             return
         user = user_of(body)
         if not deps.is_approver(user):
-            await ack(response_action="errors", errors={
+            await _answer(ack, view, {
                 ids.SUBJECT_BLOCK: "Only refund approvers can send customer messages."})
             deps.later("refuse:customer", lambda: refuse(deps, user, ids.CUSTOMER_VIEW,
                                                          form.case_id))
             return
-        subject = (_value(view, ids.SUBJECT_BLOCK, ids.SUBJECT_INPUT) or "").strip()
-        text = _value(view, ids.BODY_BLOCK, ids.BODY_INPUT)   # None: too long to edit
+        subject = _value(view, ids.SUBJECT_BLOCK, ids.SUBJECT_INPUT)
+        text = _value(view, ids.BODY_BLOCK, ids.BODY_INPUT)
         errors = {}
-        if not subject:
+        if subject is None or text is None:   # too long to edit: goes as drafted
+            subject = text = None
+        elif not subject.strip():
             errors[ids.SUBJECT_BLOCK] = "The message needs a subject."
-        if text is not None and not text.strip():
+        elif not text.strip():
             errors[ids.BODY_BLOCK] = "The message is empty."
         if not errors:   # one read by id: a message sent meanwhile is answered here
             state = await outbox.state_of(deps.svc.store, form.message_id)
@@ -141,13 +143,25 @@ def _send_listener(deps: SlackDeps) -> Any:
                 errors[ids.SUBJECT_BLOCK] = _already(form.message_id, state) + \
                     " Nothing more was sent."
         if errors:
-            await ack(response_action="errors", errors=errors)
+            await _answer(ack, view, errors)
             return
         await ack()
-        edited = text is not None and digest(subject, text) != form.digest
+        edited = subject is not None and text is not None and \
+            digest(subject, text) != form.digest
         deps.later(f"customer:{form.message_id}",
-                   lambda: _send(deps, user, form, subject, text if edited else None))
+                   lambda: _send(deps, user, form, (subject or "").strip(),
+                                 text if edited else None))
     return listener
+
+
+async def _answer(ack: Any, view: Body, errors: dict[str, str]) -> None:
+    """Errors on the modal's fields; a modal without fields (a draft too long to edit) is
+    replaced by one saying so, since Slack shows errors only on input blocks."""
+    if ids.SUBJECT_BLOCK in view["state"]["values"]:
+        await ack(response_action="errors", errors=errors)
+    else:
+        await ack(response_action="update",
+                  view=problem_modal(esc(" ".join(errors.values()), 1000)))
 
 
 async def _send(deps: SlackDeps, user: str, form: CustomerForm, subject: str,

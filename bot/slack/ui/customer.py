@@ -6,7 +6,7 @@ draft, and the alert when it could not be sent after its retries.
   "Customer told at <date> (message sent)"; a failure after its retries as a line on the card
   ("Customer message not sent: SMTP 550") with **Retry**.
 - The modal (`customer_modal`): the draft's subject and text in plain_text inputs (Slack allows
-  at most 3000 characters in one: a longer text is shown read-only and sent as drafted), and
+  at most 3000 characters in one: a longer draft is shown read-only and sent as drafted), and
   **Send**. What it carries back is `CustomerForm` in private_metadata, with a digest of the
   draft so an unchanged draft goes out with its template's HTML part.
 
@@ -153,16 +153,16 @@ def customer_modal(case: Case, outcome: str, subject: str, text: str, language: 
                       "Checkfront when you press Send."),
               context(f"Drafted from the `{esc(outcome, 40)}` template in "
                       f"`{esc(language, 20)}`. Edits are sent as plain text (and the same "
-                      "text as HTML)."),
-              text_input(ids.SUBJECT_BLOCK, ids.SUBJECT_INPUT, "Subject",
-                         initial=subject[:SUBJECT_MAX], max_length=SUBJECT_MAX)]
+                      "text as HTML).")]
     if len(text) <= INPUT_MAX:
-        blocks.append(text_input(ids.BODY_BLOCK, ids.BODY_INPUT, "Message", multiline=True,
-                                 initial=text, max_length=INPUT_MAX))
-    else:
+        blocks += [text_input(ids.SUBJECT_BLOCK, ids.SUBJECT_INPUT, "Subject",
+                              initial=subject[:SUBJECT_MAX], max_length=SUBJECT_MAX),
+                   text_input(ids.BODY_BLOCK, ids.BODY_INPUT, "Message", multiline=True,
+                              initial=text, max_length=INPUT_MAX)]
+    else:   # neither is editable: the message goes exactly as drafted
         blocks += [context(f"The text is longer than the {INPUT_MAX} characters Slack lets a "
                            "field hold, so it cannot be edited here: Send sends it as drafted."),
-                   *_read_only(text)]
+                   section(f"*Subject:* {esc(subject, SUBJECT_MAX)}"), *_read_only(text)]
     return make_modal(ids.CUSTOMER_VIEW, "Customer message", blocks, submit="Send",
                       close="Cancel", private_metadata=form.dumps())
 
