@@ -112,7 +112,8 @@ async def test_review_mode_sends_only_on_send(review: World, smtp: SandboxSmtp) 
                                          text_body="Edited by a person.", by="U1")
     assert await review.bot.mail.run_once() == [row.id]
     assert smtp.received[0].message["Subject"] == "About MSG-2"
-    assert smtp.received[0].message.get_content().strip() == "Edited by a person."
+    text, html = parts(smtp.received[0].message)   # the edited text, and it as HTML
+    assert text.strip() == "Edited by a person." and "<p>Edited by a person.</p>" in html
     after = await outbox.get(svc.store, row.id)
     assert after is not None and after.text_body is None   # the edited text is not kept
 

@@ -4,7 +4,8 @@ Starts the Checkfront, Stripe and Slack stand-ins and the bot on 127.0.0.1, make
 bookings, cancels them through signed webhooks, lets managers decide in Slack the ones that
 need a person, has one taken (I'll take it) and reminded, filters the Home tab, shows a
 dispute card with its evidence pack, and prints every case's quote, decision, Stripe refund
-and audit trail.
+and audit trail. A local SMTP server receives the customer's message once a manager sends it
+from the card.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from typing import Any
 
 import httpx
 
+from bot.cli import demo_customer
 from bot.cli.render import quote_table, slack_message_text
 from bot.cli.world import APPROVALS, FIONA, MARIA, SAM, Item, World
 from bot.scheduler import ScheduledJobs
@@ -42,7 +44,7 @@ def register(commands: argparse._SubParsersAction) -> None:
 async def run(keep: str | None = None) -> int:
     folder = Path(keep) if keep else Path(tempfile.mkdtemp(prefix="refund-demo-"))
     folder.mkdir(parents=True, exist_ok=True)
-    world = await World.start(folder, slack=True)
+    world = await World.start(folder, slack=True, smtp=True)
     try:
         return await _story(world)
     finally:
@@ -84,6 +86,7 @@ async def _story(world: World) -> int:
 
     await _slack_part(world)
     await world.settle()
+    await demo_customer.show(world)
     await _dispute_part(world)
 
     _say("Outcome")

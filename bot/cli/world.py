@@ -1,7 +1,9 @@
 """The local world for the demo and end-to-end tests: stand-ins, the bot wired to them, helpers.
 
 Checkfront and Stripe stand-ins (and Slack's, when asked), the bot wired to them, and helpers
-to make paid bookings and cancel them. The demo and the end-to-end tests both use it.
+to make paid bookings and cancel them. The demo and the end-to-end tests both use it. With
+`smtp=True` it also runs the local SMTP server and points `SMTP_URL` at it (customer messages
+in review mode unless told otherwise).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from sandbox.http import RunningServer, start
 from sandbox.slack_requests import SlackSender
 from sandbox.slack_server import SlackSandbox
 from sandbox.slack_socket import SocketSender
+from sandbox.smtp import SandboxSmtp
 from sandbox.stripe_server import StripeSandbox
 from services.money import to_minor
 
@@ -55,11 +58,16 @@ class World:
     slack: SlackSandbox | None = None
     sender: SlackSender | None = None
     socket: SocketSender | None = None   # with socket_mode=True, instead of `sender`
+    smtp: SandboxSmtp | None = None      # with smtp=True: the local SMTP server (SMTP_URL)
 
     @classmethod
     async def start(cls, folder: Path, *, policy_file: Path = EXAMPLE_POLICIES,
-                    slack: bool = False, socket_mode: bool = False, **settings: Any) -> World:
+                    slack: bool = False, socket_mode: bool = False, smtp: bool = False,
+                    **settings: Any) -> World:
         checkfront, stripe = CheckfrontSandbox(), StripeSandbox(timeout_delay=1.5)
+        mail_server = SandboxSmtp().start() if smtp else None
+        if mail_server is not None:   # customer messages wait for a person's Send
+            settings = {"smtp_url": mail_server.url, "customer_messages": "review", **settings}
         cf_server = await start(checkfront.app())
         stripe_server = await start(stripe.app())
         servers = [stripe_server, cf_server]
@@ -109,7 +117,7 @@ class World:
             sender = SlackSender(f"{bot_server.url}/slack/events", SLACK_SIGNING_SECRET,
                                  response_url_base=slack_sandbox.url)
         return cls(checkfront, stripe, bot, [bot_server, *servers], bot_server.url,
-                   slack_sandbox, sender, socket)
+                   slack_sandbox, sender, socket, mail_server)
 
     async def stop(self) -> None:
         for client in (self.sender, self.socket):
@@ -117,6 +125,8 @@ class World:
                 await client.aclose()
         for server in self.servers:
             await server.stop()
+        if self.smtp is not None:
+            self.smtp.stop()
 
     def paid_booking(self, code: str, items: list[Item], *, currency: str = "USD",
                      payments: list[str] | None = None, customer: str = "Ana Silva",

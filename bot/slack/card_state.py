@@ -1,11 +1,12 @@
 """Drawing a case's Slack messages from the store's current state, and links to posted cards.
 
 Its card, its thread reply and a batch of compact lines are read from the store at the moment
-the outbox sends them, so a card always shows the case as it is now however many refreshes
-were queued. Block Kit itself is bot.slack.ui's job. The link buttons' targets (`CardLinks`:
-the Checkfront host, the Stripe key's mode) come from the settings, through the outbox. A
-decided card's thread reply carries the quote (items, totals, allocation, clauses) that the
-collapsed card leaves out.
+the outbox sends them, so a card always shows the case as it is now however many refreshes were
+queued; that includes the customer message's state (sent, failed, waiting for Send), one read
+of `customer_messages` by case id. Block Kit itself is bot.slack.ui's job. The link buttons'
+targets (`CardLinks`: the Checkfront host, the Stripe key's mode) come from the settings,
+through the outbox. A decided card's thread reply carries the quote (items, totals, allocation,
+clauses) that the collapsed card leaves out.
 """
 
 from __future__ import annotations
@@ -14,11 +15,13 @@ from collections.abc import Sequence
 from typing import Any
 
 from bot.slack.ui import cards
+from bot.slack.ui.customer import CustomerNote
 from bot.slack.ui.kit import archive_link
 from bot.slack.ui.links import NO_LINKS, CardLinks
 from bot.slack.ui.quote import detail_text
 from bot.slack.ui.thread import thread_reply
 from services import outbox
+from services.customers import outbox as customer_outbox
 from services.disputes.holds import flags_now
 from services.refunds import cases, ledger, manual, ownership, writeback
 from services.refunds.automation import automation_state
@@ -45,7 +48,15 @@ async def card_context(store: Store, case: Case) -> dict[str, Any]:
         "checkfront_pending": await writeback.pending(store, case.id),
         "by_hand": await manual.of_case(store, case.id)
         if case.status == Status.REFUNDED_BY_HAND else None,
+        "customer": await customer_note(store, case.id),
     }
+
+
+async def customer_note(store: Store, case_id: int) -> CustomerNote | None:
+    """The case's latest customer message as its card shows it (one indexed, read-only
+    query)."""
+    row = await customer_outbox.for_card(store, case_id)
+    return CustomerNote.from_row(row) if row is not None else None
 
 
 async def render_card(store: Store, case: Case,
@@ -62,7 +73,7 @@ async def render_card(store: Store, case: Case,
                                refunds=ctx["refunds"], automation=ctx["automation"],
                                decision_reason=ctx["decision_reason"],
                                checkfront_pending=ctx["checkfront_pending"],
-                               by_hand=ctx["by_hand"], links=links)
+                               by_hand=ctx["by_hand"], links=links, customer=ctx["customer"])
 
 
 async def render_compact(store: Store, case_ids: Sequence[int]) -> cards.Message:

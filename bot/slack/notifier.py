@@ -14,7 +14,8 @@ when it goes out.
   it is posted (until then the post draws it as it stands).
 - A webhook event that Checkfront or Stripe kept failing past the retry bound gets one card
   with Retry each time its retries stop.
-- A customer message whose sending retries ran out gets one alert.
+- A customer message whose sending retries ran out gets one alert, and the case's card (when
+  it has one) is refreshed to show it with Retry.
 """
 
 from __future__ import annotations
@@ -116,9 +117,13 @@ class SlackNotifier:
                               {"text": message.text, "blocks": message.blocks})
 
     async def customer_message_failed(self, case: Case, outcome: str, error: str) -> None:
+        """One alert, and the case's card (when it has one) shows the failure with Retry."""
         message = customer.failed_alert(case, outcome, error)
         await self.outbox.add_once(self.channels.approvals, "alert", case.id,
                                    {"text": message.text, "blocks": message.blocks})
+        card = await posts.message_of(self.store, case.id)
+        if card is not None and card.kind == "card":
+            await self.outbox.add(self.channels.approvals, "card", case.id)
 
     async def _needs_person(self, case: Case) -> bool:
         if case.status == Status.PENDING_APPROVAL:

@@ -34,6 +34,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -64,9 +65,11 @@ from bot.worker import Worker
 from handlers.http.bodies import BadBody, loads
 from handlers.http.context import read_limited
 from handlers.slack import actions, card_actions, commands, disputes, home, intake, views
+from handlers.slack import customer as customer_message
 from handlers.slack.deps import GroupMembers, SlackDeps
 from handlers.slack.listeners import case_of, metadata_of
 from services import correlation
+from services.customers.drafts import Templates
 from services.deps import Deps
 from services.intake import slack_events
 from services.intake.rejections import BAD_SIGNATURE, MALFORMED, TOO_DEEP, Rejections
@@ -202,7 +205,10 @@ class SlackRuntime:
             no_self_approval=settings.slack_no_self_approval)
         deps = SlackDeps(svc=svc, worker=worker, client=delivery.client, rules=rules,
                          groups=GroupMembers(rules.group_id), notifier=delivery.notifier,
-                         outbox=delivery.outbox, zone=settings.zone)
+                         outbox=delivery.outbox, zone=settings.zone,
+                         customers=settings.customer_settings(),
+                         templates=Templates(Path(settings.customer_templates_dir)
+                                             if settings.customer_templates_dir else None))
         app.middleware(_correlate)
         app.middleware(_skip_slack_retries)
         app.middleware(_people(deps))
@@ -214,6 +220,7 @@ class SlackRuntime:
         home.register(app, deps)
         intake.register(app, deps)
         card_actions.register(app, deps)
+        customer_message.register(app, deps)
         app_token = settings.slack_app_token.get_secret_value() \
             if settings.slack_app_token else None
         return cls(app=app, deps=deps, outbox=delivery.outbox, notifier=delivery.notifier,

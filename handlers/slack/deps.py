@@ -24,6 +24,8 @@ from zoneinfo import ZoneInfo
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
+from services.customers.drafts import Templates
+from services.customers.sending import CustomerSettings
 from services.deps import Deps
 from services.notify import Notifier
 from services.refunds.permissions import ApproverRules
@@ -104,6 +106,10 @@ class SlackDeps:
     outbox: Posts
     zone: ZoneInfo
     people: People = field(default_factory=People)
+    # the customer message's drafting (the Customer message modal): mode, rebooking link,
+    # the template folder
+    customers: CustomerSettings = field(default_factory=CustomerSettings)
+    templates: Templates = field(default_factory=Templates)
 
     def is_approver(self, user: str) -> bool:
         return self.rules.is_approver(user, self.groups.members)

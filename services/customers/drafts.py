@@ -9,12 +9,14 @@ sends it), and a rebooking link when one is set.
 The templates are files the business edits (`templates/customer/<language>/<outcome>.txt` and
 `.html`, Jinja2; the HTML is autoescaped). The booking's language is used when its template
 exists (`es_MX`, then `es`), else English. A `.txt` template's first line is `Subject: ...`.
+A text a person edited in Slack gets its HTML part from `edited.html`: the text, escaped.
 Amounts are formatted by `babel.numbers.format_currency` for the currency and that locale,
 from integer minor units through `Decimal` (never float).
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
@@ -36,6 +38,7 @@ from services.refunds.models import Case
 
 DEFAULT_LANGUAGE = "en"
 TEMPLATES = Path(__file__).resolve().parents[2] / "templates" / "customer"
+EDITED = "edited"   # the HTML around a text a person edited in Slack
 CARD_DAYS = "5-10"   # Stripe: a card refund reaches the statement in 5-10 business days
 
 
@@ -94,8 +97,9 @@ class Templates:
     def language_for(self, wanted: str, outcome: str) -> str:
         """The booking's language if a template of this outcome exists in it (`es_MX`, then
         `es`), else English."""
+        suffix = ".html" if outcome == EDITED else ".txt"
         for candidate in _candidates(wanted):
-            if (self.folder / candidate / f"{outcome}.txt").is_file():
+            if (self.folder / candidate / f"{outcome}{suffix}").is_file():
                 return candidate
         return DEFAULT_LANGUAGE
 
@@ -109,6 +113,15 @@ class Templates:
             raise FileNotFoundError(f"customer template missing: {exc.name}") from exc
         subject, text = split_subject(text)
         return Draft(facts.outcome, lang, subject, text, html)
+
+    def edited_html(self, text: str, language: str) -> str:
+        """The HTML part of a text a person edited: their plain text escaped (autoescape) into
+        `<language>/edited.html`, one paragraph per blank-line-separated block and a line break
+        per newline; English when the language has no such template."""
+        lang = self.language_for(language, EDITED)
+        paragraphs = [block.split("\n") for block in
+                      re.split(r"\n\s*\n", text.replace("\r\n", "\n").strip()) if block]
+        return self.env.get_template(f"{lang}/{EDITED}.html").render(paragraphs=paragraphs)
 
 
 def split_subject(text: str) -> tuple[str, str]:

@@ -4,8 +4,10 @@
 IGNORE, so a closed case always has its row and a second close never a second one. The sender
 (`services.customers.sending`) moves a row on: new -> queued (auto) | draft (review) | off;
 queued -> sending -> sent, or back to queued with a later time, or failed when the tries are
-spent. No row holds an address; only a person's edited text waits here, and is cleared once
-it is sent.
+spent; a person's Send (`queue_edited`, `queue_draft`) or Retry (`queue_draft`) queues a
+draft or failed row again. No row holds an address; only a person's edited text waits here,
+and is cleared once it is sent.
+
 """
 
 from __future__ import annotations
@@ -87,6 +89,22 @@ async def for_case(store: Store, case_id: int) -> Message | None:
     return Message.from_row(row) if row is not None else None
 
 
+CARD_SQL = ("SELECT id, outcome, state, error, sent_at FROM customer_messages WHERE case_id = ? "
+            "ORDER BY id DESC LIMIT 1")   # the (case_id, outcome) unique index finds them
+
+
+async def for_card(store: Store, case_id: int) -> Row | None:
+    """What a card shows of the case's latest message: one indexed read, read-only connection."""
+    return await store.read_one(CARD_SQL, (case_id,))
+
+
+async def state_of(store: Store, message_id: int) -> str | None:
+    """A message's state now, by its id (the read-only connection): for an answer on the ack
+    path."""
+    row = await store.read_one("SELECT state FROM customer_messages WHERE id = ?", (message_id,))
+    return str(row["state"]) if row is not None else None
+
+
 async def new_rows(store: Store, limit: int = 100) -> list[Message]:
     rows = await store.fetch_all(
         "SELECT * FROM customer_messages WHERE state = 'new' AND next_at <= ? ORDER BY id "
@@ -120,6 +138,16 @@ async def queue_edited(tx: aiosqlite.Connection, message_id: int, *, subject: st
         "edited_by = ?, attempts = 0, error = NULL, next_at = ? "
         "WHERE id = ? AND state IN ('new', 'draft', 'failed') RETURNING id",
         (subject, text_body, by, now_iso(), message_id))
+    return row is not None
+
+
+async def queue_draft(tx: aiosqlite.Connection, message_id: int) -> bool:
+    """A person's Send of the draft unchanged (or Retry of a failed one): to go now, drafted
+    from the templates (or with the edited text it already holds)."""
+    row = await one(
+        tx, "UPDATE customer_messages SET state = 'queued', attempts = 0, error = NULL, "
+        "next_at = ? WHERE id = ? AND state IN ('new', 'draft', 'failed') RETURNING id",
+        (now_iso(), message_id))
     return row is not None
 
 

@@ -1,18 +1,20 @@
 """The sender's pass: customer messages looked at under the mode, drafted, sent, retried.
 
 `CUSTOMER_MESSAGES`: `auto` sends a message as soon as its case closed; `review` keeps it as a
-draft until a person presses Send (the card's Customer message button); `off` marks it never
-to be sent. Each row is looked at once under the mode in force then, so switching a mode on
-later does not send the backlog.
+draft until a person presses Send (the card's Customer message button); `off` marks it never to
+be sent. Each row is looked at once under the mode in force then, so switching a mode on later
+does not send the backlog.
 
 Sending: the address, first name and language are read from Checkfront now (the store keeps
 none); the draft is rendered (`drafts`) or a person's edited text used; the row is marked
-`sending` with its Message-ID, the message goes to the injected `Mailer`, and the row is
-marked sent with an audit row holding the Message-ID and the outcome (never an address or a
-body). A failure (SMTP 4xx/5xx, connection refused) is tried again with backoff; after
-`max_attempts` the row is `failed` and the notifier shows it. Exactly once: the row is unique
-per (case, outcome); the one window is a crash between the server's 250 and the `sent` mark,
-after which the message is sent once more with the same Message-ID (receivers may fold it).
+`sending` with its Message-ID, the message goes to the injected `Mailer`, and the row is marked
+sent with an audit row holding the Message-ID and the outcome (never an address or a body), and
+the case's card is refreshed. A person's edited text goes as they left it, its HTML part that
+text escaped into `edited.html` (`Templates.edited_html`). A failure (SMTP 4xx/5xx, connection
+refused) is tried again with backoff; after `max_attempts` the row is `failed` and the notifier
+shows it. Exactly once: the row is unique per (case, outcome); the one window is a crash
+between the server's 250 and the `sent` mark, after which the message is sent once more with
+the same Message-ID (receivers may fold it).
 """
 
 from __future__ import annotations
@@ -140,12 +142,13 @@ async def send_one(svc: Deps, mailer: Mailer, settings: CustomerSettings, templa
         if not await outbox.set_state(tx, message.id, "sending", only_from=("queued",)):
             return False
     try:
-        contact = await read_contact(svc, (await cases.get(svc.store, message.case_id))
-                                     .booking_id)
+        case = await cases.get(svc.store, message.case_id)
+        contact = await read_contact(svc, case.booking_id)
         if not contact.email:
             raise MailError("the booking has no email address")
         if message.text_body is not None and message.subject is not None:
-            subject, text, html = message.subject, message.text_body, None
+            subject, text = message.subject, message.text_body
+            html = templates.edited_html(text, contact.language)
         else:
             draft = await draft_for(svc, message, settings, templates, contact)
             subject, text, html = draft.subject, draft.text, draft.html
@@ -180,6 +183,7 @@ async def send_one(svc: Deps, mailer: Mailer, settings: CustomerSettings, templa
                                    "edited_by": message.edited_by})
     log.info("customer message sent", extra={"case_id": message.case_id,
                                               "outcome": message.outcome})
+    await svc.notifier.case_updated(case)   # the card says the customer was told
     return True
 
 

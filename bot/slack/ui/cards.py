@@ -20,6 +20,7 @@ from typing import Any
 
 from bot.slack.ui import ids
 from bot.slack.ui.claims import claim_button, claim_line
+from bot.slack.ui.customer import CustomerNote, customer_buttons, customer_lines
 from bot.slack.ui.forms import adjust_modal, check_amount, deny_modal, validate_adjustment
 from bot.slack.ui.kit import (
     BUTTON_VALUE,
@@ -291,9 +292,11 @@ def _outcome(case: Case, decided_by: str | None, decided_at: str | None,
 
 
 def outcome_buttons(case: Case, quote: Quote, refunds: list[dict[str, Any]],
-                    links: CardLinks = NO_LINKS) -> list[dict[str, Any]]:
+                    links: CardLinks = NO_LINKS,
+                    customer: CustomerNote | None = None) -> list[dict[str, Any]]:
     """A decided card's buttons: Retry (failed), Mark refunded (money left to refund by
-    hand), Details, the links."""
+    hand), Retry customer message / Customer message (one waiting or failed), Details, the
+    links."""
     value = button_value(case.id, case.quote_version)
     made = []
     if case.status == Status.FAILED:
@@ -305,6 +308,7 @@ def outcome_buttons(case: Case, quote: Quote, refunds: list[dict[str, Any]],
                 "Retry", "Cancel")))
     if case.status in CLOSABLE and _amount(case) > _moved(refunds):
         made.append(button("Mark refunded", ids.MARK_REFUNDED, value))
+    made += customer_buttons(case, customer)
     made.append(button("Details", ids.DETAILS, value))
     return made + link_buttons(links, case.booking_code, quote)
 
@@ -313,20 +317,25 @@ def outcome_card(case: Case, quote: Quote, *, customer_first_name: str,
                  decided_by: str | None, decided_at: str | None, refunds: list[dict[str, Any]],
                  automation: Automation, decision_reason: str | None = None,
                  checkfront_pending: PendingWriteback | None = None,
-                 by_hand: ManualRefund | None = None, links: CardLinks = NO_LINKS) -> Message:
+                 by_hand: ManualRefund | None = None, links: CardLinks = NO_LINKS,
+                 customer: CustomerNote | None = None) -> Message:
     """The card after a decision, collapsed: the outcome with the one amount that moved, who
-    decided, what is left by hand; the quote is behind Details and in the thread."""
+    decided, what is left by hand, whether the customer was told; the quote is behind Details
+    and in the thread."""
     title = _title(case, refunds, by_hand)
     blocks = [header(f"{title} · {plain(case.booking_code, 60)}")]
     lines = _outcome(case, decided_by, decided_at, refunds, decision_reason, by_hand)
     if checkfront_pending is not None:
         lines.append(_checkfront_pending_line(checkfront_pending))
-    blocks += line_sections(lines, max_sections=1)
+    told, told_context = customer_lines(customer)
+    blocks += line_sections(lines + told, max_sections=1)
     first = esc(_first(customer_first_name), 40)
     blocks.append(context(f"Case #{case.id} · `{esc(case.booking_code, 60)}`"
                           + (f" · customer {first}" if first else "")
                           + f" · updated {date_token(case.updated_at)}"))
-    blocks.append(actions(*outcome_buttons(case, quote, refunds, links)))
+    if told_context:
+        blocks.append(context(*told_context))
+    blocks.append(actions(*outcome_buttons(case, quote, refunds, links, customer)))
     why = decision_reason or case.status_reason
     return Message(card_text(f"{esc(title, 120)} for booking {esc(case.booking_code, 60)}",
                              customer_first_name, amounts_in(why, case.currency) if why else None),

@@ -57,3 +57,11 @@ SEARCH_VIEW = "home_search_view"
 SEARCH_BLOCK = "booking"
 SEARCH_INPUT = "booking_input"
 QUOTE_SHORTCUT = "quote_refund_for_booking"   # message shortcut (callback id in the manifests)
+# the customer message (issue 13): on a closed case's card, and its modal
+CUSTOMER_MESSAGE = "customer_message"        # open the draft in a modal
+CUSTOMER_RETRY = "customer_message_retry"    # queue a failed message again
+CUSTOMER_VIEW = "customer_message_view"
+SUBJECT_BLOCK = "subject"
+SUBJECT_INPUT = "subject_input"
+BODY_BLOCK = "body"
+BODY_INPUT = "body_input"
