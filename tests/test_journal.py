@@ -315,15 +315,17 @@ async def test_a_refund_with_tax_and_a_fee_and_a_part_by_hand_as_xero_and_quickb
         first = await day_journals(store, book, day.date(), UTC_ZONE, ACCOUNTS)
         second = await day_journals(store, book, day.date() + timedelta(days=1), UTC_ZONE,
                                     ACCOUNTS)
-    xero, _ = export(first, "xero", "USD")
+    xero, _ = export(first, "xero", "USD", ACCOUNTS.no_tax)
     assert xero.splitlines()[1:] == [
         # 60.00 refunded of 110.00 given back (100 + 10 tax): 54.55 revenue, 5.45 tax
-        "Refunds 2026-11-05 (USD),05/11/2026,Refunds,200,Tax on Sales,54.55,,,,",
-        "Refunds 2026-11-05 (USD),05/11/2026,Tax refunded,820,Tax on Sales,5.45,,,,",
-        "Refunds 2026-11-05 (USD),05/11/2026,Cancellation fees retained,200,Tax on Sales,"
-        "10.00,,,,",
-        "Refunds 2026-11-05 (USD),05/11/2026,Cancellation fees retained,260,No Tax,-10.00,,,,",
-        "Refunds 2026-11-05 (USD),05/11/2026,Refunds through Stripe,090,No Tax,-60.00,,,,",
+        "Refunds 2026-11-05 (USD),05/11/2026,Refunds (Tax on Sales),200,No Tax,54.55,,,,",
+        "Refunds 2026-11-05 (USD),05/11/2026,Tax refunded (Tax on Sales),820,No Tax,5.45,,,,",
+        "Refunds 2026-11-05 (USD),05/11/2026,Cancellation fees retained (Tax on Sales),200,"
+        "No Tax,10.00,,,,",
+        "Refunds 2026-11-05 (USD),05/11/2026,Cancellation fees retained (No Tax),260,No Tax,"
+        "-10.00,,,,",
+        "Refunds 2026-11-05 (USD),05/11/2026,Refunds through Stripe (No Tax),090,No Tax,"
+        "-60.00,,,,",
     ]
     quickbooks, _ = export(second, "quickbooks", "USD")
     assert quickbooks.splitlines()[1:] == [

@@ -39,10 +39,11 @@ async def cmd_journal(args: argparse.Namespace) -> int:
     settings = load_settings()
     book = load_policies(settings.policy_file)
     fmt = Format(args.format or settings.journal_format)
+    accounts = settings.journal_accounts()
     async with Store(settings.database_path) as store:
         journals = await day_journals(store, book, args.date, args.tz or settings.zone,
-                                      settings.journal_accounts())
-    text, left_out = export(journals, fmt, book.currency)
+                                      accounts)
+    text, left_out = export(journals, fmt, book.currency, accounts.no_tax)
     if args.out is None:
         sys.stdout.write(text)
     else:

@@ -70,7 +70,8 @@ class DigestPoster:
         journals = await day_journals(self.svc.store, book, run.day, self.tz, self.journal)
         if not journals:
             return
-        text, left_out = export(journals, self.journal_format, book.currency)
+        text, left_out = export(journals, self.journal_format, book.currency,
+                                self.journal.no_tax)
         day = run.day.isoformat()
         await self.outbox.add_file(
             self.channels.digest, filename=f"journal-{day}-{self.journal_format.value}.csv",

@@ -257,16 +257,17 @@ def _amount(minor: int, currency: str) -> str:
     return format_minor(minor, currency)
 
 
-def export(journals: Sequence[Journal], fmt: Format | str,
-           currency: str) -> tuple[str, list[Journal]]:
+def export(journals: Sequence[Journal], fmt: Format | str, currency: str,
+           no_tax: str = Accounts.no_tax) -> tuple[str, list[Journal]]:
     """The journals as a file in `fmt`, and those it left out (the accounting formats carry no
-    currency: they write `currency`'s journal only)."""
+    currency: they write `currency`'s journal only). `no_tax`: the Xero tax rate, one that
+    adds no tax, written on every line (the tax is a line of its own)."""
     fmt = Format(fmt)
     if fmt is Format.CSV:
         return _csv(journals), []
     kept = [j for j in journals if j.currency == currency]
     left = [j for j in journals if j.currency != currency]
-    return (_xero(kept) if fmt is Format.XERO else _quickbooks(kept)), left
+    return (_xero(kept, no_tax) if fmt is Format.XERO else _quickbooks(kept)), left
 
 
 def _writer(out: io.StringIO, header: Sequence[str]) -> csv.writer:  # type: ignore[valid-type]
@@ -275,7 +276,7 @@ def _writer(out: io.StringIO, header: Sequence[str]) -> csv.writer:  # type: ign
     return writer
 
 
-def _xero(journals: Sequence[Journal]) -> str:
+def _xero(journals: Sequence[Journal], no_tax: str) -> str:
     out = io.StringIO()
     writer = _writer(out, XERO_COLUMNS)
     count = 0
@@ -284,8 +285,10 @@ def _xero(journals: Sequence[Journal]) -> str:
         for line in journal.lines:
             count += 1
             signed = line.debit if line.debit else -line.credit
-            writer.writerow([csv_cell(journal.narration), when, csv_cell(line.description),
-                             csv_cell(line.account), csv_cell(line.tax_code),
+            # tax is a line of its own: a rate that adds none, the code in the description
+            writer.writerow([csv_cell(journal.narration), when,
+                             csv_cell(f"{line.description} ({line.tax_code})"),
+                             csv_cell(line.account), csv_cell(no_tax),
                              _amount(signed, journal.currency), "", "", "", ""])
     if count > XERO_MAX_LINES:
         raise JournalError(f"Xero imports at most {XERO_MAX_LINES} lines a file; this journal "
