@@ -132,6 +132,9 @@ class Bot:
         scheduler = None
         if settings.scheduler_enabled:
             poster = DigestPoster(svc, settings.zone, chart=settings.digest_chart,
+                                  journal=settings.journal_accounts()
+                                  if settings.digest_journal else None,
+                                  journal_format=settings.journal_format,
                                   outbox=slack.outbox if slack else None,
                                   channels=slack.notifier.channels if slack else None)
             scheduler = build_scheduler(

@@ -15,6 +15,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from services.config import EventRetries, Mode, RefundConfig
 from services.customers.sending import CustomerSettings
+from services.finance.journal import Accounts
 
 _S = TypeVar("_S", bound=BaseSettings)
 
@@ -125,6 +126,15 @@ class Settings(StoreSettings):
     reminder_after_hours: float = Field(default=4, ge=0)
     escalate_after_hours: float = Field(default=24, ge=0)
 
+    # the books: `python -m bot journal`, and the digest's attachment when DIGEST_JOURNAL is on
+    digest_journal: bool = False  # attach the day's journal to the digest (files:write)
+    journal_format: Literal["xero", "quickbooks", "csv"] = "csv"
+    journal_stripe_account: str = Field(default="Stripe clearing", min_length=1)
+    journal_by_hand_account: str = Field(default="Cash and bank", min_length=1)
+    journal_tax_account: str = Field(default="Sales tax payable", min_length=1)
+    journal_fees_account: str = Field(default="Cancellation fees", min_length=1)
+    journal_no_tax_rate: str = Field(default="Tax Exempt", min_length=1)
+
     @field_validator("business_timezone")
     @classmethod
     def _zone(cls, value: str) -> str:
@@ -179,6 +189,11 @@ class Settings(StoreSettings):
         return CustomerSettings(mode=mode, mail_from=self.mail_from,
                                 rebooking_url=self.rebooking_url or None,
                                 max_attempts=self.customer_mail_attempts)
+
+    def journal_accounts(self) -> Accounts:
+        return Accounts(stripe=self.journal_stripe_account, by_hand=self.journal_by_hand_account,
+                        tax=self.journal_tax_account, fees=self.journal_fees_account,
+                        no_tax=self.journal_no_tax_rate)
 
     @property
     def checkfront_base_url(self) -> str:

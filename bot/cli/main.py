@@ -13,7 +13,15 @@ from datetime import datetime
 from pathlib import Path
 
 from bot import logs
-from bot.cli import case_commands, demo, doctor, event_commands, report_commands, store_commands
+from bot.cli import (
+    case_commands,
+    demo,
+    doctor,
+    event_commands,
+    journal_commands,
+    report_commands,
+    store_commands,
+)
 from bot.cli.render import quote_table
 from bot.settings import SettingsError, load_log_settings
 from services.errors import DomainError
@@ -74,6 +82,7 @@ def build_parser() -> argparse.ArgumentParser:
     report_commands.register(commands)
     doctor.register(commands)
     store_commands.register(commands)
+    journal_commands.register(commands)
     return parser
 
 

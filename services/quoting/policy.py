@@ -54,6 +54,9 @@ class Policy(_Strict):
     cancellation_fee: Decimal = Decimal(0)
     refund_tax: bool = True
     waivers: dict[str, Decimal] = {}
+    # the books (`services.finance.journal`): unset, the book's defaults below
+    gl_account: str | None = Field(default=None, min_length=1)
+    tax_code: str | None = Field(default=None, min_length=1)
 
     @field_validator("cancellation_fee", mode="before")
     @classmethod
@@ -106,6 +109,9 @@ class PolicyBook(_Strict):
     auto_approve_max: Decimal
     escalate_over: Decimal
     policies: tuple[Policy, ...] = Field(min_length=1)
+    # the books: revenue account and tax code of a policy that names none
+    gl_account: str = Field(default="Sales", min_length=1)
+    tax_code: str = Field(default="Tax Exempt", min_length=1)
     source: str = ""
     digest: str = ""
 

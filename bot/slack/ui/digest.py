@@ -10,6 +10,7 @@ are `kit.date_token`s and amounts `kit.money`; the plain-text digest is for the 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import date
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -31,6 +32,7 @@ from bot.slack.ui.kit import (
 )
 from services.disputes.issues import PaymentIssue
 from services.finance.anomaly import Anomaly
+from services.finance.journal import Journal
 from services.finance.runs import (
     AMOUNT_MISMATCH,
     CHECKFRONT_NOT_UPDATED,
@@ -135,6 +137,17 @@ def _money(minor: int, currency: str) -> str:
 
 def _amounts(text: str, currency: str | None) -> str:
     return amounts_in(text, currency) if currency else text
+
+
+def journal_comment(day: date, journals: Sequence[Journal], left_out: Sequence[Journal]) -> str:
+    """The comment on the digest's journal file: what each currency's journal holds."""
+    lines = [f"*Journal for {esc(day.isoformat(), 10)}*"]
+    for j in journals:
+        what = "not in this file (the format carries no currency)" if j in left_out else \
+            f"{len(j.lines)} lines"
+        lines.append(f"• {_money(j.stripe + j.by_hand, j.currency)} refunded in {j.cases} "
+                     f"case(s), {_money(j.fees, j.currency)} fees retained: {what}")
+    return "\n".join(lines)
 
 
 # ---- plain text -------------------------------------------------------------------------------
