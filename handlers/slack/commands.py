@@ -1,4 +1,5 @@
-"""Owns `/refund quote|status|pause|resume|report|help`: ack at once, answer privately after.
+"""Owns `/refund quote|status|pause|resume|report|help`: ack at once, answer privately after
+(`departure` is `departure.py`'s).
 
 Unknown subcommands, unknown bookings and Checkfront being down each get a helpful answer,
 never a stack trace or silence. Pause and resume are for approvers; anyone else is refused
@@ -15,6 +16,7 @@ from slack_bolt.async_app import AsyncApp
 
 from bot.slack.ui import cards
 from bot.slack.ui.kit import esc
+from handlers.slack import departure
 from handlers.slack.deps import SlackDeps
 from handlers.slack.listeners import Body, refuse
 from services.clients.checkfront_errors import (
@@ -174,4 +176,4 @@ async def report(deps: SlackDeps, args: list[str], user: str, channel: str,
 
 
 COMMANDS = {"quote": quote, "status": status, "pause": pause, "resume": resume, "help": help_,
-            "report": report}
+            "report": report, "departure": departure.command}

@@ -49,7 +49,7 @@ from services.refunds.models import OPEN, AlreadyDecided, Case, IllegalTransitio
 from services.refunds.opening import open_case
 from services.refunds.snapshots import booking_status, quote_snapshot, read_booking
 from services.store import audit
-from services.store.db import Row, now_iso, utcnow
+from services.store.db import Row, Store, now_iso, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -113,10 +113,15 @@ class Run:
 
 
 async def get_run(svc: Deps, run_id: int) -> Run:
-    row = await svc.store.fetch_one("SELECT * FROM departure_runs WHERE id = ?", (run_id,))
+    return await load_run(svc.store, run_id)
+
+
+async def load_run(store: Store, run_id: int) -> Run:
+    """The run and its bookings as stored; DepartureError when there is none."""
+    row = await store.fetch_one("SELECT * FROM departure_runs WHERE id = ?", (run_id,))
     if row is None:
         raise DepartureError(f"There is no departure run {run_id}.")
-    rows = await svc.store.fetch_all(
+    rows = await store.fetch_all(
         "SELECT * FROM departure_bookings WHERE run_id = ? ORDER BY position", (run_id,))
     return Run(row["id"], row["item"], row["starts_at"], row["waiver"], row["currency"],
                row["total"], row["total_without_waiver"], row["state"], row["requested_by"],
@@ -124,9 +129,9 @@ async def get_run(svc: Deps, run_id: int) -> Run:
                tuple(RunBooking.from_row(r) for r in rows))
 
 
-async def remember_card(svc: Deps, run_id: int, channel: str, ts: str) -> None:
+async def remember_card(store: Store, run_id: int, channel: str, ts: str) -> None:
     """The run's card is this message (updated in place from now on)."""
-    async with svc.store.transaction() as tx:
+    async with store.transaction() as tx:
         await tx.execute("UPDATE departure_runs SET channel = ?, ts = ? WHERE id = ?",
                          (channel, ts, run_id))
 
