@@ -136,6 +136,24 @@ async def remember_card(store: Store, run_id: int, channel: str, ts: str) -> Non
                          (channel, ts, run_id))
 
 
+async def busiest_departure(store: Store, sku: str, start: str, end: str
+                            ) -> tuple[str, int] | None:
+    """Of the cases opened in [start, end) with a line of `sku`, the line start most of them
+    share, and how many: (start as the quote's snapshot has it, count), or None. The anomaly
+    check's sku spike names it so its alert can offer the departure's card (read from the
+    cases' quotes, as `cases.cancelled_skus` counts them)."""
+    row = await store.read_one(
+        "SELECT json_extract(q.snapshot, t.path || '.start_date') AS starts, "
+        "COUNT(DISTINCT c.id) AS n "
+        "FROM cases c JOIN quotes q ON q.case_id = c.id AND q.version = c.quote_version, "
+        "json_tree(q.snapshot, '$.booking.order.items') t "
+        "WHERE t.key = 'sku' AND t.value = ? AND c.created_at >= ? AND c.created_at < ? "
+        "GROUP BY starts ORDER BY n DESC, starts LIMIT 1", (sku, start, end))
+    if row is None or row["starts"] is None:
+        return None
+    return str(row["starts"]), int(row["n"])
+
+
 # --- finding and planning ------------------------------------------------------------------
 
 def _on_departure(snapshot: BookingSnapshot, item: str, starts_at: datetime) -> bool:
