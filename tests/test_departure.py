@@ -93,8 +93,11 @@ async def test_a_departure_of_25_is_cancelled_and_refunded_once_each(sworld: Wor
     text = str(card)
     assert "2,625.00 USD" in text and "2,375.00 USD" in text and "DEP-13" in text
 
-    # above Maria's 1,000.00: refused, nothing changed; Fiona (finance lead) may
+    # staff and Maria (above her 1,000.00) are refused, nothing changed; Fiona (finance lead)
     value = buttons(card)[CANCEL_ALL]["value"]
+    await sworld.sender.click(CANCEL_ALL, value, SAM, message_ts=card["ts"])
+    await sworld.settle()
+    assert "Only refund approvers" in responses(sworld)[-1]
     await sworld.sender.click(CANCEL_ALL, value, MARIA, message_ts=card["ts"])
     await sworld.settle()
     assert (await departure.get_run(sworld.bot.svc, run_id)).state == "planned"
