@@ -19,6 +19,8 @@ import re
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
 
 from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
@@ -27,11 +29,13 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from bot import logs
 from bot.checkfront_transport import CheckfrontTransport
 from bot.loop_guard import LoopGuard
+from bot.mail import CustomerMail, SmtpMailer
 from bot.metrics import CHECKFRONT, BotMetrics
 from bot.readiness import Readiness
 from bot.scheduler import build_scheduler
 from bot.settings import Settings
 from bot.slack.digest import DigestPoster
+from bot.slack.nudges import NudgePoster
 from bot.slack.runtime import SlackDelivery, SlackRuntime
 from bot.worker import Worker
 from handlers.http import checkfront_webhook, stripe_webhook
@@ -39,6 +43,7 @@ from handlers.http.context import CONTEXT_KEY, AppContext
 from handlers.slack import departure
 from services.clients.checkfront import CheckfrontClient
 from services.clients.stripe_gateway import StripeGateway
+from services.customers.drafts import Templates
 from services.deps import Deps
 from services.health import backlog
 from services.intake.rejections import Rejections
@@ -63,6 +68,7 @@ class Bot:
     rejections: Rejections = field(default_factory=Rejections)
     metrics: BotMetrics = field(default_factory=BotMetrics)
     readiness: Readiness | None = None
+    mail: CustomerMail | None = None   # customer messages, when SMTP_URL is set
     _stop_by: float | None = field(default=None, repr=False)  # monotonic; set when stopping
 
     @classmethod
@@ -132,10 +138,18 @@ class Bot:
             scheduler = build_scheduler(
                 svc, tz=settings.zone, daily_at=settings.digest_at, on_digest=poster,
                 anomaly_every=settings.anomaly_check_at,
-                misfire_grace_time=settings.scheduler_misfire_grace_seconds)
+                misfire_grace_time=settings.scheduler_misfire_grace_seconds,
+                on_nudge=NudgePoster(store, slack.outbox, slack.deps.rules) if slack else None,
+                remind_after=_hours(settings.reminder_after_hours),
+                escalate_after=_hours(settings.escalate_after_hours))
             metrics.watch_scheduler(scheduler)
         bot = cls(settings=settings, svc=svc, worker=worker, web=app, slack=slack,
                   scheduler=scheduler, rejections=rejected, metrics=metrics)
+        if settings.smtp_url:
+            folder = settings.customer_templates_dir
+            bot.mail = CustomerMail(svc, SmtpMailer(settings.smtp_url),
+                                    settings.customer_settings(),
+                                    Templates(Path(folder) if folder else None))
         bot.readiness = Readiness(store, worker, scheduler, slack.outbox if slack else None,
                                   settings.outbox_stall_seconds,
                                   stopping=lambda: bot._stop_by is not None)
@@ -159,6 +173,8 @@ class Bot:
             self.worker.spawn(lambda: departure.resume(deps), name="departure:resume")
         if self.scheduler is not None:
             self.scheduler.start()
+        if self.mail is not None:
+            await self.mail.start()
 
     async def _on_shutdown(self, _app: web.Application) -> None:
         """Before aiohttp waits for the requests in flight: the grace period starts."""
@@ -182,6 +198,8 @@ class Bot:
         """Stop within what is left of the grace period, then close the clients and store."""
         await self._stop_taking_work()
         await self.worker.stop(grace=self._grace_left())
+        if self.mail is not None:
+            await self.mail.stop()
         if self.slack is not None:
             await self.slack.stop(grace=self._grace_left())
         if self.svc.checkfront is not None:
@@ -189,6 +207,11 @@ class Bot:
         if self.svc.stripe is not None:
             await self.svc.stripe.close()
         await self.svc.store.close()
+
+
+def _hours(hours: float) -> timedelta | None:
+    """A setting in hours as a wait; 0 turns it off (None)."""
+    return timedelta(hours=hours) if hours > 0 else None
 
 
 def intake(handler: Handler, guard: LoopGuard) -> Handler:

@@ -1,6 +1,7 @@
 """The scheduled side: the daily reconciliation and digest, the anomaly check, retries of
-Checkfront write-backs that failed, and the sweep that runs approved cases a crash left
-unexecuted (both every five minutes).
+Checkfront write-backs that failed, the sweep that runs approved cases a crash left
+unexecuted, and the reminders and escalations of cases left waiting for a person (all three
+every five minutes).
 
 APScheduler 3 (`AsyncIOScheduler`, in-memory job store). Every job has `coalesce=True`,
 `max_instances=1` and a `misfire_grace_time`, so a late wake-up runs a job once and a job never
@@ -14,6 +15,10 @@ breaker, so the daily job and the anomaly job pause automation once between them
 A daily run reconciles every business day after the last reconciled one up to the day its
 schedule is due for (at most `MAX_CATCH_UP_DAYS`), checks anomalies, then calls `on_digest`
 once with the newest run: one digest however many days were caught up.
+
+The reminder job gives each waiting card one reminder past `remind_after` and one escalation
+past `escalate_after` (services.refunds.reminders stores each as given, so restarts and
+overlapping runs give none twice); `on_nudge` posts it (bot.slack.nudges).
 
 Schedules are "HH:MM" or a five-field crontab in the business's timezone. APScheduler 3 counts
 crontab weekdays from Monday = 0; write weekdays by name (mon-fri) to avoid the difference.
@@ -40,7 +45,9 @@ from services.finance.days import day_window
 from services.finance.reconcile import reconcile_day
 from services.finance.runs import ReconRun
 from services.intake.events import purge_payloads
+from services.refunds import reminders
 from services.refunds.decisions import run_approved
+from services.refunds.reminders import Nudge
 from services.refunds.writeback import retry_due
 from services.store.db import now_iso, set_state, utcnow
 
@@ -52,6 +59,8 @@ WRITEBACK_JOB = "checkfront-writebacks"
 WRITEBACK_EVERY = "*/5 * * * *"
 APPROVED_JOB = "approved-sweep"
 APPROVED_EVERY = "*/5 * * * *"
+REMINDER_JOB = "waiting-reminders"
+REMINDER_EVERY = "*/5 * * * *"
 DAILY_STATE = "scheduler.daily"
 ANOMALY_STATE = "scheduler.anomaly"
 DEFAULT_DAILY_AT = "07:00"
@@ -62,6 +71,7 @@ MAX_CATCH_UP_DAYS = 7
 _HH_MM = re.compile(r"^([01]?\d|2[0-3]):([0-5]\d)$")
 
 OnDigest = Callable[[ReconRun, list[Anomaly]], Awaitable[None]]
+OnNudge = Callable[[Nudge], Awaitable[None]]
 
 
 def parse_schedule(spec: str, tz: ZoneInfo) -> CronTrigger:
@@ -110,8 +120,12 @@ class ScheduledJobs:
     on_digest: OnDigest | None = None
     anomaly_config: AnomalyConfig = DEFAULT
     check_checkfront: bool = True
+    on_nudge: OnNudge | None = None
+    remind_after: timedelta | None = None     # None: no reminders
+    escalate_after: timedelta | None = None   # None: no escalations
     _daily_lock: asyncio.Lock = field(default_factory=asyncio.Lock, init=False, repr=False)
     _anomaly_lock: asyncio.Lock = field(default_factory=asyncio.Lock, init=False, repr=False)
+    _reminder_lock: asyncio.Lock = field(default_factory=asyncio.Lock, init=False, repr=False)
 
     def __post_init__(self) -> None:
         self.trigger = parse_schedule(self.daily_at, self.tz)
@@ -166,6 +180,19 @@ class ScheduledJobs:
         """Approved cases a crash left unexecuted: run them (the ids it ran)."""
         return await run_approved(self.svc, now)
 
+    async def reminders(self, now: datetime | None = None) -> list[Nudge]:
+        """Remind and escalate the cases waiting too long, each once (the nudges given)."""
+        if self.on_nudge is None or self.remind_after is None:
+            return []
+        async with self._reminder_lock:
+            owed = await reminders.due(self.svc.store, now or utcnow(),
+                                       remind_after=self.remind_after,
+                                       escalate_after=self.escalate_after)
+            for nudge in owed:
+                await self.on_nudge(nudge)   # idempotent: a crash before `mark` posts once
+                await reminders.mark(self.svc.store, nudge)
+            return owed
+
     async def anomaly(self, now: datetime | None = None) -> list[Anomaly]:
         """One anomaly check; skipped (empty) while another is still running."""
         if self._anomaly_lock.locked():
@@ -195,13 +222,17 @@ def build_scheduler(
     misfire_grace_time: int = DEFAULT_MISFIRE_GRACE,
     run_missed_on_start: bool = True,
     anomaly_config: AnomalyConfig = DEFAULT,
+    on_nudge: OnNudge | None = None,
+    remind_after: timedelta | None = None,
+    escalate_after: timedelta | None = None,
 ) -> AsyncIOScheduler:
     """The scheduler with its jobs, not started (`start()` it inside the event loop).
 
     With `run_missed_on_start`, the daily job's first run is at start-up: it does the work of
     `catch_up` (nothing when the due day is already reconciled), then follows its schedule.
     """
-    jobs = ScheduledJobs(svc, tz, daily_at, on_digest, anomaly_config)
+    jobs = ScheduledJobs(svc, tz, daily_at, on_digest, anomaly_config, on_nudge=on_nudge,
+                         remind_after=remind_after, escalate_after=escalate_after)
     scheduler = AsyncIOScheduler(timezone=tz, job_defaults={
         "coalesce": True, "max_instances": 1, "misfire_grace_time": misfire_grace_time})
     extra = {"next_run_time": datetime.now(tz)} if run_missed_on_start else {}
@@ -218,6 +249,11 @@ def build_scheduler(
                       id=APPROVED_JOB, name="approved cases left unexecuted",
                       replace_existing=True,
                       misfire_grace_time=min(misfire_grace_time, ANOMALY_MISFIRE_GRACE))
+    if on_nudge is not None and remind_after is not None:
+        scheduler.add_job(jobs.reminders, trigger=parse_schedule(REMINDER_EVERY, tz),
+                          id=REMINDER_JOB, name="reminders of cases waiting for a person",
+                          replace_existing=True,
+                          misfire_grace_time=min(misfire_grace_time, ANOMALY_MISFIRE_GRACE))
     return scheduler
 
 

@@ -14,6 +14,7 @@ from pydantic import Field, SecretStr, ValidationError, field_validator, model_v
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from services.config import EventRetries, Mode, RefundConfig
+from services.customers.sending import CustomerSettings
 
 _S = TypeVar("_S", bound=BaseSettings)
 
@@ -73,6 +74,15 @@ class Settings(StoreSettings):
     # then shown to a person on a card with Retry
     event_retry_first_seconds: float = Field(default=60, gt=0)
     event_retry_max_seconds: float = Field(default=600, gt=0)
+
+    # the customer's message when a case closes (services/customers): auto sends it, review
+    # waits for Send on the card, off never; unset: auto in autonomous mode, else review
+    customer_messages: Literal["auto", "review", "off"] | None = None
+    smtp_url: str | None = None        # smtp://[user:password@]host[:port] or smtps://...
+    mail_from: str = "refunds@example.com"
+    rebooking_url: str | None = None
+    customer_templates_dir: str | None = None   # default: the repository's templates/customer
+    customer_mail_attempts: int = Field(default=5, ge=1)
     event_retry_give_up_minutes: float = Field(default=30, gt=0)
 
     stripe_secret_key: SecretStr
@@ -110,6 +120,10 @@ class Settings(StoreSettings):
     slack_finance_leads: str = ""  # may approve any amount
     slack_no_self_approval: bool = False
     slack_post_interval_seconds: float = Field(default=1.0, ge=0)
+    # a card waiting this long gets one reminder in its thread (the approver group, else the
+    # approvers), then one escalation to the finance leads; 0 turns either off
+    reminder_after_hours: float = Field(default=4, ge=0)
+    escalate_after_hours: float = Field(default=24, ge=0)
 
     @field_validator("business_timezone")
     @classmethod
@@ -159,6 +173,12 @@ class Settings(StoreSettings):
                 longest=timedelta(seconds=self.event_retry_max_seconds),
                 give_up_after=timedelta(minutes=self.event_retry_give_up_minutes)),
         )
+
+    def customer_settings(self) -> CustomerSettings:
+        mode = self.customer_messages or ("auto" if self.mode == Mode.AUTONOMOUS else "review")
+        return CustomerSettings(mode=mode, mail_from=self.mail_from,
+                                rebooking_url=self.rebooking_url or None,
+                                max_attempts=self.customer_mail_attempts)
 
     @property
     def checkfront_base_url(self) -> str:

@@ -163,6 +163,7 @@ class SandboxBooking:
     notes: list[SandboxNote] = field(default_factory=list)
     history: list[StatusChange] = field(default_factory=list)
     last_modified: int = 0
+    fields: dict[str, str] = field(default_factory=dict)   # booking form fields (e.g. language)
 
 
 @dataclass
@@ -755,6 +756,7 @@ class CheckfrontSandbox:
             "sub_total": _fmt(b.sub_total, cur),
             "discount": _fmt(b.discount, cur),
             "items": item_field,
+            **({"fields": dict(b.fields)} if b.fields else {}),
         }
 
     async def _h_ping(self, request: web.Request) -> web.Response:

@@ -100,6 +100,26 @@ class SlackSender:
     async def click(self, action_id: str, value: str, user: str, **kwargs: Any) -> httpx.Response:
         return await self.post(self.click_body(action_id, value, user, **kwargs))
 
+    def select_body(self, action_id: str, value: str, user: str) -> str:
+        """A static select's choice on the user's Home tab, as Slack posts it."""
+        payload = {
+            "type": "block_actions",
+            "team": TEAM,
+            "user": {"id": user, "username": user.lower(), "team_id": TEAM["id"]},
+            "api_app_id": "A0SANDBOX",
+            "trigger_id": f"trigger.{time.time_ns()}",
+            "container": {"type": "view", "view_id": "V0HOME"},
+            "view": {"id": "V0HOME", "type": "home"},
+            "actions": [{"action_id": action_id, "block_id": "controls",
+                         "type": "static_select", "action_ts": str(time.time()),
+                         "selected_option": {"value": value, "text": {
+                             "type": "plain_text", "text": value}}}],
+        }
+        return urlencode({"payload": json.dumps(payload)})
+
+    async def select(self, action_id: str, value: str, user: str) -> httpx.Response:
+        return await self.post(self.select_body(action_id, value, user))
+
     def view_body(self, callback_id: str, values: dict[str, dict[str, str]], user: str,
                   private_metadata: str) -> str:
         state = {block: {action: {"type": "plain_text_input", "value": value}

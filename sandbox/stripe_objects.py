@@ -74,6 +74,8 @@ class Charge:
     disputed: bool = False
     amount_refunded: int = 0  # kept by the sandbox: pending + succeeded refunds
     balance_transaction: str | None = None
+    card_brand: str = "visa"   # payment_method_details.card, as Stripe shows a card charge
+    card_last4: str = "4242"
 
     @property
     def refunded(self) -> bool:
@@ -98,6 +100,9 @@ class Charge:
             "metadata": dict(self.metadata),
             "paid": paid,
             "payment_intent": self.payment_intent,
+            "payment_method_details": {"type": "card", "card": {
+                "brand": self.card_brand, "last4": self.card_last4, "exp_month": 12,
+                "exp_year": 2030, "funding": "credit", "country": "US"}},
             "refunded": self.refunded,
             "status": self.status,
         }

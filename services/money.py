@@ -112,18 +112,36 @@ def format_minor(minor: int, currency: str) -> str:
     return format_places(minor, exponent(currency))
 
 
-_CENTS = tuple(f"{cents:02d}" for cents in range(100))  # "00".."99": a format spec costs more
+CENTS = tuple(f"{cents:02d}" for cents in range(100))  # "00".."99": a format spec costs more
+"""The two digits of each cent, for code that writes exponent-2 amounts inline."""
 
 
 def format_places(minor: int, places: int) -> str:
     """`format_minor` with the exponent already looked up (a quote formats ~20 amounts)."""
     if places == 2 and minor >= 0:  # the usual case: one divmod, the cents from a table
         whole, cents = divmod(minor, 100)
-        return f"{whole}.{_CENTS[cents]}"
+        return f"{whole}.{CENTS[cents]}"
     if places == 0:
         return str(minor)
     digits = str(abs(minor)).rjust(places + 1, "0")  # 5 -> "005"
     return f"{'-' if minor < 0 else ''}{digits[:-places]}.{digits[-places:]}"
+
+
+CENTS_TEXT: dict[int, str] = {}
+"""`format_places(minor, 2)` by minor amount, for the amounts met so far (`cents_text` fills
+it): a quote writes about twenty amounts, and prices, fees and their shares recur. Look an
+amount up only when its type is exactly int (True and 1.0 hash as 1)."""
+_MAX_CENTS_TEXT = 4096
+
+
+def cents_text(minor: int) -> str:
+    """`format_places(minor, 2)`, kept in CENTS_TEXT (bounded) for an exact int."""
+    text = format_places(minor, 2)
+    if type(minor) is int:
+        if len(CENTS_TEXT) >= _MAX_CENTS_TEXT:
+            CENTS_TEXT.clear()
+        CENTS_TEXT[minor] = text
+    return text
 
 
 def display(minor: int, currency: str) -> str:
@@ -142,7 +160,7 @@ def percent_of(minor: int, percent: Decimal | int) -> int:
     Decimal's 28 digits, so the Decimal path is exact too) are worked in integers; anything
     else goes through Decimal. tests/test_money.py compares the two."""
     if (type(percent) is int and 0 <= percent <= 100 and type(minor) is int
-            and -_EXACT_BELOW < minor < _EXACT_BELOW):
+            and -EXACT_BELOW < minor < EXACT_BELOW):
         share, rest = divmod(abs(minor) * percent, 100)
         if rest >= 50:
             share += 1
@@ -156,6 +174,7 @@ def _percent_of_exact(minor: int, percent: Decimal | int) -> int:
     return int(share.quantize(_ONE, rounding=ROUND_HALF_UP))
 
 
-_EXACT_BELOW = 10**20
+EXACT_BELOW = 10**20
+"""Amounts below this times a whole percent of 0..100 are exact in Decimal's 28 digits."""
 _HUNDRED = Decimal(100)
 _ONE = Decimal(1)

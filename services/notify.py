@@ -1,7 +1,8 @@
 """The `Notifier` protocol: how the domain tells people what happened, not knowing it is Slack.
 
 One notifier covers refund cases, the automation switch, payment issues (disputes and
-failed payments) and webhook events an outage kept from being processed (`StuckEvent`). It
+failed payments), webhook events an outage kept from being processed (`StuckEvent`) and
+customer messages that could not be sent. It
 is given to `Deps` when they are built; bot/slack/notifier.py implements it, and the CLI and
 tests use `NullNotifier` or a recorder.
 """
@@ -50,6 +51,10 @@ class Notifier(Protocol):
     async def event_stuck(self, stuck: StuckEvent) -> None:
         """An event could not be processed for the retry bound: show it, with Retry."""
 
+    async def customer_message_failed(self, case: Case, outcome: str, error: str) -> None:
+        """The customer's message could not be sent after its retries: show it, with the
+        Customer message button (`error` holds no address and no body)."""
+
 
 class NullNotifier:
     async def case_opened(self, case: Case, quote: Quote) -> None:
@@ -68,4 +73,7 @@ class NullNotifier:
         return None
 
     async def event_stuck(self, stuck: StuckEvent) -> None:
+        return None
+
+    async def customer_message_failed(self, case: Case, outcome: str, error: str) -> None:
         return None

@@ -3,9 +3,12 @@
 This module owns the SQL of `slack_outbox` and `slack_messages` and knows nothing of the chat
 service itself. A post is a channel, a kind (`card`, `compact`, `thread`, `alert`, `issue`,
 `file`), the case it is about (if any) and a JSON payload; the sender marks it sent, or puts
-it back with a later time to try again. Rows stay after they are sent (`seen` looks at them).
+it back with a later time to try again, or gives it up when Slack refuses it for good (the
+row is closed with its error kept). Rows stay after they are sent (`seen` looks at them).
 A posted message is the channel and timestamp of the card or compact line that shows a case.
 Where a dispute's card went is kept on its `payment_issues` row (services/disputes/issues.py).
+The automation pause alerts still showing a Resume button are kept in the `state` table
+(`pause_alerts`), so that resuming can update each of them once.
 """
 
 from __future__ import annotations
@@ -16,7 +19,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from services.store.db import Row, Store, dumps, now_iso
+from services.store.db import Row, Store, dumps, now_iso, one, set_state
+
+PAUSE_ALERTS_KEY = "slack_pause_alerts"
 
 
 @dataclass(frozen=True)
@@ -119,6 +124,25 @@ async def unsent_with_payload(store: Store, kind: str, payload: dict[str, Any]) 
     return [r["id"] for r in rows]
 
 
+async def due_among(store: Store, ids: Sequence[int]) -> list[Post]:
+    """Those of these posts not sent yet whose time has come, oldest first."""
+    if not ids:
+        return []
+    marks = ", ".join("?" for _ in ids)
+    rows = await store.fetch_all(
+        f"SELECT * FROM slack_outbox WHERE id IN ({marks}) AND sent_at IS NULL "
+        "AND next_at <= ? ORDER BY id", (*ids, now_iso()))
+    return [Post.from_row(r) for r in rows]
+
+
+async def give_up(store: Store, post_id: int, error: str) -> None:
+    """Close a post Slack refuses for good (no retry could succeed); its error is kept."""
+    async with store.transaction() as tx:
+        await tx.execute(
+            "UPDATE slack_outbox SET attempts = attempts + 1, error = ?, sent_at = ? "
+            "WHERE id = ?", (error, now_iso(), post_id))
+
+
 async def mark_sent(store: Store, ids: Sequence[int]) -> None:
     async with store.transaction() as tx:
         for post_id in ids:
@@ -173,6 +197,32 @@ async def remember_compact(store: Store, case_ids: Sequence[int], channel: str,
             await tx.execute(
                 "INSERT OR IGNORE INTO slack_messages (case_id, channel, ts, kind, posted_at) "
                 "VALUES (?, ?, ?, 'compact', ?)", (case_id, channel, ts, now_iso()))
+
+
+# --- automation pause alerts showing a Resume button -----------------------------------------
+
+async def remember_pause_alert(store: Store, channel: str, ts: str,
+                               pause: dict[str, Any]) -> None:
+    """A pause alert went out (`pause`: who paused it and why): resuming updates it."""
+    async with store.transaction() as tx:
+        found = await one(tx, "SELECT value FROM state WHERE key = ?", (PAUSE_ALERTS_KEY,))
+        alerts = json.loads(found["value"]) if found else []
+        alerts.append({"channel": channel, "ts": ts, **pause})
+        await set_state(tx, PAUSE_ALERTS_KEY, alerts)
+
+
+async def pause_alerts(store: Store) -> list[dict[str, Any]]:
+    """The pause alerts posted and not yet updated to say automation resumed."""
+    return list(await store.get_state(PAUSE_ALERTS_KEY) or [])
+
+
+async def forget_pause_alert(store: Store, channel: str, ts: str) -> None:
+    """This pause alert now says automation resumed."""
+    async with store.transaction() as tx:
+        found = await one(tx, "SELECT value FROM state WHERE key = ?", (PAUSE_ALERTS_KEY,))
+        alerts = json.loads(found["value"]) if found else []
+        kept = [a for a in alerts if (a.get("channel"), a.get("ts")) != (channel, ts)]
+        await set_state(tx, PAUSE_ALERTS_KEY, kept)
 
 
 def _message(row: Row) -> PostedMessage:

@@ -16,11 +16,12 @@ EVIL = ("<!channel> <!here> <@U123> <#C999|general> <https://evil.example|verify
 FORGED = ("*FORGED*", "_slanted_", "~struck~", "`code`")
 
 # What the bot itself puts in mrkdwn: Slack dates, mentions of the workspace's people (the
-# stand-in's ids are letters only), links to its own cards and to Stripe's payment links, its
-# approver group.
+# stand-in's ids are letters only) and of its channels (an id, no label), links to its own
+# cards and to Stripe's payment links, its approver group.
 OWN_TOKENS = re.compile(
     r"<!date\^\d+\^\{date_short_pretty\} \{time\}\|[^<>|]+>"
     r"|<@U0[A-Z]+>"
+    r"|<#C0[A-Z]+>"
     r"|<https://slack\.com/archives/[A-Z0-9]+/p\d+\|[^<>|]+>"
     r"|<https://buy\.stripe\.com/[\w%./-]+\|[^<>|]+>"
     r"|<!subteam\^S[A-Z0-9]+(?:\|[^<>|]+)?>")

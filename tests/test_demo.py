@@ -17,6 +17,7 @@ async def test_the_demo_runs_to_an_intact_audit_chain(
     out = capsys.readouterr().out
     for section in ("Customers cancel", "clicks Approve on HBR-1002", "/refund quote HBR-1005",
                     "Home tab", "Waiting for approval (1)", "disputes the charge",
-                    "Evidence submitted", "Outcome"):
+                    "Evidence submitted", "Outcome", "is on it since", "Reminder for",
+                    "taken by you (1)"):
         assert section in out, section
     assert "intact:" in out and "BROKEN" not in out

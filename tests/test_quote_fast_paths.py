@@ -13,7 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import FrozenInstanceError, fields, replace
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from decimal import ROUND_FLOOR, Decimal
 from pathlib import Path
 from typing import Any
@@ -22,8 +22,16 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from services import money
 from services.clients.checkfront_bodies import _text, checkfront_status
-from services.money import _percent_of_exact, percent_of
+from services.money import (
+    CENTS_TEXT,
+    _percent_of_exact,
+    cents_text,
+    exponent,
+    format_places,
+    percent_of,
+)
 from services.quoting.booking import BookingLine, _fingerprint, frozen_new, parse_snapshot
 from services.quoting.canonical import quote_text
 from services.quoting.plans import plain, plan_of
@@ -262,3 +270,62 @@ def test_a_fingerprint_the_template_cannot_write_is_written_by_the_encoder() -> 
     want = hashlib.sha256(json.dumps(material, sort_keys=True, separators=(",", ":"))
                           .encode()).hexdigest()[:16]
     assert _fingerprint(booking, order, odd, snapshot.transactions) == want
+
+
+# build_quote's one-step lines, allocations and amounts against the pieces they stand for
+
+@SETTINGS
+@given(cases(), st.integers(-300 * 3600, 300 * 3600),
+       st.sampled_from([UTC, timezone(timedelta(hours=2)), timezone(timedelta(hours=-7))]))
+def test_lines_are_the_ones_quote_line_makes(case: tuple[dict, dict, str | None], offset: int,
+                                            zone: timezone) -> None:
+    """Each line build_quote makes in one step is `_quote_line`'s, its row is `to_row`'s, and
+    a cancellation time in any zone quotes as the same instant in UTC (but for its text)."""
+    snapshot, book_data, waiver = case
+    book = parse_policies(book_data, "test-policies.yml")
+    parsed = parse_snapshot(snapshot, default_currency=book.currency)
+    cancelled_at = (CANCELLED_AT + timedelta(seconds=offset)).astimezone(zone)
+    q = build_quote(parsed, book, cancelled_at, waiver=waiver)
+    rows = q.to_dict()["lines"]
+    code = waiver.strip().upper() if waiver else None
+    for line, got, row in zip(parsed.lines, q.lines, rows, strict=True):
+        p = book.policy_for(line.sku, line.item_id)
+        want = _quote_line(line, p, plan_of(p), cancelled_at, code)
+        assert got == want
+        assert row == want.to_row(exponent(parsed.currency))
+    utc = build_quote(parsed, book, cancelled_at.astimezone(UTC), waiver=waiver)
+    assert replace(q, cancelled_at="", version="") == replace(utc, cancelled_at="", version="")
+    assert q.cancelled_at == cancelled_at.isoformat()
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.integers(-(10**22), 10**22))
+def test_kept_cents_texts_are_format_places(minor: int) -> None:
+    assert cents_text(minor) == format_places(minor, 2)
+    assert CENTS_TEXT[minor] == format_places(minor, 2)
+
+
+def test_kept_cents_texts_are_bounded_and_exact_ints_only(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(money, "_MAX_CENTS_TEXT", 8)
+    CENTS_TEXT.clear()
+    for minor in range(20):
+        cents_text(minor)
+        assert len(CENTS_TEXT) <= 8
+    CENTS_TEXT.clear()
+    assert cents_text(True) == format_places(True, 2)
+    assert True not in CENTS_TEXT
+
+
+def test_a_float_amount_is_not_written_as_the_int_it_equals() -> None:
+    """A snapshot built by hand with a float amount (never read from JSON) must not find the
+    text kept for the int it equals: format_places refuses it, and so does the quote."""
+    raw = json.loads((REPO / "examples" / "booking.json").read_text(encoding="utf-8"))
+    book = load_policies(REPO / "examples" / "policies.yml")
+    snapshot = parse_snapshot(raw, default_currency=book.currency)
+    cents_text(25200)  # the example's order total, as an int
+    odd = replace(snapshot, order_total=25200.0)
+    with pytest.raises(TypeError):
+        format_places(25200.0, 2)
+    with pytest.raises(TypeError):
+        build_quote(odd, book, snapshot.lines[0].start - timedelta(hours=30))

@@ -60,8 +60,10 @@ async def test_an_unmigrated_store_and_a_stopped_worker_are_named(world: World) 
     async with store.transaction() as tx:
         await tx.execute("DELETE FROM schema_migrations WHERE version = ?", (newest_schema(),))
     down = (await ready(world)).json()
+    # the migration before the newest (numbers may have gaps while slices land apart)
+    before = (await store.fetch_one("SELECT MAX(version) AS v FROM schema_migrations"))["v"]
     assert down["checks"]["store"] == \
-        f"schema {newest_schema() - 1}, migrations up to {newest_schema()}"
+        f"schema {before}, migrations up to {newest_schema()}"
     async with store.transaction() as tx:
         await tx.execute("INSERT INTO schema_migrations (version, name, applied_at) "
                          "VALUES (?, 'x', 'now')", (newest_schema(),))

@@ -18,7 +18,8 @@ from services.refunds.models import Status
 from services.store import audit
 
 TRANSACTIONS = 7   # open, claim, plan, mark sent (synced), Stripe's answer, outcome, processed
-STATEMENTS = 58     # every statement the store's connection runs for the case, reads included
+STATEMENTS = 59     # every statement the store's connection runs for the case, reads included
+#                    (59: the customer message the closing transaction owes, one INSERT in it)
 
 
 async def test_an_automatic_refund_in_few_store_trips(world: World) -> None:

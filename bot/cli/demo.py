@@ -2,8 +2,9 @@
 
 Starts the Checkfront, Stripe and Slack stand-ins and the bot on 127.0.0.1, makes a few paid
 bookings, cancels them through signed webhooks, lets managers decide in Slack the ones that
-need a person, shows a dispute card with its evidence pack, and prints every case's quote,
-decision, Stripe refund and audit trail.
+need a person, has one taken (I'll take it) and reminded, filters the Home tab, shows a
+dispute card with its evidence pack, and prints every case's quote, decision, Stripe refund
+and audit trail.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import argparse
 import asyncio
 import json
 import tempfile
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -19,13 +21,16 @@ import httpx
 
 from bot.cli.render import quote_table, slack_message_text
 from bot.cli.world import APPROVALS, FIONA, MARIA, SAM, Item, World
+from bot.scheduler import ScheduledJobs
+from bot.slack.nudges import NudgePoster
 from bot.slack.ui import ids
 from bot.slack.ui.ids import SUBMIT_EVIDENCE
-from services.refunds import cases
+from services.refunds import cases, worklist
 from services.refunds.history import case_history
 from services.refunds.ledger import stripe_refunds
 from services.refunds.models import Status
 from services.store import audit
+from services.store.db import utcnow
 
 
 def register(commands: argparse._SubParsersAction) -> None:
@@ -151,6 +156,30 @@ async def _slack_part(world: World) -> None:
     await world.settle()
     _say("Maria opens the bot's Home tab (a new cancellation waits for her)")
     await world.sender.home_opened(MARIA)
+    await world.settle()
+    print(slack_message_text(world.slack.home_views[MARIA]))
+    await _ownership_part(world)
+
+
+async def _ownership_part(world: World) -> None:
+    """Maria takes the waiting card; a reminder comes hours later; her Home tab's filter."""
+    assert world.slack is not None and world.sender is not None and world.bot.slack is not None
+    card = world.slack.messages_in(APPROVALS)[-1]
+    _say("Maria clicks I'll take it on HBR-1006")
+    await world.sender.click(ids.CLAIM, _buttons(card)[ids.CLAIM], MARIA, message_ts=card["ts"])
+    await world.settle()
+    print(slack_message_text(world.slack.message(APPROVALS, card["ts"])))
+    _say("Five hours on, the reminder job finds the card still waiting")
+    jobs = ScheduledJobs(world.bot.svc, world.bot.settings.zone, on_nudge=NudgePoster(
+        world.bot.svc.store, world.bot.slack.outbox, world.bot.slack.deps.rules),
+        remind_after=timedelta(hours=4), escalate_after=timedelta(hours=24))
+    for _ in range(2):   # a second run gives no second reminder
+        await jobs.reminders(utcnow() + timedelta(hours=5))
+    await world.settle()
+    for reply in world.slack.replies(APPROVALS, card["ts"]):
+        print("  thread reply:\n    " + reply["text"].replace("\n", "\n    "))
+    _say("Maria filters her Home tab: Taken by me")
+    await world.sender.select(ids.HOME_FILTER, worklist.MINE, MARIA)
     await world.settle()
     print(slack_message_text(world.slack.home_views[MARIA]))
 

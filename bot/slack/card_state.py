@@ -20,7 +20,7 @@ from bot.slack.ui.quote import detail_text
 from bot.slack.ui.thread import thread_reply
 from services import outbox
 from services.disputes.holds import flags_now
-from services.refunds import cases, ledger, manual, writeback
+from services.refunds import cases, ledger, manual, ownership, writeback
 from services.refunds.automation import automation_state
 from services.refunds.models import Case, Status
 from services.store import audit
@@ -55,7 +55,8 @@ async def render_card(store: Store, case: Case,
     if case.status == Status.PENDING_APPROVAL:
         return cards.approval_card(case, await flags_now(store, ctx["quote"]),
                                     customer_first_name=ctx["customer_first_name"],
-                                    automation=ctx["automation"], links=links)
+                                    automation=ctx["automation"], links=links,
+                                    claim=await ownership.holder(store, case.id))
     return cards.outcome_card(case, ctx["quote"], customer_first_name=ctx["customer_first_name"],
                                decided_by=ctx["decided_by"], decided_at=ctx["decided_at"],
                                refunds=ctx["refunds"], automation=ctx["automation"],

@@ -8,10 +8,13 @@ when it goes out.
   it is final, one thread reply under the card says what happened.
 - A case decided by policy gets one compact line; a Checkfront write-back still waiting gets
   one alert of its own.
+- Automation paused gets an alert with a Resume button; resumed, one line, and each pause
+  alert still showing Resume is updated to say who resumed it and when.
 - A dispute or failed payment gets a card when it opens; later changes refresh that card once
   it is posted (until then the post draws it as it stands).
 - A webhook event that Checkfront or Stripe kept failing past the retry bound gets one card
   with Retry each time its retries stop.
+- A customer message whose sending retries ran out gets one alert.
 """
 
 from __future__ import annotations
@@ -19,15 +22,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from bot.slack.outbox import Outbox
-from bot.slack.ui import cards, intake
+from bot.slack.ui import cards, customer, intake
+from bot.slack.ui.reminders import requester_note
 from services import outbox as posts
 from services.disputes import issues
 from services.disputes.issues import PaymentIssue
 from services.notify import StuckEvent
 from services.quoting.quote import Quote
-from services.refunds import cases, writeback
+from services.refunds import cases, requests, writeback
 from services.refunds.models import Case, Status
-from services.store.db import Store
+from services.store.db import Store, now_iso
 
 FINAL = (Status.REFUNDED, Status.PARTIALLY_REFUNDED, Status.DENIED, Status.SKIPPED,
          Status.FAILED, Status.REFUNDED_BY_HAND)
@@ -66,11 +70,35 @@ class SlackNotifier:
         if case.status in FINAL and has_card:
             await self.outbox.add_once(self.channels.approvals, "thread", case.id,
                                        {"status": str(case.status)})
+        if case.status in FINAL:
+            await self._tell_requester(case)
+
+    async def _tell_requester(self, case: Case) -> None:
+        """Whoever pressed Request refund is told privately where they asked, once an
+        outcome (the same note twice is one)."""
+        asked = await requests.of(self.store, case.id)
+        if asked is None:
+            return
+        last = await cases.last_decision(self.store, case.id)
+        payload = {"user": asked.user, "status": str(case.status),
+                   "text": requester_note(case, last["decided_by"] if last else None)}
+        if asked.thread_ts:
+            payload["thread_ts"] = asked.thread_ts
+        await self.outbox.add_once(asked.channel, "ephemeral", case.id, payload)
 
     async def automation_changed(self, paused: bool, reason: str, by: str) -> None:
+        """A pause posts an alert with Resume (remembered once out); a resume posts one line
+        and then updates every such alert in place (`unpause`), without its button."""
         message = cards.automation_alert(paused, reason, by, [])
+        if paused:
+            await self.outbox.add(self.channels.approvals, "alert", None,
+                                  {"text": message.text, "blocks": message.blocks,
+                                   "pause": {"reason": reason, "by": by}})
+            return
         await self.outbox.add(self.channels.approvals, "alert", None,
                               {"text": message.text, "blocks": message.blocks})
+        await self.outbox.add(self.channels.approvals, "unpause", None,
+                              {"by": by, "at": now_iso()})
 
     async def issue_opened(self, issue: PaymentIssue) -> None:
         await self.outbox.add(self.channels.approvals, "issue", None, {"issue_id": issue.id})
@@ -86,6 +114,11 @@ class SlackNotifier:
         message = intake.stuck_card(stuck)
         await self.outbox.add(self.channels.approvals, "alert", None,
                               {"text": message.text, "blocks": message.blocks})
+
+    async def customer_message_failed(self, case: Case, outcome: str, error: str) -> None:
+        message = customer.failed_alert(case, outcome, error)
+        await self.outbox.add_once(self.channels.approvals, "alert", case.id,
+                                   {"text": message.text, "blocks": message.blocks})
 
     async def _needs_person(self, case: Case) -> bool:
         if case.status == Status.PENDING_APPROVAL:

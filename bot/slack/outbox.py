@@ -5,12 +5,28 @@ the store (services/outbox.py), so a restart loses none. Posts to one channel go
 per second (Slack's chat.postMessage limit); a failed call (a 429 after the client's own
 Retry-After retries, a 5xx, a lost link) keeps its row and tries again later. A case's card
 row is rendered from the case's *current* state when it is sent, so several queued refreshes
-of one card collapse into one call; a dispute's card likewise.
+of one card collapse into one call; a dispute's card likewise. A row may reply in a thread
+(`thread_ts`: a waiting card's reminder); an `ephemeral` row is a private note to one person
+(the one who asked for a refund), given up when Slack says it can never be delivered.
 
 Each call is made under the correlation of the work that queued its row (`services.correlation`:
 the webhook event or Slack request, the case), kept in memory from `add` to the send, and
 logged on one line once sent; a row a previous run queued goes out under an id of its own
 (`ob-...`) with its case.
+
+The priority lane: a row added inside `urgent()` (a click's own feedback: the card update after
+Approve, Deny or Adjust, the alert after Resume) is sent before every row still queued, even in
+the middle of a pass, and still no sooner than the channel's interval allows. Which rows are
+urgent is kept in memory only: after a restart every row is due at once anyway.
+
+Slack's `Retry-After` is honoured on every retry: a 429 that outlasts the client's own retries
+holds its channel (no call to it before the time Slack gave) and its row is tried again no
+sooner. A refusal no retry can fix (`not_in_channel`, `channel_not_found`, ...) closes the row
+(`give_up`); a row that carries a `response_url` (a `/refund report` upload) then answers the
+person who asked, privately, with the fix.
+
+A pause alert (an `alert` row with a `pause`) is remembered once posted; a resumed alert (with a
+`resume`) updates each remembered one in place to say so, without its Resume button.
 """
 
 from __future__ import annotations
@@ -20,13 +36,18 @@ import base64
 import contextlib
 import logging
 import time
+from collections import deque
+from collections.abc import Awaitable, Callable, Iterator, Mapping
+from contextvars import ContextVar
 from datetime import timedelta
 from typing import Any
 
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
+from slack_sdk.webhook.async_client import AsyncWebhookClient
 
 from bot.slack import card_state, departure_post
+from bot.slack.ui import cards, notes
 from bot.slack.ui.disputes import issue_card
 from services import correlation, faults
 from services import outbox as posts
@@ -36,24 +57,49 @@ from services.refunds import cases
 from services.store.db import Store, utcnow
 
 log = logging.getLogger(__name__)
+_URGENT: ContextVar[bool] = ContextVar("slack_outbox_urgent", default=False)
+# Slack's answers that no retry can change: the row is given up (and the asker told, if any)
+REFUSED_FOR_GOOD = frozenset({"not_in_channel", "channel_not_found", "messages_tab_disabled",
+                              "is_archived", "cannot_dm_bot", "invalid_blocks",
+                              "restricted_action", "not_allowed_token_type", "invalid_auth"})
+Reply = Callable[[str, str], Awaitable[Any]]  # (response_url, text): answer someone privately
+
+# what chat.postEphemeral answers when the note can never be delivered
+UNDELIVERABLE = frozenset({"user_not_in_channel", "channel_not_found", "not_in_channel",
+                           "is_archived", "user_not_found"})
 
 
 class Outbox:
     def __init__(self, store: Store, client: AsyncWebClient, *,
                  per_channel_interval: float = 1.0,
                  retry_after: timedelta = timedelta(seconds=5),
-                 links: card_state.CardLinks = card_state.NO_LINKS) -> None:
+                 links: card_state.CardLinks = card_state.NO_LINKS,
+                 reply: Reply | None = None) -> None:
         self.store = store
         self.links = links   # where a card's link buttons point
         self.client = client
         self.interval = per_channel_interval
         self.retry_after = retry_after
+        self.reply = reply or self._reply
         self._last_post: dict[str, float] = {}
+        self._held: dict[str, float] = {}   # channel: monotonic time Slack said to wait until
+        self._urgent: set[int] = set()      # ids of rows added inside `urgent()`, not sent yet
+        self._jump = asyncio.Event()        # set when an urgent row is added
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._idle = asyncio.Event()
         self._idle.set()
         self._origins: dict[int, correlation.Bound] = {}   # post id: who queued it (unsent)
+
+    @staticmethod
+    @contextlib.contextmanager
+    def urgent() -> Iterator[None]:
+        """Rows added inside (in this task and the tasks it starts) take the priority lane."""
+        token = _URGENT.set(True)
+        try:
+            yield
+        finally:
+            _URGENT.reset(token)
 
     async def add(self, channel: str, kind: str, case_id: int | None,
                   payload: dict[str, Any] | None = None) -> None:
@@ -61,6 +107,9 @@ class Outbox:
         origin = correlation.current()
         if origin is not None:
             self._origins[post_id] = origin
+        if _URGENT.get():
+            self._urgent.add(post_id)
+            self._jump.set()
         self._idle.clear()
         self._wake.set()
 
@@ -71,12 +120,15 @@ class Outbox:
             await self.add(channel, kind, case_id, payload)
 
     async def add_file(self, channel: str, *, filename: str, title: str, content: bytes,
-                       comment: str | None = None) -> None:
-        """A file upload, paced and kept like any other post."""
+                       comment: str | None = None, response_url: str | None = None) -> None:
+        """A file upload, paced and kept like any other post. Given the `response_url` of the
+        request that asked for it, a refusal for good is answered there, privately."""
         payload: dict[str, Any] = {"filename": filename, "title": title,
                                    "content_b64": base64.b64encode(content).decode()}
         if comment is not None:
             payload["text"] = comment
+        if response_url:
+            payload["response_url"] = response_url
         await self.add(channel, "file", None, payload)
 
     async def start(self) -> None:
@@ -122,18 +174,18 @@ class Outbox:
                     await asyncio.wait_for(self._wake.wait(), timeout=1.0)
 
     async def flush(self) -> bool:
-        """Send every due row once, oldest first; True when something was attempted."""
-        rows = await posts.due(self.store)
+        """Send every due row once, oldest first, an urgent row before any other (also one
+        added during the pass); True when something was attempted."""
+        queue = deque(await posts.due(self.store))
         done: set[int] = set()
-        for row in rows:
-            if row.id in done:
-                continue
-            await self._pace(row.channel)
+        attempted = False
+        while (row := await self._next(queue, done)) is not None:
+            attempted = True
             with self._correlated(row):
                 try:
                     sent = await self._send(row)
                 except SlackApiError as exc:
-                    await self._failed(row, exc.response.get("error", "slack error"))
+                    await self._refused(row, exc)
                 except Exception as exc:  # keep the row, try again later
                     log.warning("slack post failed: %s", exc.__class__.__name__)
                     await self._failed(row, exc.__class__.__name__)
@@ -143,9 +195,40 @@ class Outbox:
                     done |= sent
                     for post_id in sent:
                         self._origins.pop(post_id, None)
+                        self._urgent.discard(post_id)
                 finally:
                     self._last_post[row.channel] = time.monotonic()
-        return bool(rows)
+                    self._urgent.discard(row.id)
+        return attempted
+
+    async def _next(self, queue: deque[Post], done: set[int]) -> Post | None:
+        """The row to send now: an urgent one first, else the oldest queued; None when this
+        pass is over. It waits out its channel's interval here, and an urgent row added while
+        a queued one waits goes first. A row of a channel Slack asked to wait is left for a
+        later pass."""
+        while True:
+            self._jump.clear()
+            urgent = [r for r in await posts.due_among(self.store, sorted(self._urgent))
+                      if r.id not in done and not self._is_held(r.channel)]
+            while queue and (queue[0].id in done or self._is_held(queue[0].channel)):
+                queue.popleft()
+            if urgent:
+                row = urgent[0]
+            elif queue:
+                row = queue[0]
+            else:
+                return None
+            wait = self._wait(row.channel)
+            if wait > 0:
+                if urgent:
+                    await asyncio.sleep(wait)
+                else:  # an urgent row may come meanwhile: it goes first
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._jump.wait(), timeout=wait)
+                continue
+            if queue and queue[0].id == row.id:
+                queue.popleft()
+            return row
 
     def _correlated(self, row: Post) -> contextlib.AbstractContextManager[correlation.Bound]:
         """The correlation the row was queued under (a new one when this run did not queue
@@ -156,15 +239,49 @@ class Outbox:
         return correlation.scope(origin.correlation_id, case_id=origin.case_id or row.case_id,
                                  booking_code=origin.booking_code)
 
-    async def _pace(self, channel: str) -> None:
-        """Wait until `interval` has passed since the last call to this channel ended."""
-        wait = self._last_post.get(channel, 0.0) + self.interval - time.monotonic()
-        if wait > 0:
-            await asyncio.sleep(wait)
+    def _wait(self, channel: str) -> float:
+        """How long until `interval` has passed since the last call to this channel ended."""
+        return self._last_post.get(channel, 0.0) + self.interval - time.monotonic()
 
-    async def _failed(self, row: Post, error: str) -> None:
-        await posts.retry_later(self.store, row.id, error,
-                                utcnow() + self.retry_after * (row.attempts + 1))
+    def _is_held(self, channel: str) -> bool:
+        return self._held.get(channel, 0.0) > time.monotonic()
+
+    async def _refused(self, row: Post, exc: SlackApiError) -> None:
+        """Slack said no: after a 429, hold the channel and try again no sooner than Slack
+        said; a refusal for good closes the row (answering whoever asked for it); anything
+        else is tried again later."""
+        error = str(exc.response.get("error") or "slack error")
+        wait = retry_after_of(exc.response.headers) if exc.response.status_code == 429 \
+            else None
+        if wait is not None:
+            self._held[row.channel] = time.monotonic() + wait
+            log.warning("slack rate limited a %s post: retrying in %.0f s", row.kind, wait)
+        if error in REFUSED_FOR_GOOD:
+            log.warning("slack refused a %s post for good: %s", row.kind, error)
+            await posts.give_up(self.store, row.id, error)
+            url = row.payload.get("response_url")
+            if url:
+                try:
+                    await self.reply(str(url), notes.upload_refused(row.channel, error))
+                except Exception as reply_exc:  # the answer is a courtesy; the row is closed
+                    log.warning("could not answer a refused upload: %s",
+                                reply_exc.__class__.__name__)
+            return
+        await self._failed(row, error, not_before=wait)
+
+    async def _failed(self, row: Post, error: str, not_before: float | None = None) -> None:
+        backoff = self.retry_after * (row.attempts + 1)
+        if not_before is not None:
+            backoff = max(backoff, timedelta(seconds=not_before))
+        await posts.retry_later(self.store, row.id, error, utcnow() + backoff)
+
+    async def _reply(self, url: str, text: str) -> None:
+        """An ephemeral answer through a response URL, retried as the Web API client is."""
+        webhook = AsyncWebhookClient(url, retry_handlers=list(self.client.retry_handlers))
+        answer = await webhook.send(text=text, response_type="ephemeral",
+                                    replace_original=False)
+        if answer.status_code != 200:
+            log.warning("a response URL answered %s", answer.status_code)
 
     async def _mark_sent(self, ids: list[int]) -> set[int]:
         await posts.mark_sent(self.store, ids)
@@ -190,12 +307,52 @@ class Outbox:
                 content=base64.b64decode(payload["content_b64"]),
                 initial_comment=payload.get("text"))
             return await self._mark_sent([row.id])
-        await self.client.chat_postMessage(channel=row.channel, text=payload["text"],
-                                           blocks=payload.get("blocks"))
+        if kind == "unpause":
+            return await self._send_unpause(row)
+        if kind == "ephemeral":
+            return await self._send_ephemeral(row)
+        answer = await self.client.chat_postMessage(channel=row.channel, text=payload["text"],
+                                                    blocks=payload.get("blocks"),
+                                                    thread_ts=payload.get("thread_ts"))
+        if isinstance(payload.get("pause"), dict):   # resuming will update it in place
+            await posts.remember_pause_alert(self.store, answer["channel"], answer["ts"],
+                                             payload["pause"])
+        return await self._mark_sent([row.id])
+
+    async def _send_unpause(self, row: Post) -> set[int]:
+        """Every pause alert still showing Resume now says who resumed and when, without the
+        button; each is forgotten once updated, so a retry updates only the others."""
+        resumed = row.payload
+        for alert in await posts.pause_alerts(self.store):
+            message = cards.automation_alert(
+                True, str(alert.get("reason") or ""), str(alert.get("by") or ""), [],
+                resumed_by=str(resumed.get("by") or ""), resumed_at=resumed.get("at"))
+            await self.client.chat_update(channel=alert["channel"], ts=alert["ts"],
+                                          text=message.text, blocks=message.blocks)
+            await posts.forget_pause_alert(self.store, alert["channel"], alert["ts"])
+        return await self._mark_sent([row.id])
+
+    async def _send_ephemeral(self, row: Post) -> set[int]:
+        """A private note to one person in a channel (or its thread). One Slack will never
+        deliver (the person or the bot left the channel) is given up, not retried."""
+        payload = row.payload
+        try:
+            await self.client.chat_postEphemeral(channel=row.channel, user=payload["user"],
+                                                 text=payload["text"],
+                                                 thread_ts=payload.get("thread_ts"))
+        except SlackApiError as exc:
+            error = exc.response.get("error")
+            if error not in UNDELIVERABLE:
+                raise
+            log.warning("slack ephemeral given up: %s", error)
         return await self._mark_sent([row.id])
 
     async def _send_card(self, row: Post) -> set[int]:
+        """The case's card drawn as it stands now. It answers the card posts queued before it
+        was drawn (read first), never one queued while it was on its way: that one's change
+        may not be in it, so it goes out next."""
         assert row.case_id is not None
+        answered = await posts.unsent_for_case(self.store, "card", row.case_id)
         case = await cases.get(self.store, row.case_id)
         message = await card_state.render_card(self.store, case, self.links)
         existing = await posts.message_of(self.store, case.id)
@@ -206,7 +363,7 @@ class Outbox:
             answer = await self.client.chat_postMessage(channel=row.channel,
                                                         text=message.text, blocks=message.blocks)
             await posts.remember_card(self.store, case.id, answer["channel"], answer["ts"])
-        return await self._mark_sent(await posts.unsent_for_case(self.store, "card", case.id))
+        return await self._mark_sent(sorted({row.id, *answered}))
 
     async def _send_issue(self, row: Post) -> set[int]:
         """A dispute or failed-payment card, drawn as the issue stands when it goes out; where
@@ -248,3 +405,18 @@ class Outbox:
         text = await card_state.thread_details(self.store, case)
         await self.client.chat_postMessage(channel=card.channel, thread_ts=card.ts, text=text)
         return await self._mark_sent([row.id])
+
+
+def retry_after_of(headers: Mapping[str, Any] | None) -> float | None:
+    """Seconds from a `Retry-After` header (any case; a list of values as the SDK keeps them);
+    None when there is none or it is not a number of seconds."""
+    for name, value in (headers or {}).items():
+        if name.lower() != "retry-after":
+            continue
+        first = value[0] if isinstance(value, list | tuple) and value else value
+        try:
+            seconds = float(str(first).strip())
+        except ValueError:
+            return None
+        return max(seconds, 0.0)
+    return None

@@ -43,16 +43,21 @@ from slack_bolt.async_app import AsyncApp
 from slack_bolt.authorization import AuthorizeResult
 from slack_bolt.request.async_request import AsyncBoltRequest
 from slack_bolt.response import BoltResponse
+from slack_sdk.http_retry.async_handler import AsyncRetryHandler
 from slack_sdk.http_retry.builtin_async_handlers import (
     AsyncConnectionErrorRetryHandler,
     AsyncRateLimitErrorRetryHandler,
     AsyncServerErrorRetryHandler,
 )
+from slack_sdk.http_retry.request import HttpRequest
+from slack_sdk.http_retry.response import HttpResponse
+from slack_sdk.http_retry.state import RetryState
 from slack_sdk.web.async_client import AsyncWebClient
+from slack_sdk.webhook.async_client import AsyncWebhookClient, WebhookResponse
 
 from bot.settings import Settings
 from bot.slack.notifier import Channels, SlackNotifier
-from bot.slack.outbox import Outbox
+from bot.slack.outbox import Outbox, retry_after_of
 from bot.slack.ui.links import CardLinks
 from bot.slack.ui.payloads import CaseRef
 from bot.worker import Worker
@@ -84,16 +89,53 @@ SIGNATURE_MAX_AGE_SECONDS = 300  # Slack's advice: refuse a request signed 5 min
 UNREADABLE = "the request's fields are not what Slack sends"
 
 
+class ServerErrorRetryHandler(AsyncServerErrorRetryHandler):
+    """Retries a 500 or 503 after the `Retry-After` Slack sent with it, if any (the SDK's own
+    handler always backs off by its own clock)."""
+
+    async def prepare_for_next_attempt_async(self, *, state: RetryState, request: HttpRequest,
+                                             response: HttpResponse | None = None,
+                                             error: Exception | None = None) -> None:
+        wait = retry_after_of(response.headers) if response is not None else None
+        if wait is None:
+            await super().prepare_for_next_attempt_async(
+                state=state, request=request, response=response, error=error)
+            return
+        state.next_attempt_requested = True
+        await asyncio.sleep(wait)
+        state.increment_current_attempt()
+
+
+def retry_handlers() -> list[AsyncRetryHandler]:
+    """Every Slack call's retries: 429 after its Retry-After, 5xx (after its Retry-After when
+    sent), lost links. The Web API client, response URLs and the outbox's answers share them."""
+    return [AsyncConnectionErrorRetryHandler(),
+            AsyncRateLimitErrorRetryHandler(max_retry_count=3),
+            ServerErrorRetryHandler(max_retry_count=2)]
+
+
 def web_client(token: str | None, base_url: str | None = None) -> AsyncWebClient:
     """The Web API client with retries on 429 (honouring Retry-After), 5xx and lost links."""
-    client = AsyncWebClient(token=token, base_url=base_url or AsyncWebClient.BASE_URL)
-    client.retry_handlers.extend([
-        AsyncRateLimitErrorRetryHandler(max_retry_count=3),
-        AsyncServerErrorRetryHandler(max_retry_count=2),
-    ])
-    if not any(isinstance(h, AsyncConnectionErrorRetryHandler) for h in client.retry_handlers):
-        client.retry_handlers.append(AsyncConnectionErrorRetryHandler())
-    return client
+    return AsyncWebClient(token=token, base_url=base_url or AsyncWebClient.BASE_URL,
+                          retry_handlers=retry_handlers())
+
+
+class Respond:
+    """Bolt's `respond` (an answer through the request's response URL), with the Web API
+    client's retries: a 429 is tried again after its Retry-After instead of being lost."""
+
+    def __init__(self, response_url: str) -> None:
+        self.response_url = response_url
+
+    async def __call__(self, text: str = "", blocks: list[dict[str, Any]] | None = None,
+                       response_type: str | None = None, replace_original: bool | None = None,
+                       delete_original: bool | None = None,
+                       thread_ts: str | None = None) -> WebhookResponse:
+        body = {"text": text, "blocks": blocks, "response_type": response_type,
+                "replace_original": replace_original, "delete_original": delete_original,
+                "thread_ts": thread_ts}
+        webhook = AsyncWebhookClient(self.response_url, retry_handlers=retry_handlers())
+        return await webhook.send_dict({k: v for k, v in body.items() if v is not None})
 
 
 @dataclass(frozen=True)
@@ -172,6 +214,8 @@ class SlackRuntime:
                          outbox=delivery.outbox, zone=settings.zone)
         app.middleware(_correlate)
         app.middleware(_skip_slack_retries)
+        app.middleware(_people(deps))
+        app.middleware(_retrying_respond)
         actions.register(app, deps)
         views.register(app, deps)
         commands.register(app, deps)
@@ -385,4 +429,21 @@ async def _skip_slack_retries(req: Any, resp: Any, next: Any) -> Any:
     retry = req.headers.get("x-slack-retry-num")
     if retry and retry[0].strip() not in ("", "0") and _event_of(req.body)[0] is None:
         return BoltResponse(status=200, body="")
+    return await next()
+
+
+def _people(deps: SlackDeps) -> Callable[..., Awaitable[Any]]:
+    """Remember the name each request's sender goes by (in memory), for the answers written in
+    plain text where a mention cannot show (a modal's field errors)."""
+    async def middleware(req: Any, resp: Any, next: Any) -> Any:
+        deps.people.saw(req.body)
+        return await next()
+    return middleware
+
+
+async def _retrying_respond(req: Any, resp: Any, next: Any) -> Any:
+    """Every listener's `respond` retries as the Web API client does (Retry-After included)."""
+    url = req.context.response_url
+    if url:
+        req.context["respond"] = Respond(url)
     return await next()

@@ -2,7 +2,10 @@
 
 Each listener acks at once (only the in-memory approver check runs before the ack) and hands
 the work to the worker (`listeners.button`). The work reads the button's payload, calls
-services, and answers privately; what the channel sees comes from the notifier.
+services, and answers privately; what the channel sees comes from the notifier. A decision's
+card update (Approve, Retry) and Resume's alerts take the outbox's priority lane, ahead of posts
+already waiting. Resume changes the switch only if automation is still paused (one change, one
+"resumed" post, however many clicks); a later click is told privately who resumed it and when.
 """
 
 from __future__ import annotations
@@ -12,7 +15,7 @@ from typing import Any
 
 from slack_bolt.async_app import AsyncApp
 
-from bot.slack.ui import cards, ids
+from bot.slack.ui import cards, ids, notes
 from bot.slack.ui.kit import date_token, esc, who
 from bot.slack.ui.payloads import CaseRef, QuoteRequest
 from handlers.slack.deps import SlackDeps
@@ -20,14 +23,15 @@ from handlers.slack.listeners import (
     Body,
     Respond,
     button_listener,
+    channel_of,
     read_button,
     refuse,
     teller,
     user_of,
 )
 from services.quoting.quote import Quote
-from services.refunds import cases, decisions
-from services.refunds.automation import set_automation
+from services.refunds import cases, decisions, requests
+from services.refunds.automation import switch_automation
 from services.refunds.models import AlreadyDecided, Case, CaseError, StaleQuote, Status
 from services.refunds.opening import open_case
 from services.refunds.permissions import NotAllowed
@@ -62,7 +66,8 @@ async def approve(deps: SlackDeps, body: Body, respond: Respond) -> None:
         await refuse(deps, user, ids.APPROVE, ref.case_id, str(exc), tell=tell)
         return
     try:
-        await decisions.approve(deps.svc, ref.case_id, by=user, quote_version=ref.version)
+        with deps.outbox.urgent():
+            await decisions.approve(deps.svc, ref.case_id, by=user, quote_version=ref.version)
     except StaleQuote:
         await tell("This card was out of date: the booking changed and the refund was "
                    "re-quoted. The card now shows the current quote.")
@@ -91,7 +96,8 @@ async def retry(deps: SlackDeps, body: Body, respond: Respond) -> None:
         await tell(f"Case #{ref.case_id} is {case.status.value}; there is nothing to retry.")
         return
     try:
-        await decisions.retry(deps.svc, ref.case_id, by=user)
+        with deps.outbox.urgent():
+            await decisions.retry(deps.svc, ref.case_id, by=user)
     except AlreadyDecided:
         await tell("Someone else is already retrying this refund.")
 
@@ -125,9 +131,14 @@ async def _open_modal(deps: SlackDeps, body: Body, respond: Respond,
 
 
 async def resume(deps: SlackDeps, body: Body, respond: Respond) -> None:
-    await set_automation(deps.svc, paused=False, reason="resumed from Slack", by=user_of(body))
-    await teller(deps, body, respond)("Automation resumed: policy-clear refunds are approved "
-                                      "automatically again.")
+    with deps.outbox.urgent():
+        state, changed = await switch_automation(deps.svc, paused=False,
+                                                 reason="resumed from Slack", by=user_of(body))
+    tell = teller(deps, body, respond)
+    if not changed:
+        await tell(notes.already_resumed(state.by, state.at))
+        return
+    await tell("Automation resumed: policy-clear refunds are approved automatically again.")
 
 
 async def request_refund(deps: SlackDeps, body: Body, respond: Respond) -> None:
@@ -138,9 +149,12 @@ async def request_refund(deps: SlackDeps, body: Body, respond: Respond) -> None:
         return
     user, tell = user_of(body), teller(deps, body, respond)
     raw = await assemble_snapshot(deps.svc, request.booking)
-    opened = await open_case(deps.svc, raw, cancelled_at=utcnow(), source="slack",
-                             requested_by=user, waiver=request.waiver)
+    opened = await open_case(deps.svc, raw, cancelled_at=await requests.moment(
+        deps.svc, raw, utcnow()), source="slack", requested_by=user, waiver=request.waiver)
     case = opened.case
+    if opened.created and channel_of(body):   # told privately there once it is decided
+        await requests.record(deps.svc.store, case.id, user=user, channel=str(channel_of(body)),
+                              thread_ts=(body.get("container") or {}).get("thread_ts"))
     if not opened.created:
         await tell(f"Booking `{esc(case.booking_code, 60)}` already has case #{case.id} "
                    f"({case.status.value.replace('_', ' ')}).")

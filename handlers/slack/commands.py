@@ -1,6 +1,10 @@
 """Owns `/refund quote|status|pause|resume|report|help`: ack at once, answer privately after
 (`departure` is `departure.py`'s).
 
+`/refund quote <booking> [at <time>] [waiver CODE]` quotes at the moment asked for (a time in
+the business's timezone, or ISO 8601), else at the booking's cancellation when Checkfront
+already cancelled it, else now; a quote for another moment offers no Request refund.
+
 Unknown subcommands, unknown bookings and Checkfront being down each get a helpful answer,
 never a stack trace or silence. Pause and resume are for approvers; anyone else is refused
 (audited, told, nothing changed).
@@ -9,13 +13,15 @@ never a stack trace or silence. Pause and resume are for approvers; anyone else 
 from __future__ import annotations
 
 import logging
-from datetime import date
-from typing import Any
+import re
+from datetime import UTC, date, datetime
+from typing import Any, NamedTuple
+from zoneinfo import ZoneInfo
 
 from slack_bolt.async_app import AsyncApp
 
-from bot.slack.ui import cards
-from bot.slack.ui.kit import esc
+from bot.slack.ui import cards, ids, notes
+from bot.slack.ui.kit import context, date_token, esc
 from handlers.slack import departure
 from handlers.slack.deps import SlackDeps
 from handlers.slack.listeners import Body, refuse
@@ -28,12 +34,12 @@ from services.finance.report import ReportError, range_report
 from services.money import display
 from services.quoting.booking import SnapshotError
 from services.quoting.quote import QuoteError
-from services.refunds import cases
+from services.refunds import cases, requests
 from services.refunds.automation import automation_state, set_automation
 from services.refunds.history import case_history
 from services.refunds.snapshots import assemble_snapshot, quote_snapshot
 from services.store import audit
-from services.store.db import utcnow
+from services.store.db import iso_utc, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -85,25 +91,94 @@ async def _error(respond: Any, text: str) -> None:
     await respond(text=message.text, blocks=message.blocks, response_type="ephemeral")
 
 
+QUOTE_USAGE = ("Usage: `/refund quote &lt;booking&gt; [at 2026-12-01 14:00] [waiver CODE]` "
+               "(the time in the business's timezone, or ISO 8601 with an offset)")
+
+
+class QuoteArgs(NamedTuple):
+    booking: str
+    at: datetime | None      # the moment to quote for (UTC); None: now, or the cancellation
+    waiver: str | None
+
+
+def parse_quote_args(args: list[str], zone: ZoneInfo) -> QuoteArgs:
+    """`<booking> [at <time>] [waiver CODE]`, in either order after the booking. A time is
+    "2026-12-01 14:00" or "2026-12-01" in `zone`, or ISO 8601 ("2026-12-01T14:00+01:00").
+    ValueError (with the reason) on anything else."""
+    if not args:
+        raise ValueError("which booking?")
+    rest = args[1:]
+    at: datetime | None = None
+    waiver: str | None = None
+    while rest:
+        word = rest.pop(0).lower()
+        if word == "waiver" and rest and waiver is None:
+            waiver = rest.pop(0).upper()
+        elif word == "at" and rest and at is None:
+            text = rest.pop(0)
+            if rest and _CLOCK.fullmatch(rest[0]):
+                text += " " + rest.pop(0)
+            at = _moment(text, zone)
+        else:
+            raise ValueError(f"I don't understand `{esc(word, 40)}` there")
+    return QuoteArgs(args[0], at, waiver)
+
+
+_CLOCK = re.compile(r"\d{1,2}:\d{2}(:\d{2})?")
+
+
+def _moment(text: str, zone: ZoneInfo) -> datetime:
+    try:
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise ValueError(f"`{esc(text, 40)}` is not a time like 2026-12-01 14:00") from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=zone)
+    return moment.astimezone(UTC)
+
+
 async def quote(deps: SlackDeps, args: list[str], user: str, channel: str,
                 respond: Any) -> None:
+    """A private quote for a booking: at the moment asked for (`at`), else when Checkfront
+    cancelled it (a booking already cancelled), else now. Request refund is offered only on a
+    quote for the real moment, since that is the moment a case opens at."""
     if not args:
-        await _error(respond, "Which booking? `/refund quote KMVQ-060314 [waiver WEATHER]`")
+        await _error(respond, f"Which booking? {QUOTE_USAGE}")
         return
-    booking = args[0]
-    waiver = None
-    if len(args) >= 3 and args[1].lower() == "waiver":
-        waiver = args[2].upper()
-    elif len(args) > 1:
-        await _error(respond, "Usage: `/refund quote &lt;booking&gt; [waiver CODE]`")
+    try:
+        asked = parse_quote_args(args, deps.zone)
+    except ValueError as exc:
+        await _error(respond, f"{exc}. {QUOTE_USAGE}")
         return
-    raw = await assemble_snapshot(deps.svc, booking)
-    snapshot, q = await quote_snapshot(deps.svc, raw, utcnow(), waiver)
+    raw = await assemble_snapshot(deps.svc, asked.booking)
+    now = utcnow()
+    moment = asked.at or await requests.moment(deps.svc, raw, now)
+    snapshot, q = await quote_snapshot(deps.svc, raw, moment, asked.waiver)
     existing = await cases.find_open(deps.svc.store, snapshot.code)  # by the booking key
     message = cards.quote_message(
-        q, booking_ref=snapshot.booking_id, waiver=waiver,
+        q, booking_ref=snapshot.booking_id, waiver=asked.waiver,
         open_case={"id": existing.id, "status": existing.status.value} if existing else None)
-    await respond(text=message.text, blocks=message.blocks, response_type="ephemeral")
+    blocks = message.blocks
+    if asked.at is not None:
+        note = (f"Quoted as if cancelled at {date_token(iso_utc(asked.at))}. To open a case, "
+                "quote it without `at`: a case is quoted when it is asked for.")
+        blocks = [context(note), *(b for b in blocks if not _requests(b))]
+    elif moment != now:
+        blocks = [context(f"Quoted at its cancellation, {date_token(iso_utc(moment))}: what "
+                          "Request refund opens."), *blocks]
+    await respond(text=message.text, blocks=blocks, response_type="ephemeral")
+
+
+def _requests(block: dict[str, Any]) -> bool:
+    return block.get("type") == "actions" and any(
+        e.get("action_id") == ids.REQUEST for e in block.get("elements", []))
+
+
+async def quote_booking(deps: SlackDeps, booking: str, user: str, channel: str,
+                        respond: Any) -> None:
+    """`/refund quote <booking>` on someone's behalf (the message shortcut): the same answer,
+    the same helpful errors."""
+    await _run(deps, "quote", [booking], user, channel, respond)
 
 
 async def status(deps: SlackDeps, args: list[str], user: str, channel: str,
@@ -155,7 +230,9 @@ async def help_(deps: SlackDeps, args: list[str], user: str, channel: str,
 async def report(deps: SlackDeps, args: list[str], user: str, channel: str,
                  respond: Any) -> None:
     """Figures for a date range privately, and a CSV of every refund in the channel (uploaded
-    through the outbox, paced and retried like every other post)."""
+    through the outbox, paced and retried like every other post). Where Slack refuses the file
+    (the bot not in the channel, a direct message) the person is told privately how to fix it:
+    at once for a DM, through the command's response URL once the outbox is refused."""
     try:
         first, last = (date.fromisoformat(a) for a in args[:2])
     except ValueError:
@@ -167,11 +244,14 @@ async def report(deps: SlackDeps, args: list[str], user: str, channel: str,
     lines += [f"• {cur}: {n} refund(s), {display(total, cur)}"
               for cur, (n, total) in found.totals.items()] or ["• none"]
     lines += [f"• {decision.replace('_', ' ')}: {n}" for decision, n in found.decisions.items()]
-    if found.rows and channel:
+    if found.rows and channel[:1] == "D":   # the Messages tab is off: no file in a DM
+        lines.append(notes.upload_refused(channel, "messages_tab_disabled"))
+    elif found.rows and channel:
         await deps.outbox.add_file(
             channel, filename=f"refunds-{first}-{last}.csv", content=found.csv().encode(),
-            title=f"Refunds {first} to {last}", comment=f"<@{user}> asked for this")
-        lines.append("The CSV of every refund is in this channel.")
+            title=f"Refunds {first} to {last}", comment=f"<@{user}> asked for this",
+            response_url=getattr(respond, "response_url", None))
+        lines.append("The CSV of every refund follows in this channel.")
     await respond(text="\n".join(lines), response_type="ephemeral")
 
 

@@ -159,6 +159,22 @@ class CheckfrontClient:
             page += 1
         return found
 
+    async def get_contact(self, booking: str) -> dict[str, str]:
+        """The customer's email, first name and language (`fields.customer_language` or
+        `fields.language` of the booking form, else empty), read when a message is sent to
+        them: the store keeps none of these. One call; never logged."""
+        body = await self._request("GET", f"booking/{quote(_booking_ref(booking))}")
+        raw = body.get("booking") if isinstance(body.get("booking"), dict) else {}
+        customer = raw.get("customer") if isinstance(raw.get("customer"), dict) else {}
+        form = raw.get("fields") if isinstance(raw.get("fields"), dict) else {}
+        name = str(customer.get("name") or raw.get("customer_name") or "").strip()
+        return {
+            "email": str(customer.get("email") or raw.get("customer_email") or "").strip(),
+            "first_name": name.split()[0] if name else "",
+            "language": str(form.get("customer_language") or form.get("language") or "")
+            .strip(),
+        }
+
     async def get_booking_snapshot(self, booking: str) -> dict[str, Any]:
         """Booking by numeric id or code, in booking-webhook shape plus `transactions`."""
         ref = _booking_ref(booking)

@@ -241,6 +241,17 @@ class StripeGateway:
         charge = await self._charge_of(payment_ref)
         return {str(k): str(v) for k, v in (charge.get("metadata") or {}).items()}
 
+    async def card_of(self, payment_ref: str) -> tuple[str, str] | None:
+        """(brand, last four) of the card a payment was made with, from the charge's
+        `payment_method_details.card`; None for another method. Nothing more of the card is
+        read (a customer message says "Visa ending 4242", never more)."""
+        charge = await self._charge_of(payment_ref)
+        details = charge.get("payment_method_details") or {}
+        card = details.get("card") if details.get("type") == "card" else None
+        if not isinstance(card, dict) or not card.get("last4"):
+            return None
+        return str(card.get("brand") or "card"), str(card["last4"])[-4:]
+
     async def get_payment(self, payment_intent: str) -> StripePayment:
         pi = await self._call(
             lambda: self._client.v1.payment_intents.retrieve_async(payment_intent), writes=False

@@ -10,6 +10,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from hashlib import sha256
+from operator import attrgetter
 from typing import Any
 
 from services.clients.checkfront_bodies import checkfront_status
@@ -23,13 +25,14 @@ from services.money import (
     to_minor,
 )
 from services.privacy import EMAIL_HASH, customer_hash
+from services.quoting.canonical import esc
 from services.quoting.canonical import fingerprint as _fingerprint
 from services.quoting.frozen import computed_once, frozen_new
 
 STRIPE_PREFIXES = ("pi_", "ch_")
 
 __all__ = ["BookingLine", "BookingSnapshot", "Payment", "SnapshotError", "Transaction",
-           "computed_once", "frozen_new", "parse_checked", "parse_snapshot"]
+           "computed_once", "epoch_micros", "frozen_new", "parse_checked", "parse_snapshot"]
 
 
 class SnapshotError(DomainError, ValueError):
@@ -57,6 +60,12 @@ class BookingLine:
         """`start.isoformat()`, written once (the fingerprint and every quote line read it);
         not a field: equality, `fields` and `replace` do not see it."""
         return self.start.isoformat()
+
+    @computed_once
+    def _start_us(self) -> int:
+        """`start` as whole microseconds since the unix epoch, exactly: notice is the
+        difference of two of these (the usual reader fills it from the unix seconds)."""
+        return epoch_micros(self.start)
 
 
 @dataclass(frozen=True)
@@ -151,7 +160,7 @@ class BookingSnapshot:
             elif t.status == "REFUND":
                 refunds.append(t)
                 refunded += t.amount
-        paid.sort(key=_newest, reverse=True)
+        paid.sort(key=_NEWEST, reverse=True)
         left = {t.id: t.amount for t in paid}
         unattributed = 0
         for refund in refunds:
@@ -170,8 +179,7 @@ class BookingSnapshot:
         return pairs, paid_sum, refunded
 
 
-def _newest(t: Transaction) -> tuple[datetime, str]:
-    return t.date, t.id
+_NEWEST = attrgetter("date", "id")  # a payment's (date, id): newest first, then by id
 
 
 def parse_snapshot(data: Mapping[str, Any], default_currency: str | None = None) -> BookingSnapshot:
@@ -218,93 +226,136 @@ def _read_usual(data: dict[str, Any], default_currency: str | None) -> BookingSn
     if not booking_id and not code:
         return None
     new = object.__new__
+    moments, amounts = _MOMENTS, _AMOUNTS[places]  # values read before (see `_moment`)
     lines: list[BookingLine] = []
+    rows: list[str] = []  # the lines as the fingerprint's canonical JSON writes them
     for index, item in enumerate(items):
         line_attributes = item.get("@attributes") if type(item) is dict else None
         if type(line_attributes) is not dict:
             return None
-        start = _moment(item.get("start_date"))
-        total = _usual_minor(item.get("total"), currency, places)
-        tax = item.get("tax_total")
-        tax = 0 if tax is None or tax == "" else _usual_minor(tax, currency, places)
+        value = item.get("start_date")
+        kind = type(value)  # exact types, as `_moment` keeps them
+        start = moments.get(value) if kind is str or kind is int else None
+        if start is None:
+            start = _moment(value)
+        value = item.get("total")
+        total = amounts.get(value) if type(value) is str else None
+        if total is None:
+            total = _usual_minor(value, currency, places)
+        value = item.get("tax_total")
+        tax = amounts.get(value) if type(value) is str else None
+        if tax is None:
+            tax = 0 if value is None or value == "" else _usual_minor(value, currency, places)
         qty = item.get("qty", 1) or 1
         if type(qty) is str and qty.isascii() and qty.isdigit():
             qty = int(qty)
         if start is None or total is None or tax is None or tax > total or type(qty) is not int:
             return None
         line_id = str(line_attributes.get("line_id") or item.get("line_id") or index + 1)
+        item_id = str(line_attributes.get("item_id") or item.get("item_id") or "").strip()
         sku = str(item.get("sku") or "").strip()
         status = item.get("status")
+        iso = start[1]
         line = new(BookingLine)
-        line.__dict__.update(
-            line_id=line_id,
-            item_id=str(line_attributes.get("item_id") or item.get("item_id") or "").strip(),
-            sku=sku, name=str(item.get("name") or sku or f"line {line_id}"), start=start[0],
-            total=total, tax=tax, qty=qty,
-            status=(status.upper() if type(status) is str
-                    else checkfront_status(item, "status", strip=False)),
-            start_iso=start[1])
+        line.__dict__.update({
+            "line_id": line_id, "item_id": item_id, "sku": sku,
+            "name": str(item.get("name") or sku or f"line {line_id}"), "start": start[0],
+            "total": total, "tax": tax, "qty": qty,
+            "status": (status.upper() if type(status) is str
+                       else checkfront_status(item, "status", strip=False)),
+            "start_iso": iso, "_start_us": start[2]})
         lines.append(line)
+        # ISO text of a UTC datetime holds nothing JSON escapes; the amounts are ints
+        rows.append(f'[{esc(line_id)},{esc(sku)},{esc(item_id)},"{iso}",{total},{tax}]')
     transactions: list[Transaction] | None = None
+    paid: list[tuple[str, str, int, str]] | None = None  # as the fingerprint sorts them
     listed = data.get("transactions")
     if listed is not None:
         if type(listed) is not list:
             return None
         transactions = []
+        paid = []
         for raw in listed:
             if type(raw) is not dict:
                 return None
             tid = str(raw.get("transaction_id") or "").strip()
-            when = _moment(raw.get("date"))
-            amount = _usual_minor(raw.get("amount"), currency, places)
+            value = raw.get("date")
+            kind = type(value)
+            when = moments.get(value) if kind is str or kind is int else None
+            if when is None:
+                when = _moment(value)
+            value = raw.get("amount")
+            amount = amounts.get(value) if type(value) is str else None
+            if amount is None:
+                amount = _usual_minor(value, currency, places)
             if not tid or when is None or amount is None:
                 return None
             status, original = raw.get("status"), raw.get("original_transaction_id")
+            status = (status.strip().upper() if type(status) is str
+                      else checkfront_status(raw, "status"))
+            original = None if original is None or original == "" else str(original).strip()
+            amount = abs(amount)
             transaction = new(Transaction)
-            transaction.__dict__.update(
-                id=tid, date=when[0],
-                status=(status.strip().upper() if type(status) is str
-                        else checkfront_status(raw, "status")),
-                amount=abs(amount), gateway=str(raw.get("gateway_id") or ""),
-                original_id=None if original is None or original == "" else str(original).strip())
+            transaction.__dict__.update({
+                "id": tid, "date": when[0], "status": status, "amount": amount,
+                "gateway": str(raw.get("gateway_id") or ""), "original_id": original})
             transactions.append(transaction)
+            paid.append((tid, status, amount, original or ""))
     created = booking.get("created_date")
     created_at = None if created is None or created == "" else _moment(created)
-    order_total = _usual_minor(order.get("total"), currency, places)
+    value = order.get("total")
+    order_total = amounts.get(value) if type(value) is str else None
+    if order_total is None:
+        order_total = _usual_minor(value, currency, places)
     paid_total = order.get("paid_total")
-    paid_total = (0 if paid_total is None or paid_total == ""
-                  else _usual_minor(paid_total, currency, places))
+    if paid_total is None or paid_total == "":
+        paid_total = 0
+    else:
+        value = paid_total
+        paid_total = amounts.get(value) if type(value) is str else None
+        if paid_total is None:
+            paid_total = _usual_minor(value, currency, places)
     if (created_at is None and created is not None and created != "") or order_total is None \
             or paid_total is None:
         return None
     status = booking.get("status") or booking.get("status_id")
+    # The fingerprint, as `canonical.fingerprint` writes it, from the values at hand (all
+    # text and ints here): tests/test_snapshot_usual.py compares the two paths' snapshots.
+    if paid is None:
+        listed_text = "null"
+    else:
+        paid.sort()
+        listed_text = "[" + ",".join([f"[{esc(a)},{esc(b)},{c},{esc(d)}]"
+                                      for a, b, c, d in paid]) + "]"
+    text = (f'{{"lines":[{",".join(rows)}],"paid_total":{esc(str(order.get("paid_total")))},'
+            f'"status":{esc(str(booking.get("status") or ""))},'
+            f'"total":{esc(str(order.get("total")))},"transactions":{listed_text}}}')
     snapshot = new(BookingSnapshot)
-    lines_kept = tuple(lines)
-    transactions_kept = None if transactions is None else tuple(transactions)
-    snapshot.__dict__.update(
-        booking_id=booking_id or code, code=code or booking_id,
-        status=(status.strip().upper() if type(status) is str
-                else checkfront_status(booking, "status", "status_id")),
-        currency=currency, created_at=None if created_at is None else created_at[0],
-        customer_name=str(customer.get("name") or ""),
-        customer_email=str(customer.get("email") or ""),
-        customer_email_hash=str(customer.get(EMAIL_HASH) or ""),
-        order_total=order_total, paid_total=paid_total, lines=lines_kept,
-        transactions=transactions_kept,
-        fingerprint=_fingerprint(booking, order, lines_kept, transactions_kept))
+    snapshot.__dict__.update({
+        "booking_id": booking_id or code, "code": code or booking_id,
+        "status": (status.strip().upper() if type(status) is str
+                   else checkfront_status(booking, "status", "status_id")),
+        "currency": currency, "created_at": None if created_at is None else created_at[0],
+        "customer_name": str(customer.get("name") or ""),
+        "customer_email": str(customer.get("email") or ""),
+        "customer_email_hash": str(customer.get(EMAIL_HASH) or ""),
+        "order_total": order_total, "paid_total": paid_total, "lines": tuple(lines),
+        "transactions": None if transactions is None else tuple(transactions),
+        "fingerprint": sha256(text.encode()).hexdigest()[:16]})
     return snapshot
 
 
 _NOBODY: dict[str, Any] = {}
-_MOMENTS: dict[str | int, tuple[datetime, str]] = {}
+_MOMENTS: dict[str | int, tuple[datetime, str, int]] = {}
 _MAX_MOMENTS = 4096  # distinct unix seconds kept: a day's departures and payments
 
 
-def _moment(value: Any) -> tuple[datetime, str] | None:
+def _moment(value: Any) -> tuple[datetime, str, int] | None:
     """The UTC datetime of unix seconds given as text or an int, as `_timestamp` reads them,
-    with its ISO text; None where `_timestamp` refuses (or is not asked: other types). Kept
-    per distinct value (a datetime is immutable): the same booking is read several times per
-    case, its lines share a start, and `datetime.fromtimestamp` was a tenth of a snapshot."""
+    with its ISO text and its microseconds since the epoch; None where `_timestamp` refuses
+    (or is not asked: other types). Kept per distinct value (a datetime is immutable): the
+    same booking is read several times per case, its lines share a start, and
+    `datetime.fromtimestamp` was a tenth of a snapshot."""
     kind = type(value)  # exact types: True == 1 and 1.0 == 1 must not find 1's moment
     if kind is not str and kind is not int:
         return None
@@ -316,19 +367,39 @@ def _moment(value: Any) -> tuple[datetime, str] | None:
             return None
         if len(_MOMENTS) >= _MAX_MOMENTS:
             _MOMENTS.clear()
-        kept = _MOMENTS[value] = (moment, moment.isoformat())
+        kept = _MOMENTS[value] = (moment, moment.isoformat(), epoch_micros(moment))
     return kept
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def epoch_micros(moment: datetime) -> int:
+    """Microseconds from the unix epoch to an aware datetime, exactly (timedelta's own
+    integers; `timestamp()` is a float)."""
+    delta = moment - _EPOCH
+    return (delta.days * 86400 + delta.seconds) * 1_000_000 + delta.microseconds
+
+
+_AMOUNTS: dict[int, dict[str, int]] = {0: {}, 2: {}, 3: {}}  # by exponent: text: minor
+_MAX_AMOUNTS = 4096  # distinct amount texts kept per exponent: a catalogue's prices
 
 
 def _usual_minor(value: Any, currency: str, places: int) -> int | None:
     """`to_minor(value, currency)` as `_amount` reads it, or None where `_amount` refuses.
     Text with exactly the currency's decimals ("210.00") is read here, digit for digit what
-    `to_minor` does; anything else by `to_minor`."""
+    `to_minor` does, and kept (`_AMOUNTS`: the same prices recur across bookings, and the
+    same booking is read several times per case); anything else by `to_minor`."""
     if type(value) is str:
         whole, _, fraction = value.partition(".")
         if (len(fraction) == places and whole.isdigit() and fraction.isdigit()
                 and whole.isascii() and fraction.isascii() and len(whole) <= MAX_DIGITS):
-            return int(whole + fraction)
+            minor = int(whole + fraction)
+            kept = _AMOUNTS[places]
+            if len(kept) >= _MAX_AMOUNTS:
+                kept.clear()
+            kept[value] = minor
+            return minor
     if value is None or value == "":
         return None
     try:

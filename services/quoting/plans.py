@@ -1,11 +1,14 @@
-"""A policy read once for quoting: its tiers by whole microseconds of notice, its waivers and
-non-refundable skus, each percent an int where it is whole (integer arithmetic in
-`money.percent_of`) beside its text as the quote writes it.
+"""A policy and a policy book read once for quoting: a policy's tiers by whole microseconds of
+notice, its waivers and non-refundable skus, each percent an int where it is whole (integer
+arithmetic in `money.percent_of`) beside its text as the quote writes it and the part of the
+quote line's canonical JSON that the tier decides; a book's policy per (sku, item id) met so
+far and its limits in minor units per currency.
 """
 
 from __future__ import annotations
 
 from decimal import Decimal
+from json.encoder import encode_basestring_ascii as esc
 from typing import NamedTuple
 
 from services.quoting.policy import Policy, PolicyBook
@@ -18,14 +21,38 @@ class Tier(NamedTuple):
     percent: Decimal | int  # an int when the percent is whole (money.percent_of's fast path)
     percent_text: str  # plain(refund_percent)
     reason: str
+    json: str  # the line's `"percent":…,"policy_id":…,"reason":…,` in canonical JSON
+
+
+class Rule(NamedTuple):
+    """A line's outcome that does not depend on notice: a waiver, non-refundable, started."""
+
+    percent: Decimal | int
+    percent_text: str
+    reason: str
+    json: str  # as Tier.json
 
 
 class Plan(NamedTuple):
-    """What `_quote_line` reads of a policy, worked out once per policy."""
+    """What a quote reads of a policy, worked out once per policy."""
 
     tiers: tuple[Tier, ...] | None  # most notice first; None: a threshold is not whole µs
-    waivers: dict[str, tuple[Decimal | int, str]]  # code: (percent, its text)
+    waivers: dict[str, Rule]  # code: its rule ("waiver CODE")
     non_refundable: frozenset[str]
+    refused: Rule  # "non-refundable"
+    started: Rule  # "already started"
+    id_json: str  # the policy id in canonical JSON
+    clause_json: str  # `"id":"text"`, the policy's entry in the quote's clauses
+    fees: dict[str, int]  # currency: the cancellation fee in its minor units (as quoted)
+
+
+def line_json(percent_text: str, policy_id: str, reason: str) -> str:
+    """The keys of a quote line's canonical JSON between notice_hours and refund."""
+    return f'"percent":{esc(percent_text)},"policy_id":{esc(policy_id)},"reason":{esc(reason)},'
+
+
+def _rule(percent: Decimal | int, percent_text: str, reason: str, policy_id: str) -> Rule:
+    return Rule(percent, percent_text, reason, line_json(percent_text, policy_id, reason))
 
 
 _PLANS: dict[int, tuple[Policy, Plan]] = {}
@@ -37,6 +64,7 @@ def plan_of(policy: Policy) -> Plan:
     kept = _PLANS.get(id(policy))
     if kept is not None and kept[0] is policy:
         return kept[1]
+    pid = policy.id
     tiers: list[Tier] = []
     for tier in policy.tiers:
         numerator, denominator = tier.min_notice_hours.as_integer_ratio()  # exact
@@ -45,13 +73,19 @@ def plan_of(policy: Policy) -> Plan:
             tiers = []
             break
         reason = f"{plain(tier.min_notice_hours)}h+ notice tier"
-        tiers.append(Tier(threshold, whole_or_exact(tier.refund_percent),
-                           plain(tier.refund_percent), reason))
+        text = plain(tier.refund_percent)
+        tiers.append(Tier(threshold, whole_or_exact(tier.refund_percent), text, reason,
+                          line_json(text, pid, reason)))
     plan = Plan(
         tiers=tuple(sorted(tiers, reverse=True)) if tiers else None,
-        waivers={code: (whole_or_exact(percent), plain(percent))
+        waivers={code: _rule(whole_or_exact(percent), plain(percent), f"waiver {code}", pid)
                  for code, percent in policy.waivers.items()},
         non_refundable=frozenset(policy.non_refundable_skus),
+        refused=_rule(0, "0", "non-refundable", pid),
+        started=_rule(0, "0", "already started", pid),
+        id_json=esc(pid),
+        clause_json=f"{esc(pid)}:{esc(policy.text)}",
+        fees={},
     )
     if len(_PLANS) >= _MAX_PLANS:
         _PLANS.clear()
@@ -59,30 +93,38 @@ def plan_of(policy: Policy) -> Plan:
     return plan
 
 
-_ROUTES: dict[int, tuple[PolicyBook, dict[tuple[str, str], Policy]]] = {}
+class BookPlan(NamedTuple):
+    """What a quote reads of a book beyond its policies' plans, filled as quotes meet it."""
+
+    routes: dict[tuple[str, str], tuple[Policy, Plan]]  # (sku, item id): book.policy_for's
+    limits: dict[str, tuple[int, int]]  # currency: (escalate_over, auto_approve_max) in minor
+    digest_json: str  # the book's digest in canonical JSON
+
+
+_BOOKS: dict[int, tuple[PolicyBook, BookPlan]] = {}
 _MAX_ROUTES = 4096  # (sku, item id) pairs kept per book, and books kept
 
 
-def routes_of(book: PolicyBook) -> dict[tuple[str, str], Policy]:
-    """The book's policy by (sku, item id) for the pairs met so far (`book.policy_for`'s
-    answers: a book is frozen, so they never change), kept by the book's identity; fill it
-    with `keep_route`."""
-    kept = _ROUTES.get(id(book))
+def book_plan(book: PolicyBook) -> BookPlan:
+    """The book's plan, kept by the book's identity (a book is frozen, so `policy_for`'s
+    answers and its limits never change); fill its routes with `keep_route`."""
+    kept = _BOOKS.get(id(book))
     if kept is not None and kept[0] is book:
         return kept[1]
-    if len(_ROUTES) >= _MAX_ROUTES:
-        _ROUTES.clear()
-    routes: dict[tuple[str, str], Policy] = {}
-    _ROUTES[id(book)] = (book, routes)
-    return routes
+    if len(_BOOKS) >= _MAX_ROUTES:
+        _BOOKS.clear()
+    plan = BookPlan(routes={}, limits={}, digest_json=esc(book.digest))
+    _BOOKS[id(book)] = (book, plan)
+    return plan
 
 
-def keep_route(routes: dict[tuple[str, str], Policy], route: tuple[str, str],
-               policy: Policy) -> None:
-    """Keep `book.policy_for(*route)` in the book's routes, which stay bounded."""
+def keep_route(routes: dict[tuple[str, str], tuple[Policy, Plan]], route: tuple[str, str],
+               policy: Policy) -> tuple[Policy, Plan]:
+    """Keep `book.policy_for(*route)` and its plan in the book's routes, which stay bounded."""
     if len(routes) >= _MAX_ROUTES:
         routes.clear()
-    routes[route] = policy
+    kept = routes[route] = (policy, plan_of(policy))
+    return kept
 
 
 def whole_or_exact(percent: Decimal) -> Decimal | int:

@@ -8,17 +8,20 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from enum import StrEnum
 from functools import lru_cache
+from hashlib import sha256
 from typing import Any
 
 from services.errors import DomainError
 from services.money import (
-    _CENTS,
-    _EXACT_BELOW,
+    CENTS,
+    CENTS_TEXT,
+    EXACT_BELOW,
     MoneyError,
+    cents_text,
     exponent,
     format_minor,
     percent_of,
@@ -28,12 +31,11 @@ from services.money import format_places as _format
 from services.quoting.booking import (
     BookingLine,
     BookingSnapshot,
-    Transaction,
     computed_once,
-    frozen_new,
+    epoch_micros,
 )
-from services.quoting.canonical import line_text, quote_text, short_hash
-from services.quoting.plans import Plan, keep_route, plain, plan_of, routes_of
+from services.quoting.canonical import CANONICAL_JSON, esc, line_text
+from services.quoting.plans import Plan, book_plan, keep_route, plain
 from services.quoting.policy import Policy, PolicyBook
 
 
@@ -151,11 +153,16 @@ class Quote:
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready: amounts as decimal strings in major units with the currency's exponent.
 
-        A fresh dict each call (callers may change it), copied from `_serialised`, which is
-        built once per quote; it equals what `dataclasses.asdict` gives with those
-        conversions, which tests/test_quote_serialise.py checks, so a field added here must be
-        added there too.
+        A fresh dict each call (callers may change it). It equals what `dataclasses.asdict`
+        gives with those conversions, which tests/test_quote_serialise.py checks, so a field
+        added here must be added there too. The first call hands out the form `build_quote`
+        wrote (nothing else holds it, and it is not kept); later calls copy `_serialised`,
+        written again from the fields.
         """
+        written = self.__dict__.pop("_written", None)
+        if written is not None:
+            written["version"] = self.version
+            return written
         body = self._serialised
         return {
             **body,
@@ -171,9 +178,10 @@ class Quote:
     @computed_once
     def _serialised(self) -> dict[str, Any]:
         """Everything `to_dict` says but the version, written out field by field; built once
-        (the quote is frozen) and never handed out: `to_dict` gives copies, `build_quote`
-        hashes it for the version. Not a dataclass field: `fields`, `asdict`, `replace` and
-        equality do not see it."""
+        (the quote is frozen) and never handed out: `to_dict` gives copies. `build_quote`
+        writes the same form from its own values (as `_written`, hashed for the version);
+        tests/test_quote_serialise.py compares the two. Not a dataclass field: `fields`,
+        `asdict`, `replace` and equality do not see it."""
         currency = self.currency
         places = exponent(currency)
         return {
@@ -246,43 +254,110 @@ def build_quote(
         raise QuoteError("cancellation time must carry a timezone")
     currency = snapshot.currency
     places = exponent(currency)
+    cents = places == 2  # amounts written inline as whole.cents; any other exponent by _format
     waiver_code = waiver.strip().upper() if waiver else None
+    at, cancelled_us = _instant(cancelled_at)
 
     lines: list[QuoteLine] = []
     rows: list[dict[str, Any]] = []  # the lines as `_serialised` writes them
-    texts: list[str | None] = []  # and as its canonical JSON does
-    applied: list[Policy] = []
-    plans: dict[int, Plan] = {}  # id(policy): its plan, for the policies applied so far
-    routes = routes_of(book)
+    texts: list[str] | None = []  # and as its canonical JSON does (None: the encoder's job)
+    applied: dict[int, tuple[Policy, Plan]] = {}  # id(policy): the policies applied, in order
+    shelf = book_plan(book)
+    routes = shelf.routes
     gross = 0
+    new, setattr_, written = object.__new__, object.__setattr__, CENTS_TEXT
     for line in snapshot.lines:
-        route = (line.sku, line.item_id)
-        policy = routes.get(route)
-        if policy is None:
-            policy = book.policy_for(line.sku, line.item_id)  # rule 1
-            if policy is None:
+        sku = line.sku
+        route = (sku, line.item_id)
+        kept = routes.get(route)
+        if kept is None:
+            found = book.policy_for(sku, line.item_id)  # rule 1
+            if found is None:
                 raise QuoteError(
                     f"no policy applies to line {line.line_id} (sku {line.sku or '-'}, "
                     f"item {line.item_id or '-'}) and no policy is marked default"
                 )
-            keep_route(routes, route, policy)
-        plan = plans.get(id(policy))  # ids are unique: identity is equality
-        if plan is None:
-            applied.append(policy)
-            plan = plans[id(policy)] = plan_of(policy)
-        q = _quote_line(line, policy, plan, cancelled_at, waiver_code)
-        lines.append(q)
-        gross += q.refund + q.tax_refund
-        row, text = q.row_and_text(places)
-        rows.append(row)
-        texts.append(text)
+            kept = keep_route(routes, route, found)
+        policy, plan = kept
+        if id(policy) not in applied:  # ids are unique while kept: identity is equality
+            applied[id(policy)] = kept
+        # `_quote_line` and `QuoteLine.row_and_text`, in one step for the usual line: a tier
+        # chosen in whole microseconds, a whole percent, amounts an exponent-2 currency writes
+        # as whole.cents. tests/test_quote_fast_paths.py compares the two.
+        notice = line._start_us - cancelled_us  # rule 2, µs
+        if waiver_code and waiver_code in plan.waivers:  # rule 4
+            rule = plan.waivers[waiver_code]
+        elif sku and sku in plan.non_refundable:  # rule 3
+            rule = plan.refused
+        elif notice <= 0:  # the line starts at or before the cancellation
+            rule = plan.started
+        elif plan.tiers is not None:
+            for tier in plan.tiers:  # the most notice not above this; 0h always qualifies
+                if tier.min_notice <= notice:
+                    break
+            rule = tier
+        else:
+            rule = None
+        tax = line.tax
+        amount = line.total - tax
+        percent = rule.percent if rule is not None else None
+        if (cents and type(percent) is int and type(amount) is int and type(tax) is int
+                and 0 <= percent <= 100 and 0 <= amount < EXACT_BELOW
+                and 0 <= tax < EXACT_BELOW):
+            refund = (amount * percent + 50) // 100  # rule 5, halves up
+            tax_refund = (tax * percent + 50) // 100 if policy.refund_tax else 0
+            # hours of notice floored to the hundredth, written as cents are (`_notice_text`)
+            hundredths = notice // 36_000_000
+            notice_text = written.get(hundredths) or cents_text(hundredths)
+            amount_text = written.get(amount) or cents_text(amount)
+            tax_text = written.get(tax) or cents_text(tax)
+            refund_text = written.get(refund) or cents_text(refund)
+            tax_refund_text = written.get(tax_refund) or cents_text(tax_refund)
+            line_id, name, start = line.line_id, line.name, line.start_iso
+            quoted = new(QuoteLine)
+            values = {
+                "line_id": line_id, "sku": sku, "name": name, "start": start,
+                "notice_hours": notice_text, "policy_id": policy.id,
+                "percent": rule.percent_text, "amount": amount, "tax": tax, "refund": refund,
+                "tax_refund": tax_refund, "reason": rule.reason}
+            setattr_(quoted, "__dict__", values)  # frozen: as frozen_new fills it
+            row = values.copy()
+            row["amount"], row["tax"] = amount_text, tax_text
+            row["refund"], row["tax_refund"] = refund_text, tax_refund_text
+            rows.append(row)
+            if texts is not None:
+                try:
+                    texts.append(
+                        f'{{"amount":"{amount_text}","line_id":{esc(line_id)},'
+                        f'"name":{esc(name)},"notice_hours":"{notice_text}",{rule.json}'
+                        f'"refund":"{refund_text}","sku":{esc(sku)},"start":{esc(start)},'
+                        f'"tax":"{tax_text}","tax_refund":"{tax_refund_text}"}}')
+                except TypeError:  # a value the template does not write
+                    texts = None
+        else:
+            quoted = _quote_line(line, policy, plan, cancelled_at, waiver_code)
+            refund, tax_refund = quoted.refund, quoted.tax_refund
+            row, text = quoted.row_and_text(places)
+            rows.append(row)
+            if text is None:
+                texts = None
+            elif texts is not None:
+                texts.append(text)
+        lines.append(quoted)
+        gross += refund + tax_refund
 
-    waived = {p.id for p in applied if waiver_code and waiver_code in p.waivers}
-    fee = max(
-        (_minor(p.cancellation_fee, currency, f"{p.id}.cancellation_fee")
-         for p in applied if p.id not in waived),
-        default=0,
-    )  # rule 6
+    fee = 0  # rule 6: the largest fee of the applied policies the waiver does not waive
+    offered = False  # whether an applied policy offers the waiver
+    for policy, plan in applied.values():
+        if waiver_code and waiver_code in plan.waivers:
+            offered = True
+            continue
+        charged = plan.fees.get(currency)
+        if charged is None:
+            charged = plan.fees[currency] = _minor(policy.cancellation_fee, currency,
+                                                   f"{policy.id}.cancellation_fee")
+        if charged > fee:
+            fee = charged
     entitlement = max(0, gross - fee)
 
     payments, paid, already_refunded = snapshot.unrefunded()
@@ -290,59 +365,172 @@ def build_quote(
     order_total = snapshot.order_total
     retained = order_total - entitlement
     refund = min(max(net_paid - retained, 0), max(net_paid, 0))
+    if not (cents and type(order_total) is int and type(paid) is int
+            and type(already_refunded) is int):  # then every amount below is an exact int
+        written = {}  # and each is written by cents_text or _format, never looked up
 
-    allocations = _allocate(payments, refund)  # rule 9
-    decision, reasons = _decide(snapshot, book, net_paid, refund, allocations, risk_flags)
-    if waiver_code and not waived:
+    # rule 9: newest Stripe payments first, each capped at what is left of it; the rest is
+    # manual. Each allocation's row and canonical JSON beside it.
+    allocations: list[Allocation] = []
+    allocation_rows: list[dict[str, Any]] = []
+    allocation_texts: list[str] = []
+    left = refund
+    for transaction, unrefunded in payments:
+        if left == 0:
+            break
+        if unrefunded <= 0 or not transaction.is_stripe:
+            continue
+        take = min(left, unrefunded)
+        allocation = new(Allocation)
+        payment = transaction.id
+        setattr_(allocation, "__dict__", {"payment": payment, "amount": take,
+                                          "method": "stripe"})
+        allocations.append(allocation)
+        take_text = (written.get(take) or cents_text(take)) if cents else _format(take, places)
+        allocation_rows.append({"payment": payment, "amount": take_text, "method": "stripe"})
+        try:
+            allocation_texts.append(
+                f'{{"amount":"{take_text}","method":"stripe","payment":{esc(payment)}}}')
+        except TypeError:  # an id the template does not write
+            texts = None
+        left -= take
+    if left > 0:
+        allocation = new(Allocation)
+        setattr_(allocation, "__dict__", {"payment": "manual", "amount": left,
+                                          "method": "manual"})
+        allocations.append(allocation)
+        left_text = (written.get(left) or cents_text(left)) if cents else _format(left, places)
+        allocation_rows.append({"payment": "manual", "amount": left_text, "method": "manual"})
+        allocation_texts.append(f'{{"amount":"{left_text}","method":"manual",'
+                                f'"payment":"manual"}}')
+
+    limits = shelf.limits.get(currency)
+    if limits is None:
+        limits = shelf.limits[currency] = (
+            _minor(book.escalate_over, currency, "escalate_over"),
+            _minor(book.auto_approve_max, currency, "auto_approve_max"))
+    decision, reasons = _decide(snapshot, book, net_paid, refund, allocations, risk_flags,
+                                limits)
+    if waiver_code and not offered:
         reasons.append(f"waiver {waiver_code} is not offered by the applied policies")
 
-    policy_ids = tuple([p.id for p in applied])
-    clauses = {p.id: p.text for p in applied}
+    plans = list(applied.values())
+    if len(plans) == 1:
+        (only, only_plan), = plans
+        policy_ids: tuple[str, ...] = (only.id,)
+        clauses = {only.id: only.text}
+    else:
+        policy_ids = tuple([p.id for p, _ in plans])
+        clauses = {p.id: p.text for p, _ in plans}
     flags = tuple(risk_flags)
     reasons_kept = tuple(reasons)
-    at = cancelled_at.isoformat()
-    quote = frozen_new(
-        Quote,
-        booking_id=snapshot.booking_id, booking_code=snapshot.code, currency=currency,
-        cancelled_at=at, waiver=waiver_code, policy_ids=policy_ids, clauses=clauses,
-        lines=tuple(lines), fee=fee, entitlement=entitlement, order_total=order_total,
-        paid=paid, already_refunded=already_refunded, net_paid=net_paid, retained=retained,
-        total_refund=refund, allocations=tuple(allocations), decision=decision,
-        reasons=reasons_kept, risk_flags=flags, booking_fingerprint=snapshot.fingerprint,
-        policy_digest=book.digest, version="",
-    )
+    booking_id, code, fingerprint = snapshot.booking_id, snapshot.code, snapshot.fingerprint
+    quote = new(Quote)
+    setattr_(quote, "__dict__", {
+        "booking_id": booking_id, "booking_code": code, "currency": currency,
+        "cancelled_at": at, "waiver": waiver_code, "policy_ids": policy_ids,
+        "clauses": clauses, "lines": tuple(lines), "fee": fee, "entitlement": entitlement,
+        "order_total": order_total, "paid": paid, "already_refunded": already_refunded,
+        "net_paid": net_paid, "retained": retained, "total_refund": refund,
+        "allocations": tuple(allocations), "decision": decision, "reasons": reasons_kept,
+        "risk_flags": flags, "booking_fingerprint": fingerprint,
+        "policy_digest": book.digest, "version": ""})
+    if cents:
+        fee_text = written.get(fee) or cents_text(fee)
+        entitlement_text = written.get(entitlement) or cents_text(entitlement)
+        order_total_text = written.get(order_total) or cents_text(order_total)
+        paid_text = written.get(paid) or cents_text(paid)
+        refunded_text = written.get(already_refunded) or cents_text(already_refunded)
+        net_paid_text = written.get(net_paid) or cents_text(net_paid)
+        retained_text = written.get(retained) or cents_text(retained)
+        refund_text = written.get(refund) or cents_text(refund)
+    else:
+        fee_text, entitlement_text = _format(fee, places), _format(entitlement, places)
+        order_total_text, paid_text = _format(order_total, places), _format(paid, places)
+        refunded_text, net_paid_text = (_format(already_refunded, places),
+                                        _format(net_paid, places))
+        retained_text, refund_text = _format(retained, places), _format(refund, places)
+    decision_text = decision.value
     # What `Quote._serialised` writes, from the values at hand (the amounts formatted once,
-    # the lines' rows made beside them): tests/test_quote_serialise.py compares the two.
-    quote.__dict__["_serialised"] = material = {
-        "booking_id": snapshot.booking_id,
-        "booking_code": snapshot.code,
+    # the lines' rows made beside them), for the first `to_dict`: tests compare the two.
+    quote.__dict__["_written"] = material = {
+        "booking_id": booking_id,
+        "booking_code": code,
         "currency": currency,
         "cancelled_at": at,
         "waiver": waiver_code,
         "policy_ids": list(policy_ids),
         "clauses": dict(clauses),
         "lines": tuple(rows),
-        "fee": _format(fee, places),
-        "entitlement": _format(entitlement, places),
-        "order_total": _format(order_total, places),
-        "paid": _format(paid, places),
-        "already_refunded": _format(already_refunded, places),
-        "net_paid": _format(net_paid, places),
-        "retained": _format(retained, places),
-        "total_refund": _format(refund, places),
-        "allocations": tuple([a.to_dict(currency) for a in allocations]),
-        "decision": decision.value,
+        "fee": fee_text,
+        "entitlement": entitlement_text,
+        "order_total": order_total_text,
+        "paid": paid_text,
+        "already_refunded": refunded_text,
+        "net_paid": net_paid_text,
+        "retained": retained_text,
+        "total_refund": refund_text,
+        "allocations": tuple(allocation_rows),
+        "decision": decision_text,
         "reasons": list(reasons_kept),
-        "risk_flags": tuple([flag.to_dict() for flag in flags]),
-        "booking_fingerprint": snapshot.fingerprint,
+        "risk_flags": tuple([flag.to_dict() for flag in flags]) if flags else (),
+        "booking_fingerprint": fingerprint,
         "policy_digest": book.digest,
     }
     # The version, set before anyone sees the quote (as __init__ sets the other fields): a
     # short hash of everything the quote says, which a button carries to detect staleness.
-    written = None if None in texts else texts
-    object.__setattr__(quote, "version", short_hash(lambda: quote_text(material, written),
-                                                    lambda: material, 12))
+    # Its canonical JSON is `canonical.quote_text(material)`, written here from the values
+    # at hand; the encoder writes it when a value is not one the template writes.
+    try:
+        if texts is None:
+            raise TypeError("a line the template does not write")
+        if len(plans) == 1:
+            clauses_text, ids_text = only_plan.clause_json, only_plan.id_json
+        else:
+            clauses_text = ",".join([plan.clause_json for _, plan in sorted(plans, key=_by_id)])
+            ids_text = ",".join([plan.id_json for _, plan in plans])
+        flags_text = ",".join([f'{{"code":{esc(f.code)},"reason":{esc(f.reason)}}}'
+                               for f in flags]) if flags else ""
+        blob = (
+            f'{{"allocations":[{",".join(allocation_texts)}],'
+            f'"already_refunded":"{refunded_text}",'
+            f'"booking_code":{esc(code)},"booking_fingerprint":{esc(fingerprint)},'
+            f'"booking_id":{esc(booking_id)},"cancelled_at":{esc(at)},'
+            f'"clauses":{{{clauses_text}}},"currency":{esc(currency)},'
+            f'"decision":"{decision_text}","entitlement":"{entitlement_text}",'
+            f'"fee":"{fee_text}","lines":[{",".join(texts)}],"net_paid":"{net_paid_text}",'
+            f'"order_total":"{order_total_text}","paid":"{paid_text}",'
+            f'"policy_digest":{shelf.digest_json},"policy_ids":[{ids_text}],'
+            f'"reasons":[{",".join(map(esc, reasons_kept))}],"retained":"{retained_text}",'
+            f'"risk_flags":[{flags_text}],"total_refund":"{refund_text}",'
+            f'"waiver":{"null" if waiver_code is None else esc(waiver_code)}}}'
+        )
+    except TypeError:
+        blob = CANONICAL_JSON.encode(material)
+    quote.__dict__["version"] = sha256(blob.encode()).hexdigest()[:12]
     return quote
+
+
+def _by_id(kept: tuple[Policy, Plan]) -> str:
+    return kept[0].id
+
+
+_INSTANTS: dict[datetime, tuple[str, int]] = {}
+_MAX_INSTANTS = 4096  # distinct cancellation times kept: the cases of a storm share a few
+
+
+def _instant(moment: datetime) -> tuple[str, int]:
+    """An aware datetime's ISO text and its microseconds since the unix epoch, exactly. Kept
+    for UTC datetimes (the cases of one cancelled departure share their time): equal UTC
+    datetimes have equal fields, so one text; other zones are worked out each time."""
+    if type(moment) is datetime and moment.tzinfo is UTC:
+        kept = _INSTANTS.get(moment)
+        if kept is None:
+            if len(_INSTANTS) >= _MAX_INSTANTS:
+                _INSTANTS.clear()
+            kept = _INSTANTS[moment] = (moment.isoformat(), epoch_micros(moment))
+        return kept
+    return moment.isoformat(), epoch_micros(moment)
 
 
 _MICROSECONDS_PER_HOUR = Decimal(3_600_000_000)
@@ -355,8 +543,7 @@ def _quote_line(
     notice = (delta.days * 86400 + delta.seconds) * 1_000_000 + delta.microseconds  # rule 2, µs
     percent: Decimal | int
     if waiver and waiver in plan.waivers:  # rule 4
-        percent, percent_text = plan.waivers[waiver]
-        reason = f"waiver {waiver}"
+        percent, percent_text, reason, _ = plan.waivers[waiver]
     elif line.sku and line.sku in plan.non_refundable:  # rule 3
         percent, percent_text, reason = 0, "0", "non-refundable"
     elif notice <= 0:  # the line starts at or before the cancellation
@@ -366,7 +553,7 @@ def _quote_line(
         for tier in plan.tiers:
             if tier.min_notice <= notice:
                 break
-        _, percent, percent_text, reason = tier
+        _, percent, percent_text, reason, _ = tier
     else:
         chosen = policy.tier_for(_hours(delta))
         percent, percent_text = chosen.refund_percent, plain(chosen.refund_percent)
@@ -374,7 +561,7 @@ def _quote_line(
     tax = line.tax
     amount = line.total - tax
     if (type(percent) is int and type(amount) is int and type(tax) is int
-            and 0 <= percent <= 100 and 0 <= amount < _EXACT_BELOW and 0 <= tax < _EXACT_BELOW):
+            and 0 <= percent <= 100 and 0 <= amount < EXACT_BELOW and 0 <= tax < EXACT_BELOW):
         # percent_of's integer path, for the amounts it sees almost always (not negative)
         refund = (amount * percent + 50) // 100  # rule 5, halves up
         tax_refund = (tax * percent + 50) // 100 if policy.refund_tax else 0
@@ -388,7 +575,7 @@ def _quote_line(
         sku=line.sku,
         name=line.name,
         start=line.start_iso,
-        notice_hours=(f"{hundredths // 100}.{_CENTS[hundredths % 100]}" if hundredths >= 0
+        notice_hours=(f"{hundredths // 100}.{CENTS[hundredths % 100]}" if hundredths >= 0
                       else _notice_text(notice)),  # _notice_text's usual case, inline
         policy_id=policy.id,
         percent=percent_text,
@@ -409,25 +596,6 @@ def _notice_text(microseconds: int) -> str:
     return _format(microseconds // 36_000_000, 2)  # hundredths of an hour, as money's cents
 
 
-def _allocate(payments: list[tuple[Transaction, int]], refund: int) -> list[Allocation]:
-    """Newest Stripe payments first, each capped at what is left of it; the rest is manual.
-    `payments` as `BookingSnapshot.unrefunded` gives them."""
-    allocations: list[Allocation] = []
-    left = refund
-    for transaction, unrefunded in payments:
-        if left == 0:
-            break
-        if unrefunded <= 0 or not transaction.is_stripe:
-            continue
-        take = min(left, unrefunded)
-        allocations.append(frozen_new(Allocation, payment=transaction.id, amount=take,
-                                      method="stripe"))
-        left -= take
-    if left > 0:
-        allocations.append(frozen_new(Allocation, payment="manual", amount=left, method="manual"))
-    return allocations
-
-
 def _decide(
     snapshot: BookingSnapshot,
     book: PolicyBook,
@@ -435,11 +603,12 @@ def _decide(
     refund: int,
     allocations: list[Allocation],
     risk_flags: tuple[RiskFlag, ...],
+    limits: tuple[int, int],
 ) -> tuple[Decision, list[str]]:
-    """Rule 8, then rule 9's manual override."""
+    """Rule 8, then rule 9's manual override; `limits`: the book's escalate_over and
+    auto_approve_max in the snapshot currency's minor units."""
     currency = snapshot.currency
-    escalate_over = _minor(book.escalate_over, currency, "escalate_over")
-    auto_max = _minor(book.auto_approve_max, currency, "auto_approve_max")
+    escalate_over, auto_max = limits
     reasons: list[str] = []
     if net_paid <= 0:
         reason = "nothing was paid" if net_paid == 0 else "refunds already exceed payments"
@@ -449,7 +618,8 @@ def _decide(
     if refund > escalate_over:
         reasons.append(f"refund {format_minor(refund, currency)} is over the escalation "
                        f"limit {format_minor(escalate_over, currency)}")
-    reasons.extend(f"risk: {flag.reason}" for flag in risk_flags)
+    if risk_flags:
+        reasons.extend([f"risk: {flag.reason}" for flag in risk_flags])
     if currency != book.currency:
         reasons.append(f"booking currency {currency} differs from the policy currency "
                        f"{book.currency}")
@@ -462,7 +632,8 @@ def _decide(
         decision = Decision.NEEDS_APPROVAL
         reasons.append(f"refund {format_minor(refund, currency)} is over the auto-approve "
                        f"limit {format_minor(auto_max, currency)}")
-    manual = sum(a.amount for a in allocations if a.method == "manual")
+    last = allocations[-1] if allocations else None  # the manual rest, if any, comes last
+    manual = last.amount if last is not None and last.method == "manual" else 0
     if manual:
         if decision == Decision.AUTO_APPROVE:  # "within the limit" no longer explains anything
             reasons.clear()

@@ -3,7 +3,9 @@ every query of them, the finance side's counts included. The record types are `m
 
 Every state change is one transaction holding the store's write lock: the status check, the
 update, the decision row and the audit row commit together or not at all. A transition is a
-compare-and-set on `status`, so two managers clicking at once produce one decision.
+compare-and-set on `status`, so two managers clicking at once produce one decision. A
+transition that closes a case (refunded, partly refunded, denied) also owes the customer their
+message (`services.customers.outbox`), in the same transaction.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from typing import Any
 
 import aiosqlite
 
+from services.customers import outbox as customer_outbox
 from services.money import to_minor
 from services.privacy import scrub
 from services.quoting.quote import Quote
@@ -160,7 +163,12 @@ async def transition(
         tx, actor=actor, action=f"case.{to}", case_id=case.id,
         detail={"from": str(case.status), "to": str(to), "reason": reason, **(detail or {})},
     )
-    return Case.from_row(row)
+    closed = Case.from_row(row)
+    told = customer_outbox.outcome_of(closed.status, closed.refund_amount,
+                                      closed.approved_amount)
+    if told is not None:   # the customer is owed a message: in the closing transaction, once
+        await customer_outbox.enqueue(tx, closed.id, told)
+    return closed
 
 
 async def record_decision(

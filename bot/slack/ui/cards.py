@@ -19,6 +19,7 @@ from decimal import Decimal
 from typing import Any
 
 from bot.slack.ui import ids
+from bot.slack.ui.claims import claim_button, claim_line
 from bot.slack.ui.forms import adjust_modal, check_amount, deny_modal, validate_adjustment
 from bot.slack.ui.kit import (
     BUTTON_VALUE,
@@ -58,6 +59,7 @@ from services.refunds.automation import Automation
 from services.refunds.ledger import SETTLED
 from services.refunds.manual import CLOSABLE, ManualRefund
 from services.refunds.models import Case, Status
+from services.refunds.ownership import Claim
 from services.refunds.writeback import PendingWriteback
 
 __all__ = [
@@ -136,10 +138,11 @@ def _about(case: Case) -> dict[str, Any]:
                    f"{date_token(case.cancelled_at)}{requested}")
 
 
-def approval_buttons(case: Case, quote: Quote,
-                     links: CardLinks = NO_LINKS) -> list[dict[str, Any]]:
+def approval_buttons(case: Case, quote: Quote, links: CardLinks = NO_LINKS,
+                     claim: Claim | None = None) -> list[dict[str, Any]]:
     """The buttons of a card waiting for a person, in order: the decision (Approve, Deny,
-    Adjust), Details, then the links. Another button for a waiting card goes in here."""
+    Adjust), I'll take it (or Release, once someone holds it), Details, then the links.
+    Another button for a waiting card goes in here."""
     amount = money(case.refund_amount, case.currency)
     code = plain(case.booking_code, 60)  # for the confirm dialog (plain_text)
     value = button_value(case.id, case.quote_version)
@@ -151,12 +154,14 @@ def approval_buttons(case: Case, quote: Quote,
         f"Refund {amount} for booking {code} back to the payments it was paid with.{by_hand}",
         "Approve", "Cancel"))
     return [approve, button("Deny", ids.DENY, value, style="danger"),
-            button("Adjust", ids.ADJUST, value), button("Details", ids.DETAILS, value),
+            button("Adjust", ids.ADJUST, value), claim_button(case, claim),
+            button("Details", ids.DETAILS, value),
             *link_buttons(links, case.booking_code, quote)]
 
 
 def approval_card(case: Case, quote: Quote, *, customer_first_name: str,
-                  automation: Automation, links: CardLinks = NO_LINKS) -> Message:
+                  automation: Automation, links: CardLinks = NO_LINKS,
+                  claim: Claim | None = None) -> Message:
     """Decision first: the amount and booking, why a person is needed with the risk flags, a
     few facts, the buttons. The itemised quote is behind Details."""
     amount = money(case.refund_amount, case.currency)
@@ -165,12 +170,14 @@ def approval_card(case: Case, quote: Quote, *, customer_first_name: str,
         blocks.append(context(f":double_vertical_bar: Automation paused by {who(automation.by)}: "
                               f"{esc(automation.reason or 'no reason given', 300)}"))
     blocks += line_sections(reason_lines(case, quote), title="Why a person is needed")
-    blocks += [_facts(case, quote, customer_first_name), _about(case),
-               actions(*approval_buttons(case, quote, links))]
+    blocks += [_facts(case, quote, customer_first_name), _about(case)]
+    if claim is not None:
+        blocks.append(claim_line(claim))
+    blocks.append(actions(*approval_buttons(case, quote, links, claim)))
     why = "; ".join(amounts_in(r, case.currency) for r in _why(case, quote))
     return Message(card_text(f"Refund needs approval: {amount} for booking "
                              f"{esc(case.booking_code, 60)}", customer_first_name, why),
-                   fit(blocks, 1))
+                   fit(blocks, 2 if claim else 1))
 
 
 def _why(case: Case, quote: Quote) -> list[str]:
@@ -422,7 +429,10 @@ def help_message() -> Message:
     ])
 
 
-def automation_alert(paused: bool, reason: str, by: str, details: list[str]) -> Message:
+def automation_alert(paused: bool, reason: str, by: str, details: list[str], *,
+                     resumed_by: str | None = None, resumed_at: str | None = None) -> Message:
+    """The pause alert (with Resume), or the resumed line. Given `resumed_by`, the pause alert
+    as it reads once automation resumed: the same words, who resumed it and when, no button."""
     if not paused:
         line = f":arrow_forward: Automation resumed by {who(by)}" + \
             (f": {esc(reason, 500)}" if reason.strip() else "")
@@ -432,10 +442,17 @@ def automation_alert(paused: bool, reason: str, by: str, details: list[str]) -> 
                         "Resume automation?",
                         "Refunds within the policy limits will again be paid without a person. "
                         "Cases already waiting stay with the approvers.", "Resume", "Cancel"))
+    paused_by = (f":double_vertical_bar: Automatic refunds were paused by {who(by)}: "
+                 f"*{esc(reason or 'no reason given', 1000)}*")
+    if resumed_by is not None:
+        blocks = [header("Automation paused, then resumed"), section(paused_by),
+                  context(f":arrow_forward: Resumed by {who(resumed_by)} at "
+                          f"{date_token(resumed_at)}")]
+        return Message(fallback(f"Automation resumed (it was paused: "
+                                f"{esc(reason or 'no reason given', 150)})"), blocks)
     blocks = [header("Automation paused"),
-              section(f":double_vertical_bar: Automatic refunds were paused by {who(by)}: "
-                      f"*{esc(reason or 'no reason given', 1000)}*\nEvery new case waits for a "
-                      "person until automation resumes."),
+              section(f"{paused_by}\nEvery new case waits for a person until automation "
+                      "resumes."),
               *line_sections([f"• {esc(d, 400)}" for d in details], max_sections=3),
               actions(resume)]
     return Message(fallback(f"Automation paused: {esc(reason or 'no reason given', 200)}"),

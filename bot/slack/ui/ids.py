@@ -46,3 +46,14 @@ METHOD_BLOCK = "method"
 METHOD_INPUT = "method_input"
 REFERENCE_BLOCK = "reference"
 REFERENCE_INPUT = "reference_input"
+
+# ownership, the Home tab and the message shortcut (issue 12)
+CLAIM = "refund_claim"              # "I'll take it" on a waiting card
+RELEASE = "refund_release"          # its holder gives the card back
+HOME_FILTER = "home_filter"         # static select: mine / within my limit / all
+HOME_PAGE = "home_page"             # Previous / Next under the waiting list; value: "filter:page"
+HOME_SEARCH = "home_search"         # opens the search-by-booking modal
+SEARCH_VIEW = "home_search_view"
+SEARCH_BLOCK = "booking"
+SEARCH_INPUT = "booking_input"
+QUOTE_SHORTCUT = "quote_refund_for_booking"   # message shortcut (callback id in the manifests)

@@ -1,0 +1,144 @@
+"""The customer messages owed, one row per (case, outcome): the SQL of `customer_messages`.
+
+`enqueue` runs inside the transaction that closes a case (`cases.transition`), one INSERT OR
+IGNORE, so a closed case always has its row and a second close never a second one. The sender
+(`services.customers.sending`) moves a row on: new -> queued (auto) | draft (review) | off;
+queued -> sending -> sent, or back to queued with a later time, or failed when the tries are
+spent. No row holds an address; only a person's edited text waits here, and is cleared once
+it is sent.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+import aiosqlite
+
+from services.store.db import Row, Store, Tx, iso_utc, now_iso, one
+
+REFUNDED = "refunded"
+PARTLY_REFUNDED = "partly_refunded"
+DENIED = "denied"
+ADJUSTED = "adjusted"
+OUTCOMES = (REFUNDED, PARTLY_REFUNDED, DENIED, ADJUSTED)
+
+
+@dataclass(frozen=True)
+class Message:
+    id: int
+    case_id: int
+    outcome: str
+    state: str
+    subject: str | None
+    text_body: str | None
+    edited_by: str | None
+    message_id: str | None
+    attempts: int
+    error: str | None
+    created_at: str
+    next_at: str
+    sent_at: str | None
+
+    @classmethod
+    def from_row(cls, row: Row) -> Message:
+        return cls(**dict(row))
+
+
+def outcome_of(status: str, refund_amount: int, approved_amount: int | None) -> str | None:
+    """What the customer is told about a case that reached `status`; None when nothing (the
+    case is not closed, or skipped: there was nothing to decide)."""
+    if status == "denied":
+        return DENIED
+    if status == "partially_refunded":
+        return PARTLY_REFUNDED
+    if status == "refunded":
+        adjusted = approved_amount is not None and approved_amount != refund_amount
+        return ADJUSTED if adjusted else REFUNDED
+    return None
+
+
+_OWE = ("INSERT OR IGNORE INTO customer_messages (case_id, outcome, created_at, next_at) "
+        "VALUES (?, ?, ?, ?)")
+
+
+async def enqueue(tx: aiosqlite.Connection, case_id: int, outcome: str) -> None:
+    """Owe the customer this message (inside the closing transaction; once per outcome). In a
+    store transaction (`Tx`) the row needs no answer, so it goes with the transaction's next
+    trip to the connection's thread, as an audit row does."""
+    at = now_iso()
+    params = (case_id, outcome, at, at)
+    if isinstance(tx, Tx):
+        tx.defer(lambda conn, memo: conn.execute(_OWE, params))
+        return
+    await tx.execute(_OWE, params)
+
+
+async def get(store: Store, message_id: int) -> Message | None:
+    row = await store.fetch_one("SELECT * FROM customer_messages WHERE id = ?", (message_id,))
+    return Message.from_row(row) if row is not None else None
+
+
+async def for_case(store: Store, case_id: int) -> Message | None:
+    """The case's latest message (a case closes once per outcome)."""
+    row = await store.fetch_one(
+        "SELECT * FROM customer_messages WHERE case_id = ? ORDER BY id DESC LIMIT 1",
+        (case_id,))
+    return Message.from_row(row) if row is not None else None
+
+
+async def new_rows(store: Store, limit: int = 100) -> list[Message]:
+    rows = await store.fetch_all(
+        "SELECT * FROM customer_messages WHERE state = 'new' AND next_at <= ? ORDER BY id "
+        "LIMIT ?", (now_iso(), limit))
+    return [Message.from_row(r) for r in rows]
+
+
+async def due(store: Store, limit: int = 50) -> list[Message]:
+    """Rows to send now: queued ones whose time has come, and any a crash left `sending`."""
+    rows = await store.fetch_all(
+        "SELECT * FROM customer_messages WHERE state IN ('queued', 'sending') AND next_at <= ? "
+        "ORDER BY id LIMIT ?", (now_iso(), limit))
+    return [Message.from_row(r) for r in rows]
+
+
+async def set_state(tx: aiosqlite.Connection, message_id: int, state: str, *,
+                    only_from: tuple[str, ...]) -> bool:
+    """Compare-and-set the row's state; False when it was not in `only_from`."""
+    row = await one(
+        tx, "UPDATE customer_messages SET state = ?, next_at = ? WHERE id = ? AND state IN "
+        f"({', '.join('?' for _ in only_from)}) RETURNING id",
+        (state, now_iso(), message_id, *only_from))
+    return row is not None
+
+
+async def queue_edited(tx: aiosqlite.Connection, message_id: int, *, subject: str,
+                       text_body: str, by: str) -> bool:
+    """A person's Send: the text as they left it, to go now (from draft, failed or new)."""
+    row = await one(
+        tx, "UPDATE customer_messages SET state = 'queued', subject = ?, text_body = ?, "
+        "edited_by = ?, attempts = 0, error = NULL, next_at = ? "
+        "WHERE id = ? AND state IN ('new', 'draft', 'failed') RETURNING id",
+        (subject, text_body, by, now_iso(), message_id))
+    return row is not None
+
+
+async def mark_sending(tx: aiosqlite.Connection, message_id: int, message_id_header: str) -> None:
+    """Just before SMTP: the Message-ID it goes out with (a resend after a crash reuses it)."""
+    await tx.execute(
+        "UPDATE customer_messages SET state = 'sending', message_id = ? WHERE id = ?",
+        (message_id_header, message_id))
+
+
+async def mark_sent(tx: aiosqlite.Connection, message_id: int) -> None:
+    await tx.execute(
+        "UPDATE customer_messages SET state = 'sent', sent_at = ?, error = NULL, "
+        "subject = NULL, text_body = NULL WHERE id = ?", (now_iso(), message_id))
+
+
+async def retry_later(tx: aiosqlite.Connection, message_id: int, error: str, at: datetime,
+                      *, give_up: bool) -> None:
+    await tx.execute(
+        "UPDATE customer_messages SET state = ?, attempts = attempts + 1, error = ?, "
+        "next_at = ? WHERE id = ?",
+        ("failed" if give_up else "queued", error, iso_utc(at), message_id))
