@@ -40,6 +40,7 @@ from bot.slack.runtime import SlackDelivery, SlackRuntime
 from bot.worker import Worker
 from handlers.http import checkfront_webhook, stripe_webhook
 from handlers.http.context import CONTEXT_KEY, AppContext
+from handlers.slack import departure
 from services.clients.checkfront import CheckfrontClient
 from services.clients.stripe_gateway import StripeGateway
 from services.customers.drafts import Templates
@@ -169,7 +170,10 @@ class Bot:
         gc.freeze()
         if self.slack is not None:
             await self.slack.start()
-        await self.worker.start()
+        await self.worker.start()   # cases a crash left executing or approved: run first
+        if self.slack is not None:     # then the departure runs a crash left running
+            deps = self.slack.deps
+            self.worker.spawn(lambda: departure.resume(deps), name="departure:resume")
         if self.scheduler is not None:
             self.scheduler.start()
         if self.mail is not None:

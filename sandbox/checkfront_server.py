@@ -1,9 +1,9 @@
 """Local stand-in for the Checkfront API 3.0 (token auth, bookings, notes, webhooks).
 
 Shapes follow the public Checkfront API 3.0 documentation: the response envelope
-(`version`, `account_id`, `host_id`, `name`, `locale`, `request`), `ping`, `booking/index`,
-`booking/notes`, `booking/{id}/update`, `booking/{id}/note`, and the "Booking Modified"
-and "New Payment/Refund" webhook bodies.
+(`version`, `account_id`, `host_id`, `name`, `locale`, `request`), `ping`, `booking/index`
+(its filters in `checkfront_index`), `booking/notes`, `booking/{id}/update`,
+`booking/{id}/note`, and the "Booking Modified" and "New Payment/Refund" webhook bodies.
 
 Not covered by the published docs, so modelled here and marked as such:
 - the body of `GET booking/{id}`: documented `booking/index` fields plus `sub_total`,
@@ -32,6 +32,8 @@ from decimal import Decimal
 from typing import Any, Literal
 
 from aiohttp import web
+
+from sandbox.checkfront_index import IndexQueryError, select
 
 API_PREFIX = "/api/3.0/"
 NOTE_MAX_CHARS = 3000
@@ -778,11 +780,10 @@ class CheckfrontSandbox:
             page = max(1, int(q.get("page", "1")))
         except ValueError:
             return _error(400, "invalid_request", "limit and page must be integers.")
-        rows = sorted(self._bookings.values(), key=lambda b: b.booking_id)
-        if q.get("status_id"):
-            rows = [b for b in rows if b.status == q["status_id"].upper()]
-        if q.get("customer_email"):
-            rows = [b for b in rows if b.customer_email.lower() == q["customer_email"].lower()]
+        try:   # the documented filters (sandbox/checkfront_index.py), then the page
+            rows = select(sorted(self._bookings.values(), key=lambda b: b.booking_id), q)
+        except IndexQueryError as exc:
+            return _error(400, "invalid_request", str(exc))
         selected = rows[(page - 1) * limit : page * limit]
         body = self._envelope(
             request,

@@ -46,7 +46,7 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 from slack_sdk.webhook.async_client import AsyncWebhookClient
 
-from bot.slack import card_state
+from bot.slack import card_state, departure_post
 from bot.slack.ui import cards, notes
 from bot.slack.ui.disputes import issue_card
 from services import correlation, faults
@@ -298,6 +298,8 @@ class Outbox:
             return await self._send_thread(row)
         if kind == "issue":
             return await self._send_issue(row)
+        if kind == "departure":   # a departure run's card (bot/slack/departure_post.py)
+            return await self._mark_sent(await departure_post.send(self.store, self.client, row))
         payload = row.payload
         if kind == "file":
             await self.client.files_upload_v2(

@@ -64,7 +64,16 @@ from bot.slack.ui.payloads import CaseRef
 from bot.worker import Worker
 from handlers.http.bodies import BadBody, loads
 from handlers.http.context import read_limited
-from handlers.slack import actions, card_actions, commands, disputes, home, intake, views
+from handlers.slack import (
+    actions,
+    card_actions,
+    commands,
+    departure,
+    disputes,
+    home,
+    intake,
+    views,
+)
 from handlers.slack import customer as customer_message
 from handlers.slack.deps import GroupMembers, SlackDeps
 from handlers.slack.listeners import case_of, metadata_of
@@ -221,6 +230,7 @@ class SlackRuntime:
         intake.register(app, deps)
         card_actions.register(app, deps)
         customer_message.register(app, deps)
+        departure.register(app, deps)
         app_token = settings.slack_app_token.get_secret_value() \
             if settings.slack_app_token else None
         return cls(app=app, deps=deps, outbox=delivery.outbox, notifier=delivery.notifier,

@@ -1,4 +1,5 @@
-"""Owns `/refund quote|status|pause|resume|report|help`: ack at once, answer privately after.
+"""Owns `/refund quote|status|pause|resume|report|help`: ack at once, answer privately after
+(`departure` is `departure.py`'s).
 
 `/refund quote <booking> [at <time>] [waiver CODE]` quotes at the moment asked for (a time in
 the business's timezone, or ISO 8601), else at the booking's cancellation when Checkfront
@@ -21,6 +22,7 @@ from slack_bolt.async_app import AsyncApp
 
 from bot.slack.ui import cards, ids, notes
 from bot.slack.ui.kit import context, date_token, esc
+from handlers.slack import departure
 from handlers.slack.deps import SlackDeps
 from handlers.slack.listeners import Body, refuse
 from services.clients.checkfront_errors import (
@@ -254,4 +256,4 @@ async def report(deps: SlackDeps, args: list[str], user: str, channel: str,
 
 
 COMMANDS = {"quote": quote, "status": status, "pause": pause, "resume": resume, "help": help_,
-            "report": report}
+            "report": report, "departure": departure.command}

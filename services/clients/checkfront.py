@@ -2,6 +2,12 @@
 token auth (HTTP Basic), retries and redirects that never carry credentials where they
 should not go.
 
+`list_bookings` pages through `GET booking/index` with its filters (Checkfront API 3.0
+reference, "booking/index": `status_id`, `customer_id`, `customer_email`, `start_date`,
+`end_date`, `limit` (default 100) and `page`; the answer's `request.pages` says how many pages
+there are; the later reference adds `item_id`, "only bookings containing this item", and
+dates written as a date or a unix timestamp, `<` or `>` in front for before or after).
+
 `get_booking_snapshot` returns `{"booking": ..., "transactions": [...]}` in the shape of
 Checkfront's booking webhook (read by `checkfront_bodies`); `transactions` is there only when
 the account exposes `GET booking/{id}/transact`; `get_booking` is the booking alone, one call.
@@ -118,6 +124,40 @@ class CheckfrontClient:
         (one call: what a status check needs)."""
         ref = _booking_ref(booking)
         return booking_from_body(await self._request("GET", f"booking/{quote(ref)}"))
+
+    async def list_bookings(
+        self,
+        *,
+        start_date: str | None = None,
+        end_date: str | None = None,
+        item_id: str | None = None,
+        status_id: str | None = None,
+        limit: int = 100,
+        max_pages: int = 100,
+    ) -> list[dict[str, Any]]:
+        """Every `booking/index` row matching the filters, page after page (`limit` a page,
+        1-100, at most `max_pages` pages): `booking_id`, `code`, `status_id`, totals as
+        Checkfront writes them. A filter Checkfront does not know is ignored by it, so a caller
+        that must be exact checks each booking itself."""
+        params = {"limit": str(max(1, min(100, limit)))}
+        for key, value in (("start_date", start_date), ("end_date", end_date),
+                           ("item_id", item_id), ("status_id", status_id)):
+            if value:
+                params[key] = str(value)
+        found: list[dict[str, Any]] = []
+        page, pages = 1, 1
+        while page <= min(pages, max_pages):
+            data = await self._request("GET", "booking/index", params={**params,
+                                                                       "page": str(page)})
+            rows = data.get("booking/index") or {}
+            found += [r for r in (rows.values() if isinstance(rows, dict) else rows)
+                      if isinstance(r, dict)]
+            try:
+                pages = int((data.get("request") or {}).get("pages") or 1)
+            except (TypeError, ValueError):
+                pages = 1
+            page += 1
+        return found
 
     async def get_contact(self, booking: str) -> dict[str, str]:
         """The customer's email, first name and language (`fields.customer_language` or

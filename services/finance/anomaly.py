@@ -22,6 +22,8 @@ Signals, each with a plain-language reason and its numbers:
   within `repeat_days` days; their own cases already need a person (per-case risk flag).
 - sku_spike (reported): cancellations of one product in the last 24 hours against its daily
   mean over the 14 days before, Poisson tail; often weather, so it does not pause anything.
+  When at least half of them are for one departure, the alert offers that departure's card
+  (`/refund departure <sku> <start>`, `numbers["departure"]`).
 
 "Same hour" is wall-clock in the business's timezone. Evidence from before a person last
 resumed automation is not counted again, so resuming is not undone by the same spike.
@@ -43,6 +45,7 @@ from zoneinfo import ZoneInfo
 from services.deps import Deps
 from services.money import display
 from services.refunds import cases, ledger
+from services.refunds import departure as departures
 from services.refunds.automation import Automation, automation_state
 from services.refunds.ledger import ExecutionStatus
 from services.store.db import iso_utc
@@ -270,10 +273,45 @@ class _Detector:
         spikes = poisson_spikes(
             current, lambda sku: past.get(sku, 0) / days,
             floor=self.c.sku_min_rate, p_below=self.c.sku_p, at_least=self.c.sku_min)
-        return [Anomaly(
-            SKU_SPIKE, f"{SKU_SPIKE}:{s.subject}:{self.day_label}", False,
-            f"{s.observed} cancellations of {s.subject} in the last 24 hours against "
-            f"{s.mean:.1f} a day over the {days} days before (often weather; "
-            "automation carries on)",
-            {"sku": s.subject, "observed": s.observed, "baseline_per_day": round(s.mean, 3),
-             "p": s.p, "method": "poisson"}) for s in spikes]
+        found = []
+        for s in spikes:
+            numbers = {"sku": s.subject, "observed": s.observed,
+                       "baseline_per_day": round(s.mean, 3), "p": s.p, "method": "poisson"}
+            offer = await self._departure(s.subject, s.observed)
+            if offer:
+                numbers["departure"] = offer
+            found.append(Anomaly(
+                SKU_SPIKE, f"{SKU_SPIKE}:{s.subject}:{self.day_label}", False,
+                f"{s.observed} cancellations of {s.subject} in the last 24 hours against "
+                f"{s.mean:.1f} a day over the {days} days before (often weather; "
+                "automation carries on)" + (
+                    f"; {offer['cases']} of them for the departure at {offer['starts_at']}: "
+                    f"cancel the rest with `{offer['command']}`" if offer else ""),
+                numbers))
+        return found
+
+    async def _departure(self, sku: str, observed: int) -> dict[str, Any] | None:
+        """The one departure most of a spike's cancellations are for (at least half of them),
+        offered as the departure card's command; None when they are spread out."""
+        busiest = await departures.busiest_departure(
+            self.store, sku, iso_utc(self.now - timedelta(days=1)), iso_utc(self.now))
+        if busiest is None or busiest[1] * 2 < observed:
+            return None
+        starts = _start_of(busiest[0])
+        if starts is None:
+            return None
+        when = starts.astimezone(UTC).strftime("%Y-%m-%dT%H:%M+00:00")
+        return {"starts_at": when, "cases": busiest[1],
+                "command": f"/refund departure {sku} {when}"}
+
+
+def _start_of(value: str) -> datetime | None:
+    """A snapshot line's start (a unix timestamp, or ISO 8601) as an aware time."""
+    text = value.strip()
+    try:
+        if text.lstrip("-").isdigit():
+            return datetime.fromtimestamp(int(text), UTC)
+        moment = datetime.fromisoformat(text)
+    except (ValueError, OverflowError, OSError):
+        return None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)

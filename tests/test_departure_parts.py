@@ -1,0 +1,112 @@
+"""The parts a departure is made of: Checkfront's `booking/index` through the client (its
+filters and its pages, against the stand-in) and the anomaly check's sku spike naming the
+departure its cancellations are for."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from bot.cli.world import EXAMPLE_POLICIES
+from sandbox.checkfront_index import IndexQueryError, parse_day
+from sandbox.checkfront_server import CheckfrontSandbox
+from sandbox.http import start
+from services.clients.checkfront import CheckfrontClient
+from services.deps import Deps
+from services.finance.anomaly import SKU_SPIKE, check
+from services.quoting.policy import load_policies
+from services.store.db import Store
+
+DAY = datetime(2026, 11, 24, 9, 0, tzinfo=UTC)
+
+
+def add(sandbox: CheckfrontSandbox, code: str, starts: datetime, item_id: str = "12",
+        status: str = "PAID") -> None:
+    at = int(starts.timestamp())
+    sandbox.add_booking(code=code, status=status, items=[{
+        "sku": "kayak-tour", "item_id": item_id, "start": at, "end": at + 3600,
+        "total": "50.00"}])
+
+
+async def test_list_bookings_filters_by_day_item_and_status_and_reads_every_page() -> None:
+    sandbox = CheckfrontSandbox()
+    for n in range(23):
+        add(sandbox, f"D-{n}", DAY)
+    add(sandbox, "OTHER-ITEM", DAY, item_id="40")
+    add(sandbox, "NEXT-DAY", DAY + timedelta(days=1))
+    add(sandbox, "VOIDED", DAY, status="VOID")
+    server = await start(sandbox.app())
+    try:
+        async with CheckfrontClient(server.url, sandbox.api_key, sandbox.api_secret) as client:
+            rows = await client.list_bookings(start_date="2026-11-24", item_id="12", limit=10)
+            paid = await client.list_bookings(start_date="2026-11-24", status_id="PAID")
+            after = await client.list_bookings(start_date=">2026-11-24")
+    finally:
+        await server.stop()
+    assert sorted(r["code"] for r in rows) == sorted([f"D-{n}" for n in range(23)] + ["VOIDED"])
+    pages = [r.query.get("page") for r in sandbox.requests_to("booking/index")][:3]
+    assert pages == ["1", "2", "3"]                    # 24 rows, 10 a page
+    assert "VOIDED" not in {r["code"] for r in paid} and len(paid) == 24
+    assert [r["code"] for r in after] == ["NEXT-DAY"]
+
+
+def test_index_dates_read_as_checkfront_writes_them() -> None:
+    assert parse_day("2026-11-24") == ("=", DAY.date())
+    assert parse_day("20261124") == ("=", DAY.date())
+    assert parse_day(f"<{int(DAY.timestamp())}") == ("<", DAY.date())
+    with pytest.raises(IndexQueryError):
+        parse_day("next tuesday")
+
+
+@pytest.fixture
+async def svc(tmp_path: Path) -> AsyncIterator[Deps]:
+    store = await Store(tmp_path / "anomaly.db").open()
+    try:
+        yield Deps(store=store, book=load_policies(EXAMPLE_POLICIES))
+    finally:
+        await store.close()
+
+
+async def add_case(svc: Deps, n: int, when: datetime, starts: int | None) -> None:
+    at = when.astimezone(UTC).isoformat(timespec="microseconds")
+    async with svc.store.transaction() as tx:
+        cursor = await tx.execute(
+            "INSERT INTO cases (booking_id, booking_code, status, currency, cancelled_at, "
+            "source, quote_version, created_at, updated_at) "
+            "VALUES (?, ?, 'pending_approval', 'USD', ?, 'checkfront_webhook', ?, ?, ?)",
+            (f"B{n}", f"BK-{n}", at, f"v{n}", at, at))
+        item = {"sku": "kayak-tour", "total": "10.00"}
+        if starts is not None:
+            item["start_date"] = str(starts)
+        snapshot = {"booking": {"order": {"items": {"item": [item]}}}}
+        await tx.execute("INSERT INTO quotes (case_id, version, created_at, snapshot, quote) "
+                         "VALUES (?, ?, ?, ?, '{}')",
+                         (cursor.lastrowid, f"v{n}", at, json.dumps(snapshot)))
+
+
+async def test_a_spike_for_one_departure_offers_its_card(svc: Deps) -> None:
+    now = datetime.now(UTC)
+    departure = int(time.time()) // 3600 * 3600 + 2 * 86400
+    for n in range(7):
+        await add_case(svc, n, now - timedelta(hours=n + 1), departure)
+    await add_case(svc, 8, now - timedelta(hours=2), departure + 86400)
+
+    [spike] = [a for a in await check(svc, now) if a.kind == SKU_SPIKE]
+    when = datetime.fromtimestamp(departure, UTC).strftime("%Y-%m-%dT%H:%M+00:00")
+    assert spike.numbers["departure"] == {
+        "starts_at": when, "cases": 7, "command": f"/refund departure kayak-tour {when}"}
+    assert f"`/refund departure kayak-tour {when}`" in spike.reason
+
+
+async def test_a_spike_spread_over_departures_offers_none(svc: Deps) -> None:
+    now = datetime.now(UTC)
+    base = int(time.time()) // 3600 * 3600 + 2 * 86400
+    for n in range(8):
+        await add_case(svc, n, now - timedelta(hours=n + 1), base + 3600 * n)
+    [spike] = [a for a in await check(svc, now) if a.kind == SKU_SPIKE]
+    assert "departure" not in spike.numbers and "/refund departure" not in spike.reason
