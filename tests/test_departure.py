@@ -186,7 +186,8 @@ async def test_a_failed_booking_does_not_stop_the_others_and_retry_finishes_it(
     await sworld.settle()
     run = await departure.get_run(svc, planned.id)
     assert [b.step for b in run.bookings] == ["done", "done", "done"]
-    assert stripe_refunds_per_booking(sworld) == Counter({c: 1 for c in codes})
+    assert stripe_refunds_per_booking(sworld) == Counter({c: 1 for c in codes}), [
+        (r.metadata.get("booking_code"), r.amount) for r in sworld.stripe.refunds]
 
 
 async def _nothing(run_id: int) -> None:
@@ -205,3 +206,51 @@ async def test_the_card_escapes_what_bookings_and_people_bring_in(world: World) 
     for state in ("planned", "done"):
         message = departure_card(departure.Run(**{**evil.__dict__, "state": state}))
         assert unsafe({"text": message.text, "blocks": message.blocks}) == []
+
+
+async def test_the_webhook_of_a_booking_the_run_just_cancelled_leaves_it_to_the_run(
+        sworld: World, monkeypatch: object) -> None:
+    """Checkfront tells the bot of each status change the run makes; a worker that applies
+    that webhook between the run's cancel and its case must not open a case without the
+    waiver (the run would then skip the booking, and the customer keep the fee)."""
+    import httpx
+    import pytest
+
+    assert isinstance(monkeypatch, pytest.MonkeyPatch)
+    assert sworld.sender is not None and sworld.slack is not None
+    starts = departure_time()
+    codes = [book(sworld, f"RACE-{n}", starts) for n in range(1, 4)]
+    await sworld.settle()
+    real_cancel = departure._cancel_in_checkfront
+    store = sworld.bot.svc.store
+
+    async def cancel_then_the_webhook_is_applied(svc: object, booking: object) -> None:
+        await real_cancel(svc, booking)  # type: ignore[arg-type]
+        async with httpx.AsyncClient() as client:
+            await client.post(sworld.webhook_url(), json=sworld.checkfront.webhook_body(
+                booking.booking_code))  # type: ignore[attr-defined]
+        for _ in range(200):   # the worker applies it before the run goes on
+            row = await store.read_one("SELECT processed_at FROM webhook_events "
+                                       "ORDER BY id DESC LIMIT 1")
+            if row is not None and row["processed_at"]:
+                return
+            await asyncio.sleep(0.02)
+        raise AssertionError("the webhook was not applied")
+
+    monkeypatch.setattr(departure, "_cancel_in_checkfront", cancel_then_the_webhook_is_applied)
+    await sworld.sender.command(
+        f"departure {SKU} {starts.strftime('%Y-%m-%dT%H:%M')}+00:00 waiver WEATHER", SAM)
+    await sworld.settle()
+    card = sworld.slack.messages_in(APPROVALS)[-1]
+    value = buttons(card)[CANCEL_ALL]["value"]
+    await sworld.sender.click(CANCEL_ALL, value, FIONA, message_ts=card["ts"])
+    await sworld.settle()
+
+    run = await departure.get_run(sworld.bot.svc, json.loads(value)["run"])
+    assert run.state == "done" and run.count("done") == 3, [b.step for b in run.bookings]
+    for code in codes:
+        case = await cases.latest_for_booking(store, code)
+        assert case is not None and case.waiver == "WEATHER", code
+    assert stripe_refunds_per_booking(sworld) == Counter({c: 1 for c in codes}), [
+        (r.metadata.get("booking_code"), r.amount) for r in sworld.stripe.refunds]
+    assert all(r.amount == 10500 for r in sworld.stripe.refunds)   # the waiver: no fee

@@ -34,7 +34,7 @@ from services.intake.events import FAILED, PROCESSED, RETRYING, StoredEvent, mar
 from services.notify import StuckEvent
 from services.quoting.booking import SnapshotError
 from services.quoting.quote import QuoteError
-from services.refunds import cases, decisions
+from services.refunds import cases, decisions, departure
 from services.refunds.execution import apply_refund_event
 from services.refunds.models import OPEN, CaseError
 from services.refunds.opening import open_case
@@ -214,6 +214,8 @@ async def _checkfront_booking(svc: Deps, event: StoredEvent) -> str:
     if status not in svc.config.cancelled_statuses:
         return f"ignored: status {status or '-'}"
     hint = str(booking.get("code") or (booking.get("@attributes") or {}).get("booking_id"))
+    if booking.get("code") and (run := await departure.run_taking(svc.store, hint)):
+        return f"ignored: departure run {run} is cancelling it and opens its case"
     read = await read_booking(svc, hint, booking=booking)  # named as the API names it
     raw = read.raw
     earlier = await cases.latest_for_booking(svc.store, str(raw["booking"].get("code") or hint))

@@ -112,6 +112,18 @@ class Run:
         return [b for b in self.bookings if b.attention]
 
 
+async def run_taking(store: Store, booking_code: str) -> int | None:
+    """The running departure that is cancelling this booking and will open its case, if any.
+    Its cancellation comes back as Checkfront's webhook, which must not open a case of its
+    own (without the run's waiver) between the run's cancel and its case."""
+    row = await store.fetch_one(
+        "SELECT r.id FROM departure_bookings b JOIN departure_runs r ON r.id = b.run_id "
+        "WHERE b.booking_code = ? AND r.state = 'running' "
+        "AND b.step IN ('waiting', 'cancelled', 'failed') LIMIT 1",
+        (booking_code.strip().upper(),))
+    return int(row["id"]) if row else None
+
+
 async def get_run(svc: Deps, run_id: int) -> Run:
     return await load_run(svc.store, run_id)
 

@@ -36,3 +36,5 @@ CREATE TABLE departure_bookings (
     updated_at            TEXT NOT NULL,
     PRIMARY KEY (run_id, booking_code)
 );
+-- a Checkfront webhook about a booking a running departure is cancelling is left to the run
+CREATE INDEX departure_bookings_code ON departure_bookings (booking_code);
