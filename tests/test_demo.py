@@ -19,6 +19,8 @@ async def test_the_demo_runs_to_an_intact_audit_chain(
                     "Home tab", "Waiting for approval (1)", "disputes the charge",
                     "Evidence submitted", "Outcome", "is on it since", "Reminder for",
                     "taken by you (1)", "The local SMTP server received 1 message(s)",
-                    "Customer told at"):
+                    "Customer told at", "clicks Details on a waiting card", "*Total refund",
+                    "clicks Mark refunded", "refunded_by_hand", "/refund departure bike-tour",
+                    "*Finished*", "done 3", "Stripe refunds: 3"):
         assert section in out, section
     assert "intact:" in out and "BROKEN" not in out

@@ -20,7 +20,7 @@ from typing import Any
 
 import httpx
 
-from bot.cli import demo_customer
+from bot.cli import demo_cards, demo_customer, demo_departure
 from bot.cli.render import quote_table, slack_message_text
 from bot.cli.world import APPROVALS, FIONA, MARIA, SAM, Item, World
 from bot.scheduler import ScheduledJobs
@@ -86,8 +86,10 @@ async def _story(world: World) -> int:
 
     await _slack_part(world)
     await world.settle()
+    await demo_cards.show(world)
     await demo_customer.show(world)
     await _dispute_part(world)
+    await demo_departure.show(world)
 
     _say("Outcome")
     for case in reversed(await cases.list_cases(store)):
