@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from services.errors import DomainError
 from services.money import MoneyError, normalize_currency, to_minor
+from services.quoting.waiver_rules import WaiverRule, check_offered
 
 
 class PolicyError(DomainError, ValueError):
@@ -106,6 +107,7 @@ class PolicyBook(_Strict):
     auto_approve_max: Decimal
     escalate_over: Decimal
     policies: tuple[Policy, ...] = Field(min_length=1)
+    waiver_rules: tuple[WaiverRule, ...] = ()   # Checkfront's cancellations -> waivers
     source: str = ""
     digest: str = ""
 
@@ -137,6 +139,7 @@ class PolicyBook(_Strict):
                           f"policy {policy.id}: cancellation_fee")
         if self.auto_approve_max > self.escalate_over:
             raise ValueError("auto_approve_max: must not exceed escalate_over")
+        check_offered(self.waiver_rules, (code for p in self.policies for code in p.waivers))
         return self
 
     def policy_for(self, sku: str, item_id: str) -> Policy | None:
@@ -204,6 +207,11 @@ def _describe(exc: ValidationError, data: dict[str, Any], source: str) -> str:
         policy_id = raw.get("id", f"#{loc[1] + 1}") if isinstance(raw, dict) else f"#{loc[1] + 1}"
         where = f" policy {policy_id}:"
         loc = loc[2:]
+    elif len(loc) >= 2 and loc[0] == "waiver_rules" and isinstance(loc[1], int):
+        where = f" waiver_rules: rule {loc[1] + 1}:"
+        loc = loc[2:]
+        if not loc:   # the rule as a whole
+            return f"{source}:{where} {str(error['msg']).removeprefix('Value error, ')}"
     message = str(error["msg"]).removeprefix("Value error, ")
     if error["type"] == "extra_forbidden":
         message = "unknown key"
