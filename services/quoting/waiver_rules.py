@@ -29,6 +29,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, field_validator, model_validator
@@ -106,6 +107,14 @@ class WaiverRule(BaseModel):
             raise ValueError(f"a {kinds[0]} rule needs the booking form field it reads")
         return self
 
+    @cached_property
+    def _wanted(self) -> dict[str, str]:
+        return {v.casefold(): v for v in self.value}
+
+    @cached_property
+    def _compiled(self) -> re.Pattern[str]:
+        return re.compile(self.reason or "", re.IGNORECASE)
+
     def describe(self) -> str:
         """What the rule looks for, in words (the rule's own text only)."""
         if self.status is not None:
@@ -118,16 +127,17 @@ class WaiverRule(BaseModel):
         """Where the waiver comes from, in words, when the booking matches; else None."""
         if self.status is not None:
             return f"Checkfront status {self.status}" if status == self.status else None
-        texts = _texts(fields.get(self.field or ""))
+        found = fields.get(self.field or "")
+        if found is None:
+            return None
+        texts = _texts(found)
         if self.value:
-            wanted = {v.casefold(): v for v in self.value}
             for text in texts:
-                hit = wanted.get(text.strip().casefold())
+                hit = self._wanted.get(text.strip().casefold())
                 if hit is not None:
                     return f"Checkfront field {self.field} = {hit}"
             return None
-        pattern = re.compile(self.reason or "", re.IGNORECASE)  # re keeps compiled patterns
-        if any(pattern.search(text[:REASON_CHARS]) for text in texts):
+        if any(self._compiled.search(text[:REASON_CHARS]) for text in texts):
             return f"Checkfront cancellation reason in field {self.field} matching " \
                    f"/{self.reason}/"
         return None
@@ -166,9 +176,11 @@ def statuses(rules: Iterable[WaiverRule]) -> frozenset[str]:
 
 def match(rules: Iterable[WaiverRule], booking: Mapping[str, Any]) -> WaiverMatch | None:
     """The first rule the booking (a webhook's, form fields included) matches."""
-    status = _text(booking.get("status") or booking.get("status_id")).strip().upper()
+    code = booking.get("status") or booking.get("status_id")
+    status = (code if type(code) is str else _text(code)).strip().upper()
     found = booking.get("fields")
-    fields: Mapping[str, Any] = found if isinstance(found, Mapping) else {}
+    fields: Mapping[str, Any] = found if type(found) is dict or isinstance(found, Mapping) \
+        else {}
     for n, rule in enumerate(rules, start=1):
         source = rule.matches(status, fields)
         if source is not None:
@@ -181,7 +193,7 @@ def mark(rules: tuple[WaiverRule, ...], payload: dict[str, Any]) -> WaiverMatch 
     payload (`MARK`), or take away a mark the body brought. Returns the match."""
     payload.pop(MARK, None)
     booking = payload.get("booking")
-    if not rules or not isinstance(booking, Mapping):
+    if not rules or not (type(booking) is dict or isinstance(booking, Mapping)):
         return None
     found = match(rules, booking)
     if found is not None:
@@ -203,6 +215,8 @@ def recorded(payload: Mapping[str, Any]) -> WaiverMatch | None:
 
 def _texts(value: Any) -> list[str]:
     """A form field's value as texts: one for a scalar, each of a list (checkboxes)."""
+    if type(value) is str:
+        return [value]
     if isinstance(value, list | tuple):
         return [t for v in value for t in _texts(v)]
     if isinstance(value, str | int) and not isinstance(value, bool):
