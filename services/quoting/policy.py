@@ -177,7 +177,9 @@ def parse_policies(data: Any, source: str = "<policies>") -> PolicyBook:
         raise PolicyError(_describe(exc, data, source)) from None
     except MoneyError as exc:
         raise PolicyError(f"{source}: {exc}") from None
-    digest = hashlib.sha256(yaml.safe_dump(data, sort_keys=True).encode()).hexdigest()[:12]
+    # the policies a quote is priced by; the waiver rules pick a waiver, which the quote names
+    priced = {key: value for key, value in data.items() if key != "waiver_rules"}
+    digest = hashlib.sha256(yaml.safe_dump(priced, sort_keys=True).encode()).hexdigest()[:12]
     return book.model_copy(update={"source": source, "digest": digest})
 
 
