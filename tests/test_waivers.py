@@ -289,3 +289,12 @@ def test_rules_read_in_order_and_mapped_statuses_are_cancellations(tmp_path: Pat
     svc = Deps(store=None, book=book)  # type: ignore[arg-type]
     assert svc.config.cancelled_statuses == {"STOP", "VOID", "WTHR"}
     assert load_policies(EXAMPLE_POLICIES).waiver_rules   # the example file shows all kinds
+
+
+def test_rules_leave_the_policy_digest_and_so_quote_versions_alone() -> None:
+    without = _book([])
+    without.pop("waiver_rules")
+    assert parse_policies(_book(RULES), "p.yml").digest == parse_policies(without, "p.yml").digest
+    changed = _book(RULES)
+    changed["policies"][0]["waivers"]["WEATHER"] = 90
+    assert parse_policies(changed, "p.yml").digest != parse_policies(without, "p.yml").digest
