@@ -193,7 +193,8 @@ def reference_report(rows: list[sqlite3.Row]) -> tuple[list[dict[str, str]], dic
             "policies": " ".join(found.get("policy_ids", [])),
             "decision": r["decision"] or "", "decided_by": r["decided_by"] or "",
             "stripe_refund_id": r["stripe_refund_id"], "payment": r["payment_ref"],
-            "status": r["status"]})
+            "status": r["status"], "waiver": r["waiver"] or "",
+            "involuntary": "yes" if r["involuntary"] else "no"})
         if r["status"] in SETTLED:
             count, total = totals.get(r["currency"], (0, 0))
             totals[r["currency"]] = (count + 1, total + r["amount"])
@@ -204,7 +205,8 @@ def reference_report(rows: list[sqlite3.Row]) -> tuple[list[dict[str, str]], dic
 
 REFERENCE_REPORT_SQL = (
     "SELECT e.created_at, e.amount, e.currency, e.status, e.stripe_refund_id, "
-    "e.payment_ref, c.id AS case_id, c.booking_code, c.refund_amount, q.quote, "
+    "e.payment_ref, c.id AS case_id, c.booking_code, c.refund_amount, c.waiver, "
+    "c.involuntary, q.quote, "
     "(SELECT decision FROM decisions d WHERE d.case_id = c.id ORDER BY d.id DESC LIMIT 1) "
     "AS decision, (SELECT decided_by FROM decisions d WHERE d.case_id = c.id "
     "ORDER BY d.id DESC LIMIT 1) AS decided_by "

@@ -3,8 +3,10 @@ store, 200.
 
 Checkfront documents neither an event id nor a signature: the body's hash is the id and a
 shared secret (in the URL path, or as the HTTP Basic password) authenticates the sender.
-Processing happens after the answer, in the worker. The 200 follows the durable insert; when
-the store cannot take the event the answer is 503 with Retry-After (Checkfront sends it again).
+The policy file's waiver rules are read against the body before it is stored (its booking form
+fields are not kept: `services.quoting.waiver_rules`). Processing happens after the answer, in
+the worker. The 200 follows the durable insert; when the store cannot take the event the answer
+is 503 with Retry-After (Checkfront sends it again).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from handlers.http.context import DUPLICATE_TEXT, AppContext, ok, read_limited, 
 from services import correlation
 from services.intake import rejections
 from services.intake.events import body_hash, checkfront_kind, store_event
+from services.quoting import waiver_rules
 from services.store.writer import StoreUnavailable
 
 
@@ -40,6 +43,7 @@ async def receive(request: web.Request) -> web.Response:
     except ValueError as exc:
         ctx.rejections.reject("checkfront", rejections.MALFORMED)
         return web.json_response({"error": f"malformed body: {exc}"}, status=400)
+    waiver_rules.mark(ctx.svc.book.waiver_rules, payload)   # before its form fields go
     try:
         event = await store_event(ctx.svc.store, source="checkfront", event_id=body_hash(body),
                                   kind=checkfront_kind(payload), payload=payload,

@@ -5,7 +5,10 @@ rows turned into lines a few hundred at a time so the event loop keeps serving r
 The CSV is opened in spreadsheets: a cell starting with `=`, `+`, `-`, `@`, a tab or a carriage
 return would be read as a formula, so such a cell gets a leading `'` (OWASP's CSV injection
 advice), line breaks inside a cell become spaces, and the writer quotes whatever needs quoting.
-The bot's own amounts are never negative, so no figure changes."""
+The bot's own amounts are never negative, so no figure changes.
+
+`waiver` is the case's waiver code and `involuntary` says `yes` for a case opened from a
+cancellation the policy file's waiver rules matched (the operator cancelled), else `no`."""
 
 from __future__ import annotations
 
@@ -28,7 +31,8 @@ MAX_DAYS = 366
 YIELD_EVERY = 500  # rows turned into CSV lines between two turns of the event loop
 FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 COLUMNS = ("refunded_at", "booking", "case", "currency", "quoted", "refunded", "policies",
-           "decision", "decided_by", "stripe_refund_id", "payment", "status")
+           "decision", "decided_by", "stripe_refund_id", "payment", "status", "waiver",
+           "involuntary")
 
 
 class ReportError(DomainError, ValueError):
@@ -95,7 +99,8 @@ async def range_report(store: Store, first: date, last: date, tz: ZoneInfo) -> R
             "policies": policies[ids],
             "decision": r["decision"] or "", "decided_by": r["decided_by"] or "",
             "stripe_refund_id": r["stripe_refund_id"], "payment": r["payment_ref"],
-            "status": r["status"]})
+            "status": r["status"], "waiver": r["waiver"] or "",
+            "involuntary": "yes" if r["involuntary"] else "no"})
         if r["status"] in SETTLED:
             count, total = report.totals.get(r["currency"], (0, 0))
             report.totals[r["currency"]] = (count + 1, total + r["amount"])

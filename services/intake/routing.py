@@ -32,6 +32,7 @@ from services.errors import DomainError
 from services.intake import events
 from services.intake.events import FAILED, PROCESSED, RETRYING, StoredEvent, mark_processed
 from services.notify import StuckEvent
+from services.quoting import waiver_rules
 from services.quoting.booking import SnapshotError
 from services.quoting.quote import QuoteError
 from services.refunds import cases, decisions, departure
@@ -206,7 +207,9 @@ async def _checkfront_payment(svc: Deps, event: StoredEvent) -> str:
 
 async def _checkfront_booking(svc: Deps, event: StoredEvent) -> str:
     """A booking notice: a cancelled booking opens its one case (and is refunded at once when
-    the policy approves it); any other status is ignored."""
+    the policy approves it); any other status is ignored. A status a waiver rule names is a
+    cancellation (`services.deps`); the waiver a rule matched when the notice arrived
+    (`waiver_rules.mark`) is quoted and the case opened involuntary."""
     booking = event.payload.get("booking")
     if not isinstance(booking, dict):
         return "ignored: no booking"
@@ -228,6 +231,7 @@ async def _checkfront_booking(svc: Deps, event: StoredEvent) -> str:
         return f"ignored: booking already has case {earlier.id} ({earlier.status})"
     cancelled_at = datetime.fromisoformat(event.received_at)
     opened = await open_case(svc, raw, cancelled_at=cancelled_at, source="checkfront_webhook",
+                             waiver_match=waiver_rules.recorded(event.payload),
                              no_case_yet=earlier is None)
     if not opened.created:  # an approval a crash left unexecuted is run now
         case = await decisions.nudge(svc, opened.case, by="worker")

@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from services.errors import DomainError
 from services.money import MoneyError, normalize_currency, to_minor
+from services.quoting.waiver_rules import WaiverRule, check_offered
 
 
 class PolicyError(DomainError, ValueError):
@@ -112,6 +113,7 @@ class PolicyBook(_Strict):
     # the books: revenue account and tax code of a policy that names none
     gl_account: str = Field(default="Sales", min_length=1)
     tax_code: str = Field(default="Tax Exempt", min_length=1)
+    waiver_rules: tuple[WaiverRule, ...] = ()   # Checkfront's cancellations -> waivers
     source: str = ""
     digest: str = ""
 
@@ -143,6 +145,7 @@ class PolicyBook(_Strict):
                           f"policy {policy.id}: cancellation_fee")
         if self.auto_approve_max > self.escalate_over:
             raise ValueError("auto_approve_max: must not exceed escalate_over")
+        check_offered(self.waiver_rules, (code for p in self.policies for code in p.waivers))
         return self
 
     def policy_for(self, sku: str, item_id: str) -> Policy | None:
@@ -180,7 +183,9 @@ def parse_policies(data: Any, source: str = "<policies>") -> PolicyBook:
         raise PolicyError(_describe(exc, data, source)) from None
     except MoneyError as exc:
         raise PolicyError(f"{source}: {exc}") from None
-    digest = hashlib.sha256(yaml.safe_dump(data, sort_keys=True).encode()).hexdigest()[:12]
+    # the policies a quote is priced by; the waiver rules pick a waiver, which the quote names
+    priced = {key: value for key, value in data.items() if key != "waiver_rules"}
+    digest = hashlib.sha256(yaml.safe_dump(priced, sort_keys=True).encode()).hexdigest()[:12]
     return book.model_copy(update={"source": source, "digest": digest})
 
 
@@ -210,6 +215,11 @@ def _describe(exc: ValidationError, data: dict[str, Any], source: str) -> str:
         policy_id = raw.get("id", f"#{loc[1] + 1}") if isinstance(raw, dict) else f"#{loc[1] + 1}"
         where = f" policy {policy_id}:"
         loc = loc[2:]
+    elif len(loc) >= 2 and loc[0] == "waiver_rules" and isinstance(loc[1], int):
+        where = f" waiver_rules: rule {loc[1] + 1}:"
+        loc = loc[2:]
+        if not loc:   # the rule as a whole
+            return f"{source}:{where} {str(error['msg']).removeprefix('Value error, ')}"
     message = str(error["msg"]).removeprefix("Value error, ")
     if error["type"] == "extra_forbidden":
         message = "unknown key"

@@ -241,19 +241,21 @@ async def _pending(store: Store, case_id: int, quote_version: str | None) -> Cas
 
 async def insert(tx: aiosqlite.Connection, *, booking_id: str, booking_code: str,
                  currency: str, quote: Quote, source: str, requested_by: str | None,
-                 customer_hash: str | None, snapshot: dict[str, Any]) -> Case:
+                 customer_hash: str | None, snapshot: dict[str, Any],
+                 waiver_source: str | None = None) -> Case:
     """A new case in `quoted`, with its first quote and the snapshot it was made from (kept
     scrubbed of the customer's contact details); keyed on the booking's code (one open case
-    per key: a second raises IntegrityError)."""
+    per key: a second raises IntegrityError). `waiver_source`: where a waiver rule found the
+    waiver in Checkfront's notice; the case is then involuntary."""
     now = now_iso()
     row = await one(
         tx, "INSERT INTO cases (booking_id, booking_code, booking_key, status, currency, "
         "cancelled_at, waiver, source, requested_by, quote_version, refund_amount, "
-        "customer_hash, created_at, updated_at) "
-        "VALUES (?, ?, ?, 'quoted', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING *",
+        "customer_hash, created_at, updated_at, involuntary, waiver_source) "
+        "VALUES (?, ?, ?, 'quoted', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING *",
         (booking_id, booking_code, booking_key(booking_code), currency, quote.cancelled_at,
          quote.waiver, source, requested_by, quote.version, quote.total_refund, customer_hash,
-         now, now),
+         now, now, int(waiver_source is not None), waiver_source),
     )
     assert row is not None
     case_id = int(row["id"])

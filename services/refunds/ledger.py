@@ -419,13 +419,15 @@ async def last_called(store: Store, updated_after: str, limit: int) -> list[Row]
 
 async def report_rows(store: Store, start: str, end: str) -> list[Row]:
     """Rows with a Stripe refund created in [start, end), oldest first, each with its case
-    (id, booking code, quoted refund), the policy ids of the case's current quote (JSON text)
-    and its latest decision and who made it: what a range report lists. Read on the read-only
-    connection: a long report holds up no writer. Each row finds its case, quote and latest
-    decision by index, so the cost follows the rows listed, not the store's size."""
+    (id, booking code, quoted refund, waiver, whether involuntary), the policy ids of the
+    case's current quote (JSON text) and its latest decision and who made it: what a range
+    report lists. Read on the read-only connection: a long report holds up no writer. Each row
+    finds its case, quote and latest decision by index, so the cost follows the rows listed,
+    not the store's size."""
     return await store.read_all(
         "SELECT e.created_at, e.amount, e.currency, e.status, e.stripe_refund_id, "
         "e.payment_ref, c.id AS case_id, c.booking_code, c.refund_amount, "
+        "c.waiver, c.involuntary, "
         "q.quote -> '$.policy_ids' AS policy_ids, "
         "d.decision, d.decided_by "
         "FROM executions e JOIN cases c ON c.id = e.case_id "

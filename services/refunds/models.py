@@ -111,11 +111,15 @@ class Case:
     updated_at: str
     revision: int
     booking_key: str | None = None   # the booking as Checkfront's API names it (`booking_key`)
+    involuntary: bool = False        # the waiver came from Checkfront (a waiver rule matched)
+    waiver_source: str | None = None  # where, in words: "Checkfront status WTHR"
 
     @classmethod
     def from_row(cls, row: Row) -> Case:
         data = dict(row)
         data["status"] = Status(data["status"])
+        if "involuntary" in data:
+            data["involuntary"] = bool(data["involuntary"])
         return cls(**data)
 
     def money(self, minor: int) -> str:

@@ -1,5 +1,7 @@
 """Opening a case: quote the booking, open its one case and make the first decision under the
-mode and the automation switch; then tell the notifier.
+mode and the automation switch; then tell the notifier. A cancellation a waiver rule matched
+(`services.quoting.waiver_rules`) is quoted with its waiver and opened involuntary, the audit
+saying where the waiver came from.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from services.privacy import scrub
 from services.quoting.booking import BookingSnapshot
 from services.quoting.policy import PolicyBook
 from services.quoting.quote import Decision, Quote
+from services.quoting.waiver_rules import WaiverMatch
 from services.refunds import cases
 from services.refunds.automation import Automation, automation_state
 from services.refunds.models import Case, Status
@@ -40,13 +43,19 @@ async def open_case(
     source: str,
     requested_by: str | None = None,
     waiver: str | None = None,
+    waiver_match: WaiverMatch | None = None,
     no_case_yet: bool = False,
 ) -> OpenedCase:
     """Quote the booking, open its case (one open case per booking) and decide.
 
     `no_case_yet`: the caller has just found no case at all for the booking, so the look-up of
     an open one is not made again; one opened meanwhile is still found, since a second open
-    case of a booking is refused by the store (its key is unique among open cases)."""
+    case of a booking is refused by the store (its key is unique among open cases).
+
+    `waiver_match`: what a waiver rule found in Checkfront's notice; its waiver is quoted (in
+    place of `waiver`) and the case is involuntary."""
+    if waiver_match is not None:
+        waiver = waiver_match.waiver
     snapshot, quote = await quote_snapshot(svc, raw, cancelled_at, waiver)
     if not no_case_yet:
         existing = await cases.find_open(svc.store, snapshot.code)  # by the booking's key
@@ -55,7 +64,8 @@ async def open_case(
     automation = await automation_state(svc.store)
     try:
         async with svc.store.transaction() as tx:
-            case = await _insert_case(tx, svc, snapshot, quote, source, requested_by, raw)
+            case = await _insert_case(tx, svc, snapshot, quote, source, requested_by, raw,
+                                      waiver_match)
             status, reason, decided_by = _initial_status(svc, quote, automation)
             decision = {Status.AUTO_APPROVED: "auto_approve", Status.DENIED: "deny",
                         Status.SKIPPED: "skip"}.get(status)
@@ -81,18 +91,23 @@ async def open_case(
 async def _insert_case(
     tx: aiosqlite.Connection, svc: Deps, snapshot: BookingSnapshot, quote: Quote,
     source: str, requested_by: str | None, raw: dict[str, Any],
+    waiver_match: WaiverMatch | None = None,
 ) -> Case:
     salt = svc.config.customer_hash_salt
     kept = redact(raw, salt)
     case = await cases.insert(
         tx, booking_id=snapshot.booking_id, booking_code=snapshot.code,
         currency=snapshot.currency, quote=quote, source=source, requested_by=requested_by,
-        customer_hash=snapshot.customer_key(salt), snapshot=kept)
+        customer_hash=snapshot.customer_key(salt), snapshot=kept,
+        waiver_source=waiver_match.source if waiver_match is not None else None)
     case_id = case.id
+    detail: dict[str, Any] = {"source": source, "booking": snapshot.code,
+                              "cancelled_at": quote.cancelled_at, "waiver": quote.waiver}
+    if waiver_match is not None:   # "waiver WEATHER from Checkfront status WTHR"
+        detail.update(involuntary=True, waiver_from=waiver_match.text(),
+                      waiver_rule=waiver_match.rule)
     await audit.append(tx, actor=requested_by or source, action="case.opened", case_id=case_id,
-                       detail={"source": source, "booking": snapshot.code,
-                               "cancelled_at": quote.cancelled_at, "waiver": quote.waiver,
-                               "snapshot": kept})
+                       detail={**detail, "snapshot": kept})
     await audit.append(tx, actor="policy", action="quote.made", case_id=case_id,
                        detail={"quote": quote.to_dict(), "policy_file": svc.book.source,
                                "policy_digest": svc.book.digest})

@@ -10,7 +10,9 @@ booking, Stripe or Checkfront goes through `kit.esc` in mrkdwn (fallback `text` 
 `kit.plain` in plain_text; times are `kit.date_token`s; amounts are `kit.money`. A card's
 fallback text (what notifications and screen readers say) carries the amount, the booking, the
 customer's first name and why, in about 200 characters; the quote version and the case's source
-stay in the audit, the card says where the quote comes from in words.
+stay in the audit, the card says where the quote comes from in words. A case opened
+involuntary (a waiver rule matched Checkfront's cancellation) carries a badge under the header
+saying which waiver and where it came from (`involuntary_badge`).
 """
 
 from __future__ import annotations
@@ -133,6 +135,14 @@ def _facts(case: Case, quote: Quote, first_name: str) -> dict[str, Any]:
     return fields(pairs)
 
 
+def involuntary_badge(case: Case) -> dict[str, Any] | None:
+    """"Involuntary cancellation · waiver WEATHER from Checkfront status WTHR", or None."""
+    if not case.involuntary:
+        return None
+    return context(f":label: *Involuntary cancellation* · waiver {esc(case.waiver or '-', 40)} "
+                   f"from {esc(case.waiver_source or 'Checkfront', 300)}")
+
+
 def _about(case: Case) -> dict[str, Any]:
     requested = f" · requested by {who(case.requested_by)}" if case.requested_by else ""
     return context(f"Case #{case.id} · from {source_text(case.source)} · cancelled "
@@ -167,6 +177,8 @@ def approval_card(case: Case, quote: Quote, *, customer_first_name: str,
     few facts, the buttons. The itemised quote is behind Details."""
     amount = money(case.refund_amount, case.currency)
     blocks = [header(f"Refund needs approval · {amount} · {plain(case.booking_code, 60)}")]
+    if (badge := involuntary_badge(case)) is not None:
+        blocks.append(badge)
     if automation.paused:
         blocks.append(context(f":double_vertical_bar: Automation paused by {who(automation.by)}: "
                               f"{esc(automation.reason or 'no reason given', 300)}"))
@@ -324,6 +336,8 @@ def outcome_card(case: Case, quote: Quote, *, customer_first_name: str,
     and in the thread."""
     title = _title(case, refunds, by_hand)
     blocks = [header(f"{title} · {plain(case.booking_code, 60)}")]
+    if (badge := involuntary_badge(case)) is not None:
+        blocks.append(badge)
     lines = _outcome(case, decided_by, decided_at, refunds, decision_reason, by_hand)
     if checkfront_pending is not None:
         lines.append(_checkfront_pending_line(checkfront_pending))
