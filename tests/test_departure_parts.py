@@ -9,10 +9,11 @@ import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
-from bot.cli.world import EXAMPLE_POLICIES
+from bot.cli.world import APPROVALS, EXAMPLE_POLICIES, SAM, World
 from sandbox.checkfront_index import IndexQueryError, parse_day
 from sandbox.checkfront_server import CheckfrontSandbox
 from sandbox.http import start
@@ -110,3 +111,43 @@ async def test_a_spike_spread_over_departures_offers_none(svc: Deps) -> None:
         await add_case(svc, n, now - timedelta(hours=n + 1), base + 3600 * n)
     [spike] = [a for a in await check(svc, now) if a.kind == SKU_SPIKE]
     assert "departure" not in spike.numbers and "/refund departure" not in spike.reason
+
+
+async def test_the_digest_offers_a_spiking_departure_s_card_and_its_button_posts_it(
+        sworld: World) -> None:
+    """A product's cancellation spike mostly for one departure: the digest's anomaly carries a
+    button, and anyone's click posts that departure's card (what `/refund departure` posts)."""
+    from bot.slack.ui import departure as departure_ui
+    from bot.slack.ui.digest import digest_message
+    from services.finance.anomaly import Anomaly
+    from tests.slack_helpers import buttons as buttons_of
+    from tests.test_departure import SKU, book, departure_time
+
+    assert sworld.sender is not None and sworld.slack is not None
+    starts = departure_time()
+    for n in range(1, 3):
+        book(sworld, f"SPIKE-{n}", starts)
+    when = starts.strftime("%Y-%m-%dT%H:%M+00:00")
+    spike = Anomaly("sku_spike", f"sku_spike:{SKU}:day", False, f"7 cancellations of {SKU}",
+                    {"sku": SKU, "departure": {"starts_at": when, "cases": 5,
+                                               "command": f"/refund departure {SKU} {when}"}})
+    calm = Anomaly("sku_spike", "sku_spike:other:day", False, "3 cancellations of bike-tour",
+                   {"sku": "bike-tour"})
+    run = SimpleNamespace(day=starts.date(), counts={}, totals={}, open_errors=[], resolved=[],
+                          tz="UTC", stripe_count=0, ran_at=starts.isoformat())
+    stats = SimpleNamespace(refunds={}, decisions={}, median_minutes_to_refund=None, waiting=[])
+    automation = SimpleNamespace(paused=False, by="", reason="")
+    message = digest_message(run, stats, [spike, calm], automation, {})  # type: ignore[arg-type]
+    offers = [e for b in message.blocks if b["type"] == "actions" for e in b["elements"]
+              if e["action_id"] == departure_ui.OFFER]
+    assert len(offers) == 1 and "departure card" in offers[0]["text"]["text"]
+
+    await sworld.sender.click(departure_ui.OFFER, offers[0]["value"], SAM)
+    await sworld.settle()
+    card = sworld.slack.messages_in(APPROVALS)[-1]
+    assert departure_ui.CANCEL_ALL in buttons_of(card)
+    from services.refunds import departure
+    run_id = json.loads(buttons_of(card)[departure_ui.CANCEL_ALL]["value"])["run"]
+    run = await departure.get_run(sworld.bot.svc, run_id)
+    assert [b.booking_code for b in run.bookings] == ["SPIKE-1", "SPIKE-2"]
+    assert run.state == "planned" and sworld.stripe.refunds == []   # a card, nothing done yet

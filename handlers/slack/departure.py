@@ -1,5 +1,6 @@
 """Owns `/refund departure <product or sku> <start time> [waiver CODE]` and the departure
-card's buttons (**Cancel and refund all**, Retry on a failed booking).
+card's buttons (**Cancel and refund all**, Retry on a failed booking), and the digest's offer
+of a spiking departure's card.
 
 The command plans the run (`services.refunds.departure.plan`) and queues its card for the
 approvals channel; the person is answered privately. The click: approvers only (a refusal is
@@ -18,7 +19,14 @@ from zoneinfo import ZoneInfo
 
 from slack_bolt.async_app import AsyncApp
 
-from bot.slack.ui.departure import CANCEL_ALL, RETRY, DepartureBooking, DepartureRef
+from bot.slack.ui.departure import (
+    CANCEL_ALL,
+    OFFER,
+    RETRY,
+    DepartureBooking,
+    DepartureOffer,
+    DepartureRef,
+)
 from bot.slack.ui.kit import esc, money
 from handlers.slack.deps import SlackDeps
 from handlers.slack.listeners import (
@@ -51,6 +59,8 @@ class CardPosts(Protocol):
 def register(app: AsyncApp, deps: SlackDeps) -> None:
     app.action(CANCEL_ALL)(button_listener(deps, CANCEL_ALL, cancel_all, refused=_refused))
     app.action(RETRY)(button_listener(deps, RETRY, retry, refused=_refused))
+    # anyone may ask for the card, as with the command; its one button is for approvers
+    app.action(OFFER)(button_listener(deps, OFFER, offered, approvers_only=False))
 
 
 def approvals_channel(deps: SlackDeps, fallback: str) -> str:
@@ -114,6 +124,16 @@ async def command(deps: SlackDeps, args: list[str], user: str, channel: str,
     await _say(respond, f"Departure `{esc(item, 64)}`: {len(run.bookings)} bookings, "
                         f"{money(run.total, run.currency)} to refund. Its card is posted in "
                         "the approvals channel.")
+
+
+async def offered(deps: SlackDeps, body: Body, respond: Respond) -> None:
+    """The digest's button on a cancellation spike mostly for one departure: its card, as
+    `/refund departure <sku> <start>` would post it."""
+    offer = await read_button(deps, body, respond, DepartureOffer)
+    if offer is None:
+        return
+    channel = str((body.get("channel") or {}).get("id") or "")
+    await command(deps, [offer.sku, offer.start], user_of(body), channel, respond)
 
 
 async def _say(respond: Any, text: str) -> None:

@@ -11,6 +11,7 @@ a person or a service brought in goes through `esc`; amounts through `money`.
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 from pydantic import Field
 
@@ -36,6 +37,7 @@ from services.refunds.departure import Run, RunBooking
 
 CANCEL_ALL = "departure_cancel_all"
 RETRY = "departure_retry"
+OFFER = "departure_offer"   # on an anomaly: post the spiking departure's card
 MAX_LISTED = 15          # bookings named in one list before "and N more"
 MAX_RETRY_BUTTONS = 10   # failed bookings offered Retry on the card (the rest after those)
 
@@ -47,6 +49,13 @@ class DepartureRef(Payload):
     """A departure run: the value of **Cancel and refund all**."""
 
     run_id: Id = Field(alias="run")
+
+
+class DepartureOffer(Payload):
+    """A departure a cancellation spike is mostly for: the value of its digest button."""
+
+    sku: str = Field(min_length=1, max_length=200)
+    start: str = Field(min_length=1, max_length=40)   # ISO 8601, as `/refund departure` reads
 
 
 class DepartureBooking(Payload):
@@ -129,3 +138,14 @@ def departure_card(run: Run) -> Message:
     text = (f"{title}: {state}, {counts['done']} done, {counts['failed']} failed, "
             f"{waiting} waiting, {counts['person']} need a person")
     return Message(fallback(esc(text, 300)), blocks)
+
+
+def offer_button(numbers: dict[str, Any]) -> dict[str, Any] | None:
+    """For a cancellation spike mostly for one departure (`numbers["departure"]`, from the
+    anomaly check): a button that posts that departure's card; None for any other anomaly."""
+    offered = numbers.get("departure")
+    sku = numbers.get("sku")
+    if not isinstance(offered, dict) or not sku or not offered.get("starts_at"):
+        return None
+    value = DepartureOffer(sku=str(sku)[:200], start=str(offered["starts_at"])[:40]).dumps()
+    return button(plain(f"Show the departure card ({sku})", 75), OFFER, value)

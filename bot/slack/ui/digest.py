@@ -14,10 +14,12 @@ from datetime import date
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from bot.slack.ui.departure import offer_button
 from bot.slack.ui.disputes import dispute_line
 from bot.slack.ui.intake import RETRY_COMMAND, failed_line, failed_text
 from bot.slack.ui.kit import (
     Message,
+    actions,
     amounts_in,
     clip,
     context,
@@ -101,6 +103,9 @@ def digest_message(run: ReconRun, stats: DayStats, anomalies: list[Anomaly],
     if problems:
         blocks += line_sections(problems, title="Open discrepancies")
     blocks += line_sections(alerts or ["• none"], title="Anomalies")
+    offers = [b for b in (offer_button(a.numbers) for a in anomalies) if b is not None]
+    if offers:   # a spike mostly for one departure: its card, one click away
+        blocks.append(actions(*offers[:5]))
     blocks.append(section(state))
     if waiting:
         blocks += line_sections(waiting, title="Waiting for approval over 24 h")
