@@ -15,7 +15,7 @@ import pytest
 from slack_sdk.models.blocks import Block
 from slack_sdk.models.views import View
 
-from bot.slack.ui import cards, ids
+from bot.slack.ui import answers, cards, ids
 from bot.slack.ui.details import details_modal
 from bot.slack.ui.home import HOME_ROWS, HomeFacts, home_view
 from services.quoting.booking import parse_snapshot
@@ -438,7 +438,7 @@ def test_compact_truncates_a_long_digest() -> None:
 
 def test_quote_message_offers_a_request() -> None:
     quote = make_quote(waiver="WEATHER")
-    message = cards.quote_message(quote, booking_ref="KMVQ-261124", waiver="WEATHER",
+    message = answers.quote_message(quote, booking_ref="KMVQ-261124", waiver="WEATHER",
                                    open_case=None)
     check_message(message)
     found = buttons(message)
@@ -452,7 +452,7 @@ def test_quote_message_offers_a_request() -> None:
 
 def test_quote_message_with_an_open_case_says_so() -> None:
     quote = make_quote()
-    message = cards.quote_message(quote, booking_ref="157", waiver=None,
+    message = answers.quote_message(quote, booking_ref="157", waiver=None,
                                    open_case={"id": 7, "status": "pending_approval"})
     check_message(message)
     assert buttons(message) == {}
@@ -540,21 +540,21 @@ def test_validate_adjustment_above_net_paid() -> None:
 def test_status_message(risky: Quote) -> None:
     case = make_case(risky)
     history = [f"2026-11-20 10:{i % 60:02d} policy case.event number {i}" for i in range(400)]
-    message = cards.status_message(case, history)
+    message = answers.status_message(case, history)
     check_message(message)
     text = all_text(message)
     assert "Refund case #12 · KMVQ-261124" in text and "pending approval" in text
     assert re.search(r"…and \d+ more", text)
-    missing = cards.status_message(None, [])
+    missing = answers.status_message(None, [])
     check_message(missing)
     assert "No refund case found" in all_text(missing)
 
 
 def test_help_lists_every_command_with_an_example() -> None:
-    message = cards.help_message()
+    message = answers.help_message()
     check_message(message)
     text = all_text(message)
-    for usage, _, example in cards.HELP_COMMANDS:
+    for usage, _, example in answers.HELP_COMMANDS:
         assert f"`{usage.replace('<', '&lt;').replace('>', '&gt;')}`" in text
         assert f"`{example}`" in text
     assert "/refund quote KMVQ-261124 waiver WEATHER" in text
@@ -578,7 +578,7 @@ def test_automation_alerts() -> None:
 
 
 def test_error_message() -> None:
-    message = cards.error_message("Only approvers can approve refunds.")
+    message = answers.error_message("Only approvers can approve refunds.")
     check_message(message)
     assert message.blocks[0]["text"]["text"] == ":warning: Only approvers can approve refunds."
 
@@ -589,8 +589,8 @@ def every_message(quote: Quote, case: Case) -> list[cards.Message | dict[str, An
     out: list[cards.Message | dict[str, Any]] = [
         cards.approval_card(case, quote, customer_first_name="Ana", automation=PAUSED),
         cards.compact_lines([(replace(case, status=Status.REFUNDED), quote)] * 2),
-        cards.quote_message(quote, booking_ref="KMVQ-261124", waiver=None, open_case=None),
-        cards.status_message(case, ["case opened"]),
+        answers.quote_message(quote, booking_ref="KMVQ-261124", waiver=None, open_case=None),
+        answers.status_message(case, ["case opened"]),
         cards.deny_modal(case), cards.adjust_modal(case, quote),
     ]
     out += [cards.outcome_card(replace(case, status=s, approved_amount=case.refund_amount),
@@ -610,8 +610,8 @@ def test_contact_details_in_free_text_are_masked(risky: Quote) -> None:
     leaky = (f"customer {EMAIL} called from +1 (415) 555-0134 and read card "
              "4242 4242 4242 4242")
     case = make_case(risky, status_reason=leaky)
-    for message in [*every_message(risky, case), cards.status_message(case, [leaky]),
-                    cards.error_message(leaky),
+    for message in [*every_message(risky, case), answers.status_message(case, [leaky]),
+                    answers.error_message(leaky),
                     cards.automation_alert(True, leaky, "breaker", [leaky])]:
         text = all_text(message)
         assert EMAIL not in text and "555-0134" not in text and "4242 4242" not in text

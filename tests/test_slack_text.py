@@ -20,7 +20,7 @@ from datetime import date, datetime
 from typing import Any
 
 from bot.cli.world import APPROVALS, MARIA, Item, World
-from bot.slack.ui import cards, ids
+from bot.slack.ui import answers, cards, ids
 from bot.slack.ui.digest import digest_message
 from bot.slack.ui.disputes import issue_card
 from bot.slack.ui.intake import failed_line, stuck_card
@@ -155,7 +155,7 @@ def test_digest_failed_refunds_stuck_events_and_threads_are_escaped() -> None:
                            automation=Automation(True, EVIL, EVIL),
                            decision_reason=EVIL, checkfront_pending=pending),
         cards.writeback_alert(case, pending),
-        cards.status_message(case, [EVIL]),
+        answers.status_message(case, [EVIL]),
         cards.compact_lines([(replace(case, status=Status.DENIED), quote)] * 2),
         stuck_card(stuck),
         stuck_card(replace(stuck, source="stripe", kind=EVIL)),

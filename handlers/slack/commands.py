@@ -20,7 +20,7 @@ from zoneinfo import ZoneInfo
 
 from slack_bolt.async_app import AsyncApp
 
-from bot.slack.ui import cards, ids, notes
+from bot.slack.ui import answers, ids, notes
 from bot.slack.ui.kit import context, date_token, esc
 from handlers.slack import departure
 from handlers.slack.deps import SlackDeps
@@ -62,10 +62,10 @@ async def _run(deps: SlackDeps, sub: str, args: list[str], user: str, channel: s
                        detail={"command": sub, "args": args[:4]})
     handler = COMMANDS.get(sub)
     if handler is None:
-        message = cards.help_message()
+        message = answers.help_message()
         unknown = f"I don't know `{esc(sub, 40)}`."
         await respond(text=f"{unknown} " + message.text,
-                      blocks=[cards.error_message(unknown).blocks[0],
+                      blocks=[answers.error_message(unknown).blocks[0],
                               *message.blocks],
                       response_type="ephemeral")
         return
@@ -87,7 +87,7 @@ async def _run(deps: SlackDeps, sub: str, args: list[str], user: str, channel: s
 
 async def _error(respond: Any, text: str) -> None:
     """`text` is mrkdwn: what it quotes from the person or a service is `esc`aped."""
-    message = cards.error_message(text)
+    message = answers.error_message(text)
     await respond(text=message.text, blocks=message.blocks, response_type="ephemeral")
 
 
@@ -155,7 +155,7 @@ async def quote(deps: SlackDeps, args: list[str], user: str, channel: str,
     moment = asked.at or await requests.moment(deps.svc, raw, now)
     snapshot, q = await quote_snapshot(deps.svc, raw, moment, asked.waiver)
     existing = await cases.find_open(deps.svc.store, snapshot.code)  # by the booking key
-    message = cards.quote_message(
+    message = answers.quote_message(
         q, booking_ref=snapshot.booking_id, waiver=asked.waiver,
         open_case={"id": existing.id, "status": existing.status.value} if existing else None)
     blocks = message.blocks
@@ -190,7 +190,7 @@ async def status(deps: SlackDeps, args: list[str], user: str, channel: str,
     lines: list[str] = []
     if case is not None:
         lines = case_history(case, await audit.history(deps.svc.store, case.id)).splitlines()
-    message = cards.status_message(case, lines)
+    message = answers.status_message(case, lines)
     await respond(text=message.text, blocks=message.blocks, response_type="ephemeral")
 
 
@@ -223,7 +223,7 @@ async def _toggle(deps: SlackDeps, user: str, respond: Any, *, paused: bool, rea
 
 async def help_(deps: SlackDeps, args: list[str], user: str, channel: str,
                 respond: Any) -> None:
-    message = cards.help_message()
+    message = answers.help_message()
     await respond(text=message.text, blocks=message.blocks, response_type="ephemeral")
 
 

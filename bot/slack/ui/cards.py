@@ -1,9 +1,8 @@
-"""Owns the refund messages: approval and outcome cards, compact lines, quotes, status, alerts.
-
-Also help and errors; the modals (`forms`) and the plain button-value helpers (`payloads`) are
-re-exported, so callers find every refund message in one import. Pure functions from cases and
-typed quotes (`Quote`, amounts in minor units) to `Message`s and modal views; no network and no
-Slack client. The cards say what `bot.cli.render.quote_table` says on the terminal. Contact
+"""Owns the refund cards: approval and outcome cards, compact lines, the pause and write-back
+alerts (the answers to commands are in `answers`). The modals (`forms`) and the plain
+button-value helpers (`payloads`) are re-exported, so callers find every card in one import.
+Pure functions from cases and typed quotes (`Quote`, amounts in minor units) to `Message`s
+and modal views; no network and no Slack client. The cards say what `bot.cli.render.quote_table` says on the terminal. Contact
 details never reach a message: only the customer's first name is passed in, and free text is
 scrubbed of anything shaped like an email, phone or card number. Every string from a person, a
 booking, Stripe or Checkfront goes through `kit.esc` in mrkdwn (fallback `text` included) and
@@ -25,13 +24,11 @@ from bot.slack.ui.claims import claim_button, claim_line
 from bot.slack.ui.customer import CustomerNote, customer_buttons, customer_lines
 from bot.slack.ui.forms import adjust_modal, check_amount, deny_modal, validate_adjustment
 from bot.slack.ui.kit import (
-    BUTTON_VALUE,
     MESSAGE_BLOCKS,
     Message,
     actions,
     amounts_in,
     button,
-    clip,
     confirm,
     context,
     date_token,
@@ -43,18 +40,14 @@ from bot.slack.ui.kit import (
     line_sections,
     money,
     plain,
-    scrub,
     section,
     who,
 )
 from bot.slack.ui.links import NO_LINKS, CardLinks, link_buttons
-from bot.slack.ui.payloads import QuoteRequest, button_value, parse_button_value, parse_metadata
+from bot.slack.ui.payloads import button_value, parse_button_value, parse_metadata
 from bot.slack.ui.quote import (
-    DECISIONS,
     card_facts,
     notice_text,
-    quote_blocks,
-    quote_money,
     reason_lines,
 )
 from services.quoting.quote import Quote
@@ -66,28 +59,11 @@ from services.refunds.ownership import Claim
 from services.refunds.writeback import PendingWriteback
 
 __all__ = [
-    "HELP_COMMANDS", "Message", "adjust_modal", "approval_card", "automation_alert",
-    "button_value", "check_amount", "compact_lines", "deny_modal", "error_message", "help_message",
-    "outcome_card", "parse_button_value", "parse_metadata", "quote_message", "status_message",
-    "validate_adjustment",
+    "Message", "adjust_modal", "approval_card", "automation_alert", "button_value",
+    "check_amount", "compact_lines", "deny_modal", "outcome_card", "parse_button_value",
+    "parse_metadata", "validate_adjustment", "writeback_alert",
 ]
 
-HELP_COMMANDS: tuple[tuple[str, str, str], ...] = (
-    ("/refund quote <booking> [waiver CODE]",
-     "Quote a refund as if the booking were cancelled now (only you see it), with a button "
-     "to request it.", "/refund quote KMVQ-261124 waiver WEATHER"),
-    ("/refund status <booking>",
-     "Where the booking's latest refund case stands, with its history.",
-     "/refund status KMVQ-261124"),
-    ("/refund pause <reason>",
-     "Stop automatic refunds; every new case waits for a person.",
-     "/refund pause Stripe dispute spike"),
-    ("/refund resume", "Let automatic refunds run again.", "/refund resume"),
-    ("/refund report <from> <to>",
-     "Refund figures for a date range (only you see them), and a CSV of every refund posted "
-     "to this channel.", "/refund report 2026-11-01 2026-11-30"),
-    ("/refund help", "This list.", "/refund help"),
-)
 CARD_FALLBACK = 220  # "about 200 characters": amount, booking, customer, why
 SOURCES = {"checkfront_webhook": "the cancellation in Checkfront",
            "slack": "a request in Slack", "cli": "the command line"}
@@ -389,68 +365,7 @@ def compact_lines(items: list[tuple[Case, Quote]]) -> Message:
     return Message(title, line_sections(lines, title=title, max_sections=MESSAGE_BLOCKS - 1))
 
 
-def quote_message(quote: Quote, *, booking_ref: str, waiver: str | None,
-                  open_case: dict[str, Any] | None) -> Message:
-    """The ephemeral answer to `/refund quote`."""
-    code = quote.booking_code or booking_ref
-    decision = quote.decision.value
-    pairs = [("Booking", f"`{esc(code, 60)}`"),
-             ("Refund", f"*{quote_money(quote, quote.total_refund)}*"),
-             ("Decision", esc(DECISIONS.get(decision, decision), 80)),
-             ("Cancelled", date_token(quote.cancelled_at))]
-    if quote.waiver:
-        pairs.append(("Waiver", esc(quote.waiver, 40)))
-    blocks = [header(f"Refund quote · {plain(code, 60)}"), fields(pairs),
-              *quote_blocks(quote, reasons_title="Why", reasons=reason_lines(None, quote))]
-    if open_case:
-        state = str(open_case.get("status", "open")).replace("_", " ")
-        tail = section(f":information_source: Case #{esc(open_case.get('id'), 20)} for this "
-                       f"booking is already open ({esc(state, 40)}); no new request is needed.")
-    elif len(value := QuoteRequest(booking=booking_ref, waiver=waiver).dumps()) > BUTTON_VALUE:
-        tail = section(":warning: That booking reference is too long to request from here.")
-    else:
-        tail = actions(button("Request refund", ids.REQUEST, value, style="primary"))
-    blocks += [context("Only you can see this · quoted as if cancelled at "
-                       f"{date_token(quote.cancelled_at)}"), tail]
-    text = f"Refund quote for {esc(code, 60)}: {quote_money(quote, quote.total_refund)}"
-    return Message(fallback(text), fit(blocks, 2))
-
-
-def status_message(case: Case | None, history_lines: list[str]) -> Message:
-    """The answer to `/refund status`."""
-    if case is None:
-        return Message("No refund case found", [section(
-            ":mag: No refund case found for that booking. `/refund quote &lt;booking&gt;` shows "
-            "what a refund would be.")])
-    c = case.currency
-    pairs = [("Status", f"*{esc(case.status.value.replace('_', ' '), 40)}*"),
-             ("Refund", money(_amount(case), c)),
-             ("Booking", f"`{esc(case.booking_code, 60)}`"),
-             ("Cancelled", date_token(case.cancelled_at)),
-             ("Opened", f"{date_token(case.created_at)} from {source_text(case.source)}"),
-             ("Updated", date_token(case.updated_at))]
-    if case.approved_amount is not None and case.approved_amount != case.refund_amount:
-        pairs.append(("Quoted", money(case.refund_amount, c)))
-    blocks = [header(f"Refund case #{case.id} · {plain(case.booking_code, 60)}"), fields(pairs)]
-    if case.status_reason:
-        blocks.append(section(f"_{esc(amounts_in(case.status_reason, c), 1000)}_"))
-    blocks += line_sections([f"• {esc(h, 400)}" for h in history_lines], title="History",
-                            max_sections=4)
-    return Message(fallback(f"Refund case #{case.id} for {esc(case.booking_code, 60)}: "
-                            f"{case.status.value.replace('_', ' ')}"), blocks)
-
-
-# --- help, alerts, errors ------------------------------------------------------------------
-
-def help_message() -> Message:
-    lines = [f"`{esc(usage)}` — {esc(what)}\n      e.g. `{esc(example)}`"
-             for usage, what, example in HELP_COMMANDS]
-    return Message("Refund bot commands", [
-        header("Refund bot commands"), *line_sections(lines),
-        context("Approve, Deny and Adjust are buttons on the approval cards; only approvers can "
-                "use them."),
-    ])
-
+# --- alerts -------------------------------------------------------------------------------
 
 def automation_alert(paused: bool, reason: str, by: str, details: list[str], *,
                      resumed_by: str | None = None, resumed_at: str | None = None) -> Message:
@@ -494,11 +409,3 @@ def writeback_alert(case: Case, kept: PendingWriteback) -> Message:
         fallback(f"Checkfront not updated for booking {esc(case.booking_code, 60)}"),
         [section(f"Case #{case.id} · `{esc(case.booking_code, 60)}` · refunded through Stripe "
                  f"{money(_amount(case), case.currency)}\n{_checkfront_pending_line(kept)}")])
-
-
-def error_message(text: str) -> Message:
-    """An answer saying what went wrong. `text` is mrkdwn: the caller `esc`apes what it quotes
-    from people, bookings, Stripe or Checkfront, and keeps its own `code` formatting."""
-    text = scrub(text)
-    return Message(fallback(f"Sorry: {clip(text, 200)}"),
-                   [section(f":warning: {clip(text, 2000)}")])
