@@ -2,8 +2,8 @@
 alerts (the answers to commands are in `answers`). The modals (`forms`) and the plain
 button-value helpers (`payloads`) are re-exported, so callers find every card in one import.
 Pure functions from cases and typed quotes (`Quote`, amounts in minor units) to `Message`s
-and modal views; no network and no Slack client. The cards say what `bot.cli.render.quote_table` says on the terminal. Contact
-details never reach a message: only the customer's first name is passed in, and free text is
+and modal views; no network and no Slack client. The cards say what
+`bot.cli.render.quote_table` says on the terminal. Contact details never reach a message: only the customer's first name is passed in, and free text is
 scrubbed of anything shaped like an email, phone or card number. Every string from a person, a
 booking, Stripe or Checkfront goes through `kit.esc` in mrkdwn (fallback `text` included) and
 `kit.plain` in plain_text; times are `kit.date_token`s; amounts are `kit.money`. A card's
