@@ -1,17 +1,17 @@
 """Owns the refund cards: approval and outcome cards, compact lines, the pause and write-back
-alerts (the answers to commands are in `answers`). The modals (`forms`) and the plain
-button-value helpers (`payloads`) are re-exported, so callers find every card in one import.
-Pure functions from cases and typed quotes (`Quote`, amounts in minor units) to `Message`s
-and modal views; no network and no Slack client. The cards say what
-`bot.cli.render.quote_table` says on the terminal. Contact details never reach a message: only the customer's first name is passed in, and free text is
-scrubbed of anything shaped like an email, phone or card number. Every string from a person, a
-booking, Stripe or Checkfront goes through `kit.esc` in mrkdwn (fallback `text` included) and
-`kit.plain` in plain_text; times are `kit.date_token`s; amounts are `kit.money`. A card's
-fallback text (what notifications and screen readers say) carries the amount, the booking, the
-customer's first name and why, in about 200 characters; the quote version and the case's source
-stay in the audit, the card says where the quote comes from in words. A case opened
-involuntary (a waiver rule matched Checkfront's cancellation) carries a badge under the header
-saying which waiver and where it came from (`involuntary_badge`).
+alerts (the answers to commands are in `answers`). The modals (`forms`) and the plain button-
+value helpers (`payloads`) are re-exported, so callers find every card in one import. Pure
+functions from cases and typed quotes (`Quote`, amounts in minor units) to `Message`s and modal
+views; no network and no Slack client. The cards say what `bot.cli.render.quote_table` says on
+the terminal. Contact details never reach a message: only the customer's first name is passed
+in, and free text is scrubbed of anything shaped like an email, phone or card number. Every
+string from a person, a booking, Stripe or Checkfront goes through `kit.esc` in mrkdwn (fallback
+`text` included) and `kit.plain` in plain_text; times are `kit.date_token`s; amounts are
+`kit.money`. A card's fallback text (what notifications and screen readers say) carries the
+amount, the booking, the customer's first name and why, in about 200 characters; the quote
+version and the case's source stay in the audit, the card says where the quote comes from in
+words. A case opened involuntary (a waiver rule matched Checkfront's cancellation) carries a
+badge under the header saying which waiver and where it came from (`involuntary_badge`).
 """
 
 from __future__ import annotations
