@@ -8,11 +8,11 @@ count apart). Three kinds of source, each kept off the hot paths:
   (the worker, through `services.telemetry`), calls to Stripe, Checkfront and Slack (latency
   histograms and errors by kind, 429s included; instrumented where the clients are built),
   scheduler job runs and their last success (an APScheduler listener). Checkfront is timed by
-  httpx event hooks, which fire on answers only: a lost link to Checkfront is not counted here
-  (the event it held up shows as `retrying`);
+  httpx event hooks on its answers and by its transport when none came (`network`);
 - what is kept in memory anyway, read at scrape time: rejected requests per source and reason
   (`Rejections`), the worker's queue and events in flight, and `/readyz`'s checks;
-- the store, read at scrape time on its read-only connection (`StoreCollector`): cases per
+- the store, read at scrape time on its read-only connection (`StoreCollector`, in
+  `bot.metrics_store` with the in-memory `MemoryCollector`): cases per
   state, events waiting, the outbox's depth and oldest unsent post, the automation switch,
   open reconciliation problems; and what happened since the bot started, read off the audit
   chain's new rows (every state change has its audit row, committed with it): case
@@ -26,15 +26,11 @@ their plans), so a scrape stays fast at 100k cases; a scrape that cannot read th
 
 from __future__ import annotations
 
-import asyncio
 import hmac
 import logging
 import re
 import time
-from collections import Counter as Tally
-from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
-from dataclasses import dataclass, field
-from datetime import datetime
+from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 import httpx
@@ -47,9 +43,7 @@ from apscheduler.events import (
     JobExecutionEvent,
 )
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.exposition import choose_encoder
-from prometheus_client.registry import Collector
 from slack_sdk.errors import SlackApiError
 from slack_sdk.http_retry.async_handler import AsyncRetryHandler
 from slack_sdk.http_retry.request import HttpRequest
@@ -57,14 +51,9 @@ from slack_sdk.http_retry.response import HttpResponse
 from slack_sdk.http_retry.state import RetryState
 from slack_sdk.web.async_client import AsyncWebClient
 
-from services import outbox
-from services.finance.anomaly import DETECTOR
-from services.intake.events import count_failed, count_retrying, count_unprocessed
+from bot.metrics_store import PREFIX, MemoryCollector, StoreCollector
 from services.intake.rejections import Rejections
-from services.refunds import cases
-from services.refunds.automation import automation_state
-from services.refunds.models import Status
-from services.store.db import Store, utcnow
+from services.store.db import Store
 from services.telemetry import event_outcome
 
 if TYPE_CHECKING:
@@ -72,13 +61,11 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-PREFIX = "refund_bot"
 # seconds: a Slack post is ~0.1-0.5 s, a Stripe refund up to a few, a timeout 10-20
 API_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 30.0)
 WEBHOOK_PATHS = (("/webhooks/checkfront", "checkfront"), ("/webhooks/stripe", "stripe"),
                  ("/slack/events", "slack"))
 STRIPE, CHECKFRONT, SLACK = "stripe", "checkfront", "slack"
-MADE = ("succeeded", "pending", "requires_action")  # a refund Stripe took (failed ones: not)
 
 
 def error_kind(status: int) -> str | None:
@@ -303,195 +290,3 @@ class CountingRetryHandler(AsyncRetryHandler):
                                        or response.status_code >= 500):
             self._metrics.api_errors.labels(SLACK, error_kind(response.status_code)).inc()
         return False
-
-
-class MemoryCollector(Collector):
-    """What the bot keeps in memory anyway, read at scrape time."""
-
-    def __init__(self, rejections: Rejections) -> None:
-        self.rejections = rejections
-        self.worker: Any = None
-        self.readiness: Callable[[], Awaitable[dict[str, str]]] | None = None
-        self._ready: dict[str, str] = {}
-
-    async def refresh(self) -> None:
-        if self.readiness is not None:
-            self._ready = await self.readiness()
-
-    def collect(self) -> Iterator[Metric]:
-        if self.readiness is not None:
-            ready = GaugeMetricFamily(f"{PREFIX}_ready", "1 when the check passes (or is off), "
-                                      "as /readyz answers it", labels=["check"])
-            for check, answer in self._ready.items():
-                ready.add_metric([check], 1 if answer in ("ok", "off") else 0)
-            yield ready
-        rejected = CounterMetricFamily(f"{PREFIX}_webhooks_rejected", "Requests refused "
-                                       "(bad signature, unauthorized, too large, malformed, "
-                                       "too deep), by source and reason",
-                                       labels=["source", "reason"])
-        for (source, reason), n in sorted(self.rejections.counts.items()):
-            rejected.add_metric([source, reason.replace(" ", "_")], n)
-        yield rejected
-        if self.worker is None:
-            return
-        yield GaugeMetricFamily(f"{PREFIX}_worker_queue_depth", "Events queued for the worker, "
-                                "not yet taken", value=self.worker.queued)
-        yield GaugeMetricFamily(f"{PREFIX}_worker_in_flight", "Events being applied now",
-                                value=self.worker.in_flight)
-        yield GaugeMetricFamily(f"{PREFIX}_worker_concurrency", "Events applied at most at "
-                                "once (WORKER_CONCURRENCY)", value=self.worker.concurrency)
-
-
-@dataclass
-class _Snapshot:
-    up: bool = False
-    cases: dict[str, int] = field(default_factory=dict)
-    events: dict[str, int] = field(default_factory=dict)
-    outbox_unsent: int = 0
-    outbox_oldest_age: float = 0.0
-    paused: bool = False
-    breaker: bool = False
-    discrepancies: int = 0
-
-
-class StoreCollector(Collector):
-    """Gauges read from the store at scrape time, and counters of the audit chain's new rows.
-
-    `refresh()` (async) reads; `collect()` (what prometheus-client calls, synchronously) yields
-    what the last refresh read. Counters count rows appended after `attach` (the bot's start),
-    so they start at 0 like any other counter and a restart reads as a counter reset.
-    """
-
-    def __init__(self) -> None:
-        self.store: Store | None = None
-        self._after = 0   # the last audit row counted
-        self._lock = asyncio.Lock()
-        self._now = _Snapshot()
-        self.transitions: Tally[tuple[str, str]] = Tally()
-        self.opened = 0
-        self.refunds: Tally[str] = Tally()
-        self.refunded: Tally[str] = Tally()
-
-    async def attach(self, store: Store) -> None:
-        self.store = store
-        self._after = await _last_audit_id(store)
-
-    async def refresh(self) -> None:
-        async with self._lock:
-            try:
-                self._now = await self._read()
-            except Exception as exc:  # the scrape says "store down", it does not fail
-                log.warning("metrics: the store could not be read: %s", exc.__class__.__name__)
-                self._now = _Snapshot(up=False)
-
-    async def _read(self) -> _Snapshot:
-        store = self.store
-        if store is None:
-            return _Snapshot(up=False)
-        states = list(Status)
-        counts = await asyncio.gather(*(cases.count(store, s) for s in states))
-        waiting = await asyncio.gather(count_unprocessed(store), count_retrying(store),
-                                       count_failed(store))
-        unsent, oldest = await _outbox_state(store)
-        automation = await automation_state(store)
-        problems = await store.read_one(
-            "SELECT COUNT(*) FROM recon_discrepancies WHERE resolved_at IS NULL AND error = 1")
-        await self._count_new_audit_rows(store)
-        return _Snapshot(
-            up=True, cases={s.value: n for s, n in zip(states, counts, strict=True)},
-            events=dict(zip(("queued", "retrying", "failed"), waiting, strict=True)),
-            outbox_unsent=unsent, outbox_oldest_age=oldest, paused=automation.paused,
-            breaker=automation.paused and automation.by == DETECTOR,
-            discrepancies=int(problems[0]) if problems else 0)
-
-    async def _count_new_audit_rows(self, store: Store) -> None:
-        last = await _last_audit_id(store)
-        if last <= self._after:
-            return
-        span = (self._after, last)
-        moves = await store.read_all(
-            "SELECT COALESCE(json_extract(detail, '$.from'), '') AS source, "
-            "substr(action, 6) AS target, COUNT(*) AS n FROM audit_log "
-            "WHERE id > ? AND id <= ? AND action LIKE 'case.%' GROUP BY source, target", span)
-        made = ", ".join("?" for _ in MADE)
-        refunds = await store.read_all(
-            "SELECT currency, COUNT(*) AS n, SUM(amount) AS minor FROM executions "
-            "WHERE stripe_refund_id IN (SELECT json_extract(detail, '$.refund_id') "
-            "FROM audit_log WHERE id > ? AND id <= ? AND action = 'stripe.refund' "
-            f"AND json_extract(detail, '$.status') IN ({made})) GROUP BY currency",
-            (*span, *MADE))
-        for row in moves:
-            if row["target"] == "opened":
-                self.opened += int(row["n"])
-            else:
-                self.transitions[(row["source"], row["target"])] += int(row["n"])
-        for row in refunds:
-            self.refunds[row["currency"]] += int(row["n"])
-            self.refunded[row["currency"]] += int(row["minor"] or 0)
-        self._after = last
-
-    def collect(self) -> Iterator[Metric]:
-        now = self._now
-        yield GaugeMetricFamily(f"{PREFIX}_store_up", "1 when the last scrape could read the "
-                                "store", value=1 if now.up else 0)
-        yield _counter("case_transitions", "Case state changes since the bot started",
-                       ["from", "to"], self.transitions.items())
-        yield CounterMetricFamily(f"{PREFIX}_cases_opened", "Refund cases opened since the bot "
-                                  "started", value=self.opened)
-        yield _counter("refunds", "Refunds Stripe took since the bot started, by currency",
-                       ["currency"], [((k,), v) for k, v in self.refunds.items()])
-        yield _counter("refunded_minor_units", "Amount of those refunds in minor units of "
-                       "the currency (cents for USD)", ["currency"],
-                       [((k,), v) for k, v in self.refunded.items()])
-        if not now.up:
-            return
-        states = GaugeMetricFamily(f"{PREFIX}_cases", "Refund cases by state",
-                                   labels=["state"])
-        for state, n in now.cases.items():
-            states.add_metric([state], n)
-        yield states
-        waiting = GaugeMetricFamily(f"{PREFIX}_events_waiting", "Stored webhook events not "
-                                    "processed: queued, waiting for a retry, failed (waiting "
-                                    "for a person)", labels=["state"])
-        for state, n in now.events.items():
-            waiting.add_metric([state], n)
-        yield waiting
-        yield GaugeMetricFamily(f"{PREFIX}_outbox_unsent", "Slack posts not sent yet",
-                                value=now.outbox_unsent)
-        yield GaugeMetricFamily(f"{PREFIX}_outbox_oldest_unsent_age_seconds", "Age of the "
-                                "oldest Slack post not sent yet (0 when none waits)",
-                                value=now.outbox_oldest_age)
-        yield GaugeMetricFamily(f"{PREFIX}_automation_paused", "1 while automatic refunds "
-                                "are paused (by a person or the anomaly breaker)",
-                                value=1 if now.paused else 0)
-        yield GaugeMetricFamily(f"{PREFIX}_breaker_open", "1 while the anomaly detector's "
-                                "circuit breaker holds automation paused",
-                                value=1 if now.breaker else 0)
-        yield GaugeMetricFamily(f"{PREFIX}_reconciliation_discrepancies_open", "Reconciliation "
-                                "problems not resolved", value=now.discrepancies)
-
-
-def _counter(name: str, doc: str, labels: list[str],
-             values: Iterable[tuple[tuple[str, ...], int]]) -> CounterMetricFamily:
-    family = CounterMetricFamily(f"{PREFIX}_{name}", doc, labels=labels)
-    for key, n in sorted(values):
-        family.add_metric(list(key), n)
-    return family
-
-
-async def _last_audit_id(store: Store) -> int:
-    row = await store.read_one("SELECT MAX(id) FROM audit_log")
-    return int(row[0] or 0) if row else 0
-
-
-async def _outbox_state(store: Store) -> tuple[int, float]:
-    """How many posts wait, and how long the oldest of them has (seconds)."""
-    unsent = await outbox.backlog(store)
-    if not unsent:
-        return 0, 0.0
-    row = await store.read_one(
-        "SELECT MIN(created_at) AS at FROM slack_outbox WHERE sent_at IS NULL")
-    if row is None or row["at"] is None:
-        return unsent, 0.0
-    created = datetime.fromisoformat(row["at"])
-    return unsent, max(0.0, (utcnow() - created).total_seconds())
