@@ -19,7 +19,7 @@ from typing import Any
 
 import aiosqlite
 
-from services.store.db import Row, Store, iso_utc, now_iso
+from services.store.db import Row, Store, iso_utc, now_iso, write
 from services.store.db import one as one_row
 from services.store.db import rows as all_rows
 
@@ -117,15 +117,15 @@ async def for_booking(tx: aiosqlite.Connection, keys: Sequence[str],
 
 async def mark_called(tx: aiosqlite.Connection, row_id: int) -> None:
     """Set just before the Stripe call: from then on a lost answer may hide a refund."""
-    await tx.execute("UPDATE executions SET called_at = COALESCE(called_at, ?) WHERE id = ?",
-                     (now_iso(), row_id))
+    await write(tx, "UPDATE executions SET called_at = COALESCE(called_at, ?) WHERE id = ?",
+                (now_iso(), row_id))
 
 
 async def reject(tx: aiosqlite.Connection, row_id: int, why: str, *,
                  only_planned: bool = False) -> None:
     """Give a row up as `rejected` (nothing moved); `only_planned`: unless it left `planned`."""
-    await tx.execute(
-        "UPDATE executions SET status = 'rejected', failure_reason = ?, updated_at = ? "
+    await write(
+        tx, "UPDATE executions SET status = 'rejected', failure_reason = ?, updated_at = ? "
         "WHERE id = ?" + (" AND status = 'planned'" if only_planned else ""),
         (why, now_iso(), row_id))
 
@@ -134,11 +134,11 @@ async def record_outcome(tx: aiosqlite.Connection, row_id: int, status: Executio
                          failure_reason: str | None, *, refund_id: str | None = None) -> None:
     """Stripe's answer (or a later event) for a row; `refund_id` when it names the refund."""
     if refund_id is None:
-        await tx.execute("UPDATE executions SET status = ?, failure_reason = ?, updated_at = ? "
-                         "WHERE id = ?", (str(status), failure_reason, now_iso(), row_id))
+        await write(tx, "UPDATE executions SET status = ?, failure_reason = ?, updated_at = ? "
+                    "WHERE id = ?", (str(status), failure_reason, now_iso(), row_id))
     else:
-        await tx.execute(
-            "UPDATE executions SET status = ?, stripe_refund_id = ?, failure_reason = ?, "
+        await write(
+            tx, "UPDATE executions SET status = ?, stripe_refund_id = ?, failure_reason = ?, "
             "updated_at = ? WHERE id = ?",
             (str(status), refund_id, failure_reason, now_iso(), row_id))
 

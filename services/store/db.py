@@ -107,6 +107,13 @@ class Tx:
     def __getattr__(self, name: str) -> Any:
         return getattr(self.raw, name)
 
+    def later(self, sql: str, parameters: Iterable[Any] = ()) -> None:
+        """A write whose answer nobody reads (no row count, no id, no rows), sent with the
+        transaction's next trip, in order with its other statements; failing, it fails that
+        trip (a statement or the commit), and the transaction rolls back."""
+        params = tuple(parameters)
+        self._pending.append(lambda conn, memo: conn.execute(sql, params))
+
     def defer(self, work: Deferred) -> None:
         """Run `work(sqlite3_connection, memo)` in the connection's thread inside this
         transaction, before its next statement or its commit (in the order deferred)."""
@@ -326,6 +333,16 @@ async def one(conn: aiosqlite.Connection, sql: str, params: Iterable[Any] = ()) 
     """The first row of a query of (at most) one row, in one trip: see `rows`."""
     found = await conn.execute_fetchall(sql, tuple(params))
     return next(iter(found), None)
+
+
+async def write(tx: aiosqlite.Connection, sql: str, params: Iterable[Any] = ()) -> None:
+    """A write inside the caller's transaction whose answer is not read: in a store
+    transaction (`Tx.later`) it goes with the transaction's next trip (no trip of its own);
+    on a bare connection, now."""
+    if isinstance(tx, Tx):
+        tx.later(sql, params)
+    else:
+        await tx.execute(sql, tuple(params))
 
 
 async def set_state(tx: aiosqlite.Connection, key: str, value: Any) -> None:
