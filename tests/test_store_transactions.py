@@ -17,7 +17,7 @@ from bot.cli.world import STRIPE_WEBHOOK_SECRET, Item, World
 from services.intake.events import body_hash, store_event
 from services.intake.routing import process
 from services.refunds import cases
-from services.store import audit
+from services.store import audit, db
 from services.store.db import SYNC_FULL, SYNC_NORMAL, Store, Tx, one, write
 
 
@@ -196,3 +196,44 @@ async def test_an_automatic_refund_in_few_trips_to_the_store_thread(world: World
         "case.opened", "quote.made", "case.auto_approved", "case.executing",
         "execution.planned", "stripe.refund", "checkfront.written", "case.refunded"]
     assert (await audit.verify(svc.store)).ok
+
+
+async def test_a_transaction_lets_the_webhooks_being_stored_commit_first(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """While the intake writer holds webhooks (handed over, not answered), a store transaction
+    waits for them before it takes the write lock; at most `INTAKE_FIRST`, then it goes."""
+    async with Store(tmp_path / "s.db") as store:
+        writer = store.writer
+        assert isinstance(writer, db._IntakeFirst)
+        began: list[str] = []
+
+        def holding(units: int) -> None:   # as `run` counts a webhook handed over, answered
+            writer.in_flight = units
+            (writer.idle.clear if units else writer.idle.set)()
+
+        async def worker_side(key: str) -> None:
+            async with store.transaction() as tx:
+                began.append(key)
+                await write(tx, "INSERT INTO state (key, value, updated_at) VALUES (?, '1', 'x')",
+                            (key,))
+
+        monkeypatch.setattr(db, "INTAKE_FIRST", 5.0)
+        holding(1)   # a webhook being stored
+        waiting = asyncio.create_task(worker_side("a"))
+        for _ in range(20):
+            await asyncio.sleep(0)
+        assert began == [] and not waiting.done()
+        holding(0)   # committed and answered
+        await waiting
+        assert began == ["a"]
+
+        monkeypatch.setattr(db, "INTAKE_FIRST", 0.01)
+        holding(1)   # never answered: the worker still goes
+        await asyncio.wait_for(worker_side("b"), 2.0)
+        assert began == ["a", "b"]
+        holding(0)
+
+        # a real webhook: counted while it is stored, not after
+        counts: list[int] = []
+        stored = await writer.run(lambda batch: counts.append(writer.in_flight) or 7)
+        assert (stored, counts, writer.in_flight, writer.idle.is_set()) == (7, [1], 0, True)

@@ -192,6 +192,30 @@ def _rollback(conn: sqlite3.Connection) -> None:
 
 _ACTIVE: ContextVar[Tx | None] = ContextVar("store_transaction", default=None)
 
+INTAKE_FIRST = 0.002   # seconds a transaction waits at most for the webhooks being stored
+
+
+class _IntakeFirst(IntakeWriter):
+    """The intake writer, counting the units it holds (handed over, not yet answered), so that
+    a store transaction about to take the write lock lets them commit first
+    (`Store.transaction`)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.in_flight = 0
+        self.idle = asyncio.Event()
+        self.idle.set()
+
+    async def run(self, work: Any) -> Any:
+        self.in_flight += 1
+        self.idle.clear()
+        try:
+            return await super().run(work)
+        finally:
+            self.in_flight -= 1
+            if not self.in_flight:
+                self.idle.set()
+
 
 class Store:
     def __init__(self, path: str | Path) -> None:
@@ -234,7 +258,7 @@ class Store:
             self._reader.row_factory = aiosqlite.Row
             await self._reader.execute("PRAGMA busy_timeout=5000")
             await self._reader.execute("PRAGMA query_only=ON")
-            self._writer = await IntakeWriter(self.path, synchronous=SYNC_FULL).start()
+            self._writer = await _IntakeFirst(self.path, synchronous=SYNC_FULL).start()
         return self
 
     async def close(self) -> None:
@@ -262,6 +286,7 @@ class Store:
         async with self._lock:
             if self._db is None:
                 raise RuntimeError("store is not open")
+            await self._intake_first()
             tx = Tx(self._db, durable=durable)
             token = _ACTIVE.set(tx)
             try:
@@ -280,6 +305,15 @@ class Store:
                 tx.open = False
                 with suppress(ValueError):   # ended in another context (closed late)
                     _ACTIVE.reset(token)
+
+    async def _intake_first(self) -> None:
+        """Webhooks first: while the intake writer holds webhooks to store, wait until they
+        are committed (at most `INTAKE_FIRST`) before taking SQLite's write lock, so their
+        answers do not wait behind this transaction."""
+        writer = self._writer
+        if isinstance(writer, _IntakeFirst) and writer.in_flight:
+            with suppress(TimeoutError):
+                await asyncio.wait_for(writer.idle.wait(), INTAKE_FIRST)
 
     async def fetch_one(self, sql: str, params: Iterable[Any] = ()) -> Row | None:
         """The first row of a query on the store's connection (for queries of one row)."""
