@@ -18,7 +18,7 @@ from services.intake.events import body_hash, store_event
 from services.intake.routing import process
 from services.refunds import cases
 from services.store import audit, db
-from services.store.db import SYNC_FULL, SYNC_NORMAL, Store, Tx, one, write
+from services.store.db import SYNC_FULL, SYNC_NORMAL, Store, Tx, one, reads, write
 
 
 def count_trips(store: Store) -> list[int]:
@@ -169,8 +169,9 @@ async def test_the_chain_stays_linear_with_the_intake_writer_appending_between(
         assert result.ok and result.rows == 60, result
 
 
-TRIPS = 27   # trips to the store's thread for one automatic refund (about 56 at a trip a statement;
-#             32 before the writes nobody reads the answer of went with the next trip)
+TRIPS = 25   # trips to the store's thread for one automatic refund (about 56 at a trip a statement;
+#             32 before the writes nobody reads the answer of went with the next trip and
+#             a booking's stored payments and own refunds were read in one)
 
 
 async def test_an_automatic_refund_in_few_trips_to_the_store_thread(world: World) -> None:
@@ -237,3 +238,17 @@ async def test_a_transaction_lets_the_webhooks_being_stored_commit_first(
         counts: list[int] = []
         stored = await writer.run(lambda batch: counts.append(writer.in_flight) or 7)
         assert (stored, counts, writer.in_flight, writer.idle.is_set()) == (7, [1], 0, True)
+
+
+async def test_several_reads_in_one_trip_see_the_transaction(tmp_path: Path) -> None:
+    async with Store(tmp_path / "s.db") as store:
+        await store.fetch_all("SELECT 1")
+        trips = count_trips(store)
+        found = await reads(store.db, [("SELECT 1 AS n", ()), ("SELECT ? AS n", (2,))])
+        assert [[r["n"] for r in rows] for rows in found] == [[1], [2]] and trips[0] == 1
+        async with store.transaction() as tx:
+            await write(tx, "INSERT INTO state (key, value, updated_at) VALUES ('k', '5', 'x')")
+            [keys, none] = await reads(tx, [("SELECT key FROM state", ()),
+                                            ("SELECT key FROM state WHERE key = ?", ("z",))])
+            assert [r["key"] for r in keys] == ["k"] and none == []
+        assert trips[0] == 3

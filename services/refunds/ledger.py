@@ -172,11 +172,16 @@ async def stripe_refunds(store: Store, case_id: int) -> list[Row]:
 async def settled_for_booking(store: Store, booking_code: str,
                               exclude_case: int | None = None) -> list[Row]:
     """Refunds this bot made for a booking (all its cases but `exclude_case`)."""
-    return await store.fetch_all(
-        "SELECT e.stripe_refund_id, e.payment_ref, e.amount, e.currency, e.created_at "
-        "FROM executions e JOIN cases c ON c.id = e.case_id WHERE c.booking_code = ? "
-        f"AND e.status IN {_SETTLED_SQL} AND e.stripe_refund_id IS NOT NULL "
-        "AND c.id != ?", (booking_code, exclude_case or 0))
+    return await store.fetch_all(*settled_for_booking_query(booking_code, exclude_case))
+
+
+def settled_for_booking_query(booking_code: str, exclude_case: int | None = None
+                              ) -> tuple[str, tuple[Any, ...]]:
+    """`settled_for_booking`'s query and parameters (to read it with others in one trip)."""
+    return ("SELECT e.stripe_refund_id, e.payment_ref, e.amount, e.currency, e.created_at "
+            "FROM executions e JOIN cases c ON c.id = e.case_id WHERE c.booking_code = ? "
+            f"AND e.status IN {_SETTLED_SQL} AND e.stripe_refund_id IS NOT NULL "
+            "AND c.id != ?", (booking_code, exclude_case or 0))
 
 
 async def known_refund_ids(store: Store) -> set[str]:

@@ -363,6 +363,25 @@ async def rows(conn: aiosqlite.Connection, sql: str, params: Iterable[Any] = ())
     return list(await conn.execute_fetchall(sql, tuple(params)))
 
 
+async def reads(conn: aiosqlite.Connection, queries: Iterable[tuple[str, Iterable[Any]]]
+                ) -> list[list[Row]]:
+    """Every row of each of several queries, in order, in one trip to the connection's thread
+    (`rows` takes one a query); on a transaction, inside it, after what it has deferred."""
+    wanted = [(sql, tuple(params)) for sql, params in queries]
+
+    def run(c: sqlite3.Connection) -> list[list[Row]]:
+        return [c.execute(sql, params).fetchall() for sql, params in wanted]
+
+    if isinstance(conn, Tx):
+        return await conn._trip(run)
+    raw = conn
+
+    def on_raw() -> list[list[Row]]:
+        return run(raw._conn)
+
+    return await raw._execute(on_raw)
+
+
 async def one(conn: aiosqlite.Connection, sql: str, params: Iterable[Any] = ()) -> Row | None:
     """The first row of a query of (at most) one row, in one trip: see `rows`."""
     found = await conn.execute_fetchall(sql, tuple(params))
