@@ -25,7 +25,10 @@ Calls per refund: what is left on a PaymentIntent is one retrieve (`expand=["lat
 brings the charge along); the refund is one create. The currency check before the create
 uses the currency Stripe gave for that payment when it was read: a payment with a successful
 charge never changes currency, so the gateway remembers it (`PAID_IN_REMEMBERED` payments) and
-asks Stripe only for a payment it has not read yet.
+asks Stripe only for a payment it has not read yet. Those answers (the refund, the
+PaymentIntent, the charge) are read as plain JSON through the official client's
+`raw_request_async` (`_raw`): its auth, retries, idempotency key and error mapping, without
+building its objects.
 """
 
 from __future__ import annotations

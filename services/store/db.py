@@ -18,9 +18,14 @@ Trips. aiosqlite runs each statement in the connection's thread, one hand-off (a
 wake-up) a statement. A transaction (`Tx`) therefore sends `BEGIN IMMEDIATE` (and a durable
 one's `synchronous` switch) with its first statement, and `COMMIT` (and the switch back) with
 what is left; work that needs no answer inside the body, the audit chain's rows
-(`audit.append`), is deferred to the next trip the transaction makes anyway, in order. Inside a
+(`audit.append`) and writes whose answer is not read (`write`), is deferred to the next trip
+the transaction makes anyway, in order. Several reads can share one trip (`reads`). Inside a
 transaction, `Store.db` is the transaction, so a read made through the store in its body is
 part of it (after its `BEGIN`, seeing its deferred rows), as before.
+
+Webhooks first. Before a store transaction takes the write lock, it waits for the webhooks the
+intake writer holds (handed over, not yet answered) to commit, at most `INTAKE_FIRST`, so a
+webhook's answer does not wait behind a worker transaction that began just after it.
 
 Durability. In WAL mode every commit survives the process being killed. Surviving an OS crash
 or a power cut takes a sync of the log to disk, which costs a few milliseconds a commit, so it
