@@ -17,8 +17,8 @@ from bot.cli.world import STRIPE_WEBHOOK_SECRET, Item, World
 from services.intake.events import body_hash, store_event
 from services.intake.routing import process
 from services.refunds import cases
-from services.store import audit
-from services.store.db import SYNC_FULL, SYNC_NORMAL, Store, Tx, one
+from services.store import audit, db
+from services.store.db import SYNC_FULL, SYNC_NORMAL, Store, Tx, one, reads, write
 
 
 def count_trips(store: Store) -> list[int]:
@@ -93,6 +93,31 @@ async def test_a_failing_deferred_row_rolls_the_transaction_back(tmp_path: Path)
         assert await store.get_state("k") is None
 
 
+async def test_a_write_nobody_reads_goes_with_the_next_trip_and_fails_the_transaction(
+        tmp_path: Path) -> None:
+    """`write` in a transaction: no trip of its own, in order with the statements around it
+    (a read after it sees it), and a write that fails there rolls everything back."""
+    async with Store(tmp_path / "s.db") as store:
+        trips = count_trips(store)
+        async with store.transaction() as tx:
+            await write(tx, "INSERT INTO state (key, value, updated_at) VALUES ('a', '1', 'x')")
+            await write(tx, "UPDATE state SET value = '2' WHERE key = 'a'")
+            assert trips[0] == 0
+            row = await one(tx, "SELECT value FROM state WHERE key = 'a'")
+            assert row is not None and row[0] == "2" and trips[0] == 1
+            await write(tx, "INSERT INTO state (key, value, updated_at) VALUES ('b', '3', 'x')")
+        assert trips[0] == 2   # BEGIN, both writes and the read; the last write and COMMIT
+        assert (await store.get_state("a"), await store.get_state("b")) == (2, 3)
+
+        with pytest.raises(sqlite3.IntegrityError):
+            async with store.transaction() as tx:
+                await write(tx, "UPDATE state SET value = '9' WHERE key = 'a'")
+                await write(tx, "INSERT INTO state (key, value, updated_at) "
+                                "VALUES ('b', '4', 'x')")   # b exists: refused at the commit
+        assert not store.db.in_transaction
+        assert (await store.get_state("a"), await store.get_state("b")) == (2, 3)
+
+
 async def test_reads_through_the_store_inside_a_transaction_are_part_of_it(
         tmp_path: Path) -> None:
     async with Store(tmp_path / "s.db") as store:
@@ -144,7 +169,9 @@ async def test_the_chain_stays_linear_with_the_intake_writer_appending_between(
         assert result.ok and result.rows == 60, result
 
 
-TRIPS = 32   # trips to the store's thread for one automatic refund (about 56 at a trip a statement)
+TRIPS = 25   # trips to the store's thread for one automatic refund (about 56 at a trip a statement;
+#             32 before the writes nobody reads the answer of went with the next trip and
+#             a booking's stored payments and own refunds were read in one)
 
 
 async def test_an_automatic_refund_in_few_trips_to_the_store_thread(world: World) -> None:
@@ -170,3 +197,58 @@ async def test_an_automatic_refund_in_few_trips_to_the_store_thread(world: World
         "case.opened", "quote.made", "case.auto_approved", "case.executing",
         "execution.planned", "stripe.refund", "checkfront.written", "case.refunded"]
     assert (await audit.verify(svc.store)).ok
+
+
+async def test_a_transaction_lets_the_webhooks_being_stored_commit_first(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """While the intake writer holds webhooks (handed over, not answered), a store transaction
+    waits for them before it takes the write lock; at most `INTAKE_FIRST`, then it goes."""
+    async with Store(tmp_path / "s.db") as store:
+        writer = store.writer
+        assert isinstance(writer, db._IntakeFirst)
+        began: list[str] = []
+
+        def holding(units: int) -> None:   # as `run` counts a webhook handed over, answered
+            writer.in_flight = units
+            (writer.idle.clear if units else writer.idle.set)()
+
+        async def worker_side(key: str) -> None:
+            async with store.transaction() as tx:
+                began.append(key)
+                await write(tx, "INSERT INTO state (key, value, updated_at) VALUES (?, '1', 'x')",
+                            (key,))
+
+        monkeypatch.setattr(db, "INTAKE_FIRST", 5.0)
+        holding(1)   # a webhook being stored
+        waiting = asyncio.create_task(worker_side("a"))
+        for _ in range(20):
+            await asyncio.sleep(0)
+        assert began == [] and not waiting.done()
+        holding(0)   # committed and answered
+        await waiting
+        assert began == ["a"]
+
+        monkeypatch.setattr(db, "INTAKE_FIRST", 0.01)
+        holding(1)   # never answered: the worker still goes
+        await asyncio.wait_for(worker_side("b"), 2.0)
+        assert began == ["a", "b"]
+        holding(0)
+
+        # a real webhook: counted while it is stored, not after
+        counts: list[int] = []
+        stored = await writer.run(lambda batch: counts.append(writer.in_flight) or 7)
+        assert (stored, counts, writer.in_flight, writer.idle.is_set()) == (7, [1], 0, True)
+
+
+async def test_several_reads_in_one_trip_see_the_transaction(tmp_path: Path) -> None:
+    async with Store(tmp_path / "s.db") as store:
+        await store.fetch_all("SELECT 1")
+        trips = count_trips(store)
+        found = await reads(store.db, [("SELECT 1 AS n", ()), ("SELECT ? AS n", (2,))])
+        assert [[r["n"] for r in rows] for rows in found] == [[1], [2]] and trips[0] == 1
+        async with store.transaction() as tx:
+            await write(tx, "INSERT INTO state (key, value, updated_at) VALUES ('k', '5', 'x')")
+            [keys, none] = await reads(tx, [("SELECT key FROM state", ()),
+                                            ("SELECT key FROM state WHERE key = ?", ("z",))])
+            assert [r["key"] for r in keys] == ["k"] and none == []
+        assert trips[0] == 3

@@ -88,6 +88,36 @@ async def test_a_refund_after_reading_what_is_left_costs_two_calls(stand_in: Sta
     assert calls == [("GET", f"/v1/payment_intents/{pi.id}"), ("POST", "/v1/refunds")]
 
 
+async def test_a_refund_builds_no_client_objects_and_sends_its_key(
+    stand_in: StandIn, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """What is left and the refund are read as plain JSON through the official client (its
+    auth, retries and errors): no `StripeObject` is built for them, the key and the metadata
+    still go with the create, and a refusal is still the client's error, mapped as before."""
+    import stripe._util
+
+    def no_objects(*args: object, **kwargs: object) -> object:
+        raise AssertionError("a client object was built")
+
+    monkeypatch.setattr(stripe._util, "_convert_to_stripe_object", no_objects)
+    gateway = stand_in.gateway()
+    pi = stand_in.sandbox.add_payment(4000, "usd")
+    assert await gateway.unrefunded_amount(pi.id) == (4000, "USD")
+    fresh = stand_in.gateway()   # knows no currency yet: it retrieves the PaymentIntent
+    made = await gateway.create_refund(payment_ref=pi.id, amount=1500, currency="USD",
+                                       idempotency_key="k-raw", metadata={"case_id": "7",
+                                                                          "plan": "1"})
+    assert (made.amount, made.currency, made.payment_intent) == (1500, "USD", pi.id)
+    assert made.metadata == {"case_id": "7", "plan": "1"}
+    assert stand_in.posts() == [("k-raw", 200, False)]
+    monkeypatch.undo()   # the client's own error carries its error object, as before
+    with pytest.raises(StripeGatewayError) as over:
+        await fresh.create_refund(payment_ref=pi.id, amount=3000, currency="USD",
+                                  idempotency_key="k-over", metadata={})
+    assert over.value.kind == "over_refund" and over.value.maybe_applied is False
+    assert stand_in.posts()[-1] == ("k-over", 400, False)
+
+
 async def test_a_charge_is_read_in_one_call_and_a_failed_one_is_not_remembered(
     stand_in: StandIn,
 ) -> None:

@@ -34,7 +34,7 @@ from services.refunds.models import (
     booking_key,
 )
 from services.store import audit
-from services.store.db import Row, Store, clock_utc, dumps, now_iso, one
+from services.store.db import Row, Store, clock_utc, dumps, now_iso, one, write
 
 
 async def get(store: Store, case_id: int) -> Case:
@@ -175,8 +175,8 @@ async def record_decision(
     tx: aiosqlite.Connection, case: Case, decision: str, *, by: str,
     amount: int | None = None, reason: str | None = None,
 ) -> None:
-    await tx.execute(
-        "INSERT INTO decisions (case_id, decision, amount, reason, decided_by, quote_version, "
+    await write(   # no answer read: with the transaction's next trip
+        tx, "INSERT INTO decisions (case_id, decision, amount, reason, decided_by, quote_version, "
         "decided_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
         (case.id, decision, amount, reason, by, case.quote_version, now_iso()),
     )
@@ -260,8 +260,8 @@ async def insert(tx: aiosqlite.Connection, *, booking_id: str, booking_code: str
     assert row is not None
     case_id = int(row["id"])
     data = quote.to_dict()
-    await tx.execute(
-        "INSERT INTO quotes (case_id, version, created_at, snapshot, quote, currency, "
+    await write(   # no answer read: with the transaction's next trip
+        tx, "INSERT INTO quotes (case_id, version, created_at, snapshot, quote, currency, "
         "order_total, skus) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
         (case_id, quote.version, now, dumps(scrub(snapshot)), dumps(data),
          *_outlier_columns(data, currency)),
@@ -276,9 +276,9 @@ async def add_quote(tx: aiosqlite.Connection, case_id: int, quote: Quote,
     row = await one(tx, "SELECT currency FROM cases WHERE id = ?", (case_id,))
     data = quote.to_dict()
     columns = _outlier_columns(data, row["currency"]) if row is not None else (None, None, None)
-    await tx.execute(
-        "INSERT OR IGNORE INTO quotes (case_id, version, created_at, snapshot, quote, currency, "
-        "order_total, skus) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+    await write(
+        tx, "INSERT OR IGNORE INTO quotes (case_id, version, created_at, snapshot, quote, "
+        "currency, order_total, skus) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
         (case_id, quote.version, now_iso(), dumps(scrub(snapshot)), dumps(data), *columns),
     )
 
@@ -298,7 +298,7 @@ def _outlier_columns(quote: dict[str, Any],
 
 async def set_quote_version(tx: aiosqlite.Connection, case_id: int, version: str) -> None:
     """Point the case at a re-quote that changed nothing it was decided on."""
-    await tx.execute("UPDATE cases SET quote_version = ? WHERE id = ?", (version, case_id))
+    await write(tx, "UPDATE cases SET quote_version = ? WHERE id = ?", (version, case_id))
 
 
 # --- what risk flags ask of earlier cases ---------------------------------------------------

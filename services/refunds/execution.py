@@ -68,6 +68,9 @@ async def execute(svc: Deps, case_id: int, *, actor: str, read: BookingRead | No
     between is refused, never run twice."""
     if svc.stripe is None:
         raise CaseError("Stripe is not configured; refunds cannot be executed")
+    # a case the caller's own transaction opened moments ago has no execution rows: after the
+    # claim below (a compare-and-set on the revision that transaction left) none can have come
+    opened = case is not None and case.id == case_id and quote is not None
     if case is None or case.id != case_id:
         case = await cases.get(svc.store, case_id)
     correlation.bind(case_id=case.id, booking_code=case.booking_code)
@@ -79,7 +82,7 @@ async def execute(svc: Deps, case_id: int, *, actor: str, read: BookingRead | No
         raise IllegalTransition(f"case {case_id} is {case.status}; nothing to execute")
     await svc.notifier.case_updated(case)
     try:
-        case = await _run(svc, case, actor, read, quote)
+        case = await _run(svc, case, actor, read, quote, opened=opened)
     except Exception as exc:  # the case must never be left silently in `executing`
         case = await _finish(svc, await cases.get(svc.store, case_id), Status.FAILED,
                              f"unexpected error: {exc.__class__.__name__}: {exc}", actor)
@@ -104,13 +107,13 @@ async def resume_all(svc: Deps) -> list[Case]:
 
 
 async def _run(svc: Deps, case: Case, actor: str, read: BookingRead | None,
-               quote: Quote | None) -> Case:
+               quote: Quote | None, *, opened: bool = False) -> Case:
     assert svc.stripe is not None
     fresh = await _fresh_snapshot(svc, case, read, quote)
     if fresh is None:  # re-quoted with another result: back to a person
         return await cases.get(svc.store, case.id)
     snapshot, status_now, quote = fresh
-    plan, manual, refusal = await _plan(svc, case, snapshot)
+    plan, manual, refusal = await _plan(svc, case, snapshot, opened=opened)
     faults.reached("after_execution_row")
     if refusal is not None:   # the over-refund guard gave the planned rows up
         return await _to_person(svc, case, actor, refusal.reason)
@@ -191,15 +194,16 @@ async def _fresh_snapshot(svc: Deps, case: Case, read: BookingRead | None,
     return None
 
 
-async def _plan(svc: Deps, case: Case, snapshot: BookingSnapshot
+async def _plan(svc: Deps, case: Case, snapshot: BookingSnapshot, *, opened: bool = False
                 ) -> tuple[list[PlannedRefund], int, Refusal | None]:
     """In-flight rows (same keys), plus new rows for whatever the approval still lacks; what no
     Stripe payment can cover (to be refunded by hand); and the guard's refusal, if any (then
-    the rows not yet sent are given up)."""
+    the rows not yet sent are given up). `opened`: the case was opened in this same step, so
+    it has no rows yet (they are read again inside the planning transaction either way)."""
     assert svc.stripe is not None
     # what Stripe shows unrefunded on every payment the plan will send to, asked before the
     # exclusive section (no network call is made while it is held)
-    rows = await ledger.for_case(svc.store.db, case.id)
+    rows = [] if opened else await ledger.for_case(svc.store.db, case.id)
     refs = {r.payment_ref for r in rows if r.status == ExecutionStatus.PLANNED
             and r.called_at is None} | {ref for ref, _ in _new_rows(case, snapshot, rows)[0]}
     left = {ref: (await svc.stripe.unrefunded_amount(ref))[0] for ref in sorted(refs)}

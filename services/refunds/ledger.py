@@ -19,7 +19,7 @@ from typing import Any
 
 import aiosqlite
 
-from services.store.db import Row, Store, iso_utc, now_iso
+from services.store.db import Row, Store, iso_utc, now_iso, write
 from services.store.db import one as one_row
 from services.store.db import rows as all_rows
 
@@ -117,15 +117,15 @@ async def for_booking(tx: aiosqlite.Connection, keys: Sequence[str],
 
 async def mark_called(tx: aiosqlite.Connection, row_id: int) -> None:
     """Set just before the Stripe call: from then on a lost answer may hide a refund."""
-    await tx.execute("UPDATE executions SET called_at = COALESCE(called_at, ?) WHERE id = ?",
-                     (now_iso(), row_id))
+    await write(tx, "UPDATE executions SET called_at = COALESCE(called_at, ?) WHERE id = ?",
+                (now_iso(), row_id))
 
 
 async def reject(tx: aiosqlite.Connection, row_id: int, why: str, *,
                  only_planned: bool = False) -> None:
     """Give a row up as `rejected` (nothing moved); `only_planned`: unless it left `planned`."""
-    await tx.execute(
-        "UPDATE executions SET status = 'rejected', failure_reason = ?, updated_at = ? "
+    await write(
+        tx, "UPDATE executions SET status = 'rejected', failure_reason = ?, updated_at = ? "
         "WHERE id = ?" + (" AND status = 'planned'" if only_planned else ""),
         (why, now_iso(), row_id))
 
@@ -134,11 +134,11 @@ async def record_outcome(tx: aiosqlite.Connection, row_id: int, status: Executio
                          failure_reason: str | None, *, refund_id: str | None = None) -> None:
     """Stripe's answer (or a later event) for a row; `refund_id` when it names the refund."""
     if refund_id is None:
-        await tx.execute("UPDATE executions SET status = ?, failure_reason = ?, updated_at = ? "
-                         "WHERE id = ?", (str(status), failure_reason, now_iso(), row_id))
+        await write(tx, "UPDATE executions SET status = ?, failure_reason = ?, updated_at = ? "
+                    "WHERE id = ?", (str(status), failure_reason, now_iso(), row_id))
     else:
-        await tx.execute(
-            "UPDATE executions SET status = ?, stripe_refund_id = ?, failure_reason = ?, "
+        await write(
+            tx, "UPDATE executions SET status = ?, stripe_refund_id = ?, failure_reason = ?, "
             "updated_at = ? WHERE id = ?",
             (str(status), refund_id, failure_reason, now_iso(), row_id))
 
@@ -172,11 +172,16 @@ async def stripe_refunds(store: Store, case_id: int) -> list[Row]:
 async def settled_for_booking(store: Store, booking_code: str,
                               exclude_case: int | None = None) -> list[Row]:
     """Refunds this bot made for a booking (all its cases but `exclude_case`)."""
-    return await store.fetch_all(
-        "SELECT e.stripe_refund_id, e.payment_ref, e.amount, e.currency, e.created_at "
-        "FROM executions e JOIN cases c ON c.id = e.case_id WHERE c.booking_code = ? "
-        f"AND e.status IN {_SETTLED_SQL} AND e.stripe_refund_id IS NOT NULL "
-        "AND c.id != ?", (booking_code, exclude_case or 0))
+    return await store.fetch_all(*settled_for_booking_query(booking_code, exclude_case))
+
+
+def settled_for_booking_query(booking_code: str, exclude_case: int | None = None
+                              ) -> tuple[str, tuple[Any, ...]]:
+    """`settled_for_booking`'s query and parameters (to read it with others in one trip)."""
+    return ("SELECT e.stripe_refund_id, e.payment_ref, e.amount, e.currency, e.created_at "
+            "FROM executions e JOIN cases c ON c.id = e.case_id WHERE c.booking_code = ? "
+            f"AND e.status IN {_SETTLED_SQL} AND e.stripe_refund_id IS NOT NULL "
+            "AND c.id != ?", (booking_code, exclude_case or 0))
 
 
 async def known_refund_ids(store: Store) -> set[str]:

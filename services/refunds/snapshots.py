@@ -21,14 +21,14 @@ from services.quoting.risk import assess
 from services.refunds import ledger
 from services.refunds.models import CaseError
 from services.store import audit
-from services.store.db import Store, dumps, now_iso
+from services.store.db import Store, dumps, now_iso, reads
+
+_STORED_PAYMENTS = ("SELECT payload FROM booking_payments WHERE booking_code = ? "
+                    "ORDER BY received_at")
 
 
 async def stored_payments(store: Store, booking_code: str) -> list[dict[str, Any]]:
-    rows = await store.fetch_all(
-        "SELECT payload FROM booking_payments WHERE booking_code = ? ORDER BY received_at",
-        (booking_code,),
-    )
+    rows = await store.fetch_all(_STORED_PAYMENTS, (booking_code,))
     return [json.loads(r["payload"]) for r in rows]
 
 
@@ -102,8 +102,11 @@ async def read_booking(
                                 else _named_by_the_api(booking, fetched.get("booking"))}
     code = str(snapshot["booking"].get("code") or booking_ref)
     known: dict[tuple[str, str], dict[str, Any]] = {}
-    for source in (fetched.get("transactions") or [], await stored_payments(svc.store, code),
-                   await our_refunds(svc.store, code, exclude_case)):
+    # the payments received by webhook and the bot's own refunds, in one trip to the store
+    stored, refunds = await reads(svc.store.db, [
+        (_STORED_PAYMENTS, (code,)), ledger.settled_for_booking_query(code, exclude_case)])
+    for source in (fetched.get("transactions") or [],
+                   [json.loads(r["payload"]) for r in stored], _as_transactions(refunds, code)):
         for t in source:
             key = (str(t.get("transaction_id")), str(t.get("status", "")).upper())
             known.setdefault(key, t)
@@ -136,6 +139,10 @@ async def our_refunds(store: Store, booking_code: str,
     """Refunds this bot made for the booking, as Checkfront REFUND transactions: Checkfront has
     no API to record them, so without this a later quote would offer the money again."""
     rows = await ledger.settled_for_booking(store, booking_code, exclude_case)
+    return _as_transactions(rows, booking_code)
+
+
+def _as_transactions(rows: list[Any], booking_code: str) -> list[dict[str, Any]]:
     return [{"transaction_id": r["stripe_refund_id"], "status": "REFUND",
              "amount": format_minor(r["amount"], r["currency"]), "gateway_id": "Stripe",
              "original_transaction_id": r["payment_ref"], "booking_id": booking_code,

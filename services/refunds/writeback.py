@@ -27,7 +27,7 @@ from services.refunds import cases, ledger
 from services.refunds.models import Case
 from services.refunds.snapshots import booking_status
 from services.store import audit
-from services.store.db import Store, iso_utc, now_iso, utcnow
+from services.store.db import Store, iso_utc, now_iso, utcnow, write
 
 RETRY_FIRST = timedelta(minutes=2)
 RETRY_MAX = timedelta(hours=6)
@@ -90,8 +90,8 @@ async def record_written(tx: aiosqlite.Connection, case_id: int, written: dict[s
                          ) -> None:
     """Inside the caller's transaction: Checkfront took the write-back `tell_checkfront`
     made (a kept one is done), audited."""
-    await tx.execute("UPDATE checkfront_writebacks SET done_at = ?, updated_at = ? "
-                     "WHERE case_id = ? AND done_at IS NULL", (now_iso(), now_iso(), case_id))
+    await write(tx, "UPDATE checkfront_writebacks SET done_at = ?, updated_at = ? "
+                "WHERE case_id = ? AND done_at IS NULL", (now_iso(), now_iso(), case_id))
     await audit.append(tx, actor="checkfront", action="checkfront.written", case_id=case_id,
                        detail=written)
 

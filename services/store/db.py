@@ -18,9 +18,14 @@ Trips. aiosqlite runs each statement in the connection's thread, one hand-off (a
 wake-up) a statement. A transaction (`Tx`) therefore sends `BEGIN IMMEDIATE` (and a durable
 one's `synchronous` switch) with its first statement, and `COMMIT` (and the switch back) with
 what is left; work that needs no answer inside the body, the audit chain's rows
-(`audit.append`), is deferred to the next trip the transaction makes anyway, in order. Inside a
+(`audit.append`) and writes whose answer is not read (`write`), is deferred to the next trip
+the transaction makes anyway, in order. Several reads can share one trip (`reads`). Inside a
 transaction, `Store.db` is the transaction, so a read made through the store in its body is
 part of it (after its `BEGIN`, seeing its deferred rows), as before.
+
+Webhooks first. Before a store transaction takes the write lock, it waits for the webhooks the
+intake writer holds (handed over, not yet answered) to commit, at most `INTAKE_FIRST`, so a
+webhook's answer does not wait behind a worker transaction that began just after it.
 
 Durability. In WAL mode every commit survives the process being killed. Surviving an OS crash
 or a power cut takes a sync of the log to disk, which costs a few milliseconds a commit, so it
@@ -107,6 +112,13 @@ class Tx:
     def __getattr__(self, name: str) -> Any:
         return getattr(self.raw, name)
 
+    def later(self, sql: str, parameters: Iterable[Any] = ()) -> None:
+        """A write whose answer nobody reads (no row count, no id, no rows), sent with the
+        transaction's next trip, in order with its other statements; failing, it fails that
+        trip (a statement or the commit), and the transaction rolls back."""
+        params = tuple(parameters)
+        self._pending.append(lambda conn, memo: conn.execute(sql, params))
+
     def defer(self, work: Deferred) -> None:
         """Run `work(sqlite3_connection, memo)` in the connection's thread inside this
         transaction, before its next statement or its commit (in the order deferred)."""
@@ -185,6 +197,30 @@ def _rollback(conn: sqlite3.Connection) -> None:
 
 _ACTIVE: ContextVar[Tx | None] = ContextVar("store_transaction", default=None)
 
+INTAKE_FIRST = 0.002   # seconds a transaction waits at most for the webhooks being stored
+
+
+class _IntakeFirst(IntakeWriter):
+    """The intake writer, counting the units it holds (handed over, not yet answered), so that
+    a store transaction about to take the write lock lets them commit first
+    (`Store.transaction`)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.in_flight = 0
+        self.idle = asyncio.Event()
+        self.idle.set()
+
+    async def run(self, work: Any) -> Any:
+        self.in_flight += 1
+        self.idle.clear()
+        try:
+            return await super().run(work)
+        finally:
+            self.in_flight -= 1
+            if not self.in_flight:
+                self.idle.set()
+
 
 class Store:
     def __init__(self, path: str | Path) -> None:
@@ -227,7 +263,7 @@ class Store:
             self._reader.row_factory = aiosqlite.Row
             await self._reader.execute("PRAGMA busy_timeout=5000")
             await self._reader.execute("PRAGMA query_only=ON")
-            self._writer = await IntakeWriter(self.path, synchronous=SYNC_FULL).start()
+            self._writer = await _IntakeFirst(self.path, synchronous=SYNC_FULL).start()
         return self
 
     async def close(self) -> None:
@@ -255,6 +291,7 @@ class Store:
         async with self._lock:
             if self._db is None:
                 raise RuntimeError("store is not open")
+            await self._intake_first()
             tx = Tx(self._db, durable=durable)
             token = _ACTIVE.set(tx)
             try:
@@ -273,6 +310,15 @@ class Store:
                 tx.open = False
                 with suppress(ValueError):   # ended in another context (closed late)
                     _ACTIVE.reset(token)
+
+    async def _intake_first(self) -> None:
+        """Webhooks first: while the intake writer holds webhooks to store, wait until they
+        are committed (at most `INTAKE_FIRST`) before taking SQLite's write lock, so their
+        answers do not wait behind this transaction."""
+        writer = self._writer
+        if isinstance(writer, _IntakeFirst) and writer.in_flight:
+            with suppress(TimeoutError):
+                await asyncio.wait_for(writer.idle.wait(), INTAKE_FIRST)
 
     async def fetch_one(self, sql: str, params: Iterable[Any] = ()) -> Row | None:
         """The first row of a query on the store's connection (for queries of one row)."""
@@ -322,10 +368,39 @@ async def rows(conn: aiosqlite.Connection, sql: str, params: Iterable[Any] = ())
     return list(await conn.execute_fetchall(sql, tuple(params)))
 
 
+async def reads(conn: aiosqlite.Connection, queries: Iterable[tuple[str, Iterable[Any]]]
+                ) -> list[list[Row]]:
+    """Every row of each of several queries, in order, in one trip to the connection's thread
+    (`rows` takes one a query); on a transaction, inside it, after what it has deferred."""
+    wanted = [(sql, tuple(params)) for sql, params in queries]
+
+    def run(c: sqlite3.Connection) -> list[list[Row]]:
+        return [c.execute(sql, params).fetchall() for sql, params in wanted]
+
+    if isinstance(conn, Tx):
+        return await conn._trip(run)
+    raw = conn
+
+    def on_raw() -> list[list[Row]]:
+        return run(raw._conn)
+
+    return await raw._execute(on_raw)
+
+
 async def one(conn: aiosqlite.Connection, sql: str, params: Iterable[Any] = ()) -> Row | None:
     """The first row of a query of (at most) one row, in one trip: see `rows`."""
     found = await conn.execute_fetchall(sql, tuple(params))
     return next(iter(found), None)
+
+
+async def write(tx: aiosqlite.Connection, sql: str, params: Iterable[Any] = ()) -> None:
+    """A write inside the caller's transaction whose answer is not read: in a store
+    transaction (`Tx.later`) it goes with the transaction's next trip (no trip of its own);
+    on a bare connection, now."""
+    if isinstance(tx, Tx):
+        tx.later(sql, params)
+    else:
+        await tx.execute(sql, tuple(params))
 
 
 async def set_state(tx: aiosqlite.Connection, key: str, value: Any) -> None:
