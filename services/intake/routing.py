@@ -37,11 +37,11 @@ from services.quoting.booking import SnapshotError
 from services.quoting.quote import QuoteError
 from services.refunds import cases, decisions, departure
 from services.refunds.execution import apply_refund_event
-from services.refunds.models import OPEN, CaseError
+from services.refunds.models import OPEN, Case, CaseError
 from services.refunds.opening import open_case
 from services.refunds.snapshots import read_booking, record_payment
 from services.store import audit
-from services.store.db import utcnow
+from services.store.db import reads, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -217,11 +217,14 @@ async def _checkfront_booking(svc: Deps, event: StoredEvent) -> str:
     if status not in svc.config.cancelled_statuses:
         return f"ignored: status {status or '-'}"
     hint = str(booking.get("code") or (booking.get("@attributes") or {}).get("booking_id"))
-    if booking.get("code") and (run := await departure.run_taking(svc.store, hint)):
-        return f"ignored: departure run {run} is cancelling it and opens its case"
     read = await read_booking(svc, hint, booking=booking)  # named as the API names it
     raw = read.raw
-    earlier = await cases.latest_for_booking(svc.store, str(raw["booking"].get("code") or hint))
+    code = str(raw["booking"].get("code") or hint)
+    latest, taking = await reads(svc.store.db, [cases.latest_for_booking_query(code),
+                                                departure.run_taking_query(code)])
+    if taking:
+        return f"ignored: departure run {taking[0]['id']} is cancelling it and opens its case"
+    earlier = Case.from_row(latest[0]) if latest else None
     if earlier is not None and earlier.status not in OPEN:
         # one cancellation, one case: later notices (our own note or status write-back
         # included) do not reopen it; a person can still open one with /refund quote. The

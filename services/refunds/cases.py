@@ -75,11 +75,15 @@ async def find_open(store: Store, booking: str) -> Case | None:
     return Case.from_row(row) if row else None
 
 
+def latest_for_booking_query(booking: str) -> tuple[str, tuple[Any, ...]]:
+    """The query of `latest_for_booking`, for a caller that reads it with others in one trip
+    (`db.reads`); its one row, if any, through `Case.from_row`."""
+    return (f"SELECT * FROM cases WHERE {_BOOKING} ORDER BY id DESC LIMIT 1",
+            tuple(_booking_params(booking)))
+
+
 async def latest_for_booking(store: Store, booking: str) -> Case | None:
-    row = await store.fetch_one(
-        f"SELECT * FROM cases WHERE {_BOOKING} ORDER BY id DESC LIMIT 1",
-        _booking_params(booking),
-    )
+    row = await store.fetch_one(*latest_for_booking_query(booking))
     return Case.from_row(row) if row else None
 
 

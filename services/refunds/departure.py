@@ -112,16 +112,15 @@ class Run:
         return [b for b in self.bookings if b.attention]
 
 
-async def run_taking(store: Store, booking_code: str) -> int | None:
-    """The running departure that is cancelling this booking and will open its case, if any.
-    Its cancellation comes back as Checkfront's webhook, which must not open a case of its
-    own (without the run's waiver) between the run's cancel and its case."""
-    row = await store.fetch_one(
-        "SELECT r.id FROM departure_bookings b JOIN departure_runs r ON r.id = b.run_id "
-        "WHERE b.booking_code = ? AND r.state = 'running' "
-        "AND b.step IN ('waiting', 'cancelled', 'failed') LIMIT 1",
-        (booking_code.strip().upper(),))
-    return int(row["id"]) if row else None
+def run_taking_query(booking_code: str) -> tuple[str, tuple[Any, ...]]:
+    """The running departure that is cancelling this booking and will open its case: its id
+    in the one row, if any. Its cancellation comes back as Checkfront's webhook, which must not
+    open a case of its own (without the run's waiver) between the run's cancel and its case;
+    the webhook's handler reads this with the booking's latest case, in one trip."""
+    return ("SELECT r.id FROM departure_bookings b JOIN departure_runs r ON r.id = b.run_id "
+            "WHERE b.booking_code = ? AND r.state = 'running' "
+            "AND b.step IN ('waiting', 'cancelled', 'failed') LIMIT 1",
+            (booking_code.strip().upper(),))
 
 
 async def get_run(svc: Deps, run_id: int) -> Run:
