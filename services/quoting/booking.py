@@ -233,16 +233,22 @@ def _read_usual(data: dict[str, Any], default_currency: str | None) -> BookingSn
     if type(items) is not list or not items or type(currency) is not str \
             or type(customer) is not dict:
         return None
-    try:
-        currency = normalize_currency(currency)
-    except MoneyError:
-        return None
+    read = _CURRENCIES.get(currency)
+    if read is None:
+        try:
+            read = normalize_currency(currency)
+        except MoneyError:
+            return None
+        if len(_CURRENCIES) >= _MAX_AMOUNTS:
+            _CURRENCIES.clear()
+        _CURRENCIES[currency] = read
+    currency = read
     places = exponent(currency)
     booking_id = str(attributes.get("booking_id") or booking.get("booking_id") or "").strip()
     code = str(booking.get("code") or booking.get("id") or "").strip()
     if not booking_id and not code:
         return None
-    new = object.__new__
+    new, setattr_ = object.__new__, object.__setattr__
     moments, amounts = _MOMENTS, _AMOUNTS[places]  # values read before (see `_moment`)
     lines: list[BookingLine] = []
     rows: list[tuple[str, str, str, str, int, int]] = []  # the lines as the fingerprint has them
@@ -274,7 +280,7 @@ def _read_usual(data: dict[str, Any], default_currency: str | None) -> BookingSn
         status = item.get("status")
         iso = start[1]
         line = new(BookingLine)
-        line.__dict__.update({
+        setattr_(line, "__dict__", {  # frozen: as frozen_new fills it, without a copy
             "line_id": line_id, "item_id": item_id, "sku": sku,
             "name": str(item.get("name") or sku or f"line {line_id}"), "start": start[0],
             "total": total, "tax": tax, "qty": qty,
@@ -312,7 +318,7 @@ def _read_usual(data: dict[str, Any], default_currency: str | None) -> BookingSn
             original = None if original is None or original == "" else str(original).strip()
             amount = abs(amount)
             transaction = new(Transaction)
-            transaction.__dict__.update({
+            setattr_(transaction, "__dict__", {
                 "id": tid, "date": when[0], "status": status, "amount": amount,
                 "gateway": str(raw.get("gateway_id") or ""), "original_id": original})
             transactions.append(transaction)
@@ -347,7 +353,7 @@ def _read_usual(data: dict[str, Any], default_currency: str | None) -> BookingSn
     if blob is None:
         blob = _fingerprint_text(material).encode()
     snapshot = new(BookingSnapshot)
-    snapshot.__dict__.update({
+    setattr_(snapshot, "__dict__", {
         "booking_id": booking_id or code, "code": code or booking_id,
         "status": (status.strip().upper() if type(status) is str
                    else checkfront_status(booking, "status", "status_id")),
@@ -376,6 +382,7 @@ def _fingerprint_text(material: dict[str, Any]) -> str:
 
 
 _NOBODY: dict[str, Any] = {}
+_CURRENCIES: dict[str, str] = {}  # currency text as sent: its code (normalize_currency's)
 _MOMENTS: dict[str | int, tuple[datetime, str, int]] = {}
 _MAX_MOMENTS = 4096  # distinct unix seconds kept: a day's departures and payments
 

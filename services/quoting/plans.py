@@ -81,7 +81,8 @@ class BookPlan(NamedTuple):
     """What a quote reads of a book beyond its policies' plans, filled as quotes meet it."""
 
     routes: dict[tuple[str, str], tuple[Policy, Plan]]  # (sku, item id): book.policy_for's
-    limits: dict[str, tuple[int, int]]  # currency: (escalate_over, auto_approve_max) in minor
+    limits: dict[str, tuple[int, int, str]]  # currency: (escalate_over, auto_approve_max) in
+    # minor units and the reason a refund within the auto-approve limit is given
     plain: bool  # the digest is a plain `str` (canonical.plain_json may write it)
 
 

@@ -383,9 +383,10 @@ def build_quote(
 
     limits = shelf.limits.get(currency)
     if limits is None:
+        auto_max = _minor(book.auto_approve_max, currency, "auto_approve_max")
         limits = shelf.limits[currency] = (
-            _minor(book.escalate_over, currency, "escalate_over"),
-            _minor(book.auto_approve_max, currency, "auto_approve_max"))
+            _minor(book.escalate_over, currency, "escalate_over"), auto_max,
+            f"within the auto-approve limit {format_minor(auto_max, currency)}")
     decision, reasons = _decide(snapshot, book, net_paid, refund, allocations, risk_flags,
                                 limits)
     if waiver_code and not offered:
@@ -427,7 +428,7 @@ def build_quote(
         refunded_text, net_paid_text = (_format(already_refunded, places),
                                         _format(net_paid, places))
         retained_text, refund_text = _format(retained, places), _format(refund, places)
-    decision_text = decision.value
+    decision_text = decision._value_  # Enum.value's property, read directly
     # What `Quote._serialised` writes, from the values at hand (the amounts formatted once,
     # the lines' rows made beside them), for the first `to_dict`: tests compare the two.
     quote.__dict__["_written"] = material = {
@@ -572,12 +573,13 @@ def _decide(
     refund: int,
     allocations: list[Allocation],
     risk_flags: tuple[RiskFlag, ...],
-    limits: tuple[int, int],
+    limits: tuple[int, int, str],
 ) -> tuple[Decision, list[str]]:
     """Rule 8, then rule 9's manual override; `limits`: the book's escalate_over and
-    auto_approve_max in the snapshot currency's minor units."""
+    auto_approve_max in the snapshot currency's minor units, and the reason a refund within
+    the latter is given."""
     currency = snapshot.currency
-    escalate_over, auto_max = limits
+    escalate_over, auto_max, within = limits
     reasons: list[str] = []
     if net_paid <= 0:
         reason = "nothing was paid" if net_paid == 0 else "refunds already exceed payments"
@@ -596,7 +598,7 @@ def _decide(
         decision = Decision.NEEDS_APPROVAL
     elif refund <= auto_max:
         decision = Decision.AUTO_APPROVE
-        reasons.append(f"within the auto-approve limit {format_minor(auto_max, currency)}")
+        reasons.append(within)
     else:
         decision = Decision.NEEDS_APPROVAL
         reasons.append(f"refund {format_minor(refund, currency)} is over the auto-approve "
