@@ -78,8 +78,8 @@ def quote_text(m: dict[str, Any], lines: list[str] | None = None) -> str:
     (`encode_basestring_ascii`, what the encoder calls), amounts and the decision, which are
     digits and a fixed word, as they are. A third of the encoder's time; the tests compare the
     two over generated quotes. `lines`: the lines' `line_text`, when the caller has them.
-    `build_quote` writes the same text from its own values (the tests compare its version
-    with this text's hash); this is the form written from the dict."""
+    `build_quote` hashes `plain_json`'s bytes where they are these, and this text where a
+    quote's text is not plain ASCII (the tests compare its version with this text's hash)."""
     if lines is None:
         lines = [line_text(ln["amount"], ln["line_id"], ln["name"], ln["notice_hours"],
                            ln["percent"], ln["policy_id"], ln["reason"], ln["refund"],

@@ -34,7 +34,7 @@ from services.quoting.booking import (
     computed_once,
     epoch_micros,
 )
-from services.quoting.canonical import CANONICAL_JSON, line_text, plain_json, quote_text
+from services.quoting.canonical import CANONICAL_JSON, plain_json, quote_text
 from services.quoting.plans import BookPlan, Plan, book_plan, keep_route, plain
 from services.quoting.policy import Policy, PolicyBook
 
@@ -80,20 +80,8 @@ class QuoteLine:
 
     def to_row(self, places: int) -> dict[str, Any]:
         """`to_dict` for a currency of `places` minor digits."""
-        return self.row_and_text(places)[0]
-
-    def row_and_text(self, places: int) -> tuple[dict[str, Any], str | None]:
-        """`to_row(places)` and the row's canonical JSON (`canonical.line_text`), its amounts
-        formatted once for both; None for the text when a value is not one the template
-        writes (the encoder then writes the whole quote)."""
         amount, tax = _format(self.amount, places), _format(self.tax, places)
         refund, tax_refund = _format(self.refund, places), _format(self.tax_refund, places)
-        try:
-            text: str | None = line_text(amount, self.line_id, self.name, self.notice_hours,
-                                         self.percent, self.policy_id, self.reason, refund,
-                                         self.sku, self.start, tax, tax_refund)
-        except TypeError:
-            text = None
         return {
             "line_id": self.line_id,
             "sku": self.sku,
@@ -107,7 +95,7 @@ class QuoteLine:
             "refund": refund,
             "tax_refund": tax_refund,
             "reason": self.reason,
-        }, text
+        }
 
 
 @dataclass(frozen=True)
@@ -280,7 +268,7 @@ def build_quote(
         policy, plan = kept
         if id(policy) not in applied:  # ids are unique while kept: identity is equality
             applied[id(policy)] = kept
-        # `_quote_line` and `QuoteLine.row_and_text`, in one step for the usual line: a tier
+        # `_quote_line` and `QuoteLine.to_row`, in one step for the usual line: a tier
         # chosen in whole microseconds, a whole percent, amounts an exponent-2 currency writes
         # as whole.cents. tests/test_quote_fast_paths.py compares the two.
         notice = line._start_us - cancelled_us  # rule 2, µs
