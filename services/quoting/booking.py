@@ -25,7 +25,7 @@ from services.money import (
     to_minor,
 )
 from services.privacy import EMAIL_HASH, customer_hash
-from services.quoting.canonical import esc
+from services.quoting.canonical import esc, plain_json
 from services.quoting.canonical import fingerprint as _fingerprint
 from services.quoting.frozen import computed_once, frozen_new
 
@@ -114,6 +114,21 @@ class BookingSnapshot:
     def customer_first_name(self) -> str:
         return self.customer_name.split()[0] if self.customer_name.strip() else ""
 
+    @computed_once
+    def _plain(self) -> bool:
+        """Whether every text a quote copies from the snapshot (its ids, currency,
+        fingerprint, lines' ids, skus, names and starts, transactions' ids) is a plain `str`,
+        as the readers make them (the usual reader says so itself; one built by hand may hold
+        anything): then the quote's canonical JSON may be written by `canonical.plain_json`.
+        Not a field: equality, `fields` and `replace` do not see it."""
+        text = str
+        return (type(self.booking_id) is text and type(self.code) is text
+                and type(self.currency) is text and type(self.fingerprint) is text
+                and all([type(ln.line_id) is text and type(ln.sku) is text
+                         and type(ln.name) is text and type(ln.start_iso) is text
+                         for ln in self.lines])
+                and all([type(t.id) is text for t in self.transactions or ()]))
+
     def customer_key(self, salt: str) -> str | None:
         """The customer's salted email hash: from the email, else the one the (stored,
         scrubbed) snapshot kept; None when it has neither."""
@@ -162,6 +177,8 @@ class BookingSnapshot:
                 refunded += t.amount
         paid.sort(key=_NEWEST, reverse=True)
         left = {t.id: t.amount for t in paid}
+        if not refunds and len(left) == len(paid):  # nothing refunded, no id twice: all left
+            return [(t, t.amount) for t in paid], paid_sum, 0
         unattributed = 0
         for refund in refunds:
             if refund.original_id in left:
@@ -216,19 +233,25 @@ def _read_usual(data: dict[str, Any], default_currency: str | None) -> BookingSn
     if type(items) is not list or not items or type(currency) is not str \
             or type(customer) is not dict:
         return None
-    try:
-        currency = normalize_currency(currency)
-    except MoneyError:
-        return None
+    read = _CURRENCIES.get(currency)
+    if read is None:
+        try:
+            read = normalize_currency(currency)
+        except MoneyError:
+            return None
+        if len(_CURRENCIES) >= _MAX_AMOUNTS:
+            _CURRENCIES.clear()
+        _CURRENCIES[currency] = read
+    currency = read
     places = exponent(currency)
     booking_id = str(attributes.get("booking_id") or booking.get("booking_id") or "").strip()
     code = str(booking.get("code") or booking.get("id") or "").strip()
     if not booking_id and not code:
         return None
-    new = object.__new__
+    new, setattr_ = object.__new__, object.__setattr__
     moments, amounts = _MOMENTS, _AMOUNTS[places]  # values read before (see `_moment`)
     lines: list[BookingLine] = []
-    rows: list[str] = []  # the lines as the fingerprint's canonical JSON writes them
+    rows: list[tuple[str, str, str, str, int, int]] = []  # the lines as the fingerprint has them
     for index, item in enumerate(items):
         line_attributes = item.get("@attributes") if type(item) is dict else None
         if type(line_attributes) is not dict:
@@ -257,7 +280,7 @@ def _read_usual(data: dict[str, Any], default_currency: str | None) -> BookingSn
         status = item.get("status")
         iso = start[1]
         line = new(BookingLine)
-        line.__dict__.update({
+        setattr_(line, "__dict__", {  # frozen: as frozen_new fills it, without a copy
             "line_id": line_id, "item_id": item_id, "sku": sku,
             "name": str(item.get("name") or sku or f"line {line_id}"), "start": start[0],
             "total": total, "tax": tax, "qty": qty,
@@ -265,8 +288,7 @@ def _read_usual(data: dict[str, Any], default_currency: str | None) -> BookingSn
                        else checkfront_status(item, "status", strip=False)),
             "start_iso": iso, "_start_us": start[2]})
         lines.append(line)
-        # ISO text of a UTC datetime holds nothing JSON escapes; the amounts are ints
-        rows.append(f'[{esc(line_id)},{esc(sku)},{esc(item_id)},"{iso}",{total},{tax}]')
+        rows.append((line_id, sku, item_id, iso, total, tax))
     transactions: list[Transaction] | None = None
     paid: list[tuple[str, str, int, str]] | None = None  # as the fingerprint sorts them
     listed = data.get("transactions")
@@ -296,7 +318,7 @@ def _read_usual(data: dict[str, Any], default_currency: str | None) -> BookingSn
             original = None if original is None or original == "" else str(original).strip()
             amount = abs(amount)
             transaction = new(Transaction)
-            transaction.__dict__.update({
+            setattr_(transaction, "__dict__", {
                 "id": tid, "date": when[0], "status": status, "amount": amount,
                 "gateway": str(raw.get("gateway_id") or ""), "original_id": original})
             transactions.append(transaction)
@@ -319,19 +341,19 @@ def _read_usual(data: dict[str, Any], default_currency: str | None) -> BookingSn
             or paid_total is None:
         return None
     status = booking.get("status") or booking.get("status_id")
-    # The fingerprint, as `canonical.fingerprint` writes it, from the values at hand (all
-    # text and ints here): tests/test_snapshot_usual.py compares the two paths' snapshots.
-    if paid is None:
-        listed_text = "null"
-    else:
+    # The fingerprint, as `canonical.fingerprint` writes it, from the values at hand (plain
+    # `str` and ints here, the keys in sorted order): tests/test_snapshot_usual.py compares
+    # the two paths' snapshots.
+    if paid is not None:
         paid.sort()
-        listed_text = "[" + ",".join([f"[{esc(a)},{esc(b)},{c},{esc(d)}]"
-                                      for a, b, c, d in paid]) + "]"
-    text = (f'{{"lines":[{",".join(rows)}],"paid_total":{esc(str(order.get("paid_total")))},'
-            f'"status":{esc(str(booking.get("status") or ""))},'
-            f'"total":{esc(str(order.get("total")))},"transactions":{listed_text}}}')
+    material = {"lines": rows, "paid_total": str(order.get("paid_total")),
+                "status": str(booking.get("status") or ""), "total": str(order.get("total")),
+                "transactions": paid}
+    blob = plain_json(material, False)
+    if blob is None:
+        blob = _fingerprint_text(material).encode()
     snapshot = new(BookingSnapshot)
-    snapshot.__dict__.update({
+    setattr_(snapshot, "__dict__", {
         "booking_id": booking_id or code, "code": code or booking_id,
         "status": (status.strip().upper() if type(status) is str
                    else checkfront_status(booking, "status", "status_id")),
@@ -341,11 +363,26 @@ def _read_usual(data: dict[str, Any], default_currency: str | None) -> BookingSn
         "customer_email_hash": str(customer.get(EMAIL_HASH) or ""),
         "order_total": order_total, "paid_total": paid_total, "lines": tuple(lines),
         "transactions": None if transactions is None else tuple(transactions),
-        "fingerprint": sha256(text.encode()).hexdigest()[:16]})
+        "fingerprint": sha256(blob).hexdigest()[:16], "_plain": True})
     return snapshot
 
 
+def _fingerprint_text(material: dict[str, Any]) -> str:
+    """The usual reader's fingerprint material in canonical JSON where `plain_json` leaves it
+    (text beyond ASCII, DEL, an amount beyond 64 bits): a template, strings through the json
+    module's escaping, the amounts (ints) and ISO times (nothing to escape) as they are."""
+    paid = material["transactions"]
+    listed = "null" if paid is None else "[" + ",".join([
+        f"[{esc(a)},{esc(b)},{c},{esc(d)}]" for a, b, c, d in paid]) + "]"
+    rows = ",".join([f'[{esc(line_id)},{esc(sku)},{esc(item_id)},"{iso}",{total},{tax}]'
+                     for line_id, sku, item_id, iso, total, tax in material["lines"]])
+    return (f'{{"lines":[{rows}],"paid_total":{esc(material["paid_total"])},'
+            f'"status":{esc(material["status"])},"total":{esc(material["total"])},'
+            f'"transactions":{listed}}}')
+
+
 _NOBODY: dict[str, Any] = {}
+_CURRENCIES: dict[str, str] = {}  # currency text as sent: its code (normalize_currency's)
 _MOMENTS: dict[str | int, tuple[datetime, str, int]] = {}
 _MAX_MOMENTS = 4096  # distinct unix seconds kept: a day's departures and payments
 

@@ -1,14 +1,12 @@
 """A policy and a policy book read once for quoting: a policy's tiers by whole microseconds of
 notice, its waivers and non-refundable skus, each percent an int where it is whole (integer
-arithmetic in `money.percent_of`) beside its text as the quote writes it and the part of the
-quote line's canonical JSON that the tier decides; a book's policy per (sku, item id) met so
-far and its limits in minor units per currency.
+arithmetic in `money.percent_of`) beside its text as the quote writes it; a book's policy per
+(sku, item id) met so far and its limits in minor units per currency.
 """
 
 from __future__ import annotations
 
 from decimal import Decimal
-from json.encoder import encode_basestring_ascii as esc
 from typing import NamedTuple
 
 from services.quoting.policy import Policy, PolicyBook
@@ -21,7 +19,6 @@ class Tier(NamedTuple):
     percent: Decimal | int  # an int when the percent is whole (money.percent_of's fast path)
     percent_text: str  # plain(refund_percent)
     reason: str
-    json: str  # the line's `"percent":…,"policy_id":…,"reason":…,` in canonical JSON
 
 
 class Rule(NamedTuple):
@@ -30,7 +27,6 @@ class Rule(NamedTuple):
     percent: Decimal | int
     percent_text: str
     reason: str
-    json: str  # as Tier.json
 
 
 class Plan(NamedTuple):
@@ -41,18 +37,8 @@ class Plan(NamedTuple):
     non_refundable: frozenset[str]
     refused: Rule  # "non-refundable"
     started: Rule  # "already started"
-    id_json: str  # the policy id in canonical JSON
-    clause_json: str  # `"id":"text"`, the policy's entry in the quote's clauses
     fees: dict[str, int]  # currency: the cancellation fee in its minor units (as quoted)
-
-
-def line_json(percent_text: str, policy_id: str, reason: str) -> str:
-    """The keys of a quote line's canonical JSON between notice_hours and refund."""
-    return f'"percent":{esc(percent_text)},"policy_id":{esc(policy_id)},"reason":{esc(reason)},'
-
-
-def _rule(percent: Decimal | int, percent_text: str, reason: str, policy_id: str) -> Rule:
-    return Rule(percent, percent_text, reason, line_json(percent_text, policy_id, reason))
+    plain: bool  # id and text are plain `str` (canonical.plain_json may write them)
 
 
 _PLANS: dict[int, tuple[Policy, Plan]] = {}
@@ -74,18 +60,16 @@ def plan_of(policy: Policy) -> Plan:
             break
         reason = f"{plain(tier.min_notice_hours)}h+ notice tier"
         text = plain(tier.refund_percent)
-        tiers.append(Tier(threshold, whole_or_exact(tier.refund_percent), text, reason,
-                          line_json(text, pid, reason)))
+        tiers.append(Tier(threshold, whole_or_exact(tier.refund_percent), text, reason))
     plan = Plan(
         tiers=tuple(sorted(tiers, reverse=True)) if tiers else None,
-        waivers={code: _rule(whole_or_exact(percent), plain(percent), f"waiver {code}", pid)
+        waivers={code: Rule(whole_or_exact(percent), plain(percent), f"waiver {code}")
                  for code, percent in policy.waivers.items()},
         non_refundable=frozenset(policy.non_refundable_skus),
-        refused=_rule(0, "0", "non-refundable", pid),
-        started=_rule(0, "0", "already started", pid),
-        id_json=esc(pid),
-        clause_json=f"{esc(pid)}:{esc(policy.text)}",
+        refused=Rule(0, "0", "non-refundable"),
+        started=Rule(0, "0", "already started"),
         fees={},
+        plain=type(pid) is str and type(policy.text) is str,
     )
     if len(_PLANS) >= _MAX_PLANS:
         _PLANS.clear()
@@ -97,8 +81,9 @@ class BookPlan(NamedTuple):
     """What a quote reads of a book beyond its policies' plans, filled as quotes meet it."""
 
     routes: dict[tuple[str, str], tuple[Policy, Plan]]  # (sku, item id): book.policy_for's
-    limits: dict[str, tuple[int, int]]  # currency: (escalate_over, auto_approve_max) in minor
-    digest_json: str  # the book's digest in canonical JSON
+    limits: dict[str, tuple[int, int, str]]  # currency: (escalate_over, auto_approve_max) in
+    # minor units and the reason a refund within the auto-approve limit is given
+    plain: bool  # the digest is a plain `str` (canonical.plain_json may write it)
 
 
 _BOOKS: dict[int, tuple[PolicyBook, BookPlan]] = {}
@@ -113,7 +98,7 @@ def book_plan(book: PolicyBook) -> BookPlan:
         return kept[1]
     if len(_BOOKS) >= _MAX_ROUTES:
         _BOOKS.clear()
-    plan = BookPlan(routes={}, limits={}, digest_json=esc(book.digest))
+    plan = BookPlan(routes={}, limits={}, plain=type(book.digest) is str)
     _BOOKS[id(book)] = (book, plan)
     return plan
 

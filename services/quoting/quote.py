@@ -34,8 +34,8 @@ from services.quoting.booking import (
     computed_once,
     epoch_micros,
 )
-from services.quoting.canonical import CANONICAL_JSON, esc, line_text
-from services.quoting.plans import Plan, book_plan, keep_route, plain
+from services.quoting.canonical import CANONICAL_JSON, plain_json, quote_text
+from services.quoting.plans import BookPlan, Plan, book_plan, keep_route, plain
 from services.quoting.policy import Policy, PolicyBook
 
 
@@ -80,20 +80,8 @@ class QuoteLine:
 
     def to_row(self, places: int) -> dict[str, Any]:
         """`to_dict` for a currency of `places` minor digits."""
-        return self.row_and_text(places)[0]
-
-    def row_and_text(self, places: int) -> tuple[dict[str, Any], str | None]:
-        """`to_row(places)` and the row's canonical JSON (`canonical.line_text`), its amounts
-        formatted once for both; None for the text when a value is not one the template
-        writes (the encoder then writes the whole quote)."""
         amount, tax = _format(self.amount, places), _format(self.tax, places)
         refund, tax_refund = _format(self.refund, places), _format(self.tax_refund, places)
-        try:
-            text: str | None = line_text(amount, self.line_id, self.name, self.notice_hours,
-                                         self.percent, self.policy_id, self.reason, refund,
-                                         self.sku, self.start, tax, tax_refund)
-        except TypeError:
-            text = None
         return {
             "line_id": self.line_id,
             "sku": self.sku,
@@ -107,7 +95,7 @@ class QuoteLine:
             "refund": refund,
             "tax_refund": tax_refund,
             "reason": self.reason,
-        }, text
+        }
 
 
 @dataclass(frozen=True)
@@ -260,7 +248,6 @@ def build_quote(
 
     lines: list[QuoteLine] = []
     rows: list[dict[str, Any]] = []  # the lines as `_serialised` writes them
-    texts: list[str] | None = []  # and as its canonical JSON does (None: the encoder's job)
     applied: dict[int, tuple[Policy, Plan]] = {}  # id(policy): the policies applied, in order
     shelf = book_plan(book)
     routes = shelf.routes
@@ -281,7 +268,7 @@ def build_quote(
         policy, plan = kept
         if id(policy) not in applied:  # ids are unique while kept: identity is equality
             applied[id(policy)] = kept
-        # `_quote_line` and `QuoteLine.row_and_text`, in one step for the usual line: a tier
+        # `_quote_line` and `QuoteLine.to_row`, in one step for the usual line: a tier
         # chosen in whole microseconds, a whole percent, amounts an exponent-2 currency writes
         # as whole.cents. tests/test_quote_fast_paths.py compares the two.
         notice = line._start_us - cancelled_us  # rule 2, µs
@@ -325,24 +312,10 @@ def build_quote(
             row["amount"], row["tax"] = amount_text, tax_text
             row["refund"], row["tax_refund"] = refund_text, tax_refund_text
             rows.append(row)
-            if texts is not None:
-                try:
-                    texts.append(
-                        f'{{"amount":"{amount_text}","line_id":{esc(line_id)},'
-                        f'"name":{esc(name)},"notice_hours":"{notice_text}",{rule.json}'
-                        f'"refund":"{refund_text}","sku":{esc(sku)},"start":{esc(start)},'
-                        f'"tax":"{tax_text}","tax_refund":"{tax_refund_text}"}}')
-                except TypeError:  # a value the template does not write
-                    texts = None
         else:
             quoted = _quote_line(line, policy, plan, cancelled_at, waiver_code)
             refund, tax_refund = quoted.refund, quoted.tax_refund
-            row, text = quoted.row_and_text(places)
-            rows.append(row)
-            if text is None:
-                texts = None
-            elif texts is not None:
-                texts.append(text)
+            rows.append(quoted.to_row(places))
         lines.append(quoted)
         gross += refund + tax_refund
 
@@ -370,10 +343,9 @@ def build_quote(
         written = {}  # and each is written by cents_text or _format, never looked up
 
     # rule 9: newest Stripe payments first, each capped at what is left of it; the rest is
-    # manual. Each allocation's row and canonical JSON beside it.
+    # manual. Each allocation's row beside it.
     allocations: list[Allocation] = []
     allocation_rows: list[dict[str, Any]] = []
-    allocation_texts: list[str] = []
     left = refund
     for transaction, unrefunded in payments:
         if left == 0:
@@ -388,11 +360,6 @@ def build_quote(
         allocations.append(allocation)
         take_text = (written.get(take) or cents_text(take)) if cents else _format(take, places)
         allocation_rows.append({"payment": payment, "amount": take_text, "method": "stripe"})
-        try:
-            allocation_texts.append(
-                f'{{"amount":"{take_text}","method":"stripe","payment":{esc(payment)}}}')
-        except TypeError:  # an id the template does not write
-            texts = None
         left -= take
     if left > 0:
         allocation = new(Allocation)
@@ -401,14 +368,13 @@ def build_quote(
         allocations.append(allocation)
         left_text = (written.get(left) or cents_text(left)) if cents else _format(left, places)
         allocation_rows.append({"payment": "manual", "amount": left_text, "method": "manual"})
-        allocation_texts.append(f'{{"amount":"{left_text}","method":"manual",'
-                                f'"payment":"manual"}}')
 
     limits = shelf.limits.get(currency)
     if limits is None:
+        auto_max = _minor(book.auto_approve_max, currency, "auto_approve_max")
         limits = shelf.limits[currency] = (
-            _minor(book.escalate_over, currency, "escalate_over"),
-            _minor(book.auto_approve_max, currency, "auto_approve_max"))
+            _minor(book.escalate_over, currency, "escalate_over"), auto_max,
+            f"within the auto-approve limit {format_minor(auto_max, currency)}")
     decision, reasons = _decide(snapshot, book, net_paid, refund, allocations, risk_flags,
                                 limits)
     if waiver_code and not offered:
@@ -416,7 +382,7 @@ def build_quote(
 
     plans = list(applied.values())
     if len(plans) == 1:
-        (only, only_plan), = plans
+        (only, _), = plans
         policy_ids: tuple[str, ...] = (only.id,)
         clauses = {only.id: only.text}
     else:
@@ -450,7 +416,7 @@ def build_quote(
         refunded_text, net_paid_text = (_format(already_refunded, places),
                                         _format(net_paid, places))
         retained_text, refund_text = _format(retained, places), _format(refund, places)
-    decision_text = decision.value
+    decision_text = decision._value_  # Enum.value's property, read directly
     # What `Quote._serialised` writes, from the values at hand (the amounts formatted once,
     # the lines' rows made beside them), for the first `to_dict`: tests compare the two.
     quote.__dict__["_written"] = material = {
@@ -479,40 +445,32 @@ def build_quote(
     }
     # The version, set before anyone sees the quote (as __init__ sets the other fields): a
     # short hash of everything the quote says, which a button carries to detect staleness.
-    # Its canonical JSON is `canonical.quote_text(material)`, written here from the values
-    # at hand; the encoder writes it when a value is not one the template writes.
-    try:
-        if texts is None:
-            raise TypeError("a line the template does not write")
-        if len(plans) == 1:
-            clauses_text, ids_text = only_plan.clause_json, only_plan.id_json
-        else:
-            clauses_text = ",".join([plan.clause_json for _, plan in sorted(plans, key=_by_id)])
-            ids_text = ",".join([plan.id_json for _, plan in plans])
-        flags_text = ",".join([f'{{"code":{esc(f.code)},"reason":{esc(f.reason)}}}'
-                               for f in flags]) if flags else ""
-        blob = (
-            f'{{"allocations":[{",".join(allocation_texts)}],'
-            f'"already_refunded":"{refunded_text}",'
-            f'"booking_code":{esc(code)},"booking_fingerprint":{esc(fingerprint)},'
-            f'"booking_id":{esc(booking_id)},"cancelled_at":{esc(at)},'
-            f'"clauses":{{{clauses_text}}},"currency":{esc(currency)},'
-            f'"decision":"{decision_text}","entitlement":"{entitlement_text}",'
-            f'"fee":"{fee_text}","lines":[{",".join(texts)}],"net_paid":"{net_paid_text}",'
-            f'"order_total":"{order_total_text}","paid":"{paid_text}",'
-            f'"policy_digest":{shelf.digest_json},"policy_ids":[{ids_text}],'
-            f'"reasons":[{",".join(map(esc, reasons_kept))}],"retained":"{retained_text}",'
-            f'"risk_flags":[{flags_text}],"total_refund":"{refund_text}",'
-            f'"waiver":{"null" if waiver_code is None else esc(waiver_code)}}}'
-        )
-    except TypeError:
-        blob = CANONICAL_JSON.encode(material)
-    quote.__dict__["version"] = sha256(blob.encode()).hexdigest()[:12]
+    quote.__dict__["version"] = sha256(_version_text(
+        material, snapshot, plans, shelf, at, waiver_code, flags)).hexdigest()[:12]
     return quote
 
 
-def _by_id(kept: tuple[Policy, Plan]) -> str:
-    return kept[0].id
+def _version_text(material: dict[str, Any], snapshot: BookingSnapshot,
+                  plans: list[tuple[Policy, Plan]], shelf: BookPlan, at: str,
+                  waiver: str | None, flags: tuple[RiskFlag, ...]) -> bytes:
+    """`CANONICAL_JSON.encode(material)`, UTF-8: the quote's canonical JSON, hashed for its
+    version. Written by orjson (`plain_json`) when every text in it is a plain `str` from
+    where the quote's texts come from (the snapshot's, the policies', the book's digest, the
+    cancellation time's, the waiver's, the risk flags'; the engine's own amounts, rules and
+    reasons are always so) and nothing in it needs escaping that orjson writes raw; else by
+    `canonical.quote_text`, and by the encoder where a value is not one the template writes."""
+    if (snapshot._plain and shelf.plain and type(at) is str
+            and (waiver is None or type(waiver) is str)
+            and all([plan.plain for _, plan in plans])
+            and (not flags or all([type(f) is RiskFlag and type(f.code) is str
+                                   and type(f.reason) is str for f in flags]))):
+        blob = plain_json(material, True)
+        if blob is not None:
+            return blob
+    try:
+        return quote_text(material).encode()
+    except TypeError:
+        return CANONICAL_JSON.encode(material).encode()
 
 
 _INSTANTS: dict[datetime, tuple[str, int]] = {}
@@ -543,7 +501,7 @@ def _quote_line(
     notice = (delta.days * 86400 + delta.seconds) * 1_000_000 + delta.microseconds  # rule 2, µs
     percent: Decimal | int
     if waiver and waiver in plan.waivers:  # rule 4
-        percent, percent_text, reason, _ = plan.waivers[waiver]
+        percent, percent_text, reason = plan.waivers[waiver]
     elif line.sku and line.sku in plan.non_refundable:  # rule 3
         percent, percent_text, reason = 0, "0", "non-refundable"
     elif notice <= 0:  # the line starts at or before the cancellation
@@ -553,7 +511,7 @@ def _quote_line(
         for tier in plan.tiers:
             if tier.min_notice <= notice:
                 break
-        _, percent, percent_text, reason, _ = tier
+        _, percent, percent_text, reason = tier
     else:
         chosen = policy.tier_for(_hours(delta))
         percent, percent_text = chosen.refund_percent, plain(chosen.refund_percent)
@@ -603,12 +561,13 @@ def _decide(
     refund: int,
     allocations: list[Allocation],
     risk_flags: tuple[RiskFlag, ...],
-    limits: tuple[int, int],
+    limits: tuple[int, int, str],
 ) -> tuple[Decision, list[str]]:
     """Rule 8, then rule 9's manual override; `limits`: the book's escalate_over and
-    auto_approve_max in the snapshot currency's minor units."""
+    auto_approve_max in the snapshot currency's minor units, and the reason a refund within
+    the latter is given."""
     currency = snapshot.currency
-    escalate_over, auto_max = limits
+    escalate_over, auto_max, within = limits
     reasons: list[str] = []
     if net_paid <= 0:
         reason = "nothing was paid" if net_paid == 0 else "refunds already exceed payments"
@@ -627,7 +586,7 @@ def _decide(
         decision = Decision.NEEDS_APPROVAL
     elif refund <= auto_max:
         decision = Decision.AUTO_APPROVE
-        reasons.append(f"within the auto-approve limit {format_minor(auto_max, currency)}")
+        reasons.append(within)
     else:
         decision = Decision.NEEDS_APPROVAL
         reasons.append(f"refund {format_minor(refund, currency)} is over the auto-approve "
