@@ -16,12 +16,11 @@ import json
 import tempfile
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
 
 import httpx
 
 from bot.cli import demo_cards, demo_customer, demo_departure
-from bot.cli.render import quote_table, slack_message_text
+from bot.cli.render import buttons_of, quote_table, say, slack_message_text
 from bot.cli.world import APPROVALS, FIONA, MARIA, SAM, Item, World
 from bot.scheduler import ScheduledJobs
 from bot.slack.nudges import NudgePoster
@@ -53,7 +52,7 @@ async def run(keep: str | None = None) -> int:
 
 async def _story(world: World) -> int:
     store = world.bot.svc.store
-    _say("Bookings paid through Stripe (Checkfront and Stripe stand-ins on 127.0.0.1)")
+    say("Bookings paid through Stripe (Checkfront and Stripe stand-ins on 127.0.0.1)")
     world.paid_booking("HBR-1001", [Item("kayak-tour", "105.00", "5.00", 80, "Sunset kayak"),
                                     Item("photo-package", "21.00", "1.00", 80, "Photo package")])
     world.paid_booking("HBR-1002", [Item("private-charter", "1575.00", "75.00", 200,
@@ -69,7 +68,7 @@ async def _story(world: World) -> int:
         payments = ", ".join(f"{t.amount} {t.gateway_id}" for t in booking.transactions)
         print(f"  {code}: {items}; paid {payments}")
 
-    _say("Customers cancel: Checkfront sends 'Booking Status Change' webhooks")
+    say("Customers cancel: Checkfront sends 'Booking Status Change' webhooks")
     for code in _codes():
         answer = await world.cancel(code)
         print(f"  POST /webhooks/checkfront/… {code} → {answer.status_code}")
@@ -81,7 +80,7 @@ async def _story(world: World) -> int:
 
     for case in reversed(await cases.list_cases(store)):
         stored = await cases.current_quote(store, case)
-        _say(f"Case #{case.id} {case.booking_code}: {case.status.value}")
+        say(f"Case #{case.id} {case.booking_code}: {case.status.value}")
         print(quote_table(stored.quote))
 
     await _slack_part(world)
@@ -91,7 +90,7 @@ async def _story(world: World) -> int:
     await _dispute_part(world)
     await demo_departure.show(world)
 
-    _say("Outcome")
+    say("Outcome")
     for case in reversed(await cases.list_cases(store)):
         refunds = await stripe_refunds(store, case.id)
         ids = ", ".join(f"{r['stripe_refund_id']} ({case.money(r['amount'])}, {r['status']})"
@@ -101,11 +100,11 @@ async def _story(world: World) -> int:
           f"Checkfront notes: {sum(len(world.checkfront.notes(c)) for c in _codes())}")
 
     first = (await cases.list_cases(store))[-1]
-    _say(f"Audit trail of case #{first.id} (python -m bot audit show {first.id})")
+    say(f"Audit trail of case #{first.id} (python -m bot audit show {first.id})")
     print(case_history(first, await audit.history(store, first.id)))
 
     result = await audit.verify(store)
-    _say("Audit chain")
+    say("Audit chain")
     print(f"  {'intact' if result.ok else 'BROKEN'}: {result.rows} rows")
     return 0 if result.ok else 1
 
@@ -114,21 +113,21 @@ async def _slack_part(world: World) -> None:
     """Managers decide in Slack: signed clicks into the real Bolt app, cards in the stand-in."""
     assert world.slack is not None and world.sender is not None
     store = world.bot.svc.store
-    _say("Slack #refund-approvals (the local Slack stand-in)")
+    say("Slack #refund-approvals (the local Slack stand-in)")
     for message in world.slack.messages_in(APPROVALS):
         print(slack_message_text(message), "\n")
 
-    cards = {m["ts"]: m for m in world.slack.messages_in(APPROVALS) if _buttons(m)}
+    cards = {m["ts"]: m for m in world.slack.messages_in(APPROVALS) if buttons_of(m)}
     for case in reversed(await cases.list_cases(store, Status.PENDING_APPROVAL)):
         card = next(m for m in cards.values() if case.booking_code in json.dumps(m))
-        value = _buttons(card)[ids.APPROVE]
+        value = buttons_of(card)[ids.APPROVE]
         if case.booking_code == "HBR-1002":
-            _say(f"Maria (limit 1,000.00) clicks Approve on {case.booking_code}")
+            say(f"Maria (limit 1,000.00) clicks Approve on {case.booking_code}")
             await world.sender.click(ids.APPROVE, value, MARIA, message_ts=card["ts"])
             await world.settle()
             print(f"  Slack tells her privately: {_last_response(world)}")
-            _say(f"Fiona (finance lead) adjusts {case.booking_code} by 50.00 and approves")
-            await world.sender.click(ids.ADJUST, _buttons(card)[ids.ADJUST], FIONA,
+            say(f"Fiona (finance lead) adjusts {case.booking_code} by 50.00 and approves")
+            await world.sender.click(ids.ADJUST, buttons_of(card)[ids.ADJUST], FIONA,
                                      message_ts=card["ts"])
             await world.settle()
             view = world.slack.calls_to("views.open")[-1].params["view"]
@@ -138,7 +137,7 @@ async def _slack_part(world: World) -> None:
                 ids.REASON_BLOCK: {ids.REASON_INPUT: "goodwill: agreed by phone"}},
                 FIONA, view["private_metadata"])
         else:
-            _say(f"Maria clicks Approve on {case.booking_code}")
+            say(f"Maria clicks Approve on {case.booking_code}")
             await world.sender.click(ids.APPROVE, value, MARIA, message_ts=card["ts"])
         await world.settle()
         updated = world.slack.message(APPROVALS, card["ts"])
@@ -148,7 +147,7 @@ async def _slack_part(world: World) -> None:
             print("  thread reply:\n    " + reply["text"].replace("\n", "\n    "))
 
     world.paid_booking("HBR-1005", [Item("bike-tour", "84.00", "4.00", 40, "E-bike tour")])
-    _say("Staff ask for a quote before a guest cancels: /refund quote HBR-1005 waiver WEATHER")
+    say("Staff ask for a quote before a guest cancels: /refund quote HBR-1005 waiver WEATHER")
     await world.sender.command("quote HBR-1005 waiver WEATHER", SAM)
     await world.settle()
     answer = world.slack.calls_to("response_url")[-1].params
@@ -159,7 +158,7 @@ async def _slack_part(world: World) -> None:
                                          "Sunset kayak, group of six")])
     await world.cancel("HBR-1006")
     await world.settle()
-    _say("Maria opens the bot's Home tab (a new cancellation waits for her)")
+    say("Maria opens the bot's Home tab (a new cancellation waits for her)")
     await world.sender.home_opened(MARIA)
     await world.settle()
     print(slack_message_text(world.slack.home_views[MARIA]))
@@ -170,11 +169,11 @@ async def _ownership_part(world: World) -> None:
     """Maria takes the waiting card; a reminder comes hours later; her Home tab's filter."""
     assert world.slack is not None and world.sender is not None and world.bot.slack is not None
     card = world.slack.messages_in(APPROVALS)[-1]
-    _say("Maria clicks I'll take it on HBR-1006")
-    await world.sender.click(ids.CLAIM, _buttons(card)[ids.CLAIM], MARIA, message_ts=card["ts"])
+    say("Maria clicks I'll take it on HBR-1006")
+    await world.sender.click(ids.CLAIM, buttons_of(card)[ids.CLAIM], MARIA, message_ts=card["ts"])
     await world.settle()
     print(slack_message_text(world.slack.message(APPROVALS, card["ts"])))
-    _say("Five hours on, the reminder job finds the card still waiting")
+    say("Five hours on, the reminder job finds the card still waiting")
     jobs = ScheduledJobs(world.bot.svc, world.bot.settings.zone, on_nudge=NudgePoster(
         world.bot.svc.store, world.bot.slack.outbox, world.bot.slack.deps.rules),
         remind_after=timedelta(hours=4), escalate_after=timedelta(hours=24))
@@ -183,7 +182,7 @@ async def _ownership_part(world: World) -> None:
     await world.settle()
     for reply in world.slack.replies(APPROVALS, card["ts"]):
         print("  thread reply:\n    " + reply["text"].replace("\n", "\n    "))
-    _say("Maria filters her Home tab: Taken by me")
+    say("Maria filters her Home tab: Taken by me")
     await world.sender.select(ids.HOME_FILTER, worklist.MINE, MARIA)
     await world.settle()
     print(slack_message_text(world.slack.home_views[MARIA]))
@@ -195,22 +194,17 @@ async def _dispute_part(world: World) -> None:
     intent = next(pi for pi in world.stripe.payment_intents.values()
                   if pi.metadata.get("booking") == "HBR-1001")
     assert intent.latest_charge is not None
-    _say("The guest of HBR-1001 disputes the charge anyway (charge.dispute.created)")
+    say("The guest of HBR-1001 disputes the charge anyway (charge.dispute.created)")
     world.stripe.create_dispute(intent.latest_charge, reason="credit_not_processed")
     await world.settle()
     card = world.slack.messages_in(APPROVALS)[-1]
     print(slack_message_text(card))
-    _say("Maria clicks Submit evidence")
-    await world.sender.click(SUBMIT_EVIDENCE, _buttons(card)[SUBMIT_EVIDENCE],
+    say("Maria clicks Submit evidence")
+    await world.sender.click(SUBMIT_EVIDENCE, buttons_of(card)[SUBMIT_EVIDENCE],
                              MARIA, message_ts=card["ts"])
     await world.settle()
     print(slack_message_text(world.slack.message(APPROVALS, card["ts"])))
 
-
-def _buttons(message: dict[str, Any]) -> dict[str, str]:
-    return {e["action_id"]: e.get("value") or e.get("url") or ""
-            for b in message.get("blocks") or []
-            if b.get("type") == "actions" for e in b.get("elements", [])}
 
 
 def _last_response(world: World) -> str:
@@ -221,7 +215,3 @@ def _last_response(world: World) -> str:
 
 def _codes() -> list[str]:
     return ["HBR-1001", "HBR-1002", "HBR-1003", "HBR-1004"]
-
-
-def _say(title: str) -> None:
-    print(f"\n== {title} " + "=" * max(0, 76 - len(title)))

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from bot.cli.render import slack_message_text
+from bot.cli.render import buttons_of, say, slack_message_text
 from bot.cli.world import APPROVALS, MARIA, SAM, World
 from bot.slack.ui import ids
 from services.refunds import cases
@@ -20,8 +20,8 @@ async def show(world: World) -> None:
     store = world.bot.svc.store
     waiting = _card_with(world, ids.DETAILS, ids.APPROVE)
     if waiting is not None:
-        _say("Sam (staff) clicks Details on a waiting card: the quote in a modal")
-        await world.sender.click(ids.DETAILS, _buttons(waiting)[ids.DETAILS], SAM,
+        say("Sam (staff) clicks Details on a waiting card: the quote in a modal")
+        await world.sender.click(ids.DETAILS, buttons_of(waiting)[ids.DETAILS], SAM,
                                  message_ts=waiting["ts"])
         await world.settle()
         print(slack_message_text(_view(world.slack.calls_to("views.open")[-1].params)))
@@ -31,9 +31,9 @@ async def show(world: World) -> None:
         return
     case = next(c for c in await cases.list_cases(store) if c.booking_code in json.dumps(card))
     left = case.refund_amount
-    _say(f"The desk refunds {case.money(left)} {case.currency} of {case.booking_code} in cash; "
+    say(f"The desk refunds {case.money(left)} {case.currency} of {case.booking_code} in cash; "
          "Maria clicks Mark refunded")
-    await world.sender.click(ids.MARK_REFUNDED, _buttons(card)[ids.MARK_REFUNDED], MARIA,
+    await world.sender.click(ids.MARK_REFUNDED, buttons_of(card)[ids.MARK_REFUNDED], MARIA,
                              message_ts=card["ts"])
     await world.settle()
     view = _view(world.slack.calls_to("views.open")[-1].params)
@@ -52,19 +52,9 @@ async def show(world: World) -> None:
 def _card_with(world: World, *action_ids: str) -> dict[str, Any] | None:
     assert world.slack is not None
     return next((m for m in reversed(world.slack.messages_in(APPROVALS))
-                 if all(a in _buttons(m) for a in action_ids)), None)
+                 if all(a in buttons_of(m) for a in action_ids)), None)
 
 
 def _view(params: dict[str, Any]) -> dict[str, Any]:
     view = params["view"]
     return json.loads(view) if isinstance(view, str) else view
-
-
-def _buttons(message: dict[str, Any]) -> dict[str, str]:
-    return {e["action_id"]: e.get("value") or e.get("url") or ""
-            for b in message.get("blocks") or []
-            if b.get("type") == "actions" for e in b.get("elements", [])}
-
-
-def _say(title: str) -> None:
-    print(f"\n== {title} " + "=" * max(0, 76 - len(title)))

@@ -9,9 +9,8 @@ loop runs it every few seconds too; either way the message goes once).
 from __future__ import annotations
 
 import json
-from typing import Any
 
-from bot.cli.render import slack_message_text
+from bot.cli.render import buttons_of, say, slack_message_text
 from bot.cli.world import APPROVALS, MARIA, World
 from bot.slack.ui import ids
 
@@ -22,14 +21,14 @@ async def show(world: World) -> None:
     await world.bot.mail.run_once()   # review mode: the closed cases' messages become drafts
     await world.settle()
     card = next((m for m in world.slack.messages_in(APPROVALS)
-                 if ids.CUSTOMER_MESSAGE in _buttons(m)), None)
-    _say("The customer is told: a decided card offers its Customer message")
+                 if ids.CUSTOMER_MESSAGE in buttons_of(m)), None)
+    say("The customer is told: a decided card offers its Customer message")
     if card is None:
         print("  (no card is waiting for a customer message)")
         return
     print(slack_message_text(card))
-    _say("Maria clicks Customer message: the draft opens in a modal")
-    await world.sender.click(ids.CUSTOMER_MESSAGE, _buttons(card)[ids.CUSTOMER_MESSAGE], MARIA,
+    say("Maria clicks Customer message: the draft opens in a modal")
+    await world.sender.click(ids.CUSTOMER_MESSAGE, buttons_of(card)[ids.CUSTOMER_MESSAGE], MARIA,
                              message_ts=card["ts"])
     await world.settle()
     view = world.slack.calls_to("views.update")[-1].params["view"]
@@ -40,7 +39,7 @@ async def show(world: World) -> None:
     print(f"  Subject: {subject}")
     for line in text.splitlines():
         print(f"  | {line}")
-    _say("She adds a line and clicks Send")
+    say("She adds a line and clicks Send")
     edited = text.replace("\n", "\nThank you for letting us know in good time.\n", 1)
     answer = await world.sender.submit_view(ids.CUSTOMER_VIEW, {
         ids.SUBJECT_BLOCK: {ids.SUBJECT_INPUT: subject},
@@ -53,7 +52,7 @@ async def show(world: World) -> None:
         ids.SUBJECT_BLOCK: {ids.SUBJECT_INPUT: subject},
         ids.BODY_BLOCK: {ids.BODY_INPUT: edited}}, MARIA, view["private_metadata"])
     print(f"  Send again → {again.json().get('errors', {}).get(ids.SUBJECT_BLOCK)}")
-    _say(f"The local SMTP server received {len(world.smtp.received)} message(s)")
+    say(f"The local SMTP server received {len(world.smtp.received)} message(s)")
     for got in world.smtp.received:
         body = got.message.get_body(("plain",))
         lines = body.get_content().splitlines() if body is not None else []
@@ -62,12 +61,3 @@ async def show(world: World) -> None:
             print(f"  | {line}")
     print("  the card, updated in place:")
     print(slack_message_text(world.slack.message(APPROVALS, card["ts"])))
-
-
-def _buttons(message: dict[str, Any]) -> dict[str, str]:
-    return {e["action_id"]: e.get("value") or "" for b in message.get("blocks") or []
-            if b.get("type") == "actions" for e in b.get("elements", [])}
-
-
-def _say(title: str) -> None:
-    print(f"\n== {title} " + "=" * max(0, 76 - len(title)))

@@ -8,9 +8,8 @@ from __future__ import annotations
 
 import time
 from datetime import UTC, datetime
-from typing import Any
 
-from bot.cli.render import slack_message_text
+from bot.cli.render import buttons_of, say, slack_message_text
 from bot.cli.world import APPROVALS, MARIA, SAM, Item, World
 from bot.slack.ui.departure import CANCEL_ALL
 from services.money import display
@@ -27,17 +26,17 @@ async def show(world: World) -> None:
                                        "E-bike tour")])
     await world.settle()
     when = datetime.fromtimestamp(start, UTC).strftime("%Y-%m-%dT%H:%M+00:00")
-    _say(f"A storm closes the trails: /refund departure bike-tour {when} waiver WEATHER")
+    say(f"A storm closes the trails: /refund departure bike-tour {when} waiver WEATHER")
     await world.sender.command(f"departure bike-tour {when} waiver WEATHER", SAM)
     await world.settle()
     card = next((m for m in reversed(world.slack.messages_in(APPROVALS))
-                 if CANCEL_ALL in _buttons(m)), None)
+                 if CANCEL_ALL in buttons_of(m)), None)
     if card is None:
         print("  (no departure card was posted)")
         return
     print(slack_message_text(card))
-    _say("Maria clicks Cancel and refund all")
-    await world.sender.click(CANCEL_ALL, _buttons(card)[CANCEL_ALL], MARIA,
+    say("Maria clicks Cancel and refund all")
+    await world.sender.click(CANCEL_ALL, buttons_of(card)[CANCEL_ALL], MARIA,
                              message_ts=card["ts"])
     await world.settle()
     print("  the departure card, updated as each booking went:")
@@ -46,13 +45,3 @@ async def show(world: World) -> None:
     print(f"  Checkfront: {', '.join(f'{c} {world.checkfront.status_of(c)}' for c in CODES)}; "
           f"Stripe refunds: {len(refunds)} "
           f"({', '.join(display(r.amount, r.currency.upper()) for r in refunds)})")
-
-
-def _buttons(message: dict[str, Any]) -> dict[str, str]:
-    return {e["action_id"]: e.get("value") or e.get("url") or ""
-            for b in message.get("blocks") or []
-            if b.get("type") == "actions" for e in b.get("elements", [])}
-
-
-def _say(title: str) -> None:
-    print(f"\n== {title} " + "=" * max(0, 76 - len(title)))

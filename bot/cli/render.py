@@ -81,3 +81,17 @@ def slack_message_text(message: dict[str, Any]) -> str:
             lines.append("┃ " + "─" * 40)
     text = "\n".join(lines) if lines else f"┃ {message.get('text', '')}"
     return _SLACK_DATE.sub(r"\1", text)
+
+
+# ---- the demo's story (`bot.cli.demo` and its parts) -------------------------------------
+
+def buttons_of(message: dict[str, Any]) -> dict[str, str]:
+    """A Slack message's buttons: action id → its value (or, for a link button, its url)."""
+    return {e["action_id"]: e.get("value") or e.get("url") or ""
+            for b in message.get("blocks") or []
+            if b.get("type") == "actions" for e in b.get("elements", [])}
+
+
+def say(title: str) -> None:
+    """A chapter of the demo's story, as a rule across the terminal."""
+    print(f"\n== {title} " + "=" * max(0, 76 - len(title)))
