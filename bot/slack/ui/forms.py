@@ -35,12 +35,17 @@ def deny_modal(case: Case) -> dict[str, Any]:
     )
 
 
+def decimals_hint(currency: str) -> str:
+    """How many decimals an amount in `currency` may have, for an amount field's hint."""
+    places = exponent(currency)
+    return "no decimals" if places == 0 else f"up to {places} decimals"
+
+
 def adjust_modal(case: Case, quote: Quote) -> dict[str, Any]:
     currency = case.currency
     quoted = format_minor(quote.total_refund, currency)
     ceiling = money(quote.net_paid, currency)
-    places = exponent(currency)
-    decimals = "no decimals" if places == 0 else f"up to {places} decimals"
+    decimals = decimals_hint(currency)
     return modal(
         ids.ADJUST_VIEW, "Adjust refund",
         [

@@ -13,6 +13,7 @@ from typing import Any
 from pydantic import Field, field_serializer, model_validator
 
 from bot.slack.ui import ids
+from bot.slack.ui.forms import decimals_hint
 from bot.slack.ui.kit import (
     PLACEHOLDER,
     esc,
@@ -22,8 +23,8 @@ from bot.slack.ui.kit import (
     section,
     text_input,
 )
-from bot.slack.ui.payloads import CaseRef, Currency
-from services.money import exponent, format_minor, to_minor
+from bot.slack.ui.payloads import CaseRef, Currency, minor_from_wire
+from services.money import format_minor
 from services.refunds.manual import METHODS, REFERENCE_MAX
 from services.refunds.models import Case
 
@@ -40,12 +41,7 @@ class ManualForm(CaseRef):
     @model_validator(mode="before")
     @classmethod
     def _left_from_wire(cls, data: Any) -> Any:
-        if isinstance(data, dict) and "left" in data:
-            text, code = data["left"], data.get("cur")
-            if not isinstance(text, str) or not isinstance(code, str):
-                raise ValueError('"left" must be a decimal string and "cur" a currency code')
-            data = {**data, "left": to_minor(text, code)}
-        return data
+        return minor_from_wire(data, "left")
 
     @field_serializer("left_minor")
     def _left_to_wire(self, left: int) -> str:
@@ -64,8 +60,7 @@ def _method_select() -> dict[str, Any]:
 
 def manual_modal(case: Case, left: int, channel: str | None = None) -> dict[str, Any]:
     currency = case.currency
-    places = exponent(currency)
-    decimals = "no decimals" if places == 0 else f"up to {places} decimals"
+    decimals = decimals_hint(currency)
     reference = text_input(ids.REFERENCE_BLOCK, ids.REFERENCE_INPUT, "Reference",
                            placeholder="Transfer or receipt reference",
                            max_length=REFERENCE_MAX,

@@ -57,6 +57,17 @@ class Payload(BaseModel):
         return json.dumps(self.wire(), separators=(",", ":"), ensure_ascii=False)
 
 
+def minor_from_wire(data: Any, key: str) -> Any:
+    """For a payload's `mode="before"` validator: the amount under `key`, a decimal string
+    ("252.00") on the wire in the currency under "cur" beside it, as minor units."""
+    if isinstance(data, dict) and key in data:
+        text, code = data[key], data.get("cur")
+        if not isinstance(text, str) or not isinstance(code, str):
+            raise ValueError(f'"{key}" must be a decimal string and "cur" a currency code')
+        data = {**data, key: to_minor(text, code)}  # MoneyError is a ValueError
+    return data
+
+
 class CaseRef(Payload):
     """A refund case and the quote version its card showed."""
 
@@ -73,13 +84,7 @@ class AdjustForm(CaseRef):
     @model_validator(mode="before")
     @classmethod
     def _ceiling_from_wire(cls, data: Any) -> Any:
-        """On the wire the ceiling is a decimal string ("252.00") in the currency beside it."""
-        if isinstance(data, dict) and "max" in data:
-            text, code = data["max"], data.get("cur")
-            if not isinstance(text, str) or not isinstance(code, str):
-                raise ValueError('"max" must be a decimal string and "cur" a currency code')
-            data = {**data, "max": to_minor(text, code)}  # MoneyError is a ValueError
-        return data
+        return minor_from_wire(data, "max")
 
     @field_serializer("ceiling")
     def _ceiling_to_wire(self, ceiling: int) -> str:
