@@ -17,7 +17,7 @@ from datetime import datetime
 
 import aiosqlite
 
-from services.store.db import Row, Store, Tx, iso_utc, now_iso, one
+from services.store.db import Row, Store, iso_utc, now_iso, one, write
 
 REFUNDED = "refunded"
 PARTLY_REFUNDED = "partly_refunded"
@@ -65,15 +65,10 @@ _OWE = ("INSERT OR IGNORE INTO customer_messages (case_id, outcome, created_at, 
 
 
 async def enqueue(tx: aiosqlite.Connection, case_id: int, outcome: str) -> None:
-    """Owe the customer this message (inside the closing transaction; once per outcome). In a
-    store transaction (`Tx`) the row needs no answer, so it goes with the transaction's next
-    trip to the connection's thread, as an audit row does."""
+    """Owe the customer this message (inside the closing transaction; once per outcome). Its
+    answer is not read, so in a store transaction it goes with the next trip (`db.write`)."""
     at = now_iso()
-    params = (case_id, outcome, at, at)
-    if isinstance(tx, Tx):
-        tx.defer(lambda conn, memo: conn.execute(_OWE, params))
-        return
-    await tx.execute(_OWE, params)
+    await write(tx, _OWE, (case_id, outcome, at, at))
 
 
 async def get(store: Store, message_id: int) -> Message | None:
