@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from bot.cli.render import buttons_of, say, slack_message_text
+from bot.cli.render import buttons_of, say, slack_message_text, view_of
 from bot.cli.world import APPROVALS, MARIA, SAM, World
 from bot.slack.ui import ids
 from services.refunds import cases
@@ -24,7 +24,7 @@ async def show(world: World) -> None:
         await world.sender.click(ids.DETAILS, buttons_of(waiting)[ids.DETAILS], SAM,
                                  message_ts=waiting["ts"])
         await world.settle()
-        print(slack_message_text(_view(world.slack.calls_to("views.open")[-1].params)))
+        print(slack_message_text(view_of(world.slack.calls_to("views.open")[-1].params)))
 
     card = _card_with(world, ids.MARK_REFUNDED)
     if card is None:
@@ -36,7 +36,7 @@ async def show(world: World) -> None:
     await world.sender.click(ids.MARK_REFUNDED, buttons_of(card)[ids.MARK_REFUNDED], MARIA,
                              message_ts=card["ts"])
     await world.settle()
-    view = _view(world.slack.calls_to("views.open")[-1].params)
+    view = view_of(world.slack.calls_to("views.open")[-1].params)
     await world.sender.submit_view(ids.MANUAL_VIEW, {
         ids.AMOUNT_BLOCK: {ids.AMOUNT_INPUT: case.money(left).split(" ")[0]},
         ids.METHOD_BLOCK: {ids.METHOD_INPUT: "cash"},
@@ -54,7 +54,3 @@ def _card_with(world: World, *action_ids: str) -> dict[str, Any] | None:
     return next((m for m in reversed(world.slack.messages_in(APPROVALS))
                  if all(a in buttons_of(m) for a in action_ids)), None)
 
-
-def _view(params: dict[str, Any]) -> dict[str, Any]:
-    view = params["view"]
-    return json.loads(view) if isinstance(view, str) else view

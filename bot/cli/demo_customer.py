@@ -8,9 +8,7 @@ loop runs it every few seconds too; either way the message goes once).
 
 from __future__ import annotations
 
-import json
-
-from bot.cli.render import buttons_of, say, slack_message_text
+from bot.cli.render import buttons_of, say, slack_message_text, view_of
 from bot.cli.world import APPROVALS, MARIA, World
 from bot.slack.ui import ids
 
@@ -31,8 +29,7 @@ async def show(world: World) -> None:
     await world.sender.click(ids.CUSTOMER_MESSAGE, buttons_of(card)[ids.CUSTOMER_MESSAGE], MARIA,
                              message_ts=card["ts"])
     await world.settle()
-    view = world.slack.calls_to("views.update")[-1].params["view"]
-    view = json.loads(view) if isinstance(view, str) else view
+    view = view_of(world.slack.calls_to("views.update")[-1].params)
     fields = {b["block_id"]: b["element"].get("initial_value", "") for b in view["blocks"]
               if b["type"] == "input"}
     subject, text = fields[ids.SUBJECT_BLOCK], fields.get(ids.BODY_BLOCK, "")

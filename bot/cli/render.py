@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from typing import Any
 
@@ -95,3 +96,9 @@ def buttons_of(message: dict[str, Any]) -> dict[str, str]:
 def say(title: str) -> None:
     """A chapter of the demo's story, as a rule across the terminal."""
     print(f"\n== {title} " + "=" * max(0, 76 - len(title)))
+
+
+def view_of(params: dict[str, Any]) -> dict[str, Any]:
+    """The view of a recorded `views.open`/`views.update` call (its params may hold it as JSON)."""
+    view = params["view"]
+    return json.loads(view) if isinstance(view, str) else view
