@@ -232,3 +232,43 @@ async def test_an_unreadable_stored_case_is_counted_not_fatal(svc: Deps) -> None
                          (json.dumps({"booking": "gone"}), ids[0]))
     result = await simulate(svc, read_policies(proposed_text(), "new.yml"))
     assert result.unreadable == 1 and result.cases == 1
+
+
+# --- python -m bot simulate ------------------------------------------------------------------
+
+async def test_the_cli_prints_the_figures_and_refuses_a_bad_file(world: Any,
+                                                                 tmp_path: Path) -> None:
+    from bot.cli.world import Item
+    from tests.test_cli_ops import run
+
+    for code, hours in (("CLIS-1", 72), ("CLIS-2", 30)):
+        world.paid_booking(code, [Item("kayak-tour", "105.00", "5.00", hours_ahead=hours)])
+        await world.cancel(code)
+    await world.settle()
+    new = tmp_path / "new.yml"
+    new.write_text(proposed_text(tiers=[
+        {"min_notice_hours": 48, "refund_percent": 100},
+        {"min_notice_hours": 24, "refund_percent": 75},
+        {"min_notice_hours": 0, "refund_percent": 0}]), encoding="utf-8")
+    today = datetime.now(UTC).date().isoformat()
+
+    code, out, err = await run(world, "simulate", "--policies", str(new), "--from", today,
+                               "--to", today)
+    assert code == 0, err
+    kayak = next(line for line in out.splitlines() if line.startswith("kayak-tour"))
+    # 95.00 + 42.50 before; 95.00 + 68.75 after; both refunded by the bot
+    assert kayak.split()[1:7] == ["2", "1", "137.50", "163.75", "26.25", "137.50"]
+    assert "CLIS-2" in out and "42.50 -> 68.75 USD (+26.25)" in out
+
+    code, out, err = await run(world, "simulate", "--policies", str(new), "--format", "csv")
+    assert code == 0, err
+    rows = out.splitlines()
+    assert rows[0].startswith("case,booking") and len(rows) == 2 and "CLIS-2" in rows[1]
+
+    bad = tmp_path / "bad.yml"
+    bad.write_text(proposed_text(tiers=[{"min_notice_hours": 48, "refund_percent": 100}]),
+                   encoding="utf-8")
+    code, out, err = await run(world, "simulate", "--policies", str(bad))
+    assert code == 2 and out == ""
+    assert "policy standard-48h: tiers: must include one with min_notice_hours: 0 (line 15)" \
+        in err and "Traceback" not in err
