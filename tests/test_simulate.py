@@ -272,3 +272,71 @@ async def test_the_cli_prints_the_figures_and_refuses_a_bad_file(world: Any,
     assert code == 2 and out == ""
     assert "policy standard-48h: tiers: must include one with min_notice_hours: 0 (line 15)" \
         in err and "Traceback" not in err
+
+
+# --- /refund simulate in Slack ---------------------------------------------------------------
+
+def submission(view_id: str, user: str, channel: str, pasted: str | None = None,
+               first: str | None = None, files: list[dict[str, Any]] | None = None) -> str:
+    from urllib.parse import urlencode
+
+    from bot.slack.ui import simulate as ui
+    values: dict[str, Any] = {
+        ui.POLICY_BLOCK: {ui.POLICY_INPUT: {"type": "plain_text_input", "value": pasted}},
+        ui.FILE_BLOCK: {ui.FILE_INPUT: {"type": "file_input", "files": files or []}},
+        ui.FROM_BLOCK: {ui.FROM_INPUT: {"type": "datepicker", "selected_date": first}},
+        ui.TO_BLOCK: {ui.TO_INPUT: {"type": "datepicker", "selected_date": None}}}
+    payload = {"type": "view_submission", "team": {"id": "T0SANDBOX", "domain": "sandbox"},
+               "user": {"id": user, "username": user.lower(), "team_id": "T0SANDBOX"},
+               "api_app_id": "A0SANDBOX", "trigger_id": "trigger.1",
+               "view": {"id": view_id, "type": "modal", "callback_id": ui.SIMULATE_VIEW,
+                        "private_metadata": channel, "state": {"values": values},
+                        "hash": "1", "team_id": "T0SANDBOX"}}
+    return urlencode({"payload": json.dumps(payload)})
+
+
+async def test_slack_simulate_is_for_finance_leads_and_answers_in_the_modal(sworld: Any) -> None:
+    from bot.cli.world import APPROVALS, FIONA, SAM, Item
+    from tests.flow_helpers import unsafe_calls
+    from tests.slack_helpers import responses
+
+    assert sworld.sender is not None and sworld.slack is not None
+    for code, hours in (("SLS-1", 72), ("SLS-2", 30)):
+        sworld.paid_booking(code, [Item("kayak-tour", "105.00", "5.00", hours_ahead=hours)])
+        await sworld.cancel(code)
+    await sworld.settle()
+
+    await sworld.sender.command("simulate", SAM)
+    await sworld.settle()
+    assert any("Only finance leads" in t for t in responses(sworld))
+    assert sworld.slack.calls_to("views.open") == []
+    refused = await sworld.bot.svc.store.fetch_all(
+        "SELECT actor FROM audit_log WHERE action = 'slack.refused'")
+    assert [r["actor"] for r in refused] == [SAM]
+
+    await sworld.sender.command("simulate", FIONA)
+    await sworld.settle()
+    (opened,) = sworld.slack.calls_to("views.open")
+    view_id = next(iter(sworld.slack.views))
+    assert "file_input" in json.dumps(opened.params["view"])
+
+    bad = proposed_text(tiers=[{"min_notice_hours": 48, "refund_percent": 100}])
+    answer = await sworld.sender.post(submission(view_id, FIONA, APPROVALS, bad))
+    errors = answer.json()
+    assert errors["response_action"] == "errors"
+    assert "tiers: must include one with min_notice_hours: 0 (line 15)" in json.dumps(errors)
+
+    answer = await sworld.sender.post(submission(view_id, SAM, APPROVALS, bad))
+    assert "Only finance leads" in json.dumps(answer.json())
+
+    good = proposed_text(tiers=[{"min_notice_hours": 48, "refund_percent": 100},
+                                {"min_notice_hours": 24, "refund_percent": 75},
+                                {"min_notice_hours": 0, "refund_percent": 0}])
+    today = datetime.now(UTC).date().isoformat()
+    answer = await sworld.sender.post(submission(view_id, FIONA, APPROVALS, good, today))
+    assert answer.json()["response_action"] == "update"
+    await sworld.settle()
+    shown = json.dumps(sworld.slack.views[view_id])
+    assert "kayak-tour" in shown and "137.50" in shown and "163.75" in shown
+    assert "SLS-2" in shown
+    assert unsafe_calls(sworld) == []
