@@ -340,3 +340,30 @@ async def test_slack_simulate_is_for_finance_leads_and_answers_in_the_modal(swor
     assert "kayak-tour" in shown and "137.50" in shown and "163.75" in shown
     assert "SLS-2" in shown
     assert unsafe_calls(sworld) == []
+
+
+async def test_slack_simulate_reads_an_uploaded_file(sworld: Any) -> None:
+    from bot.cli.world import APPROVALS, FIONA, Item
+
+    assert sworld.sender is not None and sworld.slack is not None
+    sworld.paid_booking("SLU-1", [Item("kayak-tour", "105.00", "5.00", hours_ahead=30)])
+    await sworld.cancel("SLU-1")
+    await sworld.settle()
+    await sworld.sender.command("simulate", FIONA)
+    await sworld.settle()
+    view_id = next(iter(sworld.slack.views))
+    good = proposed_text(tiers=[{"min_notice_hours": 48, "refund_percent": 100},
+                                {"min_notice_hours": 24, "refund_percent": 75},
+                                {"min_notice_hours": 0, "refund_percent": 0}])
+    uploaded = sworld.slack.add_user_file("new.yml", good.encode())
+    answer = await sworld.sender.post(submission(view_id, FIONA, APPROVALS,
+                                                 files=[{"id": uploaded.id}]))
+    assert answer.json()["response_action"] == "update"
+    await sworld.settle()
+    shown = json.dumps(sworld.slack.views[view_id])
+    assert "new.yml" in shown and "42.50" in shown and "68.75" in shown
+
+    broken = sworld.slack.add_user_file("bad.yml", b"currency: USD\npolicies: [\n")
+    await sworld.sender.post(submission(view_id, FIONA, APPROVALS, files=[{"id": broken.id}]))
+    await sworld.settle()
+    assert "not valid YAML at line 3" in json.dumps(sworld.slack.views[view_id])
