@@ -21,6 +21,7 @@ from bot.cli import (
     journal_commands,
     report_commands,
     store_commands,
+    teams_package,
 )
 from bot.cli.render import quote_table
 from bot.settings import SettingsError, load_log_settings
@@ -83,6 +84,7 @@ def build_parser() -> argparse.ArgumentParser:
     doctor.register(commands)
     store_commands.register(commands)
     journal_commands.register(commands)
+    teams_package.register(commands)
     return parser
 
 
