@@ -5,6 +5,7 @@ Secrets are `SecretStr`: they never print in logs, reprs or error messages.
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Literal, TypeVar
@@ -18,6 +19,8 @@ from services.customers.sending import CustomerSettings
 from services.finance.journal import Accounts
 
 _S = TypeVar("_S", bound=BaseSettings)
+_GUID = re.compile(r"[0-9a-fA-F]{8}-(?:[0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}")
+_SEMVER = re.compile(r"(?:0|[1-9][0-9]*)\.(?:0|[1-9][0-9]*)\.(?:0|[1-9][0-9]*)")
 
 
 class SettingsError(Exception):
@@ -201,6 +204,40 @@ class Settings(StoreSettings):
         return host if host.startswith(("http://", "https://")) else f"https://{host}"
 
 
+class TeamsPackageSettings(LogSettings):
+    """What `python -m bot teams-package` writes into the Teams app package: the bot's Microsoft
+    Entra app (client) id (TEAMS_APP_ID, the manifest's bot id), the Teams app's own id
+    (TEAMS_MANIFEST_ID; unset: the same id), the app's version and the domains its cards may
+    link to (TEAMS_VALID_DOMAINS, comma-separated; the Checkfront host is added)."""
+
+    teams_app_id: str
+    teams_manifest_id: str | None = None
+    teams_app_version: str = "1.0.0"
+    teams_valid_domains: Annotated[list[str], NoDecode] = []
+    checkfront_host: str | None = None
+
+    @field_validator("teams_app_id", "teams_manifest_id")
+    @classmethod
+    def _guid(cls, value: str | None) -> str | None:
+        if value is not None and not _GUID.fullmatch(value.strip()):
+            raise ValueError("not a GUID (the app id Microsoft Entra shows)")
+        return value.strip().lower() if value is not None else None
+
+    @field_validator("teams_app_version")
+    @classmethod
+    def _semver(cls, value: str) -> str:
+        if not _SEMVER.fullmatch(value):
+            raise ValueError("not a version like 1.0.0")
+        return value
+
+    @field_validator("teams_valid_domains", mode="before")
+    @classmethod
+    def _domains(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+
 def load_settings(**overrides: object) -> Settings:
     """Read settings; a missing or bad one raises SettingsError naming the variable."""
     return _load(Settings, overrides)
@@ -212,6 +249,10 @@ def load_store_settings() -> StoreSettings:
 
 def load_log_settings() -> LogSettings:
     return _load(LogSettings, {})
+
+
+def load_teams_package_settings(**overrides: object) -> TeamsPackageSettings:
+    return _load(TeamsPackageSettings, overrides)
 
 
 def _load(kind: type[_S], overrides: dict[str, object]) -> _S:

@@ -22,6 +22,7 @@ from bot.cli import (
     report_commands,
     simulate_commands,
     store_commands,
+    teams_package,
 )
 from bot.cli.render import quote_table
 from bot.settings import SettingsError, load_log_settings
@@ -85,6 +86,7 @@ def build_parser() -> argparse.ArgumentParser:
     store_commands.register(commands)
     journal_commands.register(commands)
     simulate_commands.register(commands)
+    teams_package.register(commands)
     return parser
 
 
