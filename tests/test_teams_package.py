@@ -19,7 +19,7 @@ from bot.settings import TeamsPackageSettings
 
 REPO = Path(__file__).resolve().parent.parent
 TEAMS = REPO / "teams"
-SCHEMA = json.loads((REPO / "tests" / "data" / "teams-manifest-1.30.schema.json")
+SCHEMA = json.loads((REPO / "teams" / "schema" / "teams-manifest-1.30.schema.json")
                     .read_text(encoding="utf-8"))
 MANIFEST = json.loads((TEAMS / "manifest.json").read_text(encoding="utf-8"))
 BOT = "11111111-2222-3333-4444-555555555555"

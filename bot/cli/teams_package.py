@@ -23,7 +23,7 @@ from bot.settings import SettingsError, TeamsPackageSettings, load_teams_package
 
 REPO = Path(__file__).resolve().parents[2]
 TEAMS = REPO / "teams"
-SCHEMA = REPO / "tests" / "data" / "teams-manifest-1.30.schema.json"
+SCHEMA = TEAMS / "schema" / "teams-manifest-1.30.schema.json"
 PLACEHOLDER = "00000000-0000-0000-0000-000000000000"
 ICONS = {"color": (192, 192), "outline": (32, 32)}
 
