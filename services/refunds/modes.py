@@ -186,3 +186,12 @@ async def changes(store: Store, product: str | None = None) -> list[dict[str, st
         f"SELECT offer_key, product, from_mode, to_mode, changed_by, why, changed_at "
         f"FROM mode_changes {where} ORDER BY changed_at, offer_key", params)
     return [dict(r) for r in found]
+
+
+async def answered(store: Store, week: str) -> list[dict[str, str]]:
+    """The changes made from the offers of one weekly review (its ISO week ends their key)."""
+    found = await store.read_all(
+        "SELECT offer_key, product, from_mode, to_mode, changed_by, why, changed_at "
+        "FROM mode_changes WHERE offer_key LIKE ? ORDER BY product, changed_at",
+        (f"%|{week}",))
+    return [dict(r) for r in found]
