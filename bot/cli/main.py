@@ -20,6 +20,7 @@ from bot.cli import (
     event_commands,
     journal_commands,
     report_commands,
+    review_commands,
     store_commands,
 )
 from bot.cli.render import quote_table
@@ -83,6 +84,7 @@ def build_parser() -> argparse.ArgumentParser:
     doctor.register(commands)
     store_commands.register(commands)
     journal_commands.register(commands)
+    review_commands.register(commands)
     return parser
 
 
