@@ -14,6 +14,7 @@ change and a stale offer (the mode moved meanwhile) changes nothing.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -22,8 +23,9 @@ import aiosqlite
 from services.config import Mode
 from services.quoting.booking import BookingLine, BookingSnapshot
 from services.quoting.policy import PolicyBook
+from services.refunds.automation import AUTOMATION_KEY, Automation
 from services.store import audit
-from services.store.db import Store, now_iso, one, rows, write
+from services.store.db import Store, now_iso, one, reads, rows, write
 
 ORDER = (Mode.SHADOW, Mode.ASSISTED, Mode.AUTONOMOUS)
 OVERRIDE, PRODUCT, POLICY, GLOBAL = "override", "product", "policy", "global"
@@ -130,6 +132,24 @@ async def case_mode(store: Store, book: PolicyBook, global_mode: Mode,
         return EffectiveMode(global_mode, GLOBAL, "")
     overrides = await overrides_for(store, (line.sku, line.item_id))
     return resolve(book, global_mode, line.sku, line.item_id, overrides)
+
+
+async def with_automation(store: Store, book: PolicyBook, global_mode: Mode,
+                          snapshot: BookingSnapshot) -> tuple[Automation, EffectiveMode]:
+    """The automation switch and the case's mode, read in one trip to the store's thread (the
+    opening of a case needs both)."""
+    line = main_line(snapshot)
+    wanted = sorted({p for p in (line.sku, line.item_id) if p}) if line is not None else []
+    marks = ", ".join("?" for _ in wanted) or "NULL"
+    state, found = await reads(store.db, [
+        ("SELECT value FROM state WHERE key = ?", (AUTOMATION_KEY,)),
+        (f"SELECT product, mode, changed_by FROM product_modes WHERE product IN ({marks})",
+         wanted)])
+    automation = Automation(**json.loads(state[0]["value"])) if state else Automation(False)
+    if line is None:
+        return automation, EffectiveMode(global_mode, GLOBAL, "")
+    overrides = {r["product"]: (r["mode"], r["changed_by"]) for r in found}
+    return automation, resolve(book, global_mode, line.sku, line.item_id, overrides)
 
 
 async def product_mode(conn: aiosqlite.Connection | Store, book: PolicyBook,

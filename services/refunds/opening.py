@@ -25,7 +25,7 @@ from services.quoting.policy import PolicyBook
 from services.quoting.quote import Decision, Quote
 from services.quoting.waiver_rules import WaiverMatch
 from services.refunds import cases, modes
-from services.refunds.automation import Automation, automation_state
+from services.refunds.automation import Automation
 from services.refunds.models import Case, Status
 from services.refunds.snapshots import quote_snapshot
 from services.store import audit
@@ -64,8 +64,8 @@ async def open_case(
         existing = await cases.find_open(svc.store, snapshot.code)  # by the booking's key
         if existing is not None:
             return OpenedCase(existing, quote, created=False)
-    automation = await automation_state(svc.store)
-    mode = await modes.case_mode(svc.store, svc.book, svc.config.mode, snapshot)
+    automation, mode = await modes.with_automation(svc.store, svc.book, svc.config.mode,
+                                                   snapshot)
     try:
         async with svc.store.transaction() as tx:
             case = await _insert_case(tx, svc, snapshot, quote, source, requested_by, raw,
