@@ -36,6 +36,7 @@ from bot.scheduler import build_scheduler
 from bot.settings import Settings
 from bot.slack.digest import DigestPoster
 from bot.slack.nudges import NudgePoster
+from bot.slack.review_post import ReviewPoster
 from bot.slack.runtime import SlackDelivery, SlackRuntime
 from bot.worker import Worker
 from handlers.http import checkfront_webhook, stripe_webhook
@@ -144,7 +145,11 @@ class Bot:
                 misfire_grace_time=settings.scheduler_misfire_grace_seconds,
                 on_nudge=NudgePoster(store, slack.outbox, slack.deps.rules) if slack else None,
                 remind_after=_hours(settings.reminder_after_hours),
-                escalate_after=_hours(settings.escalate_after_hours))
+                escalate_after=_hours(settings.escalate_after_hours),
+                on_review=ReviewPoster(svc, settings.zone, settings.promotion_rules(),
+                                       outbox=slack.outbox if slack else None,
+                                       channels=slack.notifier.channels if slack else None),
+                review_at=settings.review_at)
             metrics.watch_scheduler(scheduler)
         bot = cls(settings=settings, svc=svc, worker=worker, web=app, slack=slack,
                   scheduler=scheduler, rejections=rejected, metrics=metrics)

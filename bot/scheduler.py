@@ -20,6 +20,10 @@ The reminder job gives each waiting card one reminder past `remind_after` and on
 past `escalate_after` (services.refunds.reminders stores each as given, so restarts and
 overlapping runs give none twice); `on_nudge` posts it (bot.slack.nudges).
 
+The weekly review job (`review_at`, e.g. "mon 08:00") calls `on_review` with the last whole ISO
+week before its run, once a week: the week reviewed is kept in the `state` table, so a restart
+or a second run does not post it twice.
+
 Schedules are "HH:MM" or a five-field crontab in the business's timezone. APScheduler 3 counts
 crontab weekdays from Monday = 0; write weekdays by name (mon-fri) to avoid the difference.
 """
@@ -38,6 +42,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.cron import CronTrigger
 
 from services.deps import Deps
+from services.finance.agreement import last_week
 from services.finance.anomaly import DEFAULT, Anomaly, AnomalyConfig, check
 from services.finance.anomaly_log import record, seen_between
 from services.finance.breaker import Breaker
@@ -61,6 +66,9 @@ APPROVED_JOB = "approved-sweep"
 APPROVED_EVERY = "*/5 * * * *"
 REMINDER_JOB = "waiting-reminders"
 REMINDER_EVERY = "*/5 * * * *"
+REVIEW_JOB = "weekly-review"
+REVIEW_STATE = "scheduler.review"
+DEFAULT_REVIEW_AT = "mon 08:00"
 DAILY_STATE = "scheduler.daily"
 ANOMALY_STATE = "scheduler.anomaly"
 DEFAULT_DAILY_AT = "07:00"
@@ -69,9 +77,11 @@ DEFAULT_MISFIRE_GRACE = 3600     # seconds a late daily run may still start
 ANOMALY_MISFIRE_GRACE = 300
 MAX_CATCH_UP_DAYS = 7
 _HH_MM = re.compile(r"^([01]?\d|2[0-3]):([0-5]\d)$")
+_DAY_HH_MM = re.compile(r"^(mon|tue|wed|thu|fri|sat|sun)\s+([01]?\d|2[0-3]):([0-5]\d)$", re.I)
 
 OnDigest = Callable[[ReconRun, list[Anomaly]], Awaitable[None]]
 OnNudge = Callable[[Nudge], Awaitable[None]]
+OnReview = Callable[[str], Awaitable[None]]   # the ISO week to review, "2025-W14"
 
 
 def parse_schedule(spec: str, tz: ZoneInfo) -> CronTrigger:
@@ -80,6 +90,10 @@ def parse_schedule(spec: str, tz: ZoneInfo) -> CronTrigger:
     match = _HH_MM.match(text)
     if match:
         return CronTrigger(hour=int(match[1]), minute=int(match[2]), timezone=tz)
+    weekly = _DAY_HH_MM.match(text)   # "mon 08:00": that weekday, that local time
+    if weekly:
+        return CronTrigger(day_of_week=weekly[1].lower(), hour=int(weekly[2]),
+                           minute=int(weekly[3]), timezone=tz)
     try:
         return CronTrigger.from_crontab(text, timezone=tz)
     except ValueError as exc:
@@ -123,6 +137,9 @@ class ScheduledJobs:
     on_nudge: OnNudge | None = None
     remind_after: timedelta | None = None     # None: no reminders
     escalate_after: timedelta | None = None   # None: no escalations
+    on_review: OnReview | None = None
+    review_at: str = DEFAULT_REVIEW_AT
+    _review_lock: asyncio.Lock = field(default_factory=asyncio.Lock, init=False, repr=False)
     _daily_lock: asyncio.Lock = field(default_factory=asyncio.Lock, init=False, repr=False)
     _anomaly_lock: asyncio.Lock = field(default_factory=asyncio.Lock, init=False, repr=False)
     _reminder_lock: asyncio.Lock = field(default_factory=asyncio.Lock, init=False, repr=False)
@@ -171,6 +188,25 @@ class ScheduledJobs:
         earlier = await seen_between(self.svc.store, start, end)
         keys = {a.key for a in current}
         return current + [a for a in earlier if a.key not in keys]
+
+    async def review(self, now: datetime | None = None) -> str | None:
+        """Post the review of the last whole week before the latest scheduled run, unless it
+        was posted already; the week posted, or None."""
+        if self.on_review is None:
+            return None
+        async with self._review_lock:
+            now = now or utcnow()
+            fired = last_fire(parse_schedule(self.review_at, self.tz), now)
+            if fired is None:
+                return None
+            week = last_week(fired, self.tz)
+            state = await self.svc.store.get_state(REVIEW_STATE) or {}
+            if state.get("week") == week:
+                return None
+            await self.on_review(week)
+            async with self.svc.store.transaction() as tx:
+                await set_state(tx, REVIEW_STATE, {"week": week, "at": now_iso()})
+            return week
 
     async def writebacks(self, now: datetime | None = None) -> list[int]:
         """Checkfront write-backs that failed and are due again."""
@@ -225,6 +261,8 @@ def build_scheduler(
     on_nudge: OnNudge | None = None,
     remind_after: timedelta | None = None,
     escalate_after: timedelta | None = None,
+    on_review: OnReview | None = None,
+    review_at: str = DEFAULT_REVIEW_AT,
 ) -> AsyncIOScheduler:
     """The scheduler with its jobs, not started (`start()` it inside the event loop).
 
@@ -232,7 +270,8 @@ def build_scheduler(
     `catch_up` (nothing when the due day is already reconciled), then follows its schedule.
     """
     jobs = ScheduledJobs(svc, tz, daily_at, on_digest, anomaly_config, on_nudge=on_nudge,
-                         remind_after=remind_after, escalate_after=escalate_after)
+                         remind_after=remind_after, escalate_after=escalate_after,
+                         on_review=on_review, review_at=review_at)
     scheduler = AsyncIOScheduler(timezone=tz, job_defaults={
         "coalesce": True, "max_instances": 1, "misfire_grace_time": misfire_grace_time})
     extra = {"next_run_time": datetime.now(tz)} if run_missed_on_start else {}
@@ -254,6 +293,9 @@ def build_scheduler(
                           id=REMINDER_JOB, name="reminders of cases waiting for a person",
                           replace_existing=True,
                           misfire_grace_time=min(misfire_grace_time, ANOMALY_MISFIRE_GRACE))
+    if on_review is not None:
+        scheduler.add_job(jobs.review, trigger=parse_schedule(review_at, tz), id=REVIEW_JOB,
+                          name="weekly review", replace_existing=True)
     return scheduler
 
 

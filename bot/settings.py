@@ -16,6 +16,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from services.config import EventRetries, Mode, RefundConfig
 from services.customers.sending import CustomerSettings
+from services.finance.agreement import Rules as PromotionRules
 from services.finance.journal import Accounts
 
 _S = TypeVar("_S", bound=BaseSettings)
@@ -129,6 +130,14 @@ class Settings(StoreSettings):
     reminder_after_hours: float = Field(default=4, ge=0)
     escalate_after_hours: float = Field(default=24, ge=0)
 
+    # earned automation (issue 16): the weekly review and the mode changes it offers
+    review_at: str = "mon 08:00"  # weekday and HH:MM in the business timezone, or a crontab
+    promote_min_agreement: float = Field(default=0.98, ge=0, le=1)
+    promote_min_cases: int = Field(default=50, ge=1)
+    promote_window_days: int = Field(default=28, ge=1)
+    demote_below_agreement: float = Field(default=0.90, ge=0, le=1)
+    demote_min_cases: int = Field(default=10, ge=1)
+
     # the books: `python -m bot journal`, and the digest's attachment when DIGEST_JOURNAL is on
     digest_journal: bool = False  # attach the day's journal to the digest (files:write)
     journal_format: Literal["xero", "quickbooks", "csv"] = "csv"
@@ -192,6 +201,13 @@ class Settings(StoreSettings):
         return CustomerSettings(mode=mode, mail_from=self.mail_from,
                                 rebooking_url=self.rebooking_url or None,
                                 max_attempts=self.customer_mail_attempts)
+
+    def promotion_rules(self) -> PromotionRules:
+        return PromotionRules(min_agreement=self.promote_min_agreement,
+                              min_cases=self.promote_min_cases,
+                              window_days=self.promote_window_days,
+                              demote_below=self.demote_below_agreement,
+                              demote_min_cases=self.demote_min_cases)
 
     def journal_accounts(self) -> Accounts:
         return Accounts(stripe=self.journal_stripe_account, by_hand=self.journal_by_hand_account,

@@ -20,6 +20,7 @@ from bot.cli import (
     event_commands,
     journal_commands,
     report_commands,
+    review_commands,
     simulate_commands,
     store_commands,
     teams_package,
@@ -87,6 +88,7 @@ def build_parser() -> argparse.ArgumentParser:
     journal_commands.register(commands)
     simulate_commands.register(commands)
     teams_package.register(commands)
+    review_commands.register(commands)
     return parser
 
 
