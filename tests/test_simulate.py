@@ -183,6 +183,31 @@ async def test_lower_limits_move_cases_to_a_person(svc: Deps) -> None:
     assert any(row[-3] == AUTO and row[-2] == PERSON for row in result.rows)
 
 
+async def test_a_policy_put_in_shadow_mode_sends_its_automatic_cases_to_a_person(
+        svc: Deps) -> None:
+    await seed(svc)
+    data = yaml.safe_load(proposed_text())
+    data["policies"][0]["mode"] = "shadow"          # standard-48h: kayak and bike tours
+    result = await simulate(svc, read_policies(yaml.safe_dump(data, sort_keys=False), "new.yml"))
+    kayak = result.products[("USD", "kayak-tour")]
+    assert kayak.auto_before > 0 and kayak.auto_after == 0
+    assert kayak.person_after == kayak.person_before + kayak.auto_before
+    assert kayak.refund_after == kayak.refund_before      # a mode changes who decides, not money
+    cruise = result.products[("USD", "sunset-cruise")]    # the default policy keeps its mode
+    assert cruise.auto_after == cruise.auto_before
+
+
+async def test_a_stored_product_override_holds_before_and_after(svc: Deps) -> None:
+    await seed(svc)
+    async with svc.store.transaction() as tx:
+        await tx.execute("INSERT INTO product_modes (product, mode, changed_by, why, changed_at) "
+                         "VALUES (?, ?, ?, ?, ?)",
+                         ("kayak-tour", "shadow", "U1", "test", START.isoformat()))
+    result = await simulate(svc, read_policies(proposed_text(), "new.yml"))
+    kayak = result.products[("USD", "kayak-tour")]
+    assert kayak.auto_before == 0 and kayak.auto_after == 0
+
+
 async def test_a_file_without_a_default_cannot_quote_some_cases(svc: Deps) -> None:
     await seed(svc)
     data = yaml.safe_load(proposed_text())

@@ -5,7 +5,10 @@ Each case in range is re-quoted from the booking snapshot its current quote was 
 the case's own cancellation time (so each line has the notice it had), with the case's waiver
 and the risk flags its quote carried (risk is about the customer and the booking, not the
 policy), by the same engine (`build_quote`) and decided by the same rules a new case meets
-(`services.refunds.opening`), with automation taken as running. Nothing is written.
+(`services.refunds.opening`), with automation taken as running, each in the mode its product
+would be decided in (`services.refunds.modes`: a stored override a finance lead set holds
+before and after; the policy file's `mode` and `product_modes` are the live file's before and
+the proposed file's after). Nothing is written.
 
 "Before" is the case's current stored quote: what the bot offered (`total_refund`), its
 cancellation fee and what the business kept (`retained`), and how today's rules decide that
@@ -37,6 +40,7 @@ from typing import Any
 
 import yaml
 
+from services.config import Mode
 from services.deps import Deps
 from services.errors import DomainError
 from services.finance.report import csv_cell
@@ -44,6 +48,7 @@ from services.money import format_minor
 from services.quoting.booking import SnapshotError, parse_snapshot
 from services.quoting.policy import PolicyBook, PolicyError, parse_policies
 from services.quoting.quote import Quote, QuoteError, build_quote
+from services.refunds import modes
 from services.refunds.automation import Automation
 from services.refunds.ledger import SETTLED
 from services.refunds.models import Status
@@ -294,6 +299,7 @@ async def simulate(svc: Deps, proposed: PolicyBook, *, start: datetime | None = 
         raise SimulationError("the end of the range is not after its start")
     result = Simulation(proposed.source, proposed.digest, start, end)
     trial = replace(svc, book=proposed)      # the rules' view of the proposed file
+    overrides = await modes.all_overrides(svc.store)   # a finance lead's moves hold under both
     low = _bound(start, -1) if start is not None else ""
     high = _bound(end, 1) if end is not None else "\uffff"
     moments: dict[str, datetime] = {}
@@ -310,7 +316,7 @@ async def simulate(svc: Deps, proposed: PolicyBook, *, start: datetime | None = 
                 moment = moments[at_text] = _moment(at_text)
             if (start is not None and moment < start) or (end is not None and moment >= end):
                 continue
-            _one(result, row, moment, proposed, svc, trial)
+            _one(result, row, moment, proposed, svc, trial, overrides)
         await asyncio.sleep(0)   # a long simulation lets intake and the worker run between pages
         if len(found) < page:
             break
@@ -318,7 +324,7 @@ async def simulate(svc: Deps, proposed: PolicyBook, *, start: datetime | None = 
 
 
 def _one(result: Simulation, row: Any, moment: datetime, proposed: PolicyBook, live: Deps,
-         trial: Deps) -> None:
+         trial: Deps, overrides: dict[str, tuple[str, str]]) -> None:
     currency = row["currency"]
     try:
         before = Quote.from_dict(json.loads(row["quote"]))
@@ -336,8 +342,10 @@ def _one(result: Simulation, row: Any, moment: datetime, proposed: PolicyBook, l
         after = None
         reason = str(exc)
         result.unquotable[reason] = result.unquotable.get(reason, 0) + 1
-    outcome_before = decide(live, before)
-    outcome_after = decide(trial, after) if after is not None else PERSON
+    mode_before = modes.mode_of(live.book, live.config.mode, snapshot, overrides).mode
+    mode_after = modes.mode_of(proposed, live.config.mode, snapshot, overrides).mode
+    outcome_before = decide(live, before, mode_before)
+    outcome_after = decide(trial, after, mode_after) if after is not None else PERSON
     refunded = int(row["refunded"] or 0)
     changed = after is None or after.total_refund != before.total_refund
     change = Change(int(row["id"]), row["booking_code"], currency, product,
@@ -358,10 +366,11 @@ def _one(result: Simulation, row: Any, moment: datetime, proposed: PolicyBook, l
             outcome_before, outcome_after, money(refunded)))
 
 
-def decide(svc: Deps, quote: Quote) -> str:
+def decide(svc: Deps, quote: Quote, mode: Mode | None = None) -> str:
     """What the rules a new case meets (`opening`) would make of `quote` under `svc.book` and
-    the configured mode, automation running: auto_approve, needs_person, deny or skip."""
-    status, _, _ = _initial_status(svc, quote, RUNNING)
+    the case's mode (default: the configured one), automation running: auto_approve,
+    needs_person, deny or skip."""
+    status, _, _ = _initial_status(svc, quote, RUNNING, mode)
     return _OUTCOME.get(status, PERSON)
 
 

@@ -124,6 +124,23 @@ async def overrides_for(conn: aiosqlite.Connection | Store, products: Iterable[s
     return {r["product"]: (r["mode"], r["changed_by"]) for r in found}
 
 
+async def all_overrides(store: Store) -> dict[str, tuple[str, str]]:
+    """Every stored product override, product -> (mode, by), read on the read connection (a
+    handful of rows: one per product a finance lead moved)."""
+    found = await store.read_all("SELECT product, mode, changed_by FROM product_modes")
+    return {r["product"]: (r["mode"], r["changed_by"]) for r in found}
+
+
+def mode_of(book: PolicyBook, global_mode: Mode, snapshot: BookingSnapshot,
+            overrides: dict[str, tuple[str, str]]) -> EffectiveMode:
+    """`case_mode` with the overrides already read: the mode a case of this booking would be
+    decided in under `book`."""
+    line = main_line(snapshot)
+    if line is None:
+        return EffectiveMode(global_mode, GLOBAL, "")
+    return resolve(book, global_mode, line.sku, line.item_id, overrides)
+
+
 async def case_mode(store: Store, book: PolicyBook, global_mode: Mode,
                     snapshot: BookingSnapshot) -> EffectiveMode:
     """The mode a case of this booking is decided in."""
