@@ -16,6 +16,7 @@ import yaml
 
 from bot.cli.world import EXAMPLE_POLICIES, Item, World
 from bot.scheduler import ScheduledJobs
+from bot.slack import card_state
 from bot.slack.ui import ids
 from bot.slack.ui.payloads import ModeOffer
 from bot.slack.ui.review import review_message, review_text
@@ -289,5 +290,10 @@ async def test_the_products_mode_decides_the_case(tmp_path: Path) -> None:
         decision = next(e for e in trail if e["action"] == "case.auto_approved")
         assert (decision["detail"]["mode"], decision["detail"]["mode_from"]) == (
             "autonomous", "override")
+        # the cards say which mode decided, and where it came from
+        waiting = json.dumps((await card_state.render_card(svc.store, by_code["SH-1"])).blocks)
+        assert "decided in shadow mode (set for kayak-tour)" in waiting
+        done = json.dumps((await card_state.render_card(svc.store, by_code["AU-1"])).blocks)
+        assert "decided in autonomous mode (set for bike-tour)" in done
     finally:
         await world.stop()

@@ -40,11 +40,11 @@ class EffectiveMode:
     by: str | None = None  # who set an override
 
     def text(self) -> str:
-        """"assisted (policy standard-48h)": the mode and where it came from, in words."""
+        """"assisted mode (policy standard-48h)": the mode and where it came from, in words."""
         where = {OVERRIDE: f"set for {self.product}" + (f" by {self.by}" if self.by else ""),
                  PRODUCT: f"policy {self.policy_id} for {self.product}",
                  POLICY: f"policy {self.policy_id}", GLOBAL: "MODE"}[self.source]
-        return f"{self.mode} ({where})"
+        return f"{self.mode} mode ({where})"
 
     def audit(self) -> dict[str, str | None]:
         return {"mode": str(self.mode), "mode_from": self.source, "product": self.product}
@@ -139,6 +139,16 @@ def mode_of(book: PolicyBook, global_mode: Mode, snapshot: BookingSnapshot,
     if line is None:
         return EffectiveMode(global_mode, GLOBAL, "")
     return resolve(book, global_mode, line.sku, line.item_id, overrides)
+
+
+async def of_case(store: Store, case_id: int) -> EffectiveMode | None:
+    """The mode the case was opened and decided in, as recorded then (None for a case older
+    than modes per product); read on the read connection."""
+    row = await store.read_one("SELECT product, mode, source, policy_id FROM case_modes "
+                               "WHERE case_id = ?", (case_id,))
+    if row is None:
+        return None
+    return EffectiveMode(Mode(row["mode"]), row["source"], row["product"], row["policy_id"])
 
 
 async def case_mode(store: Store, book: PolicyBook, global_mode: Mode,
