@@ -32,7 +32,7 @@ import os
 import socket
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from services.store.db import Row, Store, iso_utc, one, rows
@@ -229,13 +229,16 @@ async def finish(store: Store, name: str, now: datetime, me: Instance | None = N
         return cursor.rowcount == 1
 
 
-async def release(store: Store, name: str, me: Instance | None = None) -> bool:
-    """Give the lease `name` up (another instance may take it at once)."""
+async def release(store: Store, name: str, me: Instance | None = None, *,
+                  free_at: datetime | None = None) -> bool:
+    """Give the lease `name` up: another instance may take it from `free_at` (now when None;
+    a Slack channel's sender hands it over no sooner than its next post may go)."""
     me = me or this()
+    at = iso_utc(free_at) if free_at is not None else iso_utc(datetime.now(UTC))
     async with store.transaction() as tx:
         cursor = await tx.execute(
-            "DELETE FROM leases WHERE name = ? AND claimed_by = ? AND done_at IS NULL",
-            (name, me.id))
+            "UPDATE leases SET lease_until = ? WHERE name = ? AND claimed_by = ? "
+            "AND done_at IS NULL", (at, name, me.id))
         return cursor.rowcount == 1
 
 
