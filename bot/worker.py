@@ -32,8 +32,9 @@ claimed it here. The worker renews the leases of the events it holds every third
 instance killed -9 renews nothing: its events are free once their lease has passed, at once
 when it was a process of this host that is gone) and queues them; at start-up it claims its
 own id's too, and on stopping it gives back what it did not apply, for another instance to
-take at once. So two instances never apply the same queued event, short of one stalling
-longer than its lease.
+take at once. A case being executed is leased the same way (`execution.lease`), renewed here,
+and resumed here once its instance is gone. So two instances never apply the same queued
+event, nor execute one case, short of one stalling longer than its lease.
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from datetime import datetime
+from functools import partial
 from typing import Any
 
 from bot.loop_guard import LoopGuard
@@ -56,7 +58,7 @@ from services.intake.events import (
     renew_queued,
 )
 from services.intake.routing import ordering_keys, process
-from services.refunds.execution import resume_all
+from services.refunds.execution import claim_stale, execute, renew_executing, resume_all
 from services.refunds.writeback import retry_due
 from services.store import leases
 from services.store.db import utcnow
@@ -154,14 +156,20 @@ class Worker:
         self._queue.put_nowait(event)
 
     async def renew_and_claim(self, now: datetime | None = None) -> list[StoredEvent]:
-        """Renew the leases of the events in hand, then claim and queue the queued events no
-        live instance holds (those of an instance gone); the events newly queued."""
+        """Renew the leases of the events in hand and the cases executing here, then claim
+        and queue the queued events no live instance holds (those of an instance gone), and
+        resume the cases an instance gone left executing (with their keys); the events newly
+        queued."""
         now = now or utcnow()
         await renew_queued(self.svc.store, now)
+        await renew_executing(self.svc.store, now)
         taken = [event for event in await claim_queued(self.svc.store, now)
                  if event.row_id not in self._held]
         for event in taken:
             self.submit(event)
+        for case in await claim_stale(self.svc.store, now=now):   # its executor is gone
+            self.spawn(partial(execute, self.svc, case.id, actor="worker"),
+                       f"resume-case-{case.id}")
         return taken
 
     async def _lease_loop(self) -> None:

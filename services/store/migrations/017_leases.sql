@@ -20,3 +20,7 @@ CREATE TABLE leases (
     done_at TEXT
 );
 CREATE INDEX leases_done ON leases (done_at, taken_at);
+-- A case being executed is leased to the instance executing it (renewed while it runs), so
+-- another instance resumes it only once that instance is gone.
+ALTER TABLE cases ADD COLUMN claimed_by TEXT;
+ALTER TABLE cases ADD COLUMN lease_until TEXT;
