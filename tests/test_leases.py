@@ -197,3 +197,39 @@ async def test_a_customer_message_being_sent_is_requeued_only_when_stale(store: 
     left = await store.fetch_all("SELECT case_id FROM customer_messages WHERE state = 'sending'")
     assert [r[0] for r in left] == [1]
     assert await customer_outbox.requeue_stale(store, T0, me=A, mine_too=True) == 1
+
+
+class FakeSlack:
+    """chat.postMessage only: what an `alert` row needs."""
+
+    def __init__(self) -> None:
+        self.posted: list[str] = []
+
+    async def chat_postMessage(self, **kwargs: object) -> dict[str, str]:
+        self.posted.append(str(kwargs["text"]))
+        return {"channel": str(kwargs["channel"]), "ts": f"{len(self.posted)}.0"}
+
+
+async def test_one_outbox_sends_to_a_channel_another_instance_holds_none(
+        store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    from bot.slack.outbox import Outbox
+    from services import outbox as posts
+
+    slack = FakeSlack()
+    sender = Outbox(store, slack, per_channel_interval=0.0)   # type: ignore[arg-type]
+    await posts.add(store, "C1", "alert", None, {"text": "one"})
+    await posts.add(store, "C2", "alert", None, {"text": "two"})
+    now = datetime.now(UTC)
+    assert (await leases.take(store, leases.CHANNEL + "C1", now, B)).held   # B sends to C1
+    monkeypatch.setattr(leases, "_this", A)
+
+    assert await sender.flush()
+    assert slack.posted == ["two"]   # C1 is B's: its row is left to B
+    assert [p.channel for p in await posts.unsent(store)] == ["C1"]
+    held = await leases.holder(store, leases.CHANNEL + "C2")
+    assert held is not None and held["claimed_by"] == "host-a"
+    assert held["lease_until"] <= iso_utc(datetime.now(UTC))   # handed back after the pass
+
+    assert await leases.release(store, leases.CHANNEL + "C1", B)
+    assert await sender.flush()
+    assert slack.posted == ["two", "one"] and await posts.unsent(store) == []

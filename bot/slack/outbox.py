@@ -28,7 +28,8 @@ person who asked, privately, with the fix.
 Several instances on one store: one sender holds a channel at a time (a named lease,
 `services.store.leases`, `channel:<id>`), so the channel's pace is one sender's, under Slack's
 limit however many instances run. A pass sends the due rows of the channels it holds or can
-take, leaves the others' rows to their holder, renews its leases as it goes, and at its end
+take (its rows read once they are held), leaves the others' rows to their holder, renews its
+leases as it goes (a channel lost meanwhile is left for the next pass), and at its end
 hands each channel back, free to take once that channel's interval has passed since its last
 post. Every row of a channel is sent by its holder only, so no two instances send one row.
 
@@ -99,6 +100,7 @@ class Outbox:
         self._idle.set()
         self._origins: dict[int, correlation.Bound] = {}   # post id: who queued it (unsent)
         self._leased: dict[str, float] = {}   # channel: monotonic time its lease was taken
+        self._pass_channels: set[str] = set()  # held since this pass read its rows
 
     @staticmethod
     @contextlib.contextmanager
@@ -189,8 +191,13 @@ class Outbox:
     async def flush(self) -> bool:
         """Send every due row once, oldest first, an urgent row before any other (also one
         added during the pass); True when something was attempted."""
-        queue = deque(await posts.due(self.store))
         try:
+            for channel in dict.fromkeys(r.channel for r in await posts.due(self.store)):
+                await self._hold(channel)
+            # read again once held: no other instance sends these channels' rows meanwhile
+            self._pass_channels = set(self._leased)
+            queue = deque(r for r in await posts.due(self.store)
+                          if r.channel in self._pass_channels) if self._leased else deque()
             return await self._pass(queue)
         finally:
             await self._hand_back()
@@ -231,6 +238,7 @@ class Outbox:
                       if r.id not in done and not self._is_held(r.channel)
                       and await self._hold(r.channel)]
             while queue and (queue[0].id in done or self._is_held(queue[0].channel)
+                             or queue[0].channel not in self._pass_channels
                              or not await self._hold(queue[0].channel)):
                 queue.popleft()
             if urgent:
@@ -275,6 +283,7 @@ class Outbox:
             self._leased[channel] = time.monotonic()
             return True
         self._leased.pop(channel, None)
+        self._pass_channels.discard(channel)   # this pass's rows of it may be stale now
         return False
 
     async def _hand_back(self) -> None:
