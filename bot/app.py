@@ -51,6 +51,7 @@ from services.intake.rejections import Rejections
 from services.notify import Notifier, NullNotifier
 from services.quoting.policy import load_policies
 from services.refunds.automation import automation_state
+from services.store import leases
 from services.store.db import Store
 
 log = logging.getLogger(__name__)
@@ -75,6 +76,7 @@ class Bot:
     @classmethod
     async def create(cls, settings: Settings) -> Bot:
         book = load_policies(settings.policy_file)
+        leases.configure(settings.instance_id, settings.lease_seconds)
         store = await Store(settings.database_path).open()
         rejected = Rejections()
         metrics = BotMetrics(rejections=rejected)

@@ -147,6 +147,13 @@ class Settings(StoreSettings):
     journal_fees_account: str = Field(default="Cancellation fees", min_length=1)
     journal_no_tax_rate: str = Field(default="Tax Exempt", min_length=1)
 
+    # several instances on one store (services/store/leases.py): this process's id (unset:
+    # <hostname>-<pid>) and how long a lease it takes on a queued row, a job's slot or a Slack
+    # channel lasts without being renewed (the work of an instance killed -9 is taken up by
+    # another after at most this long)
+    instance_id: str = ""
+    lease_seconds: float = Field(default=30, gt=0)
+
     @field_validator("business_timezone")
     @classmethod
     def _zone(cls, value: str) -> str:
