@@ -123,12 +123,12 @@ async def test_the_scheduler_never_runs_the_daily_job_twice_at_once(world: World
         assert scheduler.get_job(ANOMALY_JOB).max_instances == 1
         await asyncio.wait_for(digests.entered.wait(), 10)
         scheduler.modify_job(DAILY_JOB, next_run_time=datetime.now(TZ))  # fires again now
-        for _ in range(200):
+        for _ in range(1000):
             if any(e.code == EVENT_JOB_MAX_INSTANCES for e in events):
                 break
             await asyncio.sleep(0.01)
         release.set()
-        for _ in range(200):
+        for _ in range(1000):
             if any(e.code == EVENT_JOB_EXECUTED for e in events):
                 break
             await asyncio.sleep(0.01)
