@@ -281,8 +281,9 @@ async def add_quote(tx: aiosqlite.Connection, case_id: int, quote: Quote,
     data = quote.to_dict()
     columns = _outlier_columns(data, row["currency"]) if row is not None else (None, None, None)
     await write(
-        tx, "INSERT OR IGNORE INTO quotes (case_id, version, created_at, snapshot, quote, "
-        "currency, order_total, skus) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        tx, "INSERT INTO quotes (case_id, version, created_at, snapshot, quote, "
+        "currency, order_total, skus) VALUES (?, ?, ?, ?, ?, ?, ?, ?) "
+        "ON CONFLICT (case_id, version) DO NOTHING",
         (case_id, quote.version, now_iso(), dumps(scrub(snapshot)), dumps(data), *columns),
     )
 

@@ -26,6 +26,7 @@ from services.refunds.automation import Automation, automation_state
 from services.refunds.models import Case, Status
 from services.refunds.snapshots import quote_snapshot
 from services.store import audit
+from services.store.errors import IntegrityError
 
 
 @dataclass(frozen=True)
@@ -76,7 +77,7 @@ async def open_case(
                 if status == Status.AUTO_APPROVED else None
             case = await cases.transition(tx, case, status, actor=decided_by, reason=reason,
                                           changes=changes)
-    except aiosqlite.IntegrityError:
+    except IntegrityError:
         # another delivery opened the case between our check and our insert
         existing = await cases.find_open(svc.store, snapshot.code)
         if existing is None:
