@@ -254,6 +254,6 @@ async def disputes_on(store: Store, payment_refs: list[str]) -> list[Row]:
     return await store.fetch_all(
         "SELECT stripe_id, payment_intent, charge, stripe_status, state, amount, currency, "
         "json_extract(detail, '$.charge_refundable') AS charge_refundable "
-        # `+kind`: found by either payment id's index, not by reading every dispute
-        f"FROM payment_issues WHERE +kind = 'dispute' AND (payment_intent IN ({marks}) "
+        # `kind || ''`: found by either payment id's index, not by reading every dispute
+        f"FROM payment_issues WHERE kind || '' = 'dispute' AND (payment_intent IN ({marks}) "
         f"OR charge IN ({marks})) ORDER BY id", (*payment_refs, *payment_refs))

@@ -467,6 +467,11 @@ def migrations(dialect: str) -> list[tuple[int, str, str]]:
     return sorted(chosen.values())
 
 
+def _migrations() -> list[tuple[int, str, str]]:
+    """The SQLite store's migrations (as before there were two engines)."""
+    return migrations("sqlite")
+
+
 def store_target(url: str | None, path: str | Path | None = None) -> str:
     """Where the store is, from `DATABASE_URL` (else the SQLite file at `path`)."""
     if url:

@@ -33,6 +33,15 @@ ALTER TABLE quotes ADD COLUMN skus TEXT;
 -- after all migrations ran), so there is nothing stored to backfill: new quotes are written
 -- with these columns (`cases.add_quote`).
 
+-- SQLite's json_each over a JSON array kept as text (the skus), as the value-outlier query
+-- reads it (`cases.recent_order_totals`): each element's JSON type and its value as text
+CREATE FUNCTION json_each(document TEXT) RETURNS TABLE (type TEXT, value TEXT)
+    LANGUAGE sql IMMUTABLE AS $$
+    SELECT CASE jsonb_typeof(e) WHEN 'string' THEN 'text' ELSE jsonb_typeof(e) END,
+           e #>> '{}'
+    FROM jsonb_array_elements(document::jsonb) AS e
+$$;
+
 -- the most recent quotes of a currency, newest first
 CREATE INDEX quotes_currency ON quotes (currency, id);
 
