@@ -16,6 +16,7 @@ TEMPLATE`, a file copy: a few milliseconds).
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import glob
 import itertools
 import os
@@ -100,7 +101,10 @@ class Cluster:
         self.sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
     def sql(self, statement: str) -> None:
-        asyncio.run(_execute(self.url, statement))
+        """Run `statement` on the maintenance database (in a thread of its own, so that a test
+        already inside an event loop may call it)."""
+        with concurrent.futures.ThreadPoolExecutor(1) as pool:
+            pool.submit(asyncio.run, _execute(self.url, statement)).result()
 
     def stop(self) -> None:
         if self.folder is None or self.bin_dir is None:
