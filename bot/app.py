@@ -52,7 +52,7 @@ from services.notify import Notifier, NullNotifier
 from services.quoting.policy import load_policies
 from services.refunds.automation import automation_state
 from services.store import leases
-from services.store.db import Store
+from services.store.db import open_store
 
 log = logging.getLogger(__name__)
 
@@ -77,7 +77,7 @@ class Bot:
     async def create(cls, settings: Settings) -> Bot:
         book = load_policies(settings.policy_file)
         leases.configure(settings.instance_id, settings.lease_seconds)
-        store = await Store(settings.database_path).open()
+        store = await open_store(settings.store_target()).open()
         rejected = Rejections()
         metrics = BotMetrics(rejections=rejected)
         await metrics.watch_store(store)

@@ -18,6 +18,7 @@ from services.config import EventRetries, Mode, RefundConfig
 from services.customers.sending import CustomerSettings
 from services.finance.agreement import Rules as PromotionRules
 from services.finance.journal import Accounts
+from services.store.db import store_target
 
 _S = TypeVar("_S", bound=BaseSettings)
 _GUID = re.compile(r"[0-9a-fA-F]{8}-(?:[0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}")
@@ -45,9 +46,17 @@ class LogSettings(BaseSettings):
 
 
 class StoreSettings(LogSettings):
-    """Enough to open the store (for read-only commands such as `audit verify`)."""
+    """Enough to open the store (for read-only commands such as `audit verify`).
+    `DATABASE_URL`: unset or `sqlite:///path`, the SQLite store (at `DATABASE_PATH` when
+    unset); `postgresql://user:password@host:port/database`, the PostgreSQL store."""
 
     database_path: Path = Path("var/refunds.db")
+    database_url: SecretStr | None = None   # may carry a password: never printed
+
+    def store_target(self) -> str:
+        """Where the store is: `DATABASE_URL`, else the SQLite file at `DATABASE_PATH`."""
+        url = self.database_url.get_secret_value().strip() if self.database_url else ""
+        return store_target(url or None, self.database_path)
 
 
 class Settings(StoreSettings):

@@ -59,9 +59,9 @@ async def add(store: Store, channel: str, kind: str, case_id: int | None,
     async with store.transaction() as tx:
         cursor = await tx.execute(
             "INSERT INTO slack_outbox (channel, kind, case_id, payload, created_at, next_at) "
-            "VALUES (?, ?, ?, ?, ?, ?)",
+            "VALUES (?, ?, ?, ?, ?, ?) RETURNING id",
             (channel, kind, case_id, dumps(payload or {}), now_iso(), now_iso()))
-        return int(cursor.lastrowid or 0)
+        return int((await cursor.fetchone())["id"])
 
 
 async def seen(store: Store, kind: str, case_id: int, payload: dict[str, Any]) -> bool:
@@ -185,8 +185,10 @@ async def remember_card(store: Store, case_id: int, channel: str, ts: str) -> No
     """The case's card is this message (from now on it is updated in place)."""
     async with store.transaction() as tx:
         await tx.execute(
-            "INSERT OR REPLACE INTO slack_messages (case_id, channel, ts, kind, posted_at) "
-            "VALUES (?, ?, ?, 'card', ?)", (case_id, channel, ts, now_iso()))
+            "INSERT INTO slack_messages (case_id, channel, ts, kind, posted_at) "
+            "VALUES (?, ?, ?, 'card', ?) ON CONFLICT (case_id) DO UPDATE SET "
+            "channel = excluded.channel, ts = excluded.ts, kind = excluded.kind, "
+            "posted_at = excluded.posted_at", (case_id, channel, ts, now_iso()))
 
 
 async def remember_compact(store: Store, case_ids: Sequence[int], channel: str,
@@ -195,8 +197,9 @@ async def remember_compact(store: Store, case_ids: Sequence[int], channel: str,
     async with store.transaction() as tx:
         for case_id in case_ids:
             await tx.execute(
-                "INSERT OR IGNORE INTO slack_messages (case_id, channel, ts, kind, posted_at) "
-                "VALUES (?, ?, ?, 'compact', ?)", (case_id, channel, ts, now_iso()))
+                "INSERT INTO slack_messages (case_id, channel, ts, kind, posted_at) "
+                "VALUES (?, ?, ?, 'compact', ?) ON CONFLICT (case_id) DO NOTHING",
+                (case_id, channel, ts, now_iso()))
 
 
 # --- automation pause alerts showing a Resume button -----------------------------------------

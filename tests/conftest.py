@@ -1,13 +1,17 @@
-"""Shared fixtures: a whole local world (Checkfront and Stripe stand-ins and the bot)."""
+"""Shared fixtures: a whole local world (Checkfront and Stripe stand-ins and the bot), and the
+store's two engines."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import os
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from bot.cli.world import World
+from tests import pg_cluster
 
 
 @pytest.fixture
@@ -27,3 +31,80 @@ async def sworld(tmp_path: Path) -> AsyncIterator[World]:
         yield w
     finally:
         await w.stop()
+
+
+# --- the store's two engines ---------------------------------------------------------------
+# A module marked `both_backends` runs each of its tests on SQLite and on PostgreSQL (the
+# PostgreSQL run marked `postgresql`: `pytest -m "not postgresql"` leaves it out, and so does
+# STORE_BACKENDS=sqlite). On PostgreSQL the test's DATABASE_URL names a fresh database, so the
+# bot it starts (World, `python -m bot serve` in the fault suite) opens that store. Without
+# PostgreSQL (tests/pg_cluster.py says when) those runs are skipped with the reason.
+
+_CLUSTER: dict[str, Any] = {}
+
+
+def _cluster() -> pg_cluster.Cluster:
+    if "cluster" not in _CLUSTER and "unavailable" not in _CLUSTER:
+        try:
+            _CLUSTER["cluster"] = pg_cluster.start()
+        except pg_cluster.Unavailable as exc:
+            _CLUSTER["unavailable"] = str(exc)
+    if "unavailable" in _CLUSTER:
+        pytest.skip(f"no PostgreSQL for the tests: {_CLUSTER['unavailable']}")
+    return _CLUSTER["cluster"]
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "both_backends: run on SQLite and on PostgreSQL")
+    config.addinivalue_line("markers", "postgresql: the PostgreSQL run of a test")
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    cluster = _CLUSTER.pop("cluster", None)
+    if cluster is not None:
+        cluster.stop()
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "store_backend" not in metafunc.fixturenames:
+        return
+    if metafunc.definition.get_closest_marker("both_backends") is None:
+        return
+    engines: list[Any] = ["sqlite"]
+    if os.environ.get("STORE_BACKENDS", "sqlite,postgresql") != "sqlite":
+        engines.append(pytest.param("postgresql", marks=pytest.mark.postgresql))
+    metafunc.parametrize("store_backend", engines, indirect=True)
+
+
+@pytest.fixture(autouse=True)
+def store_backend(request: pytest.FixtureRequest,
+                  monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """The store engine of this test: "sqlite" (the default), or "postgresql" with
+    DATABASE_URL set to a fresh, migrated database for the test's length."""
+    engine = getattr(request, "param", "sqlite")
+    if engine != "postgresql":
+        yield engine
+        return
+    cluster = _cluster()
+    url = cluster.fresh()
+    monkeypatch.setenv("DATABASE_URL", url)
+    try:
+        yield engine
+    finally:
+        cluster.drop(url)
+
+
+@pytest.fixture
+def pg() -> pg_cluster.Cluster:
+    """The tests' PostgreSQL server (skipped without one)."""
+    if os.environ.get("STORE_BACKENDS") == "sqlite":
+        pytest.skip("STORE_BACKENDS=sqlite")
+    return _cluster()
+
+
+@pytest.fixture
+def store_url(store_backend: str, tmp_path: Path) -> str:
+    """Where this test's store is, on its engine (`open_store` takes it)."""
+    if store_backend == "postgresql":
+        return os.environ["DATABASE_URL"]
+    return f"sqlite:///{tmp_path / 'store.db'}"

@@ -16,6 +16,8 @@ from services.refunds.execution import execute
 from services.refunds.models import AlreadyDecided, Case, InvalidAmount, Status
 from services.store import audit
 
+pytestmark = pytest.mark.both_backends
+
 
 async def only_case(world: World) -> Case:
     found = await cases.list_cases(world.bot.svc.store)

@@ -19,7 +19,7 @@ from services.refunds.automation import set_automation
 from services.refunds.history import case_history
 from services.refunds.models import Status
 from services.store import audit
-from services.store.db import Store
+from services.store.db import Store, open_store
 
 
 def register(commands: argparse._SubParsersAction) -> None:
@@ -73,7 +73,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 async def _with_store(work: Callable[[Store], Awaitable[int]]) -> int:
-    async with Store(load_store_settings().database_path) as store:
+    async with open_store(load_store_settings().store_target()) as store:
         return await work(store)
 
 

@@ -16,7 +16,7 @@ from bot.settings import load_settings, load_store_settings
 from bot.slack.ui.intake import failed_text
 from services.intake import events
 from services.intake.routing import retry_failed
-from services.store.db import Store
+from services.store.db import open_store
 
 
 def register(commands: argparse._SubParsersAction) -> None:
@@ -32,7 +32,7 @@ def register(commands: argparse._SubParsersAction) -> None:
 
 
 async def cmd_list(args: argparse.Namespace) -> int:
-    async with Store(load_store_settings().database_path) as store:
+    async with open_store(load_store_settings().store_target()) as store:
         rows = await events.failed(store)
         if not args.failed:
             rows += await events.retrying(store)

@@ -19,7 +19,7 @@ from bot.settings import load_settings
 from services.finance.journal import Format, day_journals, export
 from services.money import display
 from services.quoting.policy import load_policies
-from services.store.db import Store
+from services.store.db import open_store
 
 
 def register(commands: argparse._SubParsersAction) -> None:
@@ -40,7 +40,7 @@ async def cmd_journal(args: argparse.Namespace) -> int:
     book = load_policies(settings.policy_file)
     fmt = Format(args.format or settings.journal_format)
     accounts = settings.journal_accounts()
-    async with Store(settings.database_path) as store:
+    async with open_store(settings.store_target()) as store:
         journals = await day_journals(store, book, args.date, args.tz or settings.zone,
                                       accounts)
     text, left_out = export(journals, fmt, book.currency, accounts.no_tax)

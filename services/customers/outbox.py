@@ -1,6 +1,6 @@
 """The customer messages owed, one row per (case, outcome): the SQL of `customer_messages`.
 
-`enqueue` runs inside the transaction that closes a case (`cases.transition`), one INSERT OR
+`enqueue` runs inside the transaction that closes a case (`cases.transition`), one INSERT ON
 IGNORE, so a closed case always has its row and a second close never a second one. The sender
 (`services.customers.sending`) moves a row on: new -> queued (auto) | draft (review) | off;
 queued -> sending -> sent, or back to queued with a later time, or failed when the tries are
@@ -64,8 +64,8 @@ def outcome_of(status: str, refund_amount: int, approved_amount: int | None) -> 
     return None
 
 
-_OWE = ("INSERT OR IGNORE INTO customer_messages (case_id, outcome, created_at, next_at) "
-        "VALUES (?, ?, ?, ?)")
+_OWE = ("INSERT INTO customer_messages (case_id, outcome, created_at, next_at) "
+        "VALUES (?, ?, ?, ?) ON CONFLICT (case_id, outcome) DO NOTHING")
 
 
 async def enqueue(tx: aiosqlite.Connection, case_id: int, outcome: str) -> None:

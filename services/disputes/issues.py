@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 from services.errors import DomainError
 from services.money import display
 from services.store import audit
-from services.store.db import Row, Store, dumps, now_iso
+from services.store.db import Row, Store, dumps, now_iso, one
 
 if TYPE_CHECKING:
     from services.deps import Deps
@@ -163,17 +163,18 @@ async def insert(store: Store, *, kind: str, stripe_id: str, event_id: str,
     now = now_iso()
     case_id = link.case.id if link.case else None
     async with store.transaction() as tx:
-        cursor = await tx.execute(
-            "INSERT OR IGNORE INTO payment_issues (kind, stripe_id, event_id, payment_intent, "
+        inserted = await one(
+            tx, "INSERT INTO payment_issues (kind, stripe_id, event_id, payment_intent, "
             "charge, booking_code, booking_id, case_id, amount, currency, reason, due_by, "
             "detail, state, stripe_status, created_at, updated_at) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'open', ?, ?, ?)",
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'open', ?, ?, ?) "
+            "ON CONFLICT (kind, stripe_id) DO NOTHING RETURNING id",
             (kind, stripe_id, event_id, payment_intent, charge, link.booking_code,
              link.booking_id, case_id, amount, currency, reason, due_by, dumps(detail),
              stripe_status, now, now))
-        if not cursor.rowcount:
+        if inserted is None:
             return None
-        issue_id = int(cursor.lastrowid or 0)
+        issue_id = int(inserted["id"])
         await audit.append(tx, actor="stripe", action=audit_action, case_id=case_id, detail={
             "issue": issue_id, "stripe_id": stripe_id, "event_id": event_id,
             "booking": link.booking_code, "found_by": link.found_by,
@@ -253,6 +254,6 @@ async def disputes_on(store: Store, payment_refs: list[str]) -> list[Row]:
     return await store.fetch_all(
         "SELECT stripe_id, payment_intent, charge, stripe_status, state, amount, currency, "
         "json_extract(detail, '$.charge_refundable') AS charge_refundable "
-        # `+kind`: found by either payment id's index, not by reading every dispute
-        f"FROM payment_issues WHERE +kind = 'dispute' AND (payment_intent IN ({marks}) "
+        # `kind || ''`: found by either payment id's index, not by reading every dispute
+        f"FROM payment_issues WHERE kind || '' = 'dispute' AND (payment_intent IN ({marks}) "
         f"OR charge IN ({marks})) ORDER BY id", (*payment_refs, *payment_refs))

@@ -36,7 +36,7 @@ from services.config import EventRetries
 from services.errors import DomainError
 from services.privacy import scrub
 from services.store import audit, leases
-from services.store.db import Row, Store, dumps, iso_utc, now_iso, utcnow
+from services.store.db import Row, Store, dumps, iso_utc, now_iso, one, utcnow
 from services.store.writer import Batch, StoreUnavailable
 
 CLAIM_FOR = timedelta(minutes=15)  # a retry in progress keeps others off the event this long
@@ -94,8 +94,9 @@ def checkfront_kind(payload: dict[str, Any]) -> str:
     return "unknown"
 
 
-_INSERT = ("INSERT OR IGNORE INTO webhook_events (source, event_id, kind, received_at, payload, "
-           "claimed_by, lease_until) VALUES (?, ?, ?, ?, ?, ?, ?)")
+_INSERT = ("INSERT INTO webhook_events (source, event_id, kind, received_at, payload, "
+           "claimed_by, lease_until) VALUES (?, ?, ?, ?, ?, ?, ?) "
+           "ON CONFLICT (source, event_id) DO NOTHING RETURNING id")
 
 
 async def store_event(store: Store, *, source: str, event_id: str, kind: str,
@@ -120,8 +121,8 @@ async def store_event(store: Store, *, source: str, event_id: str, kind: str,
     else:   # an in-memory store has one connection
         try:
             async with store.transaction() as tx:
-                cursor = await tx.execute(_INSERT, params)
-                row_id = int(cursor.lastrowid or 0) if cursor.rowcount else None
+                inserted = await one(tx, _INSERT, params)
+                row_id = int(inserted[0]) if inserted is not None else None
                 if row_id is not None:
                     await audit.append(tx, actor=source, action="webhook.received",
                                        detail={"event_id": event_id, "kind": kind,
@@ -153,10 +154,10 @@ def payload_json(value: dict[str, Any]) -> str:
 def _insert_event(params: tuple[str, ...], batch: Batch) -> int | None:
     """In the writer's batch: the event's row and its audit row; None for a duplicate (also
     of an event earlier in the same batch)."""
-    cursor = batch.conn.execute(_INSERT, params)
-    if not cursor.rowcount:
+    inserted = batch.conn.execute(_INSERT, params).fetchall()
+    if not inserted:
         return None
-    row_id = int(cursor.lastrowid or 0)
+    row_id = int(inserted[0][0])
     source, event_id, kind = params[0], params[1], params[2]
     audit.Chain.of(batch).append(actor=source, action="webhook.received",
                                  detail={"event_id": event_id, "kind": kind, "row": row_id})

@@ -281,8 +281,9 @@ async def add_quote(tx: aiosqlite.Connection, case_id: int, quote: Quote,
     data = quote.to_dict()
     columns = _outlier_columns(data, row["currency"]) if row is not None else (None, None, None)
     await write(
-        tx, "INSERT OR IGNORE INTO quotes (case_id, version, created_at, snapshot, quote, "
-        "currency, order_total, skus) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        tx, "INSERT INTO quotes (case_id, version, created_at, snapshot, quote, "
+        "currency, order_total, skus) VALUES (?, ?, ?, ?, ?, ?, ?, ?) "
+        "ON CONFLICT (case_id, version) DO NOTHING",
         (case_id, quote.version, now_iso(), dumps(scrub(snapshot)), dumps(data), *columns),
     )
 
@@ -330,8 +331,8 @@ async def recent_order_totals(store: Store, *, currency: str, other_than_booking
     rows = await store.fetch_all(
         "SELECT r.order_total, r.quote FROM (SELECT q.id, q.order_total, q.skus, "
         "CASE WHEN q.order_total IS NULL OR q.skus IS NULL THEN q.quote END AS quote "
-        "FROM quotes q CROSS JOIN cases c ON c.id = q.case_id "
-        "WHERE q.currency = ? AND c.currency = ? AND c.booking_id != ? "
+        "FROM quotes q CROSS JOIN cases c "
+        "WHERE c.id = q.case_id AND q.currency = ? AND c.currency = ? AND c.booking_id != ? "
         "AND q.version = c.quote_version ORDER BY q.id DESC LIMIT ?) AS r "
         "WHERE r.quote IS NOT NULL OR EXISTS (SELECT 1 FROM json_each(r.skus) AS s "
         "WHERE s.type = 'text' AND s.value = ?) ORDER BY r.id DESC",

@@ -248,10 +248,10 @@ async def plan(svc: Deps, item: str, starts_at: datetime, *, waiver: str | None,
         cursor = await tx.execute(
             "INSERT INTO departure_runs (item, starts_at, waiver, currency, total, "
             "total_without_waiver, state, requested_by, created_at, updated_at) "
-            "VALUES (?, ?, ?, ?, ?, ?, 'planned', ?, ?, ?)",
+            "VALUES (?, ?, ?, ?, ?, ?, 'planned', ?, ?, ?) RETURNING id",
             (item.strip(), starts_at.astimezone(UTC).isoformat(), waiver, currencies.pop(),
              total, total_without, requested_by, at, at))
-        run_id = int(cursor.lastrowid or 0)
+        run_id = int((await cursor.fetchone())["id"])
         await tx.executemany(
             "INSERT INTO departure_bookings (run_id, booking_code, booking_id, position, "
             "amount, amount_without_waiver, attention, step, updated_at) "

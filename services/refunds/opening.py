@@ -29,6 +29,7 @@ from services.refunds.automation import Automation
 from services.refunds.models import Case, Status
 from services.refunds.snapshots import quote_snapshot
 from services.store import audit
+from services.store.errors import IntegrityError
 
 
 @dataclass(frozen=True)
@@ -81,7 +82,7 @@ async def open_case(
                 if status == Status.AUTO_APPROVED else None
             case = await cases.transition(tx, case, status, actor=decided_by, reason=reason,
                                           changes=changes, detail=mode.audit())
-    except aiosqlite.IntegrityError:
+    except IntegrityError:
         # another delivery opened the case between our check and our insert
         existing = await cases.find_open(svc.store, snapshot.code)
         if existing is None:

@@ -44,7 +44,7 @@ async def claim(store: Store, case_id: int, user: str) -> ClaimResult:
             held = Claim(row["case_id"], row["user"], row["claimed_at"])
             return ClaimResult(held.user == user, held, already=held.user == user)
         at = now_iso()
-        await tx.execute("INSERT INTO case_claims (case_id, user, claimed_at) VALUES (?, ?, ?)",
+        await tx.execute('INSERT INTO case_claims (case_id, "user", claimed_at) VALUES (?, ?, ?)',
                          (case_id, user, at))
         await audit.append(tx, actor=user, action="case.claimed", case_id=case_id)
         return ClaimResult(True, Claim(case_id, user, at))
@@ -53,7 +53,7 @@ async def claim(store: Store, case_id: int, user: str) -> ClaimResult:
 async def release(store: Store, case_id: int, user: str) -> bool:
     """Release the claimer's own claim; False (nothing changed) when they do not hold it."""
     async with store.transaction() as tx:
-        cursor = await tx.execute("DELETE FROM case_claims WHERE case_id = ? AND user = ?",
+        cursor = await tx.execute('DELETE FROM case_claims WHERE case_id = ? AND "user" = ?',
                                   (case_id, user))
         if not cursor.rowcount:
             return False

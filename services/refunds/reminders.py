@@ -61,7 +61,8 @@ async def mark(store: Store, nudge: Nudge) -> bool:
     """Store that `nudge` was given (audited); False when it already was."""
     async with store.transaction() as tx:
         cursor = await tx.execute(
-            "INSERT OR IGNORE INTO case_nudges (case_id, kind, at) VALUES (?, ?, ?)",
+            "INSERT INTO case_nudges (case_id, kind, at) VALUES (?, ?, ?) "
+            "ON CONFLICT (case_id, kind) DO NOTHING",
             (nudge.case_id, nudge.kind, now_iso()))
         if not cursor.rowcount:
             return False

@@ -35,8 +35,9 @@ async def record(store: Store, case_id: int, *, user: str, channel: str,
     """Keep who asked for `case_id` and where (the first request only); audited."""
     async with store.transaction() as tx:
         cursor = await tx.execute(
-            "INSERT OR IGNORE INTO case_requests (case_id, user, channel, thread_ts) "
-            "VALUES (?, ?, ?, ?)", (case_id, user, channel, thread_ts))
+            'INSERT INTO case_requests (case_id, "user", channel, thread_ts) '
+            "VALUES (?, ?, ?, ?) ON CONFLICT (case_id) DO NOTHING",
+            (case_id, user, channel, thread_ts))
         if not cursor.rowcount:
             return False
         await audit.append(tx, actor=user, action="case.requested", case_id=case_id,

@@ -50,8 +50,9 @@ async def record_payment(store: Store, transaction: dict[str, Any], actor: str) 
         raise ValueError("transaction needs booking_id and transaction_id")
     async with store.transaction() as tx:
         cursor = await tx.execute(
-            "INSERT OR IGNORE INTO booking_payments (booking_code, transaction_id, status, "
-            "payload, received_at) VALUES (?, ?, ?, ?, ?)",
+            "INSERT INTO booking_payments (booking_code, transaction_id, status, "
+            "payload, received_at) VALUES (?, ?, ?, ?, ?) "
+            "ON CONFLICT (booking_code, transaction_id, status) DO NOTHING",
             (code, tid, status, dumps(scrub(transaction)), now_iso()),
         )
         if cursor.rowcount:

@@ -3,11 +3,13 @@
 Each row's hash covers its own content and the previous row's hash. Rows are written in the
 same transaction as the state change they describe: `append` inside a store transaction (with
 its next trip to the connection's thread, the chain's end read once per transaction), `Chain`
-inside the intake writer's batches (the chain's end read once per batch). Both hold
-SQLite's write lock, so the chain stays linear. SQLite triggers refuse UPDATE and DELETE;
-`verify` catches whatever goes around them (an edited file). A row written while a correlation
-is bound (`services.correlation`: a webhook's event, a Slack request) carries its id in the
-detail as `correlation_id`, inside what the hash covers.
+inside the intake writer's batches (the chain's end read once per batch). Both hold the
+store's write lock (SQLite's `BEGIN IMMEDIATE`; on PostgreSQL the advisory lock every write
+transaction takes, `services.store.postgres`), so the chain stays linear whatever the number
+of processes. Triggers refuse UPDATE and DELETE on both engines (and TRUNCATE on PostgreSQL);
+`verify` catches whatever goes around them (an edited file, a superuser). A row written
+while a correlation is bound (`services.correlation`: a webhook's event, a Slack request)
+carries its id in the detail as `correlation_id`, inside what the hash covers.
 """
 
 from __future__ import annotations
@@ -70,16 +72,29 @@ async def append(
         tx.defer(lambda conn, memo: Chain.in_memo(conn, memo).append_json(
             actor=actor, action=action, case_id=case_id, detail_json=detail_json))
         return None
-    last = await one(tx, "SELECT hash FROM audit_log ORDER BY id DESC LIMIT 1")
+    later = getattr(tx, "later", None)
+    if later is not None:   # a PostgreSQL store transaction (which holds the store's lock)
+        prev = tx.memo.get(Chain)
+        if prev is None:
+            last = await one(tx, _LAST)
+            prev = last[0] if last else GENESIS
+        at = now_iso()
+        digest = row_hash(prev, at, actor, action, case_id, detail_json)
+        later(_INSERT, (at, actor, action, case_id, detail_json, prev, digest))
+        tx.memo[Chain] = digest
+        return None
+    last = await one(tx, _LAST)
     prev = last[0] if last else GENESIS
     at = now_iso()
     digest = row_hash(prev, at, actor, action, case_id, detail_json)
-    cursor = await tx.execute(
-        "INSERT INTO audit_log (at, actor, action, case_id, detail, prev_hash, hash) "
-        "VALUES (?, ?, ?, ?, ?, ?, ?)",
-        (at, actor, action, case_id, detail_json, prev, digest),
-    )
-    return int(cursor.lastrowid or 0)
+    row = await one(tx, _INSERT + " RETURNING id",
+                    (at, actor, action, case_id, detail_json, prev, digest))
+    return int(row[0]) if row else 0
+
+
+_LAST = "SELECT hash FROM audit_log ORDER BY id DESC LIMIT 1"
+_INSERT = ("INSERT INTO audit_log (at, actor, action, case_id, detail, prev_hash, hash) "
+           "VALUES (?, ?, ?, ?, ?, ?, ?)")
 
 
 class Chain:
@@ -89,7 +104,7 @@ class Chain:
 
     def __init__(self, conn: sqlite3.Connection) -> None:
         self._conn = conn
-        last = conn.execute("SELECT hash FROM audit_log ORDER BY id DESC LIMIT 1").fetchone()
+        last = conn.execute(_LAST).fetchone()
         self.last_hash: str = last[0] if last else GENESIS
 
     @classmethod
@@ -118,13 +133,11 @@ class Chain:
         prev = self.last_hash
         at = now_iso()
         digest = row_hash(prev, at, actor, action, case_id, detail_json)
-        cursor = self._conn.execute(
-            "INSERT INTO audit_log (at, actor, action, case_id, detail, prev_hash, hash) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (at, actor, action, case_id, detail_json, prev, digest),
-        )
+        written = self._conn.execute(
+            _INSERT + " RETURNING id", (at, actor, action, case_id, detail_json, prev, digest),
+        ).fetchall()
         self.last_hash = digest
-        return int(cursor.lastrowid or 0)
+        return int(written[0][0])
 
 
 async def record(store: Store, **entry: Any) -> int:

@@ -40,6 +40,17 @@ Everything else the bot writes it can work out again from those after an OS cras
 whose outcome was lost is applied again (every handler is idempotent), a refund whose answer
 was lost is asked again with its key. What an OS crash can repeat is a chat post whose "sent"
 mark was lost.
+
+Two engines. This module is the SQLite store, the embedded default; `services.store.postgres`
+is the same interface on PostgreSQL, for more than one instance. `open_store(target)` picks
+one from `DATABASE_URL` (`sqlite:///path` or a path: this store; `postgresql://...`: that
+one). Callers write one SQL for both (`?` placeholders, `ON CONFLICT`, `RETURNING id`, times
+compared as stored ISO-8601 text) and catch `services.store.errors.IntegrityError`; the rare
+place that must know asks `store.dialect`. `tx.lock(name)` is a per-key exclusive section:
+here a no-op, since SQLite's write lock already covers the whole transaction.
+
+Migrations: one history in `services/store/migrations`, `NNN_name.sql` for both engines or,
+where they differ, `NNN_name.sqlite.sql` beside `NNN_name.postgresql.sql` (`migrations`).
 """
 
 from __future__ import annotations
@@ -58,6 +69,7 @@ from typing import Any
 import aiosqlite
 from aiosqlite.context import contextmanager as _awaitable_or_context
 
+from services.store.errors import IntegrityError
 from services.store.writer import IntakeWriter, StoreUnavailable
 
 Row = aiosqlite.Row
@@ -100,6 +112,8 @@ class Tx:
     `execute_fetchall`, `executemany`; anything else is the connection's own). Used only
     through `Store.transaction`, which holds the store's lock for it."""
 
+    dialect = "sqlite"
+
     def __init__(self, conn: aiosqlite.Connection, *, durable: bool) -> None:
         self.raw = conn
         self.open = True
@@ -118,6 +132,10 @@ class Tx:
         trip (a statement or the commit), and the transaction rolls back."""
         params = tuple(parameters)
         self._pending.append(lambda conn, memo: conn.execute(sql, params))
+
+    async def lock(self, name: str) -> None:
+        """An exclusive section on `name` until the transaction ends: on SQLite the write lock
+        (`BEGIN IMMEDIATE`) already holds every other writer off, so nothing to take."""
 
     def defer(self, work: Deferred) -> None:
         """Run `work(sqlite3_connection, memo)` in the connection's thread inside this
@@ -223,6 +241,8 @@ class _IntakeFirst(IntakeWriter):
 
 
 class Store:
+    dialect = "sqlite"
+
     def __init__(self, path: str | Path) -> None:
         self.path = str(path)
         self._db: aiosqlite.Connection | None = None
@@ -350,7 +370,7 @@ class Store:
             "(version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL)"
         )
         current = await self.schema_version()
-        for version, name, sql in _migrations():
+        for version, name, sql in migrations(self.dialect):
             if version <= current:
                 continue
             async with self.transaction() as tx:
@@ -379,6 +399,8 @@ async def reads(conn: aiosqlite.Connection, queries: Iterable[tuple[str, Iterabl
 
     if isinstance(conn, Tx):
         return await conn._trip(run)
+    if not isinstance(conn, aiosqlite.Connection):   # the PostgreSQL store's
+        return list(await conn.reads(wanted))
     raw = conn
 
     def on_raw() -> list[list[Row]]:
@@ -397,8 +419,9 @@ async def write(tx: aiosqlite.Connection, sql: str, params: Iterable[Any] = ()) 
     """A write inside the caller's transaction whose answer is not read: in a store
     transaction (`Tx.later`) it goes with the transaction's next trip (no trip of its own);
     on a bare connection, now."""
-    if isinstance(tx, Tx):
-        tx.later(sql, params)
+    later = getattr(tx, "later", None)   # a store transaction, on either engine
+    if later is not None:
+        later(sql, params)
     else:
         await tx.execute(sql, tuple(params))
 
@@ -411,14 +434,66 @@ async def set_state(tx: aiosqlite.Connection, key: str, value: Any) -> None:
     )
 
 
-def _migrations() -> list[tuple[int, str, str]]:
+DIALECTS = ("sqlite", "postgresql")
+
+
+def migrations(dialect: str) -> list[tuple[int, str, str]]:
+    """The migrations for `dialect`, in version order, as (version, name, SQL): each version's
+    `NNN_name.<dialect>.sql` when it has one, else its `NNN_name.sql` (for both engines). The
+    name recorded is the one without the dialect, the same on both."""
     folder = resources.files("services.store") / "migrations"
-    found = []
+    chosen: dict[int, tuple[int, str, str]] = {}
     for entry in folder.iterdir():
-        if entry.name.endswith(".sql"):
-            version = int(entry.name.split("_", 1)[0])
-            found.append((version, entry.name, entry.read_text(encoding="utf-8")))
-    return sorted(found)
+        if not entry.name.endswith(".sql"):
+            continue
+        stem = entry.name[:-len(".sql")]
+        base, _, suffix = stem.rpartition(".")
+        if base and suffix in DIALECTS:
+            if suffix != dialect:
+                continue
+            name, specific = f"{base}.sql", True
+        else:
+            name, specific = entry.name, False
+        version = int(name.split("_", 1)[0])
+        if version in chosen and not specific:
+            continue   # the dialect's own file wins over a shared one of the same version
+        chosen[version] = (version, name, entry.read_text(encoding="utf-8"))
+    for version, name, _ in chosen.values():
+        others = [d for d in DIALECTS if d != dialect]
+        for other in others:
+            if (folder / f"{name[:-4]}.{other}.sql").is_file() and not (
+                    folder / f"{name[:-4]}.{dialect}.sql").is_file():
+                raise RuntimeError(f"migration {version} has a {other} file and no {dialect} one")
+    return sorted(chosen.values())
+
+
+def _migrations() -> list[tuple[int, str, str]]:
+    """The SQLite store's migrations (as before there were two engines)."""
+    return migrations("sqlite")
+
+
+def store_target(url: str | None, path: str | Path | None = None) -> str:
+    """Where the store is, from `DATABASE_URL` (else the SQLite file at `path`)."""
+    if url:
+        return url
+    return f"sqlite:///{path}"
+
+
+def open_store(target: str | Path) -> Any:
+    """The store at `target`, not opened yet: `postgresql://...` (or `postgres://...`) on
+    PostgreSQL, `sqlite:///path` or a bare path on SQLite."""
+    text = str(target)
+    if text.startswith(("postgresql://", "postgres://")):
+        from services.store.postgres import PgStore  # asyncpg only when it is used
+        return PgStore(text)
+    if text.startswith("sqlite:///"):
+        text = text[len("sqlite:///"):]
+    elif text.startswith("sqlite://"):
+        text = text[len("sqlite://"):] or ":memory:"
+    return Store(text)
+
+
+__all__ = ["IntegrityError", "Row", "Store", "Tx", "open_store", "store_target"]
 
 
 def _statements(sql: str) -> list[str]:

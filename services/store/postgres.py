@@ -1,0 +1,554 @@
+"""The shared store: PostgreSQL through asyncpg, behind the same interface as the SQLite store
+(`services.store.db.Store`), for more than one bot instance on one database.
+
+The callers' SQL is the same on both engines: `?` placeholders (and SQLite's `?NNN`) are
+translated to `$n` once per statement text (`translate`, cached), rows are asyncpg records
+(indexable by name and by position, as `sqlite3.Row`), a cursor answers `fetchone`, `fetchall`
+and `rowcount`, and a unique constraint refused raises the store's `IntegrityError`.
+
+One writer at a time. Every check-then-write in the code relies on SQLite's rule that a write
+transaction runs alone (`BEGIN IMMEDIATE`); every state change also appends to the audit chain,
+which must stay linear. So a write transaction here takes, right after `BEGIN`, a
+transaction-scoped advisory lock on the store's key (`pg_advisory_xact_lock(STORE_KEY)`): the
+honest equivalent of `BEGIN IMMEDIATE` across every process on the database, released by
+COMMIT or ROLLBACK (a killed process's session ends and its lock with it). Transactions run at
+READ COMMITTED, so each statement after the lock sees everything committed before it was taken
+(a REPEATABLE READ snapshot would be taken before the lock was granted). `tx.lock(name)` is a
+per-key exclusive section (`pg_advisory_xact_lock(hashtext(name))`) for the places that want
+one named even though the store's lock already covers them (the over-refund guard).
+
+Connections: one for write transactions (in this process they are serialised by an asyncio
+lock as on SQLite), a pool for reads outside a transaction (`read_one`, `read_all`, the
+statements run on `store.db` with no transaction open: each its own autocommit statement), and
+one for the intake writer (`PgIntakeWriter`).
+
+Durability. PostgreSQL's default `synchronous_commit=on` flushes the WAL to disk before COMMIT
+returns, for every commit: what a SQLite store syncs only for a webhook, a person's decision
+and the mark before a Stripe call (`durable=True`) is synced here always, so `durable` changes
+nothing on this engine.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import re
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from contextvars import ContextVar
+from importlib import resources
+from typing import Any
+
+import asyncpg
+from aiosqlite.context import contextmanager as _awaitable_or_context
+
+from services.store.errors import IntegrityError, StoreUnavailable
+
+STORE_KEY = 0x7265_6675_6E64   # the advisory lock every write transaction takes ("refund")
+MIGRATE_KEY = STORE_KEY + 1    # held while one instance migrates the schema
+POOL_SIZE = 4
+MAX_BATCH = 256
+
+_PLACEHOLDER = re.compile(r"'(?:[^']|'')*'|\"(?:[^\"]|\"\")*\"|--[^\n]*|\?(\d*)")
+
+
+@functools.lru_cache(maxsize=2048)
+def translate(sql: str) -> str:
+    """`?` and `?NNN` placeholders as PostgreSQL's `$n` (quoted text and comments untouched)."""
+    counter = 0
+
+    def replace(match: re.Match[str]) -> str:
+        nonlocal counter
+        text = match.group(0)
+        if not text.startswith("?"):
+            return text
+        if match.group(1):
+            counter = max(counter, int(match.group(1)))
+            return f"${match.group(1)}"
+        counter += 1
+        return f"${counter}"
+
+    return _PLACEHOLDER.sub(replace, sql)
+
+
+def _count(status: str | None) -> int:
+    """The row count of a command tag ("INSERT 0 1", "UPDATE 3", "SELECT 2")."""
+    if not status:
+        return -1
+    last = status.rsplit(" ", 1)[-1]
+    return int(last) if last.isdigit() else -1
+
+
+class PgCursor:
+    """What `execute` answers: the statement's rows and its row count, already fetched."""
+
+    lastrowid = None   # PostgreSQL has none: write `RETURNING id` and read the row
+
+    def __init__(self, rows: Sequence[asyncpg.Record], status: str | None) -> None:
+        self._rows = list(rows)
+        self._next = 0
+        self.rowcount = _count(status)
+
+    async def fetchone(self) -> asyncpg.Record | None:
+        if self._next >= len(self._rows):
+            return None
+        self._next += 1
+        return self._rows[self._next - 1]
+
+    async def fetchall(self) -> list[asyncpg.Record]:
+        rest, self._next = self._rows[self._next:], len(self._rows)
+        return rest
+
+    def __aiter__(self) -> AsyncIterator[asyncpg.Record]:
+        return self._iterate()
+
+    async def _iterate(self) -> AsyncIterator[asyncpg.Record]:
+        while (row := await self.fetchone()) is not None:
+            yield row
+
+    async def close(self) -> None:
+        self._rows = []
+
+    async def __aenter__(self) -> PgCursor:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+
+async def _run(conn: asyncpg.Connection, sql: str, params: Iterable[Any]
+               ) -> tuple[list[asyncpg.Record], str | None]:
+    """One statement on `conn` (prepared once per text, in asyncpg's statement cache)."""
+    try:
+        rows, status, _ = await conn._execute(translate(sql), tuple(params), 0, None,
+                                              return_status=True)
+    except asyncpg.IntegrityConstraintViolationError as exc:
+        raise IntegrityError(str(exc)) from exc
+    return rows, status.decode() if isinstance(status, bytes) else status
+
+
+class _Statements:
+    """The statement methods both a transaction and the bare store share (aiosqlite's names)."""
+
+    dialect = "postgresql"
+
+    async def _statement(self, sql: str, params: Iterable[Any]
+                         ) -> tuple[list[asyncpg.Record], str | None]:
+        raise NotImplementedError
+
+    @_awaitable_or_context
+    async def execute(self, sql: str, parameters: Iterable[Any] | None = None) -> PgCursor:
+        return PgCursor(*await self._statement(sql, parameters or ()))
+
+    @_awaitable_or_context
+    async def execute_fetchall(self, sql: str, parameters: Iterable[Any] | None = None
+                               ) -> list[asyncpg.Record]:
+        return (await self._statement(sql, parameters or ()))[0]
+
+    async def executemany(self, sql: str, parameters: Iterable[Iterable[Any]]) -> PgCursor:
+        count = 0
+        for params in parameters:
+            count += max(PgCursor(*await self._statement(sql, params)).rowcount, 0)
+        cursor = PgCursor([], None)
+        cursor.rowcount = count
+        return cursor
+
+    async def reads(self, queries: Sequence[tuple[str, tuple[Any, ...]]]
+                    ) -> list[list[asyncpg.Record]]:
+        return [(await self._statement(sql, params))[0] for sql, params in queries]
+
+
+class PgTx(_Statements):
+    """One write transaction on the store's writer connection: `BEGIN` and the store's advisory
+    lock go with its first statement, writes whose answer is not read (`later`) with its next
+    statement or its commit, in order. Used only through `PgStore.transaction`."""
+
+    def __init__(self, conn: asyncpg.Connection) -> None:
+        self.raw = conn
+        self.open = True
+        self.memo: dict[Any, Any] = {}
+        self._pending: list[tuple[str, tuple[Any, ...]]] = []
+        self._begun = False
+
+    async def _begin(self) -> None:
+        if not self._begun:
+            self._begun = True
+            await self.raw.execute(f"BEGIN ISOLATION LEVEL READ COMMITTED; "
+                                   f"SELECT pg_advisory_xact_lock({STORE_KEY})")
+
+    async def _flush(self) -> None:
+        await self._begin()
+        while self._pending:
+            sql, params = self._pending.pop(0)
+            await _run(self.raw, sql, params)
+
+    async def _statement(self, sql: str, params: Iterable[Any]
+                         ) -> tuple[list[asyncpg.Record], str | None]:
+        await self._flush()
+        return await _run(self.raw, sql, params)
+
+    def later(self, sql: str, parameters: Iterable[Any] = ()) -> None:
+        """A write whose answer nobody reads, sent before the transaction's next statement or
+        its commit; failing, it fails that statement (or the commit) and the transaction."""
+        self._pending.append((sql, tuple(parameters)))
+
+    async def lock(self, name: str) -> None:
+        """An exclusive section on `name` until this transaction ends, across processes."""
+        await self._flush()
+        await self.raw.execute("SELECT pg_advisory_xact_lock(hashtext($1))", name)
+
+    async def _commit(self) -> None:
+        if not self._begun and not self._pending:
+            return
+        await self._flush()
+        try:
+            await self.raw.execute("COMMIT")
+        except asyncpg.IntegrityConstraintViolationError as exc:   # a deferred constraint
+            raise IntegrityError(str(exc)) from exc
+
+    async def _rollback(self) -> None:
+        self._pending = []
+        if self._begun and self.raw.is_in_transaction():
+            await self.raw.execute("ROLLBACK")
+
+
+class _Pooled(_Statements):
+    """`store.db` with no transaction open: each statement on a pooled connection, on its own
+    (autocommit), as statements on SQLite's connection outside a transaction."""
+
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self._pool = pool
+
+    async def _statement(self, sql: str, params: Iterable[Any]
+                         ) -> tuple[list[asyncpg.Record], str | None]:
+        async with self._pool.acquire() as conn:
+            return await _run(conn, sql, params)
+
+    async def reads(self, queries: Sequence[tuple[str, tuple[Any, ...]]]
+                    ) -> list[list[asyncpg.Record]]:
+        async with self._pool.acquire() as conn:
+            return [(await _run(conn, sql, params))[0] for sql, params in queries]
+
+
+_ACTIVE: ContextVar[PgTx | None] = ContextVar("pg_store_transaction", default=None)
+
+
+class PgStore:
+    """The store on PostgreSQL; `url` is a `postgresql://` URL (asyncpg's DSN)."""
+
+    dialect = "postgresql"
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.path = url   # what the SQLite store calls its location
+        self._conn: asyncpg.Connection | None = None
+        self._pool: asyncpg.Pool | None = None
+        self._writer: PgIntakeWriter | None = None
+        self._lock = asyncio.Lock()
+
+    @property
+    def db(self) -> Any:
+        """Inside one of the store's transactions, that transaction; else the pool."""
+        if self._pool is None:
+            raise RuntimeError("store is not open")
+        tx = _ACTIVE.get()
+        if tx is not None and tx.open and tx.raw is self._conn:
+            return tx
+        return _Pooled(self._pool)
+
+    @property
+    def writer(self) -> PgIntakeWriter | None:
+        if self._conn is None:
+            raise StoreUnavailable("store is not open")
+        return self._writer
+
+    async def open(self) -> PgStore:
+        try:
+            self._conn = await asyncpg.connect(self.url)
+            self._pool = await asyncpg.create_pool(self.url, min_size=1, max_size=POOL_SIZE)
+        except (OSError, asyncpg.PostgresError) as exc:
+            await self.close()
+            raise StoreUnavailable(f"{type(exc).__name__}: {exc}") from exc
+        await self._migrate()
+        self._writer = await PgIntakeWriter(self.url).start()
+        return self
+
+    async def close(self) -> None:
+        if self._writer is not None:
+            await self._writer.close()
+            self._writer = None
+        if self._pool is not None:
+            await self._pool.close()
+            self._pool = None
+        if self._conn is not None:
+            await self._conn.close()
+            self._conn = None
+
+    async def __aenter__(self) -> PgStore:
+        return await self.open()
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    @contextlib.asynccontextmanager
+    async def transaction(self, *, durable: bool = False) -> AsyncIterator[PgTx]:
+        """One write transaction, alone across every process (the module's docstring);
+        `durable` is always so here (`synchronous_commit=on`)."""
+        async with self._lock:
+            if self._conn is None:
+                raise RuntimeError("store is not open")
+            tx = PgTx(self._conn)
+            token = _ACTIVE.set(tx)
+            try:
+                try:
+                    yield tx
+                except BaseException:
+                    await _shielded(tx._rollback())
+                    raise
+                else:
+                    try:
+                        await tx._commit()
+                    except BaseException:
+                        await _shielded(tx._rollback())
+                        raise
+            finally:
+                tx.open = False
+                with contextlib.suppress(ValueError):
+                    _ACTIVE.reset(token)
+
+    async def fetch_one(self, sql: str, params: Iterable[Any] = ()) -> asyncpg.Record | None:
+        return next(iter(await self.db.execute_fetchall(sql, tuple(params))), None)
+
+    async def fetch_all(self, sql: str, params: Iterable[Any] = ()) -> list[asyncpg.Record]:
+        return list(await self.db.execute_fetchall(sql, tuple(params)))
+
+    async def read_one(self, sql: str, params: Iterable[Any] = ()) -> asyncpg.Record | None:
+        """One row from the pool (committed state only)."""
+        return next(iter(await self.read_all(sql, params)), None)
+
+    async def read_all(self, sql: str, params: Iterable[Any] = ()) -> list[asyncpg.Record]:
+        """Every row from the pool (committed state only)."""
+        if self._pool is None:
+            raise RuntimeError("store is not open")
+        return await _Pooled(self._pool).execute_fetchall(sql, tuple(params))
+
+    async def get_state(self, key: str) -> Any:
+        import json
+        row = await self.fetch_one("SELECT value FROM state WHERE key = ?", (key,))
+        return json.loads(row["value"]) if row else None
+
+    async def schema_version(self) -> int:
+        row = await self.fetch_one("SELECT MAX(version) AS v FROM schema_migrations")
+        return int(row["v"] or 0) if row else 0
+
+    async def _migrate(self) -> None:
+        """Every migration not applied yet, each in a transaction of its own (PostgreSQL's DDL
+        is transactional), under an advisory lock so two instances starting together do not
+        both migrate."""
+        from services.store.db import migrations, now_iso
+        conn = self._conn
+        assert conn is not None
+        await conn.execute(f"SELECT pg_advisory_lock({MIGRATE_KEY})")
+        try:
+            await conn.execute(
+                "CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY, "
+                "name TEXT NOT NULL, applied_at TEXT NOT NULL)")
+            current = await conn.fetchval("SELECT COALESCE(MAX(version), 0) "
+                                          "FROM schema_migrations")
+            for version, name, sql in migrations(self.dialect):
+                if version <= current:
+                    continue
+                async with conn.transaction():
+                    await conn.execute(sql)   # the whole file: PL/pgSQL bodies keep their `;`
+                    await conn.execute("INSERT INTO schema_migrations (version, name, "
+                                       "applied_at) VALUES ($1, $2, $3)",
+                                       version, name, now_iso())
+        finally:
+            await conn.execute(f"SELECT pg_advisory_unlock({MIGRATE_KEY})")
+
+
+async def _shielded(work: Any) -> None:
+    """A rollback that a cancellation must not cut short (the connection would be left in a
+    transaction holding the store's lock)."""
+    task = asyncio.ensure_future(work)
+    try:
+        await asyncio.shield(task)
+    except asyncio.CancelledError:
+        await task
+        raise
+
+
+# --- the intake writer -----------------------------------------------------------------------
+
+
+class _SyncCursor:
+    """A cursor as `sqlite3` gives it (`fetchone`, `fetchall`, `rowcount`), for a unit."""
+
+    lastrowid = None
+
+    def __init__(self, rows: list[asyncpg.Record], status: str | None) -> None:
+        self._rows = rows
+        self._next = 0
+        self.rowcount = _count(status)
+
+    def fetchone(self) -> asyncpg.Record | None:
+        if self._next >= len(self._rows):
+            return None
+        self._next += 1
+        return self._rows[self._next - 1]
+
+    def fetchall(self) -> list[asyncpg.Record]:
+        rest, self._next = self._rows[self._next:], len(self._rows)
+        return rest
+
+
+class _SyncBridge:
+    """The intake writer's connection as a unit of work sees it: `execute(sql, params)`
+    answering at once, as a `sqlite3` connection does. A unit runs in a worker thread; each
+    statement is run on the event loop's asyncpg connection and waited for there."""
+
+    def __init__(self, conn: asyncpg.Connection, loop: asyncio.AbstractEventLoop) -> None:
+        self._conn = conn
+        self._loop = loop
+
+    def execute(self, sql: str, parameters: Iterable[Any] = ()) -> _SyncCursor:
+        future = asyncio.run_coroutine_threadsafe(
+            _run(self._conn, sql, tuple(parameters)), self._loop)
+        return _SyncCursor(*future.result())
+
+
+class PgIntakeWriter:
+    """Webhook intake on PostgreSQL: a connection of its own, group commit. The units handed to
+    `run` in one turn of the event loop (and those that arrive while a batch is written) are
+    written in one transaction, which takes the store's advisory lock like every write (so the
+    event rows and their `webhook.received` audit rows extend the same linear chain), and each
+    caller is answered only after COMMIT returned, that is after the WAL was flushed
+    (`synchronous_commit=on`). The units are those of the SQLite writer
+    (`services.store.writer`): plain functions of a `Batch` whose `conn.execute` answers at
+    once; they run in a worker thread, their statements on this writer's connection. A unit
+    that raises fails alone (the batch is rolled back and its others written again, each
+    alone); a batch that cannot be written fails its units with `StoreUnavailable`."""
+
+    def __init__(self, url: str, *, max_batch: int = MAX_BATCH) -> None:
+        self.url = url
+        self.max_batch = max_batch
+        self.batches = 0
+        self.lock_waits = 0
+        self.lock_wait_seconds = 0.0
+        self.lock_wait_longest = 0.0
+        self._conn: asyncpg.Connection | None = None
+        self._waiting: list[tuple[Callable[[Any], Any], asyncio.Future[Any]]] = []
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._closed = True
+
+    async def start(self) -> PgIntakeWriter:
+        self._conn = await asyncpg.connect(self.url)
+        self._closed = False
+        self._task = asyncio.create_task(self._serve(), name="pg-intake-writer")
+        return self
+
+    async def run(self, work: Callable[[Any], Any]) -> Any:
+        if self._closed:
+            raise StoreUnavailable("the store is closed")
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._waiting.append((work, future))
+        self._wake.set()
+        return await future
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self._wake.set()
+        if self._task is not None:
+            await self._task
+            self._task = None
+        if self._conn is not None:
+            await self._conn.close()
+            self._conn = None
+
+    async def _serve(self) -> None:
+        while True:
+            await self._wake.wait()
+            await asyncio.sleep(0)   # what else this turn of the loop hands over comes too
+            self._wake.clear()
+            while self._waiting:
+                batch, self._waiting = (self._waiting[:self.max_batch],
+                                        self._waiting[self.max_batch:])
+                await self._write(batch)
+            if self._closed:
+                return
+
+    async def _write(self, batch: list[tuple[Callable[[Any], Any], asyncio.Future[Any]]]
+                     ) -> None:
+        try:
+            results = await self._transaction([work for work, _ in batch])
+        except _UnitFailed as failed:
+            if len(batch) > 1:
+                for one in batch:
+                    await self._write([one])
+                return
+            cause = failed.__cause__ or failed
+            if isinstance(cause, (OSError, asyncpg.PostgresError, asyncpg.InterfaceError)):
+                cause = StoreUnavailable(f"{type(cause).__name__}: {cause}")
+            _settle(batch[0][1], error=cause)
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            for _, future in batch:
+                _settle(future, error=StoreUnavailable(f"{type(exc).__name__}: {exc}"))
+        else:
+            self.batches += 1
+            for (_, future), result in zip(batch, results, strict=True):
+                _settle(future, result=result)
+
+    async def _transaction(self, units: list[Callable[[Any], Any]]) -> list[Any]:
+        from services.store.writer import Batch
+        conn = self._conn
+        if conn is None:
+            raise StoreUnavailable("the store is closed")
+        loop = asyncio.get_running_loop()
+        began = loop.time()
+        await conn.execute(f"BEGIN ISOLATION LEVEL READ COMMITTED; "
+                           f"SELECT pg_advisory_xact_lock({STORE_KEY})")
+        waited = loop.time() - began
+        self.lock_wait_seconds += waited
+        self.lock_wait_longest = max(self.lock_wait_longest, waited)
+        try:
+            context = Batch(_SyncBridge(conn, loop))  # type: ignore[arg-type]
+
+            def run_all() -> list[Any]:
+                results = []
+                for work in units:
+                    try:
+                        results.append(work(context))
+                    except Exception as exc:
+                        raise _UnitFailed() from exc
+                return results
+
+            results = await asyncio.to_thread(run_all)
+            await conn.execute("COMMIT")
+        except BaseException:
+            if not conn.is_closed() and conn.is_in_transaction():
+                await _shielded(conn.execute("ROLLBACK"))
+            raise
+        return results
+
+
+class _UnitFailed(Exception):
+    """A unit of work raised (as opposed to BEGIN or COMMIT failing)."""
+
+
+def _settle(future: asyncio.Future[Any], *, result: Any = None,
+            error: BaseException | None = None) -> None:
+    if future.done():
+        return
+    if error is not None:
+        future.set_exception(error)
+    else:
+        future.set_result(result)
+
+
+def migration_files() -> list[str]:
+    """The names of the migration files (for tests)."""
+    folder = resources.files("services.store") / "migrations"
+    return sorted(entry.name for entry in folder.iterdir() if entry.name.endswith(".sql"))
