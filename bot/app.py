@@ -39,6 +39,7 @@ from bot.settings import Settings
 from bot.slack.digest import DigestPoster
 from bot.slack.nudges import NudgePoster
 from bot.slack.runtime import SlackDelivery, SlackRuntime
+from bot.teams.digest import TeamsDigestPoster
 from bot.teams.runtime import TeamsDelivery, TeamsRuntime
 from bot.worker import Worker
 from handlers.http import checkfront_webhook, stripe_webhook
@@ -152,8 +153,11 @@ class Bot:
                                   journal_format=settings.journal_format,
                                   outbox=slack.outbox if slack else None,
                                   channels=slack.notifier.channels if slack else None)
+            on_digest = poster if teams_rt is None else both(poster, TeamsDigestPoster(
+                svc, settings.zone, teams_rt.delivery.outbox, settings.teams_digest_channel
+                or settings.teams_approvals_channel, chart=settings.digest_chart))
             scheduler = build_scheduler(
-                svc, tz=settings.zone, daily_at=settings.digest_at, on_digest=poster,
+                svc, tz=settings.zone, daily_at=settings.digest_at, on_digest=on_digest,
                 anomaly_every=settings.anomaly_check_at,
                 misfire_grace_time=settings.scheduler_misfire_grace_seconds,
                 on_nudge=NudgePoster(store, slack.outbox, slack.deps.rules) if slack else None,
@@ -228,6 +232,14 @@ class Bot:
         if self.svc.stripe is not None:
             await self.svc.stripe.close()
         await self.svc.store.close()
+
+
+def both(*posters: Callable[..., Awaitable[None]]) -> Callable[..., Awaitable[None]]:
+    """One digest job for both platforms: each poster queues its own outbox rows."""
+    async def post(*args: object) -> None:
+        for poster in posters:
+            await poster(*args)
+    return post
 
 
 def _hours(hours: float) -> timedelta | None:

@@ -175,3 +175,63 @@ async def test_clicked_in_slack_and_teams_at_once_refunds_once(tmp_path: Path) -
         assert any(not isinstance(r, Exception) for r in results)
     finally:
         await world.stop()
+
+
+async def test_the_digest_is_posted_to_the_digest_channel(tworld: World) -> None:
+    from datetime import timedelta
+    from zoneinfo import ZoneInfo
+
+    from bot.cli.world import TEAMS_DIGEST
+    from bot.scheduler import catch_up
+    from bot.teams.digest import TeamsDigestPoster
+    from services.store.db import utcnow
+    assert tworld.teams is not None and tworld.bot.teams is not None
+    await pending(tworld, "TMS-9")
+    tz = ZoneInfo("UTC")
+    poster = TeamsDigestPoster(tworld.bot.svc, tz, tworld.bot.teams.delivery.outbox,
+                               TEAMS_DIGEST)
+    await catch_up(tworld.bot.svc, tz=tz, daily_at="00:01", on_digest=poster,
+                   now=(utcnow() + timedelta(days=1)).replace(hour=8))
+    await tworld.settle()
+    shown = tworld.teams.cards(TEAMS_DIGEST)
+    assert len(shown) == 1 and "Daily refunds digest" in str(shown[0])
+
+
+async def test_conversation_references_survive_a_restart(tmp_path: Path) -> None:
+    from bot.app import Bot
+    from bot.teams import store as rows
+    world = await World.start(tmp_path, teams=True)
+    try:
+        assert world.bot.teams is not None
+        kept = await rows.conversation_for(world.bot.svc.store, TEAMS_APPROVALS)
+        assert kept is not None and kept.service_url == world.teams.service_url  # type: ignore[union-attr]
+        settings, connections = world.bot.settings, world.bot.teams.delivery.connections
+        await world.bot.teams.stop()
+        await world.bot.svc.store.close()
+        again = await Bot.create(settings, teams_connections=connections)   # no install now
+        try:
+            found = await rows.conversation_for(again.svc.store, TEAMS_APPROVALS)
+            assert found == kept
+            assert again.teams is not None
+            case = await cases.latest_for_booking(again.svc.store, "none")
+            assert case is None
+            await again.teams.delivery.outbox.add(TEAMS_APPROVALS, "alert", None,
+                                                  {"text": "after the restart"})
+            await again.teams.delivery.outbox.send_due()
+            assert world.teams is not None
+            assert "after the restart" in world.teams.transcript(TEAMS_APPROVALS)
+        finally:
+            await again.svc.store.close()
+    finally:
+        await world.stop()
+
+
+async def test_doctor_warns_when_anonymous_teams_is_on(tmp_path: Path) -> None:
+    from bot.cli.doctor import Partial, _teams
+    from bot.cli.doctor_report import Status
+    on = await _teams(Partial({"teams_app_id": "app", "teams_allow_anonymous": True,
+                               "teams_approvals_channel": "19:x@thread.tacv2"}))
+    assert [c.status for c in on] == [Status.OK, Status.WARN]
+    assert "TEAMS_ALLOW_ANONYMOUS" in on[1].line()
+    off = await _teams(Partial({"teams_app_id": "app"}))
+    assert [c.status for c in off] == [Status.OK]
