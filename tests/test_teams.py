@@ -235,3 +235,12 @@ async def test_doctor_warns_when_anonymous_teams_is_on(tmp_path: Path) -> None:
     assert "TEAMS_ALLOW_ANONYMOUS" in on[1].line()
     off = await _teams(Partial({"teams_app_id": "app"}))
     assert [c.status for c in off] == [Status.OK]
+
+
+async def test_the_demo_part_approves_a_card_in_teams_and_refunds_once(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from bot.cli import demo_teams
+    await demo_teams.show(tmp_path)
+    out = capsys.readouterr().out
+    assert "Only refund approvers" in out
+    assert "refunded; Stripe holds 1 refund(s)" in out
