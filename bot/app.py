@@ -38,6 +38,7 @@ from bot.scheduler import build_scheduler
 from bot.settings import Settings
 from bot.slack.digest import DigestPoster
 from bot.slack.nudges import NudgePoster
+from bot.slack.review_post import ReviewPoster
 from bot.slack.runtime import SlackDelivery, SlackRuntime
 from bot.teams.digest import TeamsDigestPoster
 from bot.teams.runtime import TeamsDelivery, TeamsRuntime
@@ -54,6 +55,7 @@ from services.intake.rejections import Rejections
 from services.notify import Notifier, NullNotifier
 from services.quoting.policy import load_policies
 from services.refunds.automation import automation_state
+from services.store import leases
 from services.store.db import Store
 
 log = logging.getLogger(__name__)
@@ -82,6 +84,7 @@ class Bot:
         """`teams_connections`: the SDK connection manager for Teams' outgoing calls
         (default: MSAL's client-credentials flow for TEAMS_APP_ID)."""
         book = load_policies(settings.policy_file)
+        leases.configure(settings.instance_id, settings.lease_seconds)
         store = await Store(settings.database_path).open()
         rejected = Rejections()
         metrics = BotMetrics(rejections=rejected)
@@ -162,7 +165,11 @@ class Bot:
                 misfire_grace_time=settings.scheduler_misfire_grace_seconds,
                 on_nudge=NudgePoster(store, slack.outbox, slack.deps.rules) if slack else None,
                 remind_after=_hours(settings.reminder_after_hours),
-                escalate_after=_hours(settings.escalate_after_hours))
+                escalate_after=_hours(settings.escalate_after_hours),
+                on_review=ReviewPoster(svc, settings.zone, settings.promotion_rules(),
+                                       outbox=slack.outbox if slack else None,
+                                       channels=slack.notifier.channels if slack else None),
+                review_at=settings.review_at)
             metrics.watch_scheduler(scheduler)
         bot = cls(settings=settings, svc=svc, worker=worker, web=app, slack=slack,
                   scheduler=scheduler, rejections=rejected, metrics=metrics, teams=teams_rt)

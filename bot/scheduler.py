@@ -20,6 +20,20 @@ The reminder job gives each waiting card one reminder past `remind_after` and on
 past `escalate_after` (services.refunds.reminders stores each as given, so restarts and
 overlapping runs give none twice); `on_nudge` posts it (bot.slack.nudges).
 
+The weekly review job (`review_at`, e.g. "mon 08:00") calls `on_review` with the last whole ISO
+week before its run, once a week: the week reviewed is kept in the `state` table, so a restart
+or a second run does not post it twice.
+
+Several instances on one store: each scheduled run is taken as a leased job row per (job,
+slot) (`services.store.leases`, `job:<job>:<slot>`), so a schedule runs once across all
+instances whichever fires first. The slot of a daily run is the business day it reconciles
+(so the start-up catch-up of two instances is one run too); of the other jobs, the time their
+schedule last fired. The holder renews the lease while the job runs and marks the slot done
+when it ends (failed or not: the next slot tries again). An instance that finds the slot held
+by another, not done, comes back when that lease would have passed: a leader killed mid-run
+renews nothing, and the slot is taken and run by another instance. Direct calls of the job
+bodies (`catch_up`, the command line, tests) are not gated: they are explicit runs.
+
 Schedules are "HH:MM" or a five-field crontab in the business's timezone. APScheduler 3 counts
 crontab weekdays from Monday = 0; write weekdays by name (mon-fri) to avoid the difference.
 """
@@ -31,13 +45,15 @@ import logging
 import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.cron import CronTrigger
 
 from services.deps import Deps
+from services.finance.agreement import last_week
 from services.finance.anomaly import DEFAULT, Anomaly, AnomalyConfig, check
 from services.finance.anomaly_log import record, seen_between
 from services.finance.breaker import Breaker
@@ -49,6 +65,7 @@ from services.refunds import reminders
 from services.refunds.decisions import run_approved
 from services.refunds.reminders import Nudge
 from services.refunds.writeback import retry_due
+from services.store import leases
 from services.store.db import now_iso, set_state, utcnow
 
 log = logging.getLogger(__name__)
@@ -61,6 +78,9 @@ APPROVED_JOB = "approved-sweep"
 APPROVED_EVERY = "*/5 * * * *"
 REMINDER_JOB = "waiting-reminders"
 REMINDER_EVERY = "*/5 * * * *"
+REVIEW_JOB = "weekly-review"
+REVIEW_STATE = "scheduler.review"
+DEFAULT_REVIEW_AT = "mon 08:00"
 DAILY_STATE = "scheduler.daily"
 ANOMALY_STATE = "scheduler.anomaly"
 DEFAULT_DAILY_AT = "07:00"
@@ -68,10 +88,13 @@ DEFAULT_ANOMALY_EVERY = "*/15 * * * *"
 DEFAULT_MISFIRE_GRACE = 3600     # seconds a late daily run may still start
 ANOMALY_MISFIRE_GRACE = 300
 MAX_CATCH_UP_DAYS = 7
+KEEP_SLOTS = timedelta(days=7)   # done job slots older than this are forgotten daily
 _HH_MM = re.compile(r"^([01]?\d|2[0-3]):([0-5]\d)$")
+_DAY_HH_MM = re.compile(r"^(mon|tue|wed|thu|fri|sat|sun)\s+([01]?\d|2[0-3]):([0-5]\d)$", re.I)
 
 OnDigest = Callable[[ReconRun, list[Anomaly]], Awaitable[None]]
 OnNudge = Callable[[Nudge], Awaitable[None]]
+OnReview = Callable[[str], Awaitable[None]]   # the ISO week to review, "2025-W14"
 
 
 def parse_schedule(spec: str, tz: ZoneInfo) -> CronTrigger:
@@ -80,6 +103,10 @@ def parse_schedule(spec: str, tz: ZoneInfo) -> CronTrigger:
     match = _HH_MM.match(text)
     if match:
         return CronTrigger(hour=int(match[1]), minute=int(match[2]), timezone=tz)
+    weekly = _DAY_HH_MM.match(text)   # "mon 08:00": that weekday, that local time
+    if weekly:
+        return CronTrigger(day_of_week=weekly[1].lower(), hour=int(weekly[2]),
+                           minute=int(weekly[3]), timezone=tz)
     try:
         return CronTrigger.from_crontab(text, timezone=tz)
     except ValueError as exc:
@@ -123,13 +150,84 @@ class ScheduledJobs:
     on_nudge: OnNudge | None = None
     remind_after: timedelta | None = None     # None: no reminders
     escalate_after: timedelta | None = None   # None: no escalations
+    on_review: OnReview | None = None
+    review_at: str = DEFAULT_REVIEW_AT
+    _review_lock: asyncio.Lock = field(default_factory=asyncio.Lock, init=False, repr=False)
     _daily_lock: asyncio.Lock = field(default_factory=asyncio.Lock, init=False, repr=False)
     _anomaly_lock: asyncio.Lock = field(default_factory=asyncio.Lock, init=False, repr=False)
     _reminder_lock: asyncio.Lock = field(default_factory=asyncio.Lock, init=False, repr=False)
+    _running: set[str] = field(default_factory=set, init=False, repr=False)
+    scheduler: AsyncIOScheduler | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
         self.trigger = parse_schedule(self.daily_at, self.tz)
         self.breaker = Breaker(self.svc)
+
+    def slot_of(self, job: str, trigger: CronTrigger, now: datetime) -> str:
+        """Which run of `job` a firing at `now` is: the business day a daily run reconciles,
+        the latest time the schedule fired at or before `now` for the others."""
+        if job == DAILY_JOB:
+            day = due_day(trigger, now, self.tz)
+            return day.isoformat() if day else "none"
+        fired = last_fire(trigger, now, timedelta(days=2)) or last_fire(trigger, now)
+        return fired.astimezone(UTC).isoformat(timespec="minutes") if fired else "none"
+
+    def scheduled(self, job: str, body: Callable[[datetime], Awaitable[Any]],
+                  trigger: CronTrigger) -> Callable[[], Awaitable[Any]]:
+        """`body` as the scheduler runs it: once per slot across all instances (`once`)."""
+
+        async def run() -> Any:
+            now = utcnow()
+            return await self.once(job, self.slot_of(job, trigger, now), lambda: body(now))
+
+        run.__name__ = run.__qualname__ = f"scheduled_{job.replace('-', '_')}"
+        return run
+
+    async def once(self, job: str, slot: str, body: Callable[[], Awaitable[Any]]) -> Any:
+        """Run `body` for (`job`, `slot`) when this instance takes the slot's lease; None when
+        another instance has it (it comes back once that lease would have passed) or ran it."""
+        name = f"{leases.JOB}{job}:{slot}"
+        store = self.svc.store
+        if name in self._running:
+            return None
+        held = await leases.take(store, name, utcnow())
+        if not held.held:
+            if not held.done:
+                self._come_back(job, slot, body, name)
+            return None
+        self._running.add(name)
+        renewing = asyncio.create_task(self._renew(name), name=f"lease:{name}")
+        try:
+            return await body()
+        finally:
+            renewing.cancel()
+            await asyncio.gather(renewing, return_exceptions=True)
+            self._running.discard(name)
+            await leases.finish(store, name, utcnow())
+
+    async def _renew(self, name: str) -> None:
+        me = leases.this()
+        while True:
+            await asyncio.sleep(me.lease.total_seconds() / 3)
+            try:
+                await leases.take(self.svc.store, name, utcnow(), me)
+            except Exception:
+                log.exception("renewing the lease of %s failed", name)
+
+    def _come_back(self, job: str, slot: str, body: Callable[[], Awaitable[Any]],
+                   name: str) -> None:
+        """Try the slot again once its holder's lease would have passed (that holder may be
+        killed mid-run): a one-off run on this scheduler."""
+        if self.scheduler is None or not self.scheduler.running:
+            return
+        at = datetime.now(self.tz) + leases.this().lease + timedelta(seconds=1)
+
+        async def again() -> Any:
+            return await self.once(job, slot, body)
+
+        self.scheduler.add_job(again, trigger="date", run_date=at, id=f"again:{name}",
+                               name=f"{job} {slot}, if its holder is gone",
+                               replace_existing=True, misfire_grace_time=None)
 
     async def daily(self, now: datetime | None = None) -> ReconRun | None:
         """Reconcile the days not yet reconciled up to the due one, then digest; None when
@@ -137,6 +235,7 @@ class ScheduledJobs:
         async with self._daily_lock:
             now = now or utcnow()
             await purge_payloads(self.svc.store, self.svc.config.raw_event_retention, now)
+            await leases.purge_done(self.svc.store, now - KEEP_SLOTS)
             target = due_day(self.trigger, now, self.tz)
             if target is None:
                 return None
@@ -171,6 +270,25 @@ class ScheduledJobs:
         earlier = await seen_between(self.svc.store, start, end)
         keys = {a.key for a in current}
         return current + [a for a in earlier if a.key not in keys]
+
+    async def review(self, now: datetime | None = None) -> str | None:
+        """Post the review of the last whole week before the latest scheduled run, unless it
+        was posted already; the week posted, or None."""
+        if self.on_review is None:
+            return None
+        async with self._review_lock:
+            now = now or utcnow()
+            fired = last_fire(parse_schedule(self.review_at, self.tz), now)
+            if fired is None:
+                return None
+            week = last_week(fired, self.tz)
+            state = await self.svc.store.get_state(REVIEW_STATE) or {}
+            if state.get("week") == week:
+                return None
+            await self.on_review(week)
+            async with self.svc.store.transaction() as tx:
+                await set_state(tx, REVIEW_STATE, {"week": week, "at": now_iso()})
+            return week
 
     async def writebacks(self, now: datetime | None = None) -> list[int]:
         """Checkfront write-backs that failed and are due again."""
@@ -225,6 +343,8 @@ def build_scheduler(
     on_nudge: OnNudge | None = None,
     remind_after: timedelta | None = None,
     escalate_after: timedelta | None = None,
+    on_review: OnReview | None = None,
+    review_at: str = DEFAULT_REVIEW_AT,
 ) -> AsyncIOScheduler:
     """The scheduler with its jobs, not started (`start()` it inside the event loop).
 
@@ -232,28 +352,31 @@ def build_scheduler(
     `catch_up` (nothing when the due day is already reconciled), then follows its schedule.
     """
     jobs = ScheduledJobs(svc, tz, daily_at, on_digest, anomaly_config, on_nudge=on_nudge,
-                         remind_after=remind_after, escalate_after=escalate_after)
+                         remind_after=remind_after, escalate_after=escalate_after,
+                         on_review=on_review, review_at=review_at)
     scheduler = AsyncIOScheduler(timezone=tz, job_defaults={
         "coalesce": True, "max_instances": 1, "misfire_grace_time": misfire_grace_time})
+    jobs.scheduler = scheduler
     extra = {"next_run_time": datetime.now(tz)} if run_missed_on_start else {}
-    scheduler.add_job(jobs.daily, trigger=jobs.trigger, id=DAILY_JOB,
-                      name="daily reconciliation and digest", replace_existing=True, **extra)
-    scheduler.add_job(jobs.anomaly, trigger=parse_schedule(anomaly_every, tz), id=ANOMALY_JOB,
-                      name="anomaly check", replace_existing=True,
-                      misfire_grace_time=min(misfire_grace_time, ANOMALY_MISFIRE_GRACE))
-    scheduler.add_job(jobs.writebacks, trigger=parse_schedule(WRITEBACK_EVERY, tz),
-                      id=WRITEBACK_JOB, name="Checkfront write-back retries",
-                      replace_existing=True,
-                      misfire_grace_time=min(misfire_grace_time, ANOMALY_MISFIRE_GRACE))
-    scheduler.add_job(jobs.approved_sweep, trigger=parse_schedule(APPROVED_EVERY, tz),
-                      id=APPROVED_JOB, name="approved cases left unexecuted",
-                      replace_existing=True,
-                      misfire_grace_time=min(misfire_grace_time, ANOMALY_MISFIRE_GRACE))
+    short = min(misfire_grace_time, ANOMALY_MISFIRE_GRACE)
+    scheduler.add_job(jobs.scheduled(DAILY_JOB, jobs.daily, jobs.trigger), trigger=jobs.trigger,
+                      id=DAILY_JOB, name="daily reconciliation and digest",
+                      replace_existing=True, **extra)
+    every: list[tuple[str, Callable[[datetime], Awaitable[Any]], str, str]] = [
+        (ANOMALY_JOB, jobs.anomaly, anomaly_every, "anomaly check"),
+        (WRITEBACK_JOB, jobs.writebacks, WRITEBACK_EVERY, "Checkfront write-back retries"),
+        (APPROVED_JOB, jobs.approved_sweep, APPROVED_EVERY, "approved cases left unexecuted")]
     if on_nudge is not None and remind_after is not None:
-        scheduler.add_job(jobs.reminders, trigger=parse_schedule(REMINDER_EVERY, tz),
-                          id=REMINDER_JOB, name="reminders of cases waiting for a person",
-                          replace_existing=True,
-                          misfire_grace_time=min(misfire_grace_time, ANOMALY_MISFIRE_GRACE))
+        every.append((REMINDER_JOB, jobs.reminders, REMINDER_EVERY,
+                      "reminders of cases waiting for a person"))
+    for job, body, spec, title in every:
+        trigger = parse_schedule(spec, tz)
+        scheduler.add_job(jobs.scheduled(job, body, trigger), trigger=trigger, id=job,
+                          name=title, replace_existing=True, misfire_grace_time=short)
+    if on_review is not None:
+        trigger = parse_schedule(review_at, tz)
+        scheduler.add_job(jobs.scheduled(REVIEW_JOB, jobs.review, trigger), trigger=trigger,
+                          id=REVIEW_JOB, name="weekly review", replace_existing=True)
     return scheduler
 
 

@@ -5,6 +5,7 @@ Secrets are `SecretStr`: they never print in logs, reprs or error messages.
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Literal, TypeVar
@@ -15,9 +16,12 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from services.config import EventRetries, Mode, RefundConfig
 from services.customers.sending import CustomerSettings
+from services.finance.agreement import Rules as PromotionRules
 from services.finance.journal import Accounts
 
 _S = TypeVar("_S", bound=BaseSettings)
+_GUID = re.compile(r"[0-9a-fA-F]{8}-(?:[0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}")
+_SEMVER = re.compile(r"(?:0|[1-9][0-9]*)\.(?:0|[1-9][0-9]*)\.(?:0|[1-9][0-9]*)")
 
 
 class SettingsError(Exception):
@@ -126,6 +130,14 @@ class Settings(StoreSettings):
     reminder_after_hours: float = Field(default=4, ge=0)
     escalate_after_hours: float = Field(default=24, ge=0)
 
+    # earned automation (issue 16): the weekly review and the mode changes it offers
+    review_at: str = "mon 08:00"  # weekday and HH:MM in the business timezone, or a crontab
+    promote_min_agreement: float = Field(default=0.98, ge=0, le=1)
+    promote_min_cases: int = Field(default=50, ge=1)
+    promote_window_days: int = Field(default=28, ge=1)
+    demote_below_agreement: float = Field(default=0.90, ge=0, le=1)
+    demote_min_cases: int = Field(default=10, ge=1)
+
     # the books: `python -m bot journal`, and the digest's attachment when DIGEST_JOURNAL is on
     digest_journal: bool = False  # attach the day's journal to the digest (files:write)
     journal_format: Literal["xero", "quickbooks", "csv"] = "csv"
@@ -135,6 +147,12 @@ class Settings(StoreSettings):
     journal_fees_account: str = Field(default="Cancellation fees", min_length=1)
     journal_no_tax_rate: str = Field(default="Tax Exempt", min_length=1)
 
+    # several instances on one store (services/store/leases.py): this process's id (unset:
+    # <hostname>-<pid>) and how long a lease it takes on a queued row, a job's slot or a Slack
+    # channel lasts without being renewed (the work of an instance killed -9 is taken up by
+    # another after at most this long)
+    instance_id: str = ""
+    lease_seconds: float = Field(default=30, gt=0)
     # Microsoft Teams (the Agents SDK at POST /api/messages): on when TEAMS_APP_ID is set
     teams_app_id: str = ""               # the Azure Bot / Entra app (client) id
     teams_app_password: SecretStr | None = None   # its client secret
@@ -215,6 +233,13 @@ class Settings(StoreSettings):
                                 rebooking_url=self.rebooking_url or None,
                                 max_attempts=self.customer_mail_attempts)
 
+    def promotion_rules(self) -> PromotionRules:
+        return PromotionRules(min_agreement=self.promote_min_agreement,
+                              min_cases=self.promote_min_cases,
+                              window_days=self.promote_window_days,
+                              demote_below=self.demote_below_agreement,
+                              demote_min_cases=self.demote_min_cases)
+
     def journal_accounts(self) -> Accounts:
         return Accounts(stripe=self.journal_stripe_account, by_hand=self.journal_by_hand_account,
                         tax=self.journal_tax_account, fees=self.journal_fees_account,
@@ -224,6 +249,40 @@ class Settings(StoreSettings):
     def checkfront_base_url(self) -> str:
         host = self.checkfront_host.strip().rstrip("/")
         return host if host.startswith(("http://", "https://")) else f"https://{host}"
+
+
+class TeamsPackageSettings(LogSettings):
+    """What `python -m bot teams-package` writes into the Teams app package: the bot's Microsoft
+    Entra app (client) id (TEAMS_APP_ID, the manifest's bot id), the Teams app's own id
+    (TEAMS_MANIFEST_ID; unset: the same id), the app's version and the domains its cards may
+    link to (TEAMS_VALID_DOMAINS, comma-separated; the Checkfront host is added)."""
+
+    teams_app_id: str
+    teams_manifest_id: str | None = None
+    teams_app_version: str = "1.0.0"
+    teams_valid_domains: Annotated[list[str], NoDecode] = []
+    checkfront_host: str | None = None
+
+    @field_validator("teams_app_id", "teams_manifest_id")
+    @classmethod
+    def _guid(cls, value: str | None) -> str | None:
+        if value is not None and not _GUID.fullmatch(value.strip()):
+            raise ValueError("not a GUID (the app id Microsoft Entra shows)")
+        return value.strip().lower() if value is not None else None
+
+    @field_validator("teams_app_version")
+    @classmethod
+    def _semver(cls, value: str) -> str:
+        if not _SEMVER.fullmatch(value):
+            raise ValueError("not a version like 1.0.0")
+        return value
+
+    @field_validator("teams_valid_domains", mode="before")
+    @classmethod
+    def _domains(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
 
 
 def load_settings(**overrides: object) -> Settings:
@@ -237,6 +296,10 @@ def load_store_settings() -> StoreSettings:
 
 def load_log_settings() -> LogSettings:
     return _load(LogSettings, {})
+
+
+def load_teams_package_settings(**overrides: object) -> TeamsPackageSettings:
+    return _load(TeamsPackageSettings, overrides)
 
 
 def _load(kind: type[_S], overrides: dict[str, object]) -> _S:

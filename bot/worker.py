@@ -24,6 +24,17 @@ events of other bookings, nor they behind it (it takes its turn with its own boo
 and a slot like any other). It runs here rather than in the scheduler because it must run
 wherever webhooks are received, scheduler or not, and its times are stored on the events, so
 a restart loses none.
+
+Several instances on one store (`services.store.leases`): every queued event is leased to one
+instance, the one that stored it (the intake writes the claim with the row) or the one that
+claimed it here. The worker renews the leases of the events it holds every third of the lease
+(`_lease_loop`) and, in the same loop, claims the queued events no live instance holds (an
+instance killed -9 renews nothing: its events are free once their lease has passed, at once
+when it was a process of this host that is gone) and queues them; at start-up it claims its
+own id's too, and on stopping it gives back what it did not apply, for another instance to
+take at once. A case being executed is leased the same way (`execution.lease`), renewed here,
+and resumed here once its instance is gone. So two instances never apply the same queued
+event, nor execute one case, short of one stalling longer than its lease.
 """
 
 from __future__ import annotations
@@ -32,15 +43,24 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from datetime import datetime
+from functools import partial
 from typing import Any
 
 from bot.loop_guard import LoopGuard
 from services import correlation
 from services.deps import Deps
-from services.intake.events import StoredEvent, booking_of, claim_due, unprocessed
+from services.intake.events import (
+    StoredEvent,
+    booking_of,
+    claim_due,
+    claim_queued,
+    release_queued,
+    renew_queued,
+)
 from services.intake.routing import ordering_keys, process
-from services.refunds.execution import resume_all
+from services.refunds.execution import claim_stale, execute, renew_executing, resume_all
 from services.refunds.writeback import retry_due
+from services.store import leases
 from services.store.db import utcnow
 from services.telemetry import NOT_PROCESSED
 
@@ -107,6 +127,8 @@ class Worker:
         self._queue: asyncio.Queue[StoredEvent] = asyncio.Queue()
         self._consumer: asyncio.Task[None] | None = None
         self._retrier: asyncio.Task[None] | None = None
+        self._leaser: asyncio.Task[None] | None = None
+        self._held: set[int] = set()   # ids of the events in hand (queued here, not ended)
         self._retry_every = retry_every
         self._retrying = asyncio.Lock()
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -122,14 +144,42 @@ class Worker:
         """Resume interrupted executions, re-queue events stored but not processed, consume;
         retry the Checkfront write-backs that are due in the background."""
         await resume_all(self.svc)
-        for event in await unprocessed(self.svc.store):
-            self._queue.put_nowait(event)
+        for event in await claim_queued(self.svc.store, utcnow(), mine_too=True):
+            self.submit(event)
         self._consumer = asyncio.create_task(self._consume(), name="event-worker")
         self.spawn(lambda: retry_due(self.svc), "checkfront-writebacks")
         self._retrier = asyncio.create_task(self._retry_loop(), name="event-retries")
+        self._leaser = asyncio.create_task(self._lease_loop(), name="event-leases")
 
     def submit(self, event: StoredEvent) -> None:
+        self._held.add(event.row_id)
         self._queue.put_nowait(event)
+
+    async def renew_and_claim(self, now: datetime | None = None) -> list[StoredEvent]:
+        """Renew the leases of the events in hand and the cases executing here, then claim
+        and queue the queued events no live instance holds (those of an instance gone), and
+        resume the cases an instance gone left executing (with their keys); the events newly
+        queued."""
+        now = now or utcnow()
+        await renew_queued(self.svc.store, now)
+        await renew_executing(self.svc.store, now)
+        taken = [event for event in await claim_queued(self.svc.store, now)
+                 if event.row_id not in self._held]
+        for event in taken:
+            self.submit(event)
+        for case in await claim_stale(self.svc.store, now=now):   # its executor is gone
+            self.spawn(partial(execute, self.svc, case.id, actor="worker"),
+                       f"resume-case-{case.id}")
+        return taken
+
+    async def _lease_loop(self) -> None:
+        every = leases.this().lease.total_seconds() / 3
+        while True:
+            await asyncio.sleep(every)
+            try:
+                await self.renew_and_claim()
+            except Exception:
+                log.exception("event leases failed")
 
     @property
     def running(self) -> bool:
@@ -179,6 +229,12 @@ class Worker:
                 await self._cancel_all()
         else:   # with one, a retry still running is cancelled: its claim lapses, it runs later
             await self._cancel_all()
+        try:   # what it did not apply is another instance's to take now
+            await release_queued(self.svc.store)
+        except Exception:
+            log.warning("stopping: the leases of events not applied were not given back; "
+                        "they pass in %s", leases.this().lease)
+        self._held.clear()
 
     async def _stop_taking(self) -> None:
         """Take nothing more from the queue, and start none of the events taken but still
@@ -194,7 +250,8 @@ class Worker:
 
     async def _cancel_all(self) -> None:
         leftover = [t for t in self._tasks | self._taken if not t.done()]
-        leftover += [task for task in (self._retrier, self._consumer) if task is not None]
+        leftover += [task for task in (self._retrier, self._consumer, self._leaser)
+                     if task is not None]
         for task in leftover:
             task.cancel()
         await asyncio.gather(*leftover, return_exceptions=True)
@@ -262,7 +319,7 @@ class Worker:
         turn = self._turns.claim(ordering_keys(event))
         task = asyncio.create_task(self._when_its_turn(event, turn, now),
                                    name=f"event-{event.row_id}")
-        task.add_done_callback(lambda _: turn.end())
+        task.add_done_callback(lambda _: (turn.end(), self._held.discard(event.row_id)))
         return task
 
     async def _when_its_turn(self, event: StoredEvent, turn: Turn, now: datetime | None) -> str:

@@ -197,6 +197,7 @@ class SlackMethods:
             "conversations.open": self._conversations_open,
             "files.getUploadURLExternal": self._get_upload_url,
             "files.completeUploadExternal": self._complete_upload,
+            "files.info": self._files_info,
         }
 
     def _auth_test(self, p: dict[str, Any]) -> dict[str, Any]:
@@ -360,6 +361,20 @@ class SlackMethods:
             upload.initial_comment = p.get("initial_comment")
         return {"files": [{"id": f.id, "name": f.filename, "title": f.title, "size": len(
             f.content or b""), "channels": [f.channel] if f.channel else []} for f in done]}
+
+    def add_user_file(self, filename: str, content: bytes) -> SlackFile:
+        """A file a person uploaded (through a modal's file_input), for files.info to show."""
+        file_id = self._next_id("F")
+        self.files[file_id] = SlackFile(file_id, filename, len(content), content,
+                                        completed=True)
+        return self.files[file_id]
+
+    def _files_info(self, p: dict[str, Any]) -> dict[str, Any]:
+        found = self.files.get(_required(p, "file", "invalid_arguments"))
+        if found is None or not found.completed:
+            raise SlackError("file_not_found")
+        return {"file": {"id": found.id, "name": found.filename, "size": len(found.content or b""),
+                         "url_private_download": f"{self.url}/files/{found.id}/download"}}
 
     # ---- ids -------------------------------------------------------------------------
 

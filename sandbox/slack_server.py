@@ -232,6 +232,7 @@ class SlackSandbox(SlackMethods):
         app = web.Application(client_max_size=64 * 1024 * 1024, middlewares=[self._learn_url])
         app.router.add_route("*", "/api/{method}", self._h_api)
         app.router.add_post("/upload/{file_id}", self._h_upload)
+        app.router.add_get("/files/{file_id}/download", self._h_download)
         app.router.add_post("/response/{response_id}", self._h_response)
         app.router.add_get("/link/", self.socket.handle)
         app.on_shutdown.append(lambda _app: self.socket.close())
@@ -291,6 +292,17 @@ class SlackSandbox(SlackMethods):
         params["filename"] = upload.filename
         self._record(request, UPLOAD, params, arrived, 200, None)
         return web.Response(text=f"OK - {len(content)}")
+
+    async def _h_download(self, request: web.Request) -> web.StreamResponse:
+        """A file's url_private_download: its bytes, for a request with a bot token."""
+        found = self.files.get(request.match_info["file_id"])
+        bearer = request.headers.get("Authorization", "")
+        if not bearer.startswith("Bearer xoxb-") or (
+                self.token is not None and bearer != f"Bearer {self.token}"):
+            return web.Response(status=403, text="Forbidden")
+        if found is None or found.content is None:
+            return web.Response(status=404, text="Not Found")
+        return web.Response(body=found.content, content_type="application/octet-stream")
 
     async def _h_response(self, request: web.Request) -> web.StreamResponse:
         arrived = time.monotonic()

@@ -45,6 +45,7 @@ SCOPES: dict[str, frozenset[str]] = {
     "files_upload_v2": frozenset({"files:write"}),
     "files_getUploadURLExternal": frozenset({"files:write"}),
     "files_completeUploadExternal": frozenset({"files:write"}),
+    "files_info": frozenset({"files:read"}),           # a .yml uploaded to /refund simulate
     "reactions_add": frozenset({"reactions:write"}),
     "conversations_history": frozenset({"channels:history", "groups:history"}),
     "conversations_replies": frozenset({"channels:history", "groups:history"}),

@@ -13,7 +13,7 @@ import tempfile
 from pathlib import Path
 
 from bot.cli.render import say
-from bot.cli.world import TEAMS_APPROVALS, T_FIONA, T_SAM, Item, World
+from bot.cli.world import T_FIONA, T_SAM, TEAMS_APPROVALS, Item, World
 from services.refunds import cases
 
 

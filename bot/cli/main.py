@@ -20,7 +20,10 @@ from bot.cli import (
     event_commands,
     journal_commands,
     report_commands,
+    review_commands,
+    simulate_commands,
     store_commands,
+    teams_package,
 )
 from bot.cli.render import quote_table
 from bot.settings import SettingsError, load_log_settings
@@ -83,6 +86,9 @@ def build_parser() -> argparse.ArgumentParser:
     doctor.register(commands)
     store_commands.register(commands)
     journal_commands.register(commands)
+    simulate_commands.register(commands)
+    teams_package.register(commands)
+    review_commands.register(commands)
     return parser
 
 

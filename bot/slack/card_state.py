@@ -23,7 +23,7 @@ from bot.slack.ui.thread import thread_reply
 from services import outbox
 from services.customers import outbox as customer_outbox
 from services.disputes.holds import flags_now
-from services.refunds import cases, ledger, manual, ownership, writeback
+from services.refunds import cases, ledger, manual, modes, ownership, writeback
 from services.refunds.automation import automation_state
 from services.refunds.models import Case, Status
 from services.store import audit
@@ -49,6 +49,7 @@ async def card_context(store: Store, case: Case) -> dict[str, Any]:
         "by_hand": await manual.of_case(store, case.id)
         if case.status == Status.REFUNDED_BY_HAND else None,
         "customer": await customer_note(store, case.id),
+        "mode": await modes.of_case(store, case.id),
     }
 
 
@@ -67,13 +68,15 @@ async def render_card(store: Store, case: Case,
         return cards.approval_card(case, await flags_now(store, ctx["quote"]),
                                     customer_first_name=ctx["customer_first_name"],
                                     automation=ctx["automation"], links=links,
-                                    claim=await ownership.holder(store, case.id))
+                                    claim=await ownership.holder(store, case.id),
+                                    mode=ctx["mode"])
     return cards.outcome_card(case, ctx["quote"], customer_first_name=ctx["customer_first_name"],
                                decided_by=ctx["decided_by"], decided_at=ctx["decided_at"],
                                refunds=ctx["refunds"], automation=ctx["automation"],
                                decision_reason=ctx["decision_reason"],
                                checkfront_pending=ctx["checkfront_pending"],
-                               by_hand=ctx["by_hand"], links=links, customer=ctx["customer"])
+                               by_hand=ctx["by_hand"], links=links, customer=ctx["customer"],
+                               mode=ctx["mode"])
 
 
 async def render_compact(store: Store, case_ids: Sequence[int]) -> cards.Message:

@@ -25,6 +25,14 @@ sooner. A refusal no retry can fix (`not_in_channel`, `channel_not_found`, ...) 
 (`give_up`); a row that carries a `response_url` (a `/refund report` upload) then answers the
 person who asked, privately, with the fix.
 
+Several instances on one store: one sender holds a channel at a time (a named lease,
+`services.store.leases`, `channel:<id>`), so the channel's pace is one sender's, under Slack's
+limit however many instances run. A pass sends the due rows of the channels it holds or can
+take (its rows read once they are held), leaves the others' rows to their holder, renews its
+leases as it goes (a channel lost meanwhile is left for the next pass), and at its end
+hands each channel back, free to take once that channel's interval has passed since its last
+post. Every row of a channel is sent by its holder only, so no two instances send one row.
+
 A pause alert (an `alert` row with a `pause`) is remembered once posted; a resumed alert (with a
 `resume`) updates each remembered one in place to say so, without its Resume button.
 """
@@ -54,6 +62,7 @@ from services import outbox as posts
 from services.disputes import issues
 from services.outbox import Post
 from services.refunds import cases
+from services.store import leases
 from services.store.db import Store, utcnow
 
 log = logging.getLogger(__name__)
@@ -90,6 +99,8 @@ class Outbox:
         self._idle = asyncio.Event()
         self._idle.set()
         self._origins: dict[int, correlation.Bound] = {}   # post id: who queued it (unsent)
+        self._leased: dict[str, float] = {}   # channel: monotonic time its lease was taken
+        self._pass_channels: set[str] = set()  # held since this pass read its rows
 
     @staticmethod
     @contextlib.contextmanager
@@ -141,6 +152,10 @@ class Outbox:
         if self._task is not None:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
+        try:
+            await self._hand_back()
+        except Exception:   # they pass by themselves
+            log.warning("stopping: the Slack channels held were not handed back")
 
     async def drain(self) -> None:
         """Wait until every due row is sent (tests and shutdown)."""
@@ -176,7 +191,18 @@ class Outbox:
     async def flush(self) -> bool:
         """Send every due row once, oldest first, an urgent row before any other (also one
         added during the pass); True when something was attempted."""
-        queue = deque(await posts.due(self.store))
+        try:
+            for channel in dict.fromkeys(r.channel for r in await posts.due(self.store)):
+                await self._hold(channel)
+            # read again once held: no other instance sends these channels' rows meanwhile
+            self._pass_channels = set(self._leased)
+            queue = deque(r for r in await posts.due(self.store)
+                          if r.channel in self._pass_channels) if self._leased else deque()
+            return await self._pass(queue)
+        finally:
+            await self._hand_back()
+
+    async def _pass(self, queue: deque[Post]) -> bool:
         done: set[int] = set()
         attempted = False
         while (row := await self._next(queue, done)) is not None:
@@ -209,8 +235,11 @@ class Outbox:
         while True:
             self._jump.clear()
             urgent = [r for r in await posts.due_among(self.store, sorted(self._urgent))
-                      if r.id not in done and not self._is_held(r.channel)]
-            while queue and (queue[0].id in done or self._is_held(queue[0].channel)):
+                      if r.id not in done and not self._is_held(r.channel)
+                      and await self._hold(r.channel)]
+            while queue and (queue[0].id in done or self._is_held(queue[0].channel)
+                             or queue[0].channel not in self._pass_channels
+                             or not await self._hold(queue[0].channel)):
                 queue.popleft()
             if urgent:
                 row = urgent[0]
@@ -242,6 +271,28 @@ class Outbox:
     def _wait(self, channel: str) -> float:
         """How long until `interval` has passed since the last call to this channel ended."""
         return self._last_post.get(channel, 0.0) + self.interval - time.monotonic()
+
+    async def _hold(self, channel: str) -> bool:
+        """Whether this instance sends to `channel` now: it holds the channel's lease (taken
+        now, or renewed when a third of it has gone), else another instance does."""
+        taken = self._leased.get(channel)
+        me = leases.this()
+        if taken is not None and time.monotonic() - taken < me.lease.total_seconds() / 3:
+            return True
+        if (await leases.take(self.store, leases.CHANNEL + channel, utcnow(), me)).held:
+            self._leased[channel] = time.monotonic()
+            return True
+        self._leased.pop(channel, None)
+        self._pass_channels.discard(channel)   # this pass's rows of it may be stale now
+        return False
+
+    async def _hand_back(self) -> None:
+        """The end of a pass: every channel held is free for another instance once its
+        interval has passed since this one's last post to it."""
+        held, self._leased = self._leased, {}
+        for channel in held:
+            free_at = utcnow() + timedelta(seconds=max(0.0, self._wait(channel)))
+            await leases.release(self.store, leases.CHANNEL + channel, free_at=free_at)
 
     def _is_held(self, channel: str) -> bool:
         return self._held.get(channel, 0.0) > time.monotonic()

@@ -72,6 +72,7 @@ from handlers.slack import (
     disputes,
     home,
     intake,
+    review,
     views,
 )
 from handlers.slack import customer as customer_message
@@ -216,6 +217,7 @@ class SlackRuntime:
                          groups=GroupMembers(rules.group_id), notifier=delivery.notifier,
                          outbox=delivery.outbox, zone=settings.zone,
                          customers=settings.customer_settings(),
+                         promotion=settings.promotion_rules(),
                          templates=Templates(Path(settings.customer_templates_dir)
                                              if settings.customer_templates_dir else None))
         app.middleware(_correlate)
@@ -231,6 +233,7 @@ class SlackRuntime:
         card_actions.register(app, deps)
         customer_message.register(app, deps)
         departure.register(app, deps)
+        review.register(app, deps)
         app_token = settings.slack_app_token.get_secret_value() \
             if settings.slack_app_token else None
         return cls(app=app, deps=deps, outbox=delivery.outbox, notifier=delivery.notifier,

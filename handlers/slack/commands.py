@@ -1,5 +1,6 @@
 """Owns `/refund quote|status|pause|resume|report|help`: ack at once, answer privately after
-(`departure` is `departure.py`'s).
+(`departure` is `departure.py`'s, `simulate` `simulate.py`'s: it opens a modal, so it is given
+the command's whole body).
 
 `/refund quote <booking> [at <time>] [waiver CODE]` quotes at the moment asked for (a time in
 the business's timezone, or ISO 8601), else at the booking's cancellation when Checkfront
@@ -22,7 +23,7 @@ from slack_bolt.async_app import AsyncApp
 
 from bot.slack.ui import answers, ids, notes
 from bot.slack.ui.kit import context, date_token, esc
-from handlers.slack import departure
+from handlers.slack import departure, simulate
 from handlers.slack.deps import SlackDeps
 from handlers.slack.listeners import Body, refuse
 from services.clients.checkfront_errors import (
@@ -50,10 +51,14 @@ def register(app: AsyncApp, deps: SlackDeps, command: str = "/refund") -> None:
         words = str(body.get("text") or "").split()
         sub = words[0].lower() if words else "help"
         user, channel = body["user_id"], str(body.get("channel_id") or "")
+        if sub == "simulate":   # a modal: it needs the trigger_id
+            deps.later("command:simulate", lambda: simulate.command(deps, body, respond))
+            return
         deps.later(f"command:{sub}",
                    lambda: _run(deps, sub, words[1:], user, channel, respond))
 
     app.command(command)(listener)
+    simulate.register(app, deps)
 
 
 async def _run(deps: SlackDeps, sub: str, args: list[str], user: str, channel: str,

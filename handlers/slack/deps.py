@@ -27,6 +27,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from services.customers.drafts import Templates
 from services.customers.sending import CustomerSettings
 from services.deps import Deps
+from services.finance.agreement import Rules as PromotionRules
 from services.notify import Notifier
 from services.refunds.permissions import ApproverRules
 from services.store import audit
@@ -110,6 +111,8 @@ class SlackDeps:
     # the template folder
     customers: CustomerSettings = field(default_factory=CustomerSettings)
     templates: Templates = field(default_factory=Templates)
+    # the weekly review's offers of a mode change (services.finance.agreement)
+    promotion: PromotionRules = field(default_factory=PromotionRules)
 
     def is_approver(self, user: str) -> bool:
         return self.rules.is_approver(user, self.groups.members)

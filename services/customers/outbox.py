@@ -5,7 +5,10 @@ IGNORE, so a closed case always has its row and a second close never a second on
 (`services.customers.sending`) moves a row on: new -> queued (auto) | draft (review) | off;
 queued -> sending -> sent, or back to queued with a later time, or failed when the tries are
 spent; a person's Send (`queue_edited`, `queue_draft`) or Retry (`queue_draft`) queues a
-draft or failed row again. No row holds an address; only a person's edited text waits here,
+draft or failed row again. A row `sending` is leased to the instance sending it
+(`services.store.leases`): only a row whose lease has passed, or whose holder is gone, is
+queued again (`requeue_stale`), so a live instance's send is never repeated by another.
+No row holds an address; only a person's edited text waits here,
 and is cleared once it is sent.
 
 """
@@ -17,7 +20,8 @@ from datetime import datetime
 
 import aiosqlite
 
-from services.store.db import Row, Store, iso_utc, now_iso, one, write
+from services.store import leases
+from services.store.db import Row, Store, iso_utc, now_iso, one, utcnow, write
 
 REFUNDED = "refunded"
 PARTLY_REFUNDED = "partly_refunded"
@@ -44,7 +48,7 @@ class Message:
 
     @classmethod
     def from_row(cls, row: Row) -> Message:
-        return cls(**dict(row))
+        return cls(**{name: row[name] for name in cls.__dataclass_fields__})
 
 
 def outcome_of(status: str, refund_amount: int, approved_amount: int | None) -> str | None:
@@ -148,9 +152,10 @@ async def queue_draft(tx: aiosqlite.Connection, message_id: int) -> bool:
 
 async def mark_sending(tx: aiosqlite.Connection, message_id: int, message_id_header: str) -> None:
     """Just before SMTP: the Message-ID it goes out with (a resend after a crash reuses it)."""
+    me = leases.this()
     await tx.execute(
-        "UPDATE customer_messages SET state = 'sending', message_id = ? WHERE id = ?",
-        (message_id_header, message_id))
+        "UPDATE customer_messages SET state = 'sending', message_id = ?, claimed_by = ?, "
+        "lease_until = ? WHERE id = ?", (message_id_header, me.id, me.until(utcnow()), message_id))
 
 
 async def mark_sent(tx: aiosqlite.Connection, message_id: int) -> None:
@@ -165,3 +170,23 @@ async def retry_later(tx: aiosqlite.Connection, message_id: int, error: str, at:
         "UPDATE customer_messages SET state = ?, attempts = attempts + 1, error = ?, "
         "next_at = ? WHERE id = ?",
         ("failed" if give_up else "queued", error, iso_utc(at), message_id))
+
+
+async def requeue_stale(store: Store, now: datetime, *, mine_too: bool = False,
+                        me: leases.Instance | None = None) -> int:
+    """Rows left `sending` by an instance that stopped renewing (killed mid-send: its lease
+    passed, or it was a process of this host that is gone; with `mine_too`, this instance's
+    id's too, as at start-up) are queued again; how many. A resend carries the same
+    Message-ID."""
+    me = me or leases.this()
+    sending = "state = 'sending'"
+    dead = await leases.dead_holders(store, "customer_messages", sending, (), now, me)
+    if mine_too:
+        dead.append(me.id)
+    names = f" OR claimed_by IN ({', '.join('?' for _ in dead)})" if dead else ""
+    async with store.transaction() as tx:
+        cursor = await tx.execute(
+            "UPDATE customer_messages SET state = 'queued', claimed_by = NULL, lease_until = NULL "
+            f"WHERE {sending} AND (lease_until IS NULL OR lease_until <= ?{names})",
+            (iso_utc(now), *dead))
+        return int(cursor.rowcount or 0)

@@ -119,14 +119,16 @@ async def look_at_new(svc: Deps, settings: CustomerSettings) -> list[int]:
 
 async def recover(svc: Deps) -> None:
     """At start-up: a row a crash left `sending` is queued again (it may have gone out: the
-    resend carries the same Message-ID)."""
-    async with svc.store.transaction() as tx:
-        await tx.execute("UPDATE customer_messages SET state = 'queued' WHERE state = 'sending'")
+    resend carries the same Message-ID), unless another live instance is sending it now (its
+    lease holds: `outbox.requeue_stale`)."""
+    await outbox.requeue_stale(svc.store, utcnow(), mine_too=True)
 
 
 async def send_due(svc: Deps, mailer: Mailer, settings: CustomerSettings,
                    templates: Templates) -> list[int]:
-    """One pass: look at new rows, then send every queued one that is due; the ids sent."""
+    """One pass: queue again the rows an instance gone left `sending`, look at new rows, then
+    send every queued one that is due; the ids sent."""
+    await outbox.requeue_stale(svc.store, utcnow())
     await look_at_new(svc, settings)
     sent = []
     for message in await outbox.due(svc.store):

@@ -35,7 +35,7 @@ import orjson
 from services.config import EventRetries
 from services.errors import DomainError
 from services.privacy import scrub
-from services.store import audit
+from services.store import audit, leases
 from services.store.db import Row, Store, dumps, iso_utc, now_iso, utcnow
 from services.store.writer import Batch, StoreUnavailable
 
@@ -94,21 +94,26 @@ def checkfront_kind(payload: dict[str, Any]) -> str:
     return "unknown"
 
 
-_INSERT = ("INSERT OR IGNORE INTO webhook_events (source, event_id, kind, received_at, payload) "
-           "VALUES (?, ?, ?, ?, ?)")
+_INSERT = ("INSERT OR IGNORE INTO webhook_events (source, event_id, kind, received_at, payload, "
+           "claimed_by, lease_until) VALUES (?, ?, ?, ?, ?, ?, ?)")
 
 
 async def store_event(store: Store, *, source: str, event_id: str, kind: str,
                       payload: dict[str, Any], salt: str | None = None) -> StoredEvent | None:
     """Insert the event, scrubbed (with `salt`, the customer's email is kept as its salted
     hash), with its `webhook.received` audit row; None when an event with this id was already
-    received. The event returned holds the payload as received, for the worker to process now.
+    received. The event returned holds the payload as received, for the worker to process now:
+    it is stored claimed by this instance (`services.store.leases`), so no other instance
+    takes it while its lease is renewed.
 
     It goes through the store's intake writer (a connection of its own, group commit): when
     this returns, the event and its audit row are committed. StoreUnavailable when the store
     could not take it (closed, disk error, locked too long): not stored, to be sent again."""
-    received = now_iso()
-    params = (source, event_id, kind, received, payload_json(scrub(payload, salt)))
+    moment = utcnow()
+    received = iso_utc(moment)
+    me = leases.this()
+    params = (source, event_id, kind, received, payload_json(scrub(payload, salt)), me.id,
+              me.until(moment))
     writer = store.writer
     if writer is not None:
         row_id = await writer.run(partial(_insert_event, params))
@@ -145,7 +150,7 @@ def payload_json(value: dict[str, Any]) -> str:
     return text.decode()
 
 
-def _insert_event(params: tuple[str, str, str, str, str], batch: Batch) -> int | None:
+def _insert_event(params: tuple[str, ...], batch: Batch) -> int | None:
     """In the writer's batch: the event's row and its audit row; None for a duplicate (also
     of an event earlier in the same batch)."""
     cursor = batch.conn.execute(_INSERT, params)
@@ -177,6 +182,29 @@ async def unprocessed(store: Store) -> list[StoredEvent]:
     rows = await store.fetch_all(
         f"SELECT * FROM webhook_events WHERE {_WAITING} AND next_at IS NULL ORDER BY id")
     return [_stored(r) for r in rows]
+
+
+_QUEUED = f"{_WAITING} AND next_at IS NULL"
+
+
+async def claim_queued(store: Store, now: datetime, *, me: leases.Instance | None = None,
+                       mine_too: bool = False, limit: int = 1000) -> list[StoredEvent]:
+    """Claim the queued events no live instance holds (never claimed, a lease passed, a
+    holder known dead; with `mine_too`, also those this instance's id holds, as at start-up),
+    oldest first, each leased to `me` (`services.store.leases.claim`)."""
+    found = await leases.claim(store, "webhook_events", where=_QUEUED, now=now, me=me,
+                               limit=limit, mine_too=mine_too)
+    return [_stored(r) for r in found]
+
+
+async def renew_queued(store: Store, now: datetime, me: leases.Instance | None = None) -> int:
+    """Extend this instance's leases on the queued events it holds (its worker has them)."""
+    return await leases.renew_rows(store, "webhook_events", where=_QUEUED, now=now, me=me)
+
+
+async def release_queued(store: Store, me: leases.Instance | None = None) -> int:
+    """Give back the queued events this instance holds and did not apply (on stopping)."""
+    return await leases.release_rows(store, "webhook_events", where=_QUEUED, me=me)
 
 
 async def get(store: Store, row_id: int) -> EventRow | None:

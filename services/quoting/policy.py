@@ -2,6 +2,12 @@
 
 Validation happens at load: a bad file is refused with a message naming the file, the
 policy id and the field, never half-applied.
+
+A policy may name the mode its cases are decided in (`mode: shadow|assisted|autonomous`) and a
+mode per product of its `match` (`product_modes: {kayak-tour: shadow, "12": autonomous}`, a
+product being a sku or an item id the policy matches); both override the deployment's `MODE`
+(`services.refunds.modes` resolves them). Modes do not price a quote, so they are left out of
+the file's digest: adding or changing one changes no quote's version.
 """
 
 from __future__ import annotations
@@ -26,6 +32,16 @@ class PolicyError(DomainError, ValueError):
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+MODES = ("shadow", "assisted", "autonomous")   # in order of autonomy (services.config.Mode)
+MODE_KEYS = ("mode", "product_modes")           # not part of the digest: they price nothing
+
+
+def _mode_text(value: Any) -> Any:
+    if isinstance(value, str) and value.strip().lower() in MODES:
+        return value.strip().lower()
+    raise ValueError(f"must be one of {', '.join(MODES)}")
 
 
 class Tier(_Strict):
@@ -58,6 +74,29 @@ class Policy(_Strict):
     # the books (`services.finance.journal`): unset, the book's defaults below
     gl_account: str | None = Field(default=None, min_length=1)
     tax_code: str | None = Field(default=None, min_length=1)
+    # the mode this policy's cases are decided in, and per product of its match (unset: MODE)
+    mode: str | None = None
+    product_modes: dict[str, str] = {}
+
+    @field_validator("mode", mode="before")
+    @classmethod
+    def _mode(cls, value: Any) -> Any:
+        return None if value is None else _mode_text(value)
+
+    @field_validator("product_modes", mode="before")
+    @classmethod
+    def _product_modes(cls, value: Any) -> Any:
+        if not isinstance(value, dict):
+            raise ValueError("must map a sku or item id to a mode")
+        return {str(product).strip(): _mode_text(mode) for product, mode in value.items()}
+
+    @model_validator(mode="after")
+    def _modes_name_matched_products(self) -> Policy:
+        known = set(self.match.skus) | set(self.match.item_ids)
+        for product in self.product_modes:
+            if product not in known:
+                raise ValueError(f"product_modes: {product} is not in this policy's match")
+        return self
 
     @field_validator("cancellation_fee", mode="before")
     @classmethod
@@ -185,6 +224,10 @@ def parse_policies(data: Any, source: str = "<policies>") -> PolicyBook:
         raise PolicyError(f"{source}: {exc}") from None
     # the policies a quote is priced by; the waiver rules pick a waiver, which the quote names
     priced = {key: value for key, value in data.items() if key != "waiver_rules"}
+    if isinstance(priced.get("policies"), list):   # nor do modes (they decide, not price)
+        priced["policies"] = [
+            {k: v for k, v in p.items() if k not in MODE_KEYS} if isinstance(p, dict) else p
+            for p in priced["policies"]]
     digest = hashlib.sha256(yaml.safe_dump(priced, sort_keys=True).encode()).hexdigest()[:12]
     return book.model_copy(update={"source": source, "digest": digest})
 

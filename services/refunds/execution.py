@@ -48,8 +48,8 @@ from services.refunds.models import (
 from services.refunds.refund_calls import PlannedRefund, call_stripe
 from services.refunds.snapshots import BookingRead, quote_snapshot, read_booking
 from services.refunds.writeback import record_written, tell_checkfront, write_back
-from services.store import audit
-from services.store.db import utcnow
+from services.store import audit, leases
+from services.store.db import Store, utcnow, write
 
 
 async def execute(svc: Deps, case_id: int, *, actor: str, read: BookingRead | None = None,
@@ -78,6 +78,7 @@ async def execute(svc: Deps, case_id: int, *, actor: str, read: BookingRead | No
         async with svc.store.transaction() as tx:
             case = await cases.transition(tx, case, Status.EXECUTING, actor=actor,
                                           reason="executing")
+            await lease(tx, case.id)
     elif case.status != Status.EXECUTING:
         raise IllegalTransition(f"case {case_id} is {case.status}; nothing to execute")
     await svc.notifier.case_updated(case)
@@ -90,13 +91,43 @@ async def execute(svc: Deps, case_id: int, *, actor: str, read: BookingRead | No
     return case
 
 
+_EXECUTING = "status = 'executing'"
+
+
+async def lease(tx: aiosqlite.Connection, case_id: int) -> None:
+    """Inside the transaction that moves the case to `executing`: the case is leased to this
+    instance (`services.store.leases`; no trip of its own), renewed while it runs
+    (`renew_executing`), so another instance resumes it only once this one is gone."""
+    me = leases.this()
+    await write(tx, "UPDATE cases SET claimed_by = ?, lease_until = ? WHERE id = ?",
+                (me.id, me.until(utcnow()), case_id))
+
+
+async def claim_stale(store: Store, *, mine_too: bool = False,
+                      now: datetime | None = None) -> list[Case]:
+    """The cases `executing` whose instance is gone (the lease passed, or a process of this
+    host that no longer exists; with `mine_too`, this instance's id's, as at start-up), each
+    leased to this instance now, to be resumed with their keys."""
+    found = await leases.claim(store, "cases", where=_EXECUTING, now=now or utcnow(),
+                               mine_too=mine_too)
+    return [await cases.get(store, row["id"]) for row in found]
+
+
+async def renew_executing(store: Store, now: datetime | None = None) -> int:
+    """Extend this instance's leases on the cases it is executing."""
+    return await leases.renew_rows(store, "cases", where=_EXECUTING, now=now or utcnow())
+
+
 async def resume_all(svc: Deps) -> list[Case]:
     """At start-up: finish every case a crash left in `executing`, with the same keys, then
     run every approval a crash left before its execution began (`approved`, `auto_approved`):
-    an approval is an intent that survives."""
+    an approval is an intent that survives. Of the cases `executing`, only those no live
+    instance holds (`claim_stale`): one another instance is executing now is left to it."""
     resumed = []
     for status in (Status.EXECUTING, *APPROVED):
-        for case in await cases.list_cases(svc.store, status, limit=10_000):
+        found = await claim_stale(svc.store, mine_too=True) if status == Status.EXECUTING \
+            else await cases.list_cases(svc.store, status, limit=10_000)
+        for case in found:
             await audit.record(svc.store, actor="worker", action="execution.resumed",
                                case_id=case.id, detail={"status": str(status)})
             try:

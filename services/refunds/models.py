@@ -117,6 +117,8 @@ class Case:
     @classmethod
     def from_row(cls, row: Row) -> Case:
         data = dict(row)
+        data.pop("claimed_by", None)    # who executes it (services.store.leases), not the case
+        data.pop("lease_until", None)
         data["status"] = Status(data["status"])
         if "involuntary" in data:
             data["involuntary"] = bool(data["involuntary"])

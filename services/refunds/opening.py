@@ -1,5 +1,8 @@
 """Opening a case: quote the booking, open its one case and make the first decision under the
-mode and the automation switch; then tell the notifier. A cancellation a waiver rule matched
+case's mode (its product's, `services.refunds.modes`: a stored override, the policy file's
+product or policy mode, else `MODE`) and the automation switch; then tell the notifier. The
+case's mode and where it came from are stored with it (`case_modes`) and named in the audit row
+of the decision. A cancellation a waiver rule matched
 (`services.quoting.waiver_rules`) is quoted with its waiver and opened involuntary, the audit
 saying where the waiver came from.
 """
@@ -21,8 +24,8 @@ from services.quoting.booking import BookingSnapshot
 from services.quoting.policy import PolicyBook
 from services.quoting.quote import Decision, Quote
 from services.quoting.waiver_rules import WaiverMatch
-from services.refunds import cases
-from services.refunds.automation import Automation, automation_state
+from services.refunds import cases, modes
+from services.refunds.automation import Automation
 from services.refunds.models import Case, Status
 from services.refunds.snapshots import quote_snapshot
 from services.store import audit
@@ -61,12 +64,14 @@ async def open_case(
         existing = await cases.find_open(svc.store, snapshot.code)  # by the booking's key
         if existing is not None:
             return OpenedCase(existing, quote, created=False)
-    automation = await automation_state(svc.store)
+    automation, mode = await modes.with_automation(svc.store, svc.book, svc.config.mode,
+                                                   snapshot)
     try:
         async with svc.store.transaction() as tx:
             case = await _insert_case(tx, svc, snapshot, quote, source, requested_by, raw,
                                       waiver_match)
-            status, reason, decided_by = _initial_status(svc, quote, automation)
+            await modes.record_case_mode(tx, case.id, mode)
+            status, reason, decided_by = _initial_status(svc, quote, automation, mode.mode)
             decision = {Status.AUTO_APPROVED: "auto_approve", Status.DENIED: "deny",
                         Status.SKIPPED: "skip"}.get(status)
             if decision is not None:
@@ -75,7 +80,7 @@ async def open_case(
             changes = {"approved_amount": quote.total_refund} \
                 if status == Status.AUTO_APPROVED else None
             case = await cases.transition(tx, case, status, actor=decided_by, reason=reason,
-                                          changes=changes)
+                                          changes=changes, detail=mode.audit())
     except aiosqlite.IntegrityError:
         # another delivery opened the case between our check and our insert
         existing = await cases.find_open(svc.store, snapshot.code)
@@ -115,20 +120,22 @@ async def _insert_case(
 
 
 def _initial_status(
-    svc: Deps, quote: Quote, automation: Automation
+    svc: Deps, quote: Quote, automation: Automation, mode: Mode | None = None
 ) -> tuple[Status, str, str]:
-    """Status, reason and deciding actor for a fresh quote under the mode and the breaker."""
+    """Status, reason and deciding actor for a fresh quote under the case's mode (default: the
+    deployment's) and the breaker."""
+    mode = svc.config.mode if mode is None else mode
     reason = "; ".join(quote.reasons)
     if quote.decision == Decision.SKIP:
         return Status.SKIPPED, reason, "policy"
     if quote.decision == Decision.DENY:
         return Status.DENIED, reason, "policy"
     automatic = quote.decision == Decision.AUTO_APPROVE or (
-        svc.config.mode == Mode.AUTONOMOUS and policy_clear(quote, svc.book)
+        mode == Mode.AUTONOMOUS and policy_clear(quote, svc.book)
     )
     if not automatic:
         return Status.PENDING_APPROVAL, reason, "policy"
-    if svc.config.mode == Mode.SHADOW:
+    if mode == Mode.SHADOW:
         return Status.PENDING_APPROVAL, "shadow mode: would auto-approve; " + reason, "policy"
     if automation.paused:
         return Status.PENDING_APPROVAL, f"automation paused ({automation.reason}); " + reason, \

@@ -26,7 +26,7 @@ from services.quoting.quote import Quote
 from services.refunds import cases, ledger
 from services.refunds.models import Case
 from services.refunds.snapshots import booking_status
-from services.store import audit
+from services.store import audit, leases
 from services.store.db import Store, iso_utc, now_iso, utcnow, write
 
 RETRY_FIRST = timedelta(minutes=2)
@@ -178,10 +178,13 @@ async def _keep(svc: Deps, case: Case, actor: str, manual: int, error: str,
 
 
 async def _claim(svc: Deps, case_id: int, now: datetime) -> bool:
-    """Move the row's next_at on before trying, so that two retries never write twice."""
+    """Move the row's next_at on before trying, so that two retries never write twice, on
+    any instance: the moved next_at is the claim's lease (`CLAIM_FOR`; a retrier killed
+    mid-way is retried after it), `claimed_by` and `lease_until` say whose it is."""
+    until = iso_utc(now + CLAIM_FOR)
     async with svc.store.transaction() as tx:
         cursor = await tx.execute(
-            "UPDATE checkfront_writebacks SET next_at = ?, updated_at = ? WHERE case_id = ? "
-            "AND done_at IS NULL AND next_at <= ?",
-            (iso_utc(now + CLAIM_FOR), now_iso(), case_id, iso_utc(now)))
+            "UPDATE checkfront_writebacks SET next_at = ?, updated_at = ?, claimed_by = ?, "
+            "lease_until = ? WHERE case_id = ? AND done_at IS NULL AND next_at <= ?",
+            (until, now_iso(), leases.this().id, until, case_id, iso_utc(now)))
         return cursor.rowcount == 1

@@ -55,6 +55,7 @@ from services.refunds.automation import Automation
 from services.refunds.ledger import SETTLED
 from services.refunds.manual import CLOSABLE, ManualRefund
 from services.refunds.models import Case, Status
+from services.refunds.modes import EffectiveMode
 from services.refunds.ownership import Claim
 from services.refunds.writeback import PendingWriteback
 
@@ -119,10 +120,16 @@ def involuntary_badge(case: Case) -> dict[str, Any] | None:
                    f"from {esc(case.waiver_source or 'Checkfront', 300)}")
 
 
-def _about(case: Case) -> dict[str, Any]:
+def mode_line(mode: EffectiveMode | None) -> str:
+    """" · decided in assisted mode (policy standard-48h)", or nothing for a case recorded
+    before modes per product."""
+    return f" · decided in {esc(mode.text(), 120)}" if mode is not None else ""
+
+
+def _about(case: Case, mode: EffectiveMode | None = None) -> dict[str, Any]:
     requested = f" · requested by {who(case.requested_by)}" if case.requested_by else ""
     return context(f"Case #{case.id} · from {source_text(case.source)} · cancelled "
-                   f"{date_token(case.cancelled_at)}{requested}")
+                   f"{date_token(case.cancelled_at)}{requested}{mode_line(mode)}")
 
 
 def approval_buttons(case: Case, quote: Quote, links: CardLinks = NO_LINKS,
@@ -148,7 +155,7 @@ def approval_buttons(case: Case, quote: Quote, links: CardLinks = NO_LINKS,
 
 def approval_card(case: Case, quote: Quote, *, customer_first_name: str,
                   automation: Automation, links: CardLinks = NO_LINKS,
-                  claim: Claim | None = None) -> Message:
+                  claim: Claim | None = None, mode: EffectiveMode | None = None) -> Message:
     """Decision first: the amount and booking, why a person is needed with the risk flags, a
     few facts, the buttons. The itemised quote is behind Details."""
     amount = money(case.refund_amount, case.currency)
@@ -159,7 +166,7 @@ def approval_card(case: Case, quote: Quote, *, customer_first_name: str,
         blocks.append(context(f":double_vertical_bar: Automation paused by {who(automation.by)}: "
                               f"{esc(automation.reason or 'no reason given', 300)}"))
     blocks += line_sections(reason_lines(case, quote), title="Why a person is needed")
-    blocks += [_facts(case, quote, customer_first_name), _about(case)]
+    blocks += [_facts(case, quote, customer_first_name), _about(case, mode)]
     if claim is not None:
         blocks.append(claim_line(claim))
     blocks.append(actions(*approval_buttons(case, quote, links, claim)))
@@ -306,7 +313,8 @@ def outcome_card(case: Case, quote: Quote, *, customer_first_name: str,
                  automation: Automation, decision_reason: str | None = None,
                  checkfront_pending: PendingWriteback | None = None,
                  by_hand: ManualRefund | None = None, links: CardLinks = NO_LINKS,
-                 customer: CustomerNote | None = None) -> Message:
+                 customer: CustomerNote | None = None,
+                 mode: EffectiveMode | None = None) -> Message:
     """The card after a decision, collapsed: the outcome with the one amount that moved, who
     decided, what is left by hand, whether the customer was told; the quote is behind Details
     and in the thread."""
@@ -322,7 +330,7 @@ def outcome_card(case: Case, quote: Quote, *, customer_first_name: str,
     first = esc(_first(customer_first_name), 40)
     blocks.append(context(f"Case #{case.id} · `{esc(case.booking_code, 60)}`"
                           + (f" · customer {first}" if first else "")
-                          + f" · updated {date_token(case.updated_at)}"))
+                          + f" · updated {date_token(case.updated_at)}" + mode_line(mode)))
     if told_context:
         blocks.append(context(*told_context))
     blocks.append(actions(*outcome_buttons(case, quote, refunds, links, customer)))

@@ -65,3 +65,6 @@ SUBJECT_BLOCK = "subject"
 SUBJECT_INPUT = "subject_input"
 BODY_BLOCK = "body"
 BODY_INPUT = "body_input"
+
+# the weekly review (issue 16): a finance lead answers an offered change of a product's mode
+MODE_OFFER = "mode_offer"

@@ -24,10 +24,12 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC
 from typing import Any
 
-from services.money import MoneyError, display, exponent, to_minor
+from bot.text import amounts_in as amounts_in  # re-exported: the cards import it from here
+from bot.text import clip, parse_time, scrub
+from services.money import display, to_minor
 
 # Documented Block Kit limits (characters unless noted).
 HEADER_TEXT = 150
@@ -51,10 +53,6 @@ MESSAGE_BLOCKS = 50
 MODAL_BLOCKS = 100
 FALLBACK_TEXT = 300  # notification text: Slack allows far more, people read far less
 
-_EMAIL = re.compile(r"(?<![\w.+-])[\w.+-]+@[\w-]+(?:\.[\w-]+)+")  # lookbehind: linear time
-_PHONE = re.compile(r"\+\d[\d\s().-]{6,}\d")
-# card numbers: 13-19 digits together, in groups of four, or Amex's 4-6-5 (not date ranges)
-_CARD = re.compile(r"\b(?:\d{13,19}|(?:\d{4}[ -]){3}\d{1,7}|\d{4}[ -]\d{6}[ -]\d{5})\b")
 _SLACK_USER = re.compile(r"[UW][A-Z0-9]{2,}")
 # A run of mrkdwn formatting a user string would form: the marker after a start or a non-word
 # character, something not blank, the same marker before an end or a non-word character.
@@ -69,19 +67,6 @@ class Message:
 
 
 # --- text ---------------------------------------------------------------------------------
-
-def clip(text: str, limit: int) -> str:
-    """At most `limit` characters; a cut ends with an ellipsis."""
-    return text if len(text) <= limit else text[: max(limit - 1, 0)].rstrip() + "…"
-
-
-def scrub(text: str) -> str:
-    """Mask what looks like contact or card data in free text."""
-    if "@" in text:
-        text = _EMAIL.sub("[email hidden]", text)
-    text = _CARD.sub("[number hidden]", text)
-    return _PHONE.sub("[phone hidden]", text)
-
 
 def _unformat(match: re.Match[str]) -> str:
     mark = _LOOKALIKE[match.group(1)]
@@ -108,16 +93,6 @@ def who(actor: str | None) -> str:
     if not actor:
         return "someone"
     return f"<@{actor}>" if _SLACK_USER.fullmatch(actor) else esc(actor, 80)
-
-
-def parse_time(iso: str | None) -> datetime | None:
-    if not iso:
-        return None
-    try:
-        moment = datetime.fromisoformat(iso.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 def date_token(iso: str | None, unknown: str = "unknown") -> str:
@@ -149,28 +124,6 @@ def money(minor: int, currency: str) -> str:
 def number(minor: int, currency: str) -> str:
     """"1,525.00" (no code), for lists where the currency is already stated."""
     return display(minor, currency).rsplit(" ", 1)[0]
-
-
-_BARE_AMOUNT = re.compile(r"(?<![\w.,])(\d+)\.(\d+)(?![\w.,%]| ?[A-Z]{3}\b)")
-
-
-def amounts_in(text: str, currency: str) -> str:
-    """A service text ("refund 1525.00 is over the escalation limit 1500.00") with each bare
-    decimal amount in the currency's exponent shown as `money` ("1,525.00 USD"); anything else,
-    and currencies without decimals, as it was."""
-    try:
-        places = exponent(currency)
-    except MoneyError:
-        return text
-    if not places or "." not in text:
-        return text
-
-    def shown(match: re.Match[str]) -> str:
-        if len(match.group(2)) != places:
-            return match.group(0)
-        return display(to_minor(match.group(0), currency), currency)
-
-    return _BARE_AMOUNT.sub(shown, text)
 
 
 def minor_of(text: str | int, currency: str) -> int:

@@ -11,6 +11,8 @@ strands the buttons on every card posted before:
     QuoteRequest  {"b":"157","w":"WEATHER"}         Request refund, under a `/refund quote`
     IssueRef      7                                  dispute and failed-payment buttons
     EventRef      12                                 Retry on a stuck webhook event's card
+    ModeOffer     {"p":"kayak-tour","f":"assisted","t":"autonomous","w":"2025-W14"}
+                                                     the weekly review's mode change
 
 `v` is the quote version the card showed (null when it showed none), `max` the most the
 adjusted amount may be (paid, less earlier refunds) as a decimal string in `cur`; inside the
@@ -122,6 +124,19 @@ class EventRef(RootModel[Id]):
 
     def dumps(self) -> str:
         return str(self.root)
+
+
+class ModeOffer(Payload):
+    """A mode change the weekly review offers: product, from and to mode, the review's week."""
+
+    product: str = Field(alias="p", min_length=1, max_length=200)
+    from_mode: str = Field(alias="f", pattern="^(shadow|assisted|autonomous)$")
+    to_mode: str = Field(alias="t", pattern="^(shadow|assisted|autonomous)$")
+    week: str = Field(alias="w", pattern=r"^\d{4}-W\d{2}$")
+
+    @property
+    def key(self) -> str:   # services.finance.agreement.Offer.key
+        return f"{self.product}|{self.from_mode}|{self.to_mode}|{self.week}"
 
 
 @cache

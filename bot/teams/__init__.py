@@ -1,0 +1,1 @@
+"""Microsoft Teams: the second chat platform beside Slack, over the same domain (`services`)."""
