@@ -25,9 +25,11 @@ from pathlib import Path
 from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from microsoft_agents.hosting.core.authorization import Connections
 
 from bot import logs
 from bot.checkfront_transport import CheckfrontTransport
+from bot.fanout import FanoutNotifier
 from bot.loop_guard import LoopGuard
 from bot.mail import CustomerMail, SmtpMailer
 from bot.metrics import CHECKFRONT, BotMetrics
@@ -38,6 +40,8 @@ from bot.slack.digest import DigestPoster
 from bot.slack.nudges import NudgePoster
 from bot.slack.review_post import ReviewPoster
 from bot.slack.runtime import SlackDelivery, SlackRuntime
+from bot.teams.digest import TeamsDigestPoster
+from bot.teams.runtime import TeamsDelivery, TeamsRuntime
 from bot.worker import Worker
 from handlers.http import checkfront_webhook, stripe_webhook
 from handlers.http.context import CONTEXT_KEY, AppContext
@@ -66,6 +70,7 @@ class Bot:
     worker: Worker
     web: web.Application
     slack: SlackRuntime | None = None
+    teams: TeamsRuntime | None = None
     scheduler: AsyncIOScheduler | None = None
     rejections: Rejections = field(default_factory=Rejections)
     metrics: BotMetrics = field(default_factory=BotMetrics)
@@ -74,7 +79,10 @@ class Bot:
     _stop_by: float | None = field(default=None, repr=False)  # monotonic; set when stopping
 
     @classmethod
-    async def create(cls, settings: Settings) -> Bot:
+    async def create(cls, settings: Settings,
+                     teams_connections: Connections | None = None) -> Bot:
+        """`teams_connections`: the SDK connection manager for Teams' outgoing calls
+        (default: MSAL's client-credentials flow for TEAMS_APP_ID)."""
         book = load_policies(settings.policy_file)
         leases.configure(settings.instance_id, settings.lease_seconds)
         store = await open_store(settings.store_target()).open()
@@ -84,7 +92,11 @@ class Bot:
         delivery = SlackDelivery.build(settings, store) if settings.slack_bot_token else None
         if delivery is not None:
             metrics.watch_slack(delivery.client)
-        notifier: Notifier = delivery.notifier if delivery is not None else NullNotifier()
+        teams = TeamsDelivery.build(settings, store, teams_connections) \
+            if settings.teams_app_id else None
+        told: list[Notifier] = [d.notifier for d in (delivery, teams) if d is not None]
+        notifier: Notifier = (told[0] if len(told) == 1 else FanoutNotifier(told)) \
+            if told else NullNotifier()
         svc = Deps(
             store=store,
             book=book,
@@ -133,6 +145,9 @@ class Bot:
             if delivery else None
         if slack is not None:
             slack.mount(app)
+        teams_rt = TeamsRuntime(settings, svc, teams) if teams is not None else None
+        if teams_rt is not None:
+            teams_rt.mount(app)
         scheduler = None
         if settings.scheduler_enabled:
             poster = DigestPoster(svc, settings.zone, chart=settings.digest_chart,
@@ -141,8 +156,11 @@ class Bot:
                                   journal_format=settings.journal_format,
                                   outbox=slack.outbox if slack else None,
                                   channels=slack.notifier.channels if slack else None)
+            on_digest = poster if teams_rt is None else both(poster, TeamsDigestPoster(
+                svc, settings.zone, teams_rt.delivery.outbox, settings.teams_digest_channel
+                or settings.teams_approvals_channel, chart=settings.digest_chart))
             scheduler = build_scheduler(
-                svc, tz=settings.zone, daily_at=settings.digest_at, on_digest=poster,
+                svc, tz=settings.zone, daily_at=settings.digest_at, on_digest=on_digest,
                 anomaly_every=settings.anomaly_check_at,
                 misfire_grace_time=settings.scheduler_misfire_grace_seconds,
                 on_nudge=NudgePoster(store, slack.outbox, slack.deps.rules) if slack else None,
@@ -154,7 +172,7 @@ class Bot:
                 review_at=settings.review_at)
             metrics.watch_scheduler(scheduler)
         bot = cls(settings=settings, svc=svc, worker=worker, web=app, slack=slack,
-                  scheduler=scheduler, rejections=rejected, metrics=metrics)
+                  scheduler=scheduler, rejections=rejected, metrics=metrics, teams=teams_rt)
         if settings.smtp_url:
             folder = settings.customer_templates_dir
             bot.mail = CustomerMail(svc, SmtpMailer(settings.smtp_url),
@@ -177,6 +195,8 @@ class Bot:
         gc.freeze()
         if self.slack is not None:
             await self.slack.start()
+        if self.teams is not None:
+            self.teams.start()
         await self.worker.start()   # cases a crash left executing or approved: run first
         if self.slack is not None:     # then the departure runs a crash left running
             deps = self.slack.deps
@@ -212,11 +232,21 @@ class Bot:
             await self.mail.stop()
         if self.slack is not None:
             await self.slack.stop(grace=self._grace_left())
+        if self.teams is not None:
+            await self.teams.stop(grace=self._grace_left())
         if self.svc.checkfront is not None:
             await self.svc.checkfront.aclose()
         if self.svc.stripe is not None:
             await self.svc.stripe.close()
         await self.svc.store.close()
+
+
+def both(*posters: Callable[..., Awaitable[None]]) -> Callable[..., Awaitable[None]]:
+    """One digest job for both platforms: each poster queues its own outbox rows."""
+    async def post(*args: object) -> None:
+        for poster in posters:
+            await poster(*args)
+    return post
 
 
 def _hours(hours: float) -> timedelta | None:

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import httpx
 
-from bot.cli import demo_cards, demo_customer, demo_departure
+from bot.cli import demo_cards, demo_customer, demo_departure, demo_teams
 from bot.cli.render import buttons_of, quote_table, say, slack_message_text
 from bot.cli.world import APPROVALS, FIONA, MARIA, SAM, Item, World
 from bot.scheduler import ScheduledJobs
@@ -89,6 +89,8 @@ async def _story(world: World) -> int:
     await demo_customer.show(world)
     await _dispute_part(world)
     await demo_departure.show(world)
+
+    await demo_teams.show(world.bot.settings.database_path.parent / "teams")
 
     say("Outcome")
     for case in reversed(await cases.list_cases(store)):
