@@ -5,6 +5,7 @@ that was not (a note is not written twice)."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import socket
 from collections.abc import AsyncIterator
 
@@ -96,9 +97,11 @@ async def test_a_refused_connection_is_never_sent_and_retried() -> None:
             await c.add_note("TR-1", "a note")
 
 
-async def test_a_given_transport_gets_the_request_httpx_would_send_and_the_hooks_run() -> None:
+async def test_a_given_transport_gets_the_request_httpx_would_send_and_the_hooks_run(
+        caplog: pytest.LogCaptureFixture) -> None:
     """Called without `AsyncClient.send`: the same Basic auth header as httpx's `BasicAuth`,
-    the client's headers and timeout, each hook once a request, and no cookie kept."""
+    the client's headers and timeout, each hook once a request, httpx's log line for each
+    call, and no cookie kept."""
     seen: list[httpx.Request] = []
     hooked: list[str] = []
 
@@ -113,6 +116,7 @@ async def test_a_given_transport_gets_the_request_httpx_would_send_and_the_hooks
     async def on_response(response: httpx.Response) -> None:
         hooked.append(f"response {response.status_code} {response.request.method}")
 
+    caplog.set_level(logging.INFO, logger="httpx")
     expected = httpx.Request("GET", "http://127.0.0.1/")
     next(httpx.BasicAuth(KEY, SECRET).auth_flow(expected))
     async with CheckfrontClient("http://127.0.0.1:1", KEY, SECRET, timeout=3.0,
@@ -129,5 +133,8 @@ async def test_a_given_transport_gets_the_request_httpx_would_send_and_the_hooks
     assert first.headers["User-Agent"] == "refund-bot/0.1"
     assert first.extensions["timeout"] == httpx.Timeout(3.0).as_dict()
     assert "Cookie" not in second.headers
+    assert [r.getMessage() for r in caplog.records if r.name == "httpx"] == [
+        'HTTP Request: GET http://127.0.0.1:1/api/3.0/ping "HTTP/1.1 200 OK"',
+        'HTTP Request: POST http://127.0.0.1:1/api/3.0/booking/TR-1/note "HTTP/1.1 200 OK"']
     assert second.url.path == "/api/3.0/booking/TR-1/note"
     assert second.content == b"body=Refund+120.00+via+Stripe."

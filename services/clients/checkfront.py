@@ -53,6 +53,7 @@ from services.clients.checkfront_errors import (
 )
 
 log = logging.getLogger(__name__)
+_httpx_log = logging.getLogger("httpx")   # the line httpx writes for each call, kept as it is
 
 NOTE_MAX_CHARS = 3000
 _MAX_REDIRECTS = 3
@@ -317,8 +318,9 @@ class CheckfrontClient:
         data: Mapping[str, str] | None,
         params: Mapping[str, str] | None,
     ) -> httpx.Response:
-        """One request straight through the given transport, read whole, hooks run as
-        `AsyncClient.send` runs them."""
+        """One request straight through the given transport, as `AsyncClient.send` makes it:
+        the request hooks, the call, httpx's log line, the response hooks (at the answer's
+        headers), then the body read whole."""
         assert self._transport is not None
         request = self._http.build_request(method, url, data=data, params=params)
         request.headers["Authorization"] = self._authorization
@@ -327,11 +329,14 @@ class CheckfrontClient:
         response = await self._transport.handle_async_request(request)
         response.request = request
         try:
+            _httpx_log.info('HTTP Request: %s %s "%s %d %s"', request.method, request.url,
+                            response.http_version, response.status_code,
+                            response.reason_phrase)
+            for hook in self._hooks["response"]:
+                await hook(response)
             await response.aread()
         finally:
             await response.aclose()
-        for hook in self._hooks["response"]:
-            await hook(response)
         return response
 
     def _delay(self, attempt: int, retry_after: str | None) -> float:
