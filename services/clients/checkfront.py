@@ -21,7 +21,7 @@ given transport is called directly with the request httpx builds (its headers, B
 header and timeouts, the event hooks run around it) rather than through `AsyncClient.send`,
 whose other layers this client does not use: it follows redirects by hand, sends the same
 auth header every time, and keeps no cookies (token auth has no session). Those layers were
-about a quarter of the CPU of a Checkfront call in the worker.
+about a fifth of the CPU of a Checkfront call in the worker.
 
 Never logs credentials, note bodies, or customer details.
 """
