@@ -109,3 +109,11 @@ def test_a_dict_of_keys_seen_kept_before_is_copied_and_still_scrubbed_where_it_m
     with_customer = {"id": "bk_3", "customer": {"name": "Ana Silva", "email": "a@b.test"}}
     assert scrub(with_customer, "salt") == reference_scrub(with_customer, "salt")
     assert scrub(with_customer, "salt")["customer"]["name"] == "Ana"
+
+
+@settings(max_examples=200, deadline=None)
+@given(JSON)
+def test_the_canonical_text_is_what_json_dumps_writes(value: Any) -> None:
+    from services.store.db import dumps
+    assert dumps(value) == json.dumps(value, sort_keys=True, separators=(",", ":"),
+                                      ensure_ascii=False, default=str)
