@@ -59,14 +59,6 @@ def _mapping(data: Mapping[str, Any], salt: str | None) -> dict[str, Any]:
     # with the common types tested by identity first: most of a body is scalars and dicts
     found = data.get("object")
     person = (found if type(found) is str else str(found or "")) in _PERSON_OBJECTS
-    if not person and type(data) is dict and _KEPT_KEYS.issuperset(data):
-        # nothing in this dict is dropped (every key is one seen kept before): a copy, in C
-        # when its values are all scalars, else the containers walked in place
-        if _SCALARS.issuperset(map(type, data.values())):
-            return dict(data)
-        return {key: value if type(value) in _SCALARS else
-                _mapping(value, salt) if type(value) is dict else _value(value, salt)
-                for key, value in data.items()}
     kept: dict[str, Any] = {}
     for key, value in data.items():
         kind = type(value)
@@ -81,22 +73,10 @@ def _mapping(data: Mapping[str, Any], salt: str | None) -> dict[str, Any]:
             kept[key] = _mapping(value, salt)
         else:
             kept[key] = _value(value, salt)
-    if not _KEPT_KEYS.issuperset(kept):
-        _learn(kept)
     return kept
 
 
 _SCALARS = frozenset({str, int, float, bool, type(None)})
-# text keys seen kept (not dropped, not "customer"): a dict of these alone, outside a person
-# object, loses nothing, so its copy needs no test per key; bounded like `_dropped`'s cache
-_KEPT_KEYS: set[str] = set()
-_KEPT_KEYS_MAX = 4096
-
-
-def _learn(kept: dict[Any, Any]) -> None:
-    for key in kept.keys() - _KEPT_KEYS:
-        if type(key) is str and key != "customer" and len(_KEPT_KEYS) < _KEPT_KEYS_MAX:
-            _KEPT_KEYS.add(key)
 
 
 def _value(value: Any, salt: str | None) -> Any:
