@@ -21,11 +21,11 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
-from microsoft_agents.hosting.core.authorization import Connections
 
 from bot import logs
 from bot.checkfront_transport import CheckfrontTransport
@@ -40,8 +40,6 @@ from bot.slack.digest import DigestPoster
 from bot.slack.nudges import NudgePoster
 from bot.slack.review_post import ReviewPoster
 from bot.slack.runtime import SlackDelivery, SlackRuntime
-from bot.teams.digest import TeamsDigestPoster
-from bot.teams.runtime import TeamsDelivery, TeamsRuntime
 from bot.worker import Worker
 from handlers.http import checkfront_webhook, stripe_webhook
 from handlers.http.context import CONTEXT_KEY, AppContext
@@ -61,6 +59,11 @@ from services.store.db import open_store
 log = logging.getLogger(__name__)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+if TYPE_CHECKING:   # Microsoft's SDK is imported only when Teams is set up (it is slow to load)
+    from microsoft_agents.hosting.core.authorization import Connections
+
+    from bot.teams.runtime import TeamsRuntime
 
 
 @dataclass
@@ -92,8 +95,10 @@ class Bot:
         delivery = SlackDelivery.build(settings, store) if settings.slack_bot_token else None
         if delivery is not None:
             metrics.watch_slack(delivery.client)
-        teams = TeamsDelivery.build(settings, store, teams_connections) \
-            if settings.teams_app_id else None
+        teams = None
+        if settings.teams_app_id:   # Microsoft's SDK is imported only for a bot that uses Teams
+            from bot.teams.runtime import TeamsDelivery
+            teams = TeamsDelivery.build(settings, store, teams_connections)
         told: list[Notifier] = [d.notifier for d in (delivery, teams) if d is not None]
         notifier: Notifier = (told[0] if len(told) == 1 else FanoutNotifier(told)) \
             if told else NullNotifier()
@@ -145,8 +150,10 @@ class Bot:
             if delivery else None
         if slack is not None:
             slack.mount(app)
-        teams_rt = TeamsRuntime(settings, svc, teams) if teams is not None else None
-        if teams_rt is not None:
+        teams_rt = None
+        if teams is not None:
+            from bot.teams.runtime import TeamsRuntime
+            teams_rt = TeamsRuntime(settings, svc, teams)
             teams_rt.mount(app)
         scheduler = None
         if settings.scheduler_enabled:
@@ -156,9 +163,12 @@ class Bot:
                                   journal_format=settings.journal_format,
                                   outbox=slack.outbox if slack else None,
                                   channels=slack.notifier.channels if slack else None)
-            on_digest = poster if teams_rt is None else both(poster, TeamsDigestPoster(
-                svc, settings.zone, teams_rt.delivery.outbox, settings.teams_digest_channel
-                or settings.teams_approvals_channel, chart=settings.digest_chart))
+            on_digest = poster
+            if teams_rt is not None:
+                from bot.teams.digest import TeamsDigestPoster
+                on_digest = both(poster, TeamsDigestPoster(
+                    svc, settings.zone, teams_rt.delivery.outbox, settings.teams_digest_channel
+                    or settings.teams_approvals_channel, chart=settings.digest_chart))
             scheduler = build_scheduler(
                 svc, tz=settings.zone, daily_at=settings.digest_at, on_digest=on_digest,
                 anomaly_every=settings.anomaly_check_at,

@@ -10,8 +10,6 @@ from the card.
 
 from __future__ import annotations
 
-import argparse
-import asyncio
 import json
 import tempfile
 from datetime import timedelta
@@ -32,12 +30,6 @@ from services.refunds.ledger import stripe_refunds
 from services.refunds.models import Status
 from services.store import audit
 from services.store.db import utcnow
-
-
-def register(commands: argparse._SubParsersAction) -> None:
-    demo = commands.add_parser("demo", help="run the local end-to-end demo")
-    demo.add_argument("--keep", help="keep the demo database in this folder")
-    demo.set_defaults(handler=lambda args: asyncio.run(run(args.keep)))
 
 
 async def run(keep: str | None = None) -> int:
