@@ -12,6 +12,7 @@ stand-in recorded (the tests validate them against the Adaptive Card schema).
 
 from __future__ import annotations
 
+import re
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -33,14 +34,23 @@ async def show(folder: Path | None = None) -> list[dict[str, Any]]:
         await world.stop()
 
 
+_WHEN = re.compile(r"\{\{DATE\((\S+)T(\d\d:\d\d):\d\dZ, SHORT\)\}\} \{\{TIME\(\S+\)\}\}")
+
+
+def _rendered(text: str) -> str:
+    """A TextBlock as a Teams client shows it, roughly: bold marks gone, each date function
+    as the time it names (a client shows it in the reader's timezone)."""
+    return _WHEN.sub(r"\1 \2 UTC", text).replace("**", "")
+
+
 def card_lines(card: dict[str, Any]) -> list[str]:
     """What a Teams reader sees of a card, as lines: its texts, its facts, then its buttons."""
     lines: list[str] = []
     for element in card.get("body", []):
         if element.get("type") == "TextBlock":
-            lines.append(str(element.get("text", "")))
+            lines.append(_rendered(str(element.get("text", ""))))
         elif element.get("type") == "FactSet":
-            lines += [f"{f['title']}: {f['value']}" for f in element.get("facts", [])]
+            lines += [f"{f['title']}: {_rendered(f['value'])}" for f in element.get("facts", [])]
     buttons = [f"[{a['title']}]" for a in card.get("actions", [])]
     if buttons:
         lines.append(" ".join(buttons))
