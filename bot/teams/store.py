@@ -7,7 +7,8 @@
   channels by channel id, and the approvals and digest channels are found by it.
 - The outbox: a target (a channel id or a conversation id), a kind (`card`, `compact`,
   `thread`, `alert`, `digest`, `issue`, `unpause`, `update`), the case it is about (if any)
-  and a JSON payload, rows first; the sender marks each sent, puts it back with a later time, or gives it up.
+  and a JSON payload, rows first; the sender marks each sent, puts it back with a later
+  time, or gives it up.
 - The activity that shows a case's card (or compact line), so each update edits it; the same
   table keeps the activity of a payment issue's card (kind `issue`, its `case_id` column
   holding the issue's id) and of each pause alert still showing Resume (kind
