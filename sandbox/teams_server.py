@@ -7,7 +7,8 @@ checked against the local authority):
 - `PUT /v3/conversations/{id}/activities/{activityId}`: the activity edited in place.
 `fail_next(n, retry_after)` answers the next n calls 429 with Retry-After, as Teams does when a
 conversation's limit is passed. Everything is recorded: `calls` in order, `shown(conversation)`
-what the channel shows now (each activity as last updated), `replies_to(...)` a thread.
+what the channel shows now (each activity as last updated), `replies_to(...)` a thread,
+`answers` the bot's answer to each invoke, `recorded_cards()` every card it sent.
 
 Teams' side (`install`, `message`, `invoke`): activities posted to the bot's
 `/api/messages` with a signed Bot Connector token (serviceUrl = this stand-in), as Teams sends
@@ -31,6 +32,7 @@ from sandbox.http import RunningServer, start
 from sandbox.teams_authority import TokenAuthority
 
 TENANT = "00000000-0000-0000-0000-0000000000aa"
+CARD = "application/vnd.microsoft.card.adaptive"
 
 
 @dataclass
@@ -51,6 +53,7 @@ class TeamsServer:
     calls: list[Call] = field(default_factory=list)
     refused: int = 0                  # calls answered 401 (no or a bad token)
     throttled_at: list[float] = field(default_factory=list)   # when each 429 was answered
+    answers: list[Any] = field(default_factory=list)   # the bot's answer to every invoke
     _activities: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
     _replies: dict[tuple[str, str], list[str]] = field(default_factory=dict)
     _fail: list[float] = field(default_factory=list)
@@ -94,7 +97,17 @@ class TeamsServer:
         """The Adaptive Cards shown in a conversation, as last updated."""
         return [a["content"] for act in self.shown(conversation)
                 for a in act.get("attachments") or []
-                if a.get("contentType") == "application/vnd.microsoft.card.adaptive"]
+                if a.get("contentType") == CARD]
+
+    def recorded_cards(self) -> list[dict[str, Any]]:
+        """Every Adaptive Card the bot sent: in each activity posted, replied or updated (in
+        order), then in each answer to an invoke."""
+        found = [a["content"] for call in self.calls
+                 for a in call.activity.get("attachments") or []
+                 if a.get("contentType") == CARD]
+        found += [body["value"] for body in self.answers
+                  if isinstance(body, dict) and body.get("type") == CARD]
+        return found
 
     def transcript(self, conversation: str) -> list[str]:
         """One line a shown activity: its text, or the first texts of its card."""
@@ -211,7 +224,9 @@ class TeamsServer:
         activity = self._envelope("invoke", conversation, user, channel=channel,
                                   name="adaptiveCard/action", value=value,
                                   replyToId=activity_id)
-        return await self.send(activity)
+        status, body = await self.send(activity)
+        self.answers.append(body)
+        return status, body
 
     async def send(self, activity: dict[str, Any], *, token: str | None = None
                    ) -> tuple[int, Any]:

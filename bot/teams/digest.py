@@ -1,19 +1,19 @@
 """The daily digest in Teams: one Adaptive Card in the digest channel, through the Teams outbox.
 
-The same figures as Slack's digest (`bot.slack.ui.digest.digest_text`: the day's refunds,
-what waits, anomalies, automation, disputes, stuck events) and the same chart, shown as an
-Image element (a PNG data URI) when it fits Teams' card size; otherwise the card says where to
-find it (the Slack digest or `python -m bot report`).
+The same figures as Slack's digest, from the same inputs (the day's refunds, reconciliation,
+anomalies, automation, what waits, disputes, stuck events), drawn by `bot.teams.cards.digest_card`
+with the same chart as Slack's (`bot.slack.ui.chart.chart_png`) inside it as a PNG data URI.
+A bot message to Teams must stay under about 28 KB, card included, so a chart over
+`MAX_IMAGE_BYTES` is left out and the card says so (the Slack digest and `python -m bot
+report` still have it).
 """
 
 from __future__ import annotations
 
-import base64
 from zoneinfo import ZoneInfo
 
 from bot.slack.ui.chart import CHART_DAYS, chart_png
-from bot.slack.ui.digest import digest_text
-from bot.teams import card_content as cards
+from bot.teams import cards
 from bot.teams.outbox import TeamsOutbox
 from services.deps import Deps
 from services.disputes.issues import open_disputes
@@ -34,12 +34,13 @@ class TeamsDigestPoster:
     async def __call__(self, run: ReconRun, anomalies: list[Anomaly]) -> None:
         store = self.svc.store
         stats = await day_stats(store, run.day, self.tz)
-        text = digest_text(run, stats, anomalies, await automation_state(store),
-                           await open_disputes(store), await failed(store))
-        image = None
-        if self.chart:
-            png = chart_png(await refunds_per_day(store, run.day, self.tz, CHART_DAYS))
-            if png is not None and len(png) <= MAX_IMAGE_BYTES:
-                image = "data:image/png;base64," + base64.b64encode(png).decode()
-        await self.outbox.add(self.channel, "digest", None,
-                              {"card": cards.digest_card(text, image)})
+        png = chart_png(await refunds_per_day(store, run.day, self.tz, CHART_DAYS)) \
+            if self.chart else None
+        card = cards.digest_card(run, stats, anomalies, await automation_state(store),
+                                 await open_disputes(store), await failed(store),
+                                 chart_png=png if png and len(png) <= MAX_IMAGE_BYTES
+                                 else None)
+        if png and len(png) > MAX_IMAGE_BYTES:
+            card["body"].insert(2, {"type": "TextBlock", "wrap": True, "isSubtle": True,
+                                    "text": "(The chart was too large to show here.)"})
+        await self.outbox.add(self.channel, "digest", None, {"card": card})

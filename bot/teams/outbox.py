@@ -3,8 +3,9 @@
 Rows first (bot/teams/store.py); one task sends what is due, oldest first, through the SDK's
 Connector client (`RestChannelServiceClientFactory` → `TeamsConnectorClient`, its bearer token
 from the SDK's connection manager: the client-credentials flow). A card is drawn from the
-case as it stands when it goes out; the first post's activity id is kept, and every later
-change edits that activity (`PUT`). Pacing follows Teams' documented per-bot, per-conversation
+case (or payment issue) as it stands when it goes out; the first post's activity id is kept,
+and every later change edits that activity (`PUT`); an `update` row edits a given activity (a
+pause alert once automation resumed). Pacing follows Teams' documented per-bot, per-conversation
 limits (7 in 1 s, 8 in 2 s, 60 in 30 s, 1800 in an hour): a send waits until every window has
 room. A 429 puts the row back for its Retry-After and holds the whole conversation that long;
 a 5xx or network error is retried with doubling waits; any other refusal closes the row with
@@ -168,9 +169,10 @@ class TeamsOutbox:
             return
         finally:
             self.pacer.sent(conv.conversation_id)
-        if post.case_id is not None and post.kind in ("card", "compact") and activity_id:
-            await rows.remember_activity(self.store, post.case_id, post.kind,
-                                         conv.conversation_id, activity_id)
+        slot = _slot(post)
+        if slot is not None and activity_id:
+            await rows.remember_activity(self.store, slot[0], slot[1], conv.conversation_id,
+                                         activity_id)
         ids = [post.id]
         if post.kind == "card" and post.case_id is not None:   # one send answers them all
             ids += [i for i in await rows.unsent_for_case(self.store, "card", post.case_id)
@@ -187,8 +189,8 @@ class TeamsOutbox:
         client = await self.factory.create_connector_client(
             None, identity, conv.service_url, CONNECTOR_AUDIENCE)
         try:
-            existing = await rows.activity_of(self.store, post.case_id, post.kind) \
-                if post.case_id is not None and post.kind in ("card", "compact") else None
+            slot = _slot(post)
+            existing = await rows.activity_of(self.store, *slot) if slot is not None else None
             conversations = client.conversations
             if post.kind == "update" or existing is not None:
                 target_id = existing.activity_id if existing else post.payload["activity_id"]
@@ -219,6 +221,18 @@ class TeamsOutbox:
         else:
             log.warning("teams post refused for good: %s (%s)", error, post.kind)
             await rows.give_up(self.store, post.id, error)
+
+
+def _slot(post: TeamsPost) -> tuple[int, str] | None:
+    """Where the activity a row shows is remembered (`teams_messages`), so later rows edit it:
+    a case's card or compact line, a payment issue's card, a pause alert (until resumed)."""
+    if post.kind in ("card", "compact") and post.case_id is not None:
+        return post.case_id, post.kind
+    if post.kind == "issue":
+        return int(post.payload["issue_id"]), rows.ISSUE
+    if post.kind == "alert" and "pause" in post.payload:
+        return 0, rows.PAUSE + post.id
+    return None
 
 
 def _retry_after(headers: Any) -> float:

@@ -35,8 +35,10 @@ from microsoft_agents.hosting.core import (
 )
 from microsoft_agents.hosting.core.authorization import AuthTypes, Connections
 
+from bot.card_links import CardLinks
 from bot.settings import Settings
 from bot.teams import store as rows
+from bot.teams.cards.kit import REFRESH_USERS
 from bot.teams.notifier import TeamsChannels, TeamsNotifier
 from bot.teams.outbox import Pacer, TeamsOutbox
 from handlers.teams.agent import TeamsDeps, register
@@ -56,6 +58,12 @@ def auth_configuration(settings: Settings) -> AgentAuthConfiguration:
         anonymous_allowed=settings.teams_allow_anonymous)
 
 
+def approver_rules(settings: Settings) -> ApproverRules:
+    """Approvers by Entra object id (optional limits), finance leads, no self-approval."""
+    return ApproverRules.parse(settings.teams_approvers, "", "", settings.teams_finance_leads,
+                               settings.teams_no_self_approval)
+
+
 def connections_for(config: AgentAuthConfiguration) -> Connections:
     from microsoft_agents.authentication.msal import MsalConnectionManager
     return MsalConnectionManager(connections_configurations={"SERVICE_CONNECTION": config})
@@ -67,6 +75,7 @@ class TeamsDelivery:
     notifier: TeamsNotifier
     config: AgentAuthConfiguration
     connections: Connections
+    rules: ApproverRules
 
     @classmethod
     def build(cls, settings: Settings, store: Store,
@@ -74,9 +83,14 @@ class TeamsDelivery:
         config = auth_configuration(settings)
         connections = connections or connections_for(config)
         outbox = TeamsOutbox(store, connections, settings.teams_app_id, Pacer())
-        notifier = TeamsNotifier(store, TeamsChannels(settings.teams_approvals_channel,
-                                                      settings.teams_digest_channel), outbox)
-        return cls(outbox, notifier, config, connections)
+        rules = approver_rules(settings)
+        notifier = TeamsNotifier(
+            store, TeamsChannels(settings.teams_approvals_channel,
+                                 settings.teams_digest_channel), outbox,
+            links=CardLinks.of(settings.checkfront_base_url,
+                               settings.stripe_secret_key.get_secret_value()),
+            approver_ids=sorted({*rules.approvers, *rules.finance_leads})[:REFRESH_USERS])
+        return cls(outbox, notifier, config, connections, rules)
 
 
 class TeamsRuntime:
@@ -89,16 +103,18 @@ class TeamsRuntime:
                 delivery.connections))
         self.agent = AgentApplication[TurnState](
             storage=MemoryStorage(), connection_manager=delivery.connections)
-        self.rules = ApproverRules.parse(settings.teams_approvers, "", "",
-                                         settings.teams_finance_leads,
-                                         settings.teams_no_self_approval)
+        self.rules = delivery.rules
         self.deps = TeamsDeps(svc=svc, rules=self.rules, zone=settings.zone,
                               remember=self.remember, card_for=delivery.notifier.card_for,
+                              refused_for=delivery.notifier.refused_for,
                               refresh=self.refresh)
         register(self.agent, self.deps)
 
     def mount(self, app: web.Application) -> None:
-        app["agent_configuration"] = self.delivery.config   # where the SDK's JWT check looks
+        # The SDK's JWT check reads this plain string key (`request.app.get(
+        # "agent_configuration")`, as its samples set it), so aiohttp's NotAppKeyWarning about
+        # a str key is the SDK's own convention: kept as is, and nothing is silenced.
+        app["agent_configuration"] = self.delivery.config
 
         @jwt_authorization_decorator
         async def messages(request: web.Request) -> web.StreamResponse:

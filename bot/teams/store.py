@@ -6,9 +6,13 @@
   team, and kept by conversation id with the Teams channel id it belongs to: settings name
   channels by channel id, and the approvals and digest channels are found by it.
 - The outbox: a target (a channel id or a conversation id), a kind (`card`, `compact`,
-  `thread`, `alert`, `digest`, `reply`), the case it is about (if any) and a JSON payload,
-  rows first; the sender marks each sent, puts it back with a later time, or gives it up.
-- The activity that shows a case's card (or compact line), so each update edits it.
+  `thread`, `alert`, `digest`, `issue`, `unpause`, `update`), the case it is about (if any)
+  and a JSON payload, rows first; the sender marks each sent, puts it back with a later
+  time, or gives it up.
+- The activity that shows a case's card (or compact line), so each update edits it; the same
+  table keeps the activity of a payment issue's card (kind `issue`, its `case_id` column
+  holding the issue's id) and of each pause alert still showing Resume (kind
+  `pause:<outbox row id>`, `case_id` 0: the row's payload says who paused and why).
 SQL is portable: `?` placeholders, ON CONFLICT, no engine functions, times as ISO-8601 text.
 """
 
@@ -161,6 +165,10 @@ async def backlog(store: Store) -> int:
 
 # --- the activity that shows a case ---------------------------------------------------------
 
+ISSUE = "issue"
+PAUSE = "pause:"
+
+
 @dataclass(frozen=True)
 class CaseActivity:
     case_id: int
@@ -186,3 +194,28 @@ async def remember_activity(store: Store, case_id: int, kind: str, conversation_
             "conversation_id = excluded.conversation_id, activity_id = excluded.activity_id, "
             "posted_at = excluded.posted_at",
             (case_id, kind, conversation_id, activity_id, now_iso()))
+
+
+async def forget_activity(store: Store, subject: int, kind: str) -> None:
+    async with store.transaction() as tx:
+        await tx.execute("DELETE FROM teams_messages WHERE case_id = ? AND kind = ?",
+                         (subject, kind))
+
+
+@dataclass(frozen=True)
+class PauseAlert:
+    subject: int
+    kind: str
+    conversation_id: str
+    activity_id: str
+    payload: dict[str, Any]    # the outbox row that posted it: {"card", "pause": {reason, by}}
+
+
+async def pause_alerts(store: Store) -> list[PauseAlert]:
+    """The pause alerts posted and not yet edited to say automation resumed, oldest first."""
+    found = await store.fetch_all(
+        "SELECT m.case_id, m.kind, m.conversation_id, m.activity_id, o.payload "
+        "FROM teams_messages m JOIN teams_outbox o ON m.kind = 'pause:' || o.id "
+        "WHERE m.case_id = 0 ORDER BY m.posted_at")
+    return [PauseAlert(r["case_id"], r["kind"], r["conversation_id"], r["activity_id"],
+                       json.loads(r["payload"])) for r in found]

@@ -5,13 +5,16 @@ Registered on the Agents SDK's `AgentApplication` (its route decorators):
   post there later, also after a restart; a `conversationUpdate` adding the app to a team is
   how the approvals and digest channels become reachable;
 - a message is a command (`quote`, `status`, `pause`, `resume`, `report`, `help`), answered in
-  the personal chat, or in the thread in a channel; the same services as /refund in Slack;
+  the personal chat, or in the thread in a channel, as a card (`answer_card`); the same
+  services as /refund in Slack;
 - `adaptiveCard/action` (Universal Actions) with verbs `approve`, `deny`, `adjust`, `resume`,
   `refresh`, data `{"case_id", "version"}`: the same decisions, permissions and exactly-once
   path as the Slack buttons; the answer is the refreshed card (the posted activity is also
   edited, through the outbox, for everyone); a refusal is audited and answered to the
-  clicker only with a refreshed card saying why; an invalid adjusted amount answers the card
-  again with the error under the field.
+  clicker only with `refused_card` (no decision buttons, refreshed for that user only); an
+  invalid adjusted amount or a missing reason answers the card again with that form open and
+  the error under its field. Deny's reason is `reason`, Adjust's `amount` and
+  `adjust_reason` (`cards.decision_inputs`).
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ from microsoft_agents.activity import Activity, ActivityTypes
 from microsoft_agents.hosting.core import AgentApplication, TurnContext, TurnState
 from microsoft_agents.hosting.core.app.adaptive_card import factory
 
-from bot.teams import card_content as cards
+from bot.teams import cards
 from services.deps import Deps
 from services.finance.report import ReportError, range_report
 from services.money import display, to_minor
@@ -46,6 +49,7 @@ log = logging.getLogger(__name__)
 HELP = ("Commands: quote <booking> [at <time>] [waiver CODE] · status <booking> · "
         "pause <reason> · resume · report <from> <to> (YYYY-MM-DD) · help")
 ONLY_APPROVERS = "Only refund approvers can do that."
+CARD_CONTENT = "application/vnd.microsoft.card.adaptive"
 
 
 @dataclass
@@ -55,6 +59,7 @@ class TeamsDeps:
     zone: ZoneInfo
     remember: Callable[[Activity], Awaitable[None]]          # store a conversation reference
     card_for: Callable[..., Awaitable[dict[str, Any]]]       # a case's card as it stands
+    refused_for: Callable[[int, str, str], Awaitable[dict[str, Any]]]   # (case, user, why)
     refresh: Callable[[int], Awaitable[None]]                # edit the posted card for everyone
 
 
@@ -72,8 +77,9 @@ def register(app: AgentApplication, deps: TeamsDeps) -> None:
 
     @app.activity(ActivityTypes.message)
     async def on_message(context: TurnContext, _state: TurnState) -> None:
-        text = await command(deps, context)
-        await context.send_activity(Activity(type=ActivityTypes.message, text=text))
+        card = answer(await command(deps, context))
+        await context.send_activity(Activity(type=ActivityTypes.message, attachments=[
+            {"contentType": CARD_CONTENT, "content": card}]))
 
     for verb in ("approve", "deny", "adjust", "resume", "refresh"):
         app.adaptive_card.action_execute(verb)(_action(deps, verb))
@@ -97,31 +103,35 @@ def _action(deps: TeamsDeps, verb: str) -> Callable[..., Awaitable[Any]]:
         version = str(data.get("version") or "") or None
         if verb == "resume":
             return await _resume(deps, user)
-        if verb == "refresh":
-            return _card(await deps.card_for(case_id))
         try:
             case = await cases.get(deps.svc.store, case_id)
         except CaseError:
             return factory.bad_request("That case does not exist.")
+        if verb == "refresh":   # Teams asks when someone views the card (or presses Back)
+            if not deps.rules.is_approver(user):   # a refused viewer keeps their own view
+                return _card(await deps.refused_for(case_id, user, ONLY_APPROVERS))
+            return _card(await deps.card_for(case_id))
         if not deps.rules.is_approver(user):
             return await _refused(deps, user, verb, case_id, ONLY_APPROVERS)
         if verb == "approve":
             return await _decide(deps, user, case_id, version, approve=True,
                                  amount=case.refund_amount, currency=case.currency,
                                  requested_by=case.requested_by)
-        reason = str(data.get("reason") or "").strip()
+        amount_text, reason = cards.decision_inputs(verb, data)
         if verb == "deny":
             if not reason:
-                return _card(await deps.card_for(case_id,
-                                                 errors={"reason": "Say why it is denied."}))
+                return _card(await deps.card_for(
+                    case_id, form=cards.DENY, values={cards.REASON: reason},
+                    errors={cards.REASON: "Say why it is denied."}))
             return await _decide(deps, user, case_id, version, approve=False, reason=reason)
-        amount, problem = check_amount(str(data.get("amount") or ""), case.refund_amount,
-                                       case.currency)
-        errors = {"amount": problem} if problem else {}
+        amount, problem = check_amount(amount_text, case.refund_amount, case.currency)
+        errors = {cards.AMOUNT: problem} if problem else {}
         if not reason:
-            errors["reason"] = "Say why the amount is adjusted."
+            errors[cards.ADJUST_REASON] = "Say why the amount is adjusted."
         if errors:
-            return _card(await deps.card_for(case_id, errors=errors))
+            return _card(await deps.card_for(
+                case_id, form=cards.ADJUST, errors=errors,
+                values={cards.AMOUNT: amount_text, cards.ADJUST_REASON: reason}))
         assert amount is not None
         return await _decide(deps, user, case_id, version, approve=True, amount=amount,
                              currency=case.currency, requested_by=case.requested_by,
@@ -176,13 +186,14 @@ async def _decide(deps: TeamsDeps, user: str, case_id: int, version: str | None,
 
 async def _refused(deps: TeamsDeps, user: str, verb: str, case_id: int | None,
                    why: str) -> Any:
-    """Audited; the clicker alone sees a refreshed card saying why (an invoke's answer goes
-    only to whoever clicked; the posted card is not edited)."""
+    """Audited; the clicker alone sees why: the invoke's answer goes only to whoever clicked
+    (a card without decision buttons, refreshed for that user only); the posted card is not
+    edited."""
     await audit.record(deps.svc.store, actor=user, action="teams.refused", case_id=case_id,
                        detail={"action": verb, "why": why})
     if case_id:
-        return _card(await deps.card_for(case_id, note=why))
-    return _card(cards.answer_card(why))
+        return _card(await deps.refused_for(case_id, user, why))
+    return _card(cards.answer_card("Not done", [why]))
 
 
 async def _resume(deps: TeamsDeps, user: str) -> Any:
@@ -191,7 +202,9 @@ async def _resume(deps: TeamsDeps, user: str) -> Any:
     current = await automation_state(deps.svc.store)
     if current.paused:
         await set_automation(deps.svc, paused=False, reason="resumed from Teams", by=user)
-    return _card(cards.automation_card(False, "", user))
+        return _card(cards.automation_card(True, current.reason or "", current.by or "", [],
+                                           resumed_by=user, resumed_at=utcnow().isoformat()))
+    return _card(cards.automation_card(False, "", user, []))
 
 
 def _card(card: dict[str, Any]) -> Any:
@@ -199,6 +212,13 @@ def _card(card: dict[str, Any]) -> Any:
 
 
 # --- commands ---------------------------------------------------------------------------------
+
+def answer(text: str) -> dict[str, Any]:
+    """A command's answer as a card: its first line the title, each further line a line of
+    its own (every one escaped: a booking's or a policy's text cannot form markup)."""
+    title, *lines = text.split("\n")
+    return cards.answer_card(title, [line.removeprefix("- ") for line in lines])
+
 
 async def command(deps: TeamsDeps, context: TurnContext) -> str:
     text = TurnContext.remove_recipient_mention(context.activity) \
