@@ -154,7 +154,7 @@ async def test_a_scrape_reads_the_store_by_index_only(world: World) -> None:
     if reader is not None:
         await reader.set_trace_callback(None)
     plans = await plans_of(store, statements)
-    assert any("audit_log" in sql and "GROUP BY" in sql for sql in plans), plans
+    assert any("audit_log" in sql for sql in plans), plans   # the new audit rows were read
     scans = {sql: found for sql, plan in plans.items() if (found := full_scans(plan, sql))}
     assert not scans, "\n\n".join(f"{sql}\n  -> {found}" for sql, found in scans.items())
 
