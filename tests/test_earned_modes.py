@@ -323,3 +323,52 @@ async def test_a_booking_of_several_products_is_decided_in_the_most_cautious_mod
     finally:
         await world.stop()
 
+
+
+async def test_a_promotion_clicked_in_slack_through_the_posted_review(tmp_path: Path) -> None:
+    """The whole path: the review posted to the digest channel by the outbox, the offer's
+    button clicked through Bolt (signed as Slack signs), a non-finance-lead refused, a finance
+    lead's click changing the mode once and the posted review redrawn without the button."""
+    from bot.cli.world import DIGEST, SAM
+    from bot.cli.world import FIONA as LEAD
+    from bot.slack.review_post import ReviewPoster
+
+    world = await World.start(tmp_path, slack=True, mode="assisted")
+    try:
+        svc = world.bot.svc
+        await decided(svc, 50, paid=10_000)
+        slack = world.bot.slack
+        await ReviewPoster(svc, UTC_ZONE, Rules(), outbox=slack.outbox,
+                           channels=slack.notifier.channels)(WEEK)
+        await world.settle()
+        [review] = [m for m in world.slack.messages_in(DIGEST)
+                    if any(b["type"] == "actions" for b in m.get("blocks", []))]
+        [button] = [e for b in review["blocks"] if b["type"] == "actions"
+                    for e in b["elements"]]
+        assert button["action_id"] == ids.MODE_OFFER
+
+        refused = await world.sender.click(ids.MODE_OFFER, button["value"], SAM,
+                                           channel=DIGEST, message_ts=review["ts"])
+        assert refused.status_code == 200
+        await world.settle()
+        assert await modes.changes(svc.store) == []
+
+        for _ in range(2):   # a double click
+            answer = await world.sender.click(ids.MODE_OFFER, button["value"], LEAD,
+                                              channel=DIGEST, message_ts=review["ts"])
+            assert answer.status_code == 200
+            await world.settle()
+        [change] = await modes.changes(svc.store)
+        assert (change["product"], change["to_mode"], change["changed_by"]) == (
+            "kayak-tour", "autonomous", LEAD)
+        now = await modes.product_mode(svc.store, svc.book, Mode.ASSISTED, "kayak-tour")
+        assert now.mode == Mode.AUTONOMOUS
+        redrawn = world.slack.message(DIGEST, review["ts"])
+        assert not [b for b in redrawn["blocks"] if b["type"] == "actions"]
+        said = [m.get("text", "") for r in world.slack.responses.values() for m in r]
+        assert any(review_handler.ONLY_FINANCE_LEADS in t for t in said)
+        assert any("now in autonomous mode" in t for t in said)
+        trail = [e for e in await entries(svc.store) if e["action"] == "mode.changed"]
+        assert len(trail) == 1 and trail[0]["actor"] == LEAD
+    finally:
+        await world.stop()
