@@ -4,6 +4,7 @@ lost to refunds per day, and the digest that shows them."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import datetime, timedelta
 
 from bot.cli.world import World
@@ -183,9 +184,25 @@ async def test_the_digest_shows_fees_lost_and_refunds_missing_from_payouts(
 async def test_a_run_without_settlement_is_unchanged(world: World) -> None:
     day = past_day(9)
     await bot_refund(world, "PLAIN-1", local(day, 12))
-    run = await reconcile_day(world.bot.svc, day, TZ, check_checkfront=False)
+    run = await reconcile_day(world.bot.svc, day, TZ, check_checkfront=False, settle=False)
     assert run.settlement == {} and "settlement" not in run.to_dict()
     assert stripe_calls(world, "/v1/balance_transactions", "/v1/payouts") == 0
+    plain = replace(world.bot.svc, config=replace(world.bot.svc.config, settlement=False))
+    assert (await reconcile_day(plain, day, TZ, check_checkfront=False)).settlement == {}
+
+
+async def test_the_deployment_settles_by_default_with_its_payout_delay(world: World) -> None:
+    svc = world.bot.svc
+    assert svc.config.settlement and svc.config.payout_delay == timedelta(days=7)
+    day = past_day(5)
+    held = await bot_refund(world, "DELAY-1", local(day, 12))
+    world.stripe.hold_from_payouts(held)
+    run = await reconcile_day(svc, day, TZ, check_checkfront=False)   # the daily run's way
+    assert run.settlement["USD"].refunds == 1
+    assert not [d for d in run.discrepancies if d.kind == MISSING_FROM_PAYOUT]
+    quick = replace(svc, config=replace(svc.config, payout_delay=timedelta(days=3)))
+    run = await reconcile_day(quick, day, TZ, check_checkfront=False)
+    assert [d.refund_id for d in run.discrepancies if d.kind == MISSING_FROM_PAYOUT] == [held]
 
 
 # ---- the stand-in's balance ------------------------------------------------------------------

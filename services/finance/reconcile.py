@@ -11,14 +11,10 @@ are looked up one refund each, a few at a time, and settled in the ledger's orde
 approver recorded as made by hand that day (`services.refunds.manual`) are counted in the day's
 `manual` total and never looked for in Stripe.
 
-With `settle=True` (the bot's daily run, `SETTLEMENT_RECONCILE`) the run also settles the day
-(`settlement`): each refund's balance transaction and payout, `refund_failure` reversals, the
-fees lost to refunds; its problems are recorded with the others and its figures are the run's
-`settlement`.
-
-The kinds of discrepancy and how a run is stored are described in `runs`; the queries of our
-ledger are in `services.refunds.ledger`, the Checkfront look-ups in `booking_check`, whether a
-problem of an earlier day still stands in `recheck`.
+With `settle=True` (by default when the deployment says so: `SETTLEMENT_RECONCILE`) the run
+also settles the day (`settlement`): each refund's balance transaction and payout,
+`refund_failure` reversals, the fees lost to refunds; its problems are recorded with the others
+and its figures are the run's `settlement`.
 """
 
 from __future__ import annotations
@@ -53,7 +49,7 @@ from services.finance.runs import (
     open_from_other_days,
     save_run,
 )
-from services.finance.settlement import PAYOUT_DELAY, Settlement, settle_day, still_open
+from services.finance.settlement import Settlement, settle_day, still_open
 from services.money import display, to_minor
 from services.refunds import ledger, manual, snapshots
 from services.refunds.ledger import ExecutionWithBooking
@@ -78,11 +74,13 @@ async def reconcile_day(
     now: datetime | None = None,
     batch_size: int = 500,
     check_checkfront: bool = True,
-    settle: bool = False,
-    payout_delay: timedelta = PAYOUT_DELAY,
+    settle: bool | None = None,
+    payout_delay: timedelta | None = None,
 ) -> ReconRun:
     """Reconcile one business day and store the result (a re-run of a day replaces it);
-    `settle`: match the day's refunds to Stripe's balance transactions and payouts too."""
+    `settle`: match the day's refunds to Stripe's balance transactions and payouts too (by
+    default as the deployment says, `RefundConfig.settlement`), flagging refunds in no payout
+    after `payout_delay` (`RefundConfig.payout_delay`)."""
     if svc.stripe is None:
         raise ReconcileError("Stripe is not configured; cannot reconcile")
     work = _DayReconciliation(svc, day, tz, now or utcnow(), batch_size, check_checkfront)
@@ -90,8 +88,8 @@ async def reconcile_day(
     await work.unseen_ledger()
     await work.unsent_planned()
     await work.carried_pending()
-    if settle:
-        await work.settle(payout_delay)
+    if svc.config.settlement if settle is None else settle:
+        await work.settle(svc.config.payout_delay if payout_delay is None else payout_delay)
     await work.recheck_open()
     await work.by_hand()
     return await work.save()
