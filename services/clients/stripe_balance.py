@@ -51,14 +51,30 @@ class StripePayout:
     automatic: bool
 
 
-def _minor(amount: Any, currency: str) -> int:
+class _Scales:
+    """Stripe's currency -> (ours, divisor to project minor units), each looked up once: a page
+    holds a currency or two."""
+
+    def __init__(self) -> None:
+        self._known: dict[str, tuple[str, int]] = {}
+
+    def of(self, raw: Any) -> tuple[str, int]:
+        known = self._known.get(raw)
+        if known is None:
+            code = checked_currency(str(raw).upper())
+            known = self._known[raw] = (code, 10 ** 9 // from_stripe_amount(10 ** 9, code))
+        return known
+
+
+def _minor(amount: Any, divisor: int) -> int:
     value = int(amount)
-    sign = -1 if value < 0 else 1
-    return sign * from_stripe_amount(abs(value), currency)
+    return value // divisor if value >= 0 else -(-value // divisor)
 
 
-def balance_transaction_from(data: Mapping[str, Any]) -> StripeBalanceTransaction:
-    currency = checked_currency(str(data["currency"]).upper())
+def balance_transaction_from(data: Mapping[str, Any],
+                             scales: _Scales | None = None) -> StripeBalanceTransaction:
+    scales = scales or _Scales()
+    currency, divisor = scales.of(data["currency"])
     source = data.get("source")
     source_status = charge = charge_fee = None
     if isinstance(source, Mapping):
@@ -68,11 +84,12 @@ def balance_transaction_from(data: Mapping[str, Any]) -> StripeBalanceTransactio
         if isinstance(charge_obj, Mapping):
             txn = charge_obj.get("balance_transaction")
             if isinstance(txn, Mapping):
-                charge_fee = _minor(txn.get("fee") or 0, str(txn.get("currency") or currency))
+                charge_fee = _minor(txn.get("fee") or 0,
+                                    scales.of(txn.get("currency") or data["currency"])[1])
     return StripeBalanceTransaction(
         id=str(data["id"]), type=str(data.get("type") or ""),
-        amount=_minor(data["amount"], currency), fee=_minor(data.get("fee") or 0, currency),
-        net=_minor(data["net"], currency), currency=currency,
+        amount=_minor(data["amount"], divisor), fee=_minor(data.get("fee") or 0, divisor),
+        net=_minor(data["net"], divisor), currency=currency,
         status=str(data.get("status") or "pending"), source=ref_id(source),
         created=int(data["created"]), available_on=int(data.get("available_on") or 0),
         reporting_category=str(data.get("reporting_category") or ""),
@@ -80,13 +97,23 @@ def balance_transaction_from(data: Mapping[str, Any]) -> StripeBalanceTransactio
         charge_fee=charge_fee)
 
 
+def balance_transactions_from(items: list[Mapping[str, Any]]) -> list[StripeBalanceTransaction]:
+    """A list page's balance transactions as records."""
+    scales = _Scales()
+    return [balance_transaction_from(item, scales) for item in items]
+
+
 def payout_from(data: Mapping[str, Any]) -> StripePayout:
-    currency = checked_currency(str(data["currency"]).upper())
+    currency, divisor = _Scales().of(data["currency"])
     return StripePayout(
-        id=str(data["id"]), amount=_minor(data["amount"], currency), currency=currency,
+        id=str(data["id"]), amount=_minor(data["amount"], divisor), currency=currency,
         status=str(data.get("status") or ""), created=int(data["created"]),
         arrival_date=int(data.get("arrival_date") or 0),
         automatic=bool(data.get("automatic")))
+
+
+def payouts_from(items: list[Mapping[str, Any]]) -> list[StripePayout]:
+    return [payout_from(item) for item in items]
 
 
 def list_items(page: Any) -> tuple[list[Mapping[str, Any]], bool]:

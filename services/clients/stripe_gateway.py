@@ -49,9 +49,9 @@ from services.clients.pacing import Pacer
 from services.clients.stripe_balance import (
     StripeBalanceTransaction,
     StripePayout,
-    balance_transaction_from,
+    balance_transactions_from,
     list_items,
-    payout_from,
+    payouts_from,
 )
 from services.clients.stripe_errors import StripeGatewayError, gateway_error
 from services.clients.stripe_listing import one_page_ahead
@@ -222,8 +222,9 @@ class StripeGateway:
             params["created"] = created
         if expand:
             params["expand"] = list(expand)
-        async for item in self._listed("/v1/balance_transactions", params):
-            yield balance_transaction_from(item)
+        async for txn in self._listed("/v1/balance_transactions", params,
+                                      balance_transactions_from):
+            yield txn
 
     async def iter_payouts(self, *, created_gte: int | None = None,
                            created_lt: int | None = None,
@@ -233,23 +234,32 @@ class StripeGateway:
         created = {k: v for k, v in (("gte", created_gte), ("lt", created_lt)) if v is not None}
         if created:
             params["created"] = created
-        async for item in self._listed("/v1/payouts", params):
-            yield payout_from(item)
+        async for payout in self._listed("/v1/payouts", params, payouts_from):
+            yield payout
 
-    async def _listed(self, path: str, params: Mapping[str, Any]
-                      ) -> AsyncIterator[Mapping[str, Any]]:
-        """Every item of a list endpoint, each page read as plain JSON (`_raw`), the next one
-        asked for after the last item of the one before."""
+    async def _listed(self, path: str, params: Mapping[str, Any],
+                      read: Callable[[list[Mapping[str, Any]]], list[T]]) -> AsyncIterator[T]:
+        """Every item of a list endpoint as records (`read` takes a page's items), each page
+        read as plain JSON (`_raw`) one page ahead: the next page, after the last item of this
+        one, is asked for before this one is read and handed over."""
         if not 1 <= int(params.get("limit", 100)) <= 100:
             raise StripeGatewayError("invalid", "page_size must be 1..100")
         query = dict(params)
-        while True:
-            items, has_more = list_items(await self._raw("get", path, query, writes=False))
-            for item in items:
-                yield item
-            if not has_more or not items:
-                return
-            query["starting_after"] = str(items[-1]["id"])
+        ahead: asyncio.Task[dict[str, Any]] | None = asyncio.ensure_future(
+            self._raw("get", path, dict(query), writes=False))
+        try:
+            while ahead is not None:
+                items, has_more = list_items(await ahead)
+                ahead = None
+                if has_more and items:
+                    query["starting_after"] = str(items[-1]["id"])
+                    ahead = asyncio.ensure_future(
+                        self._raw("get", path, dict(query), writes=False))
+                for record in read(items):
+                    yield record
+        finally:
+            if ahead is not None:
+                ahead.cancel()
 
     # ---- disputes ------------------------------------------------------------------------
 
