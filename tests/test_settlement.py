@@ -7,6 +7,8 @@ from __future__ import annotations
 from dataclasses import replace
 from datetime import datetime, timedelta
 
+import httpx
+
 from bot.cli.world import World
 from bot.slack.ui.digest import digest_message, digest_text
 from sandbox.stripe_server import StripeSandbox
@@ -284,3 +286,25 @@ def test_unknown_payout_filter_is_a_404() -> None:
         assert getattr(exc, "status", None) == 404
     else:
         raise AssertionError("expected a 404")
+
+
+async def test_the_test_controls_answer_over_http(world: World) -> None:
+    base = str(world.bot.settings.stripe_api_base)
+    refund_id, _ = await outside_refund(world, 1_200, local(past_day(3), 10))
+    headers = {"Authorization": "Bearer sk_test_sandbox"}
+    async with httpx.AsyncClient(base_url=base, headers=headers) as client:
+        held = await client.post(f"/v1/test_helpers/refunds/{refund_id}/hold_from_payouts")
+        assert held.status_code == 200 and held.json()["id"] == refund_id
+        made = await client.post("/v1/test_helpers/payouts/run")
+        assert made.status_code == 200
+        txn = world.stripe.refund(refund_id).balance_transaction
+        one = await client.get(f"/v1/balance_transactions/{txn}",
+                               params={"expand[]": "source"})
+        body = one.json()
+        assert body["source"]["id"] == refund_id
+        assert (body["amount"], body["fee"], body["fee_details"]) == (-1_200, 0, [])
+        payouts = (await client.get("/v1/payouts")).json()["data"]
+        members = [t["source"] for p in payouts for t in (await client.get(
+            "/v1/balance_transactions", params={"payout": p["id"]})).json()["data"]]
+        assert refund_id not in members
+        assert (await client.get("/v1/payouts/po_nope")).status_code == 404

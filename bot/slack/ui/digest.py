@@ -49,6 +49,7 @@ from services.finance.runs import (
     UNMATCHED_REFUND_FAILURE,
     Discrepancy,
     ReconRun,
+    SettlementFigures,
 )
 from services.finance.stats import DayStats
 from services.intake.events import EventRow
@@ -138,7 +139,7 @@ def _settlement_lines(run: ReconRun) -> list[str]:
     """The run's settlement figures (when it settled): fees lost to refunds, refunds missing
     from payouts, refund failures Stripe reversed."""
     lines = []
-    for cur, f in run.settlement.items():
+    for cur, f in _settled(run).items():
         lines.append(f"• Stripe fees lost to refunds {esc(cur, 8)}: *{_money(f.fees_lost, cur)}*"
                      f" ({f.refunds} refund(s) settled, {f.in_payout} in a payout)")
         if f.missing_from_payout:
@@ -149,6 +150,12 @@ def _settlement_lines(run: ReconRun) -> list[str]:
                          f"({_money(f.failures_amount, cur)}), {f.unmatched_failures} not "
                          "matched in our ledger")
     return lines
+
+
+def _settled(run: ReconRun) -> dict[str, SettlementFigures]:
+    """The run's settlement figures; none for a run (or a stand-in of one) that did not
+    settle."""
+    return getattr(run, "settlement", None) or {}
 
 
 def _case_link(case_id: int, link: str | None) -> str:
@@ -228,9 +235,9 @@ def render_text(run: ReconRun) -> str:
         for currency, figures in run.totals.items():
             parts = ", ".join(f"{name} {_amount(v, currency)}" for name, v in figures.items())
             lines.append(f"  {currency}: {parts}")
-    if run.settlement:
+    if _settled(run):
         lines.append("Settlement:")
-        for currency, f in run.settlement.items():
+        for currency, f in _settled(run).items():
             lines.append(f"  {currency}: Stripe fees lost to refunds "
                          f"{_amount(f.fees_lost, currency)} (processing fees kept "
                          f"{_amount(f.fees_kept, currency)}, refund fees "
