@@ -15,6 +15,10 @@ With `settle=True` (by default when the deployment says so: `SETTLEMENT_RECONCIL
 also settles the day (`settlement`): each refund's balance transaction and payout,
 `refund_failure` reversals, the fees lost to refunds; its problems are recorded with the others
 and its figures are the run's `settlement`.
+
+The kinds of discrepancy and how a run is stored are described in `runs`; the queries of our
+ledger are in `services.refunds.ledger`, the Checkfront look-ups in `booking_check`, whether a
+problem of an earlier day still stands in `recheck` (a settlement problem: `settlement`).
 """
 
 from __future__ import annotations
