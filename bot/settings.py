@@ -120,6 +120,9 @@ class Settings(StoreSettings):
     anomaly_check_at: str = "*/15 * * * *"
     scheduler_misfire_grace_seconds: int = Field(default=3600, gt=0)
     digest_chart: bool = True  # attach a PNG chart (needs the files:write scope)
+    # settlement: the daily run also matches refunds to Stripe balance transactions and payouts
+    settlement_reconcile: bool = True
+    payout_delay_days: float = Field(default=7, ge=0)  # a refund in no payout after this
 
     # Slack: on when SLACK_BOT_TOKEN is set; Socket Mode when SLACK_APP_TOKEN is set too
     slack_bot_token: SecretStr | None = None
@@ -234,6 +237,8 @@ class Settings(StoreSettings):
                 first=timedelta(seconds=self.event_retry_first_seconds),
                 longest=timedelta(seconds=self.event_retry_max_seconds),
                 give_up_after=timedelta(minutes=self.event_retry_give_up_minutes)),
+            settlement=self.settlement_reconcile,
+            payout_delay=timedelta(days=self.payout_delay_days),
         )
 
     def customer_settings(self) -> CustomerSettings:

@@ -50,6 +50,12 @@ ROUTE_PERMISSIONS: dict[tuple[str, str], str] = {
     ("POST", "/v1/payment_links"): "rak_payment_link_write",
     ("GET", "/v1/payment_links/{id}"): "rak_payment_link_read",
     ("GET", "/v1/webhook_endpoints"): "rak_webhook_read",
+    ("GET", "/v1/balance_transactions"): "rak_balance_read",
+    ("GET", "/v1/balance_transactions/{id}"): "rak_balance_read",
+    ("GET", "/v1/payouts"): "rak_payout_read",
+    ("GET", "/v1/payouts/{id}"): "rak_payout_read",
+    ("POST", "/v1/test_helpers/payouts/run"): "rak_payout_write",
+    ("POST", "/v1/test_helpers/refunds/{id}/hold_from_payouts"): "rak_refund_write",
 }
 
 

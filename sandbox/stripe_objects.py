@@ -249,3 +249,89 @@ class Event:
             "request": {"id": self.request_id, "idempotency_key": self.idempotency_key},
             "type": self.type,
         }
+
+
+@dataclass
+class BalanceTransaction:
+    """Funds moving through the balance, in Stripe's `balance_transaction` shape: `amount` is
+    signed (negative when money leaves, as for a refund or a payout), `net` is `amount - fee`
+    and `status` is `available` from `available_on` on (`to_json` is given the time)."""
+
+    id: str
+    type: str                 # charge | refund | refund_failure | payout | stripe_fee ...
+    amount: int
+    fee: int
+    currency: str
+    source: str | None
+    created: int
+    available_on: int
+    seq: int
+    fee_type: str = "stripe_fee"
+    payout: str | None = None  # the automatic payout that carried it (not in Stripe's JSON)
+
+    @property
+    def net(self) -> int:
+        return self.amount - self.fee
+
+    def to_json(self, now: int | None = None) -> dict[str, Any]:
+        details = [{"amount": self.fee, "application": None, "currency": self.currency,
+                    "description": "Stripe processing fees", "type": self.fee_type}] \
+            if self.fee else []
+        available = now is None or self.available_on <= now
+        return {
+            "id": self.id,
+            "object": "balance_transaction",
+            "amount": self.amount,
+            "available_on": self.available_on,
+            "balance_type": "payments",
+            "created": self.created,
+            "currency": self.currency,
+            "description": None,
+            "exchange_rate": None,
+            "fee": self.fee,
+            "fee_details": details,
+            "net": self.net,
+            "reporting_category": self.type,
+            "source": self.source,
+            "status": "available" if available else "pending",
+            "type": self.type,
+        }
+
+
+@dataclass
+class Payout:
+    """An automatic payout of what was available at `created`; `paid` once it has arrived."""
+
+    id: str
+    amount: int
+    currency: str
+    created: int
+    arrival_date: int
+    seq: int
+    balance_transaction: str
+
+    def to_json(self, now: int | None = None) -> dict[str, Any]:
+        arrived = now is None or self.arrival_date <= now
+        return {
+            "id": self.id,
+            "object": "payout",
+            "amount": self.amount,
+            "arrival_date": self.arrival_date,
+            "automatic": True,
+            "balance_transaction": self.balance_transaction,
+            "created": self.created,
+            "currency": self.currency,
+            "description": "STRIPE PAYOUT",
+            "destination": "ba_sandbox",
+            "failure_balance_transaction": None,
+            "failure_code": None,
+            "failure_message": None,
+            "livemode": False,
+            "metadata": {},
+            "method": "standard",
+            "reconciliation_status": "completed",
+            "source_type": "card",
+            "statement_descriptor": None,
+            "status": "paid" if arrived else "in_transit",
+            "type": "bank_account",
+        }

@@ -34,6 +34,11 @@ semantics where refunds depend on them:
   (`POST /v1/disputes/{id}/close`, the dispute is then lost); payment links
   (`POST /v1/payment_links`) with inline `price_data`, one URL each.
 
+- Balance transactions and automatic daily payouts (`sandbox.stripe_balance`): a charge's
+  transaction carries its processing fee, a refund's is negative with no fee returned, a failed
+  refund gets its `refund_failure` reversal; `hold_from_payouts` keeps a refund out of every
+  payout, `run_payouts` makes the payouts due by a time.
+
 Setting up payments (`add_payment`, `POST /v1/payment_intents`) emits no events. Retrieving a
 PaymentIntent takes `expand[]=latest_charge`, as Stripe's does: the charge comes in its place.
 """
@@ -53,6 +58,7 @@ from aiohttp import web
 
 from sandbox.rate_limit import Buckets, Limit
 from sandbox.stripe_account import AccountKeys
+from sandbox.stripe_balance import Balance
 from sandbox.stripe_faults import Fault, FaultQueue
 from sandbox.stripe_forms import FormError, parse_form
 from sandbox.stripe_idempotency import (
@@ -179,8 +185,11 @@ class StripeSandbox:
         idempotency_ttl_seconds: float | None = None,
         rate_limit: Limit | None = None,
         rate_clock: Callable[[], float] = time.monotonic,
+        automatic_payouts: bool = True,
     ) -> None:
         self.clock = clock
+        # balance transactions and automatic payouts (`sandbox.stripe_balance`)
+        self.balance = Balance(lambda: self.clock(), automatic_payouts=automatic_payouts)
         self._rate_clock = rate_clock
         self._limiter: Buckets | None = None
         self._refused_before = 0
@@ -256,7 +265,21 @@ class StripeSandbox:
         refund = self._refunds[refund_id]
         refund.created = created
         self._refund_moves += 1
+        self.balance.moved(refund)
         return refund
+
+    def hold_from_payouts(self, refund_id: str) -> Refund:
+        """Keep a refund out of every automatic payout (until `release_to_payouts`)."""
+        refund = self._refunds[refund_id]
+        self.balance.hold(refund.id)
+        return refund
+
+    def release_to_payouts(self, refund_id: str) -> None:
+        self.balance.release(refund_id)
+
+    def run_payouts(self, until: int | None = None) -> list[Any]:
+        """Make the automatic payouts due by `until` (the clock's now by default)."""
+        return self.balance.run_payouts(until)
 
     def add_payment(
         self,
@@ -414,6 +437,12 @@ class StripeSandbox:
             ("GET", "/v1/payment_links/{id}", self._get_payment_link),
             ("GET", "/v1/account", self._get_account),
             ("GET", "/v1/webhook_endpoints", self._list_webhook_endpoints),
+            ("GET", "/v1/balance_transactions", self._list_balance_transactions),
+            ("GET", "/v1/balance_transactions/{id}", self._get_balance_transaction),
+            ("GET", "/v1/payouts", self._list_payouts),
+            ("GET", "/v1/payouts/{id}", self._get_payout),
+            ("POST", "/v1/test_helpers/payouts/run", self._run_payouts),
+            ("POST", "/v1/test_helpers/refunds/{id}/hold_from_payouts", self._hold_refund),
         ]
         for method, path, handler in routes:
             app.router.add_route(method, path, handler)
@@ -687,9 +716,9 @@ class StripeSandbox:
             created=pi.created,
             payment_intent=pi.id,
             metadata=dict(pi.metadata),
-            balance_transaction=new_id("txn_"),
         )
         self.charges[charge.id] = charge
+        charge.balance_transaction = self.balance.charged(charge).id
         pi.latest_charge = charge.id
         pi.status = "succeeded"
 
@@ -775,9 +804,9 @@ class StripeSandbox:
             metadata=metadata,
             created=self._now(),
             seq=self._seq,
-            balance_transaction=new_id("txn_"),
         )
         self._refunds[refund.id] = refund
+        refund.balance_transaction = self.balance.refunded(refund).id
         before = charge.to_json()
         charge.amount_refunded += amount
         self._emit("refund.created", refund.to_json())
@@ -868,7 +897,7 @@ class StripeSandbox:
         refund.status = status
         if status == "failed":
             refund.failure_reason = failure_reason or "unknown"
-            refund.failure_balance_transaction = new_id("txn_")
+            refund.failure_balance_transaction = self.balance.refund_failed(refund).id
             previous["failure_reason"] = None
         if was_active and status not in ACTIVE_REFUND_STATUSES:
             charge.amount_refunded -= refund.amount
@@ -1097,6 +1126,51 @@ class StripeSandbox:
         if refund is None:
             raise missing("refund", refund_id, "id")
         return refund
+
+    # ---- Balance transactions and payouts (sandbox.stripe_balance) ---------------------------
+
+    async def _list_balance_transactions(self, request: web.Request) -> web.Response:
+        return _ok(self.balance.list_transactions(_current().params, self._object_json))
+
+    async def _get_balance_transaction(self, request: web.Request) -> web.Response:
+        return _ok(self.balance.get_transaction(request.match_info["id"], _current().params,
+                                                self._object_json))
+
+    async def _list_payouts(self, request: web.Request) -> web.Response:
+        return _ok(self.balance.list_payouts(_current().params))
+
+    async def _get_payout(self, request: web.Request) -> web.Response:
+        allow(_current().params, {"expand"})
+        return _ok(self.balance.get_payout(request.match_info["id"]))
+
+    async def _run_payouts(self, request: web.Request) -> web.Response:
+        """Test control: make the automatic payouts due by `until` (default: now)."""
+        p = _current().params
+        allow(p, {"until"})
+        until = opt_int(p, "until")
+        made = self.balance.run_payouts(until)
+        now = self._now()
+        return _ok({"object": "list", "url": "/v1/test_helpers/payouts/run",
+                    "has_more": False, "data": [po.to_json(now) for po in made]})
+
+    async def _hold_refund(self, request: web.Request) -> web.Response:
+        """Test control: keep a refund out of every payout."""
+        allow(_current().params, set())
+        refund = self._refund(request.match_info["id"])
+        self.balance.hold(refund.id)
+        return _ok(refund.to_json())
+
+    def _object_json(self, object_id: str) -> dict[str, Any] | None:
+        """Any object by its id, for `expand[]`."""
+        if object_id.startswith("re_") and object_id in self._refunds:
+            return self._refunds[object_id].to_json()
+        if object_id.startswith(("ch_", "py_")) and object_id in self.charges:
+            return self.charges[object_id].to_json()
+        if object_id.startswith("pi_") and object_id in self.payment_intents:
+            return self.payment_intents[object_id].to_json()
+        if object_id.startswith("dp_") and object_id in self.disputes:
+            return self.dispute_json(self.disputes[object_id])
+        return self.balance.json_of(object_id)
 
     # ---- The account and its webhook endpoints (sandbox.stripe_account) ----------------------
 

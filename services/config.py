@@ -39,3 +39,6 @@ class RefundConfig:
     raw_event_retention: timedelta = timedelta(days=30)  # then a processed webhook body goes
     execution_concurrency: int = 4
     event_retries: EventRetries = field(default_factory=EventRetries)
+    # the daily reconciliation settles too (balance transactions, payouts): SETTLEMENT_RECONCILE
+    settlement: bool = False
+    payout_delay: timedelta = timedelta(days=7)   # a refund in no payout after this is flagged

@@ -230,6 +230,8 @@ async def test_optional_permissions_and_webhooks_only_warn(stage: Stage) -> None
     assert set(warned) == {"stripe permission rak_dispute_write",
                            "stripe permission rak_payment_intent_write",
                            "stripe permission rak_payment_link_write",
+                           "stripe permission rak_balance_read",
+                           "stripe permission rak_payout_read",
                            "stripe webhook endpoints"}
     assert "not readable with this restricted key" in warned["stripe webhook endpoints"]
 

@@ -59,6 +59,12 @@ PERMISSIONS = (
     Permission("rak_payment_link_write", "Payment Links: Write",
                "sending a payment link for a failed payment", False,
                lambda c: c.v1.payment_links.create_async({})),
+    Permission("rak_balance_read", "Balance: Read",
+               "settling refunds against balance transactions (SETTLEMENT_RECONCILE)", False,
+               lambda c: c.v1.balance_transactions.retrieve_async(f"txn_{PROBE}")),
+    Permission("rak_payout_read", "Payouts: Read",
+               "finding the payout that carried each refund (SETTLEMENT_RECONCILE)", False,
+               lambda c: c.v1.payouts.retrieve_async(f"po_{PROBE}")),
 )
 
 

@@ -29,13 +29,16 @@ asks Stripe only for a payment it has not read yet. Those answers (the refund, t
 PaymentIntent, the charge) are read as plain JSON through the official client's
 `raw_request_async` (`_raw`): its auth, retries, idempotency key and error mapping, without
 building its objects.
+
+Settlement reads (`iter_balance_transactions`, `iter_payouts`) are read-only listings of
+balance transactions and payouts, read the same way (`stripe_balance` holds their records).
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from functools import partial
 from typing import Any, TypeVar
 from urllib.parse import quote_plus
@@ -43,6 +46,13 @@ from urllib.parse import quote_plus
 import stripe
 
 from services.clients.pacing import Pacer
+from services.clients.stripe_balance import (
+    StripeBalanceTransaction,
+    StripePayout,
+    balance_transactions_from,
+    list_items,
+    payouts_from,
+)
 from services.clients.stripe_errors import StripeGatewayError, gateway_error
 from services.clients.stripe_listing import one_page_ahead
 from services.clients.stripe_money import checked_currency, from_stripe_amount, to_stripe_amount
@@ -193,6 +203,63 @@ class StripeGateway:
         """Every refund of one payment, newest first: how to settle a `maybe_applied` doubt."""
         params: dict[str, Any] = {_ref_field(payment_ref): payment_ref, "limit": 100}
         return [refund async for refund in self._listed_refunds(params)]
+
+    # ---- settlement: balance transactions and payouts (read only) -----------------------
+
+    async def iter_balance_transactions(
+        self, *, type: str | None = None, payout: str | None = None,
+        source: str | None = None, created_gte: int | None = None,
+        created_lt: int | None = None, expand: Sequence[str] = (), page_size: int = 100,
+    ) -> AsyncIterator[StripeBalanceTransaction]:
+        """Balance transactions, newest first, page by page (`GET /v1/balance_transactions`):
+        of one `type`, one automatic `payout`, one `source`, created in [gte, lt)."""
+        params: dict[str, Any] = {"limit": page_size}
+        for name, value in (("type", type), ("payout", payout), ("source", source)):
+            if value is not None:
+                params[name] = value
+        created = {k: v for k, v in (("gte", created_gte), ("lt", created_lt)) if v is not None}
+        if created:
+            params["created"] = created
+        if expand:
+            params["expand"] = list(expand)
+        async for txn in self._listed("/v1/balance_transactions", params,
+                                      balance_transactions_from):
+            yield txn
+
+    async def iter_payouts(self, *, created_gte: int | None = None,
+                           created_lt: int | None = None,
+                           page_size: int = 100) -> AsyncIterator[StripePayout]:
+        """Payouts, newest first, page by page (`GET /v1/payouts`), created in [gte, lt)."""
+        params: dict[str, Any] = {"limit": page_size}
+        created = {k: v for k, v in (("gte", created_gte), ("lt", created_lt)) if v is not None}
+        if created:
+            params["created"] = created
+        async for payout in self._listed("/v1/payouts", params, payouts_from):
+            yield payout
+
+    async def _listed(self, path: str, params: Mapping[str, Any],
+                      read: Callable[[list[Mapping[str, Any]]], list[T]]) -> AsyncIterator[T]:
+        """Every item of a list endpoint as records (`read` takes a page's items), each page
+        read as plain JSON (`_raw`) one page ahead: the next page, after the last item of this
+        one, is asked for before this one is read and handed over."""
+        if not 1 <= int(params.get("limit", 100)) <= 100:
+            raise StripeGatewayError("invalid", "page_size must be 1..100")
+        query = dict(params)
+        ahead: asyncio.Task[dict[str, Any]] | None = asyncio.ensure_future(
+            self._raw("get", path, dict(query), writes=False))
+        try:
+            while ahead is not None:
+                items, has_more = list_items(await ahead)
+                ahead = None
+                if has_more and items:
+                    query["starting_after"] = str(items[-1]["id"])
+                    ahead = asyncio.ensure_future(
+                        self._raw("get", path, dict(query), writes=False))
+                for record in read(items):
+                    yield record
+        finally:
+            if ahead is not None:
+                ahead.cancel()
 
     # ---- disputes ------------------------------------------------------------------------
 

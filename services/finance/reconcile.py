@@ -11,9 +11,14 @@ are looked up one refund each, a few at a time, and settled in the ledger's orde
 approver recorded as made by hand that day (`services.refunds.manual`) are counted in the day's
 `manual` total and never looked for in Stripe.
 
+With `settle=True` (by default when the deployment says so: `SETTLEMENT_RECONCILE`) the run
+also settles the day (`settlement`): each refund's balance transaction and payout,
+`refund_failure` reversals, the fees lost to refunds; its problems are recorded with the others
+and its figures are the run's `settlement`.
+
 The kinds of discrepancy and how a run is stored are described in `runs`; the queries of our
 ledger are in `services.refunds.ledger`, the Checkfront look-ups in `booking_check`, whether a
-problem of an earlier day still stands in `recheck`.
+problem of an earlier day still stands in `recheck` (a settlement problem: `settlement`).
 """
 
 from __future__ import annotations
@@ -40,6 +45,7 @@ from services.finance.runs import (
     MATCHED,
     MISSING_IN_STRIPE,
     PENDING_STATUSES,
+    SETTLEMENT_KINDS,
     STALE_PENDING,
     Discrepancy,
     ReconcileError,
@@ -47,6 +53,7 @@ from services.finance.runs import (
     open_from_other_days,
     save_run,
 )
+from services.finance.settlement import Settlement, settle_day, still_open
 from services.money import display, to_minor
 from services.refunds import ledger, manual, snapshots
 from services.refunds.ledger import ExecutionWithBooking
@@ -71,8 +78,13 @@ async def reconcile_day(
     now: datetime | None = None,
     batch_size: int = 500,
     check_checkfront: bool = True,
+    settle: bool | None = None,
+    payout_delay: timedelta | None = None,
 ) -> ReconRun:
-    """Reconcile one business day and store the result (a re-run of a day replaces it)."""
+    """Reconcile one business day and store the result (a re-run of a day replaces it);
+    `settle`: match the day's refunds to Stripe's balance transactions and payouts too (by
+    default as the deployment says, `RefundConfig.settlement`), flagging refunds in no payout
+    after `payout_delay` (`RefundConfig.payout_delay`)."""
     if svc.stripe is None:
         raise ReconcileError("Stripe is not configured; cannot reconcile")
     work = _DayReconciliation(svc, day, tz, now or utcnow(), batch_size, check_checkfront)
@@ -80,6 +92,8 @@ async def reconcile_day(
     await work.unseen_ledger()
     await work.unsent_planned()
     await work.carried_pending()
+    if svc.config.settlement if settle is None else settle:
+        await work.settle(svc.config.payout_delay if payout_delay is None else payout_delay)
     await work.recheck_open()
     await work.by_hand()
     return await work.save()
@@ -114,6 +128,7 @@ class _DayReconciliation:
         self.other_day = 0
         self.unknown_booking = 0
         self.carried = 0
+        self.settlement: Settlement | None = None
 
     # ---- Stripe side, streamed -------------------------------------------------------------
 
@@ -368,6 +383,17 @@ class _DayReconciliation:
                 self._found(FAILED, refund.id, f"{_what(refund)} {refund.status} at Stripe"
                             f"{_reason(refund)}; our ledger still says pending", **args)
 
+    # ---- settlement: balance transactions and payouts ----------------------------------------
+
+    async def settle(self, payout_delay: timedelta) -> None:
+        settled = await settle_day(self.stripe, self.store, self.day, (self.start, self.end),
+                                   self.now, payout_delay=payout_delay)
+        for found in settled.found:
+            self._found(found.kind, found.subject, found.detail, error=found.error,
+                        **found.fields)
+        self.notes += settled.notes
+        self.settlement = settled
+
     # ---- refunds made by hand --------------------------------------------------------------
 
     async def by_hand(self) -> None:
@@ -386,8 +412,11 @@ class _DayReconciliation:
         for old in await open_from_other_days(self.store, self.day, RECHECK_LIMIT):
             if old.key in self.found:
                 continue
-            still = await still_wrong(self.store, self.stripe, self.bookings, old,
-                                      self._answered_elsewhere)
+            if old.kind in SETTLEMENT_KINDS:
+                still: str | bool | None = await still_open(self.store, old, self.settlement)
+            else:
+                still = await still_wrong(self.store, self.stripe, self.bookings, old,
+                                          self._answered_elsewhere)
             if still is None:
                 self.resolved_ids.append(int(old.id or 0))
             else:
@@ -425,7 +454,9 @@ class _DayReconciliation:
             stripe_count=self.stripe_count,
             counts={kind: self.counts.get(kind, 0) for kind in KINDS},
             totals={c: dict(sorted(v.items())) for c, v in sorted(self.totals.items())},
-            notes=self.notes, found=self.found.values(), resolved_ids=self.resolved_ids)
+            notes=self.notes, found=self.found.values(), resolved_ids=self.resolved_ids,
+            settlement=self.settlement.figures if self.settlement is not None else None,
+            also=self.settlement.write if self.settlement is not None else None)
 
 
 def _what(refund: StripeRefund) -> str:

@@ -11,12 +11,18 @@ unless above the policy's `escalate_over` or in another currency); missing_in_st
 amount_mismatch; currency_mismatch; failed (failed or canceled at Stripe); stale_pending
 (pending for more than 48 hours, or planned and never sent); checkfront_not_updated (a
 refunded booking that Checkfront still shows as active or paid).
+
+Settlement kinds (`services.finance.settlement`, when a run settles too): missing_from_payout
+(a refund in no automatic payout after the usual delay) and unmatched_refund_failure (a
+`refund_failure` reversal at Stripe that our ledger does not record as a failed refund). They
+are not in `KINDS`, the day's counts; their figures are the run's `settlement`, one
+`SettlementFigures` per currency, kept in `settlement_days`.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from datetime import date, datetime
 from typing import Any
@@ -36,6 +42,9 @@ STALE_PENDING = "stale_pending"
 CHECKFRONT_NOT_UPDATED = "checkfront_not_updated"
 KINDS = (MATCHED, EXTERNAL, MISSING_IN_STRIPE, AMOUNT_MISMATCH, CURRENCY_MISMATCH, FAILED,
          STALE_PENDING, CHECKFRONT_NOT_UPDATED)
+MISSING_FROM_PAYOUT = "missing_from_payout"
+UNMATCHED_REFUND_FAILURE = "unmatched_refund_failure"
+SETTLEMENT_KINDS = (MISSING_FROM_PAYOUT, UNMATCHED_REFUND_FAILURE)
 
 AUTO_RESOLVER = "reconcile"
 PENDING_STATUSES = ("pending", "requires_action")   # Stripe refund statuses still under way
@@ -85,6 +94,37 @@ class Discrepancy:
 
 
 @dataclass
+class SettlementFigures:
+    """One currency's settlement figures of a day, in minor units.
+
+    `fees_kept`: the processing fees of the charges first refunded that day, which Stripe keeps
+    (a refund returns none of it); `refund_fees`: fees on the refunds' own transactions (none
+    under standard pricing); `fees_lost` is their sum. `missing_from_payout` counts refunds of
+    any earlier day past the payout delay that are still in no payout."""
+
+    refunds: int = 0
+    refunded: int = 0
+    fees_kept: int = 0
+    refund_fees: int = 0
+    in_payout: int = 0
+    missing_from_payout: int = 0
+    missing_amount: int = 0
+    failures: int = 0
+    failures_amount: int = 0
+    unmatched_failures: int = 0
+
+    @property
+    def fees_lost(self) -> int:
+        return self.fees_kept + self.refund_fees
+
+    def to_dict(self) -> dict[str, int]:
+        return {**asdict(self), "fees_lost": self.fees_lost}
+
+
+SETTLEMENT_COLUMNS = tuple(SettlementFigures.__dataclass_fields__)
+
+
+@dataclass
 class ReconRun:
     """One business day's reconciliation: its figures, what it found and what it resolved."""
 
@@ -99,6 +139,7 @@ class ReconRun:
     discrepancies: list[Discrepancy]    # found by this run, informational ones included
     resolved: list[Discrepancy] = field(default_factory=list)  # closed by this run
     notes: list[str] = field(default_factory=list)
+    settlement: dict[str, SettlementFigures] = field(default_factory=dict)  # when it settled
 
     @property
     def open_errors(self) -> list[Discrepancy]:
@@ -116,6 +157,8 @@ class ReconRun:
             "stripe_count": self.stripe_count, "counts": self.counts, "totals": self.totals,
             "discrepancies": [asdict(d) for d in self.discrepancies],
             "resolved": [asdict(d) for d in self.resolved], "notes": self.notes,
+            **({"settlement": {c: f.to_dict() for c, f in self.settlement.items()}}
+               if self.settlement else {}),
         }
 
 
@@ -133,10 +176,14 @@ async def save_run(
     notes: list[str],
     found: Iterable[Discrepancy],
     resolved_ids: list[int],
+    settlement: dict[str, SettlementFigures] | None = None,
+    also: Callable[[Any], Awaitable[None]] | None = None,
 ) -> ReconRun:
     """Store one day's run in one transaction, and return it as stored: what it found (with
     ids and first sightings) and what it resolved, both the earlier problems in
-    `resolved_ids` and the day's own problems this run no longer found."""
+    `resolved_ids` and the day's own problems this run no longer found. A run that settled
+    stores its `settlement` figures (replacing the day's) and calls `also` in the same
+    transaction (the settlement's own rows)."""
     ran_at = now_iso()
     day_text = day.isoformat()
     resolver = f"{AUTO_RESOLVER}:{day_text}"
@@ -184,10 +231,16 @@ async def save_run(
             "counts = excluded.counts, totals = excluded.totals, notes = excluded.notes",
             (day_text, tz, iso_utc(start), iso_utc(end), ran_at, ran_at,
              stripe_count, dumps(counts), dumps(totals), dumps(notes)))
-        await audit.append(tx, actor="reconcile", action="reconcile.run", detail={
+        detail: dict[str, Any] = {
             "day": day_text, "tz": tz, "stripe_refunds": stripe_count,
             "counts": counts,
-            "open_errors": sum(1 for d in found if d.error)})
+            "open_errors": sum(1 for d in found if d.error)}
+        if settlement is not None:
+            await _save_settlement(tx, day_text, settlement)
+            detail["settlement"] = {c: f.to_dict() for c, f in settlement.items()}
+        if also is not None:
+            await also(tx)
+        await audit.append(tx, actor="reconcile", action="reconcile.run", detail=detail)
     seen = await store.fetch_all(
         "SELECT * FROM recon_discrepancies WHERE last_seen = ? AND last_run_day = ? "
         "ORDER BY id", (ran_at, day_text))
@@ -198,7 +251,28 @@ async def save_run(
         day=day, tz=tz, window_start=start, window_end=end,
         ran_at=ran_at, stripe_count=stripe_count, counts=counts, totals=totals,
         discrepancies=[Discrepancy.from_row(r) for r in seen],
-        resolved=[Discrepancy.from_row(r) for r in resolved], notes=list(notes))
+        resolved=[Discrepancy.from_row(r) for r in resolved], notes=list(notes),
+        settlement=dict(settlement or {}))
+
+
+async def _save_settlement(tx: Any, day_text: str,
+                           settlement: dict[str, SettlementFigures]) -> None:
+    await tx.execute("DELETE FROM settlement_days WHERE day = ?", (day_text,))
+    columns = ", ".join(SETTLEMENT_COLUMNS)
+    marks = ", ".join("?" for _ in SETTLEMENT_COLUMNS)
+    for currency, figures in sorted(settlement.items()):
+        await tx.execute(
+            f"INSERT INTO settlement_days (day, currency, {columns}) VALUES (?, ?, {marks})",
+            (day_text, currency, *(getattr(figures, c) for c in SETTLEMENT_COLUMNS)))
+
+
+async def load_settlement(store: Store, day: date) -> dict[str, SettlementFigures]:
+    """A day's stored settlement figures by currency (empty when no run settled it)."""
+    rows = await store.fetch_all(
+        f"SELECT currency, {', '.join(SETTLEMENT_COLUMNS)} FROM settlement_days "
+        "WHERE day = ? ORDER BY currency", (day.isoformat(),))
+    return {r["currency"]: SettlementFigures(**{c: int(r[c]) for c in SETTLEMENT_COLUMNS})
+            for r in rows}
 
 
 # ---- reading stored runs ---------------------------------------------------------------------
@@ -221,7 +295,8 @@ async def load_run(store: Store, day: date) -> ReconRun | None:
         stripe_count=row["stripe_count"], counts=json.loads(row["counts"]),
         totals=json.loads(row["totals"]),
         discrepancies=[Discrepancy.from_row(r) for r in found],
-        resolved=[Discrepancy.from_row(r) for r in resolved], notes=json.loads(row["notes"]))
+        resolved=[Discrepancy.from_row(r) for r in resolved], notes=json.loads(row["notes"]),
+        settlement=await load_settlement(store, day))
 
 
 async def open_discrepancies(store: Store, limit: int = 500) -> list[Discrepancy]:

@@ -43,10 +43,13 @@ from services.finance.runs import (
     FAILED,
     KINDS,
     MATCHED,
+    MISSING_FROM_PAYOUT,
     MISSING_IN_STRIPE,
     STALE_PENDING,
+    UNMATCHED_REFUND_FAILURE,
     Discrepancy,
     ReconRun,
+    SettlementFigures,
 )
 from services.finance.stats import DayStats
 from services.intake.events import EventRow
@@ -58,6 +61,8 @@ LABELS = {
     AMOUNT_MISMATCH: "amount mismatch", CURRENCY_MISMATCH: "currency mismatch",
     FAILED: "failed", STALE_PENDING: "stale pending",
     CHECKFRONT_NOT_UPDATED: "Checkfront not updated",
+    MISSING_FROM_PAYOUT: "missing from payout",
+    UNMATCHED_REFUND_FAILURE: "refund failure not in our ledger",
 }
 
 
@@ -82,6 +87,7 @@ def digest_message(run: ReconRun, stats: DayStats, anomalies: list[Anomaly],
     recon += [f"• totals {esc(cur, 8)}: "
               + ", ".join(f"{esc(k, 40)} {_money(v, cur)}" for k, v in figures.items())
               for cur, figures in run.totals.items()]
+    recon += _settlement_lines(run)
     problems = [f"• :warning: {esc(p.kind.replace('_', ' '), 40)} · "
                 f"{esc(p.booking_code or '?', 60)} · "
                 f"{_money(p.amount, p.currency) if p.amount is not None and p.currency else ''}"
@@ -127,6 +133,29 @@ def digest_message(run: ReconRun, stats: DayStats, anomalies: list[Anomaly],
             f"{'' if len(failed_events) == 1 else 's'} failed"
     text = clip(summary, 300)
     return Message(text=text, blocks=blocks[:50])
+
+
+def _settlement_lines(run: ReconRun) -> list[str]:
+    """The run's settlement figures (when it settled): fees lost to refunds, refunds missing
+    from payouts, refund failures Stripe reversed."""
+    lines = []
+    for cur, f in _settled(run).items():
+        lines.append(f"• Stripe fees lost to refunds {esc(cur, 8)}: *{_money(f.fees_lost, cur)}*"
+                     f" ({f.refunds} refund(s) settled, {f.in_payout} in a payout)")
+        if f.missing_from_payout:
+            lines.append(f"• :warning: refunds missing from payouts {esc(cur, 8)}: "
+                         f"{f.missing_from_payout} ({_money(f.missing_amount, cur)})")
+        if f.failures:
+            lines.append(f"• refund failures reversed {esc(cur, 8)}: {f.failures} "
+                         f"({_money(f.failures_amount, cur)}), {f.unmatched_failures} not "
+                         "matched in our ledger")
+    return lines
+
+
+def _settled(run: ReconRun) -> dict[str, SettlementFigures]:
+    """The run's settlement figures; none for a run (or a stand-in of one) that did not
+    settle."""
+    return getattr(run, "settlement", None) or {}
 
 
 def _case_link(case_id: int, link: str | None) -> str:
@@ -206,6 +235,18 @@ def render_text(run: ReconRun) -> str:
         for currency, figures in run.totals.items():
             parts = ", ".join(f"{name} {_amount(v, currency)}" for name, v in figures.items())
             lines.append(f"  {currency}: {parts}")
+    if _settled(run):
+        lines.append("Settlement:")
+        for currency, f in _settled(run).items():
+            lines.append(f"  {currency}: Stripe fees lost to refunds "
+                         f"{_amount(f.fees_lost, currency)} (processing fees kept "
+                         f"{_amount(f.fees_kept, currency)}, refund fees "
+                         f"{_amount(f.refund_fees, currency)}); {f.refunds} refund(s) of "
+                         f"{_amount(f.refunded, currency)} settled, {f.in_payout} in a payout; "
+                         f"missing from payouts {f.missing_from_payout} "
+                         f"({_amount(f.missing_amount, currency)}); refund failures "
+                         f"{f.failures} ({_amount(f.failures_amount, currency)}), "
+                         f"{f.unmatched_failures} not matched in our ledger")
     problems = [d for d in run.discrepancies if d.error]
     lines.append(f"Discrepancies ({len(problems)}):" if problems else "No discrepancies.")
     lines += [_line(d) for d in problems]
