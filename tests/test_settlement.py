@@ -8,6 +8,7 @@ from dataclasses import replace
 from datetime import datetime, timedelta
 
 import httpx
+import pytest
 
 from bot.cli.world import World
 from bot.slack.ui.digest import digest_message, digest_text
@@ -30,6 +31,8 @@ from tests.test_reconcile import (
     outside_refund,
     past_day,
 )
+
+pytestmark = pytest.mark.both_backends
 
 
 def stripe_calls(world: World, *paths: str) -> int:
