@@ -4,6 +4,7 @@ lost to refunds per day, and the digest that shows them."""
 
 from __future__ import annotations
 
+import json
 from dataclasses import replace
 from datetime import datetime, timedelta
 
@@ -11,6 +12,7 @@ import httpx
 import pytest
 
 from bot.cli.world import World
+from bot.teams.cards import digest_card
 from bot.slack.ui.digest import digest_message, digest_text
 from sandbox.stripe_server import StripeSandbox
 from services.finance.reconcile import reconcile_day
@@ -184,6 +186,9 @@ async def test_the_digest_shows_fees_lost_and_refunds_missing_from_payouts(
     assert f"Stripe fees lost to refunds {fee / 100:.2f} USD" in text
     assert "missing from payouts 1" in text
     assert run.to_dict()["settlement"]["USD"]["fees_lost"] == fee
+    card = json.dumps(digest_card(run, stats, [], automation), ensure_ascii=False)   # Teams
+    assert f"Stripe fees lost to refunds USD: **{fee / 100:.2f} USD**" in card
+    assert f"refunds missing from payouts USD: 1 ({amount / 100:.2f} USD)" in card
 
 
 async def test_a_run_without_settlement_is_unchanged(world: World) -> None:

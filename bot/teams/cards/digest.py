@@ -105,6 +105,7 @@ def digest_card(run: ReconRun, stats: DayStats, anomalies: list[Anomaly],
               + ", ".join(f"{md(k.replace('_', ' '), 40)} {_money(v, cur)}"
                           for k, v in figures.items())
               for cur, figures in run.totals.items()]
+    recon += _settlement_lines(run)
     problems = [f"⚠️ {md(p.kind.replace('_', ' '), 40)} · {md(p.booking_code or '?', 60)} · "
                 + (_money(p.amount, p.currency) if p.amount is not None and p.currency else "")
                 + f" — {md(amounts(p.detail, p.currency), 300)}" for p in run.open_errors]
@@ -140,6 +141,24 @@ def digest_card(run: ReconRun, stats: DayStats, anomalies: list[Anomaly],
     summary = f"Refund digest {day}: {len(run.open_errors)} open discrepancies, " \
         f"{len(anomalies)} anomalies" + (", automation paused" if automation.paused else "")
     return kit.card(body, fallback=summary)
+
+
+def _settlement_lines(run: ReconRun) -> list[str]:
+    """The run's settlement figures, as the Slack digest shows them: Stripe fees lost to
+    refunds, refunds missing from payouts, refund failures Stripe reversed (none for a run
+    that did not settle)."""
+    lines = []
+    for cur, f in (getattr(run, "settlement", None) or {}).items():
+        lines.append(f"Stripe fees lost to refunds {md(cur, 8)}: **{_money(f.fees_lost, cur)}** "
+                     f"({f.refunds} refund(s) settled, {f.in_payout} in a payout)")
+        if f.missing_from_payout:
+            lines.append(f"⚠️ refunds missing from payouts {md(cur, 8)}: "
+                         f"{f.missing_from_payout} ({_money(f.missing_amount, cur)})")
+        if f.failures:
+            lines.append(f"refund failures reversed {md(cur, 8)}: {f.failures} "
+                         f"({_money(f.failures_amount, cur)}), {f.unmatched_failures} not "
+                         "matched in our ledger")
+    return lines
 
 
 def answer_card(title: str, lines: Sequence[str] = (), *, note: str | None = None,
