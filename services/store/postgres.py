@@ -34,7 +34,7 @@ import asyncio
 import contextlib
 import functools
 import re
-from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from contextvars import ContextVar
 from importlib import resources
 from typing import Any
@@ -427,7 +427,14 @@ class PgIntakeWriter:
     (`services.store.writer`): plain functions of a `Batch` whose `conn.execute` answers at
     once; they run in a worker thread, their statements on this writer's connection. A unit
     that raises fails alone (the batch is rolled back and its others written again, each
-    alone); a batch that cannot be written fails its units with `StoreUnavailable`."""
+    alone); a batch that cannot be written fails its units with `StoreUnavailable`.
+
+    Native units (`run_native`): coroutine functions of a `NativeBatch`, whose `fetch` awaits
+    each statement on this writer's connection in the event loop, with no thread hop (the
+    webhook's own unit, `services.intake.events`, is one). A batch holds units of one kind
+    (the audit chain's end each kind keeps for its transaction stays true)."""
+
+    native = True   # `run_native` is offered
 
     def __init__(self, url: str, *, max_batch: int = MAX_BATCH) -> None:
         self.url = url
@@ -456,6 +463,11 @@ class PgIntakeWriter:
         self._wake.set()
         return await future
 
+    async def run_native(self, work: Callable[[NativeBatch], Awaitable[Any]]) -> Any:
+        """Run the coroutine function `work` in the next batch, on the event loop; its result
+        once the batch is committed."""
+        return await self.run(_Native(work))
+
     async def close(self) -> None:
         if self._closed:
             return
@@ -473,9 +485,12 @@ class PgIntakeWriter:
             await self._wake.wait()
             await asyncio.sleep(0)   # what else this turn of the loop hands over comes too
             self._wake.clear()
-            while self._waiting:
-                batch, self._waiting = (self._waiting[:self.max_batch],
-                                        self._waiting[self.max_batch:])
+            while self._waiting:   # a batch is of one kind: native units or threaded ones
+                kind, n = isinstance(self._waiting[0][0], _Native), 1
+                while (n < min(len(self._waiting), self.max_batch)
+                       and isinstance(self._waiting[n][0], _Native) == kind):
+                    n += 1
+                batch, self._waiting = self._waiting[:n], self._waiting[n:]
                 await self._write(batch)
             if self._closed:
                 return
@@ -514,24 +529,55 @@ class PgIntakeWriter:
         self.lock_wait_seconds += waited
         self.lock_wait_longest = max(self.lock_wait_longest, waited)
         try:
-            context = Batch(_SyncBridge(conn, loop))  # type: ignore[arg-type]
-
-            def run_all() -> list[Any]:
-                results = []
-                for work in units:
+            if isinstance(units[0], _Native):   # on the loop, each statement awaited
+                native, results = NativeBatch(conn), []
+                for unit in units:
                     try:
-                        results.append(work(context))
+                        results.append(await unit.work(native))  # type: ignore[attr-defined]
                     except Exception as exc:
                         raise _UnitFailed() from exc
-                return results
+            else:
+                context = Batch(_SyncBridge(conn, loop))  # type: ignore[arg-type]
 
-            results = await asyncio.to_thread(run_all)
+                def run_all() -> list[Any]:
+                    results = []
+                    for work in units:
+                        try:
+                            results.append(work(context))
+                        except Exception as exc:
+                            raise _UnitFailed() from exc
+                    return results
+
+                results = await asyncio.to_thread(run_all)
             await conn.execute("COMMIT")
         except BaseException:
             if not conn.is_closed() and conn.is_in_transaction():
                 await _shielded(conn.execute("ROLLBACK"))
             raise
         return results
+
+
+class NativeBatch:
+    """What a native unit of the intake writer sees: `fetch` (a statement's rows, awaited on
+    the writer's connection inside the batch's transaction, `?` placeholders as everywhere)
+    and `memo`, kept for the length of that one transaction (the audit chain's end lives
+    there)."""
+
+    def __init__(self, conn: asyncpg.Connection) -> None:
+        self._conn = conn
+        self.memo: dict[Any, Any] = {}
+
+    async def fetch(self, sql: str, params: Sequence[Any] = ()) -> list[asyncpg.Record]:
+        return list(await self._conn.fetch(translate(sql), *params))
+
+
+class _Native:
+    """A native unit queued among the threaded ones."""
+
+    __slots__ = ("work",)
+
+    def __init__(self, work: Callable[[NativeBatch], Awaitable[Any]]) -> None:
+        self.work = work
 
 
 class _UnitFailed(Exception):
