@@ -197,3 +197,13 @@ async def test_store_copy_refuses_a_target_with_rows(tmp_path: Path, store_url: 
     async with open_store(source_url) as source, open_store(store_url) as target:
         with pytest.raises(CopyError, match="not empty"):
             await copy_store(source, target)
+
+
+def test_the_sqlite_store_refuses_a_postgresql_url_it_would_take_for_a_file_name() -> None:
+    """`Store` is SQLite's; handed a PostgreSQL URL it once made a folder named
+    "postgresql:" and an empty SQLite file in it, and read that. `open_store` picks the
+    engine."""
+    from services.store.db import Store
+    for url in ("postgresql://u@127.0.0.1:5432/refunds", "postgres://u@h/db"):
+        with pytest.raises(ValueError, match="open_store"):
+            Store(url)
