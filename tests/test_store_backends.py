@@ -207,3 +207,29 @@ def test_the_sqlite_store_refuses_a_postgresql_url_it_would_take_for_a_file_name
     for url in ("postgresql://u@127.0.0.1:5432/refunds", "postgres://u@h/db"):
         with pytest.raises(ValueError, match="open_store"):
             Store(url)
+
+
+async def test_postgresql_waits_for_the_flush_only_where_sqlite_syncs(
+        store_url: str, store_backend: str) -> None:
+    """As on SQLite (a commit synced only for `durable=True`: a webhook, a person's decision,
+    the mark before a Stripe call), a PostgreSQL transaction waits for its WAL flush only when
+    durable; the others commit at `synchronous_commit=off` (a server crash may lose the last
+    fraction of a second of them, never tear one; a bot killed loses none). The intake writer
+    always waits."""
+    if store_backend != "postgresql":
+        pytest.skip("PostgreSQL's setting")
+    import asyncpg
+    admin = await asyncpg.connect(store_url)   # the server's default, as in production (the
+    try:                                       # tests' cluster runs with it off)
+        await admin.execute(f'ALTER DATABASE "{store_url.rsplit("/", 1)[-1]}" '
+                            "SET synchronous_commit = on")
+    finally:
+        await admin.close()
+    async with open_store(store_url) as store:
+        async with store.transaction() as tx:
+            assert (await tx.execute_fetchall("SHOW synchronous_commit", ()))[0][0] == "off"
+        async with store.transaction(durable=True) as tx:
+            assert (await tx.execute_fetchall("SHOW synchronous_commit", ()))[0][0] == "on"
+        async with store.transaction() as tx:   # SET LOCAL: one transaction's only
+            await tx.execute("SELECT 1")
+        assert (await store.read_one("SHOW synchronous_commit"))[0] == "on"
