@@ -21,6 +21,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
@@ -28,6 +29,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from bot import logs
 from bot.checkfront_transport import CheckfrontTransport
+from bot.fanout import FanoutNotifier
 from bot.loop_guard import LoopGuard
 from bot.mail import CustomerMail, SmtpMailer
 from bot.metrics import CHECKFRONT, BotMetrics
@@ -58,6 +60,11 @@ log = logging.getLogger(__name__)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
+if TYPE_CHECKING:   # Microsoft's SDK is imported only when Teams is set up (it is slow to load)
+    from microsoft_agents.hosting.core.authorization import Connections
+
+    from bot.teams.runtime import TeamsRuntime
+
 
 @dataclass
 class Bot:
@@ -66,6 +73,7 @@ class Bot:
     worker: Worker
     web: web.Application
     slack: SlackRuntime | None = None
+    teams: TeamsRuntime | None = None
     scheduler: AsyncIOScheduler | None = None
     rejections: Rejections = field(default_factory=Rejections)
     metrics: BotMetrics = field(default_factory=BotMetrics)
@@ -74,7 +82,10 @@ class Bot:
     _stop_by: float | None = field(default=None, repr=False)  # monotonic; set when stopping
 
     @classmethod
-    async def create(cls, settings: Settings) -> Bot:
+    async def create(cls, settings: Settings,
+                     teams_connections: Connections | None = None) -> Bot:
+        """`teams_connections`: the SDK connection manager for Teams' outgoing calls
+        (default: MSAL's client-credentials flow for TEAMS_APP_ID)."""
         book = load_policies(settings.policy_file)
         leases.configure(settings.instance_id, settings.lease_seconds)
         store = await open_store(settings.store_target()).open()
@@ -84,7 +95,13 @@ class Bot:
         delivery = SlackDelivery.build(settings, store) if settings.slack_bot_token else None
         if delivery is not None:
             metrics.watch_slack(delivery.client)
-        notifier: Notifier = delivery.notifier if delivery is not None else NullNotifier()
+        teams = None
+        if settings.teams_app_id:   # Microsoft's SDK is imported only for a bot that uses Teams
+            from bot.teams.runtime import TeamsDelivery
+            teams = TeamsDelivery.build(settings, store, teams_connections)
+        told: list[Notifier] = [d.notifier for d in (delivery, teams) if d is not None]
+        notifier: Notifier = (told[0] if len(told) == 1 else FanoutNotifier(told)) \
+            if told else NullNotifier()
         svc = Deps(
             store=store,
             book=book,
@@ -133,6 +150,11 @@ class Bot:
             if delivery else None
         if slack is not None:
             slack.mount(app)
+        teams_rt = None
+        if teams is not None:
+            from bot.teams.runtime import TeamsRuntime
+            teams_rt = TeamsRuntime(settings, svc, teams)
+            teams_rt.mount(app)
         scheduler = None
         if settings.scheduler_enabled:
             poster = DigestPoster(svc, settings.zone, chart=settings.digest_chart,
@@ -141,8 +163,14 @@ class Bot:
                                   journal_format=settings.journal_format,
                                   outbox=slack.outbox if slack else None,
                                   channels=slack.notifier.channels if slack else None)
+            on_digest = poster
+            if teams_rt is not None:
+                from bot.teams.digest import TeamsDigestPoster
+                on_digest = both(poster, TeamsDigestPoster(
+                    svc, settings.zone, teams_rt.delivery.outbox, settings.teams_digest_channel
+                    or settings.teams_approvals_channel, chart=settings.digest_chart))
             scheduler = build_scheduler(
-                svc, tz=settings.zone, daily_at=settings.digest_at, on_digest=poster,
+                svc, tz=settings.zone, daily_at=settings.digest_at, on_digest=on_digest,
                 anomaly_every=settings.anomaly_check_at,
                 misfire_grace_time=settings.scheduler_misfire_grace_seconds,
                 on_nudge=NudgePoster(store, slack.outbox, slack.deps.rules) if slack else None,
@@ -154,7 +182,7 @@ class Bot:
                 review_at=settings.review_at)
             metrics.watch_scheduler(scheduler)
         bot = cls(settings=settings, svc=svc, worker=worker, web=app, slack=slack,
-                  scheduler=scheduler, rejections=rejected, metrics=metrics)
+                  scheduler=scheduler, rejections=rejected, metrics=metrics, teams=teams_rt)
         if settings.smtp_url:
             folder = settings.customer_templates_dir
             bot.mail = CustomerMail(svc, SmtpMailer(settings.smtp_url),
@@ -177,6 +205,8 @@ class Bot:
         gc.freeze()
         if self.slack is not None:
             await self.slack.start()
+        if self.teams is not None:
+            self.teams.start()
         await self.worker.start()   # cases a crash left executing or approved: run first
         if self.slack is not None:     # then the departure runs a crash left running
             deps = self.slack.deps
@@ -212,11 +242,21 @@ class Bot:
             await self.mail.stop()
         if self.slack is not None:
             await self.slack.stop(grace=self._grace_left())
+        if self.teams is not None:
+            await self.teams.stop(grace=self._grace_left())
         if self.svc.checkfront is not None:
             await self.svc.checkfront.aclose()
         if self.svc.stripe is not None:
             await self.svc.stripe.close()
         await self.svc.store.close()
+
+
+def both(*posters: Callable[..., Awaitable[None]]) -> Callable[..., Awaitable[None]]:
+    """One digest job for both platforms: each poster queues its own outbox rows."""
+    async def post(*args: object) -> None:
+        for poster in posters:
+            await poster(*args)
+    return post
 
 
 def _hours(hours: float) -> timedelta | None:

@@ -32,6 +32,7 @@ import re
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Any
+from urllib.parse import unquote, urlsplit
 
 import httpx
 import stripe
@@ -88,6 +89,7 @@ class BotMetrics:
         self.webhooks = Counter(f"{PREFIX}_webhooks_received", "Webhook requests received, "
                                 "by source and the HTTP status answered", ["source", "status"],
                                 registry=r)
+        self._answered: dict[tuple[str, int], Any] = {}   # (source, status) -> its child
         self.events = Counter(f"{PREFIX}_events", "Webhook events applied by the worker, by "
                               "source and outcome (processed, retrying, failed, skipped, "
                               "store_error)", ["source", "outcome"], registry=r)
@@ -144,7 +146,11 @@ class BotMetrics:
         path = request.path
         for prefix, source in WEBHOOK_PATHS:
             if path.startswith(prefix):
-                self.webhooks.labels(source, str(response.status)).inc()
+                key = (source, response.status)
+                child = self._answered.get(key)
+                if child is None:   # the labelled counter, looked up once per source and status
+                    child = self._answered[key] = self.webhooks.labels(source, str(key[1]))
+                child.inc()
                 return
 
     # --- the clients ---------------------------------------------------------------------
@@ -241,7 +247,7 @@ _WORD = re.compile(r"^[a-z_.]+$")
 
 def _stripe_operation(method: str, url: str) -> str:
     """"POST /v1/refunds", "GET /v1/charges/{id}": ids out of the label."""
-    path = httpx.URL(url).path
+    path = unquote(urlsplit(url).path)   # as httpx.URL(url).path, at a tenth of its cost
     return f"{method.upper()} {_ID_SEGMENT.sub('/{id}', path)}"
 
 

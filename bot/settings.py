@@ -162,6 +162,16 @@ class Settings(StoreSettings):
     # another after at most this long)
     instance_id: str = ""
     lease_seconds: float = Field(default=30, gt=0)
+    # Microsoft Teams (the Agents SDK at POST /api/messages): on when TEAMS_APP_ID is set
+    teams_app_id: str = ""               # the Azure Bot / Entra app (client) id
+    teams_app_password: SecretStr | None = None   # its client secret
+    teams_tenant_id: str = ""            # the Entra tenant (empty: multi-tenant)
+    teams_allow_anonymous: bool = False  # local development only: activities without a token
+    teams_approvals_channel: str = ""    # Teams channel ids (19:...@thread.tacv2)
+    teams_digest_channel: str = ""
+    teams_approvers: str = ""            # Entra object ids "id1:500.00,id2" (id2: no limit)
+    teams_finance_leads: str = ""
+    teams_no_self_approval: bool = False
 
     @field_validator("business_timezone")
     @classmethod
@@ -187,6 +197,20 @@ class Settings(StoreSettings):
             missing.append("SLACK_APPROVALS_CHANNEL")
         if missing:
             raise ValueError("Slack is on (SLACK_BOT_TOKEN) but missing setting "
+                             + ", ".join(missing))
+        return self
+
+    @model_validator(mode="after")
+    def _teams_complete(self) -> Settings:
+        if not self.teams_app_id:
+            return self
+        missing = []
+        if self.teams_app_password is None and not self.teams_allow_anonymous:
+            missing.append("TEAMS_APP_PASSWORD")
+        if not self.teams_approvals_channel:
+            missing.append("TEAMS_APPROVALS_CHANNEL")
+        if missing:
+            raise ValueError("Teams is on (TEAMS_APP_ID) but missing setting "
                              + ", ".join(missing))
         return self
 

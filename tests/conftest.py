@@ -36,9 +36,10 @@ async def sworld(tmp_path: Path) -> AsyncIterator[World]:
 # --- the store's two engines ---------------------------------------------------------------
 # A module marked `both_backends` runs each of its tests on SQLite and on PostgreSQL (the
 # PostgreSQL run marked `postgresql`: `pytest -m "not postgresql"` leaves it out, and so does
-# STORE_BACKENDS=sqlite). On PostgreSQL the test's DATABASE_URL names a fresh database, so the
-# bot it starts (World, `python -m bot serve` in the fault suite) opens that store. Without
-# PostgreSQL (tests/pg_cluster.py says when) those runs are skipped with the reason.
+# STORE_BACKENDS=sqlite; a test in it marked `sqlite_only` runs on SQLite alone). On
+# PostgreSQL the test's DATABASE_URL names a fresh database, so the bot it starts (World,
+# `python -m bot serve` in the fault suite) opens that store. Without PostgreSQL
+# (tests/pg_cluster.py says when) those runs are skipped with the reason.
 
 _CLUSTER: dict[str, Any] = {}
 
@@ -50,13 +51,18 @@ def _cluster() -> pg_cluster.Cluster:
         except pg_cluster.Unavailable as exc:
             _CLUSTER["unavailable"] = str(exc)
     if "unavailable" in _CLUSTER:
-        pytest.skip(f"no PostgreSQL for the tests: {_CLUSTER['unavailable']}")
+        why = f"no PostgreSQL for the tests: {_CLUSTER['unavailable']}"
+        if os.environ.get("REQUIRE_POSTGRESQL"):   # CI installed it: both engines must run
+            pytest.fail(why)
+        pytest.skip(why)
     return _CLUSTER["cluster"]
 
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "both_backends: run on SQLite and on PostgreSQL")
     config.addinivalue_line("markers", "postgresql: the PostgreSQL run of a test")
+    config.addinivalue_line("markers", "sqlite_only: a test of SQLite's own machinery (query "
+                            "plans, the file) in a module marked both_backends")
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
@@ -69,6 +75,8 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "store_backend" not in metafunc.fixturenames:
         return
     if metafunc.definition.get_closest_marker("both_backends") is None:
+        return
+    if metafunc.definition.get_closest_marker("sqlite_only") is not None:
         return
     engines: list[Any] = ["sqlite"]
     if os.environ.get("STORE_BACKENDS", "sqlite,postgresql") != "sqlite":

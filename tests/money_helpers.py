@@ -60,9 +60,9 @@ async def legacy_duplicate(world: World, case: Case) -> Case:
             "status_reason, customer_hash, created_at, updated_at, revision) "
             "SELECT booking_code, booking_code, status, currency, cancelled_at, waiver, source, "
             "requested_by, quote_version, refund_amount, approved_amount, status_reason, "
-            "customer_hash, created_at, updated_at, revision FROM cases WHERE id = ?",
+            "customer_hash, created_at, updated_at, revision FROM cases WHERE id = ? RETURNING id",
             (case.id,))
-        twin = int(cursor.lastrowid or 0)
+        twin = int((await cursor.fetchone())["id"])
         await tx.execute(
             "INSERT INTO quotes (case_id, version, created_at, snapshot, quote) "
             "SELECT ?, version, created_at, snapshot, quote FROM quotes WHERE case_id = ?",

@@ -11,6 +11,7 @@ from typing import Any
 import httpx
 import pytest
 
+from bot.checkfront_transport import CheckfrontTransport
 from sandbox.checkfront_server import CheckfrontSandbox
 from sandbox.http import RunningServer, start
 from services.clients.checkfront import CheckfrontClient
@@ -90,8 +91,23 @@ FIXTURE: dict[str, Any] = {
 }
 
 
+TRANSPORTS: dict[str, Any] = {"httpx": None, "aiohttp": CheckfrontTransport}
+_transport: list[Any] = [None]
+
+
+@pytest.fixture(params=sorted(TRANSPORTS), autouse=True)
+def over(request: pytest.FixtureRequest) -> Any:
+    """Every test here twice: through httpx's own `AsyncClient.send`, and straight through
+    the transport the bot gives (`bot.checkfront_transport`, called without httpx's send)."""
+    _transport[0] = TRANSPORTS[request.param]
+    yield request.param
+    _transport[0] = None
+
+
 def make_client(url: str, secret: str = SECRET, **kw: Any) -> CheckfrontClient:
     opts: dict[str, Any] = {"retries": 2, "backoff_base": 0.001, "max_backoff": 0.01}
+    if _transport[0] is not None:
+        opts["transport"] = _transport[0]()
     opts.update(kw)
     return CheckfrontClient(url, KEY, secret, timeout=2.0, **opts)
 

@@ -5,9 +5,11 @@ that was not (a note is not written twice)."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import socket
 from collections.abc import AsyncIterator
 
+import httpx
 import pytest
 
 from bot.checkfront_transport import CheckfrontTransport
@@ -93,3 +95,46 @@ async def test_a_refused_connection_is_never_sent_and_retried() -> None:
     async with client(f"http://127.0.0.1:{port}") as c:
         with pytest.raises(CheckfrontUnavailable, match="Could not connect"):
             await c.add_note("TR-1", "a note")
+
+
+async def test_a_given_transport_gets_the_request_httpx_would_send_and_the_hooks_run(
+        caplog: pytest.LogCaptureFixture) -> None:
+    """Called without `AsyncClient.send`: the same Basic auth header as httpx's `BasicAuth`,
+    the client's headers and timeout, each hook once a request, httpx's log line for each
+    call, and no cookie kept."""
+    seen: list[httpx.Request] = []
+    hooked: list[str] = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return httpx.Response(200, json={"request": {}, "booking": {}},
+                              headers={"Set-Cookie": "session=abc; Path=/"})
+
+    async def on_request(request: httpx.Request) -> None:
+        hooked.append(f"request {request.method}")
+
+    async def on_response(response: httpx.Response) -> None:
+        hooked.append(f"response {response.status_code} {response.request.method}")
+
+    caplog.set_level(logging.INFO, logger="httpx")
+    expected = httpx.Request("GET", "http://127.0.0.1/")
+    next(httpx.BasicAuth(KEY, SECRET).auth_flow(expected))
+    async with CheckfrontClient("http://127.0.0.1:1", KEY, SECRET, timeout=3.0,
+                                transport=httpx.MockTransport(answer),
+                                event_hooks={"request": [on_request],
+                                             "response": [on_response]}) as c:
+        await c.ping()
+        await c.add_note("TR-1", "Refund 120.00 via Stripe.")
+    assert hooked == ["request GET", "response 200 GET", "request POST", "response 200 POST"]
+    first, second = seen
+    assert first.headers["Authorization"] == expected.headers["Authorization"]
+    assert second.headers["Authorization"] == expected.headers["Authorization"]
+    assert first.headers["Accept"] == "application/json"
+    assert first.headers["User-Agent"] == "refund-bot/0.1"
+    assert first.extensions["timeout"] == httpx.Timeout(3.0).as_dict()
+    assert "Cookie" not in second.headers
+    assert [r.getMessage() for r in caplog.records if r.name == "httpx"] == [
+        'HTTP Request: GET http://127.0.0.1:1/api/3.0/ping "HTTP/1.1 200 OK"',
+        'HTTP Request: POST http://127.0.0.1:1/api/3.0/booking/TR-1/note "HTTP/1.1 200 OK"']
+    assert second.url.path == "/api/3.0/booking/TR-1/note"
+    assert second.content == b"body=Refund+120.00+via+Stripe."

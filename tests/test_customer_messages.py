@@ -19,6 +19,8 @@ from services.refunds import cases
 from services.refunds.models import Case, Status
 from services.store import audit
 
+pytestmark = pytest.mark.both_backends
+
 EMAIL = "msg-1@example.test"   # the world gives each booking <code>@example.test
 
 

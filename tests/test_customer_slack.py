@@ -25,6 +25,8 @@ from tests.slack_helpers import buttons, responses
 from tests.slack_text_checks import EVIL, unsafe
 from tests.test_blocks import check_modal, make_case, make_quote
 
+pytestmark = pytest.mark.both_backends
+
 
 @pytest.fixture
 def smtp() -> Iterator[SandboxSmtp]:
@@ -231,6 +233,7 @@ def test_edited_html_is_the_text_escaped() -> None:
     assert "<p>Bye</p>" in html and "<b>" not in html
 
 
+@pytest.mark.sqlite_only   # SQLite's query plan
 async def test_the_card_reads_the_message_with_one_indexed_query(world: World) -> None:
     plan = await world.bot.svc.store.fetch_all("EXPLAIN QUERY PLAN " + outbox.CARD_SQL, (1,))
     details = " ".join(str(r["detail"]) for r in plan)

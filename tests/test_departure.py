@@ -11,6 +11,8 @@ import time
 from collections import Counter
 from datetime import UTC, datetime
 
+import pytest
+
 from bot.cli.world import APPROVALS, FIONA, MARIA, SAM, World
 from bot.slack.ui.departure import CANCEL_ALL, RETRY, departure_card
 from services.money import to_minor
@@ -20,6 +22,8 @@ from services.refunds.models import Status
 from services.store import audit
 from tests.slack_helpers import buttons, responses
 from tests.slack_text_checks import unsafe
+
+pytestmark = pytest.mark.both_backends
 
 SKU = "kayak-tour"
 

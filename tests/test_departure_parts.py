@@ -8,7 +8,6 @@ import json
 import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
@@ -21,7 +20,9 @@ from services.clients.checkfront import CheckfrontClient
 from services.deps import Deps
 from services.finance.anomaly import SKU_SPIKE, check
 from services.quoting.policy import load_policies
-from services.store.db import Store
+from services.store.db import open_store
+
+pytestmark = pytest.mark.both_backends
 
 DAY = datetime(2026, 11, 24, 9, 0, tzinfo=UTC)
 
@@ -65,8 +66,8 @@ def test_index_dates_read_as_checkfront_writes_them() -> None:
 
 
 @pytest.fixture
-async def svc(tmp_path: Path) -> AsyncIterator[Deps]:
-    store = await Store(tmp_path / "anomaly.db").open()
+async def svc(store_url: str) -> AsyncIterator[Deps]:
+    store = await open_store(store_url).open()
     try:
         yield Deps(store=store, book=load_policies(EXAMPLE_POLICIES))
     finally:
@@ -79,15 +80,16 @@ async def add_case(svc: Deps, n: int, when: datetime, starts: int | None) -> Non
         cursor = await tx.execute(
             "INSERT INTO cases (booking_id, booking_code, status, currency, cancelled_at, "
             "source, quote_version, created_at, updated_at) "
-            "VALUES (?, ?, 'pending_approval', 'USD', ?, 'checkfront_webhook', ?, ?, ?)",
-            (f"B{n}", f"BK-{n}", at, f"v{n}", at, at))
+            "VALUES (?, ?, 'pending_approval', 'USD', ?, 'checkfront_webhook', ?, ?, ?) "
+            "RETURNING id", (f"B{n}", f"BK-{n}", at, f"v{n}", at, at))
+        case_id = int((await cursor.fetchone())["id"])
         item = {"sku": "kayak-tour", "total": "10.00"}
         if starts is not None:
             item["start_date"] = str(starts)
         snapshot = {"booking": {"order": {"items": {"item": [item]}}}}
         await tx.execute("INSERT INTO quotes (case_id, version, created_at, snapshot, quote) "
                          "VALUES (?, ?, ?, ?, '{}')",
-                         (cursor.lastrowid, f"v{n}", at, json.dumps(snapshot)))
+                         (case_id, f"v{n}", at, json.dumps(snapshot)))
 
 
 async def test_a_spike_for_one_departure_offers_its_card(svc: Deps) -> None:

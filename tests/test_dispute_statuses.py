@@ -12,6 +12,8 @@ from services.refunds.execution import execute
 from services.refunds.models import Status
 from tests.money_helpers import all_cases, disputed, refund_posts
 
+pytestmark = pytest.mark.both_backends
+
 
 async def test_a_prevented_dispute_does_not_hold_the_payment_forever(world: World) -> None:
     dispute = await disputed(world, "PREV-1")

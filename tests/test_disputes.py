@@ -31,6 +31,8 @@ from services.refunds.models import Status
 from services.store import audit
 from tests.slack_helpers import all_text, buttons, responses
 
+pytestmark = pytest.mark.both_backends
+
 
 def intent_of(world: World, code: str) -> PaymentIntent:
     return next(pi for pi in world.stripe.payment_intents.values()

@@ -297,3 +297,29 @@ async def test_the_products_mode_decides_the_case(tmp_path: Path) -> None:
         assert "decided in autonomous mode (set for bike-tour)" in done
     finally:
         await world.stop()
+
+
+async def test_a_booking_of_several_products_is_decided_in_the_most_cautious_mode(
+        tmp_path: Path) -> None:
+    world = await World.start(tmp_path, mode="assisted")
+    try:
+        svc = world.bot.svc
+        for key, product, mode in (("a", "kayak-tour", "autonomous"),
+                                   ("b", "bike-tour", "shadow")):
+            await modes.change_mode(svc.store, svc.book, svc.config.mode, offer_key=key,
+                                    product=product, from_mode="assisted", to_mode=mode,
+                                    by=FIONA, why="test")
+        # the kayak line is the main one (autonomous), the bike line is in shadow: the refund
+        # of both lines waits for a person
+        world.paid_booking("MX-1", [Item("kayak-tour", "120.00", "0.00", hours_ahead=72),
+                                    Item("bike-tour", "40.00", "0.00", hours_ahead=72)])
+        await world.cancel("MX-1")
+        await world.settle()
+        (case,) = await cases.list_cases(svc.store)
+        assert case.status == Status.PENDING_APPROVAL and world.stripe.refunds == []
+        row = await svc.store.fetch_one("SELECT product, mode, source FROM case_modes "
+                                        "WHERE case_id = ?", (case.id,))
+        assert tuple(row) == ("bike-tour", "shadow", "override")
+    finally:
+        await world.stop()
+

@@ -5,14 +5,17 @@ webhooks and raced by two approvers on two processes; then the refunds are count
 Every test asserts counts: one case per booking, one Stripe refund per allocation summing to
 the entitlement, no case left approved or executing, the audit chain intact, every Slack line
 or card in its final state. Every process a test starts is killed when it ends.
+
+On both store engines: on PostgreSQL every bot process opens the test's database
+(`DATABASE_URL`), and the counts are read through `tests.store_reader` on either.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import random
-import sqlite3
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
@@ -32,9 +35,12 @@ from sandbox.stripe_faults import Fault
 from sandbox.stripe_server import StripeSandbox
 from services.money import to_minor
 from services.store import audit
-from services.store.db import Store
+from services.store.db import open_store
 from tests.served import TOKEN, Served, free_port, serve
 from tests.slack_helpers import all_text, buttons
+from tests.store_reader import StoreReader
+
+pytestmark = pytest.mark.both_backends
 
 SIGNING_SECRET = "slack-signing-secret-faults"
 AUTO = "120.00"      # kayak tour 72 h ahead: 110.00 back (a 10.00 fee), approved by policy
@@ -55,6 +61,15 @@ class Rig:
     port: int
     processes: list[Served] = field(default_factory=list)
     senders: list[SlackSender] = field(default_factory=list)
+    # the store every bot process opens: the test's PostgreSQL database when DATABASE_URL
+    # names one, else the SQLite file in the folder
+    store_url: str = ""
+    reader: StoreReader = field(init=False)
+
+    def __post_init__(self) -> None:
+        url = os.environ.get("DATABASE_URL", "")
+        self.store_url = url if url.startswith("postgres") else f"sqlite:///{self.database}"
+        self.reader = StoreReader(self.store_url)
 
     @property
     def database(self) -> Path:
@@ -75,6 +90,7 @@ class Rig:
             "SLACK_DIGEST_CHANNEL": DIGEST, "SLACK_APPROVERS": f"{MARIA}:1000.00",
             "SLACK_FINANCE_LEADS": FIONA, "SLACK_POST_INTERVAL_SECONDS": "0.02",
             "SHUTDOWN_GRACE_SECONDS": "1", "LOG_LEVEL": "WARNING",
+            **({"DATABASE_URL": self.store_url} if self.reader.postgresql else {}),
         }
 
     async def bot(self, *, port: int | None = None, wait: bool = True,
@@ -138,13 +154,11 @@ class Rig:
 
     # --- the database, read as the bot left it ------------------------------------------
 
-    def rows(self, sql: str, params: tuple[Any, ...] = ()) -> list[sqlite3.Row]:
-        with contextlib.closing(sqlite3.connect(self.database, timeout=10)) as db:
-            db.row_factory = sqlite3.Row
-            return list(db.execute(sql, params).fetchall())
+    def rows(self, sql: str, params: tuple[Any, ...] = ()) -> list[Any]:
+        return self.reader.rows(sql, params)
 
     def count(self, sql: str, params: tuple[Any, ...] = ()) -> int:
-        return int(self.rows(sql, params)[0][0])
+        return self.reader.count(sql, params)
 
     def backlog(self) -> dict[str, int]:
         """What is still to do; all zero once the bot has settled."""
@@ -163,20 +177,20 @@ class Rig:
                       also: Callable[[], bool] = lambda: True) -> None:
         deadline = time.monotonic() + within
         while time.monotonic() < deadline:
-            if self.database.exists() and not any(self.backlog().values()) and also():
+            if self.reader.exists() and not any(self.backlog().values()) and also():
                 return
             await asyncio.sleep(0.1)
         logs = "\n".join(p.log[-2000:] for p in self.processes)
         raise AssertionError(f"not settled within {within} s: {self.backlog()}\n{logs}")
 
     async def verified(self) -> audit.VerifyResult:
-        store = await Store(self.database).open()
+        store = await open_store(self.store_url).open()
         try:
             return await audit.verify(store)
         finally:
             await store.close()
 
-    def cases_of(self, code: str) -> list[sqlite3.Row]:
+    def cases_of(self, code: str) -> list[Any]:
         return self.rows("SELECT * FROM cases WHERE booking_code = ?", (code,))
 
     def refunds_of(self, code: str) -> list[int]:
@@ -205,6 +219,7 @@ async def rig(tmp_path: Path) -> AsyncIterator[Rig]:
             await process.kill()
         for sender in made.senders:
             await sender.aclose()
+        made.reader.close()
         for server in servers:
             await server.stop()
 

@@ -91,3 +91,11 @@ def test_scrub_gives_what_the_plain_walk_gives(data: dict[str, Any], salt: str |
     got = scrub(data, salt)
     assert got == expected
     assert json.dumps(got, sort_keys=True) == json.dumps(expected, sort_keys=True)
+
+
+@settings(max_examples=200, deadline=None)
+@given(JSON)
+def test_the_canonical_text_is_what_json_dumps_writes(value: Any) -> None:
+    from services.store.db import dumps
+    assert dumps(value) == json.dumps(value, sort_keys=True, separators=(",", ":"),
+                                      ensure_ascii=False, default=str)

@@ -12,7 +12,6 @@ import subprocess
 import sys
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -21,16 +20,19 @@ from bot.scheduler import ANOMALY_JOB, ScheduledJobs
 from services.customers import outbox as customer_outbox
 from services.intake.events import claim_queued, release_queued, renew_queued
 from services.store import leases
-from services.store.db import Store, iso_utc
+from services.store.db import Store, iso_utc, open_store
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 A = leases.Instance("host-a", timedelta(seconds=30))
 B = leases.Instance("host-b", timedelta(seconds=30))
 
 
+pytestmark = pytest.mark.both_backends
+
+
 @pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[Store]:
-    opened = await Store(tmp_path / "leases.db").open()
+async def store(store_url: str) -> AsyncIterator[Store]:
+    opened = await open_store(store_url).open()
     try:
         yield opened
     finally:

@@ -7,6 +7,8 @@ from __future__ import annotations
 import asyncio
 import json
 
+import pytest
+
 from bot.app import Bot
 from bot.cli.world import REPO, World
 from sandbox.stripe_faults import Fault
@@ -16,6 +18,8 @@ from services.refunds.execution import execute
 from services.refunds.ledger import Execution, ExecutionStatus
 from services.refunds.models import Case, Status
 from tests.money_helpers import HALF, all_cases, legacy_duplicate, refund_posts
+
+pytestmark = pytest.mark.both_backends
 
 
 async def test_two_cases_two_processes_two_clicks_make_one_refund(world: World) -> None:

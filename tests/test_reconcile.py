@@ -34,6 +34,8 @@ from services.refunds import cases
 from services.refunds.models import Status
 from services.store.db import now_iso
 
+pytestmark = pytest.mark.both_backends
+
 TZ = ZoneInfo("America/New_York")
 _keys = itertools.count(1)
 
@@ -93,9 +95,9 @@ async def insert_case(svc: Deps, code: str, status: str = "refunded") -> int:
     async with svc.store.transaction() as tx:
         cursor = await tx.execute(
             "INSERT INTO cases (booking_id, booking_code, status, currency, cancelled_at, source, "
-            "created_at, updated_at) VALUES (?, ?, ?, 'USD', ?, 'cli', ?, ?)",
+            "created_at, updated_at) VALUES (?, ?, ?, 'USD', ?, 'cli', ?, ?) RETURNING id",
             (code, code, status, now_iso(), now_iso(), now_iso()))
-        return int(cursor.lastrowid or 0)
+        return int((await cursor.fetchone())["id"])
 
 
 async def insert_execution(svc: Deps, case_id: int, *, payment: str, amount: int,
@@ -105,10 +107,10 @@ async def insert_execution(svc: Deps, case_id: int, *, payment: str, amount: int
         cursor = await tx.execute(
             "INSERT INTO executions (case_id, payment_ref, amount, currency, attempt, "
             "idempotency_key, status, stripe_refund_id, called_at, created_at, updated_at) "
-            "VALUES (?, ?, ?, ?, 1, ?, ?, ?, ?, ?, ?)",
+            "VALUES (?, ?, ?, ?, 1, ?, ?, ?, ?, ?, ?) RETURNING id",
             (case_id, payment, amount, currency, f"test-key-{next(_keys)}", status, refund_id,
              iso(when) if called else None, iso(when), iso(when)))
-        return int(cursor.lastrowid or 0)
+        return int((await cursor.fetchone())["id"])
 
 
 def by_kind(run_discrepancies: list) -> dict[str, list[str | None]]:

@@ -10,6 +10,8 @@ from pathlib import Path
 from typing import Any, cast
 from zoneinfo import ZoneInfo
 
+import pytest
+
 from services.clients.stripe_errors import StripeGatewayError
 from services.clients.stripe_gateway import StripeGateway
 from services.clients.stripe_records import StripeRefund
@@ -19,7 +21,9 @@ from services.finance.days import day_window
 from services.finance.reconcile import reconcile_day
 from services.finance.runs import MISSING_IN_STRIPE
 from services.quoting.policy import load_policies
-from services.store.db import Store
+from services.store.db import open_store
+
+pytestmark = pytest.mark.both_backends
 
 REPO = Path(__file__).resolve().parent.parent
 DAY = date(2026, 1, 15)
@@ -57,8 +61,8 @@ class SlowStripe:
         return []
 
 
-async def test_lookups_run_a_few_at_a_time_and_settle_in_ledger_order(tmp_path: Path) -> None:
-    store = await Store(tmp_path / "bot.db").open()
+async def test_lookups_run_a_few_at_a_time_and_settle_in_ledger_order(store_url: str) -> None:
+    store = await open_store(store_url).open()
     start, _ = day_window(DAY, TZ)
     at = (start + timedelta(hours=10)).astimezone(UTC).isoformat(timespec="microseconds")
     async with store.transaction() as tx:

@@ -4,12 +4,16 @@ refund succeeded."""
 
 from __future__ import annotations
 
+import pytest
+
 from bot.cli.world import STRIPE_WEBHOOK_SECRET, World
 from sandbox.stripe_faults import Fault
 from services.refunds import cases, ledger
 from services.refunds.execution import execute
 from services.refunds.models import Status
 from tests.money_helpers import BIG, all_cases, failed_with_a_refund_made
+
+pytestmark = pytest.mark.both_backends
 
 
 async def test_a_refund_event_moves_a_failed_case_whose_refund_was_made_to_refunded(

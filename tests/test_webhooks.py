@@ -23,6 +23,8 @@ from services.refunds import cases
 from services.refunds.models import Status
 from services.store import audit
 
+pytestmark = pytest.mark.both_backends
+
 
 async def stored_events(world: World) -> int:
     row = await world.bot.svc.store.fetch_one("SELECT COUNT(*) AS n FROM webhook_events")

@@ -6,6 +6,8 @@ from __future__ import annotations
 import asyncio
 from datetime import datetime, timedelta
 
+import pytest
+
 from bot.cli.world import APPROVALS, Item, World
 from services.refunds import cases
 from services.refunds.execution import execute
@@ -14,6 +16,8 @@ from services.refunds.writeback import RETRY_FIRST, pending, retry_due
 from services.store import audit
 from services.store.db import utcnow
 from tests.slack_helpers import all_text
+
+pytestmark = pytest.mark.both_backends
 
 
 def fail_notes(world: World, code: str, times: int = 1) -> None:

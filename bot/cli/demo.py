@@ -10,8 +10,6 @@ from the card.
 
 from __future__ import annotations
 
-import argparse
-import asyncio
 import json
 import tempfile
 from datetime import timedelta
@@ -19,7 +17,7 @@ from pathlib import Path
 
 import httpx
 
-from bot.cli import demo_cards, demo_customer, demo_departure
+from bot.cli import demo_cards, demo_customer, demo_departure, demo_teams
 from bot.cli.render import buttons_of, quote_table, say, slack_message_text
 from bot.cli.world import APPROVALS, FIONA, MARIA, SAM, Item, World
 from bot.scheduler import ScheduledJobs
@@ -32,12 +30,6 @@ from services.refunds.ledger import stripe_refunds
 from services.refunds.models import Status
 from services.store import audit
 from services.store.db import utcnow
-
-
-def register(commands: argparse._SubParsersAction) -> None:
-    demo = commands.add_parser("demo", help="run the local end-to-end demo")
-    demo.add_argument("--keep", help="keep the demo database in this folder")
-    demo.set_defaults(handler=lambda args: asyncio.run(run(args.keep)))
 
 
 async def run(keep: str | None = None) -> int:
@@ -89,6 +81,8 @@ async def _story(world: World) -> int:
     await demo_customer.show(world)
     await _dispute_part(world)
     await demo_departure.show(world)
+
+    await demo_teams.show(world.bot.settings.database_path.parent / "teams")
 
     say("Outcome")
     for case in reversed(await cases.list_cases(store)):

@@ -60,7 +60,8 @@ async def diagnose(**overrides: Any) -> list[Check]:
     settings, problems = read_settings(overrides)
     checks = list(problems)
     groups: list[Awaitable[list[Check]]] = [
-        _local(settings), _checkfront(settings), _stripe(settings), _slack(settings)]
+        _local(settings), _checkfront(settings), _stripe(settings), _slack(settings),
+        _teams(settings)]
     for found in await asyncio.gather(*groups):
         checks.extend(found)
     return checks
@@ -287,3 +288,17 @@ async def _slack(s: Partial) -> list[Check]:
         approvers=s.get("slack_approvers", ""), group=s.get("slack_approver_group", ""),
         group_max=s.get("slack_approver_group_max", ""),
         finance_leads=s.get("slack_finance_leads", ""), call_timeout=TIMEOUT)
+
+
+async def _teams(s: Partial) -> list[Check]:
+    """Teams' settings: off, on, and loudly when activities without a token are let in."""
+    app_id = s.get("teams_app_id", "")
+    if not app_id:
+        return [ok("teams", "off: TEAMS_APP_ID is not set")]
+    checks = [ok("teams", f"on: app {app_id}, approvals in "
+                          f"{s.get('teams_approvals_channel', '') or '(unset)'}")]
+    if s.get("teams_allow_anonymous", False):
+        checks.append(warn("teams anonymous", "TEAMS_ALLOW_ANONYMOUS is on: activities "
+                           "without a Bot Connector token are accepted (local development "
+                           "only; never in production)"))
+    return checks

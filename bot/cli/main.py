@@ -6,6 +6,7 @@ Bad input ends with exit status 2 and one line on stderr, never a traceback.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import sys
 from collections.abc import Sequence
@@ -15,7 +16,6 @@ from pathlib import Path
 from bot import logs
 from bot.cli import (
     case_commands,
-    demo,
     doctor,
     event_commands,
     journal_commands,
@@ -81,7 +81,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     case_commands.register(commands)
     event_commands.register(commands)
-    demo.register(commands)
+    _register_demo(commands)
     report_commands.register(commands)
     doctor.register(commands)
     store_commands.register(commands)
@@ -90,6 +90,19 @@ def build_parser() -> argparse.ArgumentParser:
     teams_package.register(commands)
     review_commands.register(commands)
     return parser
+
+
+def _register_demo(commands: argparse._SubParsersAction) -> None:
+    """`demo`, its module loaded only when it runs: it brings every stand-in (and Microsoft's
+    Teams SDK) with it, which no other command needs."""
+    parser = commands.add_parser("demo", help="run the local end-to-end demo")
+    parser.add_argument("--keep", help="keep the demo database in this folder")
+
+    def run(args: argparse.Namespace) -> None:
+        from bot.cli import demo
+        asyncio.run(demo.run(args.keep))
+
+    parser.set_defaults(handler=run)
 
 
 # what an operator can mend: reported on one line with exit status 2, never a traceback

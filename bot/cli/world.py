@@ -25,6 +25,8 @@ from sandbox.slack_server import SlackSandbox
 from sandbox.slack_socket import SocketSender
 from sandbox.smtp import SandboxSmtp
 from sandbox.stripe_server import StripeSandbox
+from sandbox.teams_authority import TokenAuthority, local_connections
+from sandbox.teams_server import TeamsServer
 from services.money import to_minor
 
 REPO = Path(__file__).resolve().parents[2]
@@ -36,6 +38,13 @@ APPROVALS = "C0APPROVE"
 DIGEST = "C0DIGEST"
 # maria approves up to 1,000.00, joe up to 300.00, fiona (finance lead) anything; sam is staff
 MARIA, JOE, FIONA, SAM = "U0MARIA", "U0JOE", "U0FIONA", "U0SAM"
+# Teams: the bot's Entra app, the channels (by Teams channel id) and people (Entra object ids)
+TEAMS_APP_ID = "00000000-0000-0000-0000-00000000b0b0"
+TEAMS_APP_PASSWORD = "teams-client-secret-sandbox"
+TEAMS_APPROVALS = "19:approvals@thread.tacv2"
+TEAMS_DIGEST = "19:digest@thread.tacv2"
+T_MARIA, T_JOE, T_FIONA, T_SAM = ("aad-maria-0001", "aad-joe-0002", "aad-fiona-0003",
+                                  "aad-sam-0004")
 
 
 @dataclass
@@ -59,11 +68,13 @@ class World:
     sender: SlackSender | None = None
     socket: SocketSender | None = None   # with socket_mode=True, instead of `sender`
     smtp: SandboxSmtp | None = None      # with smtp=True: the local SMTP server (SMTP_URL)
+    teams: TeamsServer | None = None     # with teams=True: the Bot Connector stand-in
+    authority: TokenAuthority | None = None   # ... and the token authority it signs with
 
     @classmethod
     async def start(cls, folder: Path, *, policy_file: Path = EXAMPLE_POLICIES,
                     slack: bool = False, socket_mode: bool = False, smtp: bool = False,
-                    **settings: Any) -> World:
+                    teams: bool = False, **settings: Any) -> World:
         checkfront, stripe = CheckfrontSandbox(), StripeSandbox(timeout_delay=1.5)
         mail_server = SandboxSmtp().start() if smtp else None
         if mail_server is not None:   # customer messages wait for a person's Send
@@ -91,6 +102,19 @@ class World:
             if socket_mode:
                 values["slack_app_token"] = "xapp-sandbox-token"
                 values["slack_signing_secret"] = None
+        authority = teams_server = None
+        if teams:
+            authority = await TokenAuthority(TEAMS_APP_ID, TEAMS_APP_PASSWORD).start()
+            authority.route_sdk_jwks()
+            teams_server = await TeamsServer(authority).start()
+            values.update({
+                "teams_app_id": TEAMS_APP_ID, "teams_app_password": TEAMS_APP_PASSWORD,
+                "teams_tenant_id": authority.tenant_id,
+                "teams_approvals_channel": TEAMS_APPROVALS,
+                "teams_digest_channel": TEAMS_DIGEST,
+                "teams_approvers": f"{T_MARIA}:1000.00,{T_JOE}:300.00",
+                "teams_finance_leads": T_FIONA,
+            })
         values.update({
             "_env_file": None,
             "database_path": folder / "refunds.db",
@@ -106,8 +130,18 @@ class World:
             "scheduler_enabled": False,  # tests and the demo run the jobs by hand
             **settings,
         })
-        bot = await Bot.create(load_settings(**values))
+        loaded = load_settings(**values)
+        connections = None
+        if authority is not None:
+            from bot.teams.runtime import auth_configuration
+            connections = local_connections(authority, auth_configuration(loaded))
+        bot = await Bot.create(loaded, teams_connections=connections)
         bot_server = await start(bot.web)
+        if teams_server is not None and authority is not None:
+            teams_server.bot_url = bot_server.url
+            servers += [teams_server._server, authority._server]  # type: ignore[list-item]
+            for channel in (TEAMS_APPROVALS, TEAMS_DIGEST):
+                await teams_server.install(channel)
         stripe.configure_webhook(f"{bot_server.url}/webhooks/stripe", STRIPE_WEBHOOK_SECRET)
         sender = socket = None
         if slack_sandbox is not None and socket_mode:
@@ -117,7 +151,7 @@ class World:
             sender = SlackSender(f"{bot_server.url}/slack/events", SLACK_SIGNING_SECRET,
                                  response_url_base=slack_sandbox.url)
         return cls(checkfront, stripe, bot, [bot_server, *servers], bot_server.url,
-                   slack_sandbox, sender, socket, mail_server)
+                   slack_sandbox, sender, socket, mail_server, teams_server, authority)
 
     async def stop(self) -> None:
         for client in (self.sender, self.socket):
@@ -125,6 +159,8 @@ class World:
                 await client.aclose()
         for server in self.servers:
             await server.stop()
+        if self.authority is not None:
+            self.authority.unroute_sdk_jwks()
         if self.smtp is not None:
             self.smtp.stop()
 
@@ -171,4 +207,6 @@ class World:
             await self.stripe.drain_webhooks()
             if self.bot.slack is not None:
                 await self.bot.slack.outbox.drain()
+            if self.bot.teams is not None:
+                await self.bot.teams.delivery.outbox.drain()
         await self.bot.worker.drain()

@@ -57,6 +57,7 @@ from services.clients.stripe_records import (
     refund_from,
     refunds_page,
 )
+from services.clients.stripe_sdk import get_json, quiet_sdk_logging
 
 REFUND_REASON = "requested_by_customer"
 # Text evidence a dispute accepts (file evidence takes upload ids and is not sent from here).
@@ -72,6 +73,8 @@ EVIDENCE_TEXT_LIMIT = 150_000  # Stripe: combined characters of all text evidenc
 TEST_MODE_LIMIT = 25.0
 LIVE_MODE_LIMIT = 100.0
 PAID_IN_REMEMBERED = 10_000  # payments whose currency is kept for the check before a refund
+
+quiet_sdk_logging()   # the client's request log formatted only when it would be shown
 
 T = TypeVar("T")
 
@@ -329,14 +332,12 @@ class StripeGateway:
 
     async def _refund_page(self, query: dict[str, Any]) -> tuple[list[StripeRefund], bool]:
         """One page of `GET /v1/refunds`: its refunds and whether Stripe has more. Read as plain
-        JSON through the official client's `raw_request_async` (auth, API version, retries and
-        errors stay its job), keeping only what a `StripeRefund` holds: no client object is
-        built per refund."""
-        response = await self._call(
-            partial(self._client.raw_request_async, "get", "/v1/refunds", **query),
-            writes=False,
-        )
-        return refunds_page(response.data)
+        JSON (orjson) through the official client's request (`stripe_sdk.get_json`: auth, API
+        version, retries and errors stay its job), keeping only what a `StripeRefund` holds: no
+        client object is built per refund."""
+        page = await self._call(partial(get_json, self._client, "/v1/refunds", query),
+                                writes=False)
+        return refunds_page(page)
 
     async def _raw(self, method: str, path: str, params: dict[str, Any], *, writes: bool,
                    idempotency_key: str | None = None) -> dict[str, Any]:

@@ -187,9 +187,14 @@ async def set_dispute_status(store: Store, issue: PaymentIssue, status: str, ref
                              event_kind: str) -> PaymentIssue:
     """Stripe moved the dispute on: keep its status and whether the charge is refundable."""
     async with store.transaction() as tx:
+        # the stored detail read and written back in the transaction (no engine's JSON
+        # functions: the same SQL on both)
+        stored = await one(tx, "SELECT detail FROM payment_issues WHERE id = ?", (issue.id,))
+        detail = json.loads(stored["detail"]) if stored is not None else dict(issue.detail)
+        detail["charge_refundable"] = bool(refundable)
         await tx.execute("UPDATE payment_issues SET stripe_status = ?, updated_at = ?, "
-                         "detail = json_set(detail, '$.charge_refundable', json(?)) "
-                         "WHERE id = ?", (status, now_iso(), dumps(refundable), issue.id))
+                         "detail = ? WHERE id = ?",
+                         (status, now_iso(), dumps(detail), issue.id))
         await audit.append(tx, actor="stripe", action="dispute.status", case_id=issue.case_id,
                            detail={"dispute": issue.stripe_id, "event": event_kind,
                                    "from": issue.stripe_status, "to": status})
@@ -246,14 +251,22 @@ async def finish(store: Store, issue: PaymentIssue, *, state: IssueState, outcom
     return await get_issue(store, issue.id)
 
 
-async def disputes_on(store: Store, payment_refs: list[str]) -> list[Row]:
+async def disputes_on(store: Store, payment_refs: list[str]) -> list[dict[str, Any]]:
     """Every dispute recorded on any of these payments (payment intent or charge ids), oldest
     first, with what a hold needs: Stripe's status, our state, the amount, whether Stripe lets
-    the charge be refunded."""
+    the charge be refunded (`charge_refundable`, a bool read from the stored detail)."""
     marks = ", ".join("?" for _ in payment_refs)
-    return await store.fetch_all(
+    rows = await store.fetch_all(
         "SELECT stripe_id, payment_intent, charge, stripe_status, state, amount, currency, "
-        "json_extract(detail, '$.charge_refundable') AS charge_refundable "
+        "detail "
         # `kind || ''`: found by either payment id's index, not by reading every dispute
         f"FROM payment_issues WHERE kind || '' = 'dispute' AND (payment_intent IN ({marks}) "
         f"OR charge IN ({marks})) ORDER BY id", (*payment_refs, *payment_refs))
+    found = []
+    for row in rows:
+        data = {key: row[key] for key in ("stripe_id", "payment_intent", "charge",
+                                          "stripe_status", "state", "amount", "currency")}
+        data["charge_refundable"] = bool(json.loads(row["detail"] or "{}").get(
+            "charge_refundable"))
+        found.append(data)
+    return found

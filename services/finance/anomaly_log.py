@@ -30,9 +30,9 @@ async def record(store: Store, anomalies: list[Anomaly], now: datetime) -> list[
         for a in anomalies:
             prefix = a.key.rsplit(":", 1)[0] + ":"
             cursor = await tx.execute(
-                "SELECT key FROM anomalies WHERE substr(key, 1, length(?1)) = ?1 "
-                "AND instr(substr(key, length(?1) + 1), ':') = 0 AND last_seen >= ?2 "
-                "ORDER BY last_seen DESC LIMIT 1", (prefix, recent))
+                "SELECT key FROM anomalies WHERE substr(key, 1, ?) = ? "
+                "AND substr(key, ?) NOT LIKE '%:%' AND last_seen >= ? "
+                "ORDER BY last_seen DESC LIMIT 1", (len(prefix), prefix, len(prefix) + 1, recent))
             row = await cursor.fetchone()
             episode = replace(a, key=row[0]) if row else a
             await tx.execute(

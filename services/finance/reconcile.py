@@ -249,9 +249,9 @@ class _DayReconciliation:
     async def unseen_ledger(self) -> None:
         """Ledger rows of the day with a refund id that Stripe's listing did not return, looked
         up at Stripe `LOOKUPS_AT_ONCE` at a time and settled in the ledger's order."""
-        unseen = [execution_id async for execution_id in
-                  ledger.ids_with_refund_between(self.store, self.start, self.end)
-                  if execution_id not in self.seen]
+        unseen = sorted([execution_id async for execution_id in
+                         ledger.ids_with_refund_between(self.store, self.start, self.end)
+                         if execution_id not in self.seen])   # the ledger's order: by id
         rows: list[ExecutionWithBooking] = []
         async for row in ledger.rows_with_ids(self.store, unseen):
             rows.append(row)

@@ -156,8 +156,10 @@ async def save_run(
                 "case_id = excluded.case_id, payment_ref = excluded.payment_ref, "
                 "detail = excluded.detail, last_seen = excluded.last_seen, "
                 "last_run_day = excluded.last_run_day, "
-                "resolved_at = CASE WHEN resolved_by LIKE 'person:%' THEN resolved_at END, "
-                "resolved_by = CASE WHEN resolved_by LIKE 'person:%' THEN resolved_by END",
+                "resolved_at = CASE WHEN recon_discrepancies.resolved_by LIKE 'person:%' "
+                "THEN recon_discrepancies.resolved_at END, "
+                "resolved_by = CASE WHEN recon_discrepancies.resolved_by LIKE 'person:%' "
+                "THEN recon_discrepancies.resolved_by END",
                 (d.key, d.day or day_text, d.kind, int(d.error), d.booking_code, d.amount,
                  d.currency, d.refund_id, d.execution_id, d.case_id, d.payment_ref,
                  d.detail, ran_at, ran_at, day_text))

@@ -329,18 +329,19 @@ async def recent_order_totals(store: Store, *, currency: str, other_than_booking
     kept beside each quote and tests the sku in SQL; a quote's JSON is read only where those
     columns are missing."""
     rows = await store.fetch_all(
-        "SELECT r.order_total, r.quote FROM (SELECT q.id, q.order_total, q.skus, "
+        "SELECT q.order_total, q.skus, "
         "CASE WHEN q.order_total IS NULL OR q.skus IS NULL THEN q.quote END AS quote "
         "FROM quotes q CROSS JOIN cases c "
         "WHERE c.id = q.case_id AND q.currency = ? AND c.currency = ? AND c.booking_id != ? "
-        "AND q.version = c.quote_version ORDER BY q.id DESC LIMIT ?) AS r "
-        "WHERE r.quote IS NOT NULL OR EXISTS (SELECT 1 FROM json_each(r.skus) AS s "
-        "WHERE s.type = 'text' AND s.value = ?) ORDER BY r.id DESC",
-        (currency, currency, other_than_booking, limit, sku))
+        "AND q.version = c.quote_version ORDER BY q.id DESC LIMIT ?",
+        (currency, currency, other_than_booking, limit))
     totals = []
     for row in rows:
         if row["quote"] is None:
-            totals.append(int(row["order_total"]))
+            # the skus column: a JSON array of the lines' skus (strings, or null for a line
+            # without one), tested here so that the SQL needs no engine's JSON functions
+            if sku in json.loads(row["skus"]):
+                totals.append(int(row["order_total"]))
             continue
         quote = json.loads(row["quote"])
         if sku in frozenset(line.get("sku") for line in quote.get("lines", [])):
@@ -392,10 +393,47 @@ async def repeat_customers(store: Store, since: str, statuses: tuple[str, ...],
 async def cancelled_skus(store: Store, start: str, end: str) -> dict[str, int]:
     """Cases opened in [start, end) per sku in their booking's items (a case counts once per
     sku)."""
+    counts: dict[str, int] = {}
+    for _, snapshot in await current_snapshots(store, start, end):
+        for sku in {str(value) for value, _ in item_skus(snapshot) if value}:
+            counts[sku] = counts.get(sku, 0) + 1
+    return counts
+
+
+async def current_snapshots(store: Store, start: str, end: str) -> list[tuple[int, str]]:
+    """(case id, its current quote's booking snapshot as stored JSON text) of the cases opened
+    in [start, end)."""
     rows = await store.read_all(
-        "SELECT t.value AS sku, COUNT(DISTINCT c.id) AS n FROM cases c "
-        "JOIN quotes q ON q.case_id = c.id AND q.version = c.quote_version, "
-        "json_tree(q.snapshot, '$.booking.order.items') t "
-        "WHERE t.key = 'sku' AND c.created_at >= ? AND c.created_at < ? "
-        "GROUP BY t.value", (start, end))
-    return {str(r["sku"]): int(r["n"]) for r in rows if r["sku"]}
+        "SELECT c.id, q.snapshot FROM cases c "
+        "JOIN quotes q ON q.case_id = c.id AND q.version = c.quote_version "
+        "WHERE c.created_at >= ? AND c.created_at < ?", (start, end))
+    return [(int(r["id"]), r["snapshot"]) for r in rows]
+
+
+def item_skus(snapshot: str) -> list[tuple[Any, Any]]:
+    """Every `sku` member of any object under the snapshot's booking.order.items, at any depth,
+    with that object's `start_date` (None when it has none): (sku, start_date). Containers are
+    given as compact JSON text, as SQLite's json_tree gives them."""
+    try:
+        items = json.loads(snapshot)["booking"]["order"]["items"]
+    except (TypeError, KeyError, ValueError):
+        return []
+    found: list[tuple[Any, Any]] = []
+
+    def scalar(value: Any) -> Any:
+        if isinstance(value, dict | list):
+            return json.dumps(value, separators=(",", ":"))
+        return value
+
+    def walk(node: Any) -> None:
+        if isinstance(node, dict):
+            if "sku" in node:
+                found.append((scalar(node["sku"]), scalar(node.get("start_date"))))
+            for value in node.values():
+                walk(value)
+        elif isinstance(node, list):
+            for value in node:
+                walk(value)
+
+    walk(items)
+    return found

@@ -153,16 +153,27 @@ async def busiest_departure(store: Store, sku: str, start: str, end: str
     share, and how many: (start as the quote's snapshot has it, count), or None. The anomaly
     check's sku spike names it so its alert can offer the departure's card (read from the
     cases' quotes, as `cases.cancelled_skus` counts them)."""
-    row = await store.read_one(
-        "SELECT json_extract(q.snapshot, t.path || '.start_date') AS starts, "
-        "COUNT(DISTINCT c.id) AS n "
-        "FROM cases c JOIN quotes q ON q.case_id = c.id AND q.version = c.quote_version, "
-        "json_tree(q.snapshot, '$.booking.order.items') t "
-        "WHERE t.key = 'sku' AND t.value = ? AND c.created_at >= ? AND c.created_at < ? "
-        "GROUP BY starts ORDER BY n DESC, starts LIMIT 1", (sku, start, end))
-    if row is None or row["starts"] is None:
+    counts: dict[Any, int] = {}
+    for _, snapshot in await cases.current_snapshots(store, start, end):
+        for starts in {starts for value, starts in cases.item_skus(snapshot) if value == sku}:
+            counts[starts] = counts.get(starts, 0) + 1
+    if not counts:
         return None
-    return str(row["starts"]), int(row["n"])
+    # most cases first; a tie goes to the earliest start (no start first, numbers before text)
+    starts, n = min(counts.items(), key=lambda kv: (-kv[1], *_sql_order(kv[0])))
+    if starts is None:
+        return None
+    return str(starts), n
+
+
+def _sql_order(value: Any) -> tuple[int, Any]:
+    """Where `value` sorts among mixed values as SQL's ORDER BY puts them (SQLite's order:
+    null, then numbers, then text)."""
+    if value is None:
+        return 0, 0
+    if isinstance(value, bool | int | float):
+        return 1, value
+    return 2, str(value)
 
 
 # --- finding and planning ------------------------------------------------------------------

@@ -293,12 +293,17 @@ async def row_with_id(store: Store, execution_id: int) -> ExecutionWithBooking |
 
 async def rows_with_ids(store: Store,
                         execution_ids: list[int]) -> AsyncIterator[ExecutionWithBooking]:
-    """Rows by id, read `READ_AT_ONCE` at a time."""
+    """Rows by id, read `READ_AT_ONCE` at a time, in the order of `execution_ids` (an `IN`
+    gives its rows in no promised order: SQLite's happens to be the index's, PostgreSQL's
+    need not be)."""
     for n in range(0, len(execution_ids), READ_AT_ONCE):
         chunk = execution_ids[n:n + READ_AT_ONCE]
         marks = ",".join("?" for _ in chunk)
-        for row in await store.fetch_all(_WITH_BOOKING + f"WHERE e.id IN ({marks})", chunk):
-            yield _with_booking(row)
+        found = {row["id"]: row for row in
+                 await store.fetch_all(_WITH_BOOKING + f"WHERE e.id IN ({marks})", chunk)}
+        for execution_id in chunk:
+            if execution_id in found:
+                yield _with_booking(found[execution_id])
 
 
 async def ids_with_refund_between(store: Store, start: datetime,

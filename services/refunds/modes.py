@@ -3,9 +3,12 @@ that came from.
 
 Precedence, first found wins: the stored override a finance lead set for the product (the
 weekly review's button, `change_mode`), the policy file's `product_modes` for it, the mode of
-the policy that prices it, the deployment's `MODE`. A case's product is its main line's (the
-line of the largest total, the first on a tie): its sku, or its item id when it has none; the
-override and the file's `product_modes` are looked up by either.
+the policy that prices it, the deployment's `MODE`. A product is named by a line's sku, or its
+item id when it has none; the override and the file's `product_modes` are looked up by either.
+A booking of several products is decided in the most cautious of their modes (shadow before
+assisted before autonomous; the main line's, the line of the largest total, on a tie): one
+refund covers every line, so a product not yet trusted with automation keeps the whole case
+for a person. The case is recorded under the product whose mode decided it.
 
 Every change of a product's mode answers an offer (the review's, keyed on product, from, to and
 week): read, checked and written in one transaction with its audit row, so two clicks make one
@@ -103,6 +106,28 @@ def resolve(book: PolicyBook, global_mode: Mode, sku: str, item_id: str,
     return EffectiveMode(global_mode, GLOBAL, product, policy.id)
 
 
+def _lines_by_weight(snapshot: BookingSnapshot) -> list[BookingLine]:
+    """The booking's lines, the main line (largest total, the first on a tie) first."""
+    main = main_line(snapshot)
+    return [] if main is None else [main, *(line for line in snapshot.lines if line is not main)]
+
+
+def cautious(book: PolicyBook, global_mode: Mode, snapshot: BookingSnapshot,
+             overrides: dict[str, tuple[str, str]]) -> EffectiveMode:
+    """The mode a case of this booking is decided in: the most cautious of its lines' modes
+    (the main line's on a tie); the global mode for a booking without lines."""
+    chosen: EffectiveMode | None = None
+    for line in _lines_by_weight(snapshot):
+        mode = resolve(book, global_mode, line.sku, line.item_id, overrides)
+        if chosen is None or ORDER.index(mode.mode) < ORDER.index(chosen.mode):
+            chosen = mode
+    return chosen if chosen is not None else EffectiveMode(global_mode, GLOBAL, "")
+
+
+def _products(snapshot: BookingSnapshot) -> list[str]:
+    return sorted({key for line in snapshot.lines for key in (line.sku, line.item_id) if key})
+
+
 def _product_policy(book: PolicyBook, product: str) -> tuple[str, str]:
     """(sku, item id) naming `product` as the policy file does: an item id when a policy
     matches it by item id, else a sku."""
@@ -135,10 +160,7 @@ def mode_of(book: PolicyBook, global_mode: Mode, snapshot: BookingSnapshot,
             overrides: dict[str, tuple[str, str]]) -> EffectiveMode:
     """`case_mode` with the overrides already read: the mode a case of this booking would be
     decided in under `book`."""
-    line = main_line(snapshot)
-    if line is None:
-        return EffectiveMode(global_mode, GLOBAL, "")
-    return resolve(book, global_mode, line.sku, line.item_id, overrides)
+    return cautious(book, global_mode, snapshot, overrides)
 
 
 async def of_case(store: Store, case_id: int) -> EffectiveMode | None:
@@ -154,29 +176,23 @@ async def of_case(store: Store, case_id: int) -> EffectiveMode | None:
 async def case_mode(store: Store, book: PolicyBook, global_mode: Mode,
                     snapshot: BookingSnapshot) -> EffectiveMode:
     """The mode a case of this booking is decided in."""
-    line = main_line(snapshot)
-    if line is None:
-        return EffectiveMode(global_mode, GLOBAL, "")
-    overrides = await overrides_for(store, (line.sku, line.item_id))
-    return resolve(book, global_mode, line.sku, line.item_id, overrides)
+    overrides = await overrides_for(store, _products(snapshot))
+    return cautious(book, global_mode, snapshot, overrides)
 
 
 async def with_automation(store: Store, book: PolicyBook, global_mode: Mode,
                           snapshot: BookingSnapshot) -> tuple[Automation, EffectiveMode]:
     """The automation switch and the case's mode, read in one trip to the store's thread (the
     opening of a case needs both)."""
-    line = main_line(snapshot)
-    wanted = sorted({p for p in (line.sku, line.item_id) if p}) if line is not None else []
+    wanted = _products(snapshot)
     marks = ", ".join("?" for _ in wanted) or "NULL"
     state, found = await reads(store.db, [
         ("SELECT value FROM state WHERE key = ?", (AUTOMATION_KEY,)),
         (f"SELECT product, mode, changed_by FROM product_modes WHERE product IN ({marks})",
          wanted)])
     automation = Automation(**json.loads(state[0]["value"])) if state else Automation(False)
-    if line is None:
-        return automation, EffectiveMode(global_mode, GLOBAL, "")
     overrides = {r["product"]: (r["mode"], r["changed_by"]) for r in found}
-    return automation, resolve(book, global_mode, line.sku, line.item_id, overrides)
+    return automation, cautious(book, global_mode, snapshot, overrides)
 
 
 async def product_mode(conn: aiosqlite.Connection | Store, book: PolicyBook,

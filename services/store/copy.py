@@ -83,11 +83,14 @@ async def copy_store(source: Any, target: Any, *, batch: int = 1000) -> CopyResu
             copied[table] = len(rows)
         if target.dialect == "postgresql":
             for table in order:
-                if "id" in await columns(target, table):
+                if "id" not in await columns(target, table):
+                    continue
+                found = await tx.execute_fetchall(
+                    f"SELECT pg_get_serial_sequence('\"{table}\"', 'id')")
+                if found and found[0][0] is not None:   # an identity id (not a text id)
                     await tx.execute(
-                        f"SELECT setval(pg_get_serial_sequence('\"{table}\"', 'id'), "
-                        f"COALESCE((SELECT MAX(id) FROM \"{table}\"), 0) + 1, false) "
-                        f"WHERE pg_get_serial_sequence('\"{table}\"', 'id') IS NOT NULL")
+                        f"SELECT setval(?, COALESCE((SELECT MAX(id) FROM \"{table}\"), 0) + 1, "
+                        f"false)", (found[0][0],))
     chain = await audit.verify(target)
     if not chain.ok:
         raise CopyError(f"the copy's audit chain does not verify at row {chain.bad_row}: "

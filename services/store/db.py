@@ -99,7 +99,13 @@ def clock_utc(stored: str) -> str:
 
 def dumps(value: Any) -> str:
     """Canonical JSON: the audit chain hashes this text, so it must be deterministic."""
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
+    return _CANONICAL.encode(value)
+
+
+# what `json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False,
+# default=str)` builds on every call, built once (the same text)
+_CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False,
+                              default=str)
 
 
 Deferred = Callable[[sqlite3.Connection, dict[Any, Any]], Any]

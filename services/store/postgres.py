@@ -4,7 +4,8 @@
 The callers' SQL is the same on both engines: `?` placeholders (and SQLite's `?NNN`) are
 translated to `$n` once per statement text (`translate`, cached), rows are asyncpg records
 (indexable by name and by position, as `sqlite3.Row`), a cursor answers `fetchone`, `fetchall`
-and `rowcount`, and a unique constraint refused raises the store's `IntegrityError`.
+and `rowcount`, a unique constraint refused raises the store's `IntegrityError` and an integer
+beyond 64 bits `OverflowError` (as sqlite3 raises them).
 
 One writer at a time. Every check-then-write in the code relies on SQLite's rule that a write
 transaction runs alone (`BEGIN IMMEDIATE`); every state change also appends to the audit chain,
@@ -131,6 +132,10 @@ async def _run(conn: asyncpg.Connection, sql: str, params: Iterable[Any]
                                               return_status=True)
     except asyncpg.IntegrityConstraintViolationError as exc:
         raise IntegrityError(str(exc)) from exc
+    except asyncpg.DataError as exc:
+        if isinstance(exc.__cause__, OverflowError):   # as sqlite3 raises it: an integer
+            raise OverflowError(str(exc)) from exc      # beyond 64 bits never reaches a row
+        raise
     return rows, status.decode() if isinstance(status, bytes) else status
 
 

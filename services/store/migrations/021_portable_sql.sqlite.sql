@@ -1,0 +1,2 @@
+-- Nothing to change on SQLite: on PostgreSQL this version drops the stand-ins for SQLite's
+-- json_extract, instr and json_each, which the bot's SQL no longer calls.
