@@ -231,7 +231,11 @@ async def test_three_instances_on_postgresql_storm_of_500_with_clicks_and_a_kill
     marks["settled"] = time.monotonic() - began
     print("storm timings (s from the first webhook):", marks)
     logs = "\n".join(p.log[-1500:] for p in instances)
-    assert not any((await backlog(reader)).values()), f"{await backlog(reader)}\n{logs}"
+    left = [dict(r) for r in await reader.read_all(
+        "SELECT id, booking_code, status, claimed_by, lease_until, updated_at FROM cases "
+        "WHERE status NOT IN ('refunded', 'denied')")]
+    assert not any((await backlog(reader)).values()), (
+        f"{await backlog(reader)} {left} (killed: {victim.url})\n{logs}")
 
     # one event per booking however many times and instances it was delivered to
     assert await count(reader, "SELECT COUNT(*) FROM webhook_events "
