@@ -1,6 +1,7 @@
 """Worker benchmark: cancellations applied by the real worker, to their final state.
 
     python bench/worker_bench.py [--cases N] [--concurrency C] [--seed-cases S]
+                                 [--postgresql | --database-url URL]
 
 Each run: N paid bookings (one Stripe PaymentIntent each, a kayak tour 72 h ahead that the
 policy refunds on its own) are cancelled in the Checkfront stand-in and their "booking status
@@ -21,6 +22,12 @@ Three runs, in this order, each checked (N cases refunded, N Stripe refunds):
 
 The last lines print cases/s beside the floor, the ratio, the calls per case counted at the
 stand-ins, and the issue's target (>= 100 cases/s, unaffected by store size).
+
+On PostgreSQL: `--postgresql` starts a throwaway cluster on 127.0.0.1 (`sandbox.postgres`, at
+the server's default durability: fsync and synchronous_commit on) for the run;
+`--database-url URL` (or `BENCH_DATABASE_URL`) names a server the bench may create and drop
+databases on. Each run then gets an empty database of its own, migrated by the bot; the seeded
+run's rows are inserted by SQL there too (`seed_store_pg`).
 """
 
 from __future__ import annotations
@@ -29,6 +36,7 @@ import argparse
 import asyncio
 import json
 import multiprocessing
+import os
 import sqlite3
 import sys
 import tempfile
@@ -136,11 +144,13 @@ class StandIns:
 
 async def run(stand_ins: StandIns, label: str, cases: int, concurrency: int,
               folder: Path, seed: int = 0, templates: dict[str, dict[str, Any]] | None = None,
+              database_url: str | None = None,
               ) -> tuple[Run, dict[str, dict[str, Any]]]:
     database = folder / f"{label.replace(' ', '-')}.db"
     bodies = stand_ins.ask("cancelled", label.upper().replace(" ", ""), cases)
     settings = load_settings(
-        _env_file=None, database_path=database, policy_file=POLICIES,
+        _env_file=None, database_path=database, database_url=database_url,
+        policy_file=POLICIES,
         checkfront_host=stand_ins.cf_url, checkfront_api_key=stand_ins.cf_key,
         checkfront_api_secret=stand_ins.cf_secret, checkfront_webhook_secret="bench-token",
         stripe_secret_key="sk_test_bench", stripe_webhook_secret="whsec_bench",
@@ -151,7 +161,10 @@ async def run(stand_ins: StandIns, label: str, cases: int, concurrency: int,
     try:
         if seed:
             assert templates is not None
-            await asyncio.to_thread(seed_store, database, seed, templates)
+            if database_url:
+                await seed_store_pg(database_url, seed, templates)
+            else:
+                await asyncio.to_thread(seed_store, database, seed, templates)
         for body in bodies:   # as the webhook intake stores them
             await store_event(bot.svc.store, source="checkfront", kind="booking",
                               event_id=body_hash(json.dumps(body).encode()), payload=body)
@@ -194,6 +207,25 @@ def seed_store(database: Path, count: int, templates: dict[str, dict[str, Any]])
         db.execute("ANALYZE")
 
 
+async def seed_store_pg(url: str, count: int, templates: dict[str, dict[str, Any]]) -> None:
+    """`seed_store` on PostgreSQL: the same rows, by COPY, then ANALYZE."""
+    import asyncpg
+    conn = await asyncpg.connect(url)
+    try:
+        async with conn.transaction():
+            for table, fill in (("cases", _case), ("quotes", _quote),
+                                ("decisions", _decision), ("executions", _execution),
+                                ("webhook_events", _event)):
+                template = templates[table]
+                names = list(template)
+                rows = [tuple(r[n] for n in names) for r in
+                        (fill(dict(template), 10_000_000 + i) for i in range(count))]
+                await conn.copy_records_to_table(table, records=rows, columns=names)
+        await conn.execute("ANALYZE")
+    finally:
+        await conn.close()
+
+
 def _case(row: dict[str, Any], i: int) -> dict[str, Any]:
     code = f"SEED-{i}"
     row.update(id=i, booking_id=str(i), booking_code=code, booking_key=code,
@@ -223,24 +255,42 @@ def _event(row: dict[str, Any], i: int) -> dict[str, Any]:
     return row
 
 
-async def main_async(cases: int, concurrency: int, seed: int) -> list[Run]:
+async def main_async(cases: int, concurrency: int, seed: int,
+                     databases: Any = None) -> list[Run]:
+    """The three runs; on PostgreSQL when `databases` (a `sandbox.postgres.Cluster`) is given,
+    each run on an empty database of its own."""
     stand_ins = StandIns()
+    urls = [databases.empty() for _ in range(3)] if databases else [None] * 3
     try:
         with tempfile.TemporaryDirectory() as name:
             folder = Path(name)
-            floor, templates = await run(stand_ins, "c1", cases, 1, folder)
+            floor, templates = await run(stand_ins, "c1", cases, 1, folder,
+                                         database_url=urls[0])
             print(f"concurrency  1: {floor.rate:8.1f} cases/s  ({floor.seconds:.1f} s)",
                   flush=True)
-            bot, _ = await run(stand_ins, f"c{concurrency}", cases, concurrency, folder)
+            bot, _ = await run(stand_ins, f"c{concurrency}", cases, concurrency, folder,
+                               database_url=urls[1])
             print(f"concurrency {concurrency:2d}: {bot.rate:8.1f} cases/s  "
                   f"({bot.seconds:.1f} s)", flush=True)
             seeded, _ = await run(stand_ins, f"s{concurrency}", cases, concurrency, folder,
-                                  seed=seed, templates=templates)
+                                  seed=seed, templates=templates, database_url=urls[2])
             print(f"concurrency {concurrency:2d}, {seed:,} cases stored before: "
                   f"{seeded.rate:8.1f} cases/s  ({seeded.seconds:.1f} s)", flush=True)
             return [floor, bot, seeded]
     finally:
         stand_ins.close()
+        for url in urls:
+            if url:
+                databases.drop(url)
+
+
+def postgres_server(args: argparse.Namespace) -> Any:
+    """The PostgreSQL server the runs use (`--postgresql`: a throwaway cluster, fsync and
+    synchronous_commit on; `--database-url`: the server given), or None for SQLite."""
+    if not (args.postgresql or args.database_url):
+        return None
+    from sandbox import postgres
+    return postgres.start(args.database_url or None, durable=True)
 
 
 def main() -> None:
@@ -248,10 +298,21 @@ def main() -> None:
     parser.add_argument("--cases", type=int, default=1_000)
     parser.add_argument("--concurrency", type=int, default=DEFAULT_CONCURRENCY)
     parser.add_argument("--seed-cases", type=int, default=20_000)
+    parser.add_argument("--postgresql", action="store_true",
+                        help="run on a throwaway PostgreSQL cluster started for the bench")
+    parser.add_argument("--database-url", default=os.environ.get("BENCH_DATABASE_URL", ""),
+                        help="a PostgreSQL server the bench may create and drop databases on")
     args = parser.parse_args()
+    server = postgres_server(args)
     print(f"{args.cases:,} cancellations per run, each refunded {Decimal('110.00')} USD by "
-          "the policy; stand-ins without rate limits", flush=True)
-    floor, bot, seeded = asyncio.run(main_async(args.cases, args.concurrency, args.seed_cases))
+          f"the policy; stand-ins without rate limits; store: "
+          f"{'PostgreSQL' if server else 'SQLite'}", flush=True)
+    try:
+        floor, bot, seeded = asyncio.run(main_async(args.cases, args.concurrency,
+                                                    args.seed_cases, server))
+    finally:
+        if server:
+            server.stop()
     for r in (floor, bot, seeded):
         print(f"per case ({r.label}): Checkfront {r.checkfront_calls / r.cases:.2f} calls  "
               f"Stripe {r.stripe_calls / r.cases:.2f} calls (target <= 3)  bot CPU "

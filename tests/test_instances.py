@@ -25,7 +25,7 @@ import pytest
 
 from bot.cli.world import APPROVALS, DIGEST
 from services.store import audit
-from services.store.db import Store
+from services.store.db import Store, open_store
 from tests.served import TOKEN, Served, free_port
 from tests.test_faults import AUTO, UNFINISHED, Rig
 from tests.test_faults import rig as rig  # the stand-ins, as the fault suite's
@@ -46,7 +46,7 @@ def store_url(rig: Rig) -> str:
 
 @pytest.fixture
 async def reader(store_url: str) -> AsyncIterator[Store]:
-    store = await Store(store_url).open()
+    store = await open_store(store_url).open()
     try:
         yield store
     finally:

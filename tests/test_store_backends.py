@@ -4,6 +4,8 @@ intake writer, the migration files of each dialect, and `store copy` both ways."
 
 from __future__ import annotations
 
+import asyncio
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -87,6 +89,57 @@ async def test_the_intake_writer_stores_each_event_once_with_its_audit_row(
         assert len(await store.read_all("SELECT id FROM webhook_events")) == 3
 
 
+async def test_webhooks_arriving_together_are_stored_once_each_on_one_linear_chain(
+        store_url: str) -> None:
+    """Eighty webhooks in one turn (forty ids, each twice: duplicates inside one batch), a
+    store transaction appending to the chain among them: each id stored once with its audit
+    row, the chain linear."""
+    async with open_store(store_url) as store:
+        async def between() -> None:
+            async with store.transaction() as tx:
+                await audit.append(tx, actor="test", action="between")
+
+        def webhook(n: int) -> Any:
+            return events.store_event(store, source="checkfront", event_id=f"c{n % 40}",
+                                      kind="booking", payload={"n": n})
+
+        answers = await asyncio.gather(*(webhook(n) for n in range(50)), between(),
+                                       *(webhook(n) for n in range(50, 80)))
+        stored = [a for a in answers if a is not None]
+        assert sorted(s.event_id for s in stored) == sorted(f"c{n}" for n in range(40))
+        chain = await audit.verify(store)
+        assert chain.ok and chain.rows == 41, chain
+        assert len(await store.read_all("SELECT id FROM webhook_events")) == 40
+
+
+async def test_native_and_threaded_units_in_one_turn_keep_the_chain_linear(
+        store_url: str, store_backend: str) -> None:
+    """The PostgreSQL intake writer takes native units (awaited on the loop) and the SQLite
+    writer's threaded ones; each kind keeps the chain's end for its transaction, so units of
+    both queued in one turn are written in batches of one kind, in order, and the chain
+    stays linear."""
+    if store_backend != "postgresql":
+        pytest.skip("the PostgreSQL intake writer's own")
+    async with open_store(store_url) as store:
+        writer = store.writer
+        assert writer is not None and writer.native
+
+        def params(n: int) -> tuple[Any, ...]:
+            return ("stripe", f"evt_{n}", "refund", "2026-01-01T00:00:00.000000+00:00",
+                    "{}", "test", None)
+
+        ids = await asyncio.gather(
+            writer.run(partial(events._insert_event, params(1))),
+            writer.run_native(partial(events._insert_event_native, params(2))),
+            writer.run(partial(events._insert_event, params(3))),
+            writer.run_native(partial(events._insert_event_native, params(4))),
+            writer.run(partial(events._insert_event, params(1))))   # a duplicate: None
+        assert [i is not None for i in ids] == [True, True, True, True, False]
+        assert writer.batches == 5   # one a run of one kind
+        chain = await audit.verify(store)
+        assert chain.ok and chain.rows == 4, chain
+
+
 async def test_a_lock_on_a_name_is_taken_inside_a_transaction(store_url: str) -> None:
     async with open_store(store_url) as store:
         async with store.transaction() as tx:
@@ -144,3 +197,39 @@ async def test_store_copy_refuses_a_target_with_rows(tmp_path: Path, store_url: 
     async with open_store(source_url) as source, open_store(store_url) as target:
         with pytest.raises(CopyError, match="not empty"):
             await copy_store(source, target)
+
+
+def test_the_sqlite_store_refuses_a_postgresql_url_it_would_take_for_a_file_name() -> None:
+    """`Store` is SQLite's; handed a PostgreSQL URL it once made a folder named
+    "postgresql:" and an empty SQLite file in it, and read that. `open_store` picks the
+    engine."""
+    from services.store.db import Store
+    for url in ("postgresql://u@127.0.0.1:5432/refunds", "postgres://u@h/db"):
+        with pytest.raises(ValueError, match="open_store"):
+            Store(url)
+
+
+async def test_postgresql_waits_for_the_flush_only_where_sqlite_syncs(
+        store_url: str, store_backend: str) -> None:
+    """As on SQLite (a commit synced only for `durable=True`: a webhook, a person's decision,
+    the mark before a Stripe call), a PostgreSQL transaction waits for its WAL flush only when
+    durable; the others commit at `synchronous_commit=off` (a server crash may lose the last
+    fraction of a second of them, never tear one; a bot killed loses none). The intake writer
+    always waits."""
+    if store_backend != "postgresql":
+        pytest.skip("PostgreSQL's setting")
+    import asyncpg
+    admin = await asyncpg.connect(store_url)   # the server's default, as in production (the
+    try:                                       # tests' cluster runs with it off)
+        await admin.execute(f'ALTER DATABASE "{store_url.rsplit("/", 1)[-1]}" '
+                            "SET synchronous_commit = on")
+    finally:
+        await admin.close()
+    async with open_store(store_url) as store:
+        async with store.transaction() as tx:
+            assert (await tx.execute_fetchall("SHOW synchronous_commit", ()))[0][0] == "off"
+        async with store.transaction(durable=True) as tx:
+            assert (await tx.execute_fetchall("SHOW synchronous_commit", ()))[0][0] == "on"
+        async with store.transaction() as tx:   # SET LOCAL: one transaction's only
+            await tx.execute("SELECT 1")
+        assert (await store.read_one("SHOW synchronous_commit"))[0] == "on"

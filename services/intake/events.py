@@ -116,7 +116,9 @@ async def store_event(store: Store, *, source: str, event_id: str, kind: str,
     params = (source, event_id, kind, received, payload_json(scrub(payload, salt)), me.id,
               me.until(moment))
     writer = store.writer
-    if writer is not None:
+    if writer is not None and getattr(writer, "native", False):   # PostgreSQL's
+        row_id = await writer.run_native(partial(_insert_event_native, params))
+    elif writer is not None:
         row_id = await writer.run(partial(_insert_event, params))
     else:   # an in-memory store has one connection
         try:
@@ -161,6 +163,20 @@ def _insert_event(params: tuple[str, ...], batch: Batch) -> int | None:
     source, event_id, kind = params[0], params[1], params[2]
     audit.Chain.of(batch).append(actor=source, action="webhook.received",
                                  detail={"event_id": event_id, "kind": kind, "row": row_id})
+    return row_id
+
+
+async def _insert_event_native(params: tuple[str, ...], batch: Any) -> int | None:
+    """`_insert_event` for a writer whose statements are awaited on the event loop (the
+    PostgreSQL intake writer: no thread hop a statement)."""
+    inserted = await batch.fetch(_INSERT, params)
+    if not inserted:
+        return None
+    row_id = int(inserted[0][0])
+    source, event_id, kind = params[0], params[1], params[2]
+    chain = await audit.NativeChain.of(batch)
+    await chain.append(actor=source, action="webhook.received",
+                       detail={"event_id": event_id, "kind": kind, "row": row_id})
     return row_id
 
 

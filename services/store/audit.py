@@ -140,6 +140,36 @@ class Chain:
         return int(written[0][0])
 
 
+class NativeChain:
+    """`Chain` for a batch whose statements are awaited on the event loop (the PostgreSQL
+    intake writer's native units, `services.store.postgres.NativeBatch`): the chain's end read
+    once a transaction, each row written exactly as `append` writes it."""
+
+    def __init__(self, batch: Any, last_hash: str) -> None:
+        self._batch = batch
+        self.last_hash = last_hash
+
+    @classmethod
+    async def of(cls, batch: Any) -> NativeChain:
+        """The chain of `batch`'s transaction (the batch holds the write lock)."""
+        chain = batch.memo.get(cls)
+        if chain is None:
+            last = await batch.fetch(_LAST, ())
+            chain = batch.memo[cls] = cls(batch, last[0][0] if last else GENESIS)
+        return chain
+
+    async def append(self, *, actor: str, action: str, case_id: int | None = None,
+                     detail: dict[str, Any] | None = None) -> int:
+        detail_json = dumps(correlation.stamp(detail) or {})
+        prev = self.last_hash
+        at = now_iso()
+        digest = row_hash(prev, at, actor, action, case_id, detail_json)
+        written = await self._batch.fetch(
+            _INSERT + " RETURNING id", (at, actor, action, case_id, detail_json, prev, digest))
+        self.last_hash = digest
+        return int(written[0][0])
+
+
 async def record(store: Store, **entry: Any) -> int:
     """Append one row in a transaction of its own (for events with no state change)."""
     async with store.transaction() as tx:

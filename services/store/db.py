@@ -251,6 +251,9 @@ class Store:
 
     def __init__(self, path: str | Path) -> None:
         self.path = str(path)
+        if self.path.startswith(("postgresql://", "postgres://")):
+            # as a file name it would be a folder "postgresql:" holding an empty SQLite store
+            raise ValueError("a PostgreSQL URL is not a SQLite file: open it with open_store")
         self._db: aiosqlite.Connection | None = None
         self._reader: aiosqlite.Connection | None = None
         self._writer: IntakeWriter | None = None
