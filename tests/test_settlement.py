@@ -12,8 +12,8 @@ import httpx
 import pytest
 
 from bot.cli.world import World
-from bot.teams.cards import digest_card
 from bot.slack.ui.digest import digest_message, digest_text
+from bot.teams.cards import digest_card
 from sandbox.stripe_server import StripeSandbox
 from services.finance.reconcile import reconcile_day
 from services.finance.runs import (
