@@ -18,7 +18,7 @@ from services.intake.events import body_hash, store_event
 from services.intake.routing import process
 from services.refunds import cases
 from services.store import audit, db
-from services.store.db import SYNC_FULL, SYNC_NORMAL, Store, Tx, one, reads, write
+from services.store.db import SYNC_NORMAL, Store, Tx, one, reads, write
 
 
 def count_trips(store: Store) -> list[int]:
@@ -131,21 +131,35 @@ async def test_reads_through_the_store_inside_a_transaction_are_part_of_it(
         assert store.db is not tx and isinstance(store.db, aiosqlite.Connection)
 
 
-async def test_a_durable_transaction_syncs_its_commit_and_switches_back(tmp_path: Path) -> None:
+async def test_a_durable_transaction_syncs_its_commit_after_the_lock_before_it_returns(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`durable=True`: the log is synced to disk (`sync_log`) once the commit is made and the
+    store's lock let go, before the transaction returns; never for a transaction that rolled
+    back nor for one not asked to be durable; the connection stays at `synchronous` NORMAL."""
     async with Store(tmp_path / "s.db") as store:
-        seen: list[int] = []
+        synced: list[tuple[str | None, bool]] = []
+        real = db.sync_log
+
+        def spy(path: str) -> None:
+            with sqlite3.connect(path) as other:   # the commit is made when the sync starts
+                row = other.execute("SELECT value FROM state WHERE key = 'd'").fetchone()
+            synced.append((row[0] if row else None, store._lock.locked()))
+            real(path)
+
+        monkeypatch.setattr(db, "sync_log", spy)
         async with store.transaction(durable=True) as tx:
-            row = await one(tx, "PRAGMA synchronous")
-            seen.append(row[0] if row else -1)
-        row = await store.fetch_one("PRAGMA synchronous")
-        seen.append(row[0] if row else -1)
+            await tx.execute("INSERT INTO state (key, value, updated_at) VALUES ('d', '1', 'x')")
+            assert synced == []
+        assert synced == [("1", False)]
         with pytest.raises(RuntimeError):
             async with store.transaction(durable=True) as tx:
-                await tx.execute("SELECT 1")
+                await tx.execute("UPDATE state SET value = '2' WHERE key = 'd'")
                 raise RuntimeError("the body failed")
+        async with store.transaction() as tx:
+            await tx.execute("UPDATE state SET value = '3' WHERE key = 'd'")
+        assert synced == [("1", False)]
         row = await store.fetch_one("PRAGMA synchronous")
-        seen.append(row[0] if row else -1)
-        assert seen == [SYNC_FULL, SYNC_NORMAL, SYNC_NORMAL]
+        assert row is not None and row[0] == SYNC_NORMAL
 
 
 async def test_the_chain_stays_linear_with_the_intake_writer_appending_between(
@@ -283,18 +297,14 @@ async def test_a_transaction_waits_for_a_held_write_lock_in_the_thread_not_on_th
         assert not store.db.in_transaction
 
 
-async def test_a_durable_commit_is_synced_in_the_thread_and_the_rest_inline(
-        tmp_path: Path) -> None:
+async def test_a_durable_transaction_makes_no_trip_of_its_own(tmp_path: Path) -> None:
     async with Store(tmp_path / "s.db") as store:
         trips = count_trips(store)
         async with store.transaction(durable=True) as tx:
             await tx.execute("INSERT INTO state (key, value, updated_at) VALUES ('d', '1', 'x')")
             await audit.append(tx, actor="t", action="durable")
-            assert trips[0] == 0
-        assert trips[0] == 1   # the commit, with its sync, waits in the store's thread
+        assert trips[0] == 0   # the commit inline, the log's sync in a thread of its own
         assert await store.get_state("d") == 1 and (await audit.verify(store)).ok
-        row = await one(store.db, "PRAGMA synchronous")
-        assert row is not None and row[0] == SYNC_NORMAL
 
 
 async def test_the_store_checkpoints_its_log_every_so_many_transactions(

@@ -20,11 +20,12 @@ each wake-up waiting behind every other task's ready callbacks. So a transaction
 its statements on the event loop's own thread instead (the connection is shared, SQLite
 serialises the two threads' calls; each statement takes microseconds): a transaction whose body
 awaits nothing but the store begins, runs and commits within one turn of the loop, and the
-lock is held for its CPU only. Three things still go to the connection's thread, where waiting
-does not stall the loop: a `BEGIN IMMEDIATE` that finds SQLite's write lock taken (by the
-intake writer or another process; tried on the loop with no busy wait first), a durable commit
-(its sync to disk), and every `CHECKPOINT_EVERY`th commit, which checkpoints the WAL (automatic
-checkpoints are off on this connection, so none runs on the loop). Work that needs no answer
+lock is held for its CPU only. What waits goes to a thread, where waiting does not stall the
+loop: a `BEGIN IMMEDIATE` that finds SQLite's write lock taken (by the intake writer or another
+process; tried on the loop with no busy wait first) and every `CHECKPOINT_EVERY`th commit,
+which checkpoints the WAL (automatic checkpoints are off on this connection, so none runs on
+the loop), in the connection's thread; a durable commit's sync, in a thread of its own after
+the lock is let go (Durability below). Work that needs no answer
 inside the body, the audit chain's rows (`audit.append`) and writes whose answer is not read
 (`write`), is still deferred to the transaction's next statement or its commit, in order;
 several reads can share one call (`reads`). Inside a transaction, `Store.db` is the
@@ -37,8 +38,10 @@ webhook's answer does not wait behind a worker transaction that began just after
 
 Durability. In WAL mode every commit survives the process being killed. Surviving an OS crash
 or a power cut takes a sync of the log to disk, which costs a few milliseconds a commit, so it
-is paid where it matters and nowhere else (`synchronous` FULL for those commits, NORMAL for the
-rest):
+is paid where it matters and nowhere else (`synchronous` NORMAL, and for those commits a sync
+of the log, `sync_log`, before their transaction returns: as FULL would at their commit, but
+made after the store's lock is let go, so the next transaction does not wait for the disk,
+and one sync covers every commit before it):
 - what came from outside and cannot be asked for again: every webhook before its 200 (the
   intake writer always syncs) and a person's decision (`transaction(durable=True)`);
 - what precedes money leaving: the commit that marks a planned refund as sent, just before the
@@ -65,6 +68,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import sqlite3
 from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager, suppress
@@ -124,17 +128,15 @@ class Tx:
 
     dialect = "sqlite"
 
-    def __init__(self, conn: aiosqlite.Connection, *, durable: bool, inline: bool = False,
+    def __init__(self, conn: aiosqlite.Connection, *, inline: bool = False,
                  checkpoint: bool = False) -> None:
         self.raw = conn
         self.open = True
         self.memo: dict[Any, Any] = {}   # the deferred work's own state
-        self._durable = durable
         self._inline = inline            # statements on the loop's thread (see "Trips")
         self._checkpoint = checkpoint    # a WAL checkpoint after the commit, in the thread
         self._pending: list[Deferred] = []
         self._begin_sent = False
-        self._synced = False     # `synchronous` FULL was set
         self._threaded = False   # a trip of it went to the connection's thread
 
     def __getattr__(self, name: str) -> Any:
@@ -175,7 +177,6 @@ class Tx:
         def run() -> Any:
             conn = self.raw._conn
             if begin:
-                self._sync_full(conn)
                 conn.execute("BEGIN IMMEDIATE")
             for deferred in pending:
                 deferred(conn, self.memo)
@@ -205,24 +206,20 @@ class Tx:
     async def _commit(self) -> None:
         if not self._begin_sent and not self._pending:
             return   # nothing was asked of the store: nothing to begin or commit
-        if not self._durable and not self._checkpoint:
+        if not self._checkpoint:
             await self._trip(_commit_now)   # inline: no trip at all (see "Trips" above)
             return
         pending, self._pending = self._pending, []
         begin, self._begin_sent = not self._begin_sent, True
-        checkpoint = self._checkpoint
 
-        def run() -> None:   # in the connection's thread: the sync and the checkpoint wait
+        def run() -> None:   # in the connection's thread: the checkpoint waits for the disk
             conn = self.raw._conn
             if begin:
-                self._sync_full(conn)
                 conn.execute("BEGIN IMMEDIATE")
             for deferred in pending:
                 deferred(conn, self.memo)
             conn.execute("COMMIT")   # failing, the caller rolls back (`_rollback`)
-            self._sync_back(conn)
-            if checkpoint:
-                conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
+            conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
 
         self._threaded = True
         await self.raw._execute(run)
@@ -237,11 +234,7 @@ class Tx:
         await self.raw._execute(self._rollback_now)   # after any trip still under way
 
     def _rollback_now(self) -> None:
-        conn = self.raw._conn
-        try:
-            _rollback(conn)
-        finally:
-            self._sync_back(conn)
+        _rollback(self.raw._conn)
 
     def _begin_now(self, conn: sqlite3.Connection) -> bool:
         """`BEGIN IMMEDIATE` on the event loop's thread if SQLite's write lock is free now;
@@ -249,26 +242,25 @@ class Tx:
         connection's thread instead of on the loop."""
         conn.execute("PRAGMA busy_timeout=0")
         try:
-            self._sync_full(conn)
             conn.execute("BEGIN IMMEDIATE")
         except sqlite3.OperationalError as exc:
             if getattr(exc, "sqlite_errorcode", None) != sqlite3.SQLITE_BUSY:
-                self._sync_back(conn)
                 raise
-            return False   # `synchronous` stays as set: the thread's BEGIN keeps it
+            return False
         finally:
             conn.execute(f"PRAGMA busy_timeout={BUSY_MS}")
         return True
 
-    def _sync_back(self, conn: sqlite3.Connection) -> None:
-        if self._synced:
-            conn.execute(f"PRAGMA synchronous={SYNC_NORMAL}")
-            self._synced = False
 
-    def _sync_full(self, conn: sqlite3.Connection) -> None:
-        if self._durable and not self._synced:
-            conn.execute(f"PRAGMA synchronous={SYNC_FULL}")
-            self._synced = True
+
+def sync_log(path: str) -> None:
+    """Sync the store's write-ahead log to disk: every commit made before is then durable
+    (what `synchronous` FULL does at each commit; see "Durability" in the module's docstring)."""
+    fd = os.open(f"{path}-wal", os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def _commit_now(conn: sqlite3.Connection) -> None:
@@ -384,6 +376,7 @@ class Store:
                           ) -> AsyncIterator[aiosqlite.Connection]:
         """One write transaction. `durable`: its commit is synced to disk before this returns
         (a person's decision, the mark before a Stripe refund; see the module's docstring)."""
+        committed = False
         async with self._lock:
             if self._db is None:
                 raise RuntimeError("store is not open")
@@ -392,11 +385,11 @@ class Store:
             checkpoint = self._commits >= CHECKPOINT_EVERY
             if checkpoint:
                 self._commits = 0
-            tx = Tx(self._db, durable=durable, inline=True, checkpoint=checkpoint)
+            tx = Tx(self._db, inline=True, checkpoint=checkpoint)
             token = _ACTIVE.set(tx)
             try:
                 try:
-                    yield tx  # type: ignore[misc]   # the connection's methods, in fewer trips
+                    yield tx  # type: ignore[misc]   # the connection's methods, inline
                 except BaseException:
                     await tx._rollback()
                     raise
@@ -406,10 +399,13 @@ class Store:
                     except BaseException:
                         await tx._rollback()
                         raise
+                    committed = True
             finally:
                 tx.open = False
                 with suppress(ValueError):   # ended in another context (closed late)
                     _ACTIVE.reset(token)
+        if durable and committed and self._reader is not None:   # a file, with its log
+            await asyncio.to_thread(sync_log, self.path)
 
     async def _intake_first(self) -> None:
         """Webhooks first: while the intake writer holds webhooks to store, wait until they
