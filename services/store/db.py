@@ -252,7 +252,6 @@ class Tx:
         return True
 
 
-
 def sync_log(path: str) -> None:
     """Sync the store's write-ahead log to disk: every commit made before is then durable
     (what `synchronous` FULL does at each commit; see "Durability" in the module's docstring)."""
