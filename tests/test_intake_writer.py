@@ -15,7 +15,7 @@ import pytest
 
 from bot.cli.world import Item, World
 from services.intake.events import store_event
-from services.store import audit
+from services.store import audit, db
 from services.store.db import SYNC_FULL, SYNC_NORMAL, Store
 from services.store.writer import Batch, IntakeWriter, StoreUnavailable
 
@@ -180,15 +180,29 @@ async def test_webhooks_and_durable_transactions_are_synced_the_rest_is_not(
         assert row is not None
         return int(row[0])
 
-    async with store.transaction() as tx:
-        assert await level(tx) == SYNC_NORMAL
-    async with store.transaction(durable=True) as tx:
-        assert await level(tx) == SYNC_FULL
-    with pytest.raises(RuntimeError):
-        async with store.transaction(durable=True) as tx:
-            raise RuntimeError("rolled back")
-    async with store.transaction() as tx:   # back to NORMAL after a durable one, even failed
-        assert await level(tx) == SYNC_NORMAL
+    synced: list[str] = []
+    real = db.sync_log
+
+    def spy(path: str) -> None:
+        synced.append(path)
+        real(path)
+
+    db.sync_log = spy   # type: ignore[assignment]
+    try:
+        async with store.transaction() as tx:
+            assert await level(tx) == SYNC_NORMAL
+        assert synced == []
+        async with store.transaction(durable=True) as tx:   # NORMAL, then the log synced
+            assert await level(tx) == SYNC_NORMAL
+        assert synced == [store.path]
+        with pytest.raises(RuntimeError):
+            async with store.transaction(durable=True) as tx:
+                raise RuntimeError("rolled back")
+        assert synced == [store.path]
+        async with store.transaction() as tx:
+            assert await level(tx) == SYNC_NORMAL
+    finally:
+        db.sync_log = real   # type: ignore[assignment]
 
 
 async def test_a_writer_that_cannot_open_its_file_fails_to_start(tmp_path: Path) -> None:

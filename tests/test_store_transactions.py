@@ -18,7 +18,7 @@ from services.intake.events import body_hash, store_event
 from services.intake.routing import process
 from services.refunds import cases
 from services.store import audit, db
-from services.store.db import SYNC_FULL, SYNC_NORMAL, Store, Tx, one, reads, write
+from services.store.db import SYNC_NORMAL, Store, Tx, one, reads, write
 
 
 def count_trips(store: Store) -> list[int]:
@@ -48,7 +48,7 @@ async def test_a_transaction_of_a_write_and_two_audit_rows_is_two_trips(tmp_path
             await tx.execute("INSERT INTO state (key, value, updated_at) VALUES ('k', '1', 'x')")
             await audit.append(tx, actor="t", action="one")
             await audit.append(tx, actor="t", action="two")
-        assert trips[0] == 2   # BEGIN + INSERT; the audit rows + COMMIT
+        assert trips[0] == 0   # all of it on the loop's thread (2 trips when each went there)
         assert (await audit.verify(store)).ok
     assert await audit_rows(tmp_path / "s.db") == [("t", "one"), ("t", "two")]
 
@@ -58,10 +58,10 @@ async def test_audit_rows_alone_are_one_trip_and_an_empty_transaction_none(
     async with Store(tmp_path / "s.db") as store:
         trips = count_trips(store)
         await audit.record(store, actor="t", action="alone")
-        assert trips[0] == 1
+        assert trips[0] == 0   # on the loop's thread (1 trip when it went to the store's)
         async with store.transaction():
             pass
-        assert trips[0] == 1
+        assert trips[0] == 0
         assert (await audit.verify(store)).ok
 
 
@@ -104,9 +104,9 @@ async def test_a_write_nobody_reads_goes_with_the_next_trip_and_fails_the_transa
             await write(tx, "UPDATE state SET value = '2' WHERE key = 'a'")
             assert trips[0] == 0
             row = await one(tx, "SELECT value FROM state WHERE key = 'a'")
-            assert row is not None and row[0] == "2" and trips[0] == 1
+            assert row is not None and row[0] == "2" and trips[0] == 0
             await write(tx, "INSERT INTO state (key, value, updated_at) VALUES ('b', '3', 'x')")
-        assert trips[0] == 2   # BEGIN, both writes and the read; the last write and COMMIT
+        assert trips[0] == 0   # on the loop's thread (2 trips when each went to the store's)
         assert (await store.get_state("a"), await store.get_state("b")) == (2, 3)
 
         with pytest.raises(sqlite3.IntegrityError):
@@ -131,21 +131,35 @@ async def test_reads_through_the_store_inside_a_transaction_are_part_of_it(
         assert store.db is not tx and isinstance(store.db, aiosqlite.Connection)
 
 
-async def test_a_durable_transaction_syncs_its_commit_and_switches_back(tmp_path: Path) -> None:
+async def test_a_durable_transaction_syncs_its_commit_after_the_lock_before_it_returns(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`durable=True`: the log is synced to disk (`sync_log`) once the commit is made and the
+    store's lock let go, before the transaction returns; never for a transaction that rolled
+    back nor for one not asked to be durable; the connection stays at `synchronous` NORMAL."""
     async with Store(tmp_path / "s.db") as store:
-        seen: list[int] = []
+        synced: list[tuple[str | None, bool]] = []
+        real = db.sync_log
+
+        def spy(path: str) -> None:
+            with sqlite3.connect(path) as other:   # the commit is made when the sync starts
+                row = other.execute("SELECT value FROM state WHERE key = 'd'").fetchone()
+            synced.append((row[0] if row else None, store._lock.locked()))
+            real(path)
+
+        monkeypatch.setattr(db, "sync_log", spy)
         async with store.transaction(durable=True) as tx:
-            row = await one(tx, "PRAGMA synchronous")
-            seen.append(row[0] if row else -1)
-        row = await store.fetch_one("PRAGMA synchronous")
-        seen.append(row[0] if row else -1)
+            await tx.execute("INSERT INTO state (key, value, updated_at) VALUES ('d', '1', 'x')")
+            assert synced == []
+        assert synced == [("1", False)]
         with pytest.raises(RuntimeError):
             async with store.transaction(durable=True) as tx:
-                await tx.execute("SELECT 1")
+                await tx.execute("UPDATE state SET value = '2' WHERE key = 'd'")
                 raise RuntimeError("the body failed")
+        async with store.transaction() as tx:
+            await tx.execute("UPDATE state SET value = '3' WHERE key = 'd'")
+        assert synced == [("1", False)]
         row = await store.fetch_one("PRAGMA synchronous")
-        seen.append(row[0] if row else -1)
-        assert seen == [SYNC_FULL, SYNC_NORMAL, SYNC_NORMAL]
+        assert row is not None and row[0] == SYNC_NORMAL
 
 
 async def test_the_chain_stays_linear_with_the_intake_writer_appending_between(
@@ -251,4 +265,58 @@ async def test_several_reads_in_one_trip_see_the_transaction(tmp_path: Path) -> 
             [keys, none] = await reads(tx, [("SELECT key FROM state", ()),
                                             ("SELECT key FROM state WHERE key = ?", ("z",))])
             assert [r["key"] for r in keys] == ["k"] and none == []
-        assert trips[0] == 3
+        assert trips[0] == 1   # the reads outside a transaction; the transaction on the loop's
+
+
+async def test_a_transaction_waits_for_a_held_write_lock_in_the_thread_not_on_the_loop(
+        tmp_path: Path) -> None:
+    """Statements of a transaction run on the loop's thread, but its BEGIN never waits there
+    for SQLite's write lock: held by another connection, the BEGIN goes to the store's thread
+    (the loop keeps running), and the transaction commits once the lock is free."""
+    async with Store(tmp_path / "s.db") as store:
+        other = sqlite3.connect(tmp_path / "s.db", isolation_level=None)
+        other.execute("BEGIN IMMEDIATE")
+        trips = count_trips(store)
+        ticks = 0
+
+        async def writer() -> None:
+            async with store.transaction() as tx:
+                await write(tx, "INSERT INTO state (key, value, updated_at) "
+                                "VALUES ('w', '1', 'x')")
+                await tx.execute("UPDATE state SET value = '2' WHERE key = 'w'")
+
+        task = asyncio.create_task(writer())
+        for _ in range(20):   # the loop runs on while the BEGIN waits
+            await asyncio.sleep(0.005)
+            ticks += 1
+        assert not task.done() and ticks == 20
+        other.execute("COMMIT")
+        other.close()
+        await task
+        assert trips[0] == 1 and await store.get_state("w") == 2
+        assert not store.db.in_transaction
+
+
+async def test_a_durable_transaction_makes_no_trip_of_its_own(tmp_path: Path) -> None:
+    async with Store(tmp_path / "s.db") as store:
+        trips = count_trips(store)
+        async with store.transaction(durable=True) as tx:
+            await tx.execute("INSERT INTO state (key, value, updated_at) VALUES ('d', '1', 'x')")
+            await audit.append(tx, actor="t", action="durable")
+        assert trips[0] == 0   # the commit inline, the log's sync in a thread of its own
+        assert await store.get_state("d") == 1 and (await audit.verify(store)).ok
+
+
+async def test_the_store_checkpoints_its_log_every_so_many_transactions(
+        tmp_path: Path) -> None:
+    async with Store(tmp_path / "s.db") as store:
+        for n in range(db.CHECKPOINT_EVERY * 2 + 1):
+            async with store.transaction() as tx:
+                await write(tx, "INSERT INTO state (key, value, updated_at) VALUES (?, ?, 'x') "
+                            "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                            ("n", str(n)))
+        row = await one(store.db, "PRAGMA wal_checkpoint(PASSIVE)")
+        assert row is not None
+        busy, logged, done = row
+        assert busy == 0 and done == logged
+        assert logged < db.CHECKPOINT_EVERY * 2   # frames since the last checkpoint only

@@ -14,14 +14,23 @@ Webhook intake writes through a connection of its own too, the intake writer
 the worker's transactions; SQLite's write lock (`BEGIN IMMEDIATE`) serialises it with this one.
 It starts with `open` and is closed first by `close`, with what it holds committed.
 
-Trips. aiosqlite runs each statement in the connection's thread, one hand-off (and event-loop
-wake-up) a statement. A transaction (`Tx`) therefore sends `BEGIN IMMEDIATE` (and a durable
-one's `synchronous` switch) with its first statement, and `COMMIT` (and the switch back) with
-what is left; work that needs no answer inside the body, the audit chain's rows
-(`audit.append`) and writes whose answer is not read (`write`), is deferred to the next trip
-the transaction makes anyway, in order. Several reads can share one trip (`reads`). Inside a
-transaction, `Store.db` is the transaction, so a read made through the store in its body is
-part of it (after its `BEGIN`, seeing its deferred rows), as before.
+Trips. aiosqlite runs each statement in the connection's thread, one hand-off (and two
+event-loop wake-ups) a statement, and a transaction holds the store's lock across all of them,
+each wake-up waiting behind every other task's ready callbacks. So a transaction (`Tx`) runs
+its statements on the event loop's own thread instead (the connection is shared, SQLite
+serialises the two threads' calls; each statement takes microseconds): a transaction whose body
+awaits nothing but the store begins, runs and commits within one turn of the loop, and the
+lock is held for its CPU only. What waits goes to a thread, where waiting does not stall the
+loop: a `BEGIN IMMEDIATE` that finds SQLite's write lock taken (by the intake writer or another
+process; tried on the loop with no busy wait first) and every `CHECKPOINT_EVERY`th commit,
+which checkpoints the WAL (automatic checkpoints are off on this connection, so none runs on
+the loop), in the connection's thread; a durable commit's sync, in a thread of its own after
+the lock is let go (Durability below). Work that needs no answer
+inside the body, the audit chain's rows (`audit.append`) and writes whose answer is not read
+(`write`), is still deferred to the transaction's next statement or its commit, in order;
+several reads can share one call (`reads`). Inside a transaction, `Store.db` is the
+transaction, so a read made through the store in its body is part of it (after its `BEGIN`,
+seeing its deferred rows), as before.
 
 Webhooks first. Before a store transaction takes the write lock, it waits for the webhooks the
 intake writer holds (handed over, not yet answered) to commit, at most `INTAKE_FIRST`, so a
@@ -29,8 +38,10 @@ webhook's answer does not wait behind a worker transaction that began just after
 
 Durability. In WAL mode every commit survives the process being killed. Surviving an OS crash
 or a power cut takes a sync of the log to disk, which costs a few milliseconds a commit, so it
-is paid where it matters and nowhere else (`synchronous` FULL for those commits, NORMAL for the
-rest):
+is paid where it matters and nowhere else (`synchronous` NORMAL, and for those commits a sync
+of the log, `sync_log`, before their transaction returns: as FULL would at their commit, but
+made after the store's lock is let go, so the next transaction does not wait for the disk,
+and one sync covers every commit before it):
 - what came from outside and cannot be asked for again: every webhook before its 200 (the
   intake writer always syncs) and a person's decision (`transaction(durable=True)`);
 - what precedes money leaving: the commit that marks a planned refund as sent, just before the
@@ -57,6 +68,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import sqlite3
 from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager, suppress
@@ -112,22 +124,26 @@ Deferred = Callable[[sqlite3.Connection, dict[Any, Any]], Any]
 
 
 class Tx:
-    """One write transaction on the store's connection, in as few trips to its thread as it
-    can: `BEGIN IMMEDIATE` goes with the first statement, `COMMIT` with what is still deferred
-    (`defer`); each statement's answer is awaited as with aiosqlite's own methods (`execute`,
-    `execute_fetchall`, `executemany`; anything else is the connection's own). Used only
-    through `Store.transaction`, which holds the store's lock for it."""
+    """One write transaction on the store's connection, its statements on the event loop's
+    thread (`inline`; see "Trips" in the module's docstring) and only what must wait in the
+    connection's thread: `BEGIN IMMEDIATE` goes with the first statement, `COMMIT` with what
+    is still deferred (`defer`); each statement's answer is awaited as with aiosqlite's own
+    methods (`execute`, `execute_fetchall`, `executemany`; anything else is the connection's
+    own, in its thread). Used only through `Store.transaction`, which holds the store's lock
+    for it."""
 
     dialect = "sqlite"
 
-    def __init__(self, conn: aiosqlite.Connection, *, durable: bool) -> None:
+    def __init__(self, conn: aiosqlite.Connection, *, inline: bool = False,
+                 checkpoint: bool = False) -> None:
         self.raw = conn
         self.open = True
-        self.memo: dict[Any, Any] = {}   # the deferred work's own state, in the thread
-        self._durable = durable
+        self.memo: dict[Any, Any] = {}   # the deferred work's own state
+        self._inline = inline            # statements on the loop's thread (see "Trips")
+        self._checkpoint = checkpoint    # a WAL checkpoint after the commit, in the thread
         self._pending: list[Deferred] = []
         self._begin_sent = False
-        self._synced = False   # `synchronous` FULL was set, in the thread
+        self._threaded = False   # a trip of it went to the connection's thread
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.raw, name)
@@ -152,18 +168,27 @@ class Tx:
         begin = not self._begin_sent
         pending, self._pending = self._pending, []
         self._begin_sent = True
+        if self._inline:
+            conn = self.raw._conn
+            if not begin or self._begin_now(conn):
+                for deferred in pending:
+                    deferred(conn, self.memo)
+                return work(conn)
+            # SQLite's write lock is taken (the intake writer is committing): wait for it in
+            # the connection's thread, never on the event loop
+        return await self._in_thread(begin, pending, work)
 
+    async def _in_thread(self, begin: bool, pending: list[Deferred],
+                         work: Callable[[sqlite3.Connection], Any]) -> Any:
         def run() -> Any:
             conn = self.raw._conn
             if begin:
-                if self._durable:
-                    conn.execute(f"PRAGMA synchronous={SYNC_FULL}")
-                    self._synced = True
                 conn.execute("BEGIN IMMEDIATE")
             for deferred in pending:
                 deferred(conn, self.memo)
             return work(conn)
 
+        self._threaded = True
         return await self.raw._execute(run)
 
     @_awaitable_or_context
@@ -187,31 +212,67 @@ class Tx:
     async def _commit(self) -> None:
         if not self._begin_sent and not self._pending:
             return   # nothing was asked of the store: nothing to begin or commit
+        if not self._checkpoint:
+            await self._trip(_commit_now)   # inline: no trip at all (see "Trips" above)
+            return
+        pending, self._pending = self._pending, []
+        begin, self._begin_sent = not self._begin_sent, True
 
-        def commit(conn: sqlite3.Connection) -> None:
+        def run() -> None:   # in the connection's thread: the checkpoint waits for the disk
+            conn = self.raw._conn
+            if begin:
+                conn.execute("BEGIN IMMEDIATE")
+            for deferred in pending:
+                deferred(conn, self.memo)
             conn.execute("COMMIT")   # failing, the caller rolls back (`_rollback`)
-            self._sync_back(conn)
+            conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
 
-        await self._trip(commit)
+        self._threaded = True
+        await self.raw._execute(run)
 
     async def _rollback(self) -> None:
         self._pending = []
         if not self._begin_sent:
             return
+        if self._inline and not self._threaded:   # nothing of it can be in the thread
+            self._rollback_now()
+            return
+        await self.raw._execute(self._rollback_now)   # after any trip still under way
 
-        def rollback() -> None:   # after any trip still under way (the thread runs in order)
-            conn = self.raw._conn
-            try:
-                _rollback(conn)
-            finally:
-                self._sync_back(conn)
+    def _rollback_now(self) -> None:
+        _rollback(self.raw._conn)
 
-        await self.raw._execute(rollback)
+    def _begin_now(self, conn: sqlite3.Connection) -> bool:
+        """`BEGIN IMMEDIATE` on the event loop's thread if SQLite's write lock is free now;
+        False (nothing begun) when another connection holds it, to wait for it in the
+        connection's thread instead of on the loop."""
+        conn.execute("PRAGMA busy_timeout=0")
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as exc:
+            if getattr(exc, "sqlite_errorcode", None) != sqlite3.SQLITE_BUSY:
+                raise
+            return False
+        finally:
+            conn.execute(f"PRAGMA busy_timeout={BUSY_MS}")
+        return True
 
-    def _sync_back(self, conn: sqlite3.Connection) -> None:
-        if self._synced:
-            conn.execute(f"PRAGMA synchronous={SYNC_NORMAL}")
-            self._synced = False
+
+def sync_log(path: str) -> None:
+    """Sync the store's write-ahead log to disk: every commit made before is then durable
+    (what `synchronous` FULL does at each commit; see "Durability" in the module's docstring)."""
+    fd = os.open(f"{path}-wal", os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _commit_now(conn: sqlite3.Connection) -> None:
+    conn.execute("COMMIT")   # failing, the caller rolls back (`_rollback`)
+
+
+BUSY_MS = 5000   # how long a statement waits for SQLite's write lock (`busy_timeout`)
 
 
 def _rollback(conn: sqlite3.Connection) -> None:
@@ -221,6 +282,7 @@ def _rollback(conn: sqlite3.Connection) -> None:
 
 _ACTIVE: ContextVar[Tx | None] = ContextVar("store_transaction", default=None)
 
+CHECKPOINT_EVERY = 100   # transactions between the WAL checkpoints the store's thread makes
 INTAKE_FIRST = 0.002   # seconds a transaction waits at most for the webhooks being stored
 
 
@@ -258,6 +320,7 @@ class Store:
         self._reader: aiosqlite.Connection | None = None
         self._writer: IntakeWriter | None = None
         self._lock = asyncio.Lock()
+        self._commits = 0   # transactions since the last WAL checkpoint
 
     @property
     def db(self) -> aiosqlite.Connection:
@@ -280,11 +343,15 @@ class Store:
     async def open(self) -> Store:
         if self.path != ":memory:":
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-        self._db = await aiosqlite.connect(self.path, isolation_level=None)
+        # its transactions' statements also run on the event loop's thread (`Tx`)
+        self._db = await aiosqlite.connect(self.path, isolation_level=None,
+                                           check_same_thread=False)
         self._db.row_factory = aiosqlite.Row
         await self._db.execute("PRAGMA journal_mode=WAL")
         await self._db.execute(f"PRAGMA synchronous={SYNC_NORMAL}")
-        await self._db.execute("PRAGMA busy_timeout=5000")
+        await self._db.execute(f"PRAGMA busy_timeout={BUSY_MS}")
+        # its checkpoints are made in its thread, every `CHECKPOINT_EVERY` transactions
+        await self._db.execute("PRAGMA wal_autocheckpoint=0")
         await self._db.execute("PRAGMA foreign_keys=ON")
         await self._migrate()
         if self.path != ":memory:":
@@ -317,15 +384,20 @@ class Store:
                           ) -> AsyncIterator[aiosqlite.Connection]:
         """One write transaction. `durable`: its commit is synced to disk before this returns
         (a person's decision, the mark before a Stripe refund; see the module's docstring)."""
+        committed = False
         async with self._lock:
             if self._db is None:
                 raise RuntimeError("store is not open")
             await self._intake_first()
-            tx = Tx(self._db, durable=durable)
+            self._commits += 1
+            checkpoint = self._commits >= CHECKPOINT_EVERY
+            if checkpoint:
+                self._commits = 0
+            tx = Tx(self._db, inline=True, checkpoint=checkpoint)
             token = _ACTIVE.set(tx)
             try:
                 try:
-                    yield tx  # type: ignore[misc]   # the connection's methods, in fewer trips
+                    yield tx  # type: ignore[misc]   # the connection's methods, inline
                 except BaseException:
                     await tx._rollback()
                     raise
@@ -335,10 +407,13 @@ class Store:
                     except BaseException:
                         await tx._rollback()
                         raise
+                    committed = True
             finally:
                 tx.open = False
                 with suppress(ValueError):   # ended in another context (closed late)
                     _ACTIVE.reset(token)
+        if durable and committed and self._reader is not None:   # a file, with its log
+            await asyncio.to_thread(sync_log, self.path)
 
     async def _intake_first(self) -> None:
         """Webhooks first: while the intake writer holds webhooks to store, wait until they
