@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
+from datetime import UTC, datetime
 from typing import Any
 
 from hypothesis import given, settings
@@ -99,3 +100,22 @@ def test_the_canonical_text_is_what_json_dumps_writes(value: Any) -> None:
     from services.store.db import dumps
     assert dumps(value) == json.dumps(value, sort_keys=True, separators=(",", ":"),
                                       ensure_ascii=False, default=str)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.datetimes(timezones=st.timezones() | st.just(UTC)))
+def test_the_stored_time_text_is_iso_utcs(moment: datetime) -> None:
+    from services.intake.events import utc_text
+    from services.store.db import iso_utc
+    assert utc_text(moment) == iso_utc(moment)
+    assert utc_text(moment.astimezone(UTC)) == iso_utc(moment)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(), st.text(), st.integers(min_value=0, max_value=1 << 62))
+def test_the_received_audit_detail_is_the_canonical_text(event_id: str, kind: str,
+                                                         row: int) -> None:
+    from services.intake.events import received_detail
+    from services.store.db import dumps
+    assert received_detail(event_id, kind, row) == dumps(
+        {"event_id": event_id, "kind": kind, "row": row})
