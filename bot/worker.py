@@ -33,8 +33,10 @@ instance killed -9 renews nothing: its events are free once their lease has pass
 when it was a process of this host that is gone) and queues them; at start-up it claims its
 own id's too, and on stopping it gives back what it did not apply, for another instance to
 take at once. A case being executed is leased the same way (`execution.lease`), renewed here,
-and resumed here once its instance is gone. So two instances never apply the same queued
-event, nor execute one case, short of one stalling longer than its lease.
+and resumed here once its instance is gone; so is a case approved and not yet executing (its
+approval took the lease), run here through `decisions.resume` once its instance is gone. So
+two instances never apply the same queued event, nor execute one case, short of one stalling
+longer than its lease.
 """
 
 from __future__ import annotations
@@ -58,7 +60,14 @@ from services.intake.events import (
     renew_queued,
 )
 from services.intake.routing import ordering_keys, process
-from services.refunds.execution import claim_stale, execute, renew_executing, resume_all
+from services.refunds import decisions
+from services.refunds.execution import (
+    claim_stale,
+    claim_stale_approved,
+    execute,
+    renew_executing,
+    resume_all,
+)
 from services.refunds.writeback import retry_due
 from services.store import leases
 from services.store.db import utcnow
@@ -156,10 +165,10 @@ class Worker:
         self._queue.put_nowait(event)
 
     async def renew_and_claim(self, now: datetime | None = None) -> list[StoredEvent]:
-        """Renew the leases of the events in hand and the cases executing here, then claim
-        and queue the queued events no live instance holds (those of an instance gone), and
-        resume the cases an instance gone left executing (with their keys); the events newly
-        queued."""
+        """Renew the leases of the events in hand and the cases executing (or approved) here,
+        then claim and queue the queued events no live instance holds (those of an instance
+        gone), resume the cases an instance gone left executing (with their keys) and run the
+        ones it left approved; the events newly queued."""
         now = now or utcnow()
         await renew_queued(self.svc.store, now)
         await renew_executing(self.svc.store, now)
@@ -169,6 +178,9 @@ class Worker:
             self.submit(event)
         for case in await claim_stale(self.svc.store, now=now):   # its executor is gone
             self.spawn(partial(execute, self.svc, case.id, actor="worker"),
+                       f"resume-case-{case.id}")
+        for case in await claim_stale_approved(self.svc.store, now=now):   # approved, then gone
+            self.spawn(partial(decisions.resume, self.svc, case, by="worker"),
                        f"resume-case-{case.id}")
         return taken
 

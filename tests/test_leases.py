@@ -19,7 +19,10 @@ import pytest
 from bot.scheduler import ANOMALY_JOB, ScheduledJobs
 from services.customers import outbox as customer_outbox
 from services.intake.events import claim_queued, release_queued, renew_queued
-from services.store import leases
+from services.refunds import cases, decisions, ledger
+from services.refunds.execution import renew_executing
+from services.refunds.models import Case, Status
+from services.store import audit, leases
 from services.store.db import Store, iso_utc, open_store
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
@@ -235,3 +238,65 @@ async def test_one_outbox_sends_to_a_channel_another_instance_holds_none(
     assert await leases.release(store, leases.CHANNEL + "C1", B)
     assert await sender.flush()
     assert slack.posted == ["two", "one"] and await posts.unsent(store) == []
+
+
+async def approved_on(world: object, me: leases.Instance, code: str,
+                      monkeypatch: pytest.MonkeyPatch) -> Case:
+    """A case a person approved through instance `me`, which then died before executing it."""
+    from tests.money_helpers import BIG, all_cases
+
+    world.paid_booking(code, BIG)   # type: ignore[attr-defined]
+    await world.cancel(code)   # type: ignore[attr-defined]
+    await world.settle()   # type: ignore[attr-defined]
+    [case] = [c for c in await all_cases(world) if c.booking_code == code]   # type: ignore[arg-type]
+    monkeypatch.setattr(leases, "_this", me)
+    return await cases.approve(world.bot.svc.store, case.id, by="maria")   # type: ignore[attr-defined]
+
+
+async def test_an_approved_case_whose_instance_died_is_executed_by_another_after_a_lease(
+        world: object, monkeypatch: pytest.MonkeyPatch) -> None:
+    svc, worker = world.bot.svc, world.bot.worker   # type: ignore[attr-defined]
+    before = datetime.now(UTC)
+    case = await approved_on(world, A, "LEASE-1", monkeypatch)   # then A is killed -9
+    held = await svc.store.fetch_one("SELECT claimed_by, lease_until FROM cases WHERE id = ?",
+                                     (case.id,))
+    assert held["claimed_by"] == "host-a" and held["lease_until"] >= iso_utc(before + A.lease)
+    at = datetime.fromisoformat(held["lease_until"]) - A.lease   # when A approved it
+
+    monkeypatch.setattr(leases, "_this", B)
+    await worker.renew_and_claim(at + timedelta(seconds=29))   # A's lease holds
+    await worker.drain()
+    assert (await cases.get(svc.store, case.id)).status == Status.APPROVED
+    assert world.stripe.refunds == []   # type: ignore[attr-defined]
+
+    await worker.renew_and_claim(at + timedelta(seconds=31))   # passed: B takes and runs it
+    await world.settle()   # type: ignore[attr-defined]
+    assert (await cases.get(svc.store, case.id)).status == Status.REFUNDED
+    assert [r.amount for r in world.stripe.refunds] == [83000]   # type: ignore[attr-defined]
+    [row] = await ledger.executed(svc.store, case.id)
+    keys = [e.idempotency_key for e in world.stripe.events   # type: ignore[attr-defined]
+            if e.type == "charge.refunded"]
+    assert keys == [row.idempotency_key]
+    actions = [e.action for e in await audit.history(svc.store, case.id)]
+    assert "execution.resumed" in actions
+
+
+async def test_a_live_instance_keeps_its_approved_case_while_it_renews(
+        world: object, monkeypatch: pytest.MonkeyPatch) -> None:
+    svc, worker = world.bot.svc, world.bot.worker   # type: ignore[attr-defined]
+    case = await approved_on(world, A, "LEASE-2", monkeypatch)
+    at = datetime.now(UTC)
+    assert await renew_executing(svc.store, at + timedelta(seconds=20)) == 1   # A lives: to +50
+
+    monkeypatch.setattr(leases, "_this", B)
+    await worker.renew_and_claim(at + timedelta(seconds=40))
+    await worker.drain()
+    assert (await cases.get(svc.store, case.id)).status == Status.APPROVED
+    assert world.stripe.refunds == []   # type: ignore[attr-defined]
+    held = await svc.store.fetch_one("SELECT claimed_by FROM cases WHERE id = ?", (case.id,))
+    assert held["claimed_by"] == "host-a"
+
+    monkeypatch.setattr(leases, "_this", A)   # A executes it itself
+    case = await decisions.retry(svc, case.id, by="maria")
+    assert case.status == Status.REFUNDED
+    assert [r.amount for r in world.stripe.refunds] == [83000]   # type: ignore[attr-defined]

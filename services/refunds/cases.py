@@ -5,7 +5,10 @@ Every state change is one transaction holding the store's write lock: the status
 update, the decision row and the audit row commit together or not at all. A transition is a
 compare-and-set on `status`, so two managers clicking at once produce one decision. A
 transition that closes a case (refunded, partly refunded, denied) also owes the customer their
-message (`services.customers.outbox`), in the same transaction.
+message (`services.customers.outbox`), in the same transaction. A transition to an approval
+(`approved`, `auto_approved`) leases the case to this instance in the same statement
+(`services.store.leases`): until it is executing, an approval whose instance died is taken up
+by another once the lease has passed (`execution.claim_stale`).
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from services.money import to_minor
 from services.privacy import scrub
 from services.quoting.quote import Quote
 from services.refunds.models import (
+    APPROVED,
     OPEN,
     TRANSITIONS,
     AlreadyDecided,
@@ -33,8 +37,8 @@ from services.refunds.models import (
     StoredQuote,
     booking_key,
 )
-from services.store import audit
-from services.store.db import Row, Store, clock_utc, dumps, now_iso, one, write
+from services.store import audit, leases
+from services.store.db import Row, Store, clock_utc, dumps, now_iso, one, utcnow, write
 
 
 async def get(store: Store, case_id: int) -> Case:
@@ -152,7 +156,11 @@ async def transition(
     """Move a case from the status it was read in to `to`, or raise and change nothing."""
     if to not in TRANSITIONS[case.status]:
         raise IllegalTransition(f"case {case.id} cannot go from {case.status} to {to}")
-    fields = {"status": str(to), "status_reason": reason, "updated_at": now_iso()}
+    fields: dict[str, Any] = {"status": str(to), "status_reason": reason,
+                              "updated_at": now_iso()}
+    if to in APPROVED:   # an intent to refund: this instance's until it executes or dies
+        me = leases.this()
+        fields.update(claimed_by=me.id, lease_until=me.until(utcnow()))
     fields.update(changes or {})
     assignments = ", ".join(f"{name} = ?" for name in fields)
     # the compare-and-set and the row it leaves, in one trip (`RETURNING`: no row, no change)

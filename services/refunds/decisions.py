@@ -4,7 +4,9 @@ the policy approved on its own.
 Each function records the decision (`cases`), tells the notifier what changed and, for an
 approval, executes the refund (`execution`), so no caller has to remember any of the three.
 An approval is an intent that survives: one a crash left unexecuted is run by the sweep
-(`run_approved`) and nudged by a re-delivered webhook (`nudge`); start-up runs them all.
+(`run_approved`) and nudged by a re-delivered webhook (`nudge`); start-up runs them all; one
+whose instance died is run by another instance's worker once the approval's lease has passed
+(`resume`).
 Permission checks stay with the caller: they depend on who is asking and through what.
 """
 
@@ -70,6 +72,13 @@ async def nudge(svc: Deps, case: Case, *, by: str, now: datetime | None = None) 
     cutoff = iso_utc((now or utcnow()) - INTENT_GRACE)
     if case.status not in APPROVED or case.updated_at >= cutoff:
         return case
+    return await resume(svc, case, by=by)
+
+
+async def resume(svc: Deps, case: Case, *, by: str) -> Case:
+    """Run an approved or auto-approved case its own executor left (a crash, or an instance
+    gone whose lease passed: `execution.claim_stale_approved`); one claimed meanwhile is
+    returned as it is."""
     await audit.record(svc.store, actor=by, action="execution.resumed", case_id=case.id,
                        detail={"status": str(case.status)})
     try:

@@ -15,7 +15,10 @@ The order is what makes it safe:
    the refund it already made instead of making a second one; a key older than Stripe keeps
    keys is not trusted: the refund is looked up by its metadata first, `refund_calls`);
 6. write the outcome, then the Checkfront status and note.
-A crash anywhere leaves the case `executing`; `resume_all` picks it up with the same keys.
+A crash anywhere leaves the case `executing`; `resume_all` picks it up with the same keys. An
+instance that dies after an approval and before step 1 leaves the case approved under a lease
+(taken with the approval): another instance's worker runs it once the lease has passed
+(`claim_stale_approved`).
 """
 
 from __future__ import annotations
@@ -92,6 +95,10 @@ async def execute(svc: Deps, case_id: int, *, actor: str, read: BookingRead | No
 
 
 _EXECUTING = "status = 'executing'"
+# an approval is leased by the transition that made it (`cases.transition`); one without a
+# holder (made before approvals were leased) is left to the sweep and to start-up
+_APPROVED_HELD = "status IN ('approved', 'auto_approved') AND claimed_by IS NOT NULL"
+_LEASED = "status IN ('executing', 'approved', 'auto_approved')"
 
 
 async def lease(tx: aiosqlite.Connection, case_id: int) -> None:
@@ -113,9 +120,18 @@ async def claim_stale(store: Store, *, mine_too: bool = False,
     return [await cases.get(store, row["id"]) for row in found]
 
 
+async def claim_stale_approved(store: Store, *, now: datetime | None = None) -> list[Case]:
+    """The approved cases not yet executing whose instance is gone (the lease the approval
+    took passed, or its process of this host no longer exists), each leased to this instance
+    now, to be run (`decisions.resume`); nothing was sent to Stripe for them yet."""
+    found = await leases.claim(store, "cases", where=_APPROVED_HELD, now=now or utcnow())
+    return [await cases.get(store, row["id"]) for row in found]
+
+
 async def renew_executing(store: Store, now: datetime | None = None) -> int:
-    """Extend this instance's leases on the cases it is executing."""
-    return await leases.renew_rows(store, "cases", where=_EXECUTING, now=now or utcnow())
+    """Extend this instance's leases on the cases it is executing or approved and is about to
+    execute."""
+    return await leases.renew_rows(store, "cases", where=_LEASED, now=now or utcnow())
 
 
 async def resume_all(svc: Deps) -> list[Case]:
