@@ -18,7 +18,7 @@ from services.intake.events import body_hash, store_event
 from services.intake.routing import process
 from services.refunds import cases
 from services.store import audit, db
-from services.store.db import SYNC_NORMAL, Store, Tx, one, reads, write
+from services.store.db import BUSY_MS, SYNC_NORMAL, Store, Tx, one, reads, write
 
 
 def count_trips(store: Store) -> list[int]:
@@ -320,3 +320,31 @@ async def test_the_store_checkpoints_its_log_every_so_many_transactions(
         busy, logged, done = row
         assert busy == 0 and done == logged
         assert logged < db.CHECKPOINT_EVERY * 2   # frames since the last checkpoint only
+
+
+class _BusyConnection:
+    """A connection whose `BEGIN IMMEDIATE` meets SQLite's write lock held elsewhere, with the
+    extended result code SQLite gives in WAL mode (SQLITE_BUSY_SNAPSHOT, 517 = 5 | 2 << 8)."""
+
+    def __init__(self, code: int) -> None:
+        self.code, self.statements = code, []
+
+    def execute(self, sql: str) -> None:
+        self.statements.append(sql)
+        if sql == "BEGIN IMMEDIATE":
+            error = sqlite3.OperationalError("database is locked")
+            error.sqlite_errorcode = self.code
+            raise error
+
+
+@pytest.mark.parametrize("code", [sqlite3.SQLITE_BUSY, 517, 261])   # BUSY, _SNAPSHOT, _RECOVERY
+def test_a_busy_begin_on_the_loop_waits_in_the_thread_whatever_its_extended_code(
+        code: int) -> None:
+    conn = _BusyConnection(code)
+    assert Tx._begin_now(Tx.__new__(Tx), conn) is False   # wait for it off the loop
+    assert conn.statements[-1] == f"PRAGMA busy_timeout={BUSY_MS}"   # the wait restored
+
+
+def test_another_error_at_begin_is_raised() -> None:
+    with pytest.raises(sqlite3.OperationalError):
+        Tx._begin_now(Tx.__new__(Tx), _BusyConnection(sqlite3.SQLITE_IOERR))

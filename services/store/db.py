@@ -250,7 +250,9 @@ class Tx:
         try:
             conn.execute("BEGIN IMMEDIATE")
         except sqlite3.OperationalError as exc:
-            if getattr(exc, "sqlite_errorcode", None) != sqlite3.SQLITE_BUSY:
+            # "database is locked" in any of its extended codes (SQLITE_BUSY, _RECOVERY while
+            # another connection recovers the log, _SNAPSHOT...): the primary code is the low byte
+            if (getattr(exc, "sqlite_errorcode", 0) or 0) & 0xFF != sqlite3.SQLITE_BUSY:
                 raise
             return False
         finally:
