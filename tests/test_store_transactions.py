@@ -5,6 +5,7 @@ what it was when each of those was a trip of its own."""
 from __future__ import annotations
 
 import asyncio
+import faulthandler
 import json
 import sqlite3
 from pathlib import Path
@@ -348,3 +349,35 @@ def test_a_busy_begin_on_the_loop_waits_in_the_thread_whatever_its_extended_code
 def test_another_error_at_begin_is_raised() -> None:
     with pytest.raises(sqlite3.OperationalError):
         Tx._begin_now(Tx.__new__(Tx), _BusyConnection(sqlite3.SQLITE_IOERR))
+
+
+async def test_transactions_and_reads_outside_them_never_use_the_connection_at_once(
+        tmp_path: Path) -> None:
+    """A transaction's statements run on the loop's thread only while the connection's own
+    thread has nothing of it under way (reads made outside a transaction go there): SQLite
+    would serialise the two, but a Python callback on the connection (a trace, as the
+    query-plan tests install) then needs the interpreter the loop's thread holds while it
+    waits for SQLite: a deadlock. Here both run at once, with a trace callback on."""
+    store = await Store(tmp_path / "bot.db").open()
+    seen: list[str] = []
+    faulthandler.dump_traceback_later(30, exit=True)   # a deadlock ends the run, not hangs it
+    try:
+        await store.db.set_trace_callback(seen.append)
+
+        async def writes() -> None:
+            for n in range(3000):
+                async with store.transaction() as tx:
+                    await tx.execute("INSERT INTO state (key, value, updated_at) "
+                                     "VALUES (?, '1', 'now') ON CONFLICT (key) "
+                                     "DO UPDATE SET value = excluded.value", (f"k{n % 7}",))
+
+        async def reads_outside() -> None:
+            for _ in range(3000):
+                await reads(store.db, [("SELECT key, value FROM state WHERE key > ?", ("",))])
+
+        await asyncio.wait_for(asyncio.gather(writes(), reads_outside()), 20)
+    finally:
+        faulthandler.cancel_dump_traceback_later()
+        await store.db.set_trace_callback(None)
+        await store.close()
+    assert any(s.startswith("INSERT INTO state") for s in seen)

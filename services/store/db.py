@@ -137,6 +137,7 @@ class Tx:
     def __init__(self, conn: aiosqlite.Connection, *, inline: bool = False,
                  checkpoint: bool = False) -> None:
         self.raw = conn
+        self._idle: Callable[[], bool] = getattr(conn, "thread_idle", lambda: True)
         self.open = True
         self.memo: dict[Any, Any] = {}   # the deferred work's own state
         self._inline = inline            # statements on the loop's thread (see "Trips")
@@ -168,7 +169,7 @@ class Tx:
         begin = not self._begin_sent
         pending, self._pending = self._pending, []
         self._begin_sent = True
-        if self._inline:
+        if self._inline and self._idle():
             conn = self.raw._conn
             if not begin or self._begin_now(conn):
                 for deferred in pending:
@@ -234,7 +235,7 @@ class Tx:
         self._pending = []
         if not self._begin_sent:
             return
-        if self._inline and not self._threaded:   # nothing of it can be in the thread
+        if self._inline and not self._threaded and self._idle():   # nothing in the thread
             self._rollback_now()
             return
         await self.raw._execute(self._rollback_now)   # after any trip still under way
@@ -268,6 +269,28 @@ def sync_log(path: str) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def _count_thread_work(conn: aiosqlite.Connection) -> None:
+    """Count what is sent to the connection's thread and not yet answered, so that a
+    transaction runs its statements on the loop's thread only while that thread has nothing
+    under way (`thread_idle`): never the two threads on the connection at once. SQLite would
+    serialise them, but a Python callback on the connection (a trace) would then wait for the
+    interpreter, which the loop's thread holds while it waits for SQLite: a deadlock. Work is
+    only ever sent from the loop's thread, so a count of zero read there means the thread is
+    idle until the loop sends it more."""
+    sent = conn._execute
+    under_way = [0]
+
+    async def counted(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        under_way[0] += 1
+        try:
+            return await sent(fn, *args, **kwargs)
+        finally:
+            under_way[0] -= 1
+
+    conn._execute = counted   # type: ignore[method-assign]
+    conn.thread_idle = lambda: under_way[0] == 0   # type: ignore[attr-defined]
 
 
 def _commit_now(conn: sqlite3.Connection) -> None:
@@ -348,6 +371,7 @@ class Store:
         # its transactions' statements also run on the event loop's thread (`Tx`)
         self._db = await aiosqlite.connect(self.path, isolation_level=None,
                                            check_same_thread=False)
+        _count_thread_work(self._db)
         self._db.row_factory = aiosqlite.Row
         await self._db.execute("PRAGMA journal_mode=WAL")
         await self._db.execute(f"PRAGMA synchronous={SYNC_NORMAL}")
