@@ -17,8 +17,9 @@ It starts with `open` and is closed first by `close`, with what it holds committ
 Trips. aiosqlite runs each statement in the connection's thread, one hand-off (and two
 event-loop wake-ups) a statement, and a transaction holds the store's lock across all of them,
 each wake-up waiting behind every other task's ready callbacks. So a transaction (`Tx`) runs
-its statements on the event loop's own thread instead (the connection is shared, SQLite
-serialises the two threads' calls; each statement takes microseconds): a transaction whose body
+its statements on the event loop's own thread instead, whenever the connection's thread has
+nothing under way (`_count_thread_work`: the two never use the connection at once; each
+statement takes microseconds): a transaction whose body
 awaits nothing but the store begins, runs and commits within one turn of the loop, and the
 lock is held for its CPU only. What waits goes to a thread, where waiting does not stall the
 loop: a `BEGIN IMMEDIATE` that finds SQLite's write lock taken (by the intake writer or another
