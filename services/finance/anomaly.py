@@ -251,7 +251,7 @@ class _Detector:
     async def repeaters(self) -> list[Anomaly]:
         since = self.now - timedelta(days=self.c.repeat_days)
         found = await case_counts.repeat_customers(self.store, iso_utc(since),
-                                             REFUNDED_STATUSES, self.c.repeat_min)
+                                                   REFUNDED_STATUSES, self.c.repeat_min)
         return [Anomaly(
             REPEAT_REFUNDER, f"{REPEAT_REFUNDER}:{customer}:{self.day_label}", False,
             f"one customer (id {customer[:8]}) had {n} refunds in the "

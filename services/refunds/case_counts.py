@@ -1,7 +1,7 @@
 """What the finance side counts of refund cases and decisions: the daily stats' denials and
 waits, and what the anomaly checks count (cases by source, repeat customers, cases per sku in
-their booking's items, the departure most of one sku's cases share). Read-only, through the
-store's read connection where the read may be long (`Store.read_one`/`read_all`).
+their booking's items, the departure most of one sku's cases share). Each is a read on the
+store's read-only connection (`Store.read_one`/`read_all`).
 """
 
 from __future__ import annotations
