@@ -149,8 +149,8 @@ def refund_list(refunds: Sequence[Mapping[str, Any]], currency: str, markup: Mar
     shown = []
     for r in refunds[:10]:
         said = [display(int(r.get("amount") or 0), currency)] if amounts else []
-        if r.get("status") != "succeeded":
-            said.append(markup.escape(r.get("status"), 20))
+        status = "" if r.get("status") == "succeeded" else markup.escape(r.get("status"), 20)
+        said += [status] if status else []
         shown.append(markup.code(markup.escape(r.get("stripe_refund_id"), 60))
                      + (f" ({', '.join(said)})" if said else ""))
     more = f" …and {len(refunds) - 10} more" if len(refunds) > 10 else ""
