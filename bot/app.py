@@ -36,10 +36,11 @@ from bot.metrics import CHECKFRONT, BotMetrics
 from bot.readiness import Readiness
 from bot.scheduler import build_scheduler
 from bot.settings import Settings
+from bot.slack.delivery import SlackDelivery
 from bot.slack.digest import DigestPoster
 from bot.slack.nudges import NudgePoster
 from bot.slack.review_post import ReviewPoster
-from bot.slack.runtime import SlackDelivery, SlackRuntime
+from bot.slack.runtime import SlackRuntime
 from bot.worker import Worker
 from handlers.http import checkfront_webhook, stripe_webhook
 from handlers.http.context import CONTEXT_KEY, AppContext

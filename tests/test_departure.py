@@ -16,7 +16,7 @@ import pytest
 from bot.cli.world import APPROVALS, FIONA, MARIA, SAM, World
 from bot.slack.ui.departure import CANCEL_ALL, RETRY, departure_card
 from services.money import to_minor
-from services.refunds import cases, departure
+from services.refunds import cases, departure, departure_plan
 from services.refunds.execution import resume_all
 from services.refunds.models import Status
 from services.store import audit
@@ -141,7 +141,7 @@ async def test_a_run_stopped_between_bookings_continues_after_a_restart(world: W
     starts = departure_time()
     codes = departure_of_25(world, starts)
     await world.settle()
-    planned = await departure.plan(svc, SKU, starts, waiver="WEATHER", requested_by=FIONA)
+    planned = await departure_plan.plan(svc, SKU, starts, waiver="WEATHER", requested_by=FIONA)
     await departure.start(svc, planned.id, by=FIONA)
     nine = asyncio.Event()
 
@@ -173,7 +173,7 @@ async def test_a_failed_booking_does_not_stop_the_others_and_retry_finishes_it(
     svc = sworld.bot.svc
     starts = departure_time()
     codes = [book(sworld, f"RTY-{n}", starts) for n in range(1, 4)]
-    planned = await departure.plan(svc, SKU, starts, waiver=None, requested_by=FIONA)
+    planned = await departure_plan.plan(svc, SKU, starts, waiver=None, requested_by=FIONA)
     sworld.checkfront.inject(503, times=20, path_prefix=f"booking/"
                              f"{sworld.checkfront.booking('RTY-2').booking_id}/update")
     await departure.start(svc, planned.id, by=FIONA)
@@ -203,7 +203,7 @@ async def test_the_card_escapes_what_bookings_and_people_bring_in(world: World) 
     svc = world.bot.svc
     starts = departure_time()
     book(world, "EVL-1", starts)
-    run = await departure.plan(svc, SKU, starts, waiver=None, requested_by="U0SAM")
+    run = await departure_plan.plan(svc, SKU, starts, waiver=None, requested_by="U0SAM")
     evil = departure.Run(**{**run.__dict__, "item": EVIL, "bookings": tuple(
         departure.RunBooking(**{**b.__dict__, "attention": EVIL, "error": EVIL,
                                 "step": "failed"}) for b in run.bookings)})

@@ -18,8 +18,8 @@ from slack_sdk.http_retry.response import HttpResponse
 from slack_sdk.http_retry.state import RetryState
 
 from bot.cli.world import APPROVALS, FIONA, JOE, MARIA, SAM, Item, World
+from bot.slack.delivery import ServerErrorRetryHandler
 from bot.slack.outbox import retry_after_of
-from bot.slack.runtime import ServerErrorRetryHandler
 from bot.slack.ui import ids
 from handlers.slack import views
 from sandbox.slack_server import RESPONSE_URL

@@ -1,8 +1,9 @@
-"""The Slack runtime: the Bolt app, its listeners, and the delivery (client, outbox, notifier).
+"""The Slack runtime: the Bolt app, its listeners, and the request checks in front of them.
 
 A Bolt AsyncApp in the same aiohttp process (HTTP mode, `/slack/events`), or over Socket Mode
-when SLACK_APP_TOKEN is set, with the same listeners either way. `SlackDelivery` (the Web API
-client, the paced outbox and the notifier) is built before the `Deps`, which take its notifier.
+when SLACK_APP_TOKEN is set, with the same listeners either way. It is built on a
+`bot.slack.delivery.SlackDelivery` (the Web API client, the paced outbox and the notifier),
+which is built before the `Deps`, which take its notifier.
 
 `process_before_response=True`: Bolt answers Slack when the listener returns, and every
 listener only acks and hands its work to the worker, so the answer leaves in well under a
@@ -44,22 +45,11 @@ from slack_bolt.async_app import AsyncApp
 from slack_bolt.authorization import AuthorizeResult
 from slack_bolt.request.async_request import AsyncBoltRequest
 from slack_bolt.response import BoltResponse
-from slack_sdk.http_retry.async_handler import AsyncRetryHandler
-from slack_sdk.http_retry.builtin_async_handlers import (
-    AsyncConnectionErrorRetryHandler,
-    AsyncRateLimitErrorRetryHandler,
-    AsyncServerErrorRetryHandler,
-)
-from slack_sdk.http_retry.request import HttpRequest
-from slack_sdk.http_retry.response import HttpResponse
-from slack_sdk.http_retry.state import RetryState
-from slack_sdk.web.async_client import AsyncWebClient
-from slack_sdk.webhook.async_client import AsyncWebhookClient, WebhookResponse
 
 from bot.settings import Settings
-from bot.slack.notifier import Channels, SlackNotifier
-from bot.slack.outbox import Outbox, retry_after_of
-from bot.slack.ui.links import CardLinks
+from bot.slack.delivery import Respond, SlackDelivery, api_base_url, web_client
+from bot.slack.notifier import SlackNotifier
+from bot.slack.outbox import Outbox
 from bot.slack.ui.payloads import CaseRef
 from bot.worker import Worker
 from handlers.http.bodies import BadBody, loads
@@ -84,93 +74,12 @@ from services.deps import Deps
 from services.intake import slack_events
 from services.intake.rejections import BAD_SIGNATURE, MALFORMED, TOO_DEEP, Rejections
 from services.refunds.permissions import ApproverRules
-from services.store.db import Store
 
 log = logging.getLogger(__name__)
 GROUP_REFRESH_SECONDS = 300
 OUTBOX_DRAIN_SECONDS = 5.0  # on stop, the longest wait for posts due to go out
 SIGNATURE_MAX_AGE_SECONDS = 300  # Slack's advice: refuse a request signed 5 minutes ago
 UNREADABLE = "the request's fields are not what Slack sends"
-
-
-class ServerErrorRetryHandler(AsyncServerErrorRetryHandler):
-    """Retries a 500 or 503 after the `Retry-After` Slack sent with it, if any (the SDK's own
-    handler always backs off by its own clock)."""
-
-    async def prepare_for_next_attempt_async(self, *, state: RetryState, request: HttpRequest,
-                                             response: HttpResponse | None = None,
-                                             error: Exception | None = None) -> None:
-        wait = retry_after_of(response.headers) if response is not None else None
-        if wait is None:
-            await super().prepare_for_next_attempt_async(
-                state=state, request=request, response=response, error=error)
-            return
-        state.next_attempt_requested = True
-        await asyncio.sleep(wait)
-        state.increment_current_attempt()
-
-
-def retry_handlers() -> list[AsyncRetryHandler]:
-    """Every Slack call's retries: 429 after its Retry-After, 5xx (after its Retry-After when
-    sent), lost links. The Web API client, response URLs and the outbox's answers share them."""
-    return [AsyncConnectionErrorRetryHandler(),
-            AsyncRateLimitErrorRetryHandler(max_retry_count=3),
-            ServerErrorRetryHandler(max_retry_count=2)]
-
-
-def web_client(token: str | None, base_url: str | None = None) -> AsyncWebClient:
-    """The Web API client with retries on 429 (honouring Retry-After), 5xx and lost links."""
-    return AsyncWebClient(token=token, base_url=base_url or AsyncWebClient.BASE_URL,
-                          retry_handlers=retry_handlers())
-
-
-class Respond:
-    """Bolt's `respond` (an answer through the request's response URL), with the Web API
-    client's retries: a 429 is tried again after its Retry-After instead of being lost."""
-
-    def __init__(self, response_url: str) -> None:
-        self.response_url = response_url
-
-    async def __call__(self, text: str = "", blocks: list[dict[str, Any]] | None = None,
-                       response_type: str | None = None, replace_original: bool | None = None,
-                       delete_original: bool | None = None,
-                       thread_ts: str | None = None) -> WebhookResponse:
-        body = {"text": text, "blocks": blocks, "response_type": response_type,
-                "replace_original": replace_original, "delete_original": delete_original,
-                "thread_ts": thread_ts}
-        webhook = AsyncWebhookClient(self.response_url, retry_handlers=retry_handlers())
-        return await webhook.send_dict({k: v for k, v in body.items() if v is not None})
-
-
-@dataclass(frozen=True)
-class SlackDelivery:
-    """The bot's Web API client, the paced outbox and the notifier that fills it.
-
-    Built from the store before the `Deps`, which are given this notifier.
-    """
-
-    client: AsyncWebClient
-    outbox: Outbox
-    notifier: SlackNotifier
-
-    @classmethod
-    def build(cls, settings: Settings, store: Store) -> SlackDelivery:
-        assert settings.slack_bot_token is not None
-        client = web_client(settings.slack_bot_token.get_secret_value(),
-                            _base_url(settings))
-        outbox = Outbox(store, client, per_channel_interval=settings.slack_post_interval_seconds,
-                        links=CardLinks.of(settings.checkfront_base_url,
-                                           settings.stripe_secret_key.get_secret_value()))
-        channels = Channels(approvals=settings.slack_approvals_channel,
-                            digest=settings.slack_digest_channel or
-                            settings.slack_approvals_channel)
-        return cls(client=client, outbox=outbox,
-                   notifier=SlackNotifier(store, channels, outbox))
-
-
-def _base_url(settings: Settings) -> str | None:
-    base = settings.slack_api_base
-    return base.rstrip("/") + "/" if base else None
 
 
 @dataclass
@@ -200,7 +109,8 @@ class SlackRuntime:
             return AuthorizeResult(enterprise_id=enterprise_id, team_id=team_id, bot_token=token)
 
         app = AsyncApp(
-            client=web_client(None, _base_url(settings)),  # a template; `authorize` gives the token
+            # a template; `authorize` gives the token
+            client=web_client(None, api_base_url(settings)),
             authorize=authorize,
             signing_secret=signing,
             process_before_response=True,

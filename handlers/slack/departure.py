@@ -2,7 +2,7 @@
 card's buttons (**Cancel and refund all**, Retry on a failed booking), and the digest's offer
 of a spiking departure's card.
 
-The command plans the run (`services.refunds.departure.plan`) and queues its card for the
+The command plans the run (`services.refunds.departure_plan.plan`) and queues its card for the
 approvals channel; the person is answered privately. The click: approvers only (a refusal is
 audited and answered privately); the clicker's limit must cover the run's total, else a
 finance lead must click (`permissions.check_approve`); the run is claimed once (a second click
@@ -38,7 +38,7 @@ from handlers.slack.listeners import (
     teller,
     user_of,
 )
-from services.refunds import departure
+from services.refunds import departure, departure_plan
 from services.refunds.departure import DepartureError, OnChange
 from services.refunds.models import AlreadyDecided
 from services.refunds.permissions import NotAllowed
@@ -114,8 +114,9 @@ async def command(deps: SlackDeps, args: list[str], user: str, channel: str,
         await _say(respond, USAGE)
         return
     try:
-        run = await departure.plan(deps.svc, item, starts_at, waiver=waiver,
-                                   requested_by=user, day=starts_at.astimezone(deps.zone).date())
+        run = await departure_plan.plan(deps.svc, item, starts_at, waiver=waiver,
+                                        requested_by=user,
+                                        day=starts_at.astimezone(deps.zone).date())
     except DepartureError as exc:
         await _say(respond, esc(exc, 500))
         return

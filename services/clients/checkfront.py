@@ -11,7 +11,9 @@ dates written as a date or a unix timestamp, `<` or `>` in front for before or a
 `get_booking_snapshot` returns `{"booking": ..., "transactions": [...]}` in the shape of
 Checkfront's booking webhook (read by `checkfront_bodies`); `transactions` is there only when
 the account exposes `GET booking/{id}/transact`; `get_booking` is the booking alone, one call.
-The errors are in `checkfront_errors`.
+The errors are in `checkfront_errors`; what is read and checked at the HTTP level (the base
+address, the auth header, which redirect may carry credentials, `Retry-After`, an answer's
+JSON body or its error) in `checkfront_http`.
 
 `transport`: the httpx transport the calls go through (httpx's own by default); the bot gives
 one over aiohttp (`bot.checkfront_transport`), which costs a case far less CPU. A transport must
@@ -29,15 +31,10 @@ Never logs credentials, note bodies, or customer details.
 from __future__ import annotations
 
 import asyncio
-import base64
-import email.utils
-import json
 import logging
 import random
 import re
-import time
 from collections.abc import Mapping
-from decimal import Decimal
 from types import TracebackType
 from typing import Any
 from urllib.parse import quote
@@ -47,9 +44,19 @@ import httpx
 from services.clients.checkfront_bodies import booking_from_body, transactions_from_body
 from services.clients.checkfront_errors import (
     BookingNotFound,
-    CheckfrontAuthError,
     CheckfrontError,
     CheckfrontUnavailable,
+)
+from services.clients.checkfront_http import (
+    CONTROL,
+    basic_authorization,
+    client_error,
+    json_body,
+    may_carry_credentials,
+    normalise_base,
+    path_for_log,
+    retry_after_seconds,
+    transport_message,
 )
 
 log = logging.getLogger(__name__)
@@ -58,10 +65,8 @@ _httpx_log = logging.getLogger("httpx")   # the line httpx writes for each call,
 NOTE_MAX_CHARS = 3000
 _MAX_REDIRECTS = 3
 _REDIRECTS = frozenset({301, 302, 303, 307, 308})
-_LOOPBACK = frozenset({"localhost", "127.0.0.1", "::1"})
 _REF = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
 _STATUS = re.compile(r"^[A-Za-z0-9_]{1,16}$")
-_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 
 
 class CheckfrontClient:
@@ -81,11 +86,11 @@ class CheckfrontClient:
         event_hooks: Mapping[str, list[Any]] | None = None,  # httpx's (the bot's metrics)
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
-        self._base = _normalise_base(base_url)
+        self._base = normalise_base(base_url)
         if not api_key or not api_secret:
             raise ValueError("Checkfront API key and secret are required")
         self._auth = httpx.BasicAuth(api_key, api_secret)
-        self._authorization = _basic_authorization(api_key, api_secret)
+        self._authorization = basic_authorization(api_key, api_secret)
         self._transport = transport
         self._hooks = {kind: list((event_hooks or {}).get(kind, ()))
                        for kind in ("request", "response")}
@@ -247,7 +252,7 @@ class CheckfrontClient:
                 response = await self._send(method, path, data, params)
             except httpx.TransportError as exc:
                 never_sent = isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout)
-                failure = CheckfrontUnavailable(_transport_message(exc))
+                failure = CheckfrontUnavailable(transport_message(exc))
                 if attempt >= self._retries or not (idempotent or never_sent):
                     raise failure from exc
                 delay = self._delay(attempt, None)
@@ -255,7 +260,7 @@ class CheckfrontClient:
             else:
                 status = response.status_code
                 if status < 300:
-                    return _json_body(response)
+                    return json_body(response)
                 if status in (429, 503) or status >= 500:
                     failure = CheckfrontUnavailable(
                         f"Checkfront is unavailable right now (HTTP {status}).", status=status
@@ -266,12 +271,12 @@ class CheckfrontClient:
                     delay = self._delay(attempt, response.headers.get("Retry-After"))
                     outcome = f"HTTP {status}"
                 else:
-                    raise _client_error(response, path)
+                    raise client_error(response, path)
             attempt += 1
             log.warning(
                 "Checkfront %s %s failed (%s); retry %d/%d in %.2fs",
                 method,
-                _path_for_log(path),
+                path_for_log(path),
                 outcome,
                 attempt,
                 self._retries,
@@ -298,7 +303,7 @@ class CheckfrontClient:
             if response.status_code not in _REDIRECTS or not location:
                 return response
             target = url.join(location)
-            if not _may_carry_credentials(url, target):
+            if not may_carry_credentials(url, target):
                 raise CheckfrontError(
                     "Checkfront redirected to an untrusted address; request not repeated.",
                     status=response.status_code,
@@ -340,7 +345,7 @@ class CheckfrontClient:
         return response
 
     def _delay(self, attempt: int, retry_after: str | None) -> float:
-        hinted = _retry_after_seconds(retry_after)
+        hinted = retry_after_seconds(retry_after)
         if hinted is not None:
             return min(hinted, self._max_backoff)
         ceiling = min(self._max_backoff, self._backoff_base * (2**attempt))
@@ -352,7 +357,7 @@ class CheckfrontClient:
 
 def truncate_note(body: str) -> str:
     """Note text without control characters, at most 3000 characters (ellipsis if cut)."""
-    text = _CONTROL.sub("", body).strip()
+    text = CONTROL.sub("", body).strip()
     if not text:
         raise ValueError("note body is empty")
     if len(text) <= NOTE_MAX_CHARS:
@@ -360,99 +365,8 @@ def truncate_note(body: str) -> str:
     return text[: NOTE_MAX_CHARS - 1].rstrip() + "…"
 
 
-def _normalise_base(base_url: str) -> str:
-    url = httpx.URL(base_url.strip().rstrip("/"))
-    if url.scheme not in ("http", "https") or not url.host:
-        raise ValueError("Checkfront base URL must look like https://your-company.checkfront.com")
-    if url.scheme == "http" and url.host not in _LOOPBACK:
-        raise ValueError("Checkfront base URL must use https (plain http only for loopback)")
-    path = url.path.rstrip("/").removesuffix("/api/3.0")
-    return f"{url.scheme}://{url.netloc.decode()}{path}"
-
-
-def _basic_authorization(api_key: str, api_secret: str) -> str:
-    """The `Authorization` header httpx's `BasicAuth` writes for the pair."""
-    token = base64.b64encode(f"{api_key}:{api_secret}".encode()).decode("ascii")
-    return f"Basic {token}"
-
-
 def _booking_ref(value: str) -> str:
     ref = str(value).strip()
     if not _REF.match(ref):
         raise BookingNotFound("That is not a Checkfront booking id or code.")
     return ref
-
-
-def _may_carry_credentials(origin: httpx.URL, target: httpx.URL) -> bool:
-    """Credentials follow a redirect to the same host, or to another host over https."""
-    if target.scheme not in ("http", "https"):
-        return False
-    return target.host == origin.host or target.scheme == "https"
-
-
-def _retry_after_seconds(value: str | None) -> float | None:
-    if not value:
-        return None
-    text = value.strip()
-    if text.isdigit():
-        return float(text)
-    try:
-        when = email.utils.parsedate_to_datetime(text)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, when.timestamp() - time.time())
-
-
-def _json_body(response: httpx.Response) -> dict[str, Any]:
-    try:
-        data = json.loads(response.content, parse_float=Decimal)
-    except ValueError:
-        raise CheckfrontError(
-            "Checkfront returned a response that is not JSON.", status=response.status_code
-        ) from None
-    if not isinstance(data, dict):
-        raise CheckfrontError("Checkfront returned an unexpected response.")
-    if "error" in data and "request" not in data:
-        raise CheckfrontError(
-            f"Checkfront refused the request: {_error_text(data)}", status=response.status_code
-        )
-    return data
-
-
-def _client_error(response: httpx.Response, path: str) -> CheckfrontError:
-    status = response.status_code
-    if status in (401, 403):
-        return CheckfrontAuthError(
-            f"Checkfront rejected the API credentials (HTTP {status}).", status=status
-        )
-    if status == 404:
-        ref = path.split("/")[1] if path.startswith("booking/") else path
-        return BookingNotFound(f"Checkfront has no booking {ref}.", status=status)
-    try:
-        detail = _error_text(json.loads(response.content))
-    except ValueError:
-        detail = "no details"
-    return CheckfrontError(
-        f"Checkfront refused the request (HTTP {status}): {detail}", status=status
-    )
-
-
-def _error_text(data: Any) -> str:
-    if isinstance(data, dict):
-        for key in ("error_description", "message", "error"):
-            value = data.get(key)
-            if isinstance(value, dict):
-                return _error_text(value)
-            if value:
-                return _CONTROL.sub("", str(value))[:200]
-    return "no details"
-
-
-def _transport_message(exc: httpx.TransportError) -> str:
-    if isinstance(exc, httpx.TimeoutException):
-        return "Checkfront did not answer in time."
-    return "Could not connect to Checkfront."
-
-
-def _path_for_log(path: str) -> str:
-    return path.split("?", 1)[0]

@@ -6,17 +6,24 @@ A refund's balance transaction listed with `expand[]=data.source.charge.balance_
 brings its refund, that refund's charge and the charge's own transaction in the same page: the
 record keeps the charge id and the processing fee Stripe took on it (`charge_fee`), the fee a
 refund does not return.
+
+`balance_transactions` and `payouts` list them page by page through a read the gateway gives
+(`StripeGateway._get`: paced, retried, plain JSON through the official client), one page ahead.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from services.clients.stripe_errors import StripeGatewayError
 from services.clients.stripe_money import checked_currency, from_stripe_amount
 from services.clients.stripe_records import ref_id
+
+T = TypeVar("T")
+Get = Callable[[str, dict[str, Any]], Awaitable[dict[str, Any]]]  # path, query -> JSON object
 
 # what a refund's transaction is listed with: the refund, its charge and the charge's fee
 REFUND_EXPANSION = ("data.source.charge.balance_transaction",)
@@ -122,3 +129,58 @@ def list_items(page: Any) -> tuple[list[Mapping[str, Any]], bool]:
             or not isinstance(page.get("data"), list):
         raise StripeGatewayError("unavailable", "Stripe's answer to a listing is not a list")
     return list(page["data"]), bool(page.get("has_more"))
+
+
+async def balance_transactions(
+    get: Get, *, type: str | None = None, payout: str | None = None,
+    source: str | None = None, created_gte: int | None = None,
+    created_lt: int | None = None, expand: Sequence[str] = (), page_size: int = 100,
+) -> AsyncIterator[StripeBalanceTransaction]:
+    """Balance transactions, newest first, page by page (`GET /v1/balance_transactions`):
+    of one `type`, one automatic `payout`, one `source`, created in [gte, lt)."""
+    params: dict[str, Any] = {"limit": page_size}
+    for name, value in (("type", type), ("payout", payout), ("source", source)):
+        if value is not None:
+            params[name] = value
+    created = {k: v for k, v in (("gte", created_gte), ("lt", created_lt)) if v is not None}
+    if created:
+        params["created"] = created
+    if expand:
+        params["expand"] = list(expand)
+    async for txn in listed(get, "/v1/balance_transactions", params,
+                            balance_transactions_from):
+        yield txn
+
+
+async def payouts(get: Get, *, created_gte: int | None = None, created_lt: int | None = None,
+                  page_size: int = 100) -> AsyncIterator[StripePayout]:
+    """Payouts, newest first, page by page (`GET /v1/payouts`), created in [gte, lt)."""
+    params: dict[str, Any] = {"limit": page_size}
+    created = {k: v for k, v in (("gte", created_gte), ("lt", created_lt)) if v is not None}
+    if created:
+        params["created"] = created
+    async for payout in listed(get, "/v1/payouts", params, payouts_from):
+        yield payout
+
+
+async def listed(get: Get, path: str, params: Mapping[str, Any],
+                 read: Callable[[list[Mapping[str, Any]]], list[T]]) -> AsyncIterator[T]:
+    """Every item of a list endpoint as records (`read` takes a page's items), each page read
+    through `get` one page ahead: the next page, after the last item of this one, is asked for
+    before this one is read and handed over."""
+    if not 1 <= int(params.get("limit", 100)) <= 100:
+        raise StripeGatewayError("invalid", "page_size must be 1..100")
+    query = dict(params)
+    ahead: asyncio.Future[dict[str, Any]] | None = asyncio.ensure_future(get(path, dict(query)))
+    try:
+        while ahead is not None:
+            items, has_more = list_items(await ahead)
+            ahead = None
+            if has_more and items:
+                query["starting_after"] = str(items[-1]["id"])
+                ahead = asyncio.ensure_future(get(path, dict(query)))
+            for record in read(items):
+                yield record
+    finally:
+        if ahead is not None:
+            ahead.cancel()

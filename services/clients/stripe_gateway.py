@@ -1,25 +1,18 @@
 """The Stripe gateway: refunds, refund look-ups and listings, and what disputes and failed
-payments need (evidence, closing, re-confirming, payment links), with the retries around them.
+payments need (evidence, closing, re-confirming, payment links), each call paced and retried.
 
 Only `services/clients/` speaks Stripe: this module makes the calls; `stripe_money` holds
 Stripe's amount rules, `stripe_records` reads Stripe's objects, `stripe_errors` its failures and
 `stripe_events` its webhook signatures. Amounts cross this boundary in the project's minor
 units (`services.money` exponents, ISO 4217).
 
-Retries: the official client retries connection errors, timeouts, 409 and 5xx itself
-(`max_network_retries`, same idempotency key each time). It does not retry 429, so this module
-does, with the same key. A 5xx Stripe stored under a key is replayed on every retry: such a
+Retries and pacing are `stripe_calls.StripeCalls`: the official client retries connection
+errors, timeouts, 409 and 5xx itself (same idempotency key each time); 429 is retried there,
+with the same key, on one paced schedule per gateway at `max_requests_per_second` (by default
+Stripe's documented limit for the key, `documented_limit`: 25 a second in test mode, 100 live;
+0 turns pacing off). A 5xx Stripe stored under a key is replayed on every retry: such a
 failure is reported as `unavailable` with `maybe_applied=True`, meaning the refund may exist;
 look for it (`refunds_for`, by metadata) before deciding anything.
-
-Pacing: every call of one gateway waits for its slot in one shared schedule
-(`services.clients.pacing.Pacer`), at `max_requests_per_second` (by default Stripe's documented
-limit for the key: 25 a second in test mode, 100 live; 0 turns pacing off), so concurrent cases
-take turns instead of meeting Stripe's limiter together. A 429 from the rate limiter pauses the
-whole schedule for the back-off (`Retry-After` when Stripe sends one, else `backoff_base` doubling
-per attempt; Stripe documents no `Retry-After` and asks for exponential back-off) and slows it a
-little; the retry then waits its turn like any call. A 429 `lock_timeout` (another request holds
-the object) only delays its own caller.
 
 Calls per refund: what is left on a PaymentIntent is one retrieve (`expand=["latest_charge"]`
 brings the charge along); the refund is one create. The currency check before the create
@@ -31,16 +24,16 @@ PaymentIntent, the charge) are read as plain JSON through the official client's
 building its objects.
 
 Settlement reads (`iter_balance_transactions`, `iter_payouts`) are read-only listings of
-balance transactions and payouts, read the same way (`stripe_balance` holds their records).
+balance transactions and payouts, read the same way; `stripe_balance` holds their records and
+the listing, given the gateway's paced plain-JSON read.
 """
 
 from __future__ import annotations
 
-import asyncio
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from functools import partial
-from typing import Any, TypeVar
+from typing import Any
 from urllib.parse import quote_plus
 
 import stripe
@@ -49,11 +42,11 @@ from services.clients.pacing import Pacer
 from services.clients.stripe_balance import (
     StripeBalanceTransaction,
     StripePayout,
-    balance_transactions_from,
-    list_items,
-    payouts_from,
+    balance_transactions,
+    payouts,
 )
-from services.clients.stripe_errors import StripeGatewayError, gateway_error
+from services.clients.stripe_calls import StripeCalls
+from services.clients.stripe_errors import StripeGatewayError
 from services.clients.stripe_listing import one_page_ahead
 from services.clients.stripe_money import checked_currency, from_stripe_amount, to_stripe_amount
 from services.clients.stripe_records import (
@@ -85,9 +78,6 @@ LIVE_MODE_LIMIT = 100.0
 PAID_IN_REMEMBERED = 10_000  # payments whose currency is kept for the check before a refund
 
 quiet_sdk_logging()   # the client's request log formatted only when it would be shown
-
-T = TypeVar("T")
-
 
 class StripeGateway:
     """Refund operations against Stripe (or a stand-in at `api_base`).
@@ -124,10 +114,9 @@ class StripeGateway:
             base_addresses={"api": api_base.rstrip("/")} if api_base else None,
             max_network_retries=max_network_retries,
         )
-        self._rate_limit_retries = rate_limit_retries
-        self._backoff_base = backoff_base
+        self._call = StripeCalls(self.pacer, rate_limit_retries=rate_limit_retries,
+                                 backoff_base=backoff_base, max_retry_after=max_retry_after)
         self._send_reason = send_reason
-        self._max_retry_after = max_retry_after
         # payment (pi_/ch_) -> its currency, read from a successful charge: it never changes
         self._paid_in: OrderedDict[str, str] = OrderedDict()
 
@@ -204,62 +193,24 @@ class StripeGateway:
         params: dict[str, Any] = {_ref_field(payment_ref): payment_ref, "limit": 100}
         return [refund async for refund in self._listed_refunds(params)]
 
-    # ---- settlement: balance transactions and payouts (read only) -----------------------
+    # ---- settlement: balance transactions and payouts (read only, `stripe_balance`) -------
 
-    async def iter_balance_transactions(
+    def iter_balance_transactions(
         self, *, type: str | None = None, payout: str | None = None,
         source: str | None = None, created_gte: int | None = None,
         created_lt: int | None = None, expand: Sequence[str] = (), page_size: int = 100,
     ) -> AsyncIterator[StripeBalanceTransaction]:
         """Balance transactions, newest first, page by page (`GET /v1/balance_transactions`):
         of one `type`, one automatic `payout`, one `source`, created in [gte, lt)."""
-        params: dict[str, Any] = {"limit": page_size}
-        for name, value in (("type", type), ("payout", payout), ("source", source)):
-            if value is not None:
-                params[name] = value
-        created = {k: v for k, v in (("gte", created_gte), ("lt", created_lt)) if v is not None}
-        if created:
-            params["created"] = created
-        if expand:
-            params["expand"] = list(expand)
-        async for txn in self._listed("/v1/balance_transactions", params,
-                                      balance_transactions_from):
-            yield txn
+        return balance_transactions(
+            self._get, type=type, payout=payout, source=source, created_gte=created_gte,
+            created_lt=created_lt, expand=expand, page_size=page_size)
 
-    async def iter_payouts(self, *, created_gte: int | None = None,
-                           created_lt: int | None = None,
-                           page_size: int = 100) -> AsyncIterator[StripePayout]:
+    def iter_payouts(self, *, created_gte: int | None = None, created_lt: int | None = None,
+                     page_size: int = 100) -> AsyncIterator[StripePayout]:
         """Payouts, newest first, page by page (`GET /v1/payouts`), created in [gte, lt)."""
-        params: dict[str, Any] = {"limit": page_size}
-        created = {k: v for k, v in (("gte", created_gte), ("lt", created_lt)) if v is not None}
-        if created:
-            params["created"] = created
-        async for payout in self._listed("/v1/payouts", params, payouts_from):
-            yield payout
-
-    async def _listed(self, path: str, params: Mapping[str, Any],
-                      read: Callable[[list[Mapping[str, Any]]], list[T]]) -> AsyncIterator[T]:
-        """Every item of a list endpoint as records (`read` takes a page's items), each page
-        read as plain JSON (`_raw`) one page ahead: the next page, after the last item of this
-        one, is asked for before this one is read and handed over."""
-        if not 1 <= int(params.get("limit", 100)) <= 100:
-            raise StripeGatewayError("invalid", "page_size must be 1..100")
-        query = dict(params)
-        ahead: asyncio.Task[dict[str, Any]] | None = asyncio.ensure_future(
-            self._raw("get", path, dict(query), writes=False))
-        try:
-            while ahead is not None:
-                items, has_more = list_items(await ahead)
-                ahead = None
-                if has_more and items:
-                    query["starting_after"] = str(items[-1]["id"])
-                    ahead = asyncio.ensure_future(
-                        self._raw("get", path, dict(query), writes=False))
-                for record in read(items):
-                    yield record
-        finally:
-            if ahead is not None:
-                ahead.cancel()
+        return payouts(self._get, created_gte=created_gte, created_lt=created_lt,
+                       page_size=page_size)
 
     # ---- disputes ------------------------------------------------------------------------
 
@@ -406,6 +357,10 @@ class StripeGateway:
                                 writes=False)
         return refunds_page(page)
 
+    async def _get(self, path: str, params: dict[str, Any]) -> dict[str, Any]:
+        """A read-only call read as plain JSON (`_raw`)."""
+        return await self._raw("get", path, params, writes=False)
+
     async def _raw(self, method: str, path: str, params: dict[str, Any], *, writes: bool,
                    idempotency_key: str | None = None) -> dict[str, Any]:
         """One call read as plain JSON through the official client's `raw_request_async`: its
@@ -470,39 +425,6 @@ class StripeGateway:
         while len(self._paid_in) > PAID_IN_REMEMBERED:
             self._paid_in.popitem(last=False)
 
-    async def _call(self, op: Callable[[], Awaitable[T]], *, writes: bool) -> T:
-        attempt = 0
-        pacer = self.pacer
-        while True:
-            if pacer is not None:
-                await pacer.acquire()
-            try:
-                result = await op()
-            except stripe.RateLimitError as exc:
-                if attempt >= self._rate_limit_retries:
-                    raise gateway_error(exc, writes=writes) from exc
-                delay = self._retry_delay(exc, attempt)
-                attempt += 1
-                if pacer is not None and _error_code(exc) != "lock_timeout":
-                    pacer.back_off(delay)   # everyone waits; this retry then takes its turn
-                else:
-                    await asyncio.sleep(delay)
-                continue
-            except stripe.StripeError as exc:
-                raise gateway_error(exc, writes=writes) from exc
-            if pacer is not None:
-                pacer.succeeded()
-            return result
-
-    def _retry_delay(self, exc: stripe.StripeError, attempt: int) -> float:
-        retry_after = _header(exc, "retry-after")
-        if retry_after is not None:
-            try:
-                return min(max(float(retry_after), 0.0), self._max_retry_after)
-            except ValueError:
-                pass  # an HTTP date: fall back to our own backoff
-        return min(self._backoff_base * 2**attempt, self._max_retry_after)
-
 
 def documented_limit(api_key: str) -> float:
     """Stripe's global rate limit for the key's mode (a test key: test mode, else live)."""
@@ -523,17 +445,3 @@ def _key(idempotency_key: str) -> str:
     if not idempotency_key or len(idempotency_key) > 255:
         raise StripeGatewayError("invalid", "idempotency key must be 1..255 characters")
     return idempotency_key
-
-
-def _error_code(exc: stripe.StripeError) -> str | None:
-    body = exc.json_body if isinstance(exc.json_body, dict) else {}
-    error = body.get("error")
-    return str(error.get("code")) if isinstance(error, dict) and error.get("code") else None
-
-
-def _header(exc: stripe.StripeError, name: str) -> str | None:
-    headers = exc.headers or {}
-    for key, value in headers.items():
-        if key.lower() == name:
-            return str(value)
-    return None

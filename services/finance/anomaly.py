@@ -44,8 +44,7 @@ from zoneinfo import ZoneInfo
 
 from services.deps import Deps
 from services.money import display
-from services.refunds import cases, ledger
-from services.refunds import departure as departures
+from services.refunds import case_counts, ledger
 from services.refunds.automation import Automation, automation_state
 from services.refunds.ledger import ExecutionStatus
 from services.store.db import iso_utc
@@ -220,7 +219,7 @@ class _Detector:
         return found
 
     async def _source_window(self, start: datetime, end: datetime) -> dict[str, int]:
-        return await cases.opened_by_source(self.store, iso_utc(start), iso_utc(end))
+        return await case_counts.opened_by_source(self.store, iso_utc(start), iso_utc(end))
 
     async def sources(self) -> list[Anomaly]:
         current = await self._source_window(self.since, self.now)
@@ -251,8 +250,8 @@ class _Detector:
 
     async def repeaters(self) -> list[Anomaly]:
         since = self.now - timedelta(days=self.c.repeat_days)
-        found = await cases.repeat_customers(self.store, iso_utc(since),
-                                             REFUNDED_STATUSES, self.c.repeat_min)
+        found = await case_counts.repeat_customers(self.store, iso_utc(since),
+                                                   REFUNDED_STATUSES, self.c.repeat_min)
         return [Anomaly(
             REPEAT_REFUNDER, f"{REPEAT_REFUNDER}:{customer}:{self.day_label}", False,
             f"one customer (id {customer[:8]}) had {n} refunds in the "
@@ -261,7 +260,7 @@ class _Detector:
             for customer, n in found]
 
     async def _sku_counts(self, start: datetime, end: datetime) -> dict[str, int]:
-        return await cases.cancelled_skus(self.store, iso_utc(start), iso_utc(end))
+        return await case_counts.cancelled_skus(self.store, iso_utc(start), iso_utc(end))
 
     async def skus(self) -> list[Anomaly]:
         day = timedelta(days=1)
@@ -293,7 +292,7 @@ class _Detector:
     async def _departure(self, sku: str, observed: int) -> dict[str, Any] | None:
         """The one departure most of a spike's cancellations are for (at least half of them),
         offered as the departure card's command; None when they are spread out."""
-        busiest = await departures.busiest_departure(
+        busiest = await case_counts.busiest_departure(
             self.store, sku, iso_utc(self.now - timedelta(days=1)), iso_utc(self.now))
         if busiest is None or busiest[1] * 2 < observed:
             return None

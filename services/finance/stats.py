@@ -10,7 +10,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from services.finance.days import day_window
-from services.refunds import cases, ledger
+from services.refunds import case_counts, ledger
 from services.store.db import Store, iso_utc, utcnow
 
 WAITING_AFTER = timedelta(hours=24)
@@ -42,7 +42,7 @@ async def day_stats(store: Store, day: date, tz: ZoneInfo, *,
     start, end = (iso_utc(m) for m in day_window(day, tz))
     refunds = await ledger.settled_by_currency(store, start, end)
     decisions = await ledger.approvals_refunded_between(store, start, end)
-    decisions["deny"] = await cases.denials_between(store, start, end)
+    decisions["deny"] = await case_counts.denials_between(store, start, end)
     first_refunds = await ledger.first_refunds_between(store, start, end)
     minutes = sorted(
         max(0.0, (datetime.fromisoformat(refunded_at)
@@ -50,7 +50,7 @@ async def day_stats(store: Store, day: date, tz: ZoneInfo, *,
                   ).total_seconds() / 60) for cancelled_at, refunded_at in first_refunds)
     median = round(statistics.median(minutes)) if minutes else None
     cutoff = iso_utc((now or utcnow()) - WAITING_AFTER)
-    waiting = await cases.waiting_since_before(store, cutoff)
+    waiting = await case_counts.waiting_since_before(store, cutoff)
     return DayStats(day, refunds, decisions, median, waiting)
 
 

@@ -33,6 +33,7 @@ from bot.slack.ui.kit import (
 )
 from bot.slack.ui.payloads import QuoteRequest
 from bot.slack.ui.quote import DECISIONS, quote_blocks, quote_money, reason_lines
+from bot.text import final_amount
 from services.quoting.quote import Quote
 from services.refunds.models import Case
 
@@ -94,8 +95,7 @@ def status_message(case: Case | None, history_lines: list[str]) -> Message:
             "what a refund would be.")])
     c = case.currency
     pairs = [("Status", f"*{esc(case.status.value.replace('_', ' '), 40)}*"),
-             ("Refund", money(case.approved_amount if case.approved_amount is not None
-                              else case.refund_amount, c)),
+             ("Refund", money(final_amount(case), c)),
              ("Booking", f"`{esc(case.booking_code, 60)}`"),
              ("Cancelled", date_token(case.cancelled_at)),
              ("Opened", f"{date_token(case.created_at)} from {source_text(case.source)}"),

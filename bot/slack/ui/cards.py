@@ -24,6 +24,7 @@ from bot.slack.ui.claims import claim_button, claim_line
 from bot.slack.ui.customer import CustomerNote, customer_buttons, customer_lines
 from bot.slack.ui.forms import adjust_modal, check_amount, deny_modal, validate_adjustment
 from bot.slack.ui.kit import (
+    MARKUP,
     MESSAGE_BLOCKS,
     Message,
     actions,
@@ -50,9 +51,9 @@ from bot.slack.ui.quote import (
     notice_text,
     reason_lines,
 )
+from bot.text import final_amount, moved, outcome_lines, outcome_title
 from services.quoting.quote import Quote
 from services.refunds.automation import Automation
-from services.refunds.ledger import SETTLED
 from services.refunds.manual import CLOSABLE, ManualRefund
 from services.refunds.models import Case, Status
 from services.refunds.modes import EffectiveMode
@@ -68,15 +69,9 @@ __all__ = [
 CARD_FALLBACK = 220  # "about 200 characters": amount, booking, customer, why
 SOURCES = {"checkfront_webhook": "the cancellation in Checkfront",
            "slack": "a request in Slack", "cli": "the command line"}
-APPROVED_PATH = (Status.APPROVED, Status.AUTO_APPROVED, Status.EXECUTING, Status.REFUNDED,
-                 Status.PARTIALLY_REFUNDED, Status.FAILED, Status.REFUNDED_BY_HAND)
 
 
 # --- cards ---------------------------------------------------------------------------------
-
-def _amount(case: Case) -> int:
-    return case.approved_amount if case.approved_amount is not None else case.refund_amount
-
 
 def _first(first_name: str) -> str:
     words = first_name.split()
@@ -187,98 +182,23 @@ def _why(case: Case, quote: Quote) -> list[str]:
     return said
 
 
-def _refund_list(refunds: list[dict[str, Any]], currency: str, *, amounts: bool) -> str:
-    shown = []
-    for r in refunds[:10]:
-        status = "" if r.get("status") == "succeeded" else esc(r.get("status"), 20)
-        said = [money(int(r.get("amount") or 0), currency)] if amounts else []
-        said += [status] if status else []
-        shown.append(f"`{esc(r.get('stripe_refund_id'), 60)}`"
-                     + (f" ({', '.join(said)})" if said else ""))
-    more = f" …and {len(refunds) - 10} more" if len(refunds) > 10 else ""
-    return ", ".join(shown) + more
-
-
-def _moved(refunds: list[dict[str, Any]]) -> int:
-    return sum(int(r.get("amount") or 0) for r in refunds if r.get("status") in SETTLED)
-
-
-def _title(case: Case, refunds: list[dict[str, Any]], by_hand: ManualRefund | None) -> str:
-    """The header: the outcome and the one amount that moved (or is to move)."""
-    c, final = case.currency, _amount(case)
-    moved = _moved(refunds)
-    if case.status == Status.PARTIALLY_REFUNDED:
-        if moved:
-            return f"Refunded {money(moved, c)} through Stripe"
-        return f"Approved — refund {money(max(final - moved, 0), c)} by hand"
-    if case.status == Status.REFUNDED_BY_HAND:
-        return f"Refunded {money(moved + (by_hand.amount if by_hand else 0), c)}"
-    if case.status == Status.REFUNDED:
-        return f"Refunded {money(moved or final, c)}"
-    return {
-        Status.APPROVED: f"Refund approved · {money(final, c)}",
-        Status.AUTO_APPROVED: f"Refund auto-approved · {money(final, c)}",
-        Status.EXECUTING: f"Refunding {money(final, c)}…",
-        Status.FAILED: f"Refund failed · {money(final, c)}",
-        Status.DENIED: f"Refund denied · {money(case.refund_amount, c)}",
-        Status.SKIPPED: "Nothing to refund",
-        Status.PENDING_APPROVAL: f"Refund waiting for approval · {money(final, c)}",
-        Status.QUOTED: f"Refund quoted · {money(final, c)}",
-    }[case.status]
-
-
 def _outcome(case: Case, decided_by: str | None, decided_at: str | None,
              refunds: list[dict[str, Any]], decision_reason: str | None,
              by_hand: ManualRefund | None = None) -> list[str]:
-    """The outcome lines under the header: who decided, what moved and what is left, each
-    amount once (the header's is not repeated)."""
+    """The outcome lines under the header (`bot.text.outcome_lines`: who decided, what moved,
+    each amount once), then what is left by hand and how it was done."""
     c, status = case.currency, case.status
-    final = _amount(case)
-    moved = _moved(refunds)
-    rows = []
-    if status in APPROVED_PATH and decided_by:
-        adjusted = ""
-        if case.approved_amount is not None and case.approved_amount != case.refund_amount:
-            why = decision_reason or (case.status_reason if status == Status.APPROVED else None)
-            adjusted = f" (adjusted from {money(case.refund_amount, c)}" + \
-                (f": {esc(why, 300)})" if why else ")")
-        rows.append(f":white_check_mark: Approved by {who(decided_by)} at "
-                    f"{date_token(decided_at)}{adjusted}")
-    several = len(refunds) > 1 or status in (Status.FAILED, Status.EXECUTING,
-                                             Status.REFUNDED_BY_HAND)
-    if status == Status.DENIED:
-        by = f" by {who(decided_by)} at {date_token(decided_at)}" if decided_by else ""
-        reason = decision_reason or case.status_reason or "no reason given"
-        rows.append(f":no_entry: Denied{by}: {esc(reason, 600)}")
-    elif status == Status.SKIPPED:
-        rows.append(":heavy_minus_sign: Skipped: "
-                    f"{esc(amounts_in(case.status_reason or '—', c), 600)}")
-    elif status == Status.EXECUTING:
-        rows.append(":hourglass_flowing_sand: Refunding through Stripe…")
-    elif status in (Status.REFUNDED, Status.PARTIALLY_REFUNDED, Status.REFUNDED_BY_HAND) \
-            and refunds:
-        rows.append(":money_with_wings: Through Stripe: "
-                    f"{_refund_list(refunds, c, amounts=several)}")
-    elif status == Status.FAILED:
-        rows.append(":x: *Refund failed:* "
-                    f"{esc(amounts_in(case.status_reason or 'no reason given', c), 600)}")
-        if refunds:
-            rows.append(f"Stripe refunds so far: {_refund_list(refunds, c, amounts=True)}")
-        if moved:
-            rows.append(f"Left to refund: {money(max(final - moved, 0), c)}")
-    elif status in (Status.PENDING_APPROVAL, Status.QUOTED):
-        rows.append(":hourglass: Waiting for a decision.")
-    if status == Status.EXECUTING and refunds:
-        rows.append(f"So far: {_refund_list(refunds, c, amounts=True)}")
+    final, went = final_amount(case), moved(refunds)
+    rows = outcome_lines(case, decided_by, decided_at, refunds, decision_reason, MARKUP)
     if status == Status.PARTIALLY_REFUNDED:
-        if moved:
-            rows.append(f":warning: *Approved — refund {money(max(final - moved, 0), c)} by "
+        if went:
+            rows.append(f":warning: *Approved — refund {money(max(final - went, 0), c)} by "
                         "hand* (not paid through Stripe). Mark refunded once it is done.")
         else:
             rows.append(":warning: *Nothing of it was paid through Stripe:* refund it by hand, "
                         "then Mark refunded.")
     if status == Status.REFUNDED_BY_HAND and by_hand is not None:
-        amount = f"{money(by_hand.amount, c)} " if moved else ""
+        amount = f"{money(by_hand.amount, c)} " if went else ""
         ref = f", reference `{esc(by_hand.reference, 100)}`" if by_hand.reference else ""
         rows.append(f":raised_hand: By hand: {amount}by {esc(by_hand.method_text, 40)}{ref} · "
                     f"recorded by {who(by_hand.recorded_by)} at "
@@ -298,10 +218,10 @@ def outcome_buttons(case: Case, quote: Quote, refunds: list[dict[str, Any]],
         made.append(button(
             "Retry refund", ids.RETRY, value, style="primary", confirm_dialog=confirm(
                 "Retry this refund?",
-                f"Try again to refund {money(_amount(case), case.currency)} for booking "
+                f"Try again to refund {money(final_amount(case), case.currency)} for booking "
                 f"{plain(case.booking_code, 60)}. Refunds Stripe already made are not repeated.",
                 "Retry", "Cancel")))
-    if case.status in CLOSABLE and _amount(case) > _moved(refunds):
+    if case.status in CLOSABLE and final_amount(case) > moved(refunds):
         made.append(button("Mark refunded", ids.MARK_REFUNDED, value))
     made += customer_buttons(case, customer)
     made.append(button("Details", ids.DETAILS, value))
@@ -318,7 +238,7 @@ def outcome_card(case: Case, quote: Quote, *, customer_first_name: str,
     """The card after a decision, collapsed: the outcome with the one amount that moved, who
     decided, what is left by hand, whether the customer was told; the quote is behind Details
     and in the thread."""
-    title = _title(case, refunds, by_hand)
+    title = outcome_title(case, refunds, by_hand.amount if by_hand else 0)
     blocks = [header(f"{title} · {plain(case.booking_code, 60)}")]
     if (badge := involuntary_badge(case)) is not None:
         blocks.append(badge)
@@ -344,7 +264,7 @@ def outcome_card(case: Case, quote: Quote, *, customer_first_name: str,
 
 def _compact(case: Case, quote: Quote) -> str:
     c = case.currency
-    amount = money(_amount(case), c)
+    amount = money(final_amount(case), c)
     policies = "+".join(esc(p, 40) for p in quote.policy_ids or quote.clauses)
     notices = [Decimal(ln.notice_hours) for ln in quote.lines]
     notice = notice_text(str(min(notices))) if notices else "notice unknown"
@@ -416,4 +336,4 @@ def writeback_alert(case: Case, kept: PendingWriteback) -> Message:
     return Message(
         fallback(f"Checkfront not updated for booking {esc(case.booking_code, 60)}"),
         [section(f"Case #{case.id} · `{esc(case.booking_code, 60)}` · refunded through Stripe "
-                 f"{money(_amount(case), case.currency)}\n{_checkfront_pending_line(kept)}")])
+                 f"{money(final_amount(case), case.currency)}\n{_checkfront_pending_line(kept)}")])

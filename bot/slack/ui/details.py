@@ -25,12 +25,13 @@ from bot.slack.ui.kit import (
 )
 from bot.slack.ui.payloads import CaseRef
 from bot.slack.ui.quote import detail_blocks, reason_lines
+from bot.text import final_amount
 from services.quoting.quote import Quote
 from services.refunds.models import Case, Status
 
 
 def details_modal(case: Case, quote: Quote) -> dict[str, Any]:
-    amount = case.approved_amount if case.approved_amount is not None else case.refund_amount
+    amount = final_amount(case)
     status = case.status.value.replace("_", " ")
     head = [section(f"*{money(amount, case.currency)}* for booking "
                     f"`{esc(case.booking_code, 60)}` · case #{case.id} · {esc(status, 40)}"),

@@ -18,9 +18,9 @@ from bot.slack.ui.departure import offer_button
 from bot.slack.ui.disputes import dispute_line
 from bot.slack.ui.intake import RETRY_COMMAND, failed_line, failed_text
 from bot.slack.ui.kit import (
+    MARKUP,
     Message,
     actions,
-    amounts_in,
     clip,
     context,
     date_token,
@@ -28,9 +28,17 @@ from bot.slack.ui.kit import (
     esc,
     header,
     line_sections,
-    money,
     section,
-    who,
+)
+from bot.text import (
+    anomaly_line,
+    automation_line,
+    digest_recon_lines,
+    digest_refund_lines,
+    digest_summary,
+    money_or_raw,
+    problem_line,
+    resolved_line,
 )
 from services.disputes.issues import PaymentIssue
 from services.finance.anomaly import Anomaly
@@ -74,31 +82,12 @@ def digest_message(run: ReconRun, stats: DayStats, anomalies: list[Anomaly],
                    failed_events: Sequence[EventRow] = ()) -> Message:
     """The digest for the digest channel; `card_links` links waiting cases to their cards."""
     day = run.day.isoformat()
-    refunds = [f"• {esc(cur, 8)}: {n} refund(s), *{money(total, cur)}*"
-               for cur, (n, total) in stats.refunds.items()] or ["• none"]
-    d = stats.decisions
-    refunds.append(f"• {d.get('auto_approve', 0)} automatic · {d.get('approve', 0)} approved "
-                   f"by a person · {d.get('deny', 0)} denied")
-    if stats.median_minutes_to_refund is not None:
-        hours, minutes = divmod(stats.median_minutes_to_refund, 60)
-        refunds.append(f"• median cancellation → refund: {hours} h {minutes} min")
-    recon = [f"• {kind.replace('_', ' ')}: {count}" for kind, count in sorted(run.counts.items())
-             if count]
-    recon += [f"• totals {esc(cur, 8)}: "
-              + ", ".join(f"{esc(k, 40)} {_money(v, cur)}" for k, v in figures.items())
-              for cur, figures in run.totals.items()]
-    recon += _settlement_lines(run)
-    problems = [f"• :warning: {esc(p.kind.replace('_', ' '), 40)} · "
-                f"{esc(p.booking_code or '?', 60)} · "
-                f"{_money(p.amount, p.currency) if p.amount is not None and p.currency else ''}"
-                f" — {esc(_amounts(p.detail, p.currency), 300)}" for p in run.open_errors]
-    problems += [f"• :white_check_mark: resolved: {esc(p.kind.replace('_', ' '), 40)} · "
-                 f"{esc(p.booking_code or '?', 60)}" for p in run.resolved]
-    alerts = [f"• {':rotating_light: ' if a.blocking else ''}{esc(a.reason, 300)}"
-              for a in anomalies]
-    state = (f":double_vertical_bar: *Automation paused* by {who(automation.by)}: "
-             f"{esc(automation.reason or 'no reason given', 300)}"
-             if automation.paused else ":arrow_forward: Automation running")
+    refunds = _bullets(digest_refund_lines(stats, MARKUP))
+    recon = _bullets(digest_recon_lines(run, MARKUP))
+    problems = _bullets([problem_line(p, MARKUP) for p in run.open_errors]
+                        + [resolved_line(p, MARKUP) for p in run.resolved])
+    alerts = _bullets([anomaly_line(a, MARKUP) for a in anomalies])
+    state = automation_line(automation, MARKUP)
     waiting = [f"• {_case_link(i, card_links.get(i))} `{esc(code, 60)}` waiting since "
                f"{date_token(since)}" for i, code, since in stats.waiting]
     open_disputes = [dispute_line(issue) for issue in disputes]
@@ -124,10 +113,7 @@ def digest_message(run: ReconRun, stats: DayStats, anomalies: list[Anomaly],
             title=f"Webhook events not processed ({len(failed_events)})")
     blocks.append(context(f"{esc(run.tz, 60)} day · {run.stripe_count} Stripe refunds read · "
                           f"ran {date_token(run.ran_at)}"))
-    summary = f"Refund digest {day}: {len(run.open_errors)} open discrepancies, " \
-        f"{len(anomalies)} anomalies"
-    if automation.paused:
-        summary += ", automation paused"
+    summary = digest_summary(run, anomalies, automation)
     if failed_events:
         summary += f", {len(failed_events)} webhook event" \
             f"{'' if len(failed_events) == 1 else 's'} failed"
@@ -135,21 +121,8 @@ def digest_message(run: ReconRun, stats: DayStats, anomalies: list[Anomaly],
     return Message(text=text, blocks=blocks[:50])
 
 
-def _settlement_lines(run: ReconRun) -> list[str]:
-    """The run's settlement figures (when it settled): fees lost to refunds, refunds missing
-    from payouts, refund failures Stripe reversed."""
-    lines = []
-    for cur, f in _settled(run).items():
-        lines.append(f"• Stripe fees lost to refunds {esc(cur, 8)}: *{_money(f.fees_lost, cur)}*"
-                     f" ({f.refunds} refund(s) settled, {f.in_payout} in a payout)")
-        if f.missing_from_payout:
-            lines.append(f"• :warning: refunds missing from payouts {esc(cur, 8)}: "
-                         f"{f.missing_from_payout} ({_money(f.missing_amount, cur)})")
-        if f.failures:
-            lines.append(f"• refund failures reversed {esc(cur, 8)}: {f.failures} "
-                         f"({_money(f.failures_amount, cur)}), {f.unmatched_failures} not "
-                         "matched in our ledger")
-    return lines
+def _bullets(lines: list[str]) -> list[str]:
+    return [f"• {line}" for line in lines]
 
 
 def _settled(run: ReconRun) -> dict[str, SettlementFigures]:
@@ -162,25 +135,15 @@ def _case_link(case_id: int, link: str | None) -> str:
     return f"<{link}|case #{case_id}>" if link else f"case #{case_id}"
 
 
-def _money(minor: int, currency: str) -> str:
-    try:
-        return money(minor, currency)
-    except MoneyError:
-        return esc(f"{minor} {currency}", 40)
-
-
-def _amounts(text: str, currency: str | None) -> str:
-    return amounts_in(text, currency) if currency else text
-
-
 def journal_comment(day: date, journals: Sequence[Journal], left_out: Sequence[Journal]) -> str:
     """The comment on the digest's journal file: what each currency's journal holds."""
     lines = [f"*Journal for {esc(day.isoformat(), 10)}*"]
     for j in journals:
         what = "not in this file (the format carries no currency)" if j in left_out else \
             f"{len(j.lines)} lines"
-        lines.append(f"• {_money(j.stripe + j.by_hand, j.currency)} refunded in {j.cases} "
-                     f"case(s), {_money(j.fees, j.currency)} fees retained: {what}")
+        lines.append(f"• {money_or_raw(j.stripe + j.by_hand, j.currency, MARKUP)} refunded in "
+                     f"{j.cases} case(s), {money_or_raw(j.fees, j.currency, MARKUP)} fees "
+                     f"retained: {what}")
     return "\n".join(lines)
 
 

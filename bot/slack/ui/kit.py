@@ -27,8 +27,8 @@ from dataclasses import dataclass
 from datetime import UTC
 from typing import Any
 
+from bot.text import Markup, clip, parse_time, scrub
 from bot.text import amounts_in as amounts_in  # re-exported: the cards import it from here
-from bot.text import clip, parse_time, scrub
 from services.money import display, to_minor
 
 # Documented Block Kit limits (characters unless noted).
@@ -268,3 +268,14 @@ def fallback(text: str) -> str:
 def archive_link(channel: str, ts: str) -> str:
     """A link to one Slack message, as Slack's "Copy link" makes it."""
     return f"https://slack.com/archives/{channel}/p{ts.replace('.', '')}"
+
+
+# How the shared sentences (`bot.text`: outcome and digest lines) are written in mrkdwn.
+MARKUP = Markup(escape=esc, bold=lambda text: f"*{text}*", code=lambda text: f"`{text}`",
+                who=who, when=date_token,
+                icons={"approved": ":white_check_mark:", "denied": ":no_entry:",
+                       "skipped": ":heavy_minus_sign:", "refunding": ":hourglass_flowing_sand:",
+                       "stripe": ":money_with_wings:", "failed": ":x:", "waiting": ":hourglass:",
+                       "warning": ":warning:", "resolved": ":white_check_mark:",
+                       "alarm": ":rotating_light:", "paused": ":double_vertical_bar:",
+                       "running": ":arrow_forward:"})

@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 
 from bot.slack.ui.kit import date_token, esc, money, who
+from bot.text import final_amount
 from services.refunds.models import Case, Status
 from services.refunds.ownership import Claim
 from services.refunds.permissions import ApproverRules
@@ -57,7 +58,7 @@ def nudge_text(nudge: Nudge, rules: ApproverRules, claim: Claim | None) -> str:
 
 def requester_note(case: Case, decided_by: str | None) -> str:
     outcome = OUTCOMES.get(case.status, f"is {esc(case.status.value.replace('_', ' '), 40)}")
-    amount = case.approved_amount if case.approved_amount is not None else case.refund_amount
+    amount = final_amount(case)
     by = f" (decided by {who(decided_by)})" if decided_by and decided_by != "policy" else ""
     return (f"The refund you asked for on booking `{esc(case.booking_code, 60)}` "
             f"({money(amount, case.currency)}, case #{case.id}) {outcome}{by}.")

@@ -18,13 +18,22 @@ from typing import Any
 
 from bot.teams.cards import kit
 from bot.teams.cards.refund import RESUME
-from bot.teams.cards.text import amounts, md, money, when, who
+from bot.teams.cards.text import MARKUP, md, when, who
+from bot.text import (
+    anomaly_line,
+    automation_line,
+    digest_recon_lines,
+    digest_refund_lines,
+    digest_summary,
+    money_or_raw,
+    problem_line,
+    resolved_line,
+)
 from services.disputes.issues import PaymentIssue
 from services.finance.anomaly import Anomaly
 from services.finance.runs import ReconRun
 from services.finance.stats import DayStats
 from services.intake.events import EventRow
-from services.money import MoneyError
 from services.refunds.automation import Automation
 
 IMAGE_BYTES = 1024 * 1024     # Teams: a picture up to 1 MB
@@ -78,47 +87,23 @@ def chart_image(png: bytes | None = None, url: str | None = None) -> dict[str, A
     return kit.image("data:image/png;base64," + base64.b64encode(png).decode("ascii"), alt)
 
 
-def _money(minor: int, currency: str) -> str:
-    try:
-        return money(minor, currency)
-    except MoneyError:
-        return md(f"{minor} {currency}", 40)
-
-
 def digest_card(run: ReconRun, stats: DayStats, anomalies: list[Anomaly],
                 automation: Automation, disputes: Sequence[PaymentIssue] = (),
                 failed_events: Sequence[EventRow] = (), *, chart_png: bytes | None = None,
                 chart_url: str | None = None) -> dict[str, Any]:
     """The daily digest for the digest channel."""
     day = run.day.isoformat()
-    refunds = [f"{md(cur, 8)}: {n} refund(s), **{_money(total, cur)}**"
-               for cur, (n, total) in stats.refunds.items()] or ["none"]
-    d = stats.decisions
-    refunds.append(f"{d.get('auto_approve', 0)} automatic · {d.get('approve', 0)} approved by "
-                   f"a person · {d.get('deny', 0)} denied")
-    if stats.median_minutes_to_refund is not None:
-        hours, minutes = divmod(stats.median_minutes_to_refund, 60)
-        refunds.append(f"median cancellation → refund: {hours} h {minutes} min")
-    recon = [f"{kind.replace('_', ' ')}: {count}" for kind, count in sorted(run.counts.items())
-             if count]
-    recon += [f"totals {md(cur, 8)}: "
-              + ", ".join(f"{md(k.replace('_', ' '), 40)} {_money(v, cur)}"
-                          for k, v in figures.items())
-              for cur, figures in run.totals.items()]
-    recon += _settlement_lines(run)
-    problems = [f"⚠️ {md(p.kind.replace('_', ' '), 40)} · {md(p.booking_code or '?', 60)} · "
-                + (_money(p.amount, p.currency) if p.amount is not None and p.currency else "")
-                + f" — {md(amounts(p.detail, p.currency), 300)}" for p in run.open_errors]
-    problems += [f"✅ resolved: {md(p.kind.replace('_', ' '), 40)} · "
-                 f"{md(p.booking_code or '?', 60)}" for p in run.resolved]
-    alerts = [("🚨 " if a.blocking else "") + md(a.reason, 300) for a in anomalies]
-    state = (f"⏸️ **Automation paused** by {who(automation.by)}: "
-             f"{md(automation.reason or 'no reason given', 300)}"
-             if automation.paused else "▶️ Automation running")
+    refunds = digest_refund_lines(stats, MARKUP)
+    recon = digest_recon_lines(run, MARKUP)
+    problems = [problem_line(p, MARKUP) for p in run.open_errors]
+    problems += [resolved_line(p, MARKUP) for p in run.resolved]
+    alerts = [anomaly_line(a, MARKUP) for a in anomalies]
+    state = automation_line(automation, MARKUP)
     waiting = [f"case #{i} · {md(code, 60)} waiting since {when(since)}"
                for i, code, since in stats.waiting]
     open_disputes = [f"{md(x.stripe_id, 60)} · {md(x.booking_code or 'booking not found', 60)} "
-                     f"· {_money(x.amount, x.currency)} · {md(x.reason or 'general', 40)} · "
+                     f"· {money_or_raw(x.amount, x.currency, MARKUP)} · "
+                     f"{md(x.reason or 'general', 40)} · "
                      f"evidence due {when(x.due_by)}" for x in disputes]
     failed = [f"event #{row.row_id} · {md(row.source, 20)} {md(row.kind, 60)} · "
               f"{md(row.last_error or 'failed', 200)}" for row in failed_events]
@@ -138,27 +123,7 @@ def digest_card(run: ReconRun, stats: DayStats, anomalies: list[Anomaly],
     body += kit.section(f"Webhook events not processed ({len(failed)})", failed)
     body.append(kit.text(f"{md(run.tz, 60)} day · {run.stripe_count} Stripe refunds read · "
                          f"ran {when(run.ran_at)}", subtle=True))
-    summary = f"Refund digest {day}: {len(run.open_errors)} open discrepancies, " \
-        f"{len(anomalies)} anomalies" + (", automation paused" if automation.paused else "")
-    return kit.card(body, fallback=summary)
-
-
-def _settlement_lines(run: ReconRun) -> list[str]:
-    """The run's settlement figures, as the Slack digest shows them: Stripe fees lost to
-    refunds, refunds missing from payouts, refund failures Stripe reversed (none for a run
-    that did not settle)."""
-    lines = []
-    for cur, f in (getattr(run, "settlement", None) or {}).items():
-        lines.append(f"Stripe fees lost to refunds {md(cur, 8)}: **{_money(f.fees_lost, cur)}** "
-                     f"({f.refunds} refund(s) settled, {f.in_payout} in a payout)")
-        if f.missing_from_payout:
-            lines.append(f"⚠️ refunds missing from payouts {md(cur, 8)}: "
-                         f"{f.missing_from_payout} ({_money(f.missing_amount, cur)})")
-        if f.failures:
-            lines.append(f"refund failures reversed {md(cur, 8)}: {f.failures} "
-                         f"({_money(f.failures_amount, cur)}), {f.unmatched_failures} not "
-                         "matched in our ledger")
-    return lines
+    return kit.card(body, fallback=digest_summary(run, anomalies, automation))
 
 
 def answer_card(title: str, lines: Sequence[str] = (), *, note: str | None = None,

@@ -27,11 +27,12 @@ from typing import Any
 
 from bot.card_links import NO_LINKS, CardLinks, card_urls
 from bot.teams.cards import kit
-from bot.teams.cards.text import amounts, first_name, md, money, utc, when, who
+from bot.teams.cards.text import MARKUP, amounts, first_name, md, money, utc, when, who
+from bot.text import final_amount, moved, outcome_title
+from bot.text import outcome_lines as shared_outcome_lines
 from services.money import exponent, format_minor
 from services.quoting.quote import Quote
 from services.refunds.automation import Automation
-from services.refunds.ledger import SETTLED
 from services.refunds.models import Case, Status
 
 APPROVE, DENY, ADJUST, RESUME, REFRESH = "approve", "deny", "adjust", "resume", "refresh"
@@ -57,10 +58,6 @@ def decision_inputs(verb: str, data: Mapping[str, Any]) -> tuple[str, str]:
     if verb == ADJUST:
         return str(data.get(AMOUNT) or "").strip(), str(data.get(ADJUST_REASON) or "").strip()
     return "", str(data.get(REASON) or "").strip()
-
-
-def _amount(case: Case) -> int:
-    return case.approved_amount if case.approved_amount is not None else case.refund_amount
 
 
 def _notice(hours: str) -> str:
@@ -252,85 +249,15 @@ def refused_card(case: Case, quote: Quote, *, customer_first_name: str, user_id:
 
 # --- after a decision ----------------------------------------------------------------------
 
-def _moved(refunds: list[dict[str, Any]]) -> int:
-    return sum(int(r.get("amount") or 0) for r in refunds if r.get("status") in SETTLED)
-
-
-def outcome_title(case: Case, refunds: list[dict[str, Any]], by_hand: int = 0) -> str:
-    """The outcome and the one amount that moved (or is to move)."""
-    c, final, moved = case.currency, _amount(case), _moved(refunds)
-    if case.status == Status.PARTIALLY_REFUNDED:
-        if moved:
-            return f"Refunded {money(moved, c)} through Stripe"
-        return f"Approved — refund {money(max(final - moved, 0), c)} by hand"
-    if case.status == Status.REFUNDED_BY_HAND:
-        return f"Refunded {money(moved + by_hand, c)}"
-    if case.status == Status.REFUNDED:
-        return f"Refunded {money(moved or final, c)}"
-    return {
-        Status.APPROVED: f"Refund approved · {money(final, c)}",
-        Status.AUTO_APPROVED: f"Refund auto-approved · {money(final, c)}",
-        Status.EXECUTING: f"Refunding {money(final, c)}…",
-        Status.FAILED: f"Refund failed · {money(final, c)}",
-        Status.DENIED: f"Refund denied · {money(case.refund_amount, c)}",
-        Status.SKIPPED: "Nothing to refund",
-        Status.PENDING_APPROVAL: f"Refund waiting for approval · {money(final, c)}",
-        Status.QUOTED: f"Refund quoted · {money(final, c)}",
-    }[case.status]
-
-
-def _refund_ids(refunds: list[dict[str, Any]], currency: str, *, amounts_: bool) -> str:
-    shown = []
-    for r in refunds[:10]:
-        said = [money(int(r.get("amount") or 0), currency)] if amounts_ else []
-        if r.get("status") != "succeeded":
-            said.append(md(r.get("status"), 20))
-        shown.append(md(r.get("stripe_refund_id"), 60) + (f" ({', '.join(said)})" if said else ""))
-    more = f" …and {len(refunds) - 10} more" if len(refunds) > 10 else ""
-    return ", ".join(shown) + more
-
-
 def outcome_lines(case: Case, decided_by: str | None, decided_at: str | None,
                   refunds: list[dict[str, Any]], decision_reason: str | None) -> list[str]:
-    """Who decided and what moved, each amount once (the title's is not repeated)."""
-    c, status = case.currency, case.status
-    final, moved = _amount(case), _moved(refunds)
-    rows = []
-    if decided_by and status not in (Status.DENIED, Status.SKIPPED, Status.QUOTED,
-                                      Status.PENDING_APPROVAL):
-        adjusted = ""
-        if case.approved_amount is not None and case.approved_amount != case.refund_amount:
-            why = decision_reason or (case.status_reason if status == Status.APPROVED else None)
-            adjusted = f" (adjusted from {money(case.refund_amount, c)}" + \
-                (f": {md(why, 300)})" if why else ")")
-        rows.append(f"✅ Approved by {who(decided_by)} at {when(decided_at)}{adjusted}")
-    several = len(refunds) > 1 or status in (Status.FAILED, Status.EXECUTING,
-                                             Status.REFUNDED_BY_HAND)
-    if status == Status.DENIED:
-        by = f" by {who(decided_by)} at {when(decided_at)}" if decided_by else ""
-        rows.append(f"⛔ Denied{by}: "
-                    f"{md(decision_reason or case.status_reason or 'no reason given', 600)}")
-    elif status == Status.SKIPPED:
-        rows.append(f"➖ Skipped: {md(amounts(case.status_reason or '—', c), 600)}")
-    elif status == Status.EXECUTING:
-        rows.append("⏳ Refunding through Stripe…")
-        if refunds:
-            rows.append(f"So far: {_refund_ids(refunds, c, amounts_=True)}")
-    elif status in (Status.REFUNDED, Status.PARTIALLY_REFUNDED, Status.REFUNDED_BY_HAND) \
-            and refunds:
-        rows.append(f"💸 Through Stripe: {_refund_ids(refunds, c, amounts_=several)}")
-    elif status == Status.FAILED:
-        rows.append(f"❌ **Refund failed:** "
-                    f"{md(amounts(case.status_reason or 'no reason given', c), 600)}")
-        if refunds:
-            rows.append(f"Stripe refunds so far: {_refund_ids(refunds, c, amounts_=True)}")
-        if moved:
-            rows.append(f"Left to refund: {money(max(final - moved, 0), c)}")
-    elif status in (Status.PENDING_APPROVAL, Status.QUOTED):
-        rows.append("⏳ Waiting for a decision.")
-    if status == Status.PARTIALLY_REFUNDED:
-        rows.append(f"⚠️ **Refund {money(max(final - moved, 0), c)} by hand** (not paid "
-                    "through Stripe), then mark it refunded." if moved else
+    """Who decided and what moved, each amount once (`bot.text.outcome_lines`), then what is
+    left to refund by hand."""
+    c, final, went = case.currency, final_amount(case), moved(refunds)
+    rows = shared_outcome_lines(case, decided_by, decided_at, refunds, decision_reason, MARKUP)
+    if case.status == Status.PARTIALLY_REFUNDED:
+        rows.append(f"⚠️ **Refund {money(max(final - went, 0), c)} by hand** (not paid "
+                    "through Stripe), then mark it refunded." if went else
                     "⚠️ **Nothing of it was paid through Stripe:** refund it by hand, then "
                     "mark it refunded.")
     return rows
@@ -360,7 +287,7 @@ def outcome_card(case: Case, quote: Quote, *, customer_first_name: str,
 
 def compact_line(case: Case, quote: Quote) -> str:
     c = case.currency
-    amount = money(_amount(case), c)
+    amount = money(final_amount(case), c)
     policies = "+".join(md(p, 40) for p in quote.policy_ids or quote.clauses)
     notices = [Decimal(ln.notice_hours) for ln in quote.lines]
     notice = _notice(str(min(notices))) if notices else "notice unknown"

@@ -22,7 +22,7 @@ from __future__ import annotations
 import re
 from datetime import UTC
 
-from bot.text import amounts_in, clip, parse_time, scrub
+from bot.text import Markup, amounts_in, clip, parse_time, scrub
 from services.money import display
 
 # Markup a user string could form, with the look-alike that shows instead.
@@ -88,3 +88,11 @@ def who(actor: str | None) -> str:
 def first_name(name: str) -> str:
     words = name.split()
     return md(words[0], 40) if words else ""
+
+
+# How the shared sentences (`bot.text`: outcome and digest lines) are written on a card.
+MARKUP = Markup(escape=md, bold=lambda text: f"**{text}**", code=lambda text: text,
+                who=who, when=when,
+                icons={"approved": "✅", "denied": "⛔", "skipped": "➖", "refunding": "⏳",
+                       "stripe": "💸", "failed": "❌", "waiting": "⏳", "warning": "⚠️",
+                       "resolved": "✅", "alarm": "🚨", "paused": "⏸️", "running": "▶️"})
