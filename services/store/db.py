@@ -69,7 +69,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import sqlite3
 from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager, suppress
@@ -83,7 +82,7 @@ import aiosqlite
 from aiosqlite.context import contextmanager as _awaitable_or_context
 
 from services.store.errors import IntegrityError
-from services.store.writer import IntakeWriter, StoreUnavailable
+from services.store.writer import IntakeWriter, StoreUnavailable, sync_log
 
 Row = aiosqlite.Row
 
@@ -260,16 +259,6 @@ class Tx:
         finally:
             conn.execute(f"PRAGMA busy_timeout={BUSY_MS}")
         return True
-
-
-def sync_log(path: str) -> None:
-    """Sync the store's write-ahead log to disk: every commit made before is then durable
-    (what `synchronous` FULL does at each commit; see "Durability" in the module's docstring)."""
-    fd = os.open(f"{path}-wal", os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _count_thread_work(conn: aiosqlite.Connection) -> None:
