@@ -192,7 +192,8 @@ async def test_webhooks_and_durable_transactions_are_synced_the_rest_is_not(
 
         seen.clear()
         async with store.transaction() as tx:   # holds SQLite's write lock: the thread waits
-            await tx.execute("INSERT INTO state (key, value, updated_at) VALUES ('held', '1', 'now')")
+            await tx.execute("INSERT INTO state (key, value, updated_at) "
+                             "VALUES ('held', '1', 'now')")
             await tx.execute("SELECT 1")
             waiting = asyncio.ensure_future(store.writer.run(unit))
             await asyncio.sleep(0.05)

@@ -10,8 +10,9 @@ neither waits for the writer nor holds it up, so a report never stalls intake or
 Reads that must see the caller's own uncommitted writes stay on the transaction (`tx`).
 
 Webhook intake writes through a connection of its own too, the intake writer
-(`services.store.writer`: one thread, group commit), so a webhook's answer never waits behind
-the worker's transactions; SQLite's write lock (`BEGIN IMMEDIATE`) serialises it with this one.
+(`services.store.writer`: group commit, each webhook synced to disk before its answer), so
+a webhook's answer never waits behind the worker's transactions; SQLite's write lock
+(`BEGIN IMMEDIATE`) serialises it with this one.
 It starts with `open` and is closed first by `close`, with what it holds committed.
 
 Trips. aiosqlite runs each statement in the connection's thread, one hand-off (and two

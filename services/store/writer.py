@@ -1,16 +1,25 @@
-"""The intake writer: one thread with a `sqlite3` connection of its own that commits webhook
+"""The intake writer: a `sqlite3` connection of its own, and a thread, that commit webhook
 inserts in groups, so intake never waits behind the worker's transactions on the store's
-shared connection and pays one thread hop per batch instead of one per statement.
+shared connection, and a webhook is answered once its rows are on disk.
 
 Callers hand it a unit of work (`run(work)`), a plain function of the `Batch` (its `conn`,
-inside the transaction). The units queued in one turn of the event loop are handed to the
-thread together after that turn (one wake-up of the thread per turn, not per unit; the answers
-come back in one callback per batch). The thread takes everything waiting, runs `BEGIN
-IMMEDIATE`, each unit in order, `COMMIT`, and only then resolves the callers' futures: whatever
-a caller is answered, its rows are committed at the store's durability (same file, WAL, the
-store's own `synchronous` setting). `BEGIN IMMEDIATE` serialises this connection with the
-store's (and with other processes), so a unit that reads the audit chain's end sees the last
-row either of them wrote and the chain stays linear.
+inside the transaction). The units queued in one turn of the event loop are written together
+after that turn, in one transaction: `BEGIN IMMEDIATE`, each unit in order, `COMMIT`. Only
+then, and once the log is synced to disk (`sync_log`, what `synchronous` FULL does at a
+commit), are the callers' futures resolved: whatever a caller is answered, its rows are
+committed and durable. `BEGIN IMMEDIATE` serialises this connection with the store's (and
+with other processes), so a unit that reads the audit chain's end sees the last row either of
+them wrote and the chain stays linear.
+
+Where a batch is written. When nothing is queued ahead of it, SQLite's write lock is free at
+that moment and no checkpoint is due, the batch is committed right there on the event loop's
+thread (a few tens of microseconds of CPU, no waiting: the connection's busy timeout is 0),
+and only the sync of the log, which waits for the disk, goes to the thread; one sync covers
+every commit made before it, so while the disk is busy the next batches' syncs are shared.
+Otherwise the whole batch goes to the thread, which waits for the lock, commits, syncs and
+checkpoints the log every `CHECKPOINT_EVERY` commits (automatic checkpoints are off on this
+connection, so none runs on the loop). Batches are written and answered in the order they
+were handed over; the connection is used by one thread at a time.
 
 A unit that raises fails alone: its batch is rolled back and its other units are run again,
 each in a transaction of its own. A batch that cannot be written at all (disk error, the write
