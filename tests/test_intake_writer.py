@@ -16,6 +16,7 @@ import pytest
 from bot.cli.world import Item, World
 from services.intake.events import store_event
 from services.store import audit, db
+from services.store import writer as writer_module
 from services.store.db import SYNC_FULL, SYNC_NORMAL, Store
 from services.store.writer import Batch, IntakeWriter, StoreUnavailable
 
@@ -164,15 +165,45 @@ async def test_close_commits_everything_queued_and_then_refuses(tmp_path: Path) 
 
 async def test_webhooks_and_durable_transactions_are_synced_the_rest_is_not(
         store: Store) -> None:
-    """Durability: the intake writer syncs every commit (FULL); the store's transactions sync
-    only when asked (`durable=True`: a person's decision, the mark before a Stripe refund)."""
-    assert store.writer is not None
+    """Durability: every webhook the intake writer commits is synced to disk (`sync_log`, what
+    FULL does at a commit) before its caller is answered, whether it was committed on the
+    loop's thread or, with the write lock taken, in the writer's thread; the store's
+    transactions sync only when asked (`durable=True`: a person's decision, the mark before a
+    Stripe refund)."""
+    assert store.writer is not None and store.writer.synchronous == SYNC_FULL
+    seen: list[str] = []
+    real_writer_sync = writer_module.sync_log
 
-    def setting(batch: Batch) -> tuple[int, str]:
-        return (batch.conn.execute("PRAGMA synchronous").fetchone()[0],
-                batch.conn.execute("PRAGMA journal_mode").fetchone()[0])
+    def writer_spy(path: str) -> None:
+        seen.append("synced")
+        real_writer_sync(path)
 
-    assert await store.writer.run(setting) == (SYNC_FULL, "wal")
+    def unit(batch: Batch) -> str:
+        seen.append("committing")
+        return str(batch.conn.execute("PRAGMA journal_mode").fetchone()[0])
+
+    writer_module.sync_log = writer_spy   # type: ignore[assignment]
+    try:
+        inline = store.writer.inline_batches
+        assert await store.writer.run(unit) == "wal"
+        seen.append("answered")
+        assert seen == ["committing", "synced", "answered"]
+        assert store.writer.inline_batches == inline + 1   # committed on the loop's thread
+
+        seen.clear()
+        async with store.transaction() as tx:   # holds SQLite's write lock: the thread waits
+            await tx.execute("INSERT INTO state (key, value, updated_at) "
+                             "VALUES ('held', '1', 'now')")
+            await tx.execute("SELECT 1")
+            waiting = asyncio.ensure_future(store.writer.run(unit))
+            await asyncio.sleep(0.05)
+            assert seen == [] and not waiting.done()
+        assert await waiting == "wal"
+        seen.append("answered")
+        assert seen == ["committing", "synced", "answered"]
+        assert store.writer.inline_batches == inline + 1   # that one in the thread
+    finally:
+        writer_module.sync_log = real_writer_sync   # type: ignore[assignment]
 
     async def level(tx: aiosqlite.Connection) -> int:
         async with tx.execute("PRAGMA synchronous") as cursor:

@@ -21,16 +21,20 @@ from bot.cli.world import APPROVALS, MARIA, Item, World
 from bot.slack.ui import ids
 from services.finance.report import range_report
 from services.health import backlog
+from services.intake import events
 from services.refunds import cases
 from services.refunds.models import Status
 from services.store.db import Store, utcnow
 from tests.slack_helpers import buttons
 
+_INDEX = re.compile(r" USING (?:COVERING )?INDEX (\w+)$")
 WRITES_OR_READS = re.compile(r"^\s*(SELECT|UPDATE|DELETE|WITH)\b", re.IGNORECASE)
 
 
-def full_scans(plan: list[str], sql: str) -> list[str]:
-    """The plan's steps that read a whole table (or a whole index of it)."""
+def full_scans(plan: list[str], sql: str, partial: frozenset[str] = frozenset()) -> list[str]:
+    """The plan's steps that read a whole table (or a whole index of it). A walk of a partial
+    index (one of `partial`) reads only the rows its WHERE admits (the failed events, say),
+    not the table: it passes."""
     found = []
     subqueries = {step.split()[1] for step in plan if step.startswith(("CO-ROUTINE ",
                                                                        "MATERIALIZE "))}
@@ -40,6 +44,8 @@ def full_scans(plan: list[str], sql: str) -> list[str]:
         if step == "SCAN CONSTANT ROW" or step.split()[1] in subqueries:
             continue  # the rows of a subquery, whose own steps are read like any others
         if _bounded(plan, sql):
+            continue
+        if (walked := _INDEX.search(step)) and walked.group(1) in partial:
             continue
         found.append(step)
     return found
@@ -61,6 +67,13 @@ async def plans_of(store: Store, statements: list[str]) -> dict[str, list[str]]:
         rows = await store.fetch_all("EXPLAIN QUERY PLAN " + sql)
         plans[sql] = [str(r["detail"]) for r in rows]
     return plans
+
+
+async def partial_indexes(store: Store) -> frozenset[str]:
+    """The indexes with a WHERE clause (a partial index holds only the rows it names)."""
+    rows = await store.fetch_all(
+        "SELECT name FROM sqlite_master WHERE type = 'index' AND sql LIKE '% WHERE %'")
+    return frozenset(str(r["name"]) for r in rows)
 
 
 def recorder(statements: list[str]) -> Callable[[str], None]:
@@ -126,3 +139,50 @@ async def test_every_query_of_a_webhook_a_click_an_execution_and_healthz_is_a_lo
     assert disputes and all("MULTI-INDEX OR" in plan for plan in disputes), disputes
     scans = {sql: found for sql, plan in plans.items() if (found := full_scans(plan, sql))}
     assert not scans, "\n\n".join(f"{sql}\n  -> {found}" for sql, found in scans.items())
+
+
+async def test_the_event_queue_s_lists_and_leases_are_look_ups(sworld: World) -> None:
+    """What the worker, its lease loop and the stuck-events view ask of the events table: each
+    a look-up of the events not processed yet (or of the failed ones), never a walk of every
+    event ever received."""
+    store = sworld.bot.svc.store
+    statements: list[str] = []
+    await store.db.set_trace_callback(recorder(statements))
+    reader = getattr(store, "_reader", None)
+    if reader is not None:
+        await reader.set_trace_callback(recorder(statements))
+    now = utcnow()
+    await events.claim_queued(store, now, mine_too=True)
+    await events.renew_queued(store, now)
+    await events.release_queued(store)
+    await events.claim_due(store, now)
+    await events.failed(store)
+    await events.retrying(store)
+    await events.unprocessed(store)
+    for count in (events.count_unprocessed, events.count_retrying, events.count_failed):
+        await count(store)
+    await store.db.set_trace_callback(None)
+    if reader is not None:
+        await reader.set_trace_callback(None)
+    plans = {sql: plan for sql, plan in (await plans_of(store, statements)).items()
+             if "webhook_events" in sql}
+    assert len(plans) >= 9, plans
+    partial = await partial_indexes(store)
+    assert {"webhook_events_open", "webhook_events_failed"} <= partial
+    scans = {sql: found for sql, plan in plans.items()
+             if (found := full_scans(plan, sql, partial))}
+    assert not scans, "\n\n".join(f"{sql}\n  -> {found}" for sql, found in scans.items())
+
+
+async def test_the_checker_passes_a_walk_of_a_partial_index_only(world: World) -> None:
+    store = world.bot.svc.store
+    partial = await partial_indexes(store)
+    plans = await plans_of(store, [
+        # the failed events, oldest first: only the failed ones are in the index walked
+        "SELECT * FROM webhook_events WHERE processed_at IS NULL AND failed_at IS NOT NULL "
+        "ORDER BY id LIMIT 5",
+        # every case, walked in booking-code order: a full index is the whole table
+        "SELECT booking_code FROM cases WHERE status_reason IS NULL ORDER BY booking_code",
+    ])
+    assert [bool(full_scans(plan, sql, partial)) for sql, plan in plans.items()] == [
+        False, True], plans

@@ -10,8 +10,9 @@ neither waits for the writer nor holds it up, so a report never stalls intake or
 Reads that must see the caller's own uncommitted writes stay on the transaction (`tx`).
 
 Webhook intake writes through a connection of its own too, the intake writer
-(`services.store.writer`: one thread, group commit), so a webhook's answer never waits behind
-the worker's transactions; SQLite's write lock (`BEGIN IMMEDIATE`) serialises it with this one.
+(`services.store.writer`: group commit, each webhook synced to disk before its answer), so
+a webhook's answer never waits behind the worker's transactions; SQLite's write lock
+(`BEGIN IMMEDIATE`) serialises it with this one.
 It starts with `open` and is closed first by `close`, with what it holds committed.
 
 Trips. aiosqlite runs each statement in the connection's thread, one hand-off (and two
@@ -69,7 +70,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import sqlite3
 from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager, suppress
@@ -83,7 +83,7 @@ import aiosqlite
 from aiosqlite.context import contextmanager as _awaitable_or_context
 
 from services.store.errors import IntegrityError
-from services.store.writer import IntakeWriter, StoreUnavailable
+from services.store.writer import IntakeWriter, StoreUnavailable, sync_log
 
 Row = aiosqlite.Row
 
@@ -260,16 +260,6 @@ class Tx:
         finally:
             conn.execute(f"PRAGMA busy_timeout={BUSY_MS}")
         return True
-
-
-def sync_log(path: str) -> None:
-    """Sync the store's write-ahead log to disk: every commit made before is then durable
-    (what `synchronous` FULL does at each commit; see "Durability" in the module's docstring)."""
-    fd = os.open(f"{path}-wal", os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _count_thread_work(conn: aiosqlite.Connection) -> None:

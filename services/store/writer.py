@@ -1,16 +1,25 @@
-"""The intake writer: one thread with a `sqlite3` connection of its own that commits webhook
+"""The intake writer: a `sqlite3` connection of its own, and a thread, that commit webhook
 inserts in groups, so intake never waits behind the worker's transactions on the store's
-shared connection and pays one thread hop per batch instead of one per statement.
+shared connection, and a webhook is answered once its rows are on disk.
 
 Callers hand it a unit of work (`run(work)`), a plain function of the `Batch` (its `conn`,
-inside the transaction). The units queued in one turn of the event loop are handed to the
-thread together after that turn (one wake-up of the thread per turn, not per unit; the answers
-come back in one callback per batch). The thread takes everything waiting, runs `BEGIN
-IMMEDIATE`, each unit in order, `COMMIT`, and only then resolves the callers' futures: whatever
-a caller is answered, its rows are committed at the store's durability (same file, WAL, the
-store's own `synchronous` setting). `BEGIN IMMEDIATE` serialises this connection with the
-store's (and with other processes), so a unit that reads the audit chain's end sees the last
-row either of them wrote and the chain stays linear.
+inside the transaction). The units queued in one turn of the event loop are written together
+after that turn, in one transaction: `BEGIN IMMEDIATE`, each unit in order, `COMMIT`. Only
+then, and once the log is synced to disk (`sync_log`, what `synchronous` FULL does at a
+commit), are the callers' futures resolved: whatever a caller is answered, its rows are
+committed and durable. `BEGIN IMMEDIATE` serialises this connection with the store's (and
+with other processes), so a unit that reads the audit chain's end sees the last row either of
+them wrote and the chain stays linear.
+
+Where a batch is written. When nothing is queued ahead of it, SQLite's write lock is free at
+that moment and no checkpoint is due, the batch is committed right there on the event loop's
+thread (a few tens of microseconds of CPU, no waiting: the connection's busy timeout is 0),
+and only the sync of the log, which waits for the disk, goes to the thread; one sync covers
+every commit made before it, so while the disk is busy the next batches' syncs are shared.
+Otherwise the whole batch goes to the thread, which waits for the lock, commits, syncs and
+checkpoints the log every `CHECKPOINT_EVERY` commits (automatic checkpoints are off on this
+connection, so none runs on the loop). Batches are written and answered in the order they
+were handed over; the connection is used by one thread at a time.
 
 A unit that raises fails alone: its batch is rolled back and its other units are run again,
 each in a transaction of its own. A batch that cannot be written at all (disk error, the write
@@ -29,6 +38,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import queue
 import sqlite3
 import threading
@@ -43,6 +53,8 @@ T = TypeVar("T")
 MAX_BATCH = 256              # units a transaction takes at most
 FIRST_PAUSE = 0.0001         # seconds between tries for the write lock, doubling ...
 LONGEST_PAUSE = 0.001        # ... up to this
+CHECKPOINT_EVERY = 100       # commits between the WAL checkpoints the thread makes
+SYNC_NORMAL = 1              # SQLite's `synchronous` NORMAL (FULL is 2)
 
 
 class StoreUnavailable(Exception):
@@ -69,23 +81,43 @@ class _Failed(Exception):
     """A unit of work raised (as opposed to BEGIN or COMMIT failing): split the batch."""
 
 
+_WRITE, _SYNC = "write", "sync"
+
+
+@dataclass
+class _Job:
+    """For the thread: a batch to write (`_WRITE`), or the answers to a batch committed on the
+    loop's thread once the log is synced (`_SYNC`, with its units' results)."""
+
+    kind: str
+    requests: list[_Request]
+    results: list[Any] = field(default_factory=list)
+
+
 _STOP = object()
 
 
 class IntakeWriter:
     def __init__(self, path: str, *, synchronous: int, busy_timeout: float = 5.0,
-                 max_batch: int = MAX_BATCH) -> None:
+                 max_batch: int = MAX_BATCH, checkpoint_every: int = CHECKPOINT_EVERY) -> None:
         self.path = path
-        self.synchronous = int(synchronous)
+        self.synchronous = int(synchronous)   # what an answer waits for (FULL: the log synced)
         self.busy_timeout = busy_timeout
         self.max_batch = max_batch
+        self.checkpoint_every = checkpoint_every
         self.batches = 0            # transactions committed (tests and benchmarks read it)
+        self.inline_batches = 0     # ... of them on the event loop's thread
+        self.syncs = 0              # syncs of the log (one covers every commit before it)
         self.lock_waits = 0         # BEGINs that found the write lock held by another connection
         self.lock_wait_seconds = 0.0    # ... and how long they waited for it, in all
         self.lock_wait_longest = 0.0    # ... and at most
-        self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()   # lists of _Request, _STOP
+        self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()   # _Job, _STOP
         self._pending: dict[asyncio.AbstractEventLoop, list[_Request]] = {}
         self._guard = threading.Lock()
+        self._connection = threading.Lock()   # held by whoever runs a transaction on `_conn`
+        self._in_thread = 0         # write jobs handed to the thread and not finished
+        self._commits = 0           # commits since the last checkpoint
+        self._conn: sqlite3.Connection | None = None
         self._dead: BaseException | None = None    # the thread stopped on an error
         self._closed = True
         self._thread: threading.Thread | None = None
@@ -106,7 +138,8 @@ class IntakeWriter:
         return self
 
     async def run(self, work: Callable[[Batch], T]) -> T:
-        """Run `work` in the next batch; its result once the batch is committed."""
+        """Run `work` in the next batch; its result once the batch is committed (and, at
+        FULL, the log synced)."""
         loop = asyncio.get_running_loop()
         future: asyncio.Future[T] = loop.create_future()
         with self._guard:
@@ -120,16 +153,56 @@ class IntakeWriter:
         return await future
 
     def _hand_over(self, loop: asyncio.AbstractEventLoop) -> None:
-        """What this loop's callers queued during one turn, to the thread at once: one wake-up
-        of the thread (and one GIL hand-off) per turn of the loop, not per webhook."""
+        """What this loop's callers queued during one turn, written at once: committed here
+        on the loop's thread when nothing is ahead of it (then only the sync goes to the
+        thread), else handed to the thread whole. One wake-up of the thread per turn of the
+        loop, not per webhook."""
         with self._guard:
             pending = self._pending.pop(loop, None)
-            if pending and self._dead is None:
-                self._queue.put(pending)
+            if not pending:
                 return
-        if pending:   # the thread is gone: nobody would answer them
-            _settle([(r.future, None, StoreUnavailable(f"intake writer stopped: {self._dead!r}"))
-                     for r in pending])
+            if self._dead is None and not self._in_thread and self._inline(pending):
+                return
+            if self._dead is None:
+                self._in_thread += 1
+                self._queue.put(_Job(_WRITE, pending))
+                return
+        _settle([(r.future, None, StoreUnavailable(f"intake writer stopped: {self._dead!r}"))
+                 for r in pending])
+
+    def _inline(self, pending: list[_Request]) -> bool:
+        """Commit `pending` on this thread (the caller holds `_guard`, so no write job can be
+        queued meanwhile): only when nothing is queued ahead of it (answers and ids stay in
+        arrival order), SQLite's write lock is free now (no wait on the loop), the batch is
+        small enough and no checkpoint is due (a checkpoint waits for the disk). Then the
+        sync of the log goes to the thread, which answers. False, with nothing written,
+        whenever any of that does not hold or anything fails: the thread writes it, with its
+        waits, retries and errors."""
+        conn = self._conn
+        if (conn is None or len(pending) > self.max_batch
+                or self._commits + 1 >= self.checkpoint_every
+                or not self._connection.acquire(blocking=False)):
+            return False
+        try:
+            try:
+                conn.execute("BEGIN IMMEDIATE")   # busy_timeout 0 on this connection
+            except sqlite3.Error:
+                return False
+            try:
+                context = Batch(conn)
+                results = [request.work(context) for request in pending]
+                conn.execute("COMMIT")
+            except Exception:
+                with contextlib.suppress(sqlite3.Error):
+                    _rollback(conn)
+                return False
+            self._commits += 1
+        finally:
+            self._connection.release()
+        self.batches += 1
+        self.inline_batches += 1
+        self._queue.put(_Job(_SYNC, pending, results))
+        return True
 
     async def close(self) -> None:
         """Take no more work; commit what is queued; stop the thread."""
@@ -138,7 +211,8 @@ class IntakeWriter:
                 return
             self._closed = True
             for pending in self._pending.values():   # queued before the close: still written
-                self._queue.put(pending)
+                self._in_thread += 1
+                self._queue.put(_Job(_WRITE, pending))
             self._pending.clear()
             self._queue.put(_STOP)
         if self._thread is not None:
@@ -151,11 +225,15 @@ class IntakeWriter:
         try:
             conn = sqlite3.connect(self.path, isolation_level=None, timeout=0,
                                    check_same_thread=False)
-            conn.execute(f"PRAGMA synchronous={self.synchronous}")
+            # FULL is kept as a sync of the log after the commit (`sync_log`), made in this
+            # thread, so a commit on the loop's thread never waits for the disk
+            conn.execute(f"PRAGMA synchronous={min(self.synchronous, SYNC_NORMAL)}")
+            conn.execute("PRAGMA wal_autocheckpoint=0")   # checkpoints are made here
             conn.execute("PRAGMA foreign_keys=ON")
         except BaseException as exc:
             _call(loop, _settle, [(ready, None, exc)])
             return
+        self._conn = conn
         _call(loop, _settle, [(ready, None, None)])
         try:
             self._serve(conn)
@@ -166,34 +244,65 @@ class IntakeWriter:
                 self._dead = exc
             self._fail_queued(StoreUnavailable(f"intake writer stopped: {exc!r}"))
         finally:
-            conn.close()
+            with self._connection:
+                self._conn = None
+                conn.close()
 
     def _serve(self, conn: sqlite3.Connection) -> None:
-        waiting: list[_Request] = []   # taken from the queue, not yet written
-        stop = False
+        """Take the jobs in order: the syncs of the commits made on the loop (consecutive ones
+        share one sync), and the batches to write here (consecutive ones, up to `max_batch`
+        units, in one transaction)."""
+        held: Any = None   # a job taken from the queue that is not of the kind at hand
         while True:
-            if not waiting:
-                if stop:
-                    return
-                first = self._queue.get()
-                if first is _STOP:
-                    return
-                waiting = list(first)
-            while not stop and len(waiting) < self.max_batch:
+            job = held if held is not None else self._queue.get()
+            held = None
+            if job is _STOP:
+                return
+            jobs = [job]
+            size = len(job.requests)
+            while True:
                 try:
                     following = self._queue.get_nowait()
                 except queue.Empty:
                     break
-                if following is _STOP:
-                    stop = True   # what is waiting is still written, then the thread stops
-                else:
-                    waiting.extend(following)
-            batch, waiting = waiting[:self.max_batch], waiting[self.max_batch:]
-            self._write(conn, batch)
+                if (following is _STOP or following.kind != job.kind
+                        or (job.kind == _WRITE and size + len(following.requests)
+                            > self.max_batch)):
+                    held = following
+                    break
+                jobs.append(following)
+                size += len(following.requests)
+            if job.kind == _SYNC:
+                self._sync_and_answer(jobs)
+            else:
+                try:
+                    for batch in _batches([r for j in jobs for r in j.requests],
+                                          self.max_batch):
+                        self._write(conn, batch)
+                finally:
+                    with self._guard:
+                        self._in_thread -= len(jobs)
+
+    def _sync_and_answer(self, jobs: list[_Job]) -> None:
+        """One sync of the log for every commit these jobs made, then their answers."""
+        error: BaseException | None = None
+        try:
+            self._sync()
+        except OSError as exc:   # committed, but not known to be on disk: sent again
+            error = StoreUnavailable(f"the log could not be synced: {exc}")
+        self._resolve([(r.loop, r.future, result, error) for j in jobs
+                       for r, result in zip(j.requests, j.results, strict=True)])
+
+    def _sync(self) -> None:
+        if self.synchronous > SYNC_NORMAL:
+            sync_log(self.path)
+            self.syncs += 1
 
     def _write(self, conn: sqlite3.Connection, batch: list[_Request]) -> None:
         try:
-            results = self._transaction(conn, batch)
+            with self._connection:
+                results = self._transaction(conn, batch)
+            self._sync()
         except _Failed as failed:
             if len(batch) > 1:   # one bad unit must not fail the others: each on its own
                 for request in batch:
@@ -220,9 +329,13 @@ class IntakeWriter:
                     raise _Failed() from exc
             conn.execute("COMMIT")
         except BaseException:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
+            _rollback(conn)
             raise
+        self._commits += 1
+        if self._commits >= self.checkpoint_every:   # here, where waiting for the disk is fine
+            self._commits = 0
+            with contextlib.suppress(sqlite3.Error):   # busy readers: the next one will do
+                conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
         return results
 
     def _begin(self, conn: sqlite3.Connection) -> None:
@@ -263,11 +376,30 @@ class IntakeWriter:
     def _fail_queued(self, error: BaseException) -> None:
         while True:
             try:
-                requests = self._queue.get_nowait()
+                job = self._queue.get_nowait()
             except queue.Empty:
                 return
-            if requests is not _STOP:
-                self._resolve([(r.loop, r.future, None, error) for r in requests])
+            if job is not _STOP:
+                self._resolve([(r.loop, r.future, None, error) for r in job.requests])
+
+
+def sync_log(path: str) -> None:
+    """Sync the store's write-ahead log to disk: every commit made before is then durable
+    (what `synchronous` FULL does at each commit)."""
+    fd = os.open(f"{path}-wal", os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _batches(requests: list[_Request], size: int) -> list[list[_Request]]:
+    return [requests[n:n + size] for n in range(0, len(requests), size)]
+
+
+def _rollback(conn: sqlite3.Connection) -> None:
+    if conn.in_transaction:
+        conn.execute("ROLLBACK")
 
 
 def _busy(exc: sqlite3.OperationalError) -> bool:
