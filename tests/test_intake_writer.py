@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import sqlite3
+import time
 from pathlib import Path
 
 import aiosqlite
@@ -280,3 +281,39 @@ async def test_webhooks_to_a_closed_store_are_answered_503(world: World) -> None
                                    headers={"Stripe-Signature": "t=1,v1=00"})
     assert checkfront.status_code == 503 and checkfront.headers["Retry-After"] == "5"
     assert stripe.status_code == 400   # a bad signature is refused before the store is asked
+
+
+async def test_what_arrives_while_the_log_is_synced_is_written_together_after_it(
+        store: Store) -> None:
+    """Group commit: webhooks that arrive while the disk syncs the last commit could not be
+    answered before the next sync anyway; they are held and written in one transaction once
+    the sync is done, each answered after its own rows are synced."""
+    assert store.writer is not None
+    real = writer_module.sync_log
+    syncing = asyncio.Event()
+    loop = asyncio.get_running_loop()
+
+    def slow_sync(path: str) -> None:
+        loop.call_soon_threadsafe(syncing.set)
+        time.sleep(0.05)
+        real(path)
+
+    writer_module.sync_log = slow_sync   # type: ignore[assignment]
+    try:
+        before = store.writer.batches
+        first = asyncio.ensure_future(store_event(
+            store, source="checkfront", event_id="first", kind="booking", payload=payload(0)))
+        await syncing.wait()   # the first is committed, its sync under way
+        later = []
+        for n in range(1, 11):   # each in a turn of its own
+            later.append(asyncio.ensure_future(store_event(
+                store, source="checkfront", event_id=f"later-{n}", kind="booking",
+                payload=payload(n))))
+            await asyncio.sleep(0)
+        stored = await asyncio.gather(first, *later)
+    finally:
+        writer_module.sync_log = real   # type: ignore[assignment]
+    assert all(event is not None for event in stored)
+    assert store.writer.batches - before == 2   # the first, then the ten together
+    assert await count(store, "webhook_events") == 11
+    assert (await audit.verify(store)).ok

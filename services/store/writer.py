@@ -14,8 +14,10 @@ them wrote and the chain stays linear.
 Where a batch is written. When nothing is queued ahead of it, SQLite's write lock is free at
 that moment and no checkpoint is due, the batch is committed right there on the event loop's
 thread (a few tens of microseconds of CPU, no waiting: the connection's busy timeout is 0),
-and only the sync of the log, which waits for the disk, goes to the thread; one sync covers
-every commit made before it, so while the disk is busy the next batches' syncs are shared.
+and only the sync of the log, which waits for the disk, goes to the thread. What arrives
+while that sync is under way is held back and, once it is done, written in one transaction
+and synced once: it could not have been answered before the next sync anyway, so the wait
+costs nothing and the commits are shared (group commit).
 Otherwise the whole batch goes to the thread, which waits for the lock, commits, syncs and
 checkpoints the log every `CHECKPOINT_EVERY` commits (automatic checkpoints are off on this
 connection, so none runs on the loop). Batches are written and answered in the order they
@@ -116,6 +118,8 @@ class IntakeWriter:
         self._guard = threading.Lock()
         self._connection = threading.Lock()   # held by whoever runs a transaction on `_conn`
         self._in_thread = 0         # write jobs handed to the thread and not finished
+        self._syncing = 0           # syncs of commits made on the loop, not yet answered
+        self._held: list[_Request] = []   # held back while a sync is under way
         self._commits = 0           # commits since the last checkpoint
         self._conn: sqlite3.Connection | None = None
         self._dead: BaseException | None = None    # the thread stopped on an error
@@ -153,22 +157,39 @@ class IntakeWriter:
         return await future
 
     def _hand_over(self, loop: asyncio.AbstractEventLoop) -> None:
-        """What this loop's callers queued during one turn, written at once: committed here
-        on the loop's thread when nothing is ahead of it (then only the sync goes to the
-        thread), else handed to the thread whole. One wake-up of the thread per turn of the
-        loop, not per webhook."""
+        """What this loop's callers queued during one turn, written at once (`_dispatch`)."""
         with self._guard:
             pending = self._pending.pop(loop, None)
-            if not pending:
+            if pending:
+                self._dispatch(pending)
+
+    def _flush_held(self) -> None:
+        """The batches held back while the log was being synced, written now (`_dispatch`)."""
+        with self._guard:
+            if self._held:
+                self._dispatch([])
+
+    def _dispatch(self, pending: list[_Request]) -> None:
+        """Write what was held back and then `pending` (the caller holds `_guard`): behind a
+        batch the thread has yet to write, in the thread too; while the log is being synced,
+        held back (the sync's end flushes them, all in one transaction: they could not be
+        answered before the next sync anyway, so holding them costs no time and spares a
+        transaction each); else committed here on the loop's thread (`_inline`) when it can
+        be, with only the sync going to the thread; failing that, in the thread. One wake-up
+        of the thread per turn of the loop at most, not per webhook."""
+        requests, self._held = self._held + pending, []
+        if self._dead is not None:
+            error = StoreUnavailable(f"intake writer stopped: {self._dead!r}")
+            self._resolve([(r.loop, r.future, None, error) for r in requests])
+            return
+        if not self._in_thread:
+            if self._syncing:
+                self._held = requests
                 return
-            if self._dead is None and not self._in_thread and self._inline(pending):
+            if self._inline(requests):
                 return
-            if self._dead is None:
-                self._in_thread += 1
-                self._queue.put(_Job(_WRITE, pending))
-                return
-        _settle([(r.future, None, StoreUnavailable(f"intake writer stopped: {self._dead!r}"))
-                 for r in pending])
+        self._in_thread += 1
+        self._queue.put(_Job(_WRITE, requests))
 
     def _inline(self, pending: list[_Request]) -> bool:
         """Commit `pending` on this thread (the caller holds `_guard`, so no write job can be
@@ -201,6 +222,7 @@ class IntakeWriter:
             self._connection.release()
         self.batches += 1
         self.inline_batches += 1
+        self._syncing += 1
         self._queue.put(_Job(_SYNC, pending, results))
         return True
 
@@ -210,6 +232,10 @@ class IntakeWriter:
             if self._closed:
                 return
             self._closed = True
+            if self._held:   # held back for a sync: still written, first
+                self._in_thread += 1
+                self._queue.put(_Job(_WRITE, self._held))
+                self._held = []
             for pending in self._pending.values():   # queued before the close: still written
                 self._in_thread += 1
                 self._queue.put(_Job(_WRITE, pending))
@@ -242,7 +268,10 @@ class IntakeWriter:
             with self._guard:
                 self._closed = True
                 self._dead = exc
-            self._fail_queued(StoreUnavailable(f"intake writer stopped: {exc!r}"))
+                held, self._held = self._held, []
+            error = StoreUnavailable(f"intake writer stopped: {exc!r}")
+            self._resolve([(r.loop, r.future, None, error) for r in held])
+            self._fail_queued(error)
         finally:
             with self._connection:
                 self._conn = None
@@ -292,6 +321,11 @@ class IntakeWriter:
             error = StoreUnavailable(f"the log could not be synced: {exc}")
         self._resolve([(r.loop, r.future, result, error) for j in jobs
                        for r, result in zip(j.requests, j.results, strict=True)])
+        with self._guard:
+            self._syncing -= len(jobs)
+            flush = self._held[0].loop if self._held and not self._syncing else None
+        if flush is not None:   # what arrived during the sync: written now, together
+            _call(flush, self._flush_held)
 
     def _sync(self) -> None:
         if self.synchronous > SYNC_NORMAL:
