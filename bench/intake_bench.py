@@ -385,13 +385,20 @@ async def run(args: argparse.Namespace) -> int:
     print(f"intake writer: {(args.sequential + args.concurrent) * args.rounds + 200} events in "
           f"{batches} transactions (intake alone; {inline} of them committed on the event loop's "
           f"thread, the log synced {syncs} times)")
+    return verdicts("intake", results, rates, lines)
+
+
+def verdicts(what: str, results: dict[str, dict[str, Any]], rates: list[float],
+             lines: list[str]) -> int:
+    """Print `lines` and then each figure beside the floor's, the target, OK or MISS (the
+    bench's last lines); 1 when a target is missed."""
     failed = 0
     for name in ("sequential", f"{CONCURRENCY} concurrent"):
         bot_rate, floor_rate = rate(results[f"bot {name}"]), rate(results[f"floor {name}"])
         ratio = bot_rate / floor_rate
         ok = ratio >= TARGET_RATIO
         failed += not ok
-        lines.append(f"intake {name}: bot {bot_rate:,.0f}/s  floor {floor_rate:,.0f}/s  "
+        lines.append(f"{what} {name}: bot {bot_rate:,.0f}/s  floor {floor_rate:,.0f}/s  "
                      f"ratio {ratio:.2f}  target >= {TARGET_RATIO:.2f}  {'OK' if ok else 'MISS'}"
                      f"  (CPU a request: bot {1e6 * results[f'bot {name}']['cpu']:.0f} us, "
                      f"floor {1e6 * results[f'floor {name}']['cpu']:.0f} us)")
@@ -399,7 +406,7 @@ async def run(args: argparse.Namespace) -> int:
         bot_r, floor_r = results[f"bot {r:g}/s"], results[f"floor {r:g}/s"]
         ok = pct(bot_r, .99) < TARGET_P99_MS
         failed += not ok
-        lines.append(f"intake {r:g}/s worker busy: bot p50 {pct(bot_r, .5):.1f} ms p99 "
+        lines.append(f"{what} {r:g}/s worker busy: bot p50 {pct(bot_r, .5):.1f} ms p99 "
                      f"{pct(bot_r, .99):.1f} ms  floor p50 {pct(floor_r, .5):.1f} ms p99 "
                      f"{pct(floor_r, .99):.1f} ms  target p99 < {TARGET_P99_MS:g} ms  "
                      f"{'OK' if ok else 'MISS'}")
@@ -558,26 +565,7 @@ async def _run_postgres(args: argparse.Namespace, server: Any, urls: list[str]) 
     loader.join(10)
     standins.join(10)
 
-    lines, failed = [], 0
-    for name in ("sequential", f"{CONCURRENCY} concurrent"):
-        bot_rate, floor_rate = rate(results[f"bot {name}"]), rate(results[f"floor {name}"])
-        ratio = bot_rate / floor_rate
-        ok = ratio >= TARGET_RATIO
-        failed += not ok
-        lines.append(f"intake postgresql {name}: bot {bot_rate:,.0f}/s  floor {floor_rate:,.0f}/s"
-                     f"  ratio {ratio:.2f}  target >= {TARGET_RATIO:.2f}  {'OK' if ok else 'MISS'}"
-                     f"  (CPU a request: bot {1e6 * results[f'bot {name}']['cpu']:.0f} us, "
-                     f"floor {1e6 * results[f'floor {name}']['cpu']:.0f} us)")
-    for r in rates:
-        bot_r, floor_r = results[f"bot {r:g}/s"], results[f"floor {r:g}/s"]
-        ok = pct(bot_r, .99) < TARGET_P99_MS
-        failed += not ok
-        lines.append(f"intake postgresql {r:g}/s worker busy: bot p50 {pct(bot_r, .5):.1f} ms "
-                     f"p99 {pct(bot_r, .99):.1f} ms  floor p50 {pct(floor_r, .5):.1f} ms p99 "
-                     f"{pct(floor_r, .99):.1f} ms  target p99 < {TARGET_P99_MS:g} ms  "
-                     f"{'OK' if ok else 'MISS'}")
-    print("\n".join(lines))
-    return 1 if failed else 0
+    return verdicts("intake postgresql", results, rates, [])
 
 
 def main() -> int:
