@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Mapping
-from functools import lru_cache
 from typing import Any
 
 EMAIL_HASH = "email_hash"  # the customer's salted email hash, kept in place of the email
@@ -56,19 +55,23 @@ def scrub(data: Mapping[str, Any], salt: str | None = None) -> dict[str, Any]:
 
 def _mapping(data: Mapping[str, Any], salt: str | None) -> dict[str, Any]:
     # the same walk as `value_of`/`mapping` in its plainest form (tests/test_intake_cpu.py),
-    # with the common types tested by identity first: most of a body is scalars and dicts
+    # with the common types tested by identity first (most of a body is scalars and dicts)
+    # and each key's verdict read from a plain dict (bodies repeat the same few dozen keys)
     found = data.get("object")
     person = (found if type(found) is str else str(found or "")) in _PERSON_OBJECTS
+    verdicts = _VERDICTS
     kept: dict[str, Any] = {}
     for key, value in data.items():
+        dropped = verdicts.get(key)
+        if dropped is None:
+            dropped = _dropped(key)
+        if dropped or (person and key == "name"):
+            continue
         kind = type(value)
         if kind in _SCALARS:   # no call, no ABC check
-            if not (_dropped(key) or (person and key == "name")):
-                kept[key] = value
+            kept[key] = value
         elif key == "customer" and (kind is dict or isinstance(value, Mapping)):
             kept[key] = _customer(value, salt)
-        elif _dropped(key) or (person and key == "name"):
-            continue
         elif kind is dict:
             kept[key] = _mapping(value, salt)
         else:
@@ -106,10 +109,19 @@ def _customer(customer: Mapping[str, Any], salt: str | None) -> dict[str, Any]:
     return kept
 
 
-@lru_cache(maxsize=4096)   # bodies repeat the same few dozen keys; the answer is the key's
 def _dropped(key: Any) -> bool:
+    known = _VERDICTS.get(key)
+    if known is not None:
+        return known
     name = str(key).casefold()
-    return name in _DROPPED_KEYS or any(part in name for part in _DROPPED_PARTS)
+    dropped = name in _DROPPED_KEYS or any(part in name for part in _DROPPED_PARTS)
+    if len(_VERDICTS) < _KEPT_VERDICTS and type(key) is str:   # bounded: a body's keys are
+        _VERDICTS[key] = dropped                                # the sender's to choose
+    return dropped
+
+
+_VERDICTS: dict[str, bool] = {}   # a key's verdict, as `_dropped` gave it
+_KEPT_VERDICTS = 4096
 
 
 def is_contact_key(key: Any) -> bool:

@@ -18,6 +18,7 @@ import hashlib
 import json
 import sqlite3
 from dataclasses import dataclass
+from json.encoder import encode_basestring
 from typing import Any
 
 import aiosqlite
@@ -49,8 +50,21 @@ class VerifyResult:
 
 def row_hash(prev_hash: str, at: str, actor: str, action: str, case_id: int | None,
              detail_json: str) -> str:
-    material = dumps([prev_hash, at, actor, action, case_id, detail_json])
+    """SHA-256 of the canonical JSON list `[prev_hash, at, actor, action, case_id,
+    detail_json]` (`dumps`'s text), written directly for texts and a plain integer or null:
+    each text through the string encoder the canonical encoder uses, so the bytes are the
+    same; anything else through `dumps` itself."""
+    if case_id is None or type(case_id) is int:
+        material = (f"[{_text(prev_hash)},{_text(at)},{_text(actor)},{_text(action)},"
+                    f"{'null' if case_id is None else int.__repr__(case_id)},"
+                    f"{_text(detail_json)}]")
+    else:
+        material = dumps([prev_hash, at, actor, action, case_id, detail_json])
     return hashlib.sha256(material.encode()).hexdigest()
+
+
+def _text(value: str) -> str:
+    return encode_basestring(value) if type(value) is str else dumps(value)
 
 
 async def append(
