@@ -38,7 +38,8 @@ async def sworld(tmp_path: Path) -> AsyncIterator[World]:
 # PostgreSQL run marked `postgresql`: `pytest -m "not postgresql"` leaves it out, and so does
 # STORE_BACKENDS=sqlite; a test in it marked `sqlite_only` runs on SQLite alone). On
 # PostgreSQL the test's DATABASE_URL names a fresh database, so the bot it starts (World,
-# `python -m bot serve` in the fault suite) opens that store. Without PostgreSQL
+# `python -m bot serve` in the fault suite) opens that store (made ahead of the test from the
+# migrated template, dropped after it: `pg_cluster.Ahead`). Without PostgreSQL
 # (tests/pg_cluster.py says when) those runs are skipped with the reason.
 
 _CLUSTER: dict[str, Any] = {}
@@ -48,6 +49,7 @@ def _cluster() -> pg_cluster.Cluster:
     if "cluster" not in _CLUSTER and "unavailable" not in _CLUSTER:
         try:
             _CLUSTER["cluster"] = pg_cluster.start()
+            _CLUSTER["ahead"] = pg_cluster.Ahead(_CLUSTER["cluster"])
         except pg_cluster.Unavailable as exc:
             _CLUSTER["unavailable"] = str(exc)
     if "unavailable" in _CLUSTER:
@@ -66,9 +68,13 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
-    cluster = _CLUSTER.pop("cluster", None)
-    if cluster is not None:
-        cluster.stop()
+    ahead, cluster = _CLUSTER.pop("ahead", None), _CLUSTER.pop("cluster", None)
+    try:
+        if ahead is not None:
+            ahead.close()
+    finally:
+        if cluster is not None:
+            cluster.stop()
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
@@ -93,13 +99,14 @@ def store_backend(request: pytest.FixtureRequest,
     if engine != "postgresql":
         yield engine
         return
-    cluster = _cluster()
-    url = cluster.fresh()
+    _cluster()
+    ahead: pg_cluster.Ahead = _CLUSTER["ahead"]
+    url = ahead.take()
     monkeypatch.setenv("DATABASE_URL", url)
     try:
         yield engine
     finally:
-        cluster.drop(url)
+        ahead.give_back(url)
 
 
 @pytest.fixture

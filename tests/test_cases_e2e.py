@@ -146,7 +146,7 @@ async def test_crash_between_execution_row_and_stripe_answer_resumes_with_one_re
     # Stripe's refund events are not delivered either, so only the replay can tell us)
     world.stripe.configure_webhook(f"{world.bot_url}/webhooks/stripe", "whsec_sandbox_secret",
                                    events=["charge.dispute.created"])
-    world.stripe.inject("timeout", delay=5.0)
+    world.stripe.inject("timeout", delay=1.5)   # longer than the client's 1 s timeout
     run = asyncio.create_task(execute(world.bot.svc, case.id, actor="maria"))
     for _ in range(100):
         if world.stripe.refunds:

@@ -25,11 +25,24 @@ from services.notify import StuckEvent
 from services.refunds import cases
 from services.refunds.models import Status
 from services.store.db import utcnow
+from tests.outage import quick_checkfront_retries
 from tests.slack_helpers import all_text, buttons, responses
 from tests.test_blocks import check_message
 from tests.test_cli_ops import run
 
 pytestmark = pytest.mark.both_backends
+
+
+@pytest.fixture
+async def world(world: World) -> World:
+    """The world of conftest, its Checkfront client retrying the outages without pauses."""
+    return quick_checkfront_retries(world)
+
+
+@pytest.fixture
+async def sworld(sworld: World) -> World:
+    """... and so the world with Slack."""
+    return quick_checkfront_retries(sworld)
 
 ODD_EVENTS: list[dict[str, Any]] = [  # signed by Stripe, odd inside
     {"type": "charge.dispute.created",

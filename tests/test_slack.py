@@ -7,6 +7,7 @@ import asyncio
 import itertools
 import json
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -17,6 +18,7 @@ from services.refunds import cases
 from services.refunds.automation import automation_state, set_automation
 from services.refunds.models import Case, Status
 from services.store import audit
+from tests.outage import quick_checkfront_retries
 from tests.slack_helpers import all_text, buttons, responses
 
 
@@ -412,13 +414,27 @@ async def test_breaker_alert_has_a_resume_button_only_approvers_can_use(sworld: 
     assert not (await automation_state(sworld.bot.svc.store)).paused
 
 
-async def test_posts_waiting_in_the_outbox_survive_a_restart(sworld: World) -> None:
+async def test_posts_waiting_in_the_outbox_survive_a_restart(tmp_path: Path) -> None:
+    # a short grace period: closing gives up on the unsent card after it (the card stays in
+    # the store either way; the default grace only made the two closes wait 5 s each)
+    sworld = await World.start(tmp_path, slack=True, shutdown_grace_seconds=0.5)
+    try:
+        await posts_waiting_survive_a_restart(sworld)
+    finally:
+        await sworld.stop()
+
+
+async def posts_waiting_survive_a_restart(sworld: World) -> None:
     assert sworld.slack is not None
     sworld.slack.inject("chat.postMessage", status=500, times=50)  # Slack is down for now
     sworld.paid_booking("DOWN-1", [Item("kayak-tour", "840.00", "40.00", hours_ahead=96)])
     await sworld.cancel("DOWN-1")
     await sworld.bot.worker.drain()
-    await asyncio.sleep(0.5)
+    for _ in range(500):   # the outbox has tried the card and been refused (10 s at most)
+        if sworld.slack.calls_to("chat.postMessage"):
+            break
+        await asyncio.sleep(0.02)
+    assert sworld.slack.calls_to("chat.postMessage")
     assert [r.kind for r in await sworld.bot.slack.outbox.pending()] == ["card"]
     await sworld.bot.close()
     sworld.slack.clear()  # Slack is back
@@ -469,7 +485,7 @@ async def test_status_command_shows_the_case_history(sworld: World) -> None:
 async def test_checkfront_down_gets_a_helpful_answer_and_changes_nothing(sworld: World) -> None:
     assert sworld.sender is not None
     sworld.paid_booking("DOWN-2", [Item("kayak-tour", "105.00", "5.00", hours_ahead=72)])
-    sworld.checkfront.down()
+    quick_checkfront_retries(sworld).checkfront.down()
 
     await sworld.sender.command("quote DOWN-2", SAM)
     await sworld.settle()

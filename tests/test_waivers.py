@@ -29,6 +29,7 @@ from services.refunds import cases
 from services.refunds.automation import Automation
 from services.refunds.models import Case, Status
 from services.store import audit
+from tests.outage import quick_checkfront_retries
 from tests.slack_text_checks import EVIL, unsafe
 from tests.test_blocks import make_case, make_quote
 
@@ -54,7 +55,8 @@ def policy_file(folder: Path, rules: list[dict[str, Any]] = RULES) -> Path:
 
 @pytest.fixture
 async def wworld(tmp_path: Path) -> Any:
-    w = await World.start(tmp_path, policy_file=policy_file(tmp_path))
+    w = quick_checkfront_retries(
+        await World.start(tmp_path, policy_file=policy_file(tmp_path)))
     try:
         yield w
     finally:
