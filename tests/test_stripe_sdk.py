@@ -15,7 +15,7 @@ from sandbox.http import serving
 from sandbox.stripe_server import StripeSandbox
 from services.clients.stripe_errors import StripeGatewayError
 from services.clients.stripe_gateway import StripeGateway
-from services.clients.stripe_sdk import get_json
+from services.clients.stripe_sdk import get_json, request_json
 
 KEY = "sk_test_sandbox"
 
@@ -73,4 +73,31 @@ async def test_a_page_read_by_orjson_is_the_clients_page_and_errors_are_its_erro
         with pytest.raises(StripeGatewayError):
             await anext(once.iter_refunds(created_gte=0, created_lt=2**40))
         await once.close()
+        await gateway.close()
+
+
+async def test_a_call_read_by_orjson_is_the_clients_answer_with_its_key_and_its_errors() -> None:
+    sandbox = StripeSandbox()
+    pi = sandbox.add_payment(100_000, "usd")
+    async with serving(sandbox.app()) as server:
+        gateway = StripeGateway(KEY, api_base=server.url, timeout=2.0)
+        client = gateway._client
+        path, expand = f"/v1/payment_intents/{pi.id}", {"expand": ["latest_charge"]}
+        ours = await request_json(client, "get", path, dict(expand))
+        theirs = await client.raw_request_async("get", path, **expand)
+        assert ours == theirs.data and type(ours["latest_charge"]) is dict
+        refund = {"payment_intent": pi.id, "amount": 700, "metadata": {"case_id": "7"}}
+        first = await request_json(client, "post", "/v1/refunds", dict(refund),
+                                   idempotency_key="case-7")
+        again = await client.raw_request_async("post", "/v1/refunds", **refund,
+                                               idempotency_key="case-7")
+        assert first == again.data and len(sandbox.refunds) == 1   # the key was sent
+        other = await request_json(client, "post", "/v1/refunds", dict(refund),
+                                   idempotency_key="case-8")
+        assert other["id"] != first["id"] and len(sandbox.refunds) == 2
+        with pytest.raises(stripe.InvalidRequestError):
+            await request_json(client, "post", "/v1/refunds",
+                               {"payment_intent": pi.id, "amount": 10**9},
+                               idempotency_key="case-9")
+        assert len(sandbox.refunds) == 2
         await gateway.close()

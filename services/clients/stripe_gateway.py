@@ -60,7 +60,7 @@ from services.clients.stripe_records import (
     refund_from,
     refunds_page,
 )
-from services.clients.stripe_sdk import get_json, quiet_sdk_logging
+from services.clients.stripe_sdk import get_json, quiet_sdk_logging, request_json
 
 REFUND_REASON = "requested_by_customer"
 # Text evidence a dispute accepts (file evidence takes upload ids and is not sent from here).
@@ -363,18 +363,18 @@ class StripeGateway:
 
     async def _raw(self, method: str, path: str, params: dict[str, Any], *, writes: bool,
                    idempotency_key: str | None = None) -> dict[str, Any]:
-        """One call read as plain JSON through the official client's `raw_request_async`: its
-        auth, API version, retries (with the idempotency key given, the same on every retry)
-        and error mapping (the same `StripeError` subclasses, then `gateway_error`) are the
-        client's; only the client objects (`StripeObject`, about a tenth of a refund's CPU)
-        are not built. Used where a record (`stripe_records`) or a few fields are all that is
-        read of the answer."""
-        options = {} if idempotency_key is None else {"idempotency_key": idempotency_key}
-        response = await self._call(
-            partial(self._client.raw_request_async, method, path, **params, **options),
+        """One call read as plain JSON through the official client's request
+        (`stripe_sdk.request_json`, what `raw_request_async` sends): its auth, API version,
+        retries (with the idempotency key given, the same on every retry) and error mapping
+        (the same `StripeError` subclasses, then `gateway_error`) are the client's; only the
+        client objects (`StripeObject`, about a tenth of a refund's CPU) are not built, and a
+        successful answer is parsed by orjson. Used where a record (`stripe_records`) or a few
+        fields are all that is read of the answer."""
+        data = await self._call(
+            partial(request_json, self._client, method, path, params,
+                    idempotency_key=idempotency_key),
             writes=writes,
         )
-        data = response.data
         if not isinstance(data, dict):
             raise StripeGatewayError("unavailable", f"Stripe's answer to {path} is not an object")
         return data

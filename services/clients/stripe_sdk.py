@@ -8,10 +8,11 @@ what it does.
   own functions, when its console log (`stripe.log`, `STRIPE_LOG`) or the "stripe" logger
   would show them; nothing formatted otherwise.
 - Its JSON: `raw_request_async` parses every answer with `json.loads(...,
-  object_pairs_hook=OrderedDict)`. `get_json` makes the same call through the client (its auth,
-  API version, retries, idempotency and error mapping) and parses a successful answer with
-  orjson into plain dicts; an error answer, or one orjson refuses (an integer past 64 bits,
-  invalid JSON), goes to the client's own reading, which answers or raises as before.
+  object_pairs_hook=OrderedDict)`. `request_json` (and `get_json`, its GET) makes the same call
+  through the client (its auth, API version, retries, idempotency key and error mapping) and
+  parses a successful answer with orjson into plain dicts; an error answer, or one orjson
+  refuses (an integer past 64 bits, invalid JSON), goes to the client's own reading, which
+  answers or raises as before.
 """
 
 from __future__ import annotations
@@ -49,11 +50,20 @@ def quiet_sdk_logging() -> None:
 async def get_json(client: stripe.StripeClient, path: str, params: dict[str, Any]) -> Any:
     """`client.raw_request_async("get", path, **params).data`, a successful answer parsed by
     orjson (plain dicts, the same values). A `/v1/` path only."""
+    return await request_json(client, "get", path, params)
+
+
+async def request_json(client: stripe.StripeClient, method: str, path: str,
+                       params: dict[str, Any], *, idempotency_key: str | None = None) -> Any:
+    """`client.raw_request_async(method, path, **params, idempotency_key=...).data`, a
+    successful answer parsed by orjson (plain dicts, the same values). A `/v1/` path only;
+    the key, when given, is the request's option as there (sent, and kept on every retry)."""
     if not path.startswith("/v1/"):
         raise ValueError(f"not a v1 path: {path}")
     requestor = client._requestor
+    options: Any = {} if idempotency_key is None else {"idempotency_key": idempotency_key}
     body, code, headers = await requestor.request_raw_async(
-        "get", path, params=params, options={}, base_address="api", api_mode="V1",
+        method, path, params=params, options=options, base_address="api", api_mode="V1",
         usage=["raw_request"])
     if 200 <= code < 300:
         try:

@@ -335,8 +335,8 @@ async def recent_order_totals(store: Store, *, currency: str, other_than_booking
     """Order totals (minor units) of those current quotes of the latest `limit` cases of other
     bookings in `currency` that have a line of `sku`, newest quote first. This runs for every
     new case: it walks the quotes of the currency by index, newest first, reads the columns
-    kept beside each quote and tests the sku in SQL; a quote's JSON is read only where those
-    columns are missing."""
+    kept beside each quote and tests the sku on them (each distinct skus text parsed once); a
+    quote's JSON is read only where those columns are missing."""
     rows = await store.fetch_all(
         "SELECT q.order_total, q.skus, "
         "CASE WHEN q.order_total IS NULL OR q.skus IS NULL THEN q.quote END AS quote "
@@ -345,11 +345,17 @@ async def recent_order_totals(store: Store, *, currency: str, other_than_booking
         "AND q.version = c.quote_version ORDER BY q.id DESC LIMIT ?",
         (currency, currency, other_than_booking, limit))
     totals = []
+    # the skus column: a JSON array of the lines' skus (strings, or null for a line without
+    # one), tested here so that the SQL needs no engine's JSON functions; quotes of one product
+    # share the same text, so each distinct text is parsed and tested once
+    has_sku: dict[str, bool] = {}
     for row in rows:
         if row["quote"] is None:
-            # the skus column: a JSON array of the lines' skus (strings, or null for a line
-            # without one), tested here so that the SQL needs no engine's JSON functions
-            if sku in json.loads(row["skus"]):
+            text = row["skus"]
+            found = has_sku.get(text)
+            if found is None:
+                found = has_sku[text] = sku in json.loads(text)
+            if found:
                 totals.append(int(row["order_total"]))
             continue
         quote = json.loads(row["quote"])
