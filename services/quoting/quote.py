@@ -35,7 +35,7 @@ from services.quoting.booking import (
     epoch_micros,
 )
 from services.quoting.canonical import CANONICAL_JSON, plain_json, quote_text
-from services.quoting.plans import BookPlan, Plan, book_plan, keep_route, plain
+from services.quoting.plans import _BOOKS, BookPlan, Plan, book_plan, keep_route, plain
 from services.quoting.policy import Policy, PolicyBook
 
 
@@ -244,12 +244,15 @@ def build_quote(
     places = exponent(currency)
     cents = places == 2  # amounts written inline as whole.cents; any other exponent by _format
     waiver_code = waiver.strip().upper() if waiver else None
-    at, cancelled_us = _instant(cancelled_at)
+    kept_instant = (_INSTANTS.get(cancelled_at)  # `_instant`'s kept answer, without the call
+                    if type(cancelled_at) is datetime and cancelled_at.tzinfo is UTC else None)
+    at, cancelled_us = kept_instant if kept_instant is not None else _instant(cancelled_at)
 
     lines: list[QuoteLine] = []
     rows: list[dict[str, Any]] = []  # the lines as `_serialised` writes them
     applied: dict[int, tuple[Policy, Plan]] = {}  # id(policy): the policies applied, in order
-    shelf = book_plan(book)
+    kept_shelf = _BOOKS.get(id(book))  # `book_plan`'s kept answer, without the call
+    shelf = kept_shelf[1] if kept_shelf is not None and kept_shelf[0] is book else book_plan(book)
     routes = shelf.routes
     gross = 0
     new, setattr_, written = object.__new__, object.__setattr__, CENTS_TEXT
