@@ -175,6 +175,17 @@ class BookingSnapshot:
             elif t.status == "REFUND":
                 refunds.append(t)
                 refunded += t.amount
+        count = len(paid)
+        if not refunds and count <= 2:  # the usual booking: one or two payments, no refund
+            if count == 2:
+                first, second = paid
+                if first.id != second.id:  # no id twice: all of each is left
+                    # `sort(key=_NEWEST, reverse=True)` of two: stable, equal keys keep order
+                    if (first.date, first.id) < (second.date, second.id):
+                        first, second = second, first
+                    return [(first, first.amount), (second, second.amount)], paid_sum, 0
+            else:
+                return [(t, t.amount) for t in paid], paid_sum, 0
         paid.sort(key=_NEWEST, reverse=True)
         left = {t.id: t.amount for t in paid}
         if not refunds and len(left) == len(paid):  # nothing refunded, no id twice: all left
@@ -324,7 +335,13 @@ def _read_usual(data: dict[str, Any], default_currency: str | None) -> BookingSn
             transactions.append(transaction)
             paid.append((tid, status, amount, original or ""))
     created = booking.get("created_date")
-    created_at = None if created is None or created == "" else _moment(created)
+    if created is None or created == "":
+        created_at = None
+    else:
+        kind = type(created)  # exact types, as `_moment` keeps them
+        created_at = moments.get(created) if kind is str or kind is int else None
+        if created_at is None:
+            created_at = _moment(created)
     value = order.get("total")
     order_total = amounts.get(value) if type(value) is str else None
     if order_total is None:

@@ -35,7 +35,7 @@ from services.quoting.booking import (
     epoch_micros,
 )
 from services.quoting.canonical import CANONICAL_JSON, plain_json, quote_text
-from services.quoting.plans import BookPlan, Plan, book_plan, keep_route, plain
+from services.quoting.plans import _BOOKS, BookPlan, Plan, book_plan, keep_route, plain
 from services.quoting.policy import Policy, PolicyBook
 
 
@@ -244,12 +244,15 @@ def build_quote(
     places = exponent(currency)
     cents = places == 2  # amounts written inline as whole.cents; any other exponent by _format
     waiver_code = waiver.strip().upper() if waiver else None
-    at, cancelled_us = _instant(cancelled_at)
+    kept_instant = (_INSTANTS.get(cancelled_at)  # `_instant`'s kept answer, without the call
+                    if type(cancelled_at) is datetime and cancelled_at.tzinfo is UTC else None)
+    at, cancelled_us = kept_instant if kept_instant is not None else _instant(cancelled_at)
 
     lines: list[QuoteLine] = []
     rows: list[dict[str, Any]] = []  # the lines as `_serialised` writes them
     applied: dict[int, tuple[Policy, Plan]] = {}  # id(policy): the policies applied, in order
-    shelf = book_plan(book)
+    kept_shelf = _BOOKS.get(id(book))  # `book_plan`'s kept answer, without the call
+    shelf = kept_shelf[1] if kept_shelf is not None and kept_shelf[0] is book else book_plan(book)
     routes = shelf.routes
     gross = 0
     new, setattr_, written = object.__new__, object.__setattr__, CENTS_TEXT
@@ -381,13 +384,22 @@ def build_quote(
         reasons.append(f"waiver {waiver_code} is not offered by the applied policies")
 
     plans = list(applied.values())
+    plain_plans = True  # whether every applied policy's texts are plain `str` (its plan says)
     if len(plans) == 1:
-        (only, _), = plans
+        (only, only_plan), = plans
         policy_ids: tuple[str, ...] = (only.id,)
         clauses = {only.id: only.text}
+        plain_plans = only_plan.plain
     else:
-        policy_ids = tuple([p.id for p, _ in plans])
-        clauses = {p.id: p.text for p, _ in plans}
+        ids: list[str] = []
+        clauses = {}
+        for policy, plan in plans:  # one loop for the ids, the clauses and the plain check
+            pid = policy.id
+            ids.append(pid)
+            clauses[pid] = policy.text
+            if not plan.plain:
+                plain_plans = False
+        policy_ids = tuple(ids)
     flags = tuple(risk_flags)
     reasons_kept = tuple(reasons)
     booking_id, code, fingerprint = snapshot.booking_id, snapshot.code, snapshot.fingerprint
@@ -446,22 +458,23 @@ def build_quote(
     # The version, set before anyone sees the quote (as __init__ sets the other fields): a
     # short hash of everything the quote says, which a button carries to detect staleness.
     quote.__dict__["version"] = sha256(_version_text(
-        material, snapshot, plans, shelf, at, waiver_code, flags)).hexdigest()[:12]
+        material, snapshot, plain_plans, shelf, at, waiver_code, flags)).hexdigest()[:12]
     return quote
 
 
-def _version_text(material: dict[str, Any], snapshot: BookingSnapshot,
-                  plans: list[tuple[Policy, Plan]], shelf: BookPlan, at: str,
-                  waiver: str | None, flags: tuple[RiskFlag, ...]) -> bytes:
+def _version_text(material: dict[str, Any], snapshot: BookingSnapshot, plain_plans: bool,
+                  shelf: BookPlan, at: str, waiver: str | None,
+                  flags: tuple[RiskFlag, ...]) -> bytes:
     """`CANONICAL_JSON.encode(material)`, UTF-8: the quote's canonical JSON, hashed for its
     version. Written by orjson (`plain_json`) when every text in it is a plain `str` from
     where the quote's texts come from (the snapshot's, the policies', the book's digest, the
     cancellation time's, the waiver's, the risk flags'; the engine's own amounts, rules and
-    reasons are always so) and nothing in it needs escaping that orjson writes raw; else by
-    `canonical.quote_text`, and by the encoder where a value is not one the template writes."""
+    reasons are always so; `plain_plans`: every applied policy's plan says its texts are)
+    and nothing in it needs escaping that orjson writes raw; else by `canonical.quote_text`,
+    and by the encoder where a value is not one the template writes."""
     if (snapshot._plain and shelf.plain and type(at) is str
             and (waiver is None or type(waiver) is str)
-            and all([plan.plain for _, plan in plans])
+            and plain_plans
             and (not flags or all([type(f) is RiskFlag and type(f.code) is str
                                    and type(f.reason) is str for f in flags]))):
         blob = plain_json(material, True)
