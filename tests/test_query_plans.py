@@ -80,6 +80,15 @@ def recorder(statements: list[str]) -> Callable[[str], None]:
     return statements.append
 
 
+async def recording(store: Store, statements: list[str] | None) -> None:
+    """Record every statement the store's connections run into `statements` (None: stop)."""
+    trace = None if statements is None else recorder(statements)
+    await store.db.set_trace_callback(trace)
+    reader = getattr(store, "_reader", None)
+    if reader is not None:
+        await reader.set_trace_callback(trace)
+
+
 async def test_the_checker_sees_a_full_scan_and_passes_a_look_up(world: World) -> None:
     store = world.bot.svc.store
     plans = await plans_of(store, [
@@ -99,10 +108,7 @@ async def test_every_query_of_a_webhook_a_click_an_execution_and_healthz_is_a_lo
         sworld: World) -> None:
     store = sworld.bot.svc.store
     statements: list[str] = []
-    await store.db.set_trace_callback(recorder(statements))
-    reader = getattr(store, "_reader", None)
-    if reader is not None:
-        await reader.set_trace_callback(recorder(statements))
+    await recording(store, statements)
 
     sworld.paid_booking("PLAN-1", [Item("kayak-tour", "105.00", "5.00", hours_ahead=72),
                                    Item("lunch", "20.00", "1.00", hours_ahead=72)])
@@ -128,9 +134,7 @@ async def test_every_query_of_a_webhook_a_click_an_execution_and_healthz_is_a_lo
     today = utcnow().date()
     assert len((await range_report(store, today, today, ZoneInfo("UTC"))).rows) == 2
 
-    await store.db.set_trace_callback(None)
-    if reader is not None:
-        await reader.set_trace_callback(None)
+    await recording(store, None)
     plans = await plans_of(store, statements)
     assert len(plans) > 40, "the flow ran fewer queries than it should"
     # a SEARCH may still read a whole kind of rows: the disputes on a payment are found by the
@@ -147,10 +151,7 @@ async def test_the_event_queue_s_lists_and_leases_are_look_ups(sworld: World) ->
     event ever received."""
     store = sworld.bot.svc.store
     statements: list[str] = []
-    await store.db.set_trace_callback(recorder(statements))
-    reader = getattr(store, "_reader", None)
-    if reader is not None:
-        await reader.set_trace_callback(recorder(statements))
+    await recording(store, statements)
     now = utcnow()
     await events.claim_queued(store, now, mine_too=True)
     await events.renew_queued(store, now)
@@ -161,9 +162,7 @@ async def test_the_event_queue_s_lists_and_leases_are_look_ups(sworld: World) ->
     await events.unprocessed(store)
     for count in (events.count_unprocessed, events.count_retrying, events.count_failed):
         await count(store)
-    await store.db.set_trace_callback(None)
-    if reader is not None:
-        await reader.set_trace_callback(None)
+    await recording(store, None)
     plans = {sql: plan for sql, plan in (await plans_of(store, statements)).items()
              if "webhook_events" in sql}
     assert len(plans) >= 9, plans
