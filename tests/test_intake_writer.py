@@ -317,3 +317,33 @@ async def test_what_arrives_while_the_log_is_synced_is_written_together_after_it
     assert store.writer.batches - before == 2   # the first, then the ten together
     assert await count(store, "webhook_events") == 11
     assert (await audit.verify(store)).ok
+
+
+async def test_a_log_that_cannot_be_synced_is_the_store_s_failure_on_both_paths(
+        store: Store) -> None:
+    """The rows are committed but not known to be on disk: the caller is told the store could
+    not take them (StoreUnavailable: a webhook answers 503 and is sent again), on the loop's
+    path and in the writer's thread alike, never another error (a 500)."""
+    assert store.writer is not None
+    real = writer_module.sync_log
+
+    def broken(path: str) -> None:
+        raise OSError(5, "Input/output error")
+
+    def unit(batch: Batch) -> int:
+        return 1
+
+    writer_module.sync_log = broken   # type: ignore[assignment]
+    try:
+        with pytest.raises(StoreUnavailable):   # committed on the loop, synced in the thread
+            await store.writer.run(unit)
+        async with store.transaction() as tx:   # the write lock taken: written in the thread
+            await tx.execute("INSERT INTO state (key, value, updated_at) "
+                             "VALUES ('held', '1', 'now')")
+            waiting = asyncio.ensure_future(store.writer.run(unit))
+            await asyncio.sleep(0.05)
+        with pytest.raises(StoreUnavailable):
+            await waiting
+    finally:
+        writer_module.sync_log = real   # type: ignore[assignment]
+    assert await store.writer.run(unit) == 1   # and the writer goes on

@@ -217,10 +217,12 @@ class IntakeWriter:
                 context = Batch(conn)
                 results = [request.work(context) for request in pending]
                 conn.execute("COMMIT")
-            except Exception:
+            except BaseException as exc:
                 with contextlib.suppress(sqlite3.Error):
                     _rollback(conn)
-                return False
+                if isinstance(exc, Exception):
+                    return False
+                raise
             self._commits += 1
         finally:
             self._connection.release()
@@ -341,6 +343,9 @@ class IntakeWriter:
             with self._connection:
                 results = self._transaction(conn, batch)
             self._sync()
+        except OSError as exc:   # committed, but not known to be on disk: sent again
+            error = StoreUnavailable(f"the log could not be synced: {exc}")
+            self._resolve([(r.loop, r.future, None, error) for r in batch])
         except _Failed as failed:
             if len(batch) > 1:   # one bad unit must not fail the others: each on its own
                 for request in batch:
