@@ -347,3 +347,25 @@ async def test_a_log_that_cannot_be_synced_is_the_store_s_failure_on_both_paths(
     finally:
         writer_module.sync_log = real   # type: ignore[assignment]
     assert await store.writer.run(unit) == 1   # and the writer goes on
+
+
+async def test_a_unit_committed_on_the_loop_sees_no_caller_s_context(store: Store) -> None:
+    """A batch is written from one caller's turn of the loop: its units must not read that
+    caller's context (its correlation id would be stamped on the others' audit rows); they
+    see none, as in the writer's thread."""
+    from services import correlation
+    assert store.writer is not None
+    seen: list[object] = []
+
+    def unit(batch: Batch) -> int:
+        seen.append(correlation.current())
+        return 1
+
+    token = correlation.begin("ev-caller")
+    try:
+        inline = store.writer.inline_batches
+        assert await store.writer.run(unit) == 1
+        assert store.writer.inline_batches == inline + 1
+    finally:
+        correlation.reset(token)
+    assert seen == [None]

@@ -43,6 +43,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import logging
 import os
 import queue
@@ -214,8 +215,9 @@ class IntakeWriter:
             except sqlite3.Error:
                 return False
             try:
-                context = Batch(conn)
-                results = [request.work(context) for request in pending]
+                # in an empty context, as in the thread: no caller's context (a correlation id)
+                # is read by the units of the others it was batched with
+                results = contextvars.Context().run(_units, pending, Batch(conn))
                 conn.execute("COMMIT")
             except BaseException as exc:
                 with contextlib.suppress(sqlite3.Error):
@@ -434,6 +436,10 @@ def sync_log(path: str) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def _units(requests: list[_Request], batch: Batch) -> list[Any]:
+    return [request.work(batch) for request in requests]
 
 
 def _batches(requests: list[_Request], size: int) -> list[list[_Request]]:
