@@ -139,26 +139,7 @@ async def test_adjust_validates_in_the_modal_then_refunds_the_adjusted_amount(
     assert [r.amount for r in sworld.stripe.refunds] == [50000]
     case = await cases.get(sworld.bot.svc.store, case.id)
     assert case.status == Status.REFUNDED and case.approved_amount == 50000
-
-
-async def test_the_refunded_card_says_what_an_adjusted_amount_was_adjusted_from(
-    sworld: World,
-) -> None:
-    case, card = await pending_card(sworld, "ADJ-2")
-    assert sworld.sender is not None and sworld.slack is not None
-    await sworld.sender.click(ids.ADJUST, buttons(card)[ids.ADJUST]["value"], MARIA,
-                              message_ts=card["ts"])
-    await sworld.settle()
-    meta = sworld.slack.calls_to("views.open")[-1].params["view"]["private_metadata"]
-    await sworld.sender.submit_view(
-        ids.ADJUST_VIEW, {ids.AMOUNT_BLOCK: {ids.AMOUNT_INPUT: "500.00"},
-                          ids.REASON_BLOCK: {ids.REASON_INPUT: "guest rebooked a cheaper tour"}},
-        MARIA, meta)
-    await sworld.settle()
-
-    assert [r.amount for r in sworld.stripe.refunds] == [50000]
-    assert (await cases.get(sworld.bot.svc.store, case.id)).status == Status.REFUNDED
-    shown = sworld.slack.message(APPROVALS, card["ts"])
+    shown = sworld.slack.message(APPROVALS, card["ts"])   # the card says from what
     assert shown["blocks"][0]["text"]["text"].startswith("Refunded 500.00 USD")
     (outcome,) = [b["text"]["text"] for b in shown["blocks"][1:2]]
     assert outcome.startswith(f":white_check_mark: Approved by <@{MARIA}> at <!date^")

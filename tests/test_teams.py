@@ -176,18 +176,7 @@ async def test_adjust_validates_inline_then_approves_that_amount(tworld: World) 
     _id, card = await posted(tworld, case)
     assert card["body"][0]["text"].startswith("Refunded 600.00 USD")
     assert "Approved by" in seen(card) and updates_of(tworld, activity_id) >= 1
-
-
-async def test_the_refunded_card_says_what_an_adjusted_amount_was_adjusted_from(
-        tworld: World) -> None:
-    case = await pending(tworld, "TMS-9")
-    await click(tworld, case, "adjust", T_MARIA, amount="600.00",
-                adjust_reason="goodwill agreed by phone")
-    await tworld.settle()
-    assert [r.amount for r in tworld.stripe.refunds] == [60000]
-    _id, card = await posted(tworld, case)
-    assert card["body"][0]["text"].startswith("Refunded 600.00 USD")
-    approved = next(t for t in texts(card) if t.startswith("✅ Approved by "))
+    approved = next(t for t in texts(card) if t.startswith("✅ Approved by "))   # and from what
     assert T_MARIA in approved
     assert approved.endswith("(adjusted from 830.00 USD: goodwill agreed by phone)")
 
