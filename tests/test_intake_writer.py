@@ -16,8 +16,7 @@ import pytest
 
 from bot.cli.world import Item, World
 from services.intake.events import store_event
-from services.store import audit, db
-from services.store import writer as writer_module
+from services.store import audit, db, sqlite_lock
 from services.store.db import SYNC_FULL, SYNC_NORMAL, Store
 from services.store.writer import Batch, IntakeWriter, StoreUnavailable
 
@@ -173,7 +172,7 @@ async def test_webhooks_and_durable_transactions_are_synced_the_rest_is_not(
     Stripe refund)."""
     assert store.writer is not None and store.writer.synchronous == SYNC_FULL
     seen: list[str] = []
-    real_writer_sync = writer_module.sync_log
+    real_writer_sync = sqlite_lock.sync_log
 
     def writer_spy(path: str) -> None:
         seen.append("synced")
@@ -183,7 +182,7 @@ async def test_webhooks_and_durable_transactions_are_synced_the_rest_is_not(
         seen.append("committing")
         return str(batch.conn.execute("PRAGMA journal_mode").fetchone()[0])
 
-    writer_module.sync_log = writer_spy   # type: ignore[assignment]
+    sqlite_lock.sync_log = writer_spy   # type: ignore[assignment]
     try:
         inline = store.writer.inline_batches
         assert await store.writer.run(unit) == "wal"
@@ -204,7 +203,7 @@ async def test_webhooks_and_durable_transactions_are_synced_the_rest_is_not(
         assert seen == ["committing", "synced", "answered"]
         assert store.writer.inline_batches == inline + 1   # that one in the thread
     finally:
-        writer_module.sync_log = real_writer_sync   # type: ignore[assignment]
+        sqlite_lock.sync_log = real_writer_sync   # type: ignore[assignment]
 
     async def level(tx: aiosqlite.Connection) -> int:
         async with tx.execute("PRAGMA synchronous") as cursor:
@@ -289,7 +288,7 @@ async def test_what_arrives_while_the_log_is_synced_is_written_together_after_it
     answered before the next sync anyway; they are held and written in one transaction once
     the sync is done, each answered after its own rows are synced."""
     assert store.writer is not None
-    real = writer_module.sync_log
+    real = sqlite_lock.sync_log
     syncing = asyncio.Event()
     loop = asyncio.get_running_loop()
 
@@ -298,7 +297,7 @@ async def test_what_arrives_while_the_log_is_synced_is_written_together_after_it
         time.sleep(0.05)
         real(path)
 
-    writer_module.sync_log = slow_sync   # type: ignore[assignment]
+    sqlite_lock.sync_log = slow_sync   # type: ignore[assignment]
     try:
         before = store.writer.batches
         first = asyncio.ensure_future(store_event(
@@ -312,7 +311,7 @@ async def test_what_arrives_while_the_log_is_synced_is_written_together_after_it
             await asyncio.sleep(0)
         stored = await asyncio.gather(first, *later)
     finally:
-        writer_module.sync_log = real   # type: ignore[assignment]
+        sqlite_lock.sync_log = real   # type: ignore[assignment]
     assert all(event is not None for event in stored)
     assert store.writer.batches - before == 2   # the first, then the ten together
     assert await count(store, "webhook_events") == 11
@@ -325,7 +324,7 @@ async def test_a_log_that_cannot_be_synced_is_the_store_s_failure_on_both_paths(
     not take them (StoreUnavailable: a webhook answers 503 and is sent again), on the loop's
     path and in the writer's thread alike, never another error (a 500)."""
     assert store.writer is not None
-    real = writer_module.sync_log
+    real = sqlite_lock.sync_log
 
     def broken(path: str) -> None:
         raise OSError(5, "Input/output error")
@@ -333,7 +332,7 @@ async def test_a_log_that_cannot_be_synced_is_the_store_s_failure_on_both_paths(
     def unit(batch: Batch) -> int:
         return 1
 
-    writer_module.sync_log = broken   # type: ignore[assignment]
+    sqlite_lock.sync_log = broken   # type: ignore[assignment]
     try:
         with pytest.raises(StoreUnavailable):   # committed on the loop, synced in the thread
             await store.writer.run(unit)
@@ -345,7 +344,7 @@ async def test_a_log_that_cannot_be_synced_is_the_store_s_failure_on_both_paths(
         with pytest.raises(StoreUnavailable):
             await waiting
     finally:
-        writer_module.sync_log = real   # type: ignore[assignment]
+        sqlite_lock.sync_log = real   # type: ignore[assignment]
     assert await store.writer.run(unit) == 1   # and the writer goes on
 
 

@@ -83,7 +83,8 @@ import aiosqlite
 from aiosqlite.context import contextmanager as _awaitable_or_context
 
 from services.store.errors import IntegrityError
-from services.store.writer import IntakeWriter, StoreUnavailable, sync_log
+from services.store.sqlite_lock import is_busy, rollback, sync_log
+from services.store.writer import IntakeWriter, StoreUnavailable
 
 Row = aiosqlite.Row
 
@@ -242,7 +243,7 @@ class Tx:
         await self.raw._execute(self._rollback_now)   # after any trip still under way
 
     def _rollback_now(self) -> None:
-        _rollback(self.raw._conn)
+        rollback(self.raw._conn)
 
     def _begin_now(self, conn: sqlite3.Connection) -> bool:
         """`BEGIN IMMEDIATE` on the event loop's thread if SQLite's write lock is free now;
@@ -252,9 +253,7 @@ class Tx:
         try:
             conn.execute("BEGIN IMMEDIATE")
         except sqlite3.OperationalError as exc:
-            # "database is locked" in any of its extended codes (SQLITE_BUSY, _RECOVERY while
-            # another connection recovers the log, _SNAPSHOT...): the primary code is the low byte
-            if (getattr(exc, "sqlite_errorcode", 0) or 0) & 0xFF != sqlite3.SQLITE_BUSY:
+            if not is_busy(exc):   # "database is locked", in any of its extended codes
                 raise
             return False
         finally:
@@ -289,11 +288,6 @@ def _commit_now(conn: sqlite3.Connection) -> None:
 
 
 BUSY_MS = 5000   # how long a statement waits for SQLite's write lock (`busy_timeout`)
-
-
-def _rollback(conn: sqlite3.Connection) -> None:
-    if conn.in_transaction:
-        conn.execute("ROLLBACK")
 
 
 _ACTIVE: ContextVar[Tx | None] = ContextVar("store_transaction", default=None)

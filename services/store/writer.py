@@ -45,21 +45,19 @@ import asyncio
 import contextlib
 import contextvars
 import logging
-import os
 import queue
 import sqlite3
 import threading
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
+
+from services.store import sqlite_lock
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 MAX_BATCH = 256              # units a transaction takes at most
-FIRST_PAUSE = 0.0001         # seconds between tries for the write lock, doubling ...
-LONGEST_PAUSE = 0.001        # ... up to this
 CHECKPOINT_EVERY = 100       # commits between the WAL checkpoints the thread makes
 SYNC_NORMAL = 1              # SQLite's `synchronous` NORMAL (FULL is 2)
 
@@ -221,7 +219,7 @@ class IntakeWriter:
                 conn.execute("COMMIT")
             except BaseException as exc:
                 with contextlib.suppress(sqlite3.Error):
-                    _rollback(conn)
+                    sqlite_lock.rollback(conn)
                 if isinstance(exc, Exception):
                     return False
                 raise
@@ -337,7 +335,7 @@ class IntakeWriter:
 
     def _sync(self) -> None:
         if self.synchronous > SYNC_NORMAL:
-            sync_log(self.path)
+            sqlite_lock.sync_log(self.path)
             self.syncs += 1
 
     def _write(self, conn: sqlite3.Connection, batch: list[_Request]) -> None:
@@ -374,7 +372,7 @@ class IntakeWriter:
                     raise _Failed() from exc
             conn.execute("COMMIT")
         except BaseException:
-            _rollback(conn)
+            sqlite_lock.rollback(conn)
             raise
         self._commits += 1
         if self._commits >= self.checkpoint_every:   # here, where waiting for the disk is fine
@@ -385,30 +383,12 @@ class IntakeWriter:
 
     def _begin(self, conn: sqlite3.Connection) -> None:
         """BEGIN IMMEDIATE, trying again in short steps while another connection writes."""
-        try:
-            conn.execute("BEGIN IMMEDIATE")
-            return
-        except sqlite3.OperationalError as exc:
-            if not _busy(exc):
-                raise
-        began = time.monotonic()
-        deadline = began + self.busy_timeout
-        pause = FIRST_PAUSE
-        try:
-            while True:
-                time.sleep(pause)
-                pause = min(pause * 2, LONGEST_PAUSE)
-                try:
-                    conn.execute("BEGIN IMMEDIATE")
-                    return
-                except sqlite3.OperationalError as exc:
-                    if not _busy(exc) or time.monotonic() >= deadline:
-                        raise
-        finally:
-            waited = time.monotonic() - began
-            self.lock_waits += 1
-            self.lock_wait_seconds += waited
-            self.lock_wait_longest = max(self.lock_wait_longest, waited)
+        sqlite_lock.begin_immediate(conn, timeout=self.busy_timeout, waited=self._waited)
+
+    def _waited(self, seconds: float) -> None:
+        self.lock_waits += 1
+        self.lock_wait_seconds += seconds
+        self.lock_wait_longest = max(self.lock_wait_longest, seconds)
 
     def _resolve(self, outcomes: list[tuple[asyncio.AbstractEventLoop, asyncio.Future[Any],
                                             Any, BaseException | None]]) -> None:
@@ -428,31 +408,12 @@ class IntakeWriter:
                 self._resolve([(r.loop, r.future, None, error) for r in job.requests])
 
 
-def sync_log(path: str) -> None:
-    """Sync the store's write-ahead log to disk: every commit made before is then durable
-    (what `synchronous` FULL does at each commit)."""
-    fd = os.open(f"{path}-wal", os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def _units(requests: list[_Request], batch: Batch) -> list[Any]:
     return [request.work(batch) for request in requests]
 
 
 def _batches(requests: list[_Request], size: int) -> list[list[_Request]]:
     return [requests[n:n + size] for n in range(0, len(requests), size)]
-
-
-def _rollback(conn: sqlite3.Connection) -> None:
-    if conn.in_transaction:
-        conn.execute("ROLLBACK")
-
-
-def _busy(exc: sqlite3.OperationalError) -> bool:
-    return (getattr(exc, "sqlite_errorcode", 0) & 0xFF) == sqlite3.SQLITE_BUSY
 
 
 def _unavailable(exc: BaseException) -> BaseException:
