@@ -31,8 +31,9 @@ from services.quoting.booking import (
     parse_snapshot,
 )
 from services.quoting.canonical import plain_json
+from services.quoting.engine import build_quote
 from services.quoting.policy import load_policies
-from services.quoting.quote import RiskFlag, build_quote
+from services.quoting.quote import RiskFlag
 from tests.quote_fixtures import CANCELLED_AT, quote
 from tests.test_quote_properties import cases
 
