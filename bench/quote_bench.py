@@ -35,7 +35,7 @@ from typing import Any
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from services.quoting.booking import parse_snapshot  # noqa: E402
+from services.quoting.booking_read import parse_snapshot  # noqa: E402
 from services.quoting.engine import build_quote  # noqa: E402
 from services.quoting.policy import PolicyBook, load_policies  # noqa: E402
 

@@ -11,7 +11,7 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from services.quoting.booking import parse_snapshot
+from services.quoting.booking_read import parse_snapshot
 from services.quoting.engine import build_quote
 from services.quoting.policy import parse_policies
 from services.quoting.quote import Quote, RiskFlag

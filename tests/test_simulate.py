@@ -22,7 +22,7 @@ from services.finance.simulate import (
     read_policies,
     simulate,
 )
-from services.quoting.booking import parse_snapshot
+from services.quoting.booking_read import parse_snapshot
 from services.quoting.engine import build_quote
 from services.quoting.policy import PolicyError, load_policies
 from services.refunds import cases
