@@ -35,9 +35,9 @@ from typing import Any
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from services.quoting.booking import parse_snapshot  # noqa: E402
+from services.quoting.booking_read import parse_snapshot  # noqa: E402
+from services.quoting.engine import build_quote  # noqa: E402
 from services.quoting.policy import PolicyBook, load_policies  # noqa: E402
-from services.quoting.quote import build_quote  # noqa: E402
 
 TARGET = 20_000  # quotes/s, issue 10
 START = datetime(2026, 11, 26, 15, 0, tzinfo=UTC)  # the example's departure

@@ -55,7 +55,7 @@ from services.health import backlog  # noqa: E402
 from services.intake import events  # noqa: E402
 from services.money import format_minor  # noqa: E402
 from services.quoting import risk  # noqa: E402
-from services.quoting.booking import parse_snapshot  # noqa: E402
+from services.quoting.booking_read import parse_snapshot  # noqa: E402
 from services.refunds import cases, ledger, snapshots  # noqa: E402
 from services.store import audit  # noqa: E402
 from services.store import db as store_db  # noqa: E402

@@ -41,9 +41,9 @@ sys.path.insert(0, str(REPO))
 
 from services.deps import Deps  # noqa: E402
 from services.finance.simulate import read_policies, simulate  # noqa: E402
-from services.quoting.booking import parse_snapshot  # noqa: E402
+from services.quoting.booking_read import parse_snapshot  # noqa: E402
+from services.quoting.engine import build_quote  # noqa: E402
 from services.quoting.policy import load_policies  # noqa: E402
-from services.quoting.quote import build_quote  # noqa: E402
 from services.refunds import cases  # noqa: E402
 from services.store.db import Store, now_iso  # noqa: E402
 

@@ -11,9 +11,10 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from services.quoting.booking import parse_snapshot
+from services.quoting.booking_read import parse_snapshot
+from services.quoting.engine import build_quote
 from services.quoting.policy import parse_policies
-from services.quoting.quote import Quote, RiskFlag, build_quote
+from services.quoting.quote import Quote, RiskFlag
 
 CANCELLED_AT = datetime(2026, 11, 24, 10, 0, tzinfo=UTC)
 STANDARD_TIERS: tuple[tuple[int | str, int | str], ...] = ((48, 100), (24, 50), (0, 0))

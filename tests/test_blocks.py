@@ -18,9 +18,10 @@ from slack_sdk.models.views import View
 from bot.slack.ui import answers, cards, ids
 from bot.slack.ui.details import details_modal
 from bot.slack.ui.home import HOME_ROWS, HomeFacts, home_view
-from services.quoting.booking import parse_snapshot
+from services.quoting.booking_read import parse_snapshot
+from services.quoting.engine import build_quote
 from services.quoting.policy import load_policies
-from services.quoting.quote import Quote, RiskFlag, build_quote
+from services.quoting.quote import Quote, RiskFlag
 from services.refunds.automation import Automation
 from services.refunds.models import Case, Status
 from services.refunds.writeback import PendingWriteback

@@ -14,7 +14,8 @@ from sandbox.checkfront_server import CheckfrontSandbox
 from sandbox.http import serving
 from services.clients.checkfront import CheckfrontClient
 from services.clients.checkfront_bodies import booking_from_body, checkfront_status
-from services.quoting.booking import SnapshotError, parse_snapshot
+from services.quoting.booking import SnapshotError
+from services.quoting.booking_read import parse_snapshot
 
 VALUES: list[Any] = [None, "", " ", "stop", " Void ", "PAID", "part_paid", 7]
 

@@ -21,7 +21,7 @@ from services.clients.checkfront_errors import (
     CheckfrontError,
     CheckfrontUnavailable,
 )
-from services.quoting.booking import parse_snapshot
+from services.quoting.booking_read import parse_snapshot
 
 KEY = "cf_test_key"
 SECRET = "cf_test_secret_do_not_log"

@@ -12,7 +12,8 @@ import pytest
 from bot.app import Bot
 from bot.cli.world import REPO, World
 from sandbox.stripe_faults import Fault
-from services.quoting.booking import BookingSnapshot, parse_snapshot
+from services.quoting.booking import BookingSnapshot
+from services.quoting.booking_read import parse_snapshot
 from services.refunds import cases, guard, ledger
 from services.refunds.execution import execute
 from services.refunds.ledger import Execution, ExecutionStatus

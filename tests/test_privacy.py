@@ -31,7 +31,7 @@ from sandbox.http import start
 from sandbox.stripe_webhooks import sign
 from services.intake.events import body_hash, purge_payloads, store_event
 from services.privacy import customer_hash, scrub
-from services.quoting.booking import parse_snapshot
+from services.quoting.booking_read import parse_snapshot
 from services.refunds import cases
 from services.refunds.execution import execute
 from services.refunds.models import Status

@@ -8,7 +8,8 @@ from decimal import Decimal
 
 import pytest
 
-from services.quoting.booking import SnapshotError, parse_snapshot
+from services.quoting.booking import SnapshotError
+from services.quoting.booking_read import parse_snapshot
 from services.quoting.quote import Decision, QuoteError, RiskFlag
 from tests.quote_fixtures import (
     CANCELLED_AT,

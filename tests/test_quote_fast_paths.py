@@ -32,18 +32,16 @@ from services.money import (
     format_places,
     percent_of,
 )
-from services.quoting.booking import BookingLine, _fingerprint, frozen_new, parse_snapshot
+from services.quoting.booking import BookingLine
+from services.quoting.booking_read import parse_snapshot
+from services.quoting.canonical import fingerprint as _fingerprint
 from services.quoting.canonical import quote_text
+from services.quoting.engine import build_quote
+from services.quoting.frozen import frozen_new
 from services.quoting.plans import plain, plan_of
 from services.quoting.policy import Policy, load_policies, parse_policies
-from services.quoting.quote import (
-    Quote,
-    RiskFlag,
-    _hours,
-    _notice_text,
-    _quote_line,
-    build_quote,
-)
+from services.quoting.quote import Quote, RiskFlag
+from services.quoting.rules import _hours, _notice_text, _quote_line
 from tests.quote_fixtures import CANCELLED_AT, policies, policy, quote
 from tests.test_quote_properties import cases
 

@@ -10,7 +10,8 @@ from operator import attrgetter
 from hypothesis import given
 from hypothesis import strategies as st
 
-from services.quoting.booking import BookingSnapshot, Transaction, frozen_new
+from services.quoting.booking import BookingSnapshot, Transaction
+from services.quoting.frozen import frozen_new
 
 BASE = datetime(2026, 11, 1, tzinfo=UTC)
 

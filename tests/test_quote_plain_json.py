@@ -23,16 +23,14 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from services.quoting.booking import (
-    BookingSnapshot,
-    Transaction,
-    _fingerprint,
-    parse_checked,
-    parse_snapshot,
-)
+from services.quoting.booking import BookingSnapshot, Transaction
+from services.quoting.booking_checked import parse_checked
+from services.quoting.booking_read import parse_snapshot
+from services.quoting.canonical import fingerprint as _fingerprint
 from services.quoting.canonical import plain_json
+from services.quoting.engine import build_quote
 from services.quoting.policy import load_policies
-from services.quoting.quote import RiskFlag, build_quote
+from services.quoting.quote import RiskFlag
 from tests.quote_fixtures import CANCELLED_AT, quote
 from tests.test_quote_properties import cases
 

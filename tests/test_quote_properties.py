@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from services.money import exponent, format_minor, to_minor
-from services.quoting.booking import parse_snapshot
+from services.quoting.booking_read import parse_snapshot
 from services.quoting.quote import Decision, Quote, RiskFlag
 from tests.quote_fixtures import (
     CANCELLED_AT,

@@ -21,9 +21,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from services.money import MoneyError, _to_minor_exact, exponent, format_minor, to_minor
-from services.quoting.booking import _fingerprint, parse_snapshot
+from services.quoting.booking_read import parse_snapshot
+from services.quoting.canonical import fingerprint as _fingerprint
+from services.quoting.engine import build_quote
 from services.quoting.policy import load_policies
-from services.quoting.quote import Quote, QuoteLine, RiskFlag, build_quote
+from services.quoting.quote import Quote, QuoteLine, RiskFlag
 from tests.quote_fixtures import CANCELLED_AT, quote
 from tests.test_quote_properties import CURRENCIES, cases
 

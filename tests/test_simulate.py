@@ -22,9 +22,9 @@ from services.finance.simulate import (
     read_policies,
     simulate,
 )
-from services.quoting.booking import parse_snapshot
+from services.quoting.booking_read import parse_snapshot
+from services.quoting.engine import build_quote
 from services.quoting.policy import PolicyError, load_policies
-from services.quoting.quote import build_quote
 from services.refunds import cases
 from services.refunds.opening import open_case
 from services.store.db import Store

@@ -19,8 +19,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from services.quoting import booking as booking_module
-from services.quoting.booking import SnapshotError, parse_checked, parse_snapshot
+from services.quoting import booking_read as booking_module
+from services.quoting.booking import SnapshotError
+from services.quoting.booking_checked import parse_checked
+from services.quoting.booking_read import parse_snapshot
 from tests.quote_fixtures import booking, item, paid
 from tests.test_quote_properties import cases
 

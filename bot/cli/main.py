@@ -28,9 +28,9 @@ from bot.cli import (
 from bot.cli.render import quote_table
 from bot.settings import SettingsError, load_log_settings
 from services.errors import DomainError
-from services.quoting.booking import parse_snapshot
+from services.quoting.booking_read import parse_snapshot
+from services.quoting.engine import build_quote
 from services.quoting.policy import load_policies
-from services.quoting.quote import build_quote
 
 
 class UsageError(Exception):

@@ -1,4 +1,5 @@
 """The Slack outbox's delivery: paced per channel, retried on failure, cards drawn when sent.
+This module decides which row goes when; bot/slack/senders.py makes each row's Slack calls.
 
 Rows are queued by bot/slack/notifier.py (and the digest, and `/refund report`) and kept in
 the store (services/outbox.py), so a restart loses none. Posts to one channel go out about one
@@ -54,14 +55,11 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 from slack_sdk.webhook.async_client import AsyncWebhookClient
 
-from bot.slack import card_state, departure_post
-from bot.slack.ui import cards, notes
-from bot.slack.ui.disputes import issue_card
-from services import correlation, faults
+from bot.slack import card_state, senders
+from bot.slack.ui import notes
+from services import correlation
 from services import outbox as posts
-from services.disputes import issues
 from services.outbox import Post
-from services.refunds import cases
 from services.store import leases
 from services.store.db import Store, utcnow
 
@@ -72,10 +70,6 @@ REFUSED_FOR_GOOD = frozenset({"not_in_channel", "channel_not_found", "messages_t
                               "is_archived", "cannot_dm_bot", "invalid_blocks",
                               "restricted_action", "not_allowed_token_type", "invalid_auth"})
 Reply = Callable[[str, str], Awaitable[Any]]  # (response_url, text): answer someone privately
-
-# what chat.postEphemeral answers when the note can never be delivered
-UNDELIVERABLE = frozenset({"user_not_in_channel", "channel_not_found", "not_in_channel",
-                           "is_archived", "user_not_found"})
 
 
 class Outbox:
@@ -334,128 +328,9 @@ class Outbox:
         if answer.status_code != 200:
             log.warning("a response URL answered %s", answer.status_code)
 
-    async def _mark_sent(self, ids: list[int]) -> set[int]:
-        await posts.mark_sent(self.store, ids)
-        return set(ids)
-
     async def _send(self, row: Post) -> set[int]:
-        faults.reached("before_slack_update")
-        kind = row.kind
-        if kind == "card":
-            return await self._send_card(row)
-        if kind == "compact":
-            return await self._send_compact(row)
-        if kind == "thread":
-            return await self._send_thread(row)
-        if kind == "issue":
-            return await self._send_issue(row)
-        if kind == "departure":   # a departure run's card (bot/slack/departure_post.py)
-            return await self._mark_sent(await departure_post.send(self.store, self.client, row))
-        payload = row.payload
-        if kind == "file":
-            await self.client.files_upload_v2(
-                channel=row.channel, filename=payload["filename"], title=payload["title"],
-                content=base64.b64decode(payload["content_b64"]),
-                initial_comment=payload.get("text"))
-            return await self._mark_sent([row.id])
-        if kind == "unpause":
-            return await self._send_unpause(row)
-        if kind == "ephemeral":
-            return await self._send_ephemeral(row)
-        answer = await self.client.chat_postMessage(channel=row.channel, text=payload["text"],
-                                                    blocks=payload.get("blocks"),
-                                                    thread_ts=payload.get("thread_ts"))
-        if isinstance(payload.get("pause"), dict):   # resuming will update it in place
-            await posts.remember_pause_alert(self.store, answer["channel"], answer["ts"],
-                                             payload["pause"])
-        return await self._mark_sent([row.id])
-
-    async def _send_unpause(self, row: Post) -> set[int]:
-        """Every pause alert still showing Resume now says who resumed and when, without the
-        button; each is forgotten once updated, so a retry updates only the others."""
-        resumed = row.payload
-        for alert in await posts.pause_alerts(self.store):
-            message = cards.automation_alert(
-                True, str(alert.get("reason") or ""), str(alert.get("by") or ""), [],
-                resumed_by=str(resumed.get("by") or ""), resumed_at=resumed.get("at"))
-            await self.client.chat_update(channel=alert["channel"], ts=alert["ts"],
-                                          text=message.text, blocks=message.blocks)
-            await posts.forget_pause_alert(self.store, alert["channel"], alert["ts"])
-        return await self._mark_sent([row.id])
-
-    async def _send_ephemeral(self, row: Post) -> set[int]:
-        """A private note to one person in a channel (or its thread). One Slack will never
-        deliver (the person or the bot left the channel) is given up, not retried."""
-        payload = row.payload
-        try:
-            await self.client.chat_postEphemeral(channel=row.channel, user=payload["user"],
-                                                 text=payload["text"],
-                                                 thread_ts=payload.get("thread_ts"))
-        except SlackApiError as exc:
-            error = exc.response.get("error")
-            if error not in UNDELIVERABLE:
-                raise
-            log.warning("slack ephemeral given up: %s", error)
-        return await self._mark_sent([row.id])
-
-    async def _send_card(self, row: Post) -> set[int]:
-        """The case's card drawn as it stands now. It answers the card posts queued before it
-        was drawn (read first), never one queued while it was on its way: that one's change
-        may not be in it, so it goes out next."""
-        assert row.case_id is not None
-        answered = await posts.unsent_for_case(self.store, "card", row.case_id)
-        case = await cases.get(self.store, row.case_id)
-        message = await card_state.render_card(self.store, case, self.links)
-        existing = await posts.message_of(self.store, case.id)
-        if existing is not None:
-            await self.client.chat_update(channel=existing.channel, ts=existing.ts,
-                                          text=message.text, blocks=message.blocks)
-        else:
-            answer = await self.client.chat_postMessage(channel=row.channel,
-                                                        text=message.text, blocks=message.blocks)
-            await posts.remember_card(self.store, case.id, answer["channel"], answer["ts"])
-        return await self._mark_sent(sorted({row.id, *answered}))
-
-    async def _send_issue(self, row: Post) -> set[int]:
-        """A dispute or failed-payment card, drawn as the issue stands when it goes out; where
-        it went is kept so that later changes update it in place. Every refresh of the same
-        issue queued before it was drawn is answered by this one call."""
-        same = {row.id, *await posts.unsent_with_payload(self.store, "issue", row.payload)}
-        issue = await issues.get_issue(self.store, int(row.payload["issue_id"]))
-        message = issue_card(issue)
-        if issue.slack_channel and issue.slack_ts:
-            await self.client.chat_update(channel=issue.slack_channel, ts=issue.slack_ts,
-                                          text=message.text, blocks=message.blocks)
-            return await self._mark_sent(sorted(same))
-        answer = await self.client.chat_postMessage(channel=row.channel, text=message.text,
-                                                    blocks=message.blocks)
-        await issues.remember_card(self.store, issue.id, answer["channel"], answer["ts"])
-        latest = issue_card(await issues.get_issue(self.store, issue.id))
-        if latest.blocks != message.blocks:  # it changed while the post was on its way
-            await self.client.chat_update(channel=answer["channel"], ts=answer["ts"],
-                                          text=latest.text, blocks=latest.blocks)
-        return await self._mark_sent(sorted(same))
-
-    async def _send_compact(self, row: Post) -> set[int]:
-        """Every compact line waiting for this channel goes out as one message."""
-        rows = await posts.due_in_channel(self.store, "compact", row.channel)
-        case_ids = [r.case_id for r in rows if r.case_id is not None]
-        message = await card_state.render_compact(self.store, case_ids)
-        answer = await self.client.chat_postMessage(channel=row.channel, text=message.text,
-                                                    blocks=message.blocks)
-        await posts.remember_compact(self.store, case_ids, answer["channel"], answer["ts"])
-        return await self._mark_sent([r.id for r in rows])
-
-    async def _send_thread(self, row: Post) -> set[int]:
-        assert row.case_id is not None
-        card = await posts.message_of(self.store, row.case_id)
-        if card is None:  # the card is not out yet: try again after it
-            await self._failed(row, "card not posted yet")
-            return set()
-        case = await cases.get(self.store, row.case_id)
-        text = await card_state.thread_details(self.store, case)
-        await self.client.chat_postMessage(channel=card.channel, thread_ts=card.ts, text=text)
-        return await self._mark_sent([row.id])
+        """The row's Slack calls (bot/slack/senders.py); the ids of the rows they answered."""
+        return await senders.send(row, self.store, self.client, self.links, self._failed)
 
 
 def retry_after_of(headers: Mapping[str, Any] | None) -> float | None:

@@ -17,7 +17,8 @@ from typing import Any
 from services.clients.checkfront_errors import CheckfrontError
 from services.deps import Deps
 from services.money import display
-from services.quoting.booking import SnapshotError, parse_snapshot
+from services.quoting.booking import SnapshotError
+from services.quoting.booking_read import parse_snapshot
 from services.quoting.quote import Quote
 from services.refunds import cases, ledger, snapshots
 from services.refunds.ledger import SETTLED

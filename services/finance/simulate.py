@@ -45,9 +45,11 @@ from services.deps import Deps
 from services.errors import DomainError
 from services.finance.report import csv_cell
 from services.money import format_minor
-from services.quoting.booking import SnapshotError, parse_snapshot
+from services.quoting.booking import SnapshotError
+from services.quoting.booking_read import parse_snapshot
+from services.quoting.engine import build_quote
 from services.quoting.policy import PolicyBook, PolicyError, parse_policies
-from services.quoting.quote import Quote, QuoteError, build_quote
+from services.quoting.quote import Quote, QuoteError
 from services.refunds import modes
 from services.refunds.automation import Automation
 from services.refunds.ledger import SETTLED

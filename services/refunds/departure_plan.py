@@ -15,7 +15,8 @@ from typing import Any
 
 from services.deps import Deps
 from services.money import display
-from services.quoting.booking import BookingSnapshot, parse_snapshot
+from services.quoting.booking import BookingSnapshot
+from services.quoting.booking_read import parse_snapshot
 from services.quoting.quote import Quote
 from services.refunds import cases
 from services.refunds.departure import DepartureError, Run, get_run

@@ -32,7 +32,8 @@ from services import correlation, faults
 from services.deps import Deps
 from services.disputes.holds import holds_on
 from services.money import display
-from services.quoting.booking import BookingSnapshot, parse_snapshot
+from services.quoting.booking import BookingSnapshot
+from services.quoting.booking_read import parse_snapshot
 from services.quoting.quote import Quote
 from services.refunds import cases, guard, ledger
 from services.refunds.guard import Refusal

@@ -15,8 +15,10 @@ from typing import Any
 from services.deps import Deps
 from services.money import format_minor
 from services.privacy import scrub
-from services.quoting.booking import BookingSnapshot, parse_snapshot
-from services.quoting.quote import Quote, build_quote
+from services.quoting.booking import BookingSnapshot
+from services.quoting.booking_read import parse_snapshot
+from services.quoting.engine import build_quote
+from services.quoting.quote import Quote
 from services.quoting.risk import assess
 from services.refunds import ledger
 from services.refunds.models import CaseError
