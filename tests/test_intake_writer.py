@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import signal
 import sqlite3
 import time
 from pathlib import Path
@@ -18,6 +20,7 @@ from bot.cli.world import Item, World
 from services.intake.events import store_event
 from services.store import audit, db, sqlite_lock
 from services.store.db import SYNC_FULL, SYNC_NORMAL, Store
+from services.store.log_sync import LogSyncer
 from services.store.writer import Batch, IntakeWriter, StoreUnavailable
 
 
@@ -26,6 +29,14 @@ async def store(tmp_path: Path) -> Store:
     opened = await Store(tmp_path / "intake.db").open()
     yield opened
     await opened.close()
+
+
+def without_syncer(writer: IntakeWriter) -> IntakeWriter:
+    """The writer as it is when no log syncer could be started: its thread syncs the log."""
+    with writer._guard:
+        writer._drop_syncer()
+    assert writer.syncer is None
+    return writer
 
 
 def payload(n: int) -> dict[str, object]:
@@ -167,10 +178,12 @@ async def test_webhooks_and_durable_transactions_are_synced_the_rest_is_not(
         store: Store) -> None:
     """Durability: every webhook the intake writer commits is synced to disk (`sync_log`, what
     FULL does at a commit) before its caller is answered, whether it was committed on the
-    loop's thread or, with the write lock taken, in the writer's thread; the store's
+    loop's thread (synced by the writer's thread when there is no log syncer; with one, see
+    the tests below) or, with the write lock taken, in the writer's thread; the store's
     transactions sync only when asked (`durable=True`: a person's decision, the mark before a
     Stripe refund)."""
     assert store.writer is not None and store.writer.synchronous == SYNC_FULL
+    without_syncer(store.writer)
     seen: list[str] = []
     real_writer_sync = sqlite_lock.sync_log
 
@@ -286,8 +299,10 @@ async def test_what_arrives_while_the_log_is_synced_is_written_together_after_it
         store: Store) -> None:
     """Group commit: webhooks that arrive while the disk syncs the last commit could not be
     answered before the next sync anyway; they are held and written in one transaction once
-    the sync is done, each answered after its own rows are synced."""
+    the sync is done, each answered after its own rows are synced (here by the writer's
+    thread; by the log syncer in the test after this one)."""
     assert store.writer is not None
+    without_syncer(store.writer)
     real = sqlite_lock.sync_log
     syncing = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -322,8 +337,10 @@ async def test_a_log_that_cannot_be_synced_is_the_store_s_failure_on_both_paths(
         store: Store) -> None:
     """The rows are committed but not known to be on disk: the caller is told the store could
     not take them (StoreUnavailable: a webhook answers 503 and is sent again), on the loop's
-    path and in the writer's thread alike, never another error (a 500)."""
+    path and in the writer's thread alike, never another error (a 500); with the log syncer,
+    see `test_a_log_the_syncer_cannot_sync_is_the_store_s_failure`."""
     assert store.writer is not None
+    without_syncer(store.writer)
     real = sqlite_lock.sync_log
 
     def broken(path: str) -> None:
@@ -346,6 +363,135 @@ async def test_a_log_that_cannot_be_synced_is_the_store_s_failure_on_both_paths(
     finally:
         sqlite_lock.sync_log = real   # type: ignore[assignment]
     assert await store.writer.run(unit) == 1   # and the writer goes on
+
+
+async def test_a_webhook_committed_on_the_loop_is_answered_once_the_log_syncer_synced_it(
+        store: Store) -> None:
+    """The log syncer, a process of its own, syncs what the loop's thread commits: the caller
+    is answered only once the syncer has answered (here it is stopped, and nothing is
+    answered until it goes on), and no sync is made in this process."""
+    writer = store.writer
+    assert writer is not None and writer.syncer is not None
+    process = writer.syncer.process
+    assert process.poll() is None
+    in_process: list[str] = []
+    real = sqlite_lock.sync_log
+
+    def spy(path: str) -> None:
+        in_process.append(path)
+        real(path)
+
+    sqlite_lock.sync_log = spy   # type: ignore[assignment]
+    os.kill(process.pid, signal.SIGSTOP)
+    try:
+        before, inline = writer.syncer_syncs, writer.inline_batches
+        stored = asyncio.ensure_future(store_event(
+            store, source="checkfront", event_id="synced", kind="booking", payload=payload(1)))
+        await asyncio.sleep(0.1)
+        assert writer.inline_batches == inline + 1   # committed on the loop's thread ...
+        assert not stored.done()                     # ... and not answered before its sync
+    finally:
+        os.kill(process.pid, signal.SIGCONT)
+        sqlite_lock.sync_log = real   # type: ignore[assignment]
+    assert await stored is not None
+    assert writer.syncer_syncs == before + 1 and in_process == []
+
+
+async def test_what_arrives_while_the_syncer_syncs_is_written_together_after_it(
+        store: Store) -> None:
+    """Group commit with the log syncer: what arrives while it syncs is held and written in
+    one transaction once it has answered, then synced once more."""
+    writer = store.writer
+    assert writer is not None and writer.syncer is not None
+    process = writer.syncer.process
+    before, syncs = writer.batches, writer.syncer_syncs
+    os.kill(process.pid, signal.SIGSTOP)
+    try:
+        first = asyncio.ensure_future(store_event(
+            store, source="checkfront", event_id="first", kind="booking", payload=payload(0)))
+        await asyncio.sleep(0.05)   # committed, its sync asked
+        later = []
+        for n in range(1, 11):   # each in a turn of its own
+            later.append(asyncio.ensure_future(store_event(
+                store, source="checkfront", event_id=f"later-{n}", kind="booking",
+                payload=payload(n))))
+            await asyncio.sleep(0)
+        await asyncio.sleep(0.05)
+        assert writer.batches - before == 1 and not first.done()
+    finally:
+        os.kill(process.pid, signal.SIGCONT)
+    stored = await asyncio.gather(first, *later)
+    assert all(event is not None for event in stored)
+    assert writer.batches - before == 2   # the first, then the ten together
+    assert writer.syncer_syncs - syncs == 2
+    assert await count(store, "webhook_events") == 11
+    assert (await audit.verify(store)).ok
+
+
+async def test_a_syncer_that_dies_loses_nothing_the_thread_syncs_from_then_on(
+        store: Store) -> None:
+    """The log syncer killed with a sync asked and not answered: that sync is made by the
+    writer's thread and its caller answered; the webhooks after it are synced by the thread."""
+    writer = store.writer
+    assert writer is not None and writer.syncer is not None
+    process = writer.syncer.process
+    synced: list[str] = []
+    real = sqlite_lock.sync_log
+
+    def spy(path: str) -> None:
+        synced.append(path)
+        real(path)
+
+    sqlite_lock.sync_log = spy   # type: ignore[assignment]
+    os.kill(process.pid, signal.SIGSTOP)
+    try:
+        asked = asyncio.ensure_future(store_event(
+            store, source="checkfront", event_id="asked", kind="booking", payload=payload(0)))
+        await asyncio.sleep(0.05)
+        assert not asked.done()
+        os.kill(process.pid, signal.SIGKILL)
+        assert await asyncio.wait_for(asked, 5) is not None
+        assert synced == [store.path] and writer.syncer is None
+        after = await store_event(store, source="checkfront", event_id="after", kind="booking",
+                                  payload=payload(1))
+        assert after is not None and synced == [store.path] * 2
+    finally:
+        sqlite_lock.sync_log = real   # type: ignore[assignment]
+    assert await count(store, "webhook_events") == 2
+    assert (await audit.verify(store)).ok
+
+
+async def test_a_log_the_syncer_cannot_sync_is_the_store_s_failure(store: Store,
+                                                                    tmp_path: Path) -> None:
+    """The syncer answers that the disk refused the sync: the caller gets StoreUnavailable (a
+    webhook answers 503 and is sent again), and the writer goes on."""
+    writer = store.writer
+    assert writer is not None and writer.syncer is not None
+    loop = asyncio.get_running_loop()
+    without_syncer(writer)
+    refused = LogSyncer.start(str(tmp_path / "missing" / "x.db"))   # a log it cannot open
+    loop.add_reader(refused.answers, writer._synced)
+    writer.syncer, writer._syncer_loop = refused, loop
+
+    def unit(batch: Batch) -> int:
+        return 1
+
+    with pytest.raises(StoreUnavailable):
+        await writer.run(unit)
+    assert writer.syncer is refused   # a refusal is the disk's, the syncer goes on
+    with pytest.raises(StoreUnavailable):
+        await writer.run(unit)
+
+
+async def test_closing_ends_the_syncer(tmp_path: Path) -> None:
+    opened = await Store(tmp_path / "closing.db").open()
+    writer = opened.writer
+    assert writer is not None and writer.syncer is not None
+    process = writer.syncer.process
+    assert await store_event(opened, source="checkfront", event_id="one", kind="booking",
+                             payload=payload(0)) is not None
+    await opened.close()
+    assert process.poll() == 0 and writer.syncer is None
 
 
 async def test_a_unit_committed_on_the_loop_sees_no_caller_s_context(store: Store) -> None:

@@ -14,18 +14,22 @@ them wrote and the chain stays linear.
 Where a batch is written. When nothing is queued ahead of it, SQLite's write lock is free at
 that moment and no checkpoint is due, the batch is committed right there on the event loop's
 thread (tens of microseconds of CPU a webhook, no waiting: the connection's busy timeout is
-0), and only the sync of the log, which waits for the disk, goes to the thread. Running the
-statements in the thread instead costs far more CPU than it saves: every `sqlite3` call gives
-the interpreter lock back and takes it again, and with the loop's thread busy each retake is a
-hand-off between the two threads (measured: a batch's statements cost 36 µs a webhook in a
-thread alone, ten times that beside a busy thread). What arrives while a sync is under way is
-held back and, once it is done, written in one transaction and synced once: it could not have
-been answered before the next sync anyway, so the wait costs nothing and the commits are
-shared (group commit). Otherwise (the lock taken, a checkpoint due, a batch already waiting
-for the thread) the whole batch goes to the thread, which waits for the lock, commits, syncs
-and checkpoints the log every `CHECKPOINT_EVERY` commits (automatic checkpoints are off on
-this connection, so none runs on the loop). Batches are written and answered in the order
-they were handed over; the connection is used by one thread at a time.
+0), and only the sync of the log, which waits for the disk, goes elsewhere: to the log syncer,
+a small process of its own (`services.store.log_sync`), whose answer the loop reads when it
+comes; to the thread when there is no syncer (it could not be started, or it stopped: the
+syncs it had not answered go to the thread too). Running the statements in the thread instead
+costs far more CPU than it saves: every `sqlite3` call gives the interpreter lock back and
+takes it again, and with the loop's thread busy each retake is a hand-off between the two
+threads (measured: a batch's statements cost 36 µs a webhook in a thread alone, ten times that
+beside a busy thread); the syncer spares the sync's hand-offs in the same way. What arrives
+while a sync is under way is held back and, once it is done, written in one transaction and
+synced once: it could not have been answered before the next sync anyway, so the wait costs
+nothing and the commits are shared (group commit). Otherwise (the lock taken, a checkpoint
+due, a batch already waiting for the thread) the whole batch goes to the thread, which waits
+for the lock, commits, syncs and checkpoints the log every `CHECKPOINT_EVERY` commits
+(automatic checkpoints are off on this connection, so none runs on the loop). Batches are
+written and answered in the order they were handed over; the connection is used by one
+thread at a time.
 
 A unit that raises fails alone: its batch is rolled back and its other units are run again,
 each in a transaction of its own. A batch that cannot be written at all (disk error, the write
@@ -48,11 +52,13 @@ import logging
 import queue
 import sqlite3
 import threading
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from services.store import sqlite_lock
+from services.store.log_sync import SYNCED, LogSyncer
 
 log = logging.getLogger(__name__)
 
@@ -104,7 +110,8 @@ _STOP = object()
 
 class IntakeWriter:
     def __init__(self, path: str, *, synchronous: int, busy_timeout: float = 5.0,
-                 max_batch: int = MAX_BATCH, checkpoint_every: int = CHECKPOINT_EVERY) -> None:
+                 max_batch: int = MAX_BATCH, checkpoint_every: int = CHECKPOINT_EVERY,
+                 syncer: bool = True) -> None:
         self.path = path
         self.synchronous = int(synchronous)   # what an answer waits for (FULL: the log synced)
         self.busy_timeout = busy_timeout
@@ -113,6 +120,13 @@ class IntakeWriter:
         self.batches = 0            # transactions committed (tests and benchmarks read it)
         self.inline_batches = 0     # ... of them on the event loop's thread
         self.syncs = 0              # syncs of the log (one covers every commit before it)
+        self.syncer_syncs = 0       # ... of them by the log syncer
+        self.use_syncer = syncer    # at FULL, a log syncer process (else the thread syncs)
+        self.syncer: LogSyncer | None = None
+        self._syncer_loop: asyncio.AbstractEventLoop | None = None
+        self._asked: deque[_Job] = deque()   # syncs asked of the syncer, not yet answered
+        self._all_answered = asyncio.Event()    # ... none (set and cleared on its loop)
+        self._all_answered.set()
         self.lock_waits = 0         # BEGINs that found the write lock held by another connection
         self.lock_wait_seconds = 0.0    # ... and how long they waited for it, in all
         self.lock_wait_longest = 0.0    # ... and at most
@@ -142,7 +156,23 @@ class IntakeWriter:
             self._closed = True
             await asyncio.to_thread(self._thread.join)
             raise
+        if self.use_syncer and self.synchronous > SYNC_NORMAL:
+            self._start_syncer(loop)
         return self
+
+    def _start_syncer(self, loop: asyncio.AbstractEventLoop) -> None:
+        try:
+            syncer = LogSyncer.start(self.path)
+        except OSError as exc:
+            log.warning("no log syncer (%s): the intake writer's thread syncs the log", exc)
+            return
+        try:
+            loop.add_reader(syncer.answers, self._synced)
+        except (NotImplementedError, OSError) as exc:   # a loop that cannot watch a pipe
+            log.warning("no log syncer (%s): the intake writer's thread syncs the log", exc)
+            syncer.close()
+            return
+        self.syncer, self._syncer_loop = syncer, loop
 
     async def run(self, work: Callable[[Batch], T]) -> T:
         """Run `work` in the next batch; its result once the batch is committed (and, at
@@ -229,11 +259,80 @@ class IntakeWriter:
         self.batches += 1
         self.inline_batches += 1
         self._syncing += 1
-        self._queue.put(_Job(_SYNC, pending, results))
+        job = _Job(_SYNC, pending, results)
+        if not self._ask_syncer(job):
+            self._queue.put(job)   # the thread syncs and answers
         return True
 
+    # --- the log syncer's answers, on its loop ---------------------------------------------
+
+    def _ask_syncer(self, job: _Job) -> bool:
+        """Hand `job`'s sync to the log syncer (the caller holds `_guard`); False when there
+        is none for this loop, or it is gone (then what it was asked goes to the thread)."""
+        syncer = self.syncer
+        if syncer is None or asyncio.get_running_loop() is not self._syncer_loop:
+            return False
+        try:
+            syncer.request()
+        except OSError:
+            self._drop_syncer()
+            return False
+        self._asked.append(job)
+        self._all_answered.clear()
+        return True
+
+    def _synced(self) -> None:
+        """The syncer's answers, each for the oldest sync asked: its callers answered (with
+        StoreUnavailable when the log could not be synced); then what was held back for it
+        is written. The end of its output: it is gone, its unanswered syncs go to the thread."""
+        syncer = self.syncer
+        if syncer is None:
+            return
+        try:
+            answers = syncer.read()
+        except BlockingIOError:
+            return
+        except OSError:
+            answers = b""
+        if not answers:
+            with self._guard:
+                self._drop_syncer()
+            return
+        outcomes = []
+        for answer in answers:
+            job = self._asked.popleft()
+            error = None if answer == SYNCED else StoreUnavailable(
+                "the log could not be synced (the disk's error)")
+            outcomes += [(r.loop, r.future, result, error)
+                         for r, result in zip(job.requests, job.results, strict=True)]
+        if not self._asked:
+            self._all_answered.set()
+        self.syncs += len(answers)
+        self.syncer_syncs += len(answers)
+        self._answer(outcomes)
+        with self._guard:
+            self._syncing -= len(answers)
+            if self._held and not self._syncing:
+                self._dispatch([])
+
+    def _drop_syncer(self) -> None:
+        """The syncer is gone (the caller holds `_guard`): the syncs it was asked and did not
+        answer go to the thread, in order, and so do the syncs from now on."""
+        syncer, self.syncer = self.syncer, None
+        if syncer is None:
+            return
+        log.warning("the log syncer stopped: the intake writer's thread syncs the log")
+        if self._syncer_loop is not None:
+            with contextlib.suppress(Exception):
+                self._syncer_loop.remove_reader(syncer.answers)
+        while self._asked:
+            self._queue.put(self._asked.popleft())
+        self._all_answered.set()
+        syncer.kill()
+
     async def close(self) -> None:
-        """Take no more work; commit what is queued; stop the thread."""
+        """Take no more work; commit what is queued; wait for the syncs asked of the log
+        syncer; stop the thread and the syncer."""
         with self._guard:
             if self._closed:
                 return
@@ -246,10 +345,17 @@ class IntakeWriter:
                 self._in_thread += 1
                 self._queue.put(_Job(_WRITE, pending))
             self._pending.clear()
-            self._queue.put(_STOP)
+        await self._all_answered.wait()   # answered on the loop meanwhile (or sent to the thread)
+        self._queue.put(_STOP)
         if self._thread is not None:
             await asyncio.to_thread(self._thread.join)
             self._thread = None
+        syncer, self.syncer = self.syncer, None
+        if syncer is not None:
+            if self._syncer_loop is not None:
+                with contextlib.suppress(Exception):
+                    self._syncer_loop.remove_reader(syncer.answers)
+            await asyncio.to_thread(syncer.close)
 
     # --- the thread ------------------------------------------------------------------------
 
@@ -389,6 +495,14 @@ class IntakeWriter:
         self.lock_waits += 1
         self.lock_wait_seconds += seconds
         self.lock_wait_longest = max(self.lock_wait_longest, seconds)
+
+    def _answer(self, outcomes: list[tuple[asyncio.AbstractEventLoop, asyncio.Future[Any],
+                                           Any, BaseException | None]]) -> None:
+        """`_resolve`, from a loop's thread: that loop's callers answered at once."""
+        here = asyncio.get_running_loop()
+        _settle([(future, result, error) for loop, future, result, error in outcomes
+                 if loop is here])
+        self._resolve([outcome for outcome in outcomes if outcome[0] is not here])
 
     def _resolve(self, outcomes: list[tuple[asyncio.AbstractEventLoop, asyncio.Future[Any],
                                             Any, BaseException | None]]) -> None:
