@@ -9,6 +9,7 @@ import json
 import os
 import signal
 import sqlite3
+import subprocess
 import time
 from pathlib import Path
 
@@ -37,6 +38,37 @@ def without_syncer(writer: IntakeWriter) -> IntakeWriter:
         writer._drop_syncer()
     assert writer.syncer is None
     return writer
+
+
+def syncer_process(store: Store) -> subprocess.Popen[bytes]:
+    writer = store.writer
+    assert writer is not None and writer.syncer is not None
+    assert writer.syncer.process.poll() is None
+    return writer.syncer.process
+
+
+def syncs_in_process(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The syncs of the log made in this process (by the writer's thread), by path."""
+    synced: list[str] = []
+    real = sqlite_lock.sync_log
+
+    def spy(path: str) -> None:
+        synced.append(path)
+        real(path)
+
+    monkeypatch.setattr(sqlite_lock, "sync_log", spy)
+    return synced
+
+
+async def ten_later(store: Store) -> list[asyncio.Future[object]]:
+    """Ten webhooks stored, each handed over in a turn of the loop of its own."""
+    later: list[asyncio.Future[object]] = []
+    for n in range(1, 11):
+        later.append(asyncio.ensure_future(store_event(
+            store, source="checkfront", event_id=f"later-{n}", kind="booking",
+            payload=payload(n))))
+        await asyncio.sleep(0)
+    return later
 
 
 def payload(n: int) -> dict[str, object]:
@@ -318,12 +350,7 @@ async def test_what_arrives_while_the_log_is_synced_is_written_together_after_it
         first = asyncio.ensure_future(store_event(
             store, source="checkfront", event_id="first", kind="booking", payload=payload(0)))
         await syncing.wait()   # the first is committed, its sync under way
-        later = []
-        for n in range(1, 11):   # each in a turn of its own
-            later.append(asyncio.ensure_future(store_event(
-                store, source="checkfront", event_id=f"later-{n}", kind="booking",
-                payload=payload(n))))
-            await asyncio.sleep(0)
+        later = await ten_later(store)
         stored = await asyncio.gather(first, *later)
     finally:
         sqlite_lock.sync_log = real   # type: ignore[assignment]
@@ -366,22 +393,14 @@ async def test_a_log_that_cannot_be_synced_is_the_store_s_failure_on_both_paths(
 
 
 async def test_a_webhook_committed_on_the_loop_is_answered_once_the_log_syncer_synced_it(
-        store: Store) -> None:
+        store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
     """The log syncer, a process of its own, syncs what the loop's thread commits: the caller
     is answered only once the syncer has answered (here it is stopped, and nothing is
     answered until it goes on), and no sync is made in this process."""
+    process = syncer_process(store)
     writer = store.writer
-    assert writer is not None and writer.syncer is not None
-    process = writer.syncer.process
-    assert process.poll() is None
-    in_process: list[str] = []
-    real = sqlite_lock.sync_log
-
-    def spy(path: str) -> None:
-        in_process.append(path)
-        real(path)
-
-    sqlite_lock.sync_log = spy   # type: ignore[assignment]
+    assert writer is not None
+    in_process = syncs_in_process(monkeypatch)
     os.kill(process.pid, signal.SIGSTOP)
     try:
         before, inline = writer.syncer_syncs, writer.inline_batches
@@ -392,7 +411,6 @@ async def test_a_webhook_committed_on_the_loop_is_answered_once_the_log_syncer_s
         assert not stored.done()                     # ... and not answered before its sync
     finally:
         os.kill(process.pid, signal.SIGCONT)
-        sqlite_lock.sync_log = real   # type: ignore[assignment]
     assert await stored is not None
     assert writer.syncer_syncs == before + 1 and in_process == []
 
@@ -401,21 +419,16 @@ async def test_what_arrives_while_the_syncer_syncs_is_written_together_after_it(
         store: Store) -> None:
     """Group commit with the log syncer: what arrives while it syncs is held and written in
     one transaction once it has answered, then synced once more."""
+    process = syncer_process(store)
     writer = store.writer
-    assert writer is not None and writer.syncer is not None
-    process = writer.syncer.process
+    assert writer is not None
     before, syncs = writer.batches, writer.syncer_syncs
     os.kill(process.pid, signal.SIGSTOP)
     try:
         first = asyncio.ensure_future(store_event(
             store, source="checkfront", event_id="first", kind="booking", payload=payload(0)))
         await asyncio.sleep(0.05)   # committed, its sync asked
-        later = []
-        for n in range(1, 11):   # each in a turn of its own
-            later.append(asyncio.ensure_future(store_event(
-                store, source="checkfront", event_id=f"later-{n}", kind="booking",
-                payload=payload(n))))
-            await asyncio.sleep(0)
+        later = await ten_later(store)
         await asyncio.sleep(0.05)
         assert writer.batches - before == 1 and not first.done()
     finally:
@@ -429,34 +442,24 @@ async def test_what_arrives_while_the_syncer_syncs_is_written_together_after_it(
 
 
 async def test_a_syncer_that_dies_loses_nothing_the_thread_syncs_from_then_on(
-        store: Store) -> None:
+        store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
     """The log syncer killed with a sync asked and not answered: that sync is made by the
     writer's thread and its caller answered; the webhooks after it are synced by the thread."""
+    process = syncer_process(store)
     writer = store.writer
-    assert writer is not None and writer.syncer is not None
-    process = writer.syncer.process
-    synced: list[str] = []
-    real = sqlite_lock.sync_log
-
-    def spy(path: str) -> None:
-        synced.append(path)
-        real(path)
-
-    sqlite_lock.sync_log = spy   # type: ignore[assignment]
+    assert writer is not None
+    synced = syncs_in_process(monkeypatch)
     os.kill(process.pid, signal.SIGSTOP)
-    try:
-        asked = asyncio.ensure_future(store_event(
-            store, source="checkfront", event_id="asked", kind="booking", payload=payload(0)))
-        await asyncio.sleep(0.05)
-        assert not asked.done()
-        os.kill(process.pid, signal.SIGKILL)
-        assert await asyncio.wait_for(asked, 5) is not None
-        assert synced == [store.path] and writer.syncer is None
-        after = await store_event(store, source="checkfront", event_id="after", kind="booking",
-                                  payload=payload(1))
-        assert after is not None and synced == [store.path] * 2
-    finally:
-        sqlite_lock.sync_log = real   # type: ignore[assignment]
+    asked = asyncio.ensure_future(store_event(
+        store, source="checkfront", event_id="asked", kind="booking", payload=payload(0)))
+    await asyncio.sleep(0.05)
+    assert not asked.done()
+    os.kill(process.pid, signal.SIGKILL)
+    assert await asyncio.wait_for(asked, 5) is not None
+    assert synced == [store.path] and writer.syncer is None
+    after = await store_event(store, source="checkfront", event_id="after", kind="booking",
+                              payload=payload(1))
+    assert after is not None and synced == [store.path] * 2
     assert await count(store, "webhook_events") == 2
     assert (await audit.verify(store)).ok
 
