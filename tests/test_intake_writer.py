@@ -486,14 +486,26 @@ async def test_a_log_the_syncer_cannot_sync_is_the_store_s_failure(store: Store,
         await writer.run(unit)
 
 
-async def test_closing_ends_the_syncer(tmp_path: Path) -> None:
+async def test_closing_ends_the_syncer_a_signal_to_the_process_group_does_not(
+        tmp_path: Path) -> None:
+    """A Ctrl-C or a service manager's SIGTERM reaches the syncer with the bot: it keeps
+    syncing until the bot, stopping, closes the store."""
     opened = await Store(tmp_path / "closing.db").open()
     writer = opened.writer
     assert writer is not None and writer.syncer is not None
     process = writer.syncer.process
-    assert await store_event(opened, source="checkfront", event_id="one", kind="booking",
-                             payload=payload(0)) is not None
-    await opened.close()
+    syncs = writer.syncer_syncs
+    try:
+        assert await store_event(opened, source="checkfront", event_id="one", kind="booking",
+                                 payload=payload(0)) is not None   # answered: the child serves
+        os.kill(process.pid, signal.SIGTERM)
+        os.kill(process.pid, signal.SIGINT)
+        assert await store_event(opened, source="checkfront", event_id="two", kind="booking",
+                                 payload=payload(1)) is not None
+        assert process.poll() is None and writer.syncer is not None
+        assert writer.syncer_syncs == syncs + 2
+    finally:
+        await opened.close()
     assert process.poll() == 0 and writer.syncer is None
 
 

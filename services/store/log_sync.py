@@ -91,7 +91,10 @@ def _sync(log: str) -> int:
 def serve(log: str) -> None:
     """The child: sync `log` once for whatever requests have arrived, answer each, until the
     end of the input."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)   # a Ctrl-C is the bot's to handle
+    # a Ctrl-C or a service manager's SIGTERM reaches the whole process group: the bot's to
+    # handle; this process ends with the bot's pipe, after the syncs the bot still asks for
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     while True:
         try:
             asked = os.read(0, _MAX_READ)
