@@ -45,7 +45,8 @@ class LogSyncer:
     def start(cls, path: str) -> LogSyncer:
         """A child syncing `path`'s write-ahead log (OSError when it cannot be started)."""
         process = subprocess.Popen(
-            [sys.executable, "-I", "-S", os.path.abspath(__file__), f"{path}-wal"],
+            [sys.executable, "-I", "-S", os.path.abspath(__file__),
+             os.path.abspath(f"{path}-wal")],   # the bot's working folder may change later
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, bufsize=0, close_fds=True)
         return cls(process)
 
