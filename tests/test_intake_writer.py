@@ -472,9 +472,9 @@ async def test_a_log_the_syncer_cannot_sync_is_the_store_s_failure(store: Store,
     assert writer is not None and writer.syncer is not None
     loop = asyncio.get_running_loop()
     without_syncer(writer)
-    refused = LogSyncer.start(str(tmp_path / "missing" / "x.db"))   # a log it cannot open
-    loop.add_reader(refused.answers, writer._synced)
-    writer.syncer, writer._syncer_loop = refused, loop
+    refused = LogSyncer.start(str(tmp_path / "missing" / "x.db"),   # a log it cannot open
+                              loop, writer._synced)
+    writer.syncer = refused
 
     def unit(batch: Batch) -> int:
         return 1

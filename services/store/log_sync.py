@@ -6,67 +6,109 @@ Why a process. A sync waits for the disk (a quarter of a millisecond to several 
 Made by a thread of the bot, it is followed by that thread taking the interpreter lock back
 from the busy event loop, then waking the loop: each a hand-off between threads that costs the
 loop more CPU than the sync itself (measured on the intake benchmark, 16 concurrent: a sixth
-of a webhook's CPU). This process shares no interpreter lock with the bot; asking it is one
-`write` of a byte to a pipe, its answer one byte read by the loop when it comes.
-
-The protocol, over the child's standard input and output: one byte written per commit to
-sync; the child reads what has arrived (any number of requests), syncs the log once (one sync
-covers every commit made before it) and answers one byte per request read, in order: 0 synced,
-1 not (the error is the disk's: the commits are made but not known to be on disk). An answer
-is therefore for the oldest request not yet answered. The child ends at the end of its input:
-when the writer closes its pipe, or when the bot's process ends in any way (the kernel closes
-it), so it never outlives the bot. This file is run by the child as a script and imports
-nothing but the standard library.
+of a webhook's CPU). The process shares no interpreter lock with the bot; asking it is one
+`write` of a byte to a pipe, its answer one byte read by the loop when it comes. The process
+and its protocol: `services.store.log_sync_child`.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
-import signal
 import subprocess
 import sys
+from collections import deque
+from collections.abc import Callable
+from typing import Any
 
-SYNCED, FAILED = 0, 1
-_MAX_READ = 65536
+from services.store import log_sync_child
+from services.store.log_sync_child import MAX_READ, SYNCED
 
 
 class LogSyncer:
-    """The parent's end: the child process and its two pipes (non-blocking answers)."""
+    """The bot's end: the child, its two pipes (answers read without blocking, on `loop`), and
+    what was asked and not answered yet (each request's token, oldest first)."""
 
-    def __init__(self, process: subprocess.Popen[bytes]) -> None:
+    def __init__(self, process: subprocess.Popen[bytes], loop: asyncio.AbstractEventLoop) -> None:
         assert process.stdin is not None and process.stdout is not None
         self.process = process
+        self.loop = loop
         self.requests = process.stdin.fileno()
         self.answers = process.stdout.fileno()
         os.set_blocking(self.answers, False)
+        self.asked: deque[Any] = deque()
+        self.all_answered = asyncio.Event()   # set and cleared on `loop`
+        self.all_answered.set()
 
     @classmethod
-    def start(cls, path: str) -> LogSyncer:
-        """A child syncing `path`'s write-ahead log (OSError when it cannot be started)."""
+    def start(cls, path: str, loop: asyncio.AbstractEventLoop,
+              on_answers: Callable[[], None]) -> LogSyncer:
+        """A child syncing `path`'s write-ahead log, `on_answers` called on `loop` when it
+        answers (OSError when it cannot be started; NotImplementedError from a loop that
+        cannot watch a pipe)."""
         process = subprocess.Popen(
-            [sys.executable, "-I", "-S", os.path.abspath(__file__),
+            [sys.executable, "-I", "-S", os.path.abspath(log_sync_child.__file__),
              os.path.abspath(f"{path}-wal")],   # the bot's working folder may change later
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, bufsize=0, close_fds=True)
-        return cls(process)
+        syncer = cls(process, loop)
+        try:
+            loop.add_reader(syncer.answers, on_answers)
+        except BaseException:
+            syncer._end()
+            raise
+        return syncer
 
-    def request(self) -> None:
-        """Ask for one sync of every commit made so far (OSError when the child is gone)."""
-        os.write(self.requests, b"s")
+    def ask(self, token: Any) -> bool:
+        """Ask for one sync of every commit made so far, answered for `token`; False when the
+        child is gone."""
+        try:
+            os.write(self.requests, b"s")
+        except OSError:
+            return False
+        self.asked.append(token)
+        self.all_answered.clear()
+        return True
 
-    def read(self) -> bytes:
-        """The answers that have come (b"" when the child is gone, none yet: BlockingIOError)."""
-        return os.read(self.answers, _MAX_READ)
+    def answered(self) -> list[tuple[Any, bool]] | None:
+        """The answers that have come, each (its token, whether the log was synced), oldest
+        first; [] for none yet; None when the child is gone."""
+        try:
+            answers = os.read(self.answers, MAX_READ)
+        except BlockingIOError:
+            return []
+        except OSError:
+            answers = b""
+        if not answers:
+            return None
+        done = [(self.asked.popleft(), answer == SYNCED) for answer in answers]
+        if not self.asked:
+            self.all_answered.set()
+        return done
 
-    def kill(self) -> None:
-        """End a child that is gone or no longer answers, at once."""
+    def drop(self) -> list[Any]:
+        """Give the child up (it is gone, or no longer takes requests): killed at once; the
+        tokens it had not answered, oldest first."""
+        unanswered = list(self.asked)
+        self.asked.clear()
+        self.all_answered.set()
+        self._unwatch()
         with contextlib.suppress(OSError):
             self.process.kill()
-        self.close()
+        self._end()
+        return unanswered
 
-    def close(self, timeout: float = 5.0) -> None:
-        """End the child: its input closed, it stops; killed if it has not within `timeout`
-        (a disk that hangs)."""
+    async def close(self) -> None:
+        """End the child: its input closed, it stops (killed if it has not within 5 s, a disk
+        that hangs)."""
+        self._unwatch()
+        await asyncio.to_thread(self._end)
+
+    def _unwatch(self) -> None:   # on `loop`
+        with contextlib.suppress(Exception):   # a closed loop watches nothing any more
+            self.loop.remove_reader(self.answers)
+
+    def _end(self, timeout: float = 5.0) -> None:
         for pipe in (self.process.stdin, self.process.stdout):
             if pipe is not None:
                 pipe.close()
@@ -75,39 +117,3 @@ class LogSyncer:
         except subprocess.TimeoutExpired:
             self.process.kill()
             self.process.wait()
-
-
-def _sync(log: str) -> int:
-    try:
-        fd = os.open(log, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-    except OSError:
-        return FAILED
-    return SYNCED
-
-
-def serve(log: str) -> None:
-    """The child: sync `log` once for whatever requests have arrived, answer each, until the
-    end of the input."""
-    # a Ctrl-C or a service manager's SIGTERM reaches the whole process group: the bot's to
-    # handle; this process ends with the bot's pipe, after the syncs the bot still asks for
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    while True:
-        try:
-            asked = os.read(0, _MAX_READ)
-        except OSError:
-            return
-        if not asked:
-            return
-        try:
-            os.write(1, bytes([_sync(log)]) * len(asked))
-        except OSError:   # the bot is gone
-            return
-
-
-if __name__ == "__main__":
-    serve(sys.argv[1])

@@ -15,13 +15,13 @@ Where a batch is written. When nothing is queued ahead of it, SQLite's write loc
 that moment and no checkpoint is due, the batch is committed right there on the event loop's
 thread (tens of microseconds of CPU a webhook, no waiting: the connection's busy timeout is
 0), and only the sync of the log, which waits for the disk, goes elsewhere: to the log syncer,
-a small process of its own (`services.store.log_sync`), whose answer the loop reads when it
-comes; to the thread when there is no syncer (it could not be started, or it stopped: the
-syncs it had not answered go to the thread too). Running the statements in the thread instead
-costs far more CPU than it saves: every `sqlite3` call gives the interpreter lock back and
-takes it again, and with the loop's thread busy each retake is a hand-off between the two
-threads (measured: a batch's statements cost 36 µs a webhook in a thread alone, ten times that
-beside a busy thread); the syncer spares the sync's hand-offs in the same way. What arrives
+a small process of its own (`services.store.log_sync`, which says why), whose answer the loop
+reads when it comes; to the thread when there is no syncer (it could not be started, or it
+stopped: the syncs it had not answered go to the thread too). Running the statements in the
+thread instead costs far more CPU than it saves: every `sqlite3` call gives the interpreter
+lock back and takes it again, and with the loop's thread busy each retake is a hand-off
+between the two threads (measured: a batch's statements cost 36 µs a webhook in a thread
+alone, ten times that beside a busy thread). What arrives
 while a sync is under way is held back and, once it is done, written in one transaction and
 synced once: it could not have been answered before the next sync anyway, so the wait costs
 nothing and the commits are shared (group commit). Otherwise (the lock taken, a checkpoint
@@ -52,13 +52,28 @@ import logging
 import queue
 import sqlite3
 import threading
-from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from services.store import sqlite_lock
-from services.store.log_sync import SYNCED, LogSyncer
+from services.store.log_sync import LogSyncer
+from services.store.writer_jobs import (
+    STOP,
+    SYNC,
+    WRITE,
+    Batch,
+    Failed,
+    Job,
+    Request,
+    StoreUnavailable,
+    answer,
+    batches,
+    call,
+    resolve,
+    settle,
+    unavailable,
+    units,
+)
 
 log = logging.getLogger(__name__)
 
@@ -66,46 +81,6 @@ T = TypeVar("T")
 MAX_BATCH = 256              # units a transaction takes at most
 CHECKPOINT_EVERY = 100       # commits between the WAL checkpoints the thread makes
 SYNC_NORMAL = 1              # SQLite's `synchronous` NORMAL (FULL is 2)
-
-
-class StoreUnavailable(Exception):
-    """The store could not take the write (closed, disk error, locked past the timeout)."""
-
-
-@dataclass
-class Batch:
-    """What a unit of work sees: the writer's connection inside the batch's transaction, and
-    `memo`, kept for the length of that one transaction (the audit chain's end lives there)."""
-
-    conn: sqlite3.Connection
-    memo: dict[Any, Any] = field(default_factory=dict)
-
-
-@dataclass
-class _Request:
-    work: Callable[[Batch], Any]
-    loop: asyncio.AbstractEventLoop
-    future: asyncio.Future[Any]
-
-
-class _Failed(Exception):
-    """A unit of work raised (as opposed to BEGIN or COMMIT failing): split the batch."""
-
-
-_WRITE, _SYNC = "write", "sync"
-
-
-@dataclass
-class _Job:
-    """For the thread: a batch to write (`_WRITE`), or the answers to a batch committed on the
-    loop's thread once the log is synced (`_SYNC`, with its units' results)."""
-
-    kind: str
-    requests: list[_Request]
-    results: list[Any] = field(default_factory=list)
-
-
-_STOP = object()
 
 
 class IntakeWriter:
@@ -122,21 +97,17 @@ class IntakeWriter:
         self.syncs = 0              # syncs of the log (one covers every commit before it)
         self.syncer_syncs = 0       # ... of them by the log syncer
         self.use_syncer = syncer    # at FULL, a log syncer process (else the thread syncs)
-        self.syncer: LogSyncer | None = None
-        self._syncer_loop: asyncio.AbstractEventLoop | None = None
-        self._asked: deque[_Job] = deque()   # syncs asked of the syncer, not yet answered
-        self._all_answered = asyncio.Event()    # ... none (set and cleared on its loop)
-        self._all_answered.set()
+        self.syncer: LogSyncer | None = None   # asked with a `Job` for each sync
         self.lock_waits = 0         # BEGINs that found the write lock held by another connection
         self.lock_wait_seconds = 0.0    # ... and how long they waited for it, in all
         self.lock_wait_longest = 0.0    # ... and at most
-        self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()   # _Job, _STOP
-        self._pending: dict[asyncio.AbstractEventLoop, list[_Request]] = {}
+        self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()   # Job, STOP
+        self._pending: dict[asyncio.AbstractEventLoop, list[Request]] = {}
         self._guard = threading.Lock()
         self._connection = threading.Lock()   # held by whoever runs a transaction on `_conn`
         self._in_thread = 0         # write jobs handed to the thread and not finished
         self._syncing = 0           # syncs of commits made on the loop, not yet answered
-        self._held: list[_Request] = []   # held back while a sync is under way
+        self._held: list[Request] = []   # held back while a sync is under way
         self._commits = 0           # commits since the last checkpoint
         self._conn: sqlite3.Connection | None = None
         self._dead: BaseException | None = None    # the thread stopped on an error
@@ -162,17 +133,9 @@ class IntakeWriter:
 
     def _start_syncer(self, loop: asyncio.AbstractEventLoop) -> None:
         try:
-            syncer = LogSyncer.start(self.path)
-        except OSError as exc:
+            self.syncer = LogSyncer.start(self.path, loop, self._synced)
+        except (OSError, NotImplementedError) as exc:
             log.warning("no log syncer (%s): the intake writer's thread syncs the log", exc)
-            return
-        try:
-            loop.add_reader(syncer.answers, self._synced)
-        except (NotImplementedError, OSError) as exc:   # a loop that cannot watch a pipe
-            log.warning("no log syncer (%s): the intake writer's thread syncs the log", exc)
-            syncer.close()
-            return
-        self.syncer, self._syncer_loop = syncer, loop
 
     async def run(self, work: Callable[[Batch], T]) -> T:
         """Run `work` in the next batch; its result once the batch is committed (and, at
@@ -186,7 +149,7 @@ class IntakeWriter:
             if pending is None:   # the first this turn of the loop: hand them over after it
                 pending = self._pending[loop] = []
                 loop.call_soon(self._hand_over, loop)
-            pending.append(_Request(work, loop, future))
+            pending.append(Request(work, loop, future))
         return await future
 
     def _hand_over(self, loop: asyncio.AbstractEventLoop) -> None:
@@ -202,7 +165,7 @@ class IntakeWriter:
             if self._held:
                 self._dispatch([])
 
-    def _dispatch(self, pending: list[_Request]) -> None:
+    def _dispatch(self, pending: list[Request]) -> None:
         """Write what was held back and then `pending` (the caller holds `_guard`): behind a
         batch the thread has yet to write, in the thread too; while the log is being synced,
         held back (the sync's end flushes them, all in one transaction: they could not be
@@ -213,7 +176,7 @@ class IntakeWriter:
         requests, self._held = self._held + pending, []
         if self._dead is not None:
             error = StoreUnavailable(f"intake writer stopped: {self._dead!r}")
-            self._resolve([(r.loop, r.future, None, error) for r in requests])
+            resolve([(r.loop, r.future, None, error) for r in requests])
             return
         if not self._in_thread:
             if self._syncing:
@@ -222,9 +185,9 @@ class IntakeWriter:
             if self._inline(requests):
                 return
         self._in_thread += 1
-        self._queue.put(_Job(_WRITE, requests))
+        self._queue.put(Job(WRITE, requests))
 
-    def _inline(self, pending: list[_Request]) -> bool:
+    def _inline(self, pending: list[Request]) -> bool:
         """Commit `pending` on this thread (the caller holds `_guard`, so no write job can be
         queued meanwhile): only when nothing is queued ahead of it (answers and ids stay in
         arrival order), SQLite's write lock is free now (no wait on the loop), the batch is
@@ -245,7 +208,7 @@ class IntakeWriter:
             try:
                 # in an empty context, as in the thread: no caller's context (a correlation id)
                 # is read by the units of the others it was batched with
-                results = contextvars.Context().run(_units, pending, Batch(conn))
+                results = contextvars.Context().run(units, pending, Batch(conn))
                 conn.execute("COMMIT")
             except BaseException as exc:
                 with contextlib.suppress(sqlite3.Error):
@@ -259,57 +222,45 @@ class IntakeWriter:
         self.batches += 1
         self.inline_batches += 1
         self._syncing += 1
-        job = _Job(_SYNC, pending, results)
+        job = Job(SYNC, pending, results)
         if not self._ask_syncer(job):
             self._queue.put(job)   # the thread syncs and answers
         return True
 
     # --- the log syncer's answers, on its loop ---------------------------------------------
 
-    def _ask_syncer(self, job: _Job) -> bool:
+    def _ask_syncer(self, job: Job) -> bool:
         """Hand `job`'s sync to the log syncer (the caller holds `_guard`); False when there
         is none for this loop, or it is gone (then what it was asked goes to the thread)."""
         syncer = self.syncer
-        if syncer is None or asyncio.get_running_loop() is not self._syncer_loop:
+        if syncer is None or asyncio.get_running_loop() is not syncer.loop:
             return False
-        try:
-            syncer.request()
-        except OSError:
-            self._drop_syncer()
-            return False
-        self._asked.append(job)
-        self._all_answered.clear()
-        return True
+        if syncer.ask(job):
+            return True
+        self._drop_syncer()
+        return False
 
     def _synced(self) -> None:
         """The syncer's answers, each for the oldest sync asked: its callers answered (with
         StoreUnavailable when the log could not be synced); then what was held back for it
         is written. The end of its output: it is gone, its unanswered syncs go to the thread."""
         syncer = self.syncer
-        if syncer is None:
-            return
-        try:
-            answers = syncer.read()
-        except BlockingIOError:
-            return
-        except OSError:
-            answers = b""
-        if not answers:
+        answers = syncer.answered() if syncer is not None else []
+        if answers is None:
             with self._guard:
                 self._drop_syncer()
             return
+        if not answers:
+            return
         outcomes = []
-        for answer in answers:
-            job = self._asked.popleft()
-            error = None if answer == SYNCED else StoreUnavailable(
+        for job, synced in answers:
+            error = None if synced else StoreUnavailable(
                 "the log could not be synced (the disk's error)")
             outcomes += [(r.loop, r.future, result, error)
                          for r, result in zip(job.requests, job.results, strict=True)]
-        if not self._asked:
-            self._all_answered.set()
         self.syncs += len(answers)
         self.syncer_syncs += len(answers)
-        self._answer(outcomes)
+        answer(outcomes)
         with self._guard:
             self._syncing -= len(answers)
             if self._held and not self._syncing:
@@ -322,13 +273,8 @@ class IntakeWriter:
         if syncer is None:
             return
         log.warning("the log syncer stopped: the intake writer's thread syncs the log")
-        if self._syncer_loop is not None:
-            with contextlib.suppress(Exception):
-                self._syncer_loop.remove_reader(syncer.answers)
-        while self._asked:
-            self._queue.put(self._asked.popleft())
-        self._all_answered.set()
-        syncer.kill()
+        for job in syncer.drop():
+            self._queue.put(job)
 
     async def close(self) -> None:
         """Take no more work; commit what is queued; wait for the syncs asked of the log
@@ -339,23 +285,21 @@ class IntakeWriter:
             self._closed = True
             if self._held:   # held back for a sync: still written, first
                 self._in_thread += 1
-                self._queue.put(_Job(_WRITE, self._held))
+                self._queue.put(Job(WRITE, self._held))
                 self._held = []
             for pending in self._pending.values():   # queued before the close: still written
                 self._in_thread += 1
-                self._queue.put(_Job(_WRITE, pending))
+                self._queue.put(Job(WRITE, pending))
             self._pending.clear()
-        await self._all_answered.wait()   # answered on the loop meanwhile (or sent to the thread)
-        self._queue.put(_STOP)
+        if self.syncer is not None:   # answered on the loop meanwhile (or sent to the thread)
+            await self.syncer.all_answered.wait()
+        self._queue.put(STOP)
         if self._thread is not None:
             await asyncio.to_thread(self._thread.join)
             self._thread = None
         syncer, self.syncer = self.syncer, None
         if syncer is not None:
-            if self._syncer_loop is not None:
-                with contextlib.suppress(Exception):
-                    self._syncer_loop.remove_reader(syncer.answers)
-            await asyncio.to_thread(syncer.close)
+            await syncer.close()
 
     # --- the thread ------------------------------------------------------------------------
 
@@ -369,10 +313,10 @@ class IntakeWriter:
             conn.execute("PRAGMA wal_autocheckpoint=0")   # checkpoints are made here
             conn.execute("PRAGMA foreign_keys=ON")
         except BaseException as exc:
-            _call(loop, _settle, [(ready, None, exc)])
+            call(loop, settle, [(ready, None, exc)])
             return
         self._conn = conn
-        _call(loop, _settle, [(ready, None, None)])
+        call(loop, settle, [(ready, None, None)])
         try:
             self._serve(conn)
         except BaseException as exc:  # a bug here must not leave callers waiting forever
@@ -382,7 +326,7 @@ class IntakeWriter:
                 self._dead = exc
                 held, self._held = self._held, []
             error = StoreUnavailable(f"intake writer stopped: {exc!r}")
-            self._resolve([(r.loop, r.future, None, error) for r in held])
+            resolve([(r.loop, r.future, None, error) for r in held])
             self._fail_queued(error)
         finally:
             with self._connection:
@@ -397,7 +341,7 @@ class IntakeWriter:
         while True:
             job = held if held is not None else self._queue.get()
             held = None
-            if job is _STOP:
+            if job is STOP:
                 return
             jobs = [job]
             size = len(job.requests)
@@ -406,67 +350,67 @@ class IntakeWriter:
                     following = self._queue.get_nowait()
                 except queue.Empty:
                     break
-                if (following is _STOP or following.kind != job.kind
-                        or (job.kind == _WRITE and size + len(following.requests)
+                if (following is STOP or following.kind != job.kind
+                        or (job.kind == WRITE and size + len(following.requests)
                             > self.max_batch)):
                     held = following
                     break
                 jobs.append(following)
                 size += len(following.requests)
-            if job.kind == _SYNC:
+            if job.kind == SYNC:
                 self._sync_and_answer(jobs)
             else:
                 try:
-                    for batch in _batches([r for j in jobs for r in j.requests],
+                    for batch in batches([r for j in jobs for r in j.requests],
                                           self.max_batch):
                         self._write(conn, batch)
                 finally:
                     with self._guard:
                         self._in_thread -= len(jobs)
 
-    def _sync_and_answer(self, jobs: list[_Job]) -> None:
+    def _sync_and_answer(self, jobs: list[Job]) -> None:
         """One sync of the log for every commit these jobs made, then their answers."""
         error: BaseException | None = None
         try:
             self._sync()
         except OSError as exc:   # committed, but not known to be on disk: sent again
             error = StoreUnavailable(f"the log could not be synced: {exc}")
-        self._resolve([(r.loop, r.future, result, error) for j in jobs
+        resolve([(r.loop, r.future, result, error) for j in jobs
                        for r, result in zip(j.requests, j.results, strict=True)])
         with self._guard:
             self._syncing -= len(jobs)
             flush = self._held[0].loop if self._held and not self._syncing else None
         if flush is not None:   # what arrived during the sync: written now, together
-            _call(flush, self._flush_held)
+            call(flush, self._flush_held)
 
     def _sync(self) -> None:
         if self.synchronous > SYNC_NORMAL:
             sqlite_lock.sync_log(self.path)
             self.syncs += 1
 
-    def _write(self, conn: sqlite3.Connection, batch: list[_Request]) -> None:
+    def _write(self, conn: sqlite3.Connection, batch: list[Request]) -> None:
         try:
             with self._connection:
                 results = self._transaction(conn, batch)
             self._sync()
         except OSError as exc:   # committed, but not known to be on disk: sent again
             error = StoreUnavailable(f"the log could not be synced: {exc}")
-            self._resolve([(r.loop, r.future, None, error) for r in batch])
-        except _Failed as failed:
+            resolve([(r.loop, r.future, None, error) for r in batch])
+        except Failed as failed:
             if len(batch) > 1:   # one bad unit must not fail the others: each on its own
                 for request in batch:
                     self._write(conn, [request])
                 return
             cause = failed.__cause__ or failed
-            self._resolve([(batch[0].loop, batch[0].future, None, _unavailable(cause))])
+            resolve([(batch[0].loop, batch[0].future, None, unavailable(cause))])
         except Exception as exc:
-            self._resolve([(r.loop, r.future, None, _unavailable(exc)) for r in batch])
+            resolve([(r.loop, r.future, None, unavailable(exc)) for r in batch])
         else:
             self.batches += 1
-            self._resolve([(r.loop, r.future, result, None)
+            resolve([(r.loop, r.future, result, None)
                            for r, result in zip(batch, results, strict=True)])
 
-    def _transaction(self, conn: sqlite3.Connection, batch: list[_Request]) -> list[Any]:
+    def _transaction(self, conn: sqlite3.Connection, batch: list[Request]) -> list[Any]:
         self._begin(conn)
         try:
             context = Batch(conn)
@@ -475,7 +419,7 @@ class IntakeWriter:
                 try:
                     results.append(request.work(context))
                 except Exception as exc:
-                    raise _Failed() from exc
+                    raise Failed() from exc
             conn.execute("COMMIT")
         except BaseException:
             sqlite_lock.rollback(conn)
@@ -496,59 +440,11 @@ class IntakeWriter:
         self.lock_wait_seconds += seconds
         self.lock_wait_longest = max(self.lock_wait_longest, seconds)
 
-    def _answer(self, outcomes: list[tuple[asyncio.AbstractEventLoop, asyncio.Future[Any],
-                                           Any, BaseException | None]]) -> None:
-        """`_resolve`, from a loop's thread: that loop's callers answered at once."""
-        here = asyncio.get_running_loop()
-        _settle([(future, result, error) for loop, future, result, error in outcomes
-                 if loop is here])
-        self._resolve([outcome for outcome in outcomes if outcome[0] is not here])
-
-    def _resolve(self, outcomes: list[tuple[asyncio.AbstractEventLoop, asyncio.Future[Any],
-                                            Any, BaseException | None]]) -> None:
-        by_loop: dict[asyncio.AbstractEventLoop, list[Any]] = {}
-        for loop, future, result, error in outcomes:
-            by_loop.setdefault(loop, []).append((future, result, error))
-        for loop, settled in by_loop.items():   # one hop back per loop and batch
-            _call(loop, _settle, settled)
-
     def _fail_queued(self, error: BaseException) -> None:
         while True:
             try:
                 job = self._queue.get_nowait()
             except queue.Empty:
                 return
-            if job is not _STOP:
-                self._resolve([(r.loop, r.future, None, error) for r in job.requests])
-
-
-def _units(requests: list[_Request], batch: Batch) -> list[Any]:
-    return [request.work(batch) for request in requests]
-
-
-def _batches(requests: list[_Request], size: int) -> list[list[_Request]]:
-    return [requests[n:n + size] for n in range(0, len(requests), size)]
-
-
-def _unavailable(exc: BaseException) -> BaseException:
-    """A store failure as `StoreUnavailable`; a unit's own error (not SQLite's) as raised."""
-    if isinstance(exc, sqlite3.Error):
-        wrapped = StoreUnavailable(f"{type(exc).__name__}: {exc}")
-        wrapped.__cause__ = exc
-        return wrapped
-    return exc
-
-
-def _call(loop: asyncio.AbstractEventLoop, callback: Callable[..., None], *args: Any) -> None:
-    with contextlib.suppress(RuntimeError):   # a closed loop: nobody is waiting any more
-        loop.call_soon_threadsafe(callback, *args)
-
-
-def _settle(settled: list[tuple[asyncio.Future[Any], Any, BaseException | None]]) -> None:
-    for future, result, error in settled:
-        if future.done():   # its caller was cancelled; the rows are committed all the same
-            continue
-        if error is not None:
-            future.set_exception(error)
-        else:
-            future.set_result(result)
+            if job is not STOP:
+                resolve([(r.loop, r.future, None, error) for r in job.requests])
