@@ -113,6 +113,21 @@ def test_the_stored_time_text_is_iso_utcs(moment: datetime) -> None:
 
 
 @settings(max_examples=300, deadline=None)
+@given(st.datetimes(timezones=st.just(UTC)))
+def test_now_iso_writes_the_stored_time_text(moment: datetime) -> None:
+    from services.store import db
+
+    class Frozen(datetime):
+        @classmethod
+        def now(cls, tz: Any = None) -> datetime:   # type: ignore[override]
+            return moment
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(db, "datetime", Frozen)
+        assert db.now_iso() == moment.isoformat(timespec="microseconds") == db.iso_utc(moment)
+
+
+@settings(max_examples=300, deadline=None)
 @given(st.text(), st.text(), st.integers(min_value=0, max_value=1 << 62))
 def test_the_received_audit_detail_is_the_canonical_text(event_id: str, kind: str,
                                                          row: int) -> None:

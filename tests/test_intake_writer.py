@@ -101,6 +101,11 @@ async def test_concurrent_events_are_committed_in_groups_each_with_its_audit_row
     by_row = {e.row_id: e for e in stored if e}
     assert details == [{"event_id": by_row[d["row"]].event_id, "kind": "booking",
                         "row": d["row"]} for d in details]
+    # each audit row is dated when its event was received
+    received = {int(r["id"]): r["received_at"]
+                for r in await store.fetch_all("SELECT id, received_at FROM webhook_events")}
+    dated = await store.fetch_all("SELECT at, detail FROM audit_log")
+    assert {json.loads(r["detail"])["row"]: r["at"] for r in dated} == received
     assert (await audit.verify(store)).ok
     # scrubbed as before: no email in what was stored
     dump = json.dumps([dict(r) for r in await store.fetch_all("SELECT * FROM webhook_events")])

@@ -171,7 +171,7 @@ def _insert_event(params: tuple[str, ...], batch: Batch) -> int | None:
     else:
         detail = dumps(correlation.stamp({"event_id": event_id, "kind": kind, "row": row_id}))
     audit.Chain.of(batch).append_json(actor=source, action="webhook.received", case_id=None,
-                                      detail_json=detail)
+                                      detail_json=detail, at=params[3])   # when received
     return row_id
 
 

@@ -143,9 +143,11 @@ class Chain:
                                 detail_json=dumps(correlation.stamp(detail) or {}))
 
     def append_json(self, *, actor: str, action: str, case_id: int | None,
-                    detail_json: str) -> int:
+                    detail_json: str, at: str | None = None) -> int:
+        """The row, with its time `at` when the caller has the moment's text already."""
         prev = self.last_hash
-        at = now_iso()
+        if at is None:
+            at = now_iso()
         digest = row_hash(prev, at, actor, action, case_id, detail_json)
         # a SQLite connection: the new row's id is the cursor's (RETURNING would cost SQLite
         # a result table and this a fetch, a third of the insert's time)
