@@ -1,6 +1,6 @@
-"""Store transactions in few trips (`services.store.db.Tx`): BEGIN IMMEDIATE goes with the first
-statement, COMMIT with the audit rows still deferred; what a transaction does and refuses is
-what it was when each of those was a trip of its own."""
+"""Store transactions in few trips (`services.store.sqlite_tx.Tx`): BEGIN IMMEDIATE goes with
+the first statement, COMMIT with the audit rows still deferred; what a transaction does and
+refuses is what it was when each of those was a trip of its own."""
 
 from __future__ import annotations
 

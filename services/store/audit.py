@@ -159,7 +159,7 @@ class Chain:
 
 class NativeChain:
     """`Chain` for a batch whose statements are awaited on the event loop (the PostgreSQL
-    intake writer's native units, `services.store.postgres.NativeBatch`): the chain's end read
+    intake writer's native units, `services.store.pg_writer.NativeBatch`): the chain's end read
     once a transaction, each row written exactly as `append` writes it."""
 
     def __init__(self, batch: Any, last_hash: str) -> None:
