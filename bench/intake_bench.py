@@ -27,9 +27,10 @@ Cases:
   booking in the stand-ins, which the worker processes (Checkfront reads, a quote, the case,
   Stripe refunds when the policy approves) while the next ones arrive. p50/p99 latency, the
   cases the worker finished meanwhile (it must keep going), how many it held for the loop
-  (`bot.loop_guard`), the loop's lag (a timer every 5 ms: how late it fired), and how long
-  the intake writer waited for the write lock the worker's transactions held. The floor's
-  fixed-rate figures are taken before, with no bot running.
+  (`bot.loop_guard`), the loop's lag (a timer every 5 ms: how late it fired), how long
+  the intake writer waited for the write lock the worker's transactions held, and how long
+  the log syncer's syncs took (what an answer waits for the disk). The floor's fixed-rate
+  figures are taken before, with no bot running.
 
 The last lines: each figure beside the floor's, the ratio and the issue's target, OK or MISS.
 
@@ -351,6 +352,9 @@ async def run(args: argparse.Namespace) -> int:
             waits = (busy_writer.lock_waits, busy_writer.lock_wait_seconds,
                      busy_writer.batches)
             busy_writer.lock_wait_longest = 0.0
+            syncer = getattr(busy_writer, "syncer", None)   # SQLite's log syncer
+            if syncer is not None:
+                syncer.took.clear()
             began = time.perf_counter()
             results[f"bot {r:g}/s"] = await job("open", bot_url, bodies, r)
             took = time.perf_counter() - began
@@ -364,6 +368,11 @@ async def run(args: argparse.Namespace) -> int:
                   f"batches waited for the worker's write lock, "
                   f"{1000 * (busy_writer.lock_wait_seconds - waits[1]):.0f} ms in all, longest "
                   f"{1000 * busy_writer.lock_wait_longest:.1f} ms", flush=True)
+            if syncer is not None and syncer.took:   # what the answers waited for the disk
+                syncs = sorted(syncer.took)
+                print(f"{r:g}/s log syncs: {len(syncs)}, p50 {1000 * syncs[len(syncs) // 2]:.1f}"
+                      f" ms p99 {1000 * syncs[int(.99 * len(syncs))]:.1f} ms longest "
+                      f"{1000 * syncs[-1]:.1f} ms", flush=True)
             print(f"{r:g}/s with the worker busy: bot p50 {pct(results[f'bot {r:g}/s'], .5):.1f}"
                   f" ms p99 {pct(results[f'bot {r:g}/s'], .99):.1f} ms; the worker processed "
                   f"{worked} cancellations in {took:.1f} s ({worked / took:.1f}/s), "

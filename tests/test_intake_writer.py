@@ -418,6 +418,8 @@ async def test_a_webhook_committed_on_the_loop_is_answered_once_the_log_syncer_s
         os.kill(process.pid, signal.SIGCONT)
     assert await stored is not None
     assert writer.syncer_syncs == before + 1 and in_process == []
+    assert writer.syncer is not None   # how long the sync took, the pause included
+    assert writer.syncer.longest >= 0.1 and writer.syncer.took[-1] >= 0.1
 
 
 async def test_what_arrives_while_the_syncer_syncs_is_written_together_after_it(

@@ -18,6 +18,7 @@ import contextlib
 import os
 import subprocess
 import sys
+import time
 from collections import deque
 from collections.abc import Callable
 from typing import Any
@@ -28,7 +29,9 @@ from services.store.log_sync_child import MAX_READ, SYNCED
 
 class LogSyncer:
     """The bot's end: the child, its two pipes (answers read without blocking, on `loop`), and
-    what was asked and not answered yet (each request's token, oldest first)."""
+    what was asked and not answered yet (each request's token, oldest first). `took` holds how
+    long the last syncs took, asked to answered (seconds, the latest 4,096), and `longest` the
+    longest since the start: what a webhook waits for the disk."""
 
     def __init__(self, process: subprocess.Popen[bytes], loop: asyncio.AbstractEventLoop) -> None:
         assert process.stdin is not None and process.stdout is not None
@@ -38,6 +41,9 @@ class LogSyncer:
         self.answers = process.stdout.fileno()
         os.set_blocking(self.answers, False)
         self.asked: deque[Any] = deque()
+        self._asked_at: deque[float] = deque()
+        self.took: deque[float] = deque(maxlen=4096)
+        self.longest = 0.0
         self.all_answered = asyncio.Event()   # set and cleared on `loop`
         self.all_answered.set()
 
@@ -67,6 +73,7 @@ class LogSyncer:
         except OSError:
             return False
         self.asked.append(token)
+        self._asked_at.append(time.monotonic())
         self.all_answered.clear()
         return True
 
@@ -82,6 +89,11 @@ class LogSyncer:
         if not answers:
             return None
         done = [(self.asked.popleft(), answer == SYNCED) for answer in answers]
+        now = time.monotonic()
+        for _ in answers:
+            took = now - self._asked_at.popleft()
+            self.took.append(took)
+            self.longest = max(self.longest, took)
         if not self.asked:
             self.all_answered.set()
         return done
@@ -91,6 +103,7 @@ class LogSyncer:
         tokens it had not answered, oldest first."""
         unanswered = list(self.asked)
         self.asked.clear()
+        self._asked_at.clear()
         self.all_answered.set()
         self._unwatch()
         with contextlib.suppress(OSError):
