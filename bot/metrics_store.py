@@ -27,6 +27,7 @@ from services.refunds import cases
 from services.refunds.automation import automation_state
 from services.refunds.models import Status
 from services.store.db import Store, utcnow
+from services.store.errors import StoreUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +70,16 @@ class MemoryCollector(Collector):
                                 value=self.worker.in_flight)
         yield GaugeMetricFamily(f"{PREFIX}_worker_concurrency", "Events applied at most at "
                                 "once (WORKER_CONCURRENCY)", value=self.worker.concurrency)
+
+
+def _log_syncer(store: Store | None) -> Any:
+    """SQLite's log syncer (`services.store.log_sync`), None without one (PostgreSQL, an
+    in-memory store, a store closed, a syncer given up)."""
+    try:
+        writer = store.writer if store is not None else None
+    except StoreUnavailable:   # closed
+        return None
+    return getattr(writer, "syncer", None)
 
 
 @dataclass
@@ -179,6 +190,11 @@ class StoreCollector(Collector):
         yield _counter("refunded_minor_units", "Amount of those refunds in minor units of "
                        "the currency (cents for USD)", ["currency"],
                        [((k,), v) for k, v in self.refunded.items()])
+        syncer = _log_syncer(self.store)
+        if syncer is not None:
+            yield GaugeMetricFamily(f"{PREFIX}_intake_log_sync_longest_seconds", "The longest "
+                                    "sync of the store's log a webhook's answer waited for, "
+                                    "since the bot started", value=syncer.longest)
         if not now.up:
             return
         states = GaugeMetricFamily(f"{PREFIX}_cases", "Refund cases by state",

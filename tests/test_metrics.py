@@ -105,6 +105,8 @@ async def test_a_scrape_shows_what_happened_in_the_run(world: World) -> None:
                  service="checkfront") == len(world.checkfront.requests)
 
     assert value(got, "refund_bot_store_up") == 1
+    # the webhooks waited for the log's syncs: the longest is shown (a disk that stalls)
+    assert 0 < value(got, "refund_bot_intake_log_sync_longest_seconds") < 5
     assert value(got, "refund_bot_ready", check="store") == 1
     assert value(got, "refund_bot_ready", check="worker") == 1
     assert value(got, "refund_bot_worker_queue_depth") == 0
