@@ -29,9 +29,9 @@ from services.store.log_sync_child import MAX_READ, SYNCED
 
 class LogSyncer:
     """The bot's end: the child, its two pipes (answers read without blocking, on `loop`), and
-    what was asked and not answered yet (each request's token, oldest first). `took` holds how
-    long the last syncs took, asked to answered (seconds, the latest 4,096), and `longest` the
-    longest since the start: what a webhook waits for the disk."""
+    what was asked and not answered yet (each request's token and when it was asked, oldest
+    first). `took` holds how long the last syncs took, asked to answered (seconds, the latest
+    4,096), and `longest` the longest since the start: what a webhook waits for the disk."""
 
     def __init__(self, process: subprocess.Popen[bytes], loop: asyncio.AbstractEventLoop) -> None:
         assert process.stdin is not None and process.stdout is not None
@@ -40,8 +40,7 @@ class LogSyncer:
         self.requests = process.stdin.fileno()
         self.answers = process.stdout.fileno()
         os.set_blocking(self.answers, False)
-        self.asked: deque[Any] = deque()
-        self._asked_at: deque[float] = deque()
+        self.asked: deque[tuple[Any, float]] = deque()   # (token, when asked)
         self.took: deque[float] = deque(maxlen=4096)
         self.longest = 0.0
         self.all_answered = asyncio.Event()   # set and cleared on `loop`
@@ -72,8 +71,7 @@ class LogSyncer:
             os.write(self.requests, b"s")
         except OSError:
             return False
-        self.asked.append(token)
-        self._asked_at.append(time.monotonic())
+        self.asked.append((token, time.monotonic()))
         self.all_answered.clear()
         return True
 
@@ -88,12 +86,12 @@ class LogSyncer:
             answers = b""
         if not answers:
             return None
-        done = [(self.asked.popleft(), answer == SYNCED) for answer in answers]
-        now = time.monotonic()
-        for _ in answers:
-            took = now - self._asked_at.popleft()
-            self.took.append(took)
-            self.longest = max(self.longest, took)
+        now, done = time.monotonic(), []
+        for answer in answers:
+            token, asked_at = self.asked.popleft()
+            done.append((token, answer == SYNCED))
+            self.took.append(now - asked_at)
+            self.longest = max(self.longest, now - asked_at)
         if not self.asked:
             self.all_answered.set()
         return done
@@ -101,9 +99,8 @@ class LogSyncer:
     def drop(self) -> list[Any]:
         """Give the child up (it is gone, or no longer takes requests): killed at once; the
         tokens it had not answered, oldest first."""
-        unanswered = list(self.asked)
+        unanswered = [token for token, _ in self.asked]
         self.asked.clear()
-        self._asked_at.clear()
         self.all_answered.set()
         self._unwatch()
         with contextlib.suppress(OSError):
