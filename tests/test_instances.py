@@ -18,12 +18,15 @@ import os
 import random
 import time
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import httpx
 import pytest
 
 from bot.cli.world import APPROVALS, DIGEST
+from bot.scheduler import parse_schedule
 from services.store import audit
 from services.store.db import Store, open_store
 from tests.served import TOKEN, Served, free_port
@@ -71,12 +74,33 @@ async def backlog(store: Store) -> dict[str, int]:
     }
 
 
+def quiet_schedules(now: datetime | None = None) -> dict[str, str]:
+    """The scheduler's settings for a run of a few minutes: the daily run, the weekly review and
+    the anomaly check due twelve hours from now (UTC), so none fires during it; the daily run
+    still runs once at start-up. A storm is exactly what the anomaly check stops (hundreds of
+    refunds in an hour pause automation), and a second daily run or a review would be a second
+    post in the digest channel: left to their schedules, a run that crossed a quarter hour
+    failed."""
+    due = (now or datetime.now(UTC)) + timedelta(hours=12)
+    return {"BUSINESS_TIMEZONE": "UTC", "DIGEST_AT": f"{due:%H:%M}",
+            "REVIEW_AT": f"{due:%a} {due:%H:%M}".lower(),
+            "ANOMALY_CHECK_AT": f"{due.minute} {due.hour} * * *"}
+
+
+@pytest.mark.parametrize("now", [datetime(2026, 12, 2, 10, 14, 59, tzinfo=UTC),
+                                 datetime(2026, 12, 31, 18, 59, 30, tzinfo=UTC)])
+def test_quiet_schedules_fire_nowhere_near_the_run(now: datetime) -> None:
+    settings = quiet_schedules(now)
+    for name in ("DIGEST_AT", "REVIEW_AT", "ANOMALY_CHECK_AT"):
+        fires = parse_schedule(settings[name], ZoneInfo("UTC")).get_next_fire_time(None, now)
+        assert fires - now > timedelta(hours=11), (name, settings[name], fires)
+
+
 async def start_instances(rig: Rig, store_url: str) -> list[Served]:
     store = {"DATABASE_URL": store_url} if "://" in store_url else {}
     return list(await asyncio.gather(*(
         rig.bot(port=free_port(), INSTANCE_ID=f"bot-{n}", LEASE_SECONDS=LEASE,
-                SCHEDULER_ENABLED="true", DIGEST_CHART="false", BUSINESS_TIMEZONE="UTC",
-                **store)
+                SCHEDULER_ENABLED="true", DIGEST_CHART="false", **quiet_schedules(), **store)
         for n in range(1, INSTANCES + 1))))
 
 

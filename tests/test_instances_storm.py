@@ -41,7 +41,7 @@ from tests.served import TOKEN, Served, free_port
 from tests.slack_helpers import buttons
 from tests.test_faults import AUTO, PERSON, Rig
 from tests.test_faults import rig as rig  # the stand-ins, as the fault suite's
-from tests.test_instances import backlog, count
+from tests.test_instances import backlog, count, quiet_schedules
 
 pytestmark = pytest.mark.postgresql
 
@@ -77,7 +77,7 @@ async def reader(database: str) -> AsyncIterator[Store]:
 async def start_instances(rig: Rig, database: str) -> list[Served]:
     return list(await asyncio.gather(*(
         rig.bot(port=free_port(), INSTANCE_ID=f"bot-{n}", LEASE_SECONDS=LEASE,
-                SCHEDULER_ENABLED="true", DIGEST_CHART="false", BUSINESS_TIMEZONE="UTC",
+                SCHEDULER_ENABLED="true", DIGEST_CHART="false", **quiet_schedules(),
                 SLACK_POST_INTERVAL_SECONDS="0.005", DATABASE_URL=database)
         for n in range(1, INSTANCES + 1))))
 
