@@ -75,9 +75,10 @@ async def reader(database: str) -> AsyncIterator[Store]:
 
 
 async def start_instances(rig: Rig, database: str) -> list[Served]:
+    schedules = quiet_schedules()   # once: every instance on the same schedules
     return list(await asyncio.gather(*(
         rig.bot(port=free_port(), INSTANCE_ID=f"bot-{n}", LEASE_SECONDS=LEASE,
-                SCHEDULER_ENABLED="true", DIGEST_CHART="false", **quiet_schedules(),
+                SCHEDULER_ENABLED="true", DIGEST_CHART="false", **schedules,
                 SLACK_POST_INTERVAL_SECONDS="0.005", DATABASE_URL=database)
         for n in range(1, INSTANCES + 1))))
 
