@@ -4,7 +4,9 @@ This module owns the SQL of `slack_outbox` and `slack_messages` and knows nothin
 service itself. A post is a channel, a kind (`card`, `compact`, `thread`, `alert`, `issue`,
 `file`), the case it is about (if any) and a JSON payload; the sender marks it sent, or puts
 it back with a later time to try again, or gives it up when Slack refuses it for good (the
-row is closed with its error kept). Rows stay after they are sent (`seen` looks at them).
+row is closed with its error kept). Rows stay after they are sent (`seen` looks at them). A
+post that must go out once however often its work runs (the day's digest: a daily run taken
+over from a leader that died reconciles the day again) carries a `once` key.
 A posted message is the channel and timestamp of the card or compact line that shows a case.
 Where a dispute's card went is kept on its `payment_issues` row (services/disputes/issues.py).
 The automation pause alerts still showing a Resume button are kept in the `state` table
@@ -54,14 +56,16 @@ class PostedMessage:
 # --- posts to deliver ----------------------------------------------------------------------
 
 async def add(store: Store, channel: str, kind: str, case_id: int | None,
-              payload: dict[str, Any] | None = None) -> int:
-    """Queue a post, due now; its row id."""
+              payload: dict[str, Any] | None = None, *, once: str | None = None) -> int | None:
+    """Queue a post, due now; its row id. A post with a `once` key (what it is:
+    "digest:2026-12-01") is queued once ever: None when it was queued before."""
     async with store.transaction() as tx:
         cursor = await tx.execute(
-            "INSERT INTO slack_outbox (channel, kind, case_id, payload, created_at, next_at) "
-            "VALUES (?, ?, ?, ?, ?, ?) RETURNING id",
-            (channel, kind, case_id, dumps(payload or {}), now_iso(), now_iso()))
-        return int((await cursor.fetchone())["id"])
+            "INSERT INTO slack_outbox (channel, kind, case_id, payload, created_at, next_at, "
+            "once_key) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING RETURNING id",
+            (channel, kind, case_id, dumps(payload or {}), now_iso(), now_iso(), once))
+        row = await cursor.fetchone()
+        return int(row["id"]) if row is not None else None
 
 
 async def seen(store: Store, kind: str, case_id: int, payload: dict[str, Any]) -> bool:

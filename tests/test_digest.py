@@ -9,9 +9,13 @@ from datetime import timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
+import pytest
+
 from bot.cli.world import DIGEST, Item, World
 from bot.scheduler import DAILY_STATE, catch_up
 from bot.slack.digest import DigestPoster
+from services.finance.anomaly import Anomaly
+from services.finance.runs import ReconRun
 from services.refunds.automation import set_automation
 from services.store.db import utcnow
 
@@ -102,5 +106,36 @@ async def test_the_digest_lists_failed_webhook_events(tmp_path: Path) -> None:
         assert "event #1" in text and "refund.updated" in text and "AttributeError" in text
         assert "events retry" in text and "@example.test" not in text
         assert "1 webhook event failed" in digest["text"]
+    finally:
+        await world.stop()
+
+
+async def test_a_daily_run_repeated_after_its_leader_died_posts_one_digest(
+        tmp_path: Path) -> None:
+    """The leader queued the digest and died before recording the day reconciled; the
+    instance that takes the run over reconciles again, and finance still sees one digest."""
+    world = await World.start(tmp_path, slack=True)
+    try:
+        assert world.slack is not None and world.bot.slack is not None
+        tz = ZoneInfo("UTC")
+        poster = DigestPoster(world.bot.svc, tz, world.bot.slack.outbox,
+                              world.bot.slack.notifier.channels)
+        now = (utcnow() + timedelta(days=1)).replace(hour=8)
+
+        async def dies_after_queuing(run: ReconRun, anomalies: list[Anomaly]) -> None:
+            await poster(run, anomalies)
+            raise ConnectionResetError("the leader is gone")
+
+        with pytest.raises(ConnectionResetError):
+            await catch_up(world.bot.svc, tz=tz, daily_at="00:01", on_digest=dies_after_queuing,
+                           now=now)
+        assert await world.bot.svc.store.get_state(DAILY_STATE) is None   # not recorded
+        again = await catch_up(world.bot.svc, tz=tz, daily_at="00:01", on_digest=poster, now=now)
+        await world.settle()
+
+        assert again is not None and again.day == utcnow().date()   # the run did happen again
+        digests = [m for m in world.slack.messages_in(DIGEST) if "digest" in m.get("text", "")]
+        assert len(digests) == 1
+        assert len([f for f in world.slack.files.values() if f.completed]) == 1   # one chart
     finally:
         await world.stop()

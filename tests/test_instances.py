@@ -71,6 +71,10 @@ async def backlog(store: Store) -> dict[str, int]:
         "posts": await count(store, "SELECT COUNT(*) FROM slack_outbox WHERE sent_at IS NULL"),
         "writebacks": await count(store, "SELECT COUNT(*) FROM checkfront_writebacks "
                                          "WHERE done_at IS NULL"),
+        # the start-up daily run: when the killed instance was its leader, another takes it
+        # over once the lease has passed, and runs it again from the start
+        "daily runs": await count(store, "SELECT COUNT(*) FROM leases WHERE name LIKE "
+                                         "'job:daily-reconcile:%' AND done_at IS NULL"),
     }
 
 

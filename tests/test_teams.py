@@ -331,6 +331,13 @@ async def test_the_digest_card_is_posted_with_its_chart(tworld: World) -> None:
     images = [b for b in card["body"] if b["type"] == "Image"]
     assert len(images) == 1 and images[0]["url"].startswith("data:image/png;base64,")
     assert "830.00 USD" in seen(card)
+    # the day reconciled again (its leader died before recording it): no second digest
+    from services.finance.runs import load_run
+    again = await load_run(tworld.bot.svc.store, utcnow().date())
+    assert again is not None
+    await poster(again, [])
+    await tworld.settle()
+    assert len(tworld.teams.cards(TEAMS_DIGEST)) == 1
 
 
 # --- delivery: 429s, restarts, both platforms --------------------------------------------------

@@ -51,8 +51,10 @@ class DigestPoster:
         links = await card_links(self.svc.store, [case_id for case_id, _, _ in stats.waiting])
         message = digest_message(run, stats, anomalies, automation, links,
                                  await open_disputes(self.svc.store), failed_events)
+        day = run.day.isoformat()   # one digest a day, however often the day is reconciled
         await self.outbox.add(self.channels.digest, "alert", None,
-                              {"text": message.text, "blocks": message.blocks})
+                              {"text": message.text, "blocks": message.blocks},
+                              once=f"digest:{day}")
         if self.chart:
             series = await refunds_per_day(self.svc.store, run.day, self.tz, CHART_DAYS)
             png = chart_png(series)
@@ -60,7 +62,7 @@ class DigestPoster:
                 await self.outbox.add(self.channels.digest, "file", None, {
                     "filename": f"refunds-{run.day.isoformat()}.png",
                     "title": f"Refunds per day to {run.day.isoformat()}",
-                    "content_b64": base64.b64encode(png).decode()})
+                    "content_b64": base64.b64encode(png).decode()}, once=f"chart:{day}")
         if self.journal is not None:
             await self._attach_journal(run)
 
@@ -76,4 +78,5 @@ class DigestPoster:
         await self.outbox.add_file(
             self.channels.digest, filename=f"journal-{day}-{self.journal_format.value}.csv",
             title=f"Journal {day}", content=text.encode(),
-            comment=journal_comment(run.day, journals, left_out))
+            comment=journal_comment(run.day, journals, left_out),
+            once=f"journal:{day}:{self.journal_format.value}")

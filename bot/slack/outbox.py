@@ -107,8 +107,11 @@ class Outbox:
             _URGENT.reset(token)
 
     async def add(self, channel: str, kind: str, case_id: int | None,
-                  payload: dict[str, Any] | None = None) -> None:
-        post_id = await posts.add(self.store, channel, kind, case_id, payload)
+                  payload: dict[str, Any] | None = None, *, once: str | None = None) -> None:
+        """Queue a post; with a `once` key, only if no post with that key was queued before."""
+        post_id = await posts.add(self.store, channel, kind, case_id, payload, once=once)
+        if post_id is None:
+            return
         origin = correlation.current()
         if origin is not None:
             self._origins[post_id] = origin
@@ -125,7 +128,8 @@ class Outbox:
             await self.add(channel, kind, case_id, payload)
 
     async def add_file(self, channel: str, *, filename: str, title: str, content: bytes,
-                       comment: str | None = None, response_url: str | None = None) -> None:
+                       comment: str | None = None, response_url: str | None = None,
+                       once: str | None = None) -> None:
         """A file upload, paced and kept like any other post. Given the `response_url` of the
         request that asked for it, a refusal for good is answered there, privately."""
         payload: dict[str, Any] = {"filename": filename, "title": title,
@@ -134,7 +138,7 @@ class Outbox:
             payload["text"] = comment
         if response_url:
             payload["response_url"] = response_url
-        await self.add(channel, "file", None, payload)
+        await self.add(channel, "file", None, payload, once=once)
 
     async def start(self) -> None:
         """Send what a previous run left waiting right away, then keep sending."""

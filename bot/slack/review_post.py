@@ -36,4 +36,5 @@ class ReviewPoster:
             return
         message = review_message(review, answered)
         await self.outbox.add(self.channels.digest, "alert", None,
-                              {"text": message.text, "blocks": message.blocks})
+                              {"text": message.text, "blocks": message.blocks},
+                              once=f"review:{week}")

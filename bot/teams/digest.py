@@ -43,4 +43,5 @@ class TeamsDigestPoster:
         if png and len(png) > MAX_IMAGE_BYTES:
             card["body"].insert(2, {"type": "TextBlock", "wrap": True, "isSubtle": True,
                                     "text": "(The chart was too large to show here.)"})
-        await self.outbox.add(self.channel, "digest", None, {"card": card})
+        await self.outbox.add(self.channel, "digest", None, {"card": card},
+                              once=f"digest:{run.day.isoformat()}")   # one a day, as in Slack

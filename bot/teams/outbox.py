@@ -88,9 +88,9 @@ class TeamsOutbox:
     # --- queueing ---------------------------------------------------------------------------
 
     async def add(self, target: str, kind: str, case_id: int | None,
-                  payload: dict[str, Any] | None = None) -> None:
-        await rows.add(self.store, target, kind, case_id, payload)
-        self._wake.set()
+                  payload: dict[str, Any] | None = None, *, once: str | None = None) -> None:
+        if await rows.add(self.store, target, kind, case_id, payload, once=once) is not None:
+            self._wake.set()
 
     async def add_once(self, target: str, kind: str, case_id: int,
                        payload: dict[str, Any]) -> None:

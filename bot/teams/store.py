@@ -94,15 +94,16 @@ async def conversations(store: Store) -> list[Conversation]:
 # --- the outbox ---------------------------------------------------------------------------
 
 async def add(store: Store, target: str, kind: str, case_id: int | None,
-              payload: dict[str, Any] | None = None) -> str:
+              payload: dict[str, Any] | None = None, *, once: str | None = None) -> str | None:
+    """Queue a post; its id. With a `once` key, None when a post with it was queued before."""
     post_id = uuid.uuid4().hex
     async with store.transaction() as tx:
-        await tx.execute(
+        cursor = await tx.execute(
             "INSERT INTO teams_outbox (id, seq, target, kind, case_id, payload, created_at, "
-            "next_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            "next_at, once_key) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
             (post_id, time.time_ns(), target, kind, case_id, dumps(payload or {}),
-             now_iso(), now_iso()))
-    return post_id
+             now_iso(), now_iso(), once))
+        return post_id if cursor.rowcount == 1 else None
 
 
 async def seen(store: Store, kind: str, case_id: int, payload: dict[str, Any]) -> bool:
