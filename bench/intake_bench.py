@@ -369,10 +369,11 @@ async def run(args: argparse.Namespace) -> int:
                   f"{1000 * (busy_writer.lock_wait_seconds - waits[1]):.0f} ms in all, longest "
                   f"{1000 * busy_writer.lock_wait_longest:.1f} ms", flush=True)
             if syncer is not None and syncer.took:   # what the answers waited for the disk
-                syncs = sorted(syncer.took)
-                print(f"{r:g}/s log syncs: {len(syncs)}, p50 {1000 * syncs[len(syncs) // 2]:.1f}"
-                      f" ms p99 {1000 * syncs[int(.99 * len(syncs))]:.1f} ms longest "
-                      f"{1000 * syncs[-1]:.1f} ms", flush=True)
+                times = sorted(syncer.took)
+                print(f"{r:g}/s log syncs: {len(times)}, p50 "
+                      f"{1000 * times[len(times) // 2]:.1f} ms p99 "
+                      f"{1000 * times[int(.99 * len(times))]:.1f} ms longest "
+                      f"{1000 * times[-1]:.1f} ms", flush=True)
             print(f"{r:g}/s with the worker busy: bot p50 {pct(results[f'bot {r:g}/s'], .5):.1f}"
                   f" ms p99 {pct(results[f'bot {r:g}/s'], .99):.1f} ms; the worker processed "
                   f"{worked} cancellations in {took:.1f} s ({worked / took:.1f}/s), "
