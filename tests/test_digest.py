@@ -110,6 +110,7 @@ async def test_the_digest_lists_failed_webhook_events(tmp_path: Path) -> None:
         await world.stop()
 
 
+@pytest.mark.both_backends
 async def test_a_daily_run_repeated_after_its_leader_died_posts_one_digest(
         tmp_path: Path) -> None:
     """The leader queued the digest and died before recording the day reconciled; the

@@ -309,6 +309,7 @@ async def test_a_stuck_event_gets_an_alert_card(tworld: World) -> None:
     assert "events retry 41" in seen(card) and "](" not in seen(card)
 
 
+@pytest.mark.both_backends
 async def test_the_digest_card_is_posted_with_its_chart(tworld: World) -> None:
     from datetime import timedelta
     from zoneinfo import ZoneInfo
