@@ -29,10 +29,15 @@ slot) (`services.store.leases`, `job:<job>:<slot>`), so a schedule runs once acr
 instances whichever fires first. The slot of a daily run is the business day it reconciles
 (so the start-up catch-up of two instances is one run too); of the other jobs, the time their
 schedule last fired. The holder renews the lease while the job runs and marks the slot done
-when it ends (failed or not: the next slot tries again). An instance that finds the slot held
-by another, not done, comes back when that lease would have passed: a leader killed mid-run
-renews nothing, and the slot is taken and run by another instance. Direct calls of the job
-bodies (`catch_up`, the command line, tests) are not gated: they are explicit runs.
+when it ends. A failed run of the daily reconciliation or the weekly review (Stripe or the
+store unreachable at the hour) is not counted: its lease is let go and the slot is tried again,
+by whichever instance takes it, after `retry_failed_after` (5 minutes, doubling each failure,
+at most an hour), so the day's digest comes late rather than not at all. A failed run of the
+jobs that fire every few minutes is counted: their next firing tries again. An instance that
+finds the slot held by another, not done, comes back when that lease would have passed: a
+leader killed mid-run renews nothing, and the slot is taken and run by another instance.
+Direct calls of the job bodies (`catch_up`, the command line, tests) are not gated: they are
+explicit runs.
 
 Schedules are "HH:MM" or a five-field crontab in the business's timezone. APScheduler 3 counts
 crontab weekdays from Monday = 0; write weekdays by name (mon-fri) to avoid the difference.
@@ -79,6 +84,7 @@ APPROVED_EVERY = "*/5 * * * *"
 REMINDER_JOB = "waiting-reminders"
 REMINDER_EVERY = "*/5 * * * *"
 REVIEW_JOB = "weekly-review"
+RETRIED_WHEN_FAILED = frozenset({DAILY_JOB, REVIEW_JOB})   # once a day or week: a failure waits
 REVIEW_STATE = "scheduler.review"
 DEFAULT_REVIEW_AT = "mon 08:00"
 DAILY_STATE = "scheduler.daily"
@@ -89,6 +95,8 @@ DEFAULT_MISFIRE_GRACE = 3600     # seconds a late daily run may still start
 ANOMALY_MISFIRE_GRACE = 300
 MAX_CATCH_UP_DAYS = 7
 KEEP_SLOTS = timedelta(days=7)   # done job slots older than this are forgotten daily
+RETRY_FAILED_AFTER = timedelta(minutes=5)   # a failed daily run or review: tried again after,
+RETRY_FAILED_AT_MOST = timedelta(hours=1)   # doubling each time, up to this
 _HH_MM = re.compile(r"^([01]?\d|2[0-3]):([0-5]\d)$")
 _DAY_HH_MM = re.compile(r"^(mon|tue|wed|thu|fri|sat|sun)\s+([01]?\d|2[0-3]):([0-5]\d)$", re.I)
 
@@ -152,6 +160,8 @@ class ScheduledJobs:
     escalate_after: timedelta | None = None   # None: no escalations
     on_review: OnReview | None = None
     review_at: str = DEFAULT_REVIEW_AT
+    retry_failed_after: timedelta = RETRY_FAILED_AFTER
+    _failures: dict[str, int] = field(default_factory=dict, init=False, repr=False)
     _review_lock: asyncio.Lock = field(default_factory=asyncio.Lock, init=False, repr=False)
     _daily_lock: asyncio.Lock = field(default_factory=asyncio.Lock, init=False, repr=False)
     _anomaly_lock: asyncio.Lock = field(default_factory=asyncio.Lock, init=False, repr=False)
@@ -197,13 +207,27 @@ class ScheduledJobs:
             return None
         self._running.add(name)
         renewing = asyncio.create_task(self._renew(name), name=f"lease:{name}")
+        failed = False
         try:
             return await body()
+        except Exception:
+            failed = True
+            raise   # the scheduler logs it
         finally:
             renewing.cancel()
             await asyncio.gather(renewing, return_exceptions=True)
             self._running.discard(name)
-            await leases.finish(store, name, utcnow())
+            if failed and job in RETRIED_WHEN_FAILED:
+                await leases.release(store, name)   # not run: any instance may take it again
+                self._come_back(job, slot, body, name, after=self._retry_delay(name))
+            else:
+                self._failures.pop(name, None)
+                await leases.finish(store, name, utcnow())
+
+    def _retry_delay(self, name: str) -> timedelta:
+        """How long a failed slot waits before it is tried again: doubling, at most an hour."""
+        failures = self._failures[name] = self._failures.get(name, 0) + 1
+        return min(self.retry_failed_after * 2 ** (failures - 1), RETRY_FAILED_AT_MOST)
 
     async def _renew(self, name: str) -> None:
         me = leases.this()
@@ -215,12 +239,14 @@ class ScheduledJobs:
                 log.exception("renewing the lease of %s failed", name)
 
     def _come_back(self, job: str, slot: str, body: Callable[[], Awaitable[Any]],
-                   name: str) -> None:
-        """Try the slot again once its holder's lease would have passed (that holder may be
-        killed mid-run): a one-off run on this scheduler."""
+                   name: str, after: timedelta | None = None) -> None:
+        """Try the slot again `after` from now, by default once its holder's lease would have
+        passed (that holder may be killed mid-run): a one-off run on this scheduler."""
         if self.scheduler is None or not self.scheduler.running:
             return
-        at = datetime.now(self.tz) + leases.this().lease + timedelta(seconds=1)
+        if after is None:
+            after = leases.this().lease + timedelta(seconds=1)
+        at = datetime.now(self.tz) + after
 
         async def again() -> Any:
             return await self.once(job, slot, body)
@@ -345,6 +371,7 @@ def build_scheduler(
     escalate_after: timedelta | None = None,
     on_review: OnReview | None = None,
     review_at: str = DEFAULT_REVIEW_AT,
+    retry_failed_after: timedelta = RETRY_FAILED_AFTER,
 ) -> AsyncIOScheduler:
     """The scheduler with its jobs, not started (`start()` it inside the event loop).
 
@@ -353,7 +380,8 @@ def build_scheduler(
     """
     jobs = ScheduledJobs(svc, tz, daily_at, on_digest, anomaly_config, on_nudge=on_nudge,
                          remind_after=remind_after, escalate_after=escalate_after,
-                         on_review=on_review, review_at=review_at)
+                         on_review=on_review, review_at=review_at,
+                         retry_failed_after=retry_failed_after)
     scheduler = AsyncIOScheduler(timezone=tz, job_defaults={
         "coalesce": True, "max_instances": 1, "misfire_grace_time": misfire_grace_time})
     jobs.scheduler = scheduler

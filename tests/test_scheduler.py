@@ -7,7 +7,12 @@ import asyncio
 from datetime import date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
-from apscheduler.events import EVENT_JOB_EXECUTED, EVENT_JOB_MAX_INSTANCES, JobEvent
+from apscheduler.events import (
+    EVENT_JOB_ERROR,
+    EVENT_JOB_EXECUTED,
+    EVENT_JOB_MAX_INSTANCES,
+    JobEvent,
+)
 
 from bot.cli.world import World
 from bot.scheduler import (
@@ -166,3 +171,44 @@ async def test_anomaly_checks_do_not_overlap_and_trip_once(world: World) -> None
         "SELECT actor FROM audit_log WHERE action = 'automation.paused'")
     assert [r["actor"] for r in rows] == ["anomaly-detector"]
     assert (await svc.store.get_state("scheduler.anomaly"))["found"] == 1
+
+
+async def test_a_daily_run_that_fails_is_tried_again_and_digests_its_day(world: World) -> None:
+    """Stripe answers 500 to every listing at the daily time: the run fails, its slot is not
+    counted as run, and it is tried again (sooner each time than a day) until it digests."""
+    svc = world.bot.svc
+    digests = Digests()
+    world.stripe.inject("500", method="GET", path="/v1/refunds", times=10_000)
+    scheduler = build_scheduler(svc, tz=TZ, on_digest=digests,
+                                retry_failed_after=timedelta(seconds=0.2))
+    errors: list[JobEvent] = []
+    scheduler.add_listener(errors.append, EVENT_JOB_ERROR)
+    scheduler.start()   # the start-up run does the due day
+    try:
+        for _ in range(400):
+            if errors:
+                break
+            await asyncio.sleep(0.05)
+        assert errors, "the daily run did not fail"
+        slot = await svc.store.fetch_one(
+            "SELECT done_at FROM leases WHERE name LIKE 'job:daily-reconcile:%'")
+        assert slot is not None and slot["done_at"] is None   # not counted as run
+        assert digests.posted == []
+        world.stripe.faults.clear()   # Stripe is back
+        for _ in range(400):
+            if digests.posted:
+                break
+            await asyncio.sleep(0.05)
+    finally:
+        scheduler.shutdown(wait=False)
+
+    due = due_day(parse_schedule("07:00", TZ), datetime.now(TZ), TZ)
+    assert [day for day, _ in digests.posted] == [due]
+    assert (await svc.store.get_state(DAILY_STATE))["day"] == due.isoformat()
+
+
+def test_a_failed_slot_waits_longer_each_time_up_to_an_hour(world: World) -> None:
+    jobs = ScheduledJobs(world.bot.svc, TZ)
+    waits = [jobs._retry_delay("job:daily-reconcile:2026-12-01") for _ in range(6)]
+    assert [w.total_seconds() / 60 for w in waits] == [5, 10, 20, 40, 60, 60]
+    assert jobs._retry_delay("job:weekly-review:2026-W48") == timedelta(minutes=5)   # its own
