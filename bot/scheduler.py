@@ -32,10 +32,12 @@ schedule last fired. The holder renews the lease while the job runs and marks th
 when it ends. A failed run of the daily reconciliation or the weekly review (Stripe or the
 store unreachable at the hour) is not counted: its lease is let go and the slot is tried again,
 by whichever instance takes it, after `retry_failed_after` (5 minutes, doubling each failure,
-at most an hour), so the day's digest comes late rather than not at all. A failed run of the
-jobs that fire every few minutes is counted: their next firing tries again. An instance that
-finds the slot held by another, not done, comes back when that lease would have passed: a
-leader killed mid-run renews nothing, and the slot is taken and run by another instance.
+at most an hour), so the day's digest comes late rather than not at all. A run cut short
+(the instance stopping) is not counted either: the next to take the slot runs it. A failed
+run of the jobs that fire every few minutes is counted: their next firing tries again. An
+instance that finds the slot held by another, not done, comes back when that lease would
+have passed: a leader killed mid-run renews nothing, and the slot is taken and run by
+another instance.
 Direct calls of the job bodies (`catch_up`, the command line, tests) are not gated: they are
 explicit runs.
 
@@ -207,9 +209,11 @@ class ScheduledJobs:
             return None
         self._running.add(name)
         renewing = asyncio.create_task(self._renew(name), name=f"lease:{name}")
-        failed = False
+        ended = failed = False
         try:
-            return await body()
+            result = await body()
+            ended = True
+            return result
         except Exception:
             failed = True
             raise   # the scheduler logs it
@@ -217,12 +221,13 @@ class ScheduledJobs:
             renewing.cancel()
             await asyncio.gather(renewing, return_exceptions=True)
             self._running.discard(name)
-            if failed and job in RETRIED_WHEN_FAILED:
-                await leases.release(store, name)   # not run: any instance may take it again
-                self._come_back(job, slot, body, name, after=self._retry_delay(name))
-            else:
+            if ended or (failed and job not in RETRIED_WHEN_FAILED):
                 self._failures.pop(name, None)
                 await leases.finish(store, name, utcnow())
+            else:   # failed, to be tried again; or cut short (shutting down): not run
+                await leases.release(store, name)   # any instance may take it again
+                if failed:
+                    self._come_back(job, slot, body, name, after=self._retry_delay(name))
 
     def _retry_delay(self, name: str) -> timedelta:
         """How long a failed slot waits before it is tried again: doubling, at most an hour."""

@@ -4,6 +4,7 @@ schedules are read in the business's timezone."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from datetime import date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
@@ -212,3 +213,29 @@ def test_a_failed_slot_waits_longer_each_time_up_to_an_hour(world: World) -> Non
     waits = [jobs._retry_delay("job:daily-reconcile:2026-12-01") for _ in range(6)]
     assert [w.total_seconds() / 60 for w in waits] == [5, 10, 20, 40, 60, 60]
     assert jobs._retry_delay("job:weekly-review:2026-W48") == timedelta(minutes=5)   # its own
+
+
+async def test_a_run_cut_short_by_a_shutdown_is_not_counted_as_run(world: World) -> None:
+    svc = world.bot.svc
+    jobs = ScheduledJobs(svc, TZ)
+    started = asyncio.Event()
+
+    async def long_run() -> None:
+        started.set()
+        await asyncio.sleep(60)
+
+    running = asyncio.create_task(jobs.once(DAILY_JOB, "2026-12-01", long_run))
+    await asyncio.wait_for(started.wait(), 5)
+    running.cancel()   # the instance stops mid-run
+    with contextlib.suppress(asyncio.CancelledError):
+        await running
+    slot = await svc.store.fetch_one(
+        "SELECT done_at FROM leases WHERE name = 'job:daily-reconcile:2026-12-01'")
+    assert slot is not None and slot["done_at"] is None   # free for the next start to run
+    ran: list[bool] = []
+
+    async def short_run() -> None:
+        ran.append(True)
+
+    await ScheduledJobs(svc, TZ).once(DAILY_JOB, "2026-12-01", short_run)   # another instance
+    assert ran == [True]
