@@ -164,12 +164,14 @@ class Bot:
                                   journal_format=settings.journal_format,
                                   outbox=slack.outbox if slack else None,
                                   channels=slack.notifier.channels if slack else None)
-            on_digest = poster
+            on_digest, on_daily_failed = poster, poster.run_failed
             if teams_rt is not None:
                 from bot.teams.digest import TeamsDigestPoster
-                on_digest = both(poster, TeamsDigestPoster(
+                in_teams = TeamsDigestPoster(
                     svc, settings.zone, teams_rt.delivery.outbox, settings.teams_digest_channel
-                    or settings.teams_approvals_channel, chart=settings.digest_chart))
+                    or settings.teams_approvals_channel, chart=settings.digest_chart)
+                on_digest = both(poster, in_teams)
+                on_daily_failed = both(poster.run_failed, in_teams.run_failed)
             scheduler = build_scheduler(
                 svc, tz=settings.zone, daily_at=settings.digest_at, on_digest=on_digest,
                 anomaly_every=settings.anomaly_check_at,
@@ -180,7 +182,7 @@ class Bot:
                 on_review=ReviewPoster(svc, settings.zone, settings.promotion_rules(),
                                        outbox=slack.outbox if slack else None,
                                        channels=slack.notifier.channels if slack else None),
-                review_at=settings.review_at)
+                review_at=settings.review_at, on_daily_failed=on_daily_failed)
             metrics.watch_scheduler(scheduler)
         bot = cls(settings=settings, svc=svc, worker=worker, web=app, slack=slack,
                   scheduler=scheduler, rejections=rejected, metrics=metrics, teams=teams_rt)

@@ -59,6 +59,8 @@ from zoneinfo import ZoneInfo
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.cron import CronTrigger
 
+from services.clients.checkfront_errors import CheckfrontError
+from services.clients.stripe_errors import StripeGatewayError
 from services.deps import Deps
 from services.finance.agreement import last_week
 from services.finance.anomaly import DEFAULT, Anomaly, AnomalyConfig, check
@@ -105,6 +107,18 @@ _DAY_HH_MM = re.compile(r"^(mon|tue|wed|thu|fri|sat|sun)\s+([01]?\d|2[0-3]):([0-
 OnDigest = Callable[[ReconRun, list[Anomaly]], Awaitable[None]]
 OnNudge = Callable[[Nudge], Awaitable[None]]
 OnReview = Callable[[str], Awaitable[None]]   # the ISO week to review, "2025-W14"
+# a daily run failed: (its day, why in a few words, when it is tried again)
+OnDailyFailed = Callable[[str, str, datetime], Awaitable[None]]
+
+
+def failure_reason(error: Exception) -> str:
+    """A failed run's cause in a few words for the chat: which service and the error's kind,
+    never its message (which may quote a request)."""
+    if isinstance(error, StripeGatewayError):
+        return f"Stripe: {error.kind}"
+    if isinstance(error, CheckfrontError):
+        return f"Checkfront: {type(error).__name__}"
+    return type(error).__name__
 
 
 def parse_schedule(spec: str, tz: ZoneInfo) -> CronTrigger:
@@ -163,6 +177,7 @@ class ScheduledJobs:
     on_review: OnReview | None = None
     review_at: str = DEFAULT_REVIEW_AT
     retry_failed_after: timedelta = RETRY_FAILED_AFTER
+    on_daily_failed: OnDailyFailed | None = None
     _failures: dict[str, int] = field(default_factory=dict, init=False, repr=False)
     _review_lock: asyncio.Lock = field(default_factory=asyncio.Lock, init=False, repr=False)
     _daily_lock: asyncio.Lock = field(default_factory=asyncio.Lock, init=False, repr=False)
@@ -209,25 +224,38 @@ class ScheduledJobs:
             return None
         self._running.add(name)
         renewing = asyncio.create_task(self._renew(name), name=f"lease:{name}")
-        ended = failed = False
+        ended, error = False, None
         try:
             result = await body()
             ended = True
             return result
-        except Exception:
-            failed = True
+        except Exception as exc:
+            error = exc
             raise   # the scheduler logs it
         finally:
             renewing.cancel()
             await asyncio.gather(renewing, return_exceptions=True)
             self._running.discard(name)
-            if ended or (failed and job not in RETRIED_WHEN_FAILED):
+            if ended or (error is not None and job not in RETRIED_WHEN_FAILED):
                 self._failures.pop(name, None)
                 await leases.finish(store, name, utcnow())
             else:   # failed, to be tried again; or cut short (shutting down): not run
                 await leases.release(store, name)   # any instance may take it again
-                if failed:
-                    self._come_back(job, slot, body, name, after=self._retry_delay(name))
+                if error is not None:
+                    await self._failed(job, slot, body, name, error)
+
+    async def _failed(self, job: str, slot: str, body: Callable[[], Awaitable[Any]],
+                      name: str, error: Exception) -> None:
+        """Try the slot again later; of a daily run, tell the digest channel (the first
+        failure of the day: the poster's row is once a day)."""
+        after = self._retry_delay(name)
+        self._come_back(job, slot, body, name, after=after)
+        if job != DAILY_JOB or self.on_daily_failed is None:
+            return
+        try:
+            await self.on_daily_failed(slot, failure_reason(error), utcnow() + after)
+        except Exception:   # the alert must not hide the failure it reports
+            log.exception("telling the digest channel that %s failed failed", name)
 
     def _retry_delay(self, name: str) -> timedelta:
         """How long a failed slot waits before it is tried again: doubling, at most an hour."""
@@ -377,6 +405,7 @@ def build_scheduler(
     on_review: OnReview | None = None,
     review_at: str = DEFAULT_REVIEW_AT,
     retry_failed_after: timedelta = RETRY_FAILED_AFTER,
+    on_daily_failed: OnDailyFailed | None = None,
 ) -> AsyncIOScheduler:
     """The scheduler with its jobs, not started (`start()` it inside the event loop).
 
@@ -386,7 +415,8 @@ def build_scheduler(
     jobs = ScheduledJobs(svc, tz, daily_at, on_digest, anomaly_config, on_nudge=on_nudge,
                          remind_after=remind_after, escalate_after=escalate_after,
                          on_review=on_review, review_at=review_at,
-                         retry_failed_after=retry_failed_after)
+                         retry_failed_after=retry_failed_after,
+                         on_daily_failed=on_daily_failed)
     scheduler = AsyncIOScheduler(timezone=tz, job_defaults={
         "coalesce": True, "max_instances": 1, "misfire_grace_time": misfire_grace_time})
     jobs.scheduler = scheduler

@@ -13,8 +13,9 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from services.finance.anomaly import Anomaly
 from services.finance.runs import Discrepancy, ReconRun
@@ -282,3 +283,15 @@ def digest_summary(run: ReconRun, anomalies: Sequence[Anomaly], automation: Auto
     """The digest's fallback text: the day, its open discrepancies and anomalies."""
     return (f"Refund digest {run.day.isoformat()}: {len(run.open_errors)} open discrepancies, "
             f"{len(anomalies)} anomalies" + (", automation paused" if automation.paused else ""))
+
+
+def daily_failed_text(day: str, reason: str, retry_at: datetime, tz: ZoneInfo) -> str:
+    """What the digest channel is told when the daily run fails: the day, why (a kind, never a
+    payload) and when it is tried again, in the business's time."""
+    try:
+        shown = date.fromisoformat(day).strftime("%a %d %b %Y")
+    except ValueError:
+        shown = day
+    again = retry_at.astimezone(tz).strftime("%H:%M")
+    return (f"The reconciliation and digest for {shown} could not run ({reason}). It is tried "
+            f"again at {again} ({tz.key}); the digest follows once it runs.")

@@ -10,9 +10,10 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
+from apscheduler.events import EVENT_JOB_ERROR, JobEvent
 
 from bot.cli.world import DIGEST, Item, World
-from bot.scheduler import DAILY_STATE, catch_up
+from bot.scheduler import DAILY_STATE, build_scheduler, catch_up
 from bot.slack.digest import DigestPoster
 from services.finance.anomaly import Anomaly
 from services.finance.runs import ReconRun
@@ -138,5 +139,45 @@ async def test_a_daily_run_repeated_after_its_leader_died_posts_one_digest(
         digests = [m for m in world.slack.messages_in(DIGEST) if "digest" in m.get("text", "")]
         assert len(digests) == 1
         assert len([f for f in world.slack.files.values() if f.completed]) == 1   # one chart
+    finally:
+        await world.stop()
+
+
+async def test_a_failed_daily_run_is_told_once_in_the_digest_channel_then_digested(
+        tmp_path: Path) -> None:
+    world = await World.start(tmp_path, slack=True)
+    try:
+        assert world.slack is not None and world.bot.slack is not None
+        tz = ZoneInfo("America/New_York")
+        poster = DigestPoster(world.bot.svc, tz, world.bot.slack.outbox,
+                              world.bot.slack.notifier.channels, chart=False)
+        world.stripe.inject("500", method="GET", path="/v1/refunds", times=10_000)
+        scheduler = build_scheduler(world.bot.svc, tz=tz, on_digest=poster,
+                                    on_daily_failed=poster.run_failed,
+                                    retry_failed_after=timedelta(seconds=0.1))
+        errors: list[JobEvent] = []
+        scheduler.add_listener(errors.append, EVENT_JOB_ERROR)
+        scheduler.start()   # the start-up run: Stripe answers 500 to every listing
+        try:
+            for _ in range(400):
+                if len(errors) >= 2:   # failed, and failed again when tried again
+                    break
+                await asyncio.sleep(0.05)
+            assert len(errors) >= 2
+            await world.settle()
+            said = [m["text"] for m in world.slack.messages_in(DIGEST)]
+            assert len(said) == 1, said   # once, not at every failure
+            assert "could not run (Stripe: unavailable)" in said[0]
+            assert "tried again at" in said[0] and "(America/New_York)" in said[0]
+            world.stripe.faults.clear()   # Stripe is back
+            for _ in range(400):
+                if await world.bot.svc.store.get_state(DAILY_STATE):
+                    break
+                await asyncio.sleep(0.05)
+        finally:
+            scheduler.shutdown(wait=False)
+        await world.settle()
+        said = [m["text"] for m in world.slack.messages_in(DIGEST)]
+        assert len(said) == 2 and "digest" in said[1], said
     finally:
         await world.stop()

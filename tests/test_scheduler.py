@@ -24,6 +24,7 @@ from bot.scheduler import (
     build_scheduler,
     catch_up,
     due_day,
+    failure_reason,
     parse_schedule,
 )
 from services.finance.anomaly import Anomaly
@@ -239,3 +240,13 @@ async def test_a_run_cut_short_by_a_shutdown_is_not_counted_as_run(world: World)
 
     await ScheduledJobs(svc, TZ).once(DAILY_JOB, "2026-12-01", short_run)   # another instance
     assert ran == [True]
+
+
+def test_a_failure_is_told_by_its_kind_never_its_message() -> None:
+    from services.clients.checkfront_errors import CheckfrontUnavailable
+    from services.clients.stripe_errors import StripeGatewayError
+    assert failure_reason(StripeGatewayError(
+        "unavailable", "POST /v1/refunds for ana@example.test failed")) == "Stripe: unavailable"
+    assert failure_reason(CheckfrontUnavailable("booking of Ana Silva")) == \
+        "Checkfront: CheckfrontUnavailable"
+    assert failure_reason(RuntimeError("ana@example.test")) == "RuntimeError"

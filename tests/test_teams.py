@@ -341,6 +341,23 @@ async def test_the_digest_card_is_posted_with_its_chart(tworld: World) -> None:
     assert len(tworld.teams.cards(TEAMS_DIGEST)) == 1
 
 
+async def test_a_failed_daily_run_is_told_once_in_the_digest_channel(tworld: World) -> None:
+    from zoneinfo import ZoneInfo
+
+    from bot.teams.digest import TeamsDigestPoster
+    from services.store.db import utcnow
+    assert tworld.teams is not None and tworld.bot.teams is not None
+    poster = TeamsDigestPoster(tworld.bot.svc, ZoneInfo("Europe/Lisbon"),
+                               tworld.bot.teams.delivery.outbox, TEAMS_DIGEST)
+    for _ in range(2):   # failed, and failed again when tried again
+        await poster.run_failed("2026-12-01", "Stripe: unavailable", utcnow())
+    await tworld.settle()
+    (card,) = tworld.teams.cards(TEAMS_DIGEST)
+    assert card["body"][0]["text"] == "Daily reconciliation delayed"
+    assert "for Tue 01 Dec 2026 could not run (Stripe: unavailable)" in seen(card)
+    assert "(Europe/Lisbon)" in seen(card)
+
+
 # --- delivery: 429s, restarts, both platforms --------------------------------------------------
 
 async def test_a_429_is_honoured_with_its_retry_after(tworld: World) -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import logging
+from datetime import datetime
 from zoneinfo import ZoneInfo
 
 from bot.slack.card_state import card_links
@@ -19,6 +20,8 @@ from bot.slack.notifier import Channels
 from bot.slack.outbox import Outbox
 from bot.slack.ui.chart import CHART_DAYS, chart_png
 from bot.slack.ui.digest import digest_message, digest_text, journal_comment
+from bot.slack.ui.kit import esc, section
+from bot.text import daily_failed_text
 from services.deps import Deps
 from services.disputes.issues import open_disputes
 from services.finance.anomaly import Anomaly
@@ -65,6 +68,17 @@ class DigestPoster:
                     "content_b64": base64.b64encode(png).decode()}, once=f"chart:{day}")
         if self.journal is not None:
             await self._attach_journal(run)
+
+    async def run_failed(self, day: str, reason: str, retry_at: datetime) -> None:
+        """The scheduler's `on_daily_failed`: the digest channel hears, once a day, that the
+        day's run failed and when it is tried again (the log only, without Slack)."""
+        text = daily_failed_text(day, reason, retry_at, self.tz)
+        if self.outbox is None or self.channels is None:
+            log.warning("%s", text)
+            return
+        await self.outbox.add(self.channels.digest, "alert", None,
+                              {"text": text, "blocks": [section(f":warning: {esc(text)}")]},
+                              once=f"daily-failed:{day}")
 
     async def _attach_journal(self, run: ReconRun) -> None:
         assert self.outbox is not None and self.channels is not None and self.journal

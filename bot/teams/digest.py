@@ -10,11 +10,13 @@ report` still have it).
 
 from __future__ import annotations
 
+from datetime import datetime
 from zoneinfo import ZoneInfo
 
 from bot.slack.ui.chart import CHART_DAYS, chart_png
 from bot.teams import cards
 from bot.teams.outbox import TeamsOutbox
+from bot.text import daily_failed_text
 from services.deps import Deps
 from services.disputes.issues import open_disputes
 from services.finance.anomaly import Anomaly
@@ -45,3 +47,10 @@ class TeamsDigestPoster:
                                     "text": "(The chart was too large to show here.)"})
         await self.outbox.add(self.channel, "digest", None, {"card": card},
                               once=f"digest:{run.day.isoformat()}")   # one a day, as in Slack
+
+    async def run_failed(self, day: str, reason: str, retry_at: datetime) -> None:
+        """As the Slack poster's: the digest channel hears once a day that the run failed."""
+        text = daily_failed_text(day, reason, retry_at, self.tz)
+        await self.outbox.add(self.channel, "alert", None,
+                              {"card": cards.answer_card("Daily reconciliation delayed", [text])},
+                              once=f"daily-failed:{day}")
