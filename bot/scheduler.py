@@ -240,7 +240,10 @@ class ScheduledJobs:
                 self._failures.pop(name, None)
                 await leases.finish(store, name, utcnow())
             else:   # failed, to be tried again; or cut short (shutting down): not run
-                await leases.release(store, name)   # any instance may take it again
+                try:
+                    await leases.release(store, name)   # any instance may take it again
+                except Exception:   # the store itself may be what failed: the lease passes
+                    log.exception("letting the lease of %s go failed", name)
                 if error is not None:
                     await self._failed(job, slot, body, name, error)
 
@@ -255,7 +258,7 @@ class ScheduledJobs:
         try:
             await self.on_daily_failed(slot, failure_reason(error), utcnow() + after)
         except Exception:   # the alert must not hide the failure it reports
-            log.exception("telling the digest channel that %s failed failed", name)
+            log.exception("the digest channel could not be told that %s failed", name)
 
     def _retry_delay(self, name: str) -> timedelta:
         """How long a failed slot waits before it is tried again: doubling, at most an hour."""
