@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -91,7 +92,7 @@ class SlackMethods:
     manifest: Path
 
     def _start_workspace(self, workspace_channels: dict[str, str]) -> None:
-        self._ts = itertools.count(1_700_000_000_000_100, 100)  # microseconds
+        self._last_ts = 0   # microseconds: a message's ts is the time it was posted, as Slack's
         self._ids = itertools.count(1)
         if self.messages_tab_enabled is None:
             self.messages_tab_enabled = manifest_messages_tab(self.manifest)
@@ -194,6 +195,8 @@ class SlackMethods:
             "usergroups.users.list": self._usergroup_users,
             "users.info": self._users_info,
             "conversations.info": self._conversations_info,
+            "conversations.history": self._conversations_history,
+            "conversations.replies": self._conversations_replies,
             "conversations.open": self._conversations_open,
             "files.getUploadURLExternal": self._get_upload_url,
             "files.completeUploadExternal": self._complete_upload,
@@ -320,6 +323,43 @@ class SlackMethods:
             raise SlackError("channel_not_found")
         return {"channel": channel}
 
+    def _conversations_history(self, p: dict[str, Any]) -> dict[str, Any]:
+        """A channel's top-level messages after `oldest` (before `latest`), newest first, at
+        most `limit` (default 100); `metadata` only with `include_all_metadata`, as Slack."""
+        channel = _required(p, "channel", "channel_not_found")
+        if channel not in self.channels and channel[:1] != "D":
+            raise SlackError("channel_not_found")
+        return self._history(p, [m for (c, _), m in self.messages.items()
+                                 if c == channel and m.get("thread_ts") in (None, m["ts"])])
+
+    def _conversations_replies(self, p: dict[str, Any]) -> dict[str, Any]:
+        """A thread: its parent, then its replies, oldest first (as Slack)."""
+        channel = _required(p, "channel", "channel_not_found")
+        ts = _required(p, "ts", "thread_not_found")
+        if (channel, ts) not in self.messages:
+            raise SlackError("thread_not_found")
+        thread = [m for (c, _), m in self.messages.items()
+                  if c == channel and (m["ts"] == ts or m.get("thread_ts") == ts)]
+        answer = self._history(p, thread)
+        answer["messages"].reverse()
+        return answer
+
+    def _history(self, p: dict[str, Any], messages: list[dict[str, Any]]) -> dict[str, Any]:
+        oldest, latest = float(p.get("oldest") or 0), float(p.get("latest") or 9e12)
+        inclusive = str(p.get("inclusive", "")).lower() in ("1", "true")
+        limit = int(p.get("limit") or 100)
+        metadata = str(p.get("include_all_metadata", "")).lower() in ("1", "true")
+        shown = []
+        for message in sorted(messages, key=lambda m: float(m["ts"]), reverse=True):
+            at = float(message["ts"])
+            if (oldest < at < latest) or (inclusive and at in (oldest, latest)):
+                item = {k: v for k, v in message.items() if metadata or k != "metadata"}
+                if isinstance(item.get("metadata"), str):   # sent form-encoded
+                    item["metadata"] = json.loads(item["metadata"])
+                shown.append(item)
+        return {"messages": shown[:limit], "has_more": len(shown) > limit,
+                "response_metadata": {"next_cursor": ""}}
+
     def _conversations_open(self, p: dict[str, Any]) -> dict[str, Any]:
         """A DM with one user (a group DM of several is not served)."""
         users = [u for u in str(p.get("users") or "").split(",") if u]
@@ -379,7 +419,8 @@ class SlackMethods:
     # ---- ids -------------------------------------------------------------------------
 
     def _next_ts(self) -> str:
-        micros = next(self._ts)
+        """The time now as Slack writes it (seconds.micros), later than every ts before it."""
+        micros = self._last_ts = max(time.time_ns() // 1_000, self._last_ts + 100)
         return f"{micros // 1_000_000}.{micros % 1_000_000:06d}"
 
     def _next_id(self, prefix: str) -> str:

@@ -101,6 +101,7 @@ class SlackFault:
     times: int = 1
     error: str | None = None
     delay: float = 0.0
+    after_processing: bool = False   # the call is carried out, then its answer is the fault
 
 
 @dataclass
@@ -142,18 +143,22 @@ class SlackSandbox(SlackMethods):
     # ---- configuration ---------------------------------------------------------------
 
     def inject(self, method: str, status: int = 429, retry_after: int = 1, times: int = 1,
-               *, error: str | None = None, delay: float = 0.0) -> SlackFault:
+               *, error: str | None = None, delay: float = 0.0,
+               after_processing: bool = False) -> SlackFault:
         """Answer the next `times` calls of `method` with a fault instead of executing them.
 
         429: `Retry-After: retry_after` and `ratelimited`. 5xx: `internal_error` (500),
         `service_unavailable` (503), else `fatal_error`. 200: `ok: false` with `error`.
         `method` may also be UPLOAD or RESPONSE_URL. `delay` seconds pass before answering.
+        `after_processing` (Web API methods): the call is carried out first and only its
+        answer is lost to the fault (a message posted whose answer never came back).
         """
         if times < 1:
             raise ValueError("times must be at least 1")
         if status == 200 and not error:
             raise ValueError("a status 200 fault needs an error code")
-        fault = SlackFault(method, status, int(retry_after), times, error, delay)
+        fault = SlackFault(method, status, int(retry_after), times, error, delay,
+                           after_processing)
         self.faults.append(fault)
         return fault
 
@@ -254,7 +259,7 @@ class SlackSandbox(SlackMethods):
         token = _bearer(request.headers.get("Authorization", "")) or params.pop("token", None)
         params.pop("token", None)
         fault = await self._fault(method)
-        if fault is not None:
+        if fault is not None and not fault.after_processing:
             return self._fault_answer(request, method, params, arrived, fault)
         try:
             if method == "apps.connections.open":  # the one method taking the app-level token
@@ -274,6 +279,8 @@ class SlackSandbox(SlackMethods):
             body = {"ok": False, "error": exc.code}
             if exc.details:
                 body.update(slack_messages(exc.details))
+        if fault is not None:   # carried out; the answer is lost
+            return self._fault_answer(request, method, params, arrived, fault)
         return self._answer(request, method, params, arrived, body)
 
     async def _h_upload(self, request: web.Request) -> web.StreamResponse:

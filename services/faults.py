@@ -4,7 +4,8 @@ abruptly (as `kill -9` would) the first time the refund path reaches the step of
 Unset (always, outside the fault suite), `reached` does nothing. The variable is read once,
 when this module is imported. The named steps, in the order a refund meets them:
 `after_case_stored`, `after_approval`, `after_execution_row`, `after_stripe_answered`,
-`before_writeback`, `before_slack_update`.
+`before_writeback`, `before_slack_update`; and, on the way of any post, `after_slack_post`
+(Slack has the message, the bot has not recorded it).
 """
 
 from __future__ import annotations
@@ -13,7 +14,8 @@ import os
 import sys
 
 POINTS = ("after_case_stored", "after_approval", "after_execution_row",
-          "after_stripe_answered", "before_writeback", "before_slack_update")
+          "after_stripe_answered", "before_writeback", "before_slack_update",
+          "after_slack_post")
 ARMED = os.environ.get("FAULT_POINT", "").strip()
 EXIT_CODE = 137   # what a shell reports for a process ended by SIGKILL
 

@@ -36,11 +36,12 @@ class Post:
     case_id: int | None
     payload: dict[str, Any]
     attempts: int
+    sending_at: str | None = None   # an attempt began then: Slack may have the post already
 
     @classmethod
     def from_row(cls, row: Row) -> Post:
         return cls(row["id"], row["channel"], row["kind"], row["case_id"],
-                   json.loads(row["payload"]), row["attempts"])
+                   json.loads(row["payload"]), row["attempts"], row["sending_at"])
 
 
 @dataclass(frozen=True)
@@ -145,6 +146,16 @@ async def give_up(store: Store, post_id: int, error: str) -> None:
         await tx.execute(
             "UPDATE slack_outbox SET attempts = attempts + 1, error = ?, sent_at = ? "
             "WHERE id = ?", (error, now_iso(), post_id))
+
+
+async def mark_sending(store: Store, post_id: int) -> str:
+    """Before a post's first attempt: from now Slack may have it though no answer says so (a
+    lost answer, a crash before `mark_sent`). When the first attempt began."""
+    at = now_iso()
+    async with store.transaction() as tx:
+        await tx.execute("UPDATE slack_outbox SET sending_at = COALESCE(sending_at, ?) "
+                         "WHERE id = ?", (at, post_id))
+    return at
 
 
 async def mark_sent(store: Store, ids: Sequence[int]) -> None:

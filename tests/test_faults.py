@@ -253,6 +253,28 @@ POINTS = ["after_case_stored", "after_approval", "after_execution_row", "during_
           "after_stripe_answered", "before_writeback", "before_slack_update"]
 
 
+async def test_killed_after_slack_has_the_card_before_the_bot_recorded_it(rig: Rig) -> None:
+    """Slack has the card, the bot died before writing down where: restarted, it finds the
+    card by its row's id in the channel's history instead of posting a second one."""
+    code = rig.paid_booking("FP-POSTED", PERSON)
+    first = await rig.bot(FAULT_POINT="after_slack_post")
+
+    await rig.cancel(code)
+    assert await first.exited(within=30) == 137, first.log
+    assert len(messages_about(rig, code)) == 1   # posted, never recorded
+
+    await rig.bot()
+    card = await card_of(rig, code)   # the card Slack has, recorded
+    await rig.sender().click(ids.APPROVE, buttons(card)[ids.APPROVE]["value"], MARIA,
+                             message_ts=card["ts"])
+    await rig.settled(also=lambda: [c["status"] for c in rig.cases_of(code)] == ["refunded"])
+
+    assert_refunded_once(rig, code, 29000)
+    about = messages_about(rig, code)
+    assert [m["ts"] for m in about] == [card["ts"]], about   # one card, never a second
+    assert ids.APPROVE not in buttons(rig.slack.message(APPROVALS, card["ts"]))
+
+
 @pytest.mark.parametrize("point", POINTS)
 async def test_killed_at_a_named_step_refunds_once_after_restart(rig: Rig, point: str) -> None:
     person = point == "after_approval"

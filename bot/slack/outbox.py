@@ -49,13 +49,14 @@ from collections import deque
 from collections.abc import Awaitable, Callable, Iterator, Mapping
 from contextvars import ContextVar
 from datetime import timedelta
-from typing import Any
+from typing import Any, cast
 
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 from slack_sdk.webhook.async_client import AsyncWebhookClient
 
 from bot.slack import card_state, senders
+from bot.slack.post_once import PostOnce, posting_client
 from bot.slack.ui import notes
 from services import correlation
 from services import outbox as posts
@@ -81,6 +82,7 @@ class Outbox:
         self.store = store
         self.links = links   # where a card's link buttons point
         self.client = client
+        self._poster: AsyncWebClient | None = None   # chat.postMessage's (post_once)
         self.interval = per_channel_interval
         self.retry_after = retry_after
         self.reply = reply or self._reply
@@ -333,8 +335,15 @@ class Outbox:
             log.warning("a response URL answered %s", answer.status_code)
 
     async def _send(self, row: Post) -> set[int]:
-        """The row's Slack calls (bot/slack/senders.py); the ids of the rows they answered."""
-        return await senders.send(row, self.store, self.client, self.links, self._failed)
+        """The row's Slack calls (bot/slack/senders.py); the ids of the rows they answered.
+        From its first attempt on, a row may be in Slack though no answer said so: its posts
+        look for it first when tried again (bot/slack/post_once.py)."""
+        if row.sending_at is None:
+            await posts.mark_sending(self.store, row.id)
+        if self._poster is None:   # built at first use: the metrics count the client's retries
+            self._poster = posting_client(self.client)
+        client = cast(AsyncWebClient, PostOnce(self.client, self._poster, row))
+        return await senders.send(row, self.store, client, self.links, self._failed)
 
 
 def retry_after_of(headers: Mapping[str, Any] | None) -> float | None:

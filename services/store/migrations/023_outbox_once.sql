@@ -9,3 +9,8 @@ ALTER TABLE slack_outbox ADD COLUMN once_key TEXT;
 CREATE UNIQUE INDEX slack_outbox_once ON slack_outbox (once_key);
 ALTER TABLE teams_outbox ADD COLUMN once_key TEXT;
 CREATE UNIQUE INDEX teams_outbox_once ON teams_outbox (once_key);
+-- A Slack post may have reached Slack although no answer came back (a lost link, a 5xx after
+-- Slack posted it, a crash before the row was marked sent): `sending_at` is set before each
+-- attempt, and a row that has it is looked up in the channel's history (by the post's id in the
+-- message's metadata) before it is posted again.
+ALTER TABLE slack_outbox ADD COLUMN sending_at TEXT;
