@@ -41,15 +41,14 @@ another instance.
 Direct calls of the job bodies (`catch_up`, the command line, tests) are not gated: they are
 explicit runs.
 
-Schedules are "HH:MM" or a five-field crontab in the business's timezone. APScheduler 3 counts
-crontab weekdays from Monday = 0; write weekdays by name (mon-fri) to avoid the difference.
+Schedules are "HH:MM", "mon 08:00" or a five-field crontab in the business's timezone
+(bot/schedules.py).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
@@ -59,6 +58,7 @@ from zoneinfo import ZoneInfo
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.cron import CronTrigger
 
+from bot.schedules import due_day, last_fire, parse_schedule
 from services.clients.checkfront_errors import CheckfrontError
 from services.clients.stripe_errors import StripeGatewayError
 from services.deps import Deps
@@ -101,8 +101,6 @@ MAX_CATCH_UP_DAYS = 7
 KEEP_SLOTS = timedelta(days=7)   # done job slots older than this are forgotten daily
 RETRY_FAILED_AFTER = timedelta(minutes=5)   # a failed daily run or review: tried again after,
 RETRY_FAILED_AT_MOST = timedelta(hours=1)   # doubling each time, up to this
-_HH_MM = re.compile(r"^([01]?\d|2[0-3]):([0-5]\d)$")
-_DAY_HH_MM = re.compile(r"^(mon|tue|wed|thu|fri|sat|sun)\s+([01]?\d|2[0-3]):([0-5]\d)$", re.I)
 
 OnDigest = Callable[[ReconRun, list[Anomaly]], Awaitable[None]]
 OnNudge = Callable[[Nudge], Awaitable[None]]
@@ -119,42 +117,6 @@ def failure_reason(error: Exception) -> str:
     if isinstance(error, CheckfrontError):
         return f"Checkfront: {type(error).__name__}"
     return type(error).__name__
-
-
-def parse_schedule(spec: str, tz: ZoneInfo) -> CronTrigger:
-    """A schedule: "07:00" (every day at that local time) or a crontab "m h dom mon dow"."""
-    text = spec.strip()
-    match = _HH_MM.match(text)
-    if match:
-        return CronTrigger(hour=int(match[1]), minute=int(match[2]), timezone=tz)
-    weekly = _DAY_HH_MM.match(text)   # "mon 08:00": that weekday, that local time
-    if weekly:
-        return CronTrigger(day_of_week=weekly[1].lower(), hour=int(weekly[2]),
-                           minute=int(weekly[3]), timezone=tz)
-    try:
-        return CronTrigger.from_crontab(text, timezone=tz)
-    except ValueError as exc:
-        raise ValueError(f"not a schedule (HH:MM or a crontab line): {spec!r}: {exc}") from None
-
-
-def last_fire(trigger: CronTrigger, now: datetime, lookback: timedelta = timedelta(days=35)
-              ) -> datetime | None:
-    """The most recent time the schedule fired at or before `now` (within `lookback`)."""
-    moment = trigger.get_next_fire_time(None, now - lookback)
-    last = None
-    for _ in range(100_000):
-        if moment is None or moment > now:
-            break
-        last = moment
-        moment = trigger.get_next_fire_time(moment, moment + timedelta(seconds=1))
-    return last
-
-
-def due_day(trigger: CronTrigger, now: datetime, tz: ZoneInfo) -> date | None:
-    """The business day the latest scheduled run at or before `now` reconciles (the day
-    before that run)."""
-    fired = last_fire(trigger, now)
-    return fired.astimezone(tz).date() - timedelta(days=1) if fired else None
 
 
 @dataclass

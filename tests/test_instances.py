@@ -26,7 +26,7 @@ import httpx
 import pytest
 
 from bot.cli.world import APPROVALS, DIGEST
-from bot.scheduler import parse_schedule
+from bot.schedules import parse_schedule
 from services.store import audit
 from services.store.db import Store, open_store
 from tests.served import TOKEN, Served, free_port

@@ -23,10 +23,9 @@ from bot.scheduler import (
     ScheduledJobs,
     build_scheduler,
     catch_up,
-    due_day,
     failure_reason,
-    parse_schedule,
 )
+from bot.schedules import due_day, parse_schedule
 from services.finance.anomaly import Anomaly
 from services.finance.runs import ReconRun, load_run
 from services.refunds.automation import automation_state

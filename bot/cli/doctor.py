@@ -30,7 +30,7 @@ from pydantic_settings import DotEnvSettingsSource, EnvSettingsSource
 from bot.cli.doctor_report import Check, Status, fail, ok, skip, warn
 from bot.cli.doctor_slack import check_slack
 from bot.cli.doctor_stripe import check_stripe
-from bot.scheduler import parse_schedule
+from bot.schedules import parse_schedule
 from bot.settings import Settings
 from services.clients.checkfront import CheckfrontClient
 from services.clients.checkfront_errors import CheckfrontAuthError, CheckfrontError

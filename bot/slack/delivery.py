@@ -50,7 +50,8 @@ class ServerErrorRetryHandler(AsyncServerErrorRetryHandler):
 
 def retry_handlers() -> list[AsyncRetryHandler]:
     """Every Slack call's retries: 429 after its Retry-After, 5xx (after its Retry-After when
-    sent), lost links. The Web API client, response URLs and the outbox's answers share them."""
+    sent), lost links. The Web API client, response URLs and the outbox's answers share them;
+    the outbox's posts keep only the 429's (bot/slack/post_once.py)."""
     return [AsyncConnectionErrorRetryHandler(),
             AsyncRateLimitErrorRetryHandler(max_retry_count=3),
             ServerErrorRetryHandler(max_retry_count=2)]
