@@ -2,8 +2,9 @@
 `SlackDelivery` (the client, the paced outbox and the notifier that fills it).
 
 Every Slack call retries a 429 after its Retry-After, a 5xx (after its Retry-After when Slack
-sent one) and a lost link. `SlackDelivery` is built from the store before the `Deps`, which
-take its notifier; `bot.slack.runtime` builds the Bolt app on top of it.
+sent one) and a lost link; a post, only the 429 (it is looked for before being made again).
+`SlackDelivery` is built from the store before the `Deps`, which take its notifier;
+`bot.slack.runtime` builds the Bolt app on top of it.
 """
 
 from __future__ import annotations
@@ -27,13 +28,37 @@ from slack_sdk.webhook.async_client import AsyncWebhookClient, WebhookResponse
 from bot.settings import Settings
 from bot.slack.notifier import Channels, SlackNotifier
 from bot.slack.outbox import Outbox, retry_after_of
+from bot.slack.post_once import POST_METHOD
 from bot.slack.ui.links import CardLinks
 from services.store.db import Store
 
 
+def _a_post(request: HttpRequest) -> bool:
+    """chat.postMessage, which a 5xx or a lost link may have carried out: never tried again
+    blind (it would post twice); the outbox tries its row again, looking first
+    (bot/slack/post_once.py)."""
+    return request.url.endswith("/" + POST_METHOD)
+
+
+class ConnectionErrorRetryHandler(AsyncConnectionErrorRetryHandler):
+    """Retries a lost link, but not of a post."""
+
+    async def _can_retry_async(self, *, state: RetryState, request: HttpRequest,
+                               response: HttpResponse | None = None,
+                               error: Exception | None = None) -> bool:
+        return not _a_post(request) and await super()._can_retry_async(
+            state=state, request=request, response=response, error=error)
+
+
 class ServerErrorRetryHandler(AsyncServerErrorRetryHandler):
-    """Retries a 500 or 503 after the `Retry-After` Slack sent with it, if any (the SDK's own
-    handler always backs off by its own clock)."""
+    """Retries a 500 or 503 (not of a post) after the `Retry-After` Slack sent with it, if any
+    (the SDK's own handler always backs off by its own clock)."""
+
+    async def _can_retry_async(self, *, state: RetryState, request: HttpRequest,
+                               response: HttpResponse | None = None,
+                               error: Exception | None = None) -> bool:
+        return not _a_post(request) and await super()._can_retry_async(
+            state=state, request=request, response=response, error=error)
 
     async def prepare_for_next_attempt_async(self, *, state: RetryState, request: HttpRequest,
                                              response: HttpResponse | None = None,
@@ -50,9 +75,9 @@ class ServerErrorRetryHandler(AsyncServerErrorRetryHandler):
 
 def retry_handlers() -> list[AsyncRetryHandler]:
     """Every Slack call's retries: 429 after its Retry-After, 5xx (after its Retry-After when
-    sent), lost links. The Web API client, response URLs and the outbox's answers share them;
-    the outbox's posts keep only the 429's (bot/slack/post_once.py)."""
-    return [AsyncConnectionErrorRetryHandler(),
+    sent), lost links; of a post (chat.postMessage), the 429's only (Slack carried nothing
+    out). The Web API client, response URLs and the outbox's answers share them."""
+    return [ConnectionErrorRetryHandler(),
             AsyncRateLimitErrorRetryHandler(max_retry_count=3),
             ServerErrorRetryHandler(max_retry_count=2)]
 

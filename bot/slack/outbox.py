@@ -56,7 +56,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from slack_sdk.webhook.async_client import AsyncWebhookClient
 
 from bot.slack import card_state, senders
-from bot.slack.post_once import PostOnce, posting_client
+from bot.slack.post_once import PostOnce
 from bot.slack.ui import notes
 from services import correlation
 from services import outbox as posts
@@ -82,7 +82,6 @@ class Outbox:
         self.store = store
         self.links = links   # where a card's link buttons point
         self.client = client
-        self._poster: AsyncWebClient | None = None   # chat.postMessage's (post_once)
         self.interval = per_channel_interval
         self.retry_after = retry_after
         self.reply = reply or self._reply
@@ -340,9 +339,7 @@ class Outbox:
         look for it first when tried again (bot/slack/post_once.py)."""
         if row.sending_at is None:
             await posts.mark_sending(self.store, row.id)
-        if self._poster is None:   # built at first use: the metrics count the client's retries
-            self._poster = posting_client(self.client)
-        client = cast(AsyncWebClient, PostOnce(self.client, self._poster, row))
+        client = cast(AsyncWebClient, PostOnce(self.client, row))
         return await senders.send(row, self.store, client, self.links, self._failed)
 
 

@@ -12,9 +12,10 @@ fresh post's would be. When the history cannot be read (no `channels:history` sc
 channel without `groups:history`), the post is made, twice at worst, as before, and the log
 says so.
 
-For the same reason a post is never retried blind inside the Web API client: `posting_client`
-is the client without its retries of a 5xx or a lost link (those would post again), keeping
-those of a 429 (Slack carried nothing out). The outbox tries such a row again, looking first.
+For the same reason a post is never retried blind inside the Web API client: its retry
+handlers (bot/slack/delivery.py) leave a post's 5xx and lost links alone (a retry would post
+again) and retry its 429 (Slack carried nothing out). The outbox tries such a row again,
+looking first.
 """
 
 from __future__ import annotations
@@ -24,10 +25,6 @@ from datetime import datetime
 from typing import Any
 
 from slack_sdk.errors import SlackApiError
-from slack_sdk.http_retry.builtin_async_handlers import (
-    AsyncConnectionErrorRetryHandler,
-    AsyncServerErrorRetryHandler,
-)
 from slack_sdk.web.async_client import AsyncWebClient
 
 from services import faults
@@ -36,26 +33,18 @@ from services.outbox import Post
 log = logging.getLogger("bot.slack.outbox")
 
 EVENT_TYPE = "refund_bot_post"
+POST_METHOD = "chat.postMessage"
 LOOK_BACK_SECONDS = 120   # before the first attempt: our clock and Slack's may differ
 HISTORY_LIMIT = 200       # the channel's posts since then, at one post a second at most
 
 
-def posting_client(client: AsyncWebClient) -> AsyncWebClient:
-    """`client` for chat.postMessage: the same token and server, without the retries that
-    would post again (a 5xx, a lost link); a 429's retry after its Retry-After stays."""
-    blind = (AsyncConnectionErrorRetryHandler, AsyncServerErrorRetryHandler)
-    return AsyncWebClient(token=client.token, base_url=client.base_url, timeout=client.timeout,
-                          retry_handlers=[h for h in client.retry_handlers
-                                          if not isinstance(h, blind)])
-
-
 class PostOnce:
-    """The Web API client for one outbox row: its chat.postMessage (made by `poster`, see
-    `posting_client`) carries the row's id and, for a row tried before, finds the post
-    already made instead of making another; every other call goes to `client` as it is."""
+    """The Web API client for one outbox row: its chat.postMessage carries the row's id and,
+    for a row tried before, finds the post already made instead of making another; every
+    other call goes to `client` as it is."""
 
-    def __init__(self, client: AsyncWebClient, poster: AsyncWebClient, post: Post) -> None:
-        self._client, self._poster, self._post = client, poster, post
+    def __init__(self, client: AsyncWebClient, post: Post) -> None:
+        self._client, self._post = client, post
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._client, name)
@@ -69,7 +58,7 @@ class PostOnce:
                 log.info("slack post %s was made before its answer was lost: not made again",
                          self._post.id)
                 return {"ok": True, "channel": channel, "ts": found["ts"], "message": found}
-        answer = await self._poster.chat_postMessage(channel=channel, **kwargs)
+        answer = await self._client.chat_postMessage(channel=channel, **kwargs)
         faults.reached("after_slack_post")   # the crash suite's: posted, not yet recorded
         return answer
 
